@@ -1,0 +1,2 @@
+export * from './fp16';
+export * from './program';
