@@ -1,0 +1,31 @@
+{
+  "targets": [
+    {
+      "target_name": "ane_bridge",
+      "sources": ["native/addon.cc", "native/cpu_features.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_ADDON_API_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "MACOSX_DEPLOYMENT_TARGET": "13.0",
+        "OTHER_CFLAGS": ["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+      },
+      "conditions": [
+        [
+          "OS==\"mac\" and target_arch==\"arm64\"",
+          {
+            "sources": ["native/mac/ane_framework_probe.cc"],
+            "defines": ["ANE_BRIDGE_HAS_MAC_ANE=1"],
+            "link_settings": {
+              "libraries": ["-framework CoreFoundation", "-framework IOSurface", "-ldl"]
+            }
+          }
+        ]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,80 @@
+/**
+ * What this machine gives ane-bridge: native or TS host kernels, the SIMD path, and whether the
+ * Neural Engine can be used, each with the reason and, when something is missing, the fix.
+ */
+import { type NativeLoadResult, nativeAddon, type SimdLevel } from './native/loader';
+
+export interface Capabilities {
+  platform: NodeJS.Platform;
+  arch: string;
+  nodeVersion: string;
+  hostKernels: { implementation: 'native' | 'ts'; reason: string; fix?: string; addonPath?: string };
+  simd: { level: SimdLevel | 'none'; reason: string };
+  ane: { status: 'available' | 'unavailable'; reason: string; fix?: string };
+}
+
+export interface MachineFacts {
+  platform: NodeJS.Platform;
+  arch: string;
+  nodeVersion: string;
+}
+
+const USE_SIM =
+  "use the simulator: openDevice({ backend: 'sim' }) (or 'auto', which picks it), which runs the same MIL programs with the ANE's numerics and rules";
+
+function describeAne(machine: MachineFacts, native: NativeLoadResult): Capabilities['ane'] {
+  if (machine.platform !== 'darwin') {
+    return {
+      status: 'unavailable',
+      reason: `this machine runs ${machine.platform}/${machine.arch}; the Neural Engine is reachable only from Apple-silicon macOS`,
+      fix: USE_SIM,
+    };
+  }
+  if (machine.arch !== 'arm64') {
+    return {
+      status: 'unavailable',
+      reason: `this Node is ${machine.arch} (an Intel Mac, or x64 Node under Rosetta); the Neural Engine needs arm64 Node on Apple silicon`,
+      fix: `install the arm64 build of Node (\`node -p process.arch\` must print arm64), or ${USE_SIM}`,
+    };
+  }
+  if (native.addon === null) {
+    return { status: 'unavailable', reason: 'the native addon is not loaded (see host kernels)', fix: native.fix };
+  }
+  const framework = native.addon.capabilities().aneFramework;
+  if (framework === null || !framework.classesFound) {
+    return {
+      status: 'unavailable',
+      reason: `the AppleNeuralEngine private framework is not usable: ${framework?.detail ?? 'the addon was built without macOS support'}`,
+      fix: `Apple silicon with macOS 15 or later is required; meanwhile ${USE_SIM}`,
+    };
+  }
+  return {
+    status: 'unavailable',
+    reason:
+      'the AppleNeuralEngine framework and its classes are present, but this version of ane-bridge has no ANE device backend yet',
+    fix: USE_SIM,
+  };
+}
+
+export function describeCapabilities(
+  machine: MachineFacts = { platform: process.platform, arch: process.arch, nodeVersion: process.version },
+  native: NativeLoadResult = nativeAddon(),
+): Capabilities {
+  const hostKernels: Capabilities['hostKernels'] =
+    native.implementation === 'native'
+      ? { implementation: 'native', reason: native.reason, addonPath: native.path }
+      : { implementation: 'ts', reason: native.reason, fix: native.fix };
+  const simd: Capabilities['simd'] =
+    native.addon === null
+      ? { level: 'none', reason: 'pure-TS kernels use no SIMD (the native addon is not loaded)' }
+      : { level: native.addon.capabilities().simdLevel, reason: 'detected at run time by the native addon' };
+  return { ...machine, hostKernels, simd, ane: describeAne(machine, native) };
+}
+
+let cached: Capabilities | undefined;
+
+/** This process's capabilities, computed once. */
+export function capabilities(): Capabilities {
+  cached ??= describeCapabilities();
+  return cached;
+}
