@@ -38,8 +38,9 @@ function findOnPath(command) {
 // node-gyp comes with the package manager: npm passes its copy in npm_config_node_gyp, pnpm puts
 // its bundled copy on PATH for lifecycle scripts. ANE_BRIDGE_NODE_GYP overrides both.
 function findNodeGyp() {
+  const override = process.env.ANE_BRIDGE_NODE_GYP;
+  if (override) return isFile(override) ? { command: process.execPath, args: [override] } : undefined;
   const candidates = [
-    process.env.ANE_BRIDGE_NODE_GYP,
     process.env.npm_config_node_gyp,
     (() => {
       try {
@@ -48,30 +49,50 @@ function findNodeGyp() {
         return undefined;
       }
     })(),
-    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    path.join(
+      path.dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js',
+    ),
   ];
   for (const candidate of candidates) {
     if (candidate && isFile(candidate)) return { command: process.execPath, args: [candidate] };
   }
-  if (process.env.ANE_BRIDGE_NODE_GYP) return undefined;
   const onPath = findOnPath(process.platform === 'win32' ? 'node-gyp.cmd' : 'node-gyp');
   return onPath ? { command: onPath, args: [] } : undefined;
 }
 
 function tail(text, lines) {
-  return String(text || '').trim().split('\n').slice(-lines).join('\n');
+  return String(text || '')
+    .trim()
+    .split('\n')
+    .slice(-lines)
+    .join('\n');
 }
 
 function main() {
   if (process.env.ANE_BRIDGE_SKIP_BUILD === '1') {
     writeReport({ status: 'skipped', reason: 'ANE_BRIDGE_SKIP_BUILD=1 was set during install' });
-    console.log('ane-bridge: native build skipped (ANE_BRIDGE_SKIP_BUILD=1); using the TypeScript fallbacks.');
+    console.log(
+      'ane-bridge: native build skipped (ANE_BRIDGE_SKIP_BUILD=1); using the TypeScript fallbacks.',
+    );
     return;
   }
   const nodeGyp = findNodeGyp();
   if (!nodeGyp) {
-    writeReport({ status: 'failed', reason: 'node-gyp was not found (neither from the package manager nor on PATH)' });
-    console.log('ane-bridge: node-gyp not found; using the TypeScript fallbacks. Run `npx ane doctor` for how to fix.');
+    writeReport({
+      status: 'failed',
+      reason: 'node-gyp was not found (neither from the package manager nor on PATH)',
+    });
+    console.log(
+      'ane-bridge: node-gyp not found; using the TypeScript fallbacks. Run `npx ane doctor` for how to fix.',
+    );
     return;
   }
   const args = [...nodeGyp.args, 'rebuild'];
@@ -92,15 +113,19 @@ function main() {
     console.log('ane-bridge: native addon built.');
     return;
   }
-  const why = result.error ? String(result.error.message) : `node-gyp exited with ${result.status ?? result.signal}`;
+  const why = result.error
+    ? String(result.error.message)
+    : `node-gyp exited with ${result.status ?? result.signal}`;
   writeReport({ status: 'failed', reason: why, log: tail(`${result.stdout}\n${result.stderr}`, 40) });
-  console.log(`ane-bridge: native build failed (${why}); using the TypeScript fallbacks. Run \`npx ane doctor\` for details.`);
+  console.log(
+    `ane-bridge: native build failed (${why}); using the TypeScript fallbacks. Run \`npx ane doctor\` for details.`,
+  );
 }
 
 try {
   main();
 } catch (error) {
-  writeReport({ status: 'failed', reason: `install script error: ${error && error.message}` });
+  writeReport({ status: 'failed', reason: `install script error: ${error?.message}` });
   console.log('ane-bridge: native build skipped after an unexpected error; using the TypeScript fallbacks.');
 }
 process.exit(0);

@@ -38,7 +38,11 @@ function describeAne(machine: MachineFacts, native: NativeLoadResult): Capabilit
     };
   }
   if (native.addon === null) {
-    return { status: 'unavailable', reason: 'the native addon is not loaded (see host kernels)', fix: native.fix };
+    return {
+      status: 'unavailable',
+      reason: 'the native addon is not loaded (see host kernels)',
+      fix: native.fix,
+    };
   }
   const framework = native.addon.capabilities().aneFramework;
   if (framework === null || !framework.classesFound) {

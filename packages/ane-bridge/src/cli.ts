@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { version } from '../package.json';
 import { capabilities } from './capabilities';
@@ -27,7 +26,9 @@ export function main(argv: string[]): number {
   if (command === 'doctor') {
     const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
     const report = capabilities();
-    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report, version));
+    process.stdout.write(
+      values.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report, version),
+    );
     return 0;
   }
   process.stderr.write(`ane: unknown command '${command}'\n\n${USAGE}`);

@@ -74,7 +74,10 @@ function explainMissingBuild(packageRoot: string): { reason: string; fix: string
     };
   }
   if (report?.status === 'skipped') {
-    return { reason: `the native build was skipped: ${report.reason}`, fix: `unset ANE_BRIDGE_SKIP_BUILD, ${REBUILD_HINT}` };
+    return {
+      reason: `the native build was skipped: ${report.reason}`,
+      fix: `unset ANE_BRIDGE_SKIP_BUILD, ${REBUILD_HINT}`,
+    };
   }
   return {
     reason:
@@ -135,7 +138,8 @@ export function loadNativeAddon(options: NativeLoadOptions = nativeLoadOptionsFr
       fix: REBUILD_HINT.replace(/^then /, ''),
     };
   }
-  const how = options.nativePath !== undefined ? 'loaded from ANE_BRIDGE_NATIVE_PATH' : 'loaded the package build';
+  const how =
+    options.nativePath !== undefined ? 'loaded from ANE_BRIDGE_NATIVE_PATH' : 'loaded the package build';
   return { implementation: 'native', addon, path: file, reason: how };
 }
 

@@ -39,8 +39,8 @@ describe('fp16', () => {
     const decoded = decodeFp16(all);
     const encoded = encodeFp16(decoded);
     for (let h = 0; h < 65536; h++) {
-      const isNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
-      if (isNaN) expect(Number.isNaN(numberFromFp16Bits(h))).toBe(true);
+      const encodesNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+      if (encodesNaN) expect(Number.isNaN(numberFromFp16Bits(h))).toBe(true);
       else expect(encoded[h]).toBe(h);
     }
   });

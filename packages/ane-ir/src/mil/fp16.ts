@@ -53,8 +53,12 @@ export function numberFromFp16Bits(bits: number): number {
 }
 
 /** Decodes fp16 bit patterns into `out` (allocated when omitted). */
-export function decodeFp16(bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
-  if (out.length < bits.length) throw new RangeError(`decodeFp16: output holds ${out.length} < ${bits.length}`);
+export function decodeFp16(
+  bits: Uint16Array,
+  out: Float32Array = new Float32Array(bits.length),
+): Float32Array {
+  if (out.length < bits.length)
+    throw new RangeError(`decodeFp16: output holds ${out.length} < ${bits.length}`);
   for (let i = 0; i < bits.length; i++) out[i] = DECODE_TABLE[bits[i]!]!;
   return out;
 }
@@ -64,7 +68,8 @@ export function encodeFp16(
   values: ArrayLike<number>,
   out: Uint16Array = new Uint16Array(values.length),
 ): Uint16Array {
-  if (out.length < values.length) throw new RangeError(`encodeFp16: output holds ${out.length} < ${values.length}`);
+  if (out.length < values.length)
+    throw new RangeError(`encodeFp16: output holds ${out.length} < ${values.length}`);
   for (let i = 0; i < values.length; i++) out[i] = fp16BitsFromNumber(values[i]!);
   return out;
 }

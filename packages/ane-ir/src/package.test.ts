@@ -1,0 +1,8 @@
+import { describePackageExports } from '../../../tools/testing/package-exports';
+import { describeReadmeExamples } from '../../../tools/testing/readme-examples';
+
+describePackageExports(`${import.meta.dirname}/..`, {
+  'ane-ir': ['version'],
+  'ane-ir/mil': ['roundToFp16', 'encodeFp16', 'decodeFp16', 'byteLength'],
+});
+describeReadmeExamples(`${import.meta.dirname}/..`);

@@ -1,0 +1,5 @@
+import { describePackageExports } from '../../../tools/testing/package-exports';
+import { describeReadmeExamples } from '../../../tools/testing/readme-examples';
+
+describePackageExports(`${import.meta.dirname}/..`, { 'ane-train': ['version'] });
+describeReadmeExamples(`${import.meta.dirname}/..`);
