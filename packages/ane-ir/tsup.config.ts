@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { 'index': 'src/index.ts', 'mil/index': 'src/mil/index.ts' },
+  entry: { index: 'src/index.ts', 'mil/index': 'src/mil/index.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,
