@@ -1,17 +1,63 @@
 import { parseArgs } from 'node:util';
 import { version } from '../package.json';
 import { capabilities } from './capabilities';
+import { conformanceCaseDirs, formatConformanceTable } from './cli/conformance';
 import { formatDoctorReport } from './cli/doctor';
+import { runConformance } from './conformance/run';
+import { type ChipFamily, openDevice } from './device/device';
 
 const USAGE = `Usage: ane <command> [options]
 
 Commands:
   doctor [--json]    what this machine supports (native kernels, SIMD, Neural Engine) and how to fix what is missing
+  conformance [dirs...] [--backend auto|sim|ane] [--chip M1..M5] [--json]
+                     run conformance cases (default: the corpus shipped with ane-bridge); exits 0 only if all pass
 
 Options:
   -h, --help         show this help
   -v, --version      print the ane-bridge version
 `;
+
+const CHIPS: readonly ChipFamily[] = ['M1', 'M2', 'M3', 'M4', 'M5'];
+
+function conformance(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      backend: { type: 'string', default: 'auto' },
+      chip: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const backend = values.backend;
+  if (backend !== 'auto' && backend !== 'sim' && backend !== 'ane') {
+    throw new UsageError(`--backend must be auto, sim or ane, got '${backend}'`);
+  }
+  const chip = values.chip;
+  if (chip !== undefined && !CHIPS.includes(chip as ChipFamily)) {
+    throw new UsageError(`--chip must be one of ${CHIPS.join(', ')}, got '${chip}'`);
+  }
+  const caseDirs = conformanceCaseDirs(positionals);
+  using device = openDevice({ backend, ...(chip ? { chip: chip as ChipFamily } : {}) });
+  const results = runConformance(caseDirs, device);
+  const passed = results.filter((r) => r.pass).length;
+  if (values.json) {
+    const report = {
+      backend: device.backend,
+      chip: device.chip,
+      passed,
+      failed: results.length - passed,
+      cases: results,
+    };
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    process.stdout.write(formatConformanceTable(results, device));
+  }
+  return passed === results.length ? 0 : 1;
+}
+
+class UsageError extends Error {}
 
 export function main(argv: string[]): number {
   const [command, ...rest] = argv;
@@ -31,6 +77,7 @@ export function main(argv: string[]): number {
     );
     return 0;
   }
+  if (command === 'conformance') return conformance(rest);
   process.stderr.write(`ane: unknown command '${command}'\n\n${USAGE}`);
   return 2;
 }
@@ -38,6 +85,8 @@ export function main(argv: string[]): number {
 try {
   process.exitCode = main(process.argv.slice(2));
 } catch (error) {
-  process.stderr.write(`ane: ${(error as Error).message}\n`);
+  const e = error as Error;
+  const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(usage ? `ane: ${e.message}\n\n${USAGE}` : `ane: ${e.name}: ${e.message}\n`);
   process.exitCode = 2;
 }

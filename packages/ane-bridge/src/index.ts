@@ -1,10 +1,24 @@
 export { version } from '../package.json';
 export { type Capabilities, capabilities, describeCapabilities } from './capabilities';
+export { type CaseFormatError, type ConformanceCase, findCaseDirs, loadCase } from './conformance/case';
+export { compareOutput, type OutputComparison, type WorstElement } from './conformance/compare';
+export { type CaseResult, runConformance } from './conformance/run';
+export { decodeDeviceBytes, type TensorBuffer, type TensorData } from './device/buffers';
+export {
+  type BackendName,
+  type ChipFamily,
+  DEFAULT_COMPILE_BUDGET,
+  Device,
+  type OpenDeviceOptions,
+  openDevice,
+} from './device/device';
+export type { Kernel, KernelInputs } from './device/kernel';
 export * from './errors';
 export {
-  loadNativeAddon,
-  NATIVE_ABI_VERSION,
   type NativeLoadOptions,
   type NativeLoadResult,
+  loadNativeAddon,
+  NATIVE_ABI_VERSION,
   type SimdLevel,
 } from './native/loader';
+export { sgemm } from './sim/gemm';

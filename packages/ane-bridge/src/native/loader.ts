@@ -45,7 +45,7 @@ export function nativeLoadOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): 
 }
 
 const REBUILD_HINT =
-  'then run `pnpm rebuild ane-bridge` (npm: `npm rebuild ane-bridge`) and check with `npx ane doctor`';
+  'then run `pnpm rebuild ane-bridge` (inside the ane-sdk repository: `pnpm --filter ane-bridge rebuild`; npm: `npm rebuild ane-bridge`) and check with `npx ane doctor`';
 
 interface InstallReport {
   status: 'built' | 'failed' | 'skipped';

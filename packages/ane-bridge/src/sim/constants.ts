@@ -1,0 +1,96 @@
+/**
+ * Compile-time values: MIL literals and BLOBFILE constants turned into simulator tensors.
+ * Blob payloads are copied out of the weights dictionary (the weights are baked into the
+ * compiled program, rule `blob-weights-baked`).
+ */
+import type { BlobRecord, BlobValue, ScalarData, Value, ValueType } from 'ane-ir/mil';
+import { decodeFp16, literalData, shapeOf } from 'ane-ir/mil';
+import type { SimDtype, SimTensor } from './tensor';
+import { allocateData, elementCount, isSimDtype } from './tensor';
+
+/** A named value while planning: its type, its buffer, and for constants their elements. */
+export interface PlannedValue {
+  readonly type: ValueType;
+  /** Absent only for string values, which exist at compile time only. */
+  readonly tensor?: SimTensor;
+  /** Known at compile time (literal, const, constexpr, or folded from constants). */
+  readonly constant: boolean;
+  /** The elements of a constant, as numbers, booleans or strings. */
+  readonly elements?: readonly ScalarData[];
+}
+
+/** Thrown for what the simulator cannot represent; the compiler turns it into a CompileError. */
+export class UnsupportedError extends Error {
+  override name = 'UnsupportedError';
+}
+
+export function simDtypeOf(type: ValueType): SimDtype {
+  if (!isSimDtype(type.dtype)) {
+    throw new UnsupportedError(
+      `the simulator has no ${type.dtype} tensors (supported: fp16, fp32, int8, uint8, int32, bool)`,
+    );
+  }
+  return type.dtype;
+}
+
+/** A tensor holding literal elements (fp16 literals already rounded by `literalData`). */
+export function tensorFromElements(type: ValueType, elements: readonly ScalarData[]): SimTensor {
+  const dtype = simDtypeOf(type);
+  const shape = shapeOf(type);
+  const data = allocateData(dtype, elementCount(shape));
+  if (elements.length !== data.length) {
+    throw new UnsupportedError(
+      `literal holds ${elements.length} elements, its type ${shape.length === 0 ? 'a scalar' : `[${shape.join(', ')}]`} needs ${data.length}`,
+    );
+  }
+  for (let i = 0; i < data.length; i++) {
+    const element = elements[i]!;
+    data[i] = typeof element === 'boolean' ? (element ? 1 : 0) : Number(element);
+  }
+  return { dtype, shape, data };
+}
+
+/** Decodes the payload of a BLOBFILE constant (a fresh copy) into a tensor of its declared type. */
+export function tensorFromBlob(value: BlobValue, record: BlobRecord, bytes: Uint8Array): SimTensor {
+  const dtype = simDtypeOf(value.type);
+  const shape = value.type.shape;
+  const count = elementCount(shape);
+  const payload = bytes.slice(record.payloadOffset, record.payloadOffset + record.byteSize);
+  switch (dtype) {
+    case 'fp16':
+      return { dtype, shape, data: decodeFp16(new Uint16Array(payload.buffer, 0, count)) };
+    case 'fp32':
+      return { dtype, shape, data: new Float32Array(payload.buffer, 0, count) };
+    case 'int8':
+      return { dtype, shape, data: new Int8Array(payload.buffer, 0, count) };
+    case 'uint8':
+      return { dtype, shape, data: new Uint8Array(payload.buffer, 0, count) };
+    case 'int32':
+      return { dtype, shape, data: new Int32Array(payload.buffer, 0, count) };
+    case 'bool':
+      throw new UnsupportedError('bool blobs are not supported');
+  }
+}
+
+/** A literal or blob `Value` as a planned constant. */
+export function plannedConstant(
+  value: Value,
+  blobs: ReadonlyMap<BlobValue, BlobRecord>,
+  weights: ReadonlyMap<string, Uint8Array>,
+): PlannedValue {
+  if (value.kind === 'blob') {
+    const record = blobs.get(value);
+    const bytes = weights.get(value.path);
+    if (record === undefined || bytes === undefined)
+      throw new UnsupportedError(`weight blob '${value.path}' was not resolved`);
+    return { type: value.type, tensor: tensorFromBlob(value, record, bytes), constant: true };
+  }
+  const elements = literalData(value) ?? [];
+  if (value.type.dtype === 'string') return { type: value.type, constant: true, elements };
+  return { type: value.type, tensor: tensorFromElements(value.type, elements), constant: true, elements };
+}
+
+/** Elements of a constant tensor (for parameters such as axes, perm or scale). */
+export function elementsOf(tensor: SimTensor): number[] {
+  return Array.from(tensor.data as ArrayLike<number>);
+}

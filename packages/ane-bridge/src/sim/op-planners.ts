@@ -1,0 +1,467 @@
+/**
+ * One planner per MIL op: reads the op's operands and constant parameters once, at compile time,
+ * computes its geometry, allocates its outputs and returns the closure a run executes (or nothing,
+ * for ops that only alias a buffer). The kernels live in ./ops; the hardware behaviours of the
+ * chip arrive as `node.settings`.
+ */
+import type { ScalarData, ValueType } from 'ane-ir/mil';
+import { roundToFp16 } from 'ane-ir/mil';
+import type { BehaviourSettings } from './behaviours';
+import { saturateToInfinity } from './behaviours';
+import type { PlannedValue } from './constants';
+import { UnsupportedError } from './constants';
+import { planBroadcast } from './layout';
+import { planAttention, scaledDotProductAttention } from './ops/attention';
+import type { ConvPadType } from './ops/conv';
+import { conv, planConv } from './ops/conv';
+import type { BinaryArithmeticOp, ComparisonOp, UnaryOp } from './ops/elementwise';
+import {
+  BINARY_ARITHMETIC_OPS,
+  binaryArithmetic,
+  COMPARISON_OPS,
+  cast,
+  comparison,
+  select,
+  unary,
+} from './ops/elementwise';
+import { linear, matmul, planMatmul } from './ops/matmul';
+import {
+  bandPart,
+  concat,
+  planConcat,
+  planSlice,
+  planSplit,
+  planTranspose,
+  slice,
+  sliceByIndexSpec,
+  sliceBySizeSpec,
+  split,
+  transpose,
+} from './ops/movement';
+import type { QuantizedDtype } from './ops/quantization';
+import { dequantize, quantize } from './ops/quantization';
+import type { ReductionGeometry, ReductionKind } from './ops/reduce';
+import {
+  layerNorm,
+  normalizeAxes,
+  planAxis,
+  planReduction,
+  reduce,
+  reducedShape,
+  softmax,
+} from './ops/reduce';
+import type { FloatTensor, SimTensor } from './tensor';
+import { elementCount, normalizeAxis } from './tensor';
+
+/** What a run executes for one op. */
+export type RunStep = () => void;
+
+/** The view of one statement that a planner works on. */
+export interface OpNode {
+  readonly op: string;
+  readonly settings: BehaviourSettings;
+  readonly outputCount: number;
+  has(param: string): boolean;
+  /** A single (non-tuple) operand. */
+  value(param: string): PlannedValue;
+  tensor(param: string): SimTensor;
+  /** An fp16 or fp32 operand. */
+  floatTensor(param: string): FloatTensor;
+  optionalFloatTensor(param: string): FloatTensor | undefined;
+  tuple(param: string): SimTensor[];
+  /** Elements of a constant operand; throws when the operand is a runtime value. */
+  constant(param: string): readonly ScalarData[] | undefined;
+  outputType(index: number): ValueType;
+  /** Allocates output `index` of its declared type, checking the planner's shape against it. */
+  output(index: number, shape: readonly number[]): SimTensor;
+  floatOutput(index: number, shape: readonly number[]): FloatTensor;
+  /** Output `index` shares `value`'s buffer (reshape, identity, const). */
+  alias(index: number, value: PlannedValue): void;
+}
+
+export type OpPlanner = (node: OpNode) => RunStep | undefined;
+
+// ---- constant parameter readers ----------------------------------------------------------------
+
+function numbers(node: OpNode, param: string): number[] | undefined {
+  const elements = node.constant(param);
+  if (elements === undefined) return undefined;
+  return elements.map((element) => {
+    if (typeof element === 'string')
+      throw new UnsupportedError(`'${param}' must be numeric, got "${element}"`);
+    return typeof element === 'boolean' ? (element ? 1 : 0) : element;
+  });
+}
+
+function requiredNumbers(node: OpNode, param: string): number[] {
+  const values = numbers(node, param);
+  if (values === undefined) throw new UnsupportedError(`missing '${param}'`);
+  return values;
+}
+
+function scalarNumber(node: OpNode, param: string): number | undefined {
+  return numbers(node, param)?.[0];
+}
+
+function bool(node: OpNode, param: string): boolean | undefined {
+  const element = node.constant(param)?.[0];
+  return element === undefined ? undefined : element === true || element === 1;
+}
+
+function bools(node: OpNode, param: string): boolean[] | undefined {
+  return node.constant(param)?.map((element) => element === true || element === 1);
+}
+
+function string(node: OpNode, param: string): string | undefined {
+  const element = node.constant(param)?.[0];
+  if (element !== undefined && typeof element !== 'string')
+    throw new UnsupportedError(`'${param}' must be a string`);
+  return element;
+}
+
+function floatArray(node: OpNode, param: string): Float32Array {
+  return Float32Array.from(requiredNumbers(node, param));
+}
+
+/** A default epsilon as the operand's dtype denotes it (1e-45 is 0 in fp16 and in fp32). */
+function epsilon(node: OpNode, fallback: number): number {
+  const given = scalarNumber(node, 'epsilon');
+  if (given !== undefined) return given;
+  return node.floatTensor('x').dtype === 'fp16' ? roundToFp16(fallback) : Math.fround(fallback);
+}
+
+// ---- planners ------------------------------------------------------------------------------------
+
+const passThrough =
+  (param: string): OpPlanner =>
+  (node) => {
+    node.alias(0, node.value(param));
+    return undefined;
+  };
+
+function planCast(node: OpNode): RunStep | undefined {
+  const x = node.tensor('x');
+  const out = node.output(0, x.shape);
+  if (out.dtype === x.dtype) {
+    node.alias(0, node.value('x'));
+    return undefined;
+  }
+  return () => cast(out, x);
+}
+
+function planConvOp(node: OpNode): RunStep {
+  const x = node.floatTensor('x');
+  const weight = node.floatTensor('weight');
+  const bias = node.optionalFloatTensor('bias');
+  const strides = numbers(node, 'strides');
+  const pad = numbers(node, 'pad');
+  const dilations = numbers(node, 'dilations');
+  const groups = scalarNumber(node, 'groups');
+  const { outShape, geometry } = planConv(x.shape, weight.shape, {
+    padType: (string(node, 'pad_type') ?? 'valid') as ConvPadType,
+    ...(strides === undefined ? {} : { strides }),
+    ...(pad === undefined ? {} : { pad }),
+    ...(dilations === undefined ? {} : { dilations }),
+    ...(groups === undefined ? {} : { groups }),
+  });
+  const out = node.floatOutput(0, outShape);
+  const scratch = new Float32Array(geometry.scratchLength);
+  return () => conv(out, x.data, weight.data, bias?.data, geometry, scratch);
+}
+
+function planMatmulOp(node: OpNode): RunStep {
+  const x = node.floatTensor('x');
+  const y = node.floatTensor('y');
+  const { outShape, geometry } = planMatmul(
+    x.shape,
+    y.shape,
+    bool(node, 'transpose_x') ?? false,
+    bool(node, 'transpose_y') ?? false,
+  );
+  const out = node.floatOutput(0, outShape);
+  const threshold = node.settings.matmulInfinityThreshold;
+  if (threshold === undefined) return () => matmul(out, x.data, y.data, geometry);
+  return () => {
+    matmul(out, x.data, y.data, geometry);
+    saturateToInfinity(out.data, threshold, true);
+  };
+}
+
+function planLinear(node: OpNode): RunStep {
+  const x = node.floatTensor('x');
+  const weight = node.floatTensor('weight');
+  const bias = node.optionalFloatTensor('bias');
+  const [outFeatures, inFeatures] = weight.shape as [number, number];
+  const out = node.floatOutput(0, [...x.shape.slice(0, -1), outFeatures]);
+  return () => linear(out, x.data, weight.data, bias?.data, outFeatures, inFeatures);
+}
+
+function planBinary(op: BinaryArithmeticOp): OpPlanner {
+  return (node) => {
+    const x = node.floatTensor('x');
+    const y = node.floatTensor('y');
+    const outShape = node.outputType(0);
+    const out = node.floatOutput(0, shapeOfType(outShape));
+    const layout = planBroadcast(out.shape, [x.shape, y.shape]);
+    return () => binaryArithmetic(op, out, x.data, y.data, layout);
+  };
+}
+
+function planComparison(op: ComparisonOp): OpPlanner {
+  return (node) => {
+    const x = node.floatTensor('x');
+    const y = node.floatTensor('y');
+    const out = node.output(0, shapeOfType(node.outputType(0)));
+    const layout = planBroadcast(out.shape, [x.shape, y.shape]);
+    return () => comparison(op, out.data as Uint8Array, x.data, y.data, layout);
+  };
+}
+
+function planUnary(op: UnaryOp, defaultEpsilon?: number): OpPlanner {
+  return (node) => {
+    const x = node.floatTensor('x');
+    const out = node.floatOutput(0, x.shape);
+    const params = defaultEpsilon === undefined ? {} : { epsilon: epsilon(node, defaultEpsilon) };
+    return () => unary(op, out, x.data, params);
+  };
+}
+
+const GELU_MODES: Readonly<Record<string, UnaryOp>> = {
+  EXACT: 'gelu_exact',
+  TANH_APPROXIMATION: 'gelu_tanh',
+  SIGMOID_APPROXIMATION: 'gelu_sigmoid',
+};
+
+function planGelu(node: OpNode): RunStep {
+  const mode = string(node, 'mode') ?? 'EXACT';
+  const op = GELU_MODES[mode];
+  if (op === undefined)
+    throw new UnsupportedError(`gelu mode "${mode}" (expected ${Object.keys(GELU_MODES).join(', ')})`);
+  return planUnary(op)(node)!;
+}
+
+function planSoftmax(node: OpNode): RunStep {
+  const x = node.floatTensor('x');
+  const out = node.floatOutput(0, x.shape);
+  const geometry = planAxis(x.shape, scalarNumber(node, 'axis') ?? -1);
+  return () => softmax(out, x.data, geometry);
+}
+
+function planReduce(kind: ReductionKind): OpPlanner {
+  return (node) => {
+    const x = node.floatTensor('x');
+    const axes = normalizeAxes(numbers(node, 'axes'), x.shape.length);
+    const out = node.floatOutput(0, reducedShape(x.shape, axes, bool(node, 'keep_dims') ?? false));
+    const geometry = planReduction(x.shape, axes);
+    const narrow = kind === 'sum' && node.settings.narrowReduceSum;
+    return () => reduce(kind, out, x.data as Float32Array, geometry, narrow);
+  };
+}
+
+function planReshape(node: OpNode): undefined {
+  const x = node.value('x');
+  const count = elementCount(shapeOfType(x.type));
+  const target = shapeOfType(node.outputType(0));
+  if (elementCount(target) !== count) {
+    throw new RangeError(`reshape: ${count} elements cannot take the shape [${target.join(', ')}]`);
+  }
+  node.alias(0, x);
+  return undefined;
+}
+
+function planTransposeOp(node: OpNode): RunStep {
+  const x = node.tensor('x');
+  const { outShape, layout } = planTranspose(x.shape, requiredNumbers(node, 'perm'));
+  const out = node.output(0, outShape);
+  return () => transpose(out.data, x.data, layout);
+}
+
+function constantIndices(node: OpNode, param: string, op: string): number[] {
+  const values = numbers(node, param);
+  if (values === undefined)
+    throw new UnsupportedError(`${op}: the simulator needs '${param}' to be a constant`);
+  return values;
+}
+
+function planSliceBySize(node: OpNode): RunStep {
+  const x = node.tensor('x');
+  const begin = constantIndices(node, 'begin', 'slice_by_size');
+  const spec = sliceBySizeSpec(x.shape, begin, constantIndices(node, 'size', 'slice_by_size'));
+  const out = node.output(0, spec.outShape);
+  const layout = planSlice(x.shape, spec);
+  const limit = node.settings.widthSliceSaturationLimit;
+  const lastAxis = x.shape.length - 1;
+  const widthOffset = lastAxis >= 0 && spec.begin[lastAxis] !== 0;
+  if (limit === undefined || !widthOffset || !(out.data instanceof Float32Array)) {
+    return () => slice(out.data, x.data, layout);
+  }
+  const values = out.data as Float32Array;
+  return () => {
+    slice(out.data, x.data, layout);
+    saturateToInfinity(values, limit, false);
+  };
+}
+
+function planSliceByIndex(node: OpNode): RunStep {
+  const x = node.tensor('x');
+  const stride = numbers(node, 'stride');
+  const beginMask = bools(node, 'begin_mask');
+  const endMask = bools(node, 'end_mask');
+  const squeezeMask = bools(node, 'squeeze_mask');
+  const spec = sliceByIndexSpec(x.shape, {
+    begin: constantIndices(node, 'begin', 'slice_by_index'),
+    end: constantIndices(node, 'end', 'slice_by_index'),
+    ...(stride === undefined ? {} : { stride }),
+    ...(beginMask === undefined ? {} : { beginMask }),
+    ...(endMask === undefined ? {} : { endMask }),
+    ...(squeezeMask === undefined ? {} : { squeezeMask }),
+  });
+  const out = node.output(0, spec.squeezedShape);
+  const layout = planSlice(x.shape, spec);
+  return () => slice(out.data, x.data, layout);
+}
+
+function planConcatOp(node: OpNode): RunStep {
+  const values = node.tuple('values');
+  const { outShape, geometry } = planConcat(
+    values.map((value) => value.shape),
+    scalarNumber(node, 'axis') ?? 0,
+    bool(node, 'interleave') ?? false,
+  );
+  const out = node.output(0, outShape);
+  const sources = values.map((value) => value.data);
+  return () => concat(out.data, sources, geometry);
+}
+
+function planSplitOp(node: OpNode): RunStep {
+  const x = node.tensor('x');
+  const axis = normalizeAxis(scalarNumber(node, 'axis') ?? 0, x.shape.length);
+  // Equal parts (num_splits) are already spelled out by the declared result types.
+  const declaredSizes = Array.from(
+    { length: node.outputCount },
+    (_, i) => shapeOfType(node.outputType(i))[axis]!,
+  );
+  const { outShapes, geometry } = planSplit(x.shape, axis, numbers(node, 'split_sizes') ?? declaredSizes);
+  const outs = outShapes.map((shape, i) => node.output(i, shape).data);
+  return () => split(outs, x.data, geometry);
+}
+
+function planLayerNorm(node: OpNode): RunStep {
+  const x = node.floatTensor('x');
+  const axes = normalizeAxes(numbers(node, 'axes'), x.shape.length);
+  const geometry = planReduction(x.shape, axes);
+  if (geometry.gather !== undefined) {
+    throw new UnsupportedError(`layer_norm over non-adjacent axes [${axes.join(', ')}]`);
+  }
+  const gamma = node.optionalFloatTensor('gamma');
+  const beta = node.optionalFloatTensor('beta');
+  const out = node.floatOutput(0, x.shape);
+  const eps = epsilon(node, 1e-5);
+  return () => layerNorm(out, x.data, gamma?.data, beta?.data, eps, geometry);
+}
+
+function planSelect(node: OpNode): RunStep {
+  const cond = node.tensor('cond');
+  const a = node.tensor('a');
+  const b = node.tensor('b');
+  const out = node.output(0, shapeOfType(node.outputType(0)));
+  const layout = planBroadcast(out.shape, [cond.shape, a.shape, b.shape]);
+  return () => select(out, cond.data, a.data, b.data, layout);
+}
+
+function planBandPart(node: OpNode): RunStep {
+  const x = node.floatTensor('x');
+  const out = node.floatOutput(0, x.shape);
+  const lower = scalarNumber(node, 'lower') ?? -1;
+  const upper = scalarNumber(node, 'upper') ?? -1;
+  return () => bandPart(out.data, x.data, x.shape, lower, upper);
+}
+
+/** [outer, channels, inner] around `axis`, or the whole tensor as one channel. */
+function quantizationGeometry(shape: readonly number[], axis: number | undefined): ReductionGeometry {
+  if (axis === undefined) return { outer: 1, reduced: 1, inner: elementCount(shape) };
+  return planAxis(shape, axis);
+}
+
+function planQuantize(node: OpNode): RunStep {
+  const input = node.floatTensor('input');
+  const dtype = string(node, 'output_dtype') as QuantizedDtype;
+  const out = node.output(0, input.shape);
+  const scale = floatArray(node, 'scale');
+  const zeroPoint = numbers(node, 'zero_point');
+  const geometry = quantizationGeometry(input.shape, scalarNumber(node, 'axis'));
+  return () => quantize(out.data as Int8Array | Uint8Array, input.data, scale, zeroPoint, dtype, geometry);
+}
+
+function planDequantize(param: 'input' | 'quantized_data'): OpPlanner {
+  return (node) => {
+    const input = node.tensor(param);
+    const out = node.floatOutput(0, input.shape);
+    const scale = floatArray(node, 'scale');
+    const zeroPoint = numbers(node, 'zero_point');
+    const geometry = quantizationGeometry(input.shape, scalarNumber(node, 'axis'));
+    return () => dequantize(out, input.data, scale, zeroPoint, geometry);
+  };
+}
+
+function planAttentionOp(node: OpNode): RunStep {
+  const query = node.floatTensor('query');
+  const key = node.floatTensor('key');
+  const value = node.floatTensor('value');
+  const mask =
+    node.settings.ignoreAttentionMask || !node.has('attn_mask') ? undefined : node.tensor('attn_mask');
+  const { outShape, plan } = planAttention(query.shape, key.shape, value.shape, mask?.shape);
+  const out = node.floatOutput(0, outShape);
+  const maskInput =
+    mask === undefined
+      ? undefined
+      : { data: mask.data as Float32Array | Uint8Array, isBool: mask.dtype === 'bool' };
+  return () => scaledDotProductAttention(out, query.data, key.data, value.data, maskInput, plan);
+}
+
+function shapeOfType(type: ValueType): readonly number[] {
+  return type.kind === 'scalar' ? [] : type.shape;
+}
+
+const UNARY_OPS: Readonly<Record<string, OpPlanner>> = {
+  exp: planUnary('exp'),
+  log: planUnary('log', 1e-45),
+  sqrt: planUnary('sqrt'),
+  rsqrt: planUnary('rsqrt', 1e-12),
+  inverse: planUnary('inverse', 1e-4),
+  tanh: planUnary('tanh'),
+  sigmoid: planUnary('sigmoid'),
+  silu: planUnary('silu'),
+  relu: planUnary('relu'),
+};
+
+/** Every op the simulator executes. */
+export const OP_PLANNERS: ReadonlyMap<string, OpPlanner> = new Map<string, OpPlanner>([
+  ['const', passThrough('val')],
+  ['identity', passThrough('x')],
+  ['cast', planCast],
+  ['conv', planConvOp],
+  ['matmul', planMatmulOp],
+  ['linear', planLinear],
+  ...BINARY_ARITHMETIC_OPS.map((op) => [op, planBinary(op)] as const),
+  ...COMPARISON_OPS.map((op) => [op, planComparison(op)] as const),
+  ...Object.entries(UNARY_OPS),
+  ['gelu', planGelu],
+  ['softmax', planSoftmax],
+  ['reduce_sum', planReduce('sum')],
+  ['reduce_mean', planReduce('mean')],
+  ['reduce_max', planReduce('max')],
+  ['reshape', planReshape],
+  ['transpose', planTransposeOp],
+  ['slice_by_size', planSliceBySize],
+  ['slice_by_index', planSliceByIndex],
+  ['concat', planConcatOp],
+  ['split', planSplitOp],
+  ['layer_norm', planLayerNorm],
+  ['select', planSelect],
+  ['band_part', planBandPart],
+  ['quantize', planQuantize],
+  ['dequantize', planDequantize('input')],
+  ['constexpr_affine_dequantize', planDequantize('quantized_data')],
+  ['scaled_dot_product_attention', planAttentionOp],
+]);
