@@ -47,7 +47,10 @@ export function compareOutput(
     const e = expected[i]!;
     const error = Math.abs(g - e);
     const allowed = tolerance.atol + tolerance.rtol * Math.abs(e);
-    const ratio = Number.isFinite(g) ? error / allowed : Number.POSITIVE_INFINITY;
+    let ratio: number;
+    if (!Number.isFinite(g)) ratio = Number.POSITIVE_INFINITY;
+    else if (allowed === 0) ratio = error === 0 ? 0 : Number.POSITIVE_INFINITY;
+    else ratio = error / allowed;
     if (!(ratio <= 1)) pass = false;
     // A NaN ratio (expected NaN) counts as the worst possible.
     const ranked = Number.isNaN(ratio) ? Number.POSITIVE_INFINITY : ratio;

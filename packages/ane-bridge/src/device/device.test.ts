@@ -1,0 +1,169 @@
+import { join } from 'node:path';
+import type { Program } from 'ane-ir/mil';
+import { describe, expect, it } from 'vitest';
+import { loadCase } from '../conformance/case';
+import {
+  CompileBudgetError,
+  CompileError,
+  DeviceError,
+  DeviceUnavailableError,
+  KernelInputError,
+} from '../errors';
+import { openDevice } from './device';
+
+const HEADER =
+  'program(1.3)\n[buildInfo = dict<string, string>({{"coremlc-component-MIL", "3510.2.1"}, {"coremlc-version", "3505.4.1"}, {"coremltools-component-milinternal", ""}, {"coremltools-version", "9.0"}})]\n';
+
+/** s = x + y and p = x * y on [1, 2, 1, 2]: two inputs, two outputs. */
+function addMulProgram(extraConst = ''): Program {
+  const t = 'tensor<fp16, [1,2,1,2]>';
+  const mil = `${HEADER}{
+    func main<ios18>(tensor<fp16, [1, 2, 1, 2]> x, tensor<fp16, [1, 2, 1, 2]> y) {${extraConst}
+        ${t} s = add(x=x,y=y)[name=string("s")];
+        ${t} p = mul(x=x,y=y)[name=string("p")];
+    } -> (s, p);
+}
+`;
+  const spec = (name: string) => ({ name, dtype: 'fp16' as const, shape: [1, 2, 1, 2] });
+  return { mil, weights: new Map(), inputs: [spec('x'), spec('y')], outputs: [spec('s'), spec('p')] };
+}
+
+/** A distinct program per n (an unused named constant), to spend compiles. */
+function variant(n: number): Program {
+  return addMulProgram(`\n        int32 unused${n} = const()[name=string("unused${n}"), val=int32(${n})];`);
+}
+
+const corpusCaseA = join(import.meta.dirname, '..', '..', 'conformance', 'A-conv-linear');
+
+describe('openDevice', () => {
+  it("picks the simulator on 'auto' here and says why", () => {
+    using device = openDevice();
+    expect(device.backend).toBe('sim');
+    expect(device.reason).toContain("'auto' chose the simulator");
+    expect(device.chip).toBe('M4');
+  });
+
+  it("refuses 'ane' where there is none, pointing at 'sim'", () => {
+    expect(() => openDevice({ backend: 'ane' })).toThrow(DeviceUnavailableError);
+    expect(() => openDevice({ backend: 'ane' })).toThrow("openDevice({ backend: 'sim' })");
+  });
+
+  it('rejects bad options with a RangeError', () => {
+    expect(() => openDevice({ backend: 'gpu' as never })).toThrow(RangeError);
+    expect(() => openDevice({ compileBudget: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('Device.compile', () => {
+  it('runs a two-input, two-output program with hand-computed results, binding in declaration order', () => {
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(addMulProgram());
+    const [sum, product] = kernel.runSync([
+      new Float32Array([1, 2, 3, 0.5]),
+      new Float32Array([10, -2, 0.25, 0.5]),
+    ]);
+    expect([...sum!.read()]).toEqual([11, 0, 3.25, 1]);
+    expect([...product!.read()]).toEqual([10, -4, 0.75, 0.25]);
+    // By name, in any order, gives the same.
+    kernel.runSync({ y: new Float32Array([10, -2, 0.25, 0.5]), x: new Float32Array([1, 2, 3, 0.5]) });
+    expect([...kernel.output('s').read()]).toEqual([11, 0, 3.25, 1]);
+  });
+
+  it('rounds fp16 results once, to nearest even (2048 + 1 is a tie that stays at 2048)', () => {
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(addMulProgram());
+    const [sum] = kernel.runSync([
+      new Float32Array([2048, 2048, 65504, 1]),
+      new Float32Array([1, 3, 65504, 2 ** -24]),
+    ]);
+    // 2049 ties between 2048 and 2050 -> 2048 (even); 2051 -> 2052; 131008 overflows to +inf.
+    expect([...sum!.read()]).toEqual([2048, 2052, Number.POSITIVE_INFINITY, 1]);
+  });
+
+  it('caches compiles by content and counts only real compiles against the budget', () => {
+    using device = openDevice({ backend: 'sim', compileBudget: 2 });
+    const first = device.compile(addMulProgram());
+    const second = device.compile(addMulProgram());
+    expect(second.hash).toBe(first.hash);
+    expect(second.inputs[0]!.bytes).not.toBe(first.inputs[0]!.bytes);
+    expect(device.compileBudget).toEqual({ limit: 2, used: 1, remaining: 1 });
+    device.compile(variant(1));
+    expect(() => device.compile(variant(2))).toThrow(CompileBudgetError);
+    expect(() => device.compile(variant(2))).toThrow('compile budget exhausted');
+    // A cached program still compiles after the budget is spent.
+    expect(device.compile(addMulProgram()).hash).toBe(first.hash);
+  });
+
+  it('gives a different hash when a weight changes', () => {
+    const testCase = loadCase(corpusCaseA);
+    using device = openDevice({ backend: 'sim' });
+    const a = device.compile(testCase.program);
+    const changed = new Map(testCase.program.weights);
+    const bytes = new Uint8Array(changed.get('@model_path/weights/w.bin')!);
+    bytes[200] = (bytes[200]! + 1) & 0xff;
+    changed.set('@model_path/weights/w.bin', bytes);
+    const b = device.compile({ ...testCase.program, weights: changed });
+    expect(b.hash).not.toBe(a.hash);
+  });
+
+  it('turns a malformed program into a CompileError with its position', () => {
+    using device = openDevice({ backend: 'sim' });
+    const program = addMulProgram();
+    const broken = { ...program, mil: program.mil.replace('add(x=x,y=y)', 'frobnicate(x=x,y=y)') };
+    let error: unknown;
+    try {
+      device.compile(broken);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(CompileError);
+    expect((error as CompileError).message).toContain('frobnicate');
+    expect((error as CompileError).details.line).toBe(5);
+  });
+});
+
+describe('Kernel', () => {
+  it('runs asynchronously to the same result as synchronously', async () => {
+    const testCase = loadCase(corpusCaseA);
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(testCase.program);
+    const sync = kernel.runSync(testCase.inputs)[0]!.read();
+    const outputs = await kernel.run(testCase.inputs);
+    expect(outputs[0]!.read()).toEqual(sync);
+  });
+
+  it('refuses a second run while one is in flight', async () => {
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(addMulProgram());
+    const pending = kernel.run();
+    expect(() => kernel.runSync()).toThrow(DeviceError);
+    await pending;
+  });
+
+  it('rejects inputs that do not fit, naming the tensor', () => {
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(addMulProgram());
+    expect(() => kernel.runSync([new Float32Array(4)])).toThrow(KernelInputError);
+    expect(() => kernel.runSync([new Uint8Array(7), new Uint8Array(8)])).toThrow(
+      "tensor 'x' (fp16 [1, 2, 1, 2]) takes 8 bytes, got 7",
+    );
+    expect(() => kernel.runSync({ x: new Float32Array(4), z: new Float32Array(4) })).toThrow(
+      'missing y; unknown z',
+    );
+    expect(() => kernel.input('nope')).toThrow("no input named 'nope'");
+  });
+
+  it('is released by using and by disposing its device', () => {
+    const device = openDevice({ backend: 'sim' });
+    {
+      using _scoped = device.compile(addMulProgram());
+      expect(device.kernelCount).toBe(1);
+    }
+    expect(device.kernelCount).toBe(0);
+    const kernel = device.compile(addMulProgram());
+    device.dispose();
+    expect(kernel.isDisposed).toBe(true);
+    expect(() => kernel.runSync()).toThrow('disposed');
+    expect(() => device.compile(addMulProgram())).toThrow(DeviceError);
+  });
+});
