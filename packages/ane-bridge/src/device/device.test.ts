@@ -90,6 +90,11 @@ describe('Device.compile', () => {
     device.compile(variant(1));
     expect(() => device.compile(variant(2))).toThrow(CompileBudgetError);
     expect(() => device.compile(variant(2))).toThrow('compile budget exhausted');
+    try {
+      device.compile(variant(2));
+    } catch (error) {
+      expect((error as CompileBudgetError).details.ruleId).toBe('rt-compile-budget');
+    }
     // A cached program still compiles after the budget is spent.
     expect(device.compile(addMulProgram()).hash).toBe(first.hash);
   });

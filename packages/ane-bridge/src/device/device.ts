@@ -2,7 +2,7 @@
  * openDevice: picks a backend, compiles programs once (cached by content hash) within the compile
  * budget, and hands out kernels with their own I/O buffers.
  */
-import { type ChipFamily, DEFAULT_CHIP, type Program } from 'ane-ir/mil';
+import { type ChipFamily, DEFAULT_CHIP, getRule, type Program, ruleLimit } from 'ane-ir/mil';
 import { capabilities } from '../capabilities';
 import { CompileBudgetError, DeviceError, DeviceUnavailableError } from '../errors';
 import { type CompiledProgram, Kernel } from './kernel';
@@ -31,7 +31,10 @@ export interface BackendImplementation {
   compile(program: Program, chip: ChipFamily): CompiledProgram;
 }
 
-export const DEFAULT_COMPILE_BUDGET = 119;
+const COMPILE_BUDGET_RULE = getRule('rt-compile-budget');
+
+/** The hardware's per-process compile limit, from the rule table (rule `rt-compile-budget`). */
+export const DEFAULT_COMPILE_BUDGET = ruleLimit(COMPILE_BUDGET_RULE, DEFAULT_CHIP) ?? 119;
 
 export class Device implements Disposable {
   private readonly cache = new Map<string, CompiledProgram>();
@@ -68,7 +71,8 @@ export class Device implements Disposable {
       if (this.compiles >= this.compileBudgetLimit) {
         throw new CompileBudgetError(
           `compile budget exhausted: this device has compiled ${this.compiles} programs (limit ${this.compileBudgetLimit}). ` +
-            'The ANE framework fails past about 119 compiles per process; compile a fixed set of kernels once and pass changing weights as inputs, or open a new process',
+            `The ANE framework fails past about ${DEFAULT_COMPILE_BUDGET} compiles per process. ${COMPILE_BUDGET_RULE.fix}`,
+          { ruleId: COMPILE_BUDGET_RULE.id },
         );
       }
       compiled = this.implementation.compile(program, this.chip);

@@ -101,7 +101,9 @@ describe('num-width-slice-saturation: width-offset slices saturate past 4094 on 
     it(`on ${chip}: ${saturates ? '|v| > 4094 becomes ±inf' : 'exact'} with a nonzero last-axis begin`, () => {
       const [y] = runFp16(sliced(32), [input], { chip: chip as ChipFamily });
       expect([...y!.subarray(0, 5)]).toEqual(
-        saturates ? [4094, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -4094, 1] : [4094, 4100, -5000, -4094, 1],
+        saturates
+          ? [4094, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -4094, 1]
+          : [4094, 4100, -5000, -4094, 1],
       );
     });
   }
@@ -121,10 +123,17 @@ describe('op-sdpa-mil: scaled_dot_product_attention ignores attn_mask', () => {
       `tensor<fp16, [1, 2, 8, 32]> y = scaled_dot_product_attention(query=q, key=q, value=q${withMask ? ', attn_mask=m' : ''})[name=string("sd")];`,
     ];
     const causal = Float32Array.from({ length: 64 }, (_, i) => (i % 8 > Math.floor(i / 8) ? -65504 : 0));
-    const weights = new Map([['@model_path/weights/mask.bin', writeBlobFile([{ dtype: 'fp16', data: encodeFp16(causal) }]).bytes]]);
+    const weights = new Map([
+      ['@model_path/weights/mask.bin', writeBlobFile([{ dtype: 'fp16', data: encodeFp16(causal) }]).bytes],
+    ]);
     const q = randomFp16(2 * 8 * 32, 60, 2);
-    const [masked] = runFp16(milProgram([spec], statements(true), [fp16Spec('y', [1, 2, 8, 32])], weights), [q]);
-    const [unmasked] = runFp16(milProgram([spec], statements(false), [fp16Spec('y', [1, 2, 8, 32])], weights), [q]);
+    const [masked] = runFp16(milProgram([spec], statements(true), [fp16Spec('y', [1, 2, 8, 32])], weights), [
+      q,
+    ]);
+    const [unmasked] = runFp16(
+      milProgram([spec], statements(false), [fp16Spec('y', [1, 2, 8, 32])], weights),
+      [q],
+    );
     expect([...masked!]).toEqual([...unmasked!]);
     // The first query row would attend to key 0 only under the mask (output = v[0]); unmasked it does not.
     expect([...masked!.subarray(0, 32)]).not.toEqual([...q.subarray(0, 32)]);
@@ -164,7 +173,11 @@ describe('num-accumulator-width', () => {
 
 describe('io-packed-read: dense data from byte 0, extra bytes untouched', () => {
   it('reads only the declared bytes of a longer input and writes only the declared bytes of a longer output', () => {
-    const program = milProgram([row('x', 32)], ['tensor<fp16, [1, 1, 1, 32]> y = relu(x=x)[name=string("r")];'], [row('y', 32)]);
+    const program = milProgram(
+      [row('x', 32)],
+      ['tensor<fp16, [1, 1, 1, 32]> y = relu(x=x)[name=string("r")];'],
+      [row('y', 32)],
+    );
     const values = randomFp16(32, 70);
     const input = new Uint8Array(64 + 100).fill(0x7c);
     input.set(encodeFp16Buffer(values));
@@ -205,7 +218,10 @@ describe('rt-compile-budget: the sim device refuses compiles past the rule limit
     const programFor = (i: number) =>
       milProgram(
         [row('x', 32)],
-        [`fp16 c = const()[name=string("c"), val=fp16(${i})];`, 'tensor<fp16, [1, 1, 1, 32]> y = add(x=x, y=c)[name=string("a")];'],
+        [
+          `fp16 c = const()[name=string("c"), val=fp16(${i})];`,
+          'tensor<fp16, [1, 1, 1, 32]> y = add(x=x, y=c)[name=string("a")];',
+        ],
         [row('y', 32)],
       );
     for (let i = 0; i < limit; i++) device.compile(programFor(i)).dispose();

@@ -1,42 +1,52 @@
+import { join } from 'node:path';
+import { CHIP_FAMILIES } from 'ane-ir/mil';
 import { describe, expect, it } from 'vitest';
-import {
-  compareWithTolerance,
-  conformanceDirectory,
-  decodeTensorBytes,
-  loadConformanceCorpus,
-} from './conformance-harness.test-helper';
+import { findCaseDirs, loadCase } from '../conformance/case';
+import { compareOutput } from '../conformance/compare';
+import { decodeDeviceBytes } from '../device/buffers';
+import { CompileError } from '../errors';
 import { compileSimProgram } from './executable';
 
-const corpus = loadConformanceCorpus();
+const cases = findCaseDirs([join(import.meta.dirname, '..', '..', 'conformance')]).map(loadCase);
 
-describe('MIL conformance corpus on the simulator', () => {
-  it(`finds the corpus in ${conformanceDirectory()}`, () => {
-    expect(corpus.length).toBeGreaterThanOrEqual(12);
-  });
+/** Chips on which the corpus notes say a case does not compile, with the rule that refuses it. */
+const REFUSED: Record<string, { chips: string[]; ruleId: string }> = {
+  A2: { chips: ['M1', 'M2'], ruleId: 'dtype-fp32-io-in-memory' },
+};
 
-  for (const testCase of corpus) {
-    it(`${testCase.id}: ${testCase.title}`, () => {
-      const executable = compileSimProgram(testCase.program);
-      const outputs = testCase.expected.map((spec) => new Uint8Array(spec.bytes.byteLength));
-      executable.run(
-        testCase.inputs.map((input) => input.bytes),
-        outputs,
-      );
-      testCase.expected.forEach((expected, j) => {
-        const got = decodeTensorBytes(expected.dtype, outputs[j]!);
-        const comparison = compareWithTolerance(
-          got,
-          decodeTensorBytes(expected.dtype, expected.bytes),
-          testCase.tolerance,
-        );
-        console.log(
-          `${testCase.id}/${expected.name}: max |error| ${comparison.maxAbsoluteError.toExponential(3)}, ${(100 * comparison.worstRatio).toFixed(1)}% of tolerance`,
-        );
-        expect(
-          comparison.failures,
-          `${testCase.id}/${expected.name}: ${JSON.stringify(comparison.examples)}`,
-        ).toBe(0);
+describe('the conformance corpus on the simulator', () => {
+  it('has all twelve cases', () => expect(cases.map((c) => c.id)).toHaveLength(12));
+
+  for (const chip of CHIP_FAMILIES) {
+    for (const testCase of cases) {
+      const refusal = REFUSED[testCase.id];
+      if (refusal?.chips.includes(chip)) {
+        it(`${chip} ${testCase.id}: refused with rule ${refusal.ruleId}`, () => {
+          expect(() => compileSimProgram(testCase.program, { chip })).toThrow(CompileError);
+          try {
+            compileSimProgram(testCase.program, { chip });
+          } catch (error) {
+            expect((error as CompileError).details.ruleId).toBe(refusal.ruleId);
+          }
+        });
+        continue;
+      }
+      it(`${chip} ${testCase.id}: ${testCase.title}`, () => {
+        const executable = compileSimProgram(testCase.program, { chip });
+        const outputs = testCase.expected.map((bytes) => new Uint8Array(bytes.byteLength));
+        executable.run(testCase.inputs, outputs);
+        testCase.program.outputs.forEach((spec, j) => {
+          const comparison = compareOutput(
+            decodeDeviceBytes(outputs[j]!, spec.dtype),
+            decodeDeviceBytes(testCase.expected[j]!, spec.dtype),
+            spec.shape,
+            testCase.tolerance,
+          );
+          expect(comparison.pass, `${testCase.id}/${spec.name}: ${JSON.stringify(comparison.worst)}`).toBe(
+            true,
+          );
+        });
       });
-    });
+    }
   }
 });

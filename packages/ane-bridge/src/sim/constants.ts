@@ -89,8 +89,3 @@ export function plannedConstant(
   if (value.type.dtype === 'string') return { type: value.type, constant: true, elements };
   return { type: value.type, tensor: tensorFromElements(value.type, elements), constant: true, elements };
 }
-
-/** Elements of a constant tensor (for parameters such as axes, perm or scale). */
-export function elementsOf(tensor: SimTensor): number[] {
-  return Array.from(tensor.data as ArrayLike<number>);
-}

@@ -115,7 +115,9 @@ const OP_CASES: OpCase[] = [
     ],
     outputs: [fp16Spec('a', [1, 4, 1, 8]), fp16Spec('b', [1, 4, 1, 8])],
     expected: ([x]) => [
-      [...x!].map((v) => fp16Result(0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))))),
+      [...x!].map((v) =>
+        fp16Result(0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))),
+      ),
       [...x!].map((v) => fp16Result(v * sigmoid(1.702 * v))),
     ],
   },
@@ -174,7 +176,8 @@ const OP_CASES: OpCase[] = [
     outputs: [fp16Spec('y', [1, 2, 8, 2])],
     expected: ([x]) => {
       const out: number[] = [];
-      for (let h = 0; h < 2; h++) for (let s = 0; s < 8; s++) for (let d = 0; d < 2; d++) out.push(x![(h * 2 + d) * 8 + s]!);
+      for (let h = 0; h < 2; h++)
+        for (let s = 0; s < 8; s++) for (let d = 0; d < 2; d++) out.push(x![(h * 2 + d) * 8 + s]!);
       return [out];
     },
   },
@@ -304,7 +307,8 @@ const OP_CASES: OpCase[] = [
                   const ih = h + kh - 1;
                   const iw = w + kw - 1;
                   if (ih < 0 || ih > 4 || iw < 0 || iw > 4) continue;
-                  sum += convWeight[((o * 2 + c) * 3 + kh) * 3 + kw]! * x![((group * 2 + c) * 5 + ih) * 5 + iw]!;
+                  sum +=
+                    convWeight[((o * 2 + c) * 3 + kh) * 3 + kw]! * x![((group * 2 + c) * 5 + ih) * 5 + iw]!;
                 }
             out.push(fp16Result(sum));
           }
@@ -368,7 +372,9 @@ const OP_CASES: OpCase[] = [
       'tensor<fp16, [1, 4, 1, 8]> y = conv(dilations=st, groups=gr, pad=pd, pad_type=pt, strides=st, weight=W, x=x)[name=string("cv")];',
     ],
     outputs: [fp16Spec('y', [1, 4, 1, 8])],
-    weights: new Map([['@model_path/weights/q.bin', writeBlobFile([{ dtype: 'int8', data: int8Weight }]).bytes]]),
+    weights: new Map([
+      ['@model_path/weights/q.bin', writeBlobFile([{ dtype: 'int8', data: int8Weight }]).bytes],
+    ]),
     expected: ([x]) => {
       const zeroPoints = [0, 1, -1, 2];
       const out: number[] = [];
@@ -396,7 +402,9 @@ describe('every op through MIL text', () => {
       const program = milProgram(testCase.inputs, testCase.statements, testCase.outputs, testCase.weights);
       const got = runFp16(program, values);
       const expected = testCase.expected(values);
-      got.forEach((output, j) => expect([...output], testCase.outputs[j]!.name).toEqual(expected[j]));
+      got.forEach((output, j) => {
+        expect([...output], testCase.outputs[j]!.name).toEqual(expected[j]);
+      });
     });
   }
 });
@@ -414,7 +422,11 @@ describe('compile errors', () => {
   });
 
   it('a validation error (declared type differs from the inferred one) carries its position', () => {
-    const program = milProgram([x], ['tensor<fp16, [1, 4, 1, 16]> y = relu(x=x)[name=string("r")];'], [fp16Spec('y', [1, 4, 1, 16])]);
+    const program = milProgram(
+      [x],
+      ['tensor<fp16, [1, 4, 1, 16]> y = relu(x=x)[name=string("r")];'],
+      [fp16Spec('y', [1, 4, 1, 16])],
+    );
     const error = compileError(program);
     expect(error.details.line).toBe(5);
     expect((error.details.cause as Error).name).toBe('MilValidationError');
@@ -440,7 +452,14 @@ describe('compile errors', () => {
   });
 
   it.each([
-    ['band_part', 'op-unsupported', ['int32 lo = const()[name=string("lo"), val=int32(-1)];', 'tensor<fp16, [1, 4, 1, 32]> y = band_part(x=x, lower=lo, upper=lo)[name=string("bp")];']],
+    [
+      'band_part',
+      'op-unsupported',
+      [
+        'int32 lo = const()[name=string("lo"), val=int32(-1)];',
+        'tensor<fp16, [1, 4, 1, 32]> y = band_part(x=x, lower=lo, upper=lo)[name=string("bp")];',
+      ],
+    ],
     ['gelu without mode', 'emit-gelu', ['tensor<fp16, [1, 4, 1, 32]> y = gelu(x=x)[name=string("g")];']],
     [
       'concat with interleave true',
@@ -469,7 +488,9 @@ describe('compile errors', () => {
       [y],
     );
     for (const chip of ['M1', 'M2'] as const) {
-      expect(() => compileSimProgram(program, { chip })).toThrow(expect.objectContaining({ details: expect.objectContaining({ ruleId: 'dtype-fp32-io-in-memory' }) }));
+      expect(() => compileSimProgram(program, { chip })).toThrow(
+        expect.objectContaining({ details: expect.objectContaining({ ruleId: 'dtype-fp32-io-in-memory' }) }),
+      );
     }
     expect(() => compileSimProgram(program, { chip: 'M3' })).not.toThrow();
   });
@@ -477,7 +498,10 @@ describe('compile errors', () => {
   it.each([
     ['a missing output', { inputs: [x], outputs: [] as TensorSpec[] }],
     ['a wrong input name', { inputs: [fp16Spec('z', [1, 4, 1, 32])], outputs: [y] }],
-    ['a wrong input dtype', { inputs: [{ name: 'x', dtype: 'fp32', shape: [1, 4, 1, 32] } as TensorSpec], outputs: [y] }],
+    [
+      'a wrong input dtype',
+      { inputs: [{ name: 'x', dtype: 'fp32', shape: [1, 4, 1, 32] } as TensorSpec], outputs: [y] },
+    ],
     ['a wrong output shape', { inputs: [x], outputs: [fp16Spec('y', [1, 4, 32])] }],
   ])('program I/O specs that do not match func main are refused: %s', (_, specs) => {
     const program = milProgram([x], ['tensor<fp16, [1, 4, 1, 32]> y = relu(x=x)[name=string("r")];'], [y]);
@@ -514,7 +538,9 @@ describe('running', () => {
       const first = randomFp16(64, seed);
       const second = randomFp16(64, seed + 10);
       executable.run([encodeFp16Buffer(first), encodeFp16Buffer(second)], outputs);
-      expect([...decodeFp16Buffer(outputs[0]!)]).toEqual([...first].map((v, i) => fp16Result(v - second[i]!)));
+      expect([...decodeFp16Buffer(outputs[0]!)]).toEqual(
+        [...first].map((v, i) => fp16Result(v - second[i]!)),
+      );
     }
   });
 
@@ -570,6 +596,8 @@ describe('running', () => {
       [fp16Spec('y', [1, 2, 1, 32])],
     );
     const values = randomFp16(64, 10);
-    expect([...runFp16(program2, [values, [0, 0, 0, 0]])[0]!]).toEqual([...values].map((v) => Math.max(v, 0)));
+    expect([...runFp16(program2, [values, [0, 0, 0, 0]])[0]!]).toEqual(
+      [...values].map((v) => Math.max(v, 0)),
+    );
   });
 });

@@ -13,6 +13,8 @@ import type {
   ChipFamily,
   MilProgram,
   Program,
+  ResolvedOperand,
+  RuleViolation,
   SourcePosition,
   TensorSpec,
   ValidatedProgram,
@@ -22,6 +24,7 @@ import type {
 import {
   DEFAULT_CHIP,
   formatValueType,
+  MilError,
   MilSyntaxError,
   MilValidationError,
   parseProgram,
@@ -57,8 +60,8 @@ export interface SimExecutable {
   readonly inputs: readonly TensorSpec[];
   /** Returned values, in return order. */
   readonly outputs: readonly TensorSpec[];
-  /** Rules that apply to this program and chip as warnings (they did not refuse it). */
-  readonly warnings: readonly string[];
+  /** Rule-table warnings for this program on this chip (performance, advice, unconfirmed claims). */
+  readonly warnings: readonly RuleViolation[];
   /**
    * Runs the program. `inputs[i]` holds parameter i and `outputs[j]` receives returned value j, as
    * dense little-endian fp16/fp32 bytes of the spec's shape from byte 0; longer buffers are fine.
@@ -108,6 +111,8 @@ function validate(parsed: MilProgram, program: Program): ValidatedProgram {
         cause: error,
       });
     }
+    if (error instanceof MilError)
+      throw new CompileError(`invalid MIL program: ${error.message}`, { cause: error });
     throw error;
   }
 }
@@ -180,7 +185,7 @@ class ProgramPlanner {
     private readonly program: Program,
     private readonly chip: ChipFamily,
     private readonly settings: BehaviourSettings,
-    private readonly warnings: readonly string[],
+    private readonly warnings: readonly RuleViolation[],
   ) {}
 
   plan(): SimExecutable {
@@ -222,12 +227,17 @@ class ProgramPlanner {
     };
     if (planner === undefined) fail(`the simulator does not implement '${statement.op}'`);
 
+    const resolve = (operand: ResolvedOperand): PlannedValue => {
+      if (operand.kind === 'ref') return this.values.get(operand.name)!;
+      try {
+        return plannedConstant(operand.value, this.validated.blobs, this.program.weights);
+      } catch (error) {
+        if (error instanceof UnsupportedError) return fail(error.message, error);
+        throw error;
+      }
+    };
     const inputs = new Map<string, PlannedValue | PlannedValue[]>();
     for (const [param, input] of validated.inputs) {
-      const resolve = (operand: typeof input & { kind: 'ref' | 'literal' }): PlannedValue => {
-        if (operand.kind === 'ref') return this.values.get(operand.name)!;
-        return plannedConstant(operand.value, this.validated.blobs, this.program.weights);
-      };
       inputs.set(param, input.kind === 'tuple' ? input.items.map(resolve) : resolve(input));
     }
     const allConstant = [...inputs.values()].every((input) =>
@@ -333,7 +343,7 @@ function createExecutable(
   chip: ChipFamily,
   inputs: readonly TensorSpec[],
   outputs: readonly TensorSpec[],
-  warnings: readonly string[],
+  warnings: readonly RuleViolation[],
   parameterBuffers: readonly FloatTensor[],
   results: readonly FloatTensor[],
   steps: readonly RunStep[],

@@ -123,7 +123,7 @@ function floatArray(node: OpNode, param: string): Float32Array {
   return Float32Array.from(requiredNumbers(node, param));
 }
 
-/** A default epsilon as the operand's dtype denotes it (1e-45 is 0 in fp16 and in fp32). */
+/** A default epsilon as the operand's dtype denotes it (the default 1e-45 of log is 0 in fp16). */
 function epsilon(node: OpNode, fallback: number): number {
   const given = scalarNumber(node, 'epsilon');
   if (given !== undefined) return given;

@@ -9,12 +9,13 @@ import type { ChipFamily, MilProgram, Program, RuleViolation } from 'ane-ir/mil'
 import { checkProgramRules, getRule } from 'ane-ir/mil';
 import { CompileError } from '../errors';
 
-export function checkRulesForChip(parsed: MilProgram, program: Program, chip: ChipFamily): string[] {
+/** Throws a CompileError for the first error-severity violation; returns the warnings. */
+export function checkRulesForChip(parsed: MilProgram, program: Program, chip: ChipFamily): RuleViolation[] {
   const violations = checkProgramRules(parsed, { chip, weights: program.weights });
   const errors = violations.filter((violation) => violation.severity === 'error');
   const first = errors[0];
   if (first !== undefined) throw compileErrorFor(first, errors.length);
-  return violations.map((violation) => violation.message);
+  return violations;
 }
 
 function compileErrorFor(violation: RuleViolation, errorCount: number): CompileError {

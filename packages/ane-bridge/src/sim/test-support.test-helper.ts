@@ -97,7 +97,9 @@ export function runFp16(
   options: SimCompileOptions & { chip?: ChipFamily } = {},
 ): Float32Array[] {
   const executable = compileSimProgram(program, options);
-  const outputs = program.outputs.map((spec) => new Uint8Array(product(spec.shape) * (spec.dtype === 'fp16' ? 2 : 4)));
+  const outputs = program.outputs.map(
+    (spec) => new Uint8Array(product(spec.shape) * (spec.dtype === 'fp16' ? 2 : 4)),
+  );
   executable.run(
     inputs.map((values) => encodeFp16Buffer(values)),
     outputs,

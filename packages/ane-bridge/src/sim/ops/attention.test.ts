@@ -5,7 +5,12 @@ import { fp16Result, randomFp16 } from '../test-support.test-helper';
 import { planAttention, scaledDotProductAttention } from './attention';
 
 /** softmax(Q Kᵀ / sqrt(E) + mask) V for one head, each step rounded to fp16 as the ANE would. */
-function referenceHead(q: number[][], k: number[][], v: number[][], mask?: (t: number, s: number) => number): number[][] {
+function referenceHead(
+  q: number[][],
+  k: number[][],
+  v: number[][],
+  mask?: (t: number, s: number) => number,
+): number[][] {
   const scale = Math.fround(1 / Math.sqrt(q[0]!.length));
   const scores = q.map((qi, t) =>
     k.map((kj, s) => {
@@ -19,7 +24,9 @@ function referenceHead(q: number[][], k: number[][], v: number[][], mask?: (t: n
     const sum = exps.reduce((a, b) => a + b, 0);
     return exps.map((value) => fp16Result(value / sum));
   });
-  return probs.map((row) => v[0]!.map((_, j) => fp16Result(row.reduce((sum, p, s) => sum + p * v[s]![j]!, 0))));
+  return probs.map((row) =>
+    v[0]!.map((_, j) => fp16Result(row.reduce((sum, p, s) => sum + p * v[s]![j]!, 0))),
+  );
 }
 
 const rowsOf = (data: Float32Array, offset: number, rows: number, cols: number) =>
@@ -42,7 +49,11 @@ describe('scaled_dot_product_attention', () => {
   it('computes softmax(Q Kᵀ / sqrt(E)) V per head', () => {
     const out = run();
     for (let h = 0; h < H; h++) {
-      const expected = referenceHead(rowsOf(q, h * L * E, L, E), rowsOf(k, h * S * E, S, E), rowsOf(v, h * S * E, S, E));
+      const expected = referenceHead(
+        rowsOf(q, h * L * E, L, E),
+        rowsOf(k, h * S * E, S, E),
+        rowsOf(v, h * S * E, S, E),
+      );
       expect(rowsOf(out, h * L * E, L, E)).toEqual(expected);
     }
   });
@@ -54,7 +65,12 @@ describe('scaled_dot_product_attention', () => {
     const withFloat = run({ shape: [1, 1, L, S], data: additive, isBool: false });
     const withBool = run({ shape: [L, S], data: keep, isBool: true });
     for (let h = 0; h < H; h++) {
-      const expected = referenceHead(rowsOf(q, h * L * E, L, E), rowsOf(k, h * S * E, S, E), rowsOf(v, h * S * E, S, E), causal);
+      const expected = referenceHead(
+        rowsOf(q, h * L * E, L, E),
+        rowsOf(k, h * S * E, S, E),
+        rowsOf(v, h * S * E, S, E),
+        causal,
+      );
       expect(rowsOf(withFloat, h * L * E, L, E)).toEqual(expected);
       expect(rowsOf(withBool, h * L * E, L, E)).toEqual(expected);
     }

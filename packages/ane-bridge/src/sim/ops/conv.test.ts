@@ -50,7 +50,9 @@ function directConv(
                 const ih = oh * sh - top + kh * dh;
                 const iw = ow * sw - left + kw * dw;
                 if (ih < 0 || ih >= H! || iw < 0 || iw >= W!) continue;
-                sum += w[((o * ICg! + c) * KH! + kh) * KW! + kw]! * x[((n * C! + g * ICg! + c) * H! + ih) * W! + iw]!;
+                sum +=
+                  w[((o * ICg! + c) * KH! + kh) * KW! + kw]! *
+                  x[((n * C! + g * ICg! + c) * H! + ih) * W! + iw]!;
               }
           out[((n * OC! + o) * OH + oh) * OW + ow] = sum;
         }
@@ -70,13 +72,44 @@ const CASES: ConvCase[] = [
   { name: '1x1 linear layer on [1, C, 1, S]', x: [1, 16, 1, 9], w: [24, 16, 1, 1], params: {} },
   { name: '1x1 with bias and batch 2', x: [2, 8, 3, 5], w: [6, 8, 1, 1], bias: true, params: {} },
   { name: '3x3 valid', x: [1, 3, 7, 6], w: [4, 3, 3, 3], params: {} },
-  { name: '3x3 stride 2, custom pads', x: [1, 3, 9, 8], w: [5, 3, 3, 3], params: { strides: [2, 2], padType: 'custom', pad: [1, 2, 0, 1] } },
-  { name: '3x3 same, stride 2 (odd padding after)', x: [1, 2, 8, 7], w: [3, 2, 3, 3], params: { strides: [2, 2], padType: 'same' } },
-  { name: '2x4 same_lower (odd padding before)', x: [1, 2, 6, 7], w: [3, 2, 2, 4], params: { padType: 'same_lower' } },
+  {
+    name: '3x3 stride 2, custom pads',
+    x: [1, 3, 9, 8],
+    w: [5, 3, 3, 3],
+    params: { strides: [2, 2], padType: 'custom', pad: [1, 2, 0, 1] },
+  },
+  {
+    name: '3x3 same, stride 2 (odd padding after)',
+    x: [1, 2, 8, 7],
+    w: [3, 2, 3, 3],
+    params: { strides: [2, 2], padType: 'same' },
+  },
+  {
+    name: '2x4 same_lower (odd padding before)',
+    x: [1, 2, 6, 7],
+    w: [3, 2, 2, 4],
+    params: { padType: 'same_lower' },
+  },
   { name: 'dilation 2', x: [1, 3, 9, 10], w: [2, 3, 3, 2], params: { dilations: [2, 3] } },
-  { name: 'groups 2 with bias', x: [1, 6, 5, 5], w: [4, 3, 3, 3], bias: true, params: { groups: 2, padType: 'same' } },
-  { name: 'depthwise (groups = C)', x: [1, 4, 6, 6], w: [4, 1, 3, 3], params: { groups: 4, padType: 'custom', pad: [1, 1, 1, 1] } },
-  { name: 'pointwise stride 2 (not the plain GEMM path)', x: [1, 4, 5, 5], w: [3, 4, 1, 1], params: { strides: [2, 2] } },
+  {
+    name: 'groups 2 with bias',
+    x: [1, 6, 5, 5],
+    w: [4, 3, 3, 3],
+    bias: true,
+    params: { groups: 2, padType: 'same' },
+  },
+  {
+    name: 'depthwise (groups = C)',
+    x: [1, 4, 6, 6],
+    w: [4, 1, 3, 3],
+    params: { groups: 4, padType: 'custom', pad: [1, 1, 1, 1] },
+  },
+  {
+    name: 'pointwise stride 2 (not the plain GEMM path)',
+    x: [1, 4, 5, 5],
+    w: [3, 4, 1, 1],
+    params: { strides: [2, 2] },
+  },
   { name: 'K = 67 tail through the GEMM', x: [1, 67, 1, 13], w: [5, 67, 1, 1], params: {} },
 ];
 
@@ -91,7 +124,9 @@ describe('conv', () => {
       expect(outShape).toEqual(reference.shape);
       const out: FloatTensor = { dtype: 'fp16', shape: outShape, data: new Float32Array(product(outShape)) };
       conv(out, x, w, bias, geometry, new Float32Array(geometry.scratchLength));
-      reference.out.forEach((exact, i) => expect(out.data[i], `element ${i}`).toBe(fp16Result(exact)));
+      reference.out.forEach((exact, i) => {
+        expect(out.data[i], `element ${i}`).toBe(fp16Result(exact));
+      });
     });
   }
 
@@ -103,7 +138,11 @@ describe('conv', () => {
   it('1-D conv [N, C, W] is a 2-D conv of height 1', () => {
     const x = randomFp16(2 * 11, 4);
     const w = randomFp16(3 * 2 * 3, 5);
-    const { outShape, geometry } = planConv([1, 2, 11], [3, 2, 3], { strides: [2], padType: 'custom', pad: [1, 1] });
+    const { outShape, geometry } = planConv([1, 2, 11], [3, 2, 3], {
+      strides: [2],
+      padType: 'custom',
+      pad: [1, 1],
+    });
     expect(outShape).toEqual([1, 3, 6]);
     const out: FloatTensor = { dtype: 'fp16', shape: outShape, data: new Float32Array(18) };
     conv(out, x, w, undefined, geometry, new Float32Array(geometry.scratchLength));
@@ -112,7 +151,9 @@ describe('conv', () => {
       padType: 'custom',
       pad: [0, 0, 1, 1],
     });
-    reference.out.forEach((exact, i) => expect(out.data[i]).toBe(fp16Result(exact)));
+    reference.out.forEach((exact, i) => {
+      expect(out.data[i]).toBe(fp16Result(exact));
+    });
   });
 
   it('rejects mismatched channels and groups', () => {

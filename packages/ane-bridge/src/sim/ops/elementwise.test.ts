@@ -34,12 +34,27 @@ const EXACT_BINARY: Record<BinaryArithmeticOp, (a: number, b: number) => number>
 
 describe('binary arithmetic', () => {
   const shapePairs: [number[], number[]][] = [
-    [[2, 3, 4], [2, 3, 4]],
+    [
+      [2, 3, 4],
+      [2, 3, 4],
+    ],
     [[2, 3, 4], [4]],
-    [[2, 3, 4], [3, 1]],
-    [[1, 3, 1, 5], [2, 1, 4, 1]],
-    [[1, 8, 1, 6], [1, 8, 1, 1]],
-    [[1, 4, 6, 6], [1, 1, 6, 6]],
+    [
+      [2, 3, 4],
+      [3, 1],
+    ],
+    [
+      [1, 3, 1, 5],
+      [2, 1, 4, 1],
+    ],
+    [
+      [1, 8, 1, 6],
+      [1, 8, 1, 1],
+    ],
+    [
+      [1, 4, 6, 6],
+      [1, 1, 6, 6],
+    ],
     [[2, 3], []],
     [[], []],
   ];
@@ -57,7 +72,9 @@ describe('binary arithmetic', () => {
         binaryArithmetic(op, out, x, y, planBroadcast(outShape, [xShape, yShape]));
         let n = 0;
         for (const index of indices(outShape)) {
-          const expected = fp16Result(EXACT_BINARY[op](broadcastRead(x, xShape, index), broadcastRead(y, yShape, index)));
+          const expected = fp16Result(
+            EXACT_BINARY[op](broadcastRead(x, xShape, index), broadcastRead(y, yShape, index)),
+          );
           expect(out.data[n++], `${op} [${xShape}] [${yShape}] at ${index}`).toBe(expected);
         }
       }
@@ -85,7 +102,13 @@ describe('binary arithmetic', () => {
 
   it('keeps an fp32 result in fp32', () => {
     const out: FloatTensor = { dtype: 'fp32', shape: [1], data: new Float32Array(1) };
-    binaryArithmetic('add', out, Float32Array.of(1), Float32Array.of(2 ** -20), planBroadcast([1], [[1], [1]]));
+    binaryArithmetic(
+      'add',
+      out,
+      Float32Array.of(1),
+      Float32Array.of(2 ** -20),
+      planBroadcast([1], [[1], [1]]),
+    );
     expect(out.data[0]).toBe(1 + 2 ** -20);
   });
 });
@@ -155,7 +178,8 @@ describe('unary ops', () => {
         if (Number.isNaN(expected)) expect(got).toBeNaN();
         // Transcendental functions may differ from the reference in the last float64 bits, which can
         // move the result across an fp16 rounding boundary: allow one fp16 ulp there.
-        else if (got !== expected) expect(Math.abs(got - exact), `${op}(${v})`).toBeLessThanOrEqual(Math.abs(expected) * 2 ** -10);
+        else if (got !== expected)
+          expect(Math.abs(got - exact), `${op}(${v})`).toBeLessThanOrEqual(Math.abs(expected) * 2 ** -10);
       });
     });
   }
@@ -184,14 +208,22 @@ describe('unary ops', () => {
 
 describe('cast', () => {
   it('fp32 -> fp16 rounds to nearest even and overflows to infinity', () => {
-    const x: SimTensor = { dtype: 'fp32', shape: [5], data: Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 65519, 65520, 0.1) };
+    const x: SimTensor = {
+      dtype: 'fp32',
+      shape: [5],
+      data: Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 65519, 65520, 0.1),
+    };
     const out: SimTensor = { dtype: 'fp16', shape: [5], data: new Float32Array(5) };
     cast(out, x);
     expect([...out.data]).toEqual([1, 1 + 2 ** -9, 65504, Number.POSITIVE_INFINITY, 0.0999755859375]);
   });
 
   it('fp16 -> int32 truncates toward zero and saturates; -> bool is x != 0', () => {
-    const x: SimTensor = { dtype: 'fp16', shape: [5], data: Float32Array.of(2.75, -2.75, 65504, Number.NaN, -0) };
+    const x: SimTensor = {
+      dtype: 'fp16',
+      shape: [5],
+      data: Float32Array.of(2.75, -2.75, 65504, Number.NaN, -0),
+    };
     const ints: SimTensor = { dtype: 'int32', shape: [5], data: new Int32Array(5) };
     cast(ints, x);
     expect([...ints.data]).toEqual([2, -2, 65504, 0, 0]);

@@ -4,7 +4,14 @@ import { fp16Result, indices, product, randomFp16 } from '../test-support.test-h
 import { linear, matmul, planMatmul } from './matmul';
 
 /** x[..., i, k] with transposes and NumPy batch broadcasting, read by index arithmetic. */
-function element(data: Float32Array, shape: number[], batch: number[], row: number, col: number, transposed: boolean): number {
+function element(
+  data: Float32Array,
+  shape: number[],
+  batch: number[],
+  row: number,
+  col: number,
+  transposed: boolean,
+): number {
   const [r, c] = transposed ? [col, row] : [row, col];
   const rank = shape.length;
   const batchShape = shape.slice(0, -2);
@@ -16,7 +23,14 @@ function element(data: Float32Array, shape: number[], batch: number[], row: numb
   return data[(flat * shape[rank - 2]! + r) * shape[rank - 1]! + c]!;
 }
 
-function referenceMatmul(x: Float32Array, xShape: number[], y: Float32Array, yShape: number[], tx: boolean, ty: boolean) {
+function referenceMatmul(
+  x: Float32Array,
+  xShape: number[],
+  y: Float32Array,
+  yShape: number[],
+  tx: boolean,
+  ty: boolean,
+) {
   const M = tx ? xShape.at(-1)! : xShape.at(-2)!;
   const K = tx ? xShape.at(-2)! : xShape.at(-1)!;
   const N = ty ? yShape.at(-2)! : yShape.at(-1)!;
@@ -58,7 +72,9 @@ describe('matmul', () => {
       expect(outShape).toEqual(reference.shape);
       const out: FloatTensor = { dtype: 'fp16', shape: outShape, data: new Float32Array(product(outShape)) };
       matmul(out, x, y, geometry);
-      reference.out.forEach((exact, i) => expect(out.data[i], `element ${i}`).toBe(fp16Result(exact)));
+      reference.out.forEach((exact, i) => {
+        expect(out.data[i], `element ${i}`).toBe(fp16Result(exact));
+      });
     });
   }
 
@@ -67,7 +83,12 @@ describe('matmul', () => {
     expect(planMatmul([2, 5, 3], [3], false, false).outShape).toEqual([2, 5]);
     expect(planMatmul([3], [3], false, false).outShape).toEqual([]);
     const out: FloatTensor = { dtype: 'fp16', shape: [], data: new Float32Array(1) };
-    matmul(out, Float32Array.of(1, 2, 3), Float32Array.of(4, 5, 6), planMatmul([3], [3], false, false).geometry);
+    matmul(
+      out,
+      Float32Array.of(1, 2, 3),
+      Float32Array.of(4, 5, 6),
+      planMatmul([3], [3], false, false).geometry,
+    );
     expect(out.data[0]).toBe(32);
   });
 

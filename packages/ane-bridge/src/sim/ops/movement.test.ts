@@ -18,9 +18,18 @@ const iota = (n: number) => Float32Array.from({ length: n }, (_, i) => i);
 
 describe('transpose', () => {
   for (const [shape, perm] of [
-    [[1, 1, 64, 32], [0, 1, 3, 2]],
-    [[2, 3, 4], [2, 0, 1]],
-    [[2, 3, 4, 5], [3, 1, 0, 2]],
+    [
+      [1, 1, 64, 32],
+      [0, 1, 3, 2],
+    ],
+    [
+      [2, 3, 4],
+      [2, 0, 1],
+    ],
+    [
+      [2, 3, 4, 5],
+      [3, 1, 0, 2],
+    ],
     [[5], [0]],
   ] as [number[], number[]][]) {
     it(`perm [${perm}] of [${shape}]: out[i] = x[i permuted back]`, () => {
@@ -58,7 +67,14 @@ describe('slice_by_size', () => {
 
 describe('slice_by_index', () => {
   // Python's own slicing semantics, element by element, as the reference.
-  function pythonSlice(dim: number, begin: number, end: number, stride: number, beginMask: boolean, endMask: boolean): number[] {
+  function pythonSlice(
+    dim: number,
+    begin: number,
+    end: number,
+    stride: number,
+    beginMask: boolean,
+    endMask: boolean,
+  ): number[] {
     const all = Array.from({ length: dim }, (_, i) => i);
     const norm = (v: number, low: number, high: number) => Math.min(Math.max(v < 0 ? v + dim : v, low), high);
     if (stride > 0) {
@@ -71,7 +87,13 @@ describe('slice_by_index', () => {
     return all.filter((i) => i <= start && i > stop && (start - i) % -stride === 0).reverse();
   }
 
-  const cases: { begin: number[]; end: number[]; stride: number[]; beginMask?: boolean[]; endMask?: boolean[] }[] = [
+  const cases: {
+    begin: number[];
+    end: number[];
+    stride: number[];
+    beginMask?: boolean[];
+    endMask?: boolean[];
+  }[] = [
     { begin: [0, 1], end: [3, 5], stride: [1, 2] },
     { begin: [-1, 0], end: [-4, 6], stride: [-1, 3] },
     { begin: [2, -2], end: [0, 0], stride: [1, -1], beginMask: [true, false], endMask: [false, true] },
@@ -82,8 +104,22 @@ describe('slice_by_index', () => {
   for (const c of cases) {
     it(`begin [${c.begin}] end [${c.end}] stride [${c.stride}] masks [${c.beginMask ?? '-'}]/[${c.endMask ?? '-'}]`, () => {
       const x = iota(18);
-      const rows = pythonSlice(3, c.begin[0]!, c.end[0]!, c.stride[0]!, c.beginMask?.[0] ?? false, c.endMask?.[0] ?? false);
-      const cols = pythonSlice(6, c.begin[1]!, c.end[1]!, c.stride[1]!, c.beginMask?.[1] ?? false, c.endMask?.[1] ?? false);
+      const rows = pythonSlice(
+        3,
+        c.begin[0]!,
+        c.end[0]!,
+        c.stride[0]!,
+        c.beginMask?.[0] ?? false,
+        c.endMask?.[0] ?? false,
+      );
+      const cols = pythonSlice(
+        6,
+        c.begin[1]!,
+        c.end[1]!,
+        c.stride[1]!,
+        c.beginMask?.[1] ?? false,
+        c.endMask?.[1] ?? false,
+      );
       const spec = sliceByIndexSpec(shape, {
         begin: c.begin,
         end: c.end,
@@ -111,7 +147,14 @@ describe('concat and split', () => {
   it('concatenates along a middle axis', () => {
     const a = iota(2 * 1 * 3);
     const b = iota(2 * 2 * 3).map((v) => 100 + v);
-    const { outShape, geometry } = planConcat([[2, 1, 3], [2, 2, 3]], 1, false);
+    const { outShape, geometry } = planConcat(
+      [
+        [2, 1, 3],
+        [2, 2, 3],
+      ],
+      1,
+      false,
+    );
     expect(outShape).toEqual([2, 3, 3]);
     const out = new Float32Array(18);
     concat(out, [a, b], geometry);
@@ -121,7 +164,14 @@ describe('concat and split', () => {
   it('interleaves: output index j*n + k along the axis is value k index j', () => {
     const a = Float32Array.of(1, 2, 3, 4);
     const b = Float32Array.of(5, 6, 7, 8);
-    const { outShape, geometry } = planConcat([[2, 2], [2, 2]], 0, true);
+    const { outShape, geometry } = planConcat(
+      [
+        [2, 2],
+        [2, 2],
+      ],
+      0,
+      true,
+    );
     expect(outShape).toEqual([4, 2]);
     const out = new Float32Array(8);
     concat(out, [a, b], geometry);
@@ -129,7 +179,14 @@ describe('concat and split', () => {
   });
 
   it('interleaves along the last axis', () => {
-    const { geometry } = planConcat([[2, 2], [2, 2]], -1, true);
+    const { geometry } = planConcat(
+      [
+        [2, 2],
+        [2, 2],
+      ],
+      -1,
+      true,
+    );
     const out = new Float32Array(8);
     concat(out, [Float32Array.of(1, 2, 3, 4), Float32Array.of(5, 6, 7, 8)], geometry);
     expect([...out]).toEqual([1, 5, 2, 6, 3, 7, 4, 8]);

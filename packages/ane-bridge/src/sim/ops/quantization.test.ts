@@ -9,7 +9,9 @@ describe('quantize', () => {
   it('rounds half to even and saturates to [-128, 127]', () => {
     const scale = Float32Array.of(0.125);
     // In units of the scale: 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.5, -128.5, 300, -300, 0.49
-    const x = Float32Array.of(0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.5, -128.5, 300, -300, 0.49).map((v) => v * 0.125);
+    const x = Float32Array.of(0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.5, -128.5, 300, -300, 0.49).map(
+      (v) => v * 0.125,
+    );
     const out = new Int8Array(x.length);
     quantize(out, x, scale, undefined, 'int8', whole(x.length));
     expect([...out]).toEqual([0, 2, 2, 0, -2, -2, 126, 127, -128, 127, -128, 0]);
@@ -24,7 +26,14 @@ describe('quantize', () => {
   it('applies a per-channel scale along the axis', () => {
     // x [2, 3] quantized along axis 1 with scales (1, 0.5, 0.25).
     const out = new Int8Array(6);
-    quantize(out, Float32Array.of(1, 1, 1, 2, 2, 2), Float32Array.of(1, 0.5, 0.25), undefined, 'int8', planAxis([2, 3], 1));
+    quantize(
+      out,
+      Float32Array.of(1, 1, 1, 2, 2, 2),
+      Float32Array.of(1, 0.5, 0.25),
+      undefined,
+      'int8',
+      planAxis([2, 3], 1),
+    );
     expect([...out]).toEqual([1, 2, 4, 2, 4, 8]);
   });
 
