@@ -1,3 +1,4 @@
+export type { ChipFamily, Program, TensorSpec } from 'ane-ir/mil';
 export { version } from '../package.json';
 export { type Capabilities, capabilities, describeCapabilities } from './capabilities';
 export { type CaseFormatError, type ConformanceCase, findCaseDirs, loadCase } from './conformance/case';
@@ -6,7 +7,6 @@ export { type CaseResult, runConformance } from './conformance/run';
 export { decodeDeviceBytes, type TensorBuffer, type TensorData } from './device/buffers';
 export {
   type BackendName,
-  type ChipFamily,
   DEFAULT_COMPILE_BUDGET,
   Device,
   type OpenDeviceOptions,
@@ -14,11 +14,12 @@ export {
 } from './device/device';
 export type { Kernel, KernelInputs } from './device/kernel';
 export * from './errors';
+export * from './kernels';
 export {
-  type NativeLoadOptions,
-  type NativeLoadResult,
   loadNativeAddon,
   NATIVE_ABI_VERSION,
+  type NativeLoadOptions,
+  type NativeLoadResult,
   type SimdLevel,
 } from './native/loader';
 export { sgemm } from './sim/gemm';
