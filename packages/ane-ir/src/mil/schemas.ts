@@ -10,6 +10,7 @@ import type { ScalarData } from './ast';
 import { MilUnknownOpError, type MilValidationCode, MilValidationError } from './errors';
 import {
   formatValueType,
+  MIL_DTYPES,
   type MilDtype,
   shapeOf,
   type TensorType,
@@ -266,28 +267,7 @@ const STRING: readonly MilDtype[] = ['string'];
 const QUANTIZED: readonly MilDtype[] = ['int8', 'uint8'];
 /** Data-movement ops move any of these (int8..uint16 from iOS17). */
 const MOVABLE: readonly MilDtype[] = ['fp16', 'fp32', 'int32', 'bool', 'int8', 'uint8', 'int16', 'uint16'];
-const ANY: readonly MilDtype[] = [
-  'bool',
-  'string',
-  'fp16',
-  'fp32',
-  'fp64',
-  'bf16',
-  'int4',
-  'int8',
-  'int16',
-  'int32',
-  'int64',
-  'uint1',
-  'uint2',
-  'uint3',
-  'uint4',
-  'uint6',
-  'uint8',
-  'uint16',
-  'uint32',
-  'uint64',
-];
+const ANY: readonly MilDtype[] = MIL_DTYPES;
 
 function param(
   name: string,

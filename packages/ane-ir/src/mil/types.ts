@@ -38,22 +38,9 @@ export function isMilDtype(text: string): text is MilDtype {
 }
 
 export const FLOAT_DTYPES: readonly MilDtype[] = ['fp16', 'fp32', 'fp64', 'bf16'];
-export const INTEGER_DTYPES: readonly MilDtype[] = [
-  'int4',
-  'int8',
-  'int16',
-  'int32',
-  'int64',
-  'uint1',
-  'uint2',
-  'uint3',
-  'uint4',
-  'uint6',
-  'uint8',
-  'uint16',
-  'uint32',
-  'uint64',
-];
+export const INTEGER_DTYPES: readonly MilDtype[] = MIL_DTYPES.filter(
+  (dtype) => dtype !== 'bool' && dtype !== 'string' && !FLOAT_DTYPES.includes(dtype),
+);
 
 export function isFloatDtype(dtype: MilDtype): boolean {
   return FLOAT_DTYPES.includes(dtype);
