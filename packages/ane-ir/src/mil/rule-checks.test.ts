@@ -674,18 +674,26 @@ describe('rule checks in detail', () => {
       tensor<fp16, [1, 4, 1, 32]> h = relu(x=x);
       tensor<fp16, [1, 4, 1, 32]> y = relu(x=h)[name=string("r")];
       tensor<fp16, [1, 4, 1, 32]> z = relu(x=y)[name=string("r")];`,
-      { version: '1.0', opset: 'ios16' },
+      { version: '1.0', opset: 'ios17' },
     );
     const details = violationsOf(text.replace(/\[buildInfo[^\n]*\n/, ''))
       .filter((v) => v.ruleId === 'emit-program-skeleton')
       .map((v) => /^(.*?)(?: \(op '[^']*'\))?: /.exec(v.message)?.[1]);
     expect(details).toEqual([
-      'program version is 1.0, not 1.3',
       'program has no buildInfo line',
-      "function 'main' has opset <ios16>, not <ios18>",
+      "function 'main' has opset <ios17>, not <ios16> (program(1.0))",
       'relu statement has no name attribute',
       "op name 'r' is used twice",
     ]);
+  });
+
+  it('accepts the program(1.0)/<ios16> fallback dialect and refuses other versions', () => {
+    const skeleton = (version: string, opset: string) =>
+      violationsOf(mil(RELU, { version, opset })).filter((v) => v.ruleId === 'emit-program-skeleton');
+    expect(skeleton('1.0', 'ios16')).toEqual([]);
+    expect(skeleton('1.3', 'ios18')).toEqual([]);
+    expect(skeleton('1.1', 'ios17')[0]?.message).toContain('program version is 1.1, not 1.3 (or 1.0)');
+    expect(skeleton('1.3', 'ios16')[0]?.message).toContain('opset <ios16>, not <ios18>');
   });
 
   it('flags identifiers a hand-built AST spells badly', () => {

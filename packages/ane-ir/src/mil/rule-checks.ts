@@ -313,12 +313,18 @@ function isWidthOffsetSlice(graph: FunctionGraph, statement: OpStatement | undef
 
 // ---- the checks, keyed by rule id ----
 
+/** The two dialects: the program version each function's opset must go with. */
+const DIALECT_OPSETS: Readonly<Record<string, string>> = { '1.3': 'ios18', '1.0': 'ios16' };
+
 const checks: Record<string, RuleCheck> = {
   'emit-program-skeleton': ({ program, functions }) => {
     const findings: RuleFinding[] = [];
     const where = program.position;
-    if (program.version !== '1.3')
-      findings.push({ detail: `program version is ${program.version}, not 1.3`, position: where });
+    // program(1.3)/<ios18> is the default; program(1.0)/<ios16> is the fallback dialect the
+    // reference keeps for older chips (rule emit-scalar-syntax).
+    const opset = DIALECT_OPSETS[program.version];
+    if (opset === undefined)
+      findings.push({ detail: `program version is ${program.version}, not 1.3 (or 1.0)`, position: where });
     if (program.buildInfo === undefined)
       findings.push({ detail: 'program has no buildInfo line', position: where });
     if (functions.length !== 1) {
@@ -334,9 +340,9 @@ const checks: Record<string, RuleCheck> = {
           position: func.position,
           subject: func.name,
         });
-      if (func.opset !== 'ios18') {
+      if (opset !== undefined && func.opset !== opset) {
         findings.push({
-          detail: `function '${func.name}' has opset <${func.opset}>, not <ios18>`,
+          detail: `function '${func.name}' has opset <${func.opset}>, not <${opset}> (program(${program.version}))`,
           position: func.position,
           subject: func.name,
         });

@@ -9,6 +9,8 @@ import {
   chipAtLeast,
   DEFAULT_CHIP,
   getRule,
+  IR_ONLY_SOURCE,
+  isIrOnlyRule,
   MIL_CHECKED_RULE_IDS,
   ruleAppliesTo,
   ruleLimit,
@@ -43,7 +45,8 @@ describe('the rule table', () => {
       for (const field of ['title', 'condition', 'symptom', 'fix', 'source'] as const) {
         expect(rule[field].trim(), `${rule.id}.${field}`).not.toBe('');
       }
-      expect(rule.source, rule.id).toContain(`reference/ane-quirks.md \`${rule.referenceId}\``);
+      if (isIrOnlyRule(rule)) expect(rule.source, rule.id).toMatch(/^ane-ir \(IR-only\): \S/);
+      else expect(rule.source, rule.id).toContain(`reference/ane-quirks.md \`${rule.referenceId}\``);
       expect(rule.symptom, rule.id).toMatch(/\.$/);
       expect(rule.fix, rule.id).toMatch(/\.$/);
       if (rule.chips !== 'all') expect(rule.chips.length, rule.id).toBeGreaterThan(0);
@@ -53,12 +56,23 @@ describe('the rule table', () => {
   it('holds every rule of reference/ane-quirks.md and nothing else', () => {
     const reference = referenceRows();
     expect(reference.size).toBe(108);
-    expect(ANE_RULES.map((r) => r.referenceId).sort()).toEqual([...reference.keys()].sort());
+    const fromReference = ANE_RULES.filter((r) => !isIrOnlyRule(r));
+    expect(fromReference.map((r) => r.referenceId).sort()).toEqual([...reference.keys()].sort());
+  });
+
+  it('marks the rules only the graph IR can see, and enforces them in the IR', () => {
+    const irOnly = ANE_RULES.filter(isIrOnlyRule);
+    expect(irOnly.length).toBeGreaterThan(0);
+    for (const rule of irOnly) {
+      expect(rule.referenceId, rule.id).toMatch(/^ir\.[a-z0-9-]+$/);
+      expect(rule.source.startsWith(IR_ONLY_SOURCE), rule.id).toBe(true);
+      expect(rule.enforcement, rule.id).toBe('ir');
+    }
   });
 
   it('marks a conflict exactly where the reference says CONFLICT', () => {
     const reference = referenceRows();
-    for (const rule of ANE_RULES) {
+    for (const rule of ANE_RULES.filter((r) => !isIrOnlyRule(r))) {
       const referenceHasConflict = reference.get(rule.referenceId)!.includes('CONFLICT');
       expect(rule.conflict !== undefined, rule.id).toBe(referenceHasConflict);
     }

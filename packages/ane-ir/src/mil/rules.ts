@@ -44,7 +44,10 @@ export type RuleSeverity = 'error' | 'warning';
 export interface AneRule {
   /** Stable kebab-case id: the reference id with its dot replaced, e.g. `op-runtime-weight-conv`. */
   readonly id: string;
-  /** The id in reference/ane-quirks.md, e.g. `op.runtime-weight-conv`. */
+  /**
+   * The id in reference/ane-quirks.md, e.g. `op.runtime-weight-conv`; `ir.<name>` for the rules only
+   * the graph IR can see (their `source` starts with `IR_ONLY_SOURCE`).
+   */
   readonly referenceId: string;
   readonly title: string;
   /** When the rule is broken, in words. */
@@ -81,6 +84,27 @@ function rule(entry: RuleEntry): AneRule {
     source: `${QUIRKS} \`${entry.referenceId}\` (${upstream})`,
     ...rest,
   };
+}
+
+/** `source` prefix of the rules that are not in reference/ane-quirks.md: only the graph IR can see them. */
+export const IR_ONLY_SOURCE = 'ane-ir (IR-only)';
+
+type IrOnlyEntry = Omit<AneRule, 'id' | 'source' | 'enforcement'> & { readonly basis: string };
+
+/** A rule the graph IR enforces that no MIL text shows (it is about graphs, kernels or declared bounds). */
+function irOnlyRule(entry: IrOnlyEntry): AneRule {
+  const { basis, ...rest } = entry;
+  return {
+    id: entry.referenceId.replace('.', '-'),
+    source: `${IR_ONLY_SOURCE}: ${basis}`,
+    enforcement: 'ir',
+    ...rest,
+  };
+}
+
+/** Whether a rule is one only the graph IR can see (not in reference/ane-quirks.md). */
+export function isIrOnlyRule(rule: AneRule): boolean {
+  return rule.source.startsWith(IR_ONLY_SOURCE);
 }
 
 const SPATIAL_CAP = { M1: 16384, M2: 16384, M3: 16384, M4: 65536, M5: 65536 } as const;
@@ -1622,6 +1646,57 @@ export const ANE_RULES: readonly AneRule[] = [
       'ANEForge docs/cross-chip.md, aneforge/_targets.py `native_streams`, docs/op-catalog.md; maderix/ANE README, PR #40',
     conflict: "ANEForge's op catalog says affine int8 and sparse stream only from A15.",
     enforcement: 'documented',
+  }),
+
+  // ---- ir: rules only the graph IR can see (IR-only; not rows of reference/ane-quirks.md) ----
+  irOnlyRule({
+    referenceId: 'ir.single-io',
+    title: 'One input and one output per kernel',
+    condition:
+      "A kernel's inputs (activations and trainable weights) cannot be packed into one input tensor, or its outputs into one output, while the single-I/O default is in force: packing needs a shared channel count (spatial axis) or a shared sequence length (channel axis).",
+    chips: 'all',
+    kind: 'runtime-failure',
+    symptom:
+      'Multi-input requests are contested on the in-memory route: evaluation may fail with status 0x1d or read zeros.',
+    fix: 'Split the kernel where the channel counts change (the partitioner does), or opt in to several inputs and outputs with `io: "separate"` after a conformance probe on the target chip.',
+    basis:
+      'reference/maderix-ane.md §4.5 (README "multi-input requests cause 0x1d"; every trainer uses one input and one output) and ane-quirks `io.uniform-alloc`, `rt.weights-as-inputs`',
+  }),
+  irOnlyRule({
+    referenceId: 'ir.fp16-sum-of-squares',
+    title: 'Sums of squares that can overflow fp16',
+    condition:
+      'A kernel holds a sum of squares (the RMSNorm or LayerNorm variance) whose bound N·maxAbs² exceeds 65504, or whose input has no declared bound.',
+    chips: 'all',
+    kind: 'silent-hardware-behaviour',
+    limit: 65504,
+    symptom:
+      'The sum saturates to +inf in fp16 (D = 768 reaches 65504 at an RMS of 9.2) and the normalized output collapses to 0 or NaN-like garbage, silently.',
+    fix: 'Run the norm on the host (the partitioner does this by default), or declare `maxAbs` on the input so the bound proves the sum fits.',
+    basis:
+      'reference/maderix-ane.md §2.4 example C caution (sum of squares reaches ~7.7e4 for D = 768 at magnitude 10) and ane-quirks `num.fp16-range`',
+  }),
+  irOnlyRule({
+    referenceId: 'ir.fp16-range-bound',
+    title: 'Declared bounds that overflow fp16',
+    condition: 'The magnitude bound of an op result, derived from declared input bounds, exceeds 65504.',
+    chips: 'all',
+    kind: 'silent-hardware-behaviour',
+    severity: 'warning',
+    limit: 65504,
+    symptom: 'Values past 65504 become ±inf in fp16 between ops, silently.',
+    fix: 'Scale the inputs or weights down (fold 1/N into a weight), normalize between products, or move the op to the host.',
+    basis: 'ane-quirks `num.fp16-range`, `num.matmul-output-inf`, applied to bounds the caller declares',
+  }),
+  irOnlyRule({
+    referenceId: 'ir.host-only-op',
+    title: 'Ops with no ANE lowering',
+    condition: 'A kernel holds an op that has no ANE lowering (gather, used by embeddings).',
+    chips: 'all',
+    kind: 'compile-reject',
+    symptom: 'There is no MIL form that runs on the ANE (gather is not native, and has no gradient there).',
+    fix: 'Leave the op to the host (the partitioner places gather and embedding there), or use a one-hot matmul with the one-hot built on the host.',
+    basis: 'ane-quirks `op.gather`, `train.embedding`',
   }),
 ];
 

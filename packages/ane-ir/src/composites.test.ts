@@ -1,0 +1,270 @@
+import { describe, expect, it } from 'vitest';
+import {
+  avgPool,
+  causalMask,
+  causalSelfAttentionParts,
+  convTranspose2d,
+  embedding,
+  fullLike,
+  gelu,
+  layerNorm,
+  llamaBlock,
+  MASK_VALUE,
+  maxPool,
+  mean,
+  rmsNorm,
+  rope,
+  ropeTables,
+  silu,
+  swigluParts,
+  zerosLike,
+} from './composites';
+import { constantNumbers } from './graph/data';
+import { evaluate } from './graph/evaluate';
+import { Graph } from './graph/graph';
+import { type OpKind, SOURCE_KINDS } from './graph/tensor';
+import { roundToFp16 } from './mil/fp16';
+
+/** Deterministic values in [-1, 1) (not random: a fixed irrational walk). */
+function walk(count: number, seed = 1): number[] {
+  return Array.from({ length: count }, (_, i) => ((((i + seed) * 0.6180339887) % 1) * 2 - 1) * 0.999);
+}
+
+const PRIMITIVES: readonly OpKind[] = [
+  'unary',
+  'binary',
+  'reduce',
+  'reshape',
+  'transpose',
+  'slice',
+  'concat',
+  'matmul',
+  'conv',
+  'softmax',
+  'cast',
+  'gather',
+];
+
+describe('composites', () => {
+  it('are built only from the closed primitive set, and tag their nodes', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 16]);
+    const p = (name: string, shape: number[]) => g.param(name, shape);
+    llamaBlock(
+      x,
+      {
+        attnNorm: p('an', [64]),
+        ffnNorm: p('fn', [64]),
+        wq: p('wq', [64, 64]),
+        wk: p('wk', [32, 64]),
+        wv: p('wv', [32, 64]),
+        wo: p('wo', [64, 64]),
+        w1: p('w1', [96, 64]),
+        w3: p('w3', [96, 64]),
+        w2: p('w2', [64, 96]),
+      },
+      { heads: 4, kvHeads: 2, rope: ropeTables(g, 16, 16) },
+    );
+    gelu(x);
+    layerNorm(x, p('lg', [64]), p('lb', [64]));
+    embedding(g.input('tokens', [16], { dtype: 'int32' }), p('table', [10, 64]));
+    for (const node of g.nodes) {
+      expect([...SOURCE_KINDS, ...PRIMITIVES]).toContain(node.op.kind);
+      if (!SOURCE_KINDS.includes(node.op.kind)) expect(node.composites.length, node.name).toBeGreaterThan(0);
+    }
+    const kinds = new Set(g.nodes.flatMap((n) => n.composites.map((t) => t.kind)));
+    for (const kind of [
+      'llama_block',
+      'rmsnorm',
+      'attention',
+      'linear',
+      'rope',
+      'swiglu',
+      'silu',
+      'gelu',
+      'layernorm',
+      'embedding',
+    ]) {
+      expect(kinds).toContain(kind);
+    }
+  });
+
+  it('RMSNorm and LayerNorm normalize over channels', () => {
+    const g = new Graph();
+    const [D, S] = [8, 3];
+    const x = g.input('x', [D, S]);
+    const gain = g.constant(
+      walk(D, 3).map((v) => 1 + v / 4),
+      [D],
+    );
+    const bias = g.constant(walk(D, 5), [D]);
+    const xs = walk(D * S).map((v) => v * 3);
+    const [rms, ln] = evaluate([rmsNorm(x, gain), layerNorm(x, gain, bias)], { x: xs });
+    const gs = constantNumbers(gain.op.kind === 'constant' ? gain.op.data : (undefined as never));
+    const bs = constantNumbers(bias.op.kind === 'constant' ? bias.op.data : (undefined as never));
+    const eps = roundToFp16(1e-5);
+    for (let s = 0; s < S; s++) {
+      const column = Array.from({ length: D }, (_, c) => xs[c * S + s]!);
+      const ms = column.reduce((a, v) => a + v * v, 0) * roundToFp16(1 / D);
+      const mu = column.reduce((a, v) => a + v, 0) * roundToFp16(1 / D);
+      const variance = column.reduce((a, v) => a + (v - mu) ** 2, 0) * roundToFp16(1 / D);
+      for (let c = 0; c < D; c++) {
+        expect(rms![c * S + s]).toBeCloseTo((column[c]! / Math.sqrt(ms + eps)) * gs[c]!, 9);
+        expect(ln![c * S + s]).toBeCloseTo(
+          ((column[c]! - mu) / Math.sqrt(variance + eps)) * gs[c]! + bs[c]!,
+          9,
+        );
+      }
+    }
+  });
+
+  it('SiLU, GELU (tanh and sigmoid forms), SwiGLU', () => {
+    const g = new Graph();
+    const x = g.input('x', [4]);
+    const xs = [-2, -0.5, 0.5, 3];
+    const [s, gt, gs] = evaluate([silu(x), gelu(x), gelu(x, { approximation: 'sigmoid' })], { x: xs });
+    xs.forEach((v, i) => {
+      expect(s![i]).toBeCloseTo(v / (1 + Math.exp(-v)), 12);
+      const c = roundToFp16(Math.sqrt(2 / Math.PI));
+      const k = roundToFp16(0.044715);
+      expect(gt![i]).toBeCloseTo(0.5 * v * (1 + Math.tanh(c * (v + k * v ** 3))), 9);
+      expect(gs![i]).toBeCloseTo(v / (1 + Math.exp(-roundToFp16(1.702) * v)), 9);
+    });
+    const h = new Graph();
+    const input = h.input('x', [2, 1]);
+    const parts = swigluParts(
+      input,
+      h.constant([1, 0, 0, 1], [2, 2]),
+      h.constant([2, 0, 0, 2], [2, 2]),
+      h.constant([1, 1], [1, 2]),
+    );
+    const [y, h1, h3] = evaluate([parts.y, parts.h1, parts.h3], { x: [1, -1] });
+    expect(Array.from(h1!)).toEqual([1, -1]);
+    expect(Array.from(h3!)).toEqual([2, -2]);
+    const siluOf = (v: number) => v / (1 + Math.exp(-v));
+    expect(y![0]).toBeCloseTo(siluOf(1) * 2 + siluOf(-1) * -2, 12);
+  });
+
+  it('RoPE rotates pairs: interleaved (2i, 2i+1) and rotate-half (i, i + HD/2)', () => {
+    const [H, S, HD] = [2, 3, 4];
+    const xs = walk(H * S * HD);
+    for (const convention of ['interleaved', 'rotate-half'] as const) {
+      const g = new Graph();
+      const x = g.input('x', [H, S, HD]);
+      const tables = ropeTables(g, S, HD, { convention, base: 100 });
+      const [out] = evaluate([rope(x, tables)], { x: xs });
+      for (let h = 0; h < H; h++)
+        for (let p = 0; p < S; p++)
+          for (let i = 0; i < HD / 2; i++) {
+            const angle = p / 100 ** ((2 * i) / HD);
+            const [a, b] = convention === 'interleaved' ? [2 * i, 2 * i + 1] : [i, i + HD / 2];
+            const at = (j: number) => xs[(h * S + p) * HD + j]!;
+            const cos = roundToFp16(Math.cos(angle));
+            const sin = roundToFp16(Math.sin(angle));
+            expect(out![(h * S + p) * HD + a]).toBeCloseTo(at(a) * cos - at(b) * sin, 12);
+            expect(out![(h * S + p) * HD + b]).toBeCloseTo(at(b) * cos + at(a) * sin, 12);
+          }
+    }
+  });
+
+  it('causal attention: MHA and GQA (query head h reads kv head floor(h / ratio)) against a direct evaluation', () => {
+    for (const kvHeads of [4, 2, 1]) {
+      const [D, H, S] = [16, 4, 5];
+      const HD = D / H;
+      const g = new Graph();
+      const x = g.input('x', [D, S]);
+      const wq = g.param('wq', [D, D]);
+      const wk = g.param('wk', [kvHeads * HD, D]);
+      const wv = g.param('wv', [kvHeads * HD, D]);
+      const wo = g.param('wo', [D, D]);
+      const parts = causalSelfAttentionParts(x, { wq, wk, wv, wo }, { heads: H, kvHeads });
+      const feeds = {
+        x: walk(D * S, 1),
+        wq: walk(D * D, 2),
+        wk: walk(kvHeads * HD * D, 3),
+        wv: walk(kvHeads * HD * D, 4),
+        wo: walk(D * D, 5),
+      };
+      const [probs, attn] = evaluate([parts.probs, parts.attn], feeds);
+      const project = (w: number[], rows: number) =>
+        Array.from({ length: rows * S }, (_, i) => {
+          const [r, s] = [Math.floor(i / S), i % S];
+          let sum = 0;
+          for (let c = 0; c < D; c++) sum += w[r * D + c]! * feeds.x[c * S + s]!;
+          return sum;
+        });
+      const q = project(feeds.wq, D);
+      const k = project(feeds.wk, kvHeads * HD);
+      const v = project(feeds.wv, kvHeads * HD);
+      const scale = roundToFp16(1 / Math.sqrt(HD));
+      for (let h = 0; h < H; h++) {
+        const kv = Math.floor(h / (H / kvHeads));
+        for (let t = 0; t < S; t++) {
+          const scores = Array.from({ length: S }, (_, u) => {
+            if (u > t) return Number.NEGATIVE_INFINITY;
+            let dot = 0;
+            for (let j = 0; j < HD; j++) dot += q[(h * HD + j) * S + t]! * k[(kv * HD + j) * S + u]!;
+            return dot * scale;
+          });
+          const max = Math.max(...scores);
+          const exps = scores.map((s) => Math.exp(s - max));
+          const total = exps.reduce((a, b) => a + b, 0);
+          for (let u = 0; u < S; u++) expect(probs![(h * S + t) * S + u]).toBeCloseTo(exps[u]! / total, 9);
+          for (let j = 0; j < HD; j++) {
+            let expected = 0;
+            for (let u = 0; u <= t; u++) expected += (exps[u]! / total) * v[(kv * HD + j) * S + u]!;
+            expect(attn![(h * HD + j) * S + t]).toBeCloseTo(expected, 9);
+          }
+        }
+      }
+    }
+  });
+
+  it('builds the causal mask once per graph, with -65504 (never -inf)', () => {
+    const g = new Graph();
+    const mask = causalMask(g, 4);
+    expect(causalMask(g, 4)).toBe(mask);
+    const values = Array.from(
+      constantNumbers(mask.op.kind === 'constant' ? mask.op.data : (undefined as never)),
+    );
+    expect(values.slice(0, 4)).toEqual([0, MASK_VALUE, MASK_VALUE, MASK_VALUE]);
+    expect(values.slice(12, 16)).toEqual([0, 0, 0, 0]);
+    expect(MASK_VALUE).toBe(-65504);
+  });
+
+  it('embedding gathers rows into channels-first [D, S] (a host op)', () => {
+    const g = new Graph();
+    const table = g.constant([0, 1, 10, 11, 20, 21], [3, 2]);
+    const tokens = g.input('tokens', [2], { dtype: 'int32' });
+    const out = embedding(tokens, table);
+    expect(out.shape).toEqual([2, 2]);
+    expect(Array.from(evaluate([out], { tokens: [2, 1] })[0]!)).toEqual([20, 10, 21, 11]);
+  });
+
+  it('zeros and constant fills without mul(x, 0); means as sum times 1/n', () => {
+    const g = new Graph();
+    const x = g.input('x', [2, 2]);
+    const zeros = zerosLike(x);
+    const full = fullLike(x, 3);
+    expect(zeros.op).toEqual({ kind: 'binary', fn: 'sub' });
+    const [z, f, m] = evaluate([zeros, full, mean(x, 1)], { x: [1, 2, 3, 4] });
+    expect(Array.from(z!)).toEqual([0, 0, 0, 0]);
+    expect(Array.from(f!)).toEqual([3, 3, 3, 3]);
+    expect(Array.from(m!)).toEqual([1.5, 3.5]);
+  });
+
+  it('pools over non-overlapping windows, and lowers stride-1 transposed convs to convs', () => {
+    const g = new Graph();
+    const x = g.input('x', [1, 6]);
+    const [avg, max] = evaluate([avgPool(x, { kernel: 2 }), maxPool(x, { kernel: 3 })], {
+      x: [1, 3, 5, 7, 2, 0],
+    });
+    expect(Array.from(avg!)).toEqual([2, 6, 1]);
+    expect(Array.from(max!)).toEqual([5, 7]);
+    const image = g.input('image', [1, 1, 2, 2]);
+    const w = g.param('w', [1, 1, 2, 2], { trainable: false, data: [1, 2, 3, 4] });
+    const [up] = evaluate([convTranspose2d(image, w)], { image: [1, 0, 0, 0] });
+    // A single 1 at (0, 0) scatters the kernel: the output's top-left 2x2 is the weight itself.
+    expect(Array.from(up!)).toEqual([1, 2, 0, 3, 4, 0, 0, 0, 0]);
+  });
+});

@@ -1,0 +1,620 @@
+/**
+ * Composites: every higher-level op, built only from the primitives of `ops/primitives.ts`. Each call
+ * is tagged with its composite kind (`Graph.composite`), so the partitioner can place it as a unit
+ * (an RMSNorm whose sum of squares could overflow fp16 runs on the host as one op).
+ *
+ * Layout: activations are channels-first `[C, S]` (features, positions); linear weights are
+ * `[out, in]`; attention heads are `[H, S, HD]`.
+ */
+
+import { constantNumbers } from './graph/data';
+import { ConstraintError, IrError, ShapeError } from './graph/errors';
+import type { Graph } from './graph/graph';
+import { isConstantLike, type Tensor } from './graph/tensor';
+import { FP16_MAX } from './mil/fp16';
+import { DEFAULT_CHIP } from './mil/rules';
+import {
+  add,
+  concat,
+  conv2d,
+  gather,
+  matmul,
+  mul,
+  pow,
+  reduceMax,
+  reduceSum,
+  reshape,
+  sigmoid,
+  slice,
+  softmax,
+  sub,
+  tanh,
+  transpose,
+} from './ops/primitives';
+
+/** The fp16 value masks use for "never attend": the most negative finite fp16 (never -inf). */
+export const MASK_VALUE = -FP16_MAX;
+
+function named(options: { name?: string }, fallback: string): string {
+  return options.name ?? fallback;
+}
+
+// ---- elementwise helpers ----
+
+/** -x, as `mul(x, -1)`. */
+export function neg(x: Tensor): Tensor {
+  return mul(x, -1, { name: 'neg' });
+}
+
+/** Zeros shaped like x, as `sub(x, x)`: never `mul(x, 0)`, which fails to compile after a reduction. */
+export function zerosLike(x: Tensor): Tensor {
+  return sub(x, x, { name: 'zeros' });
+}
+
+/** A tensor shaped like x filled with `value`, as `(x - x) + value`. */
+export function fullLike(x: Tensor, value: number): Tensor {
+  return add(zerosLike(x), value, { name: 'full' });
+}
+
+/** Mean over `axes` (sum times 1/n). */
+export function mean(
+  x: Tensor,
+  axes: number | readonly number[],
+  options: { keepDims?: boolean } = {},
+): Tensor {
+  const list = typeof axes === 'number' ? [axes] : axes;
+  const count = list.reduce((n, axis) => n * x.shape[axis < 0 ? axis + x.rank : axis]!, 1);
+  return x.graph.composite('mean', 'mean', () =>
+    mul(reduceSum(x, list, { keepDims: options.keepDims ?? false }), 1 / count),
+  );
+}
+
+// ---- linear layers ----
+
+export interface LinearOptions {
+  /** Bias `[out]`, added after the product. */
+  bias?: Tensor;
+  name?: string;
+}
+
+/**
+ * y `[out, S]` = W `[out, in]` · x `[in, S]`. With a frozen or constant W it lowers to a 1x1 conv;
+ * with a trainable W the weight travels packed in the kernel input and the product is a matmul.
+ */
+export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): Tensor {
+  return x.graph.composite('linear', named(options, 'linear'), () => {
+    if (x.rank !== 2 || weight.rank !== 2) {
+      throw new ShapeError(
+        'linear',
+        `${x.name}`,
+        [x.shape, weight.shape],
+        'expects x [in, S] (channels-first) and weight [out, in]',
+      );
+    }
+    const y = matmul(weight, x, { name: 'y' });
+    if (options.bias === undefined) return y;
+    return add(y, reshape(options.bias, [weight.shape[0]!, 1], { name: 'bias' }), { name: 'y_bias' });
+  });
+}
+
+// ---- normalization ----
+
+export interface NormOptions {
+  /** Default 1e-5 (an fp16 subnormal; never below 2^-24, which is 0 in fp16). */
+  eps?: number;
+  name?: string;
+}
+
+/**
+ * RMSNorm over the channels of x `[D, S]`: `x * (sum_c x^2 / D + eps)^-0.5 * gain[D]`. The sum of
+ * squares is the fp16 hazard: it reaches 65504 once the RMS passes sqrt(65504 / D).
+ */
+export function rmsNorm(x: Tensor, gain: Tensor, options: NormOptions = {}): Tensor {
+  return x.graph.composite('rmsnorm', named(options, 'rmsnorm'), () => {
+    const channels = x.shape[0]!;
+    if (gain.rank !== 1 || gain.shape[0] !== channels) {
+      throw new ShapeError('rmsnorm', x.name, [x.shape, gain.shape], `gain must be [${channels}]`);
+    }
+    const squares = mul(x, x, { name: 'sq' });
+    const sum = reduceSum(squares, 0, { keepDims: true, name: 'ss' });
+    const meanSquare = mul(sum, 1 / channels, { name: 'ms' });
+    const shifted = add(meanSquare, options.eps ?? 1e-5, { name: 'ms_eps' });
+    const inverse = pow(shifted, -0.5, { name: 'rrms' });
+    const normalized = mul(x, inverse, { name: 'xr' });
+    return mul(normalized, reshape(gain, [channels, 1], { name: 'g' }), { name: 'out' });
+  });
+}
+
+/** LayerNorm over the channels of x `[D, S]`, with gain and optional bias `[D]`. */
+export function layerNorm(x: Tensor, gain: Tensor, bias?: Tensor, options: NormOptions = {}): Tensor {
+  return x.graph.composite('layernorm', named(options, 'layernorm'), () => {
+    const channels = x.shape[0]!;
+    const mu = mul(reduceSum(x, 0, { keepDims: true, name: 'sum' }), 1 / channels, { name: 'mu' });
+    const centered = sub(x, mu, { name: 'xc' });
+    const squares = mul(centered, centered, { name: 'sq' });
+    const variance = mul(reduceSum(squares, 0, { keepDims: true, name: 'ss' }), 1 / channels, {
+      name: 'var',
+    });
+    const inverse = pow(add(variance, options.eps ?? 1e-5, { name: 'var_eps' }), -0.5, { name: 'rstd' });
+    const scaled = mul(mul(centered, inverse, { name: 'xn' }), reshape(gain, [channels, 1], { name: 'g' }), {
+      name: 'xg',
+    });
+    return bias === undefined
+      ? scaled
+      : add(scaled, reshape(bias, [channels, 1], { name: 'b' }), { name: 'out' });
+  });
+}
+
+// ---- activations ----
+
+/** SiLU: `x * sigmoid(x)`. */
+export function silu(x: Tensor, options: { name?: string } = {}): Tensor {
+  return x.graph.composite('silu', named(options, 'silu'), () =>
+    mul(x, sigmoid(x, { name: 'sig' }), { name: 'out' }),
+  );
+}
+
+export interface GeluOptions {
+  /** 'tanh' (default): `0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))`; 'sigmoid': `x * sigmoid(1.702x)`. */
+  approximation?: 'tanh' | 'sigmoid';
+  name?: string;
+}
+
+/** GELU, decomposed (native `gelu` is contested on the ANE, and its LUT differs between chips). */
+export function gelu(x: Tensor, options: GeluOptions = {}): Tensor {
+  return x.graph.composite('gelu', named(options, 'gelu'), () => {
+    if (options.approximation === 'sigmoid') return mul(x, sigmoid(mul(x, 1.702)), { name: 'out' });
+    const cube = mul(mul(x, x), x, { name: 'cube' });
+    const inner = mul(add(x, mul(cube, 0.044715)), Math.sqrt(2 / Math.PI), { name: 'inner' });
+    const gate = add(tanh(inner), 1, { name: 'gate' });
+    return mul(mul(x, gate), 0.5, { name: 'out' });
+  });
+}
+
+export interface SwigluParts {
+  /** W2 · gate, `[D, S]`. */
+  readonly y: Tensor;
+  /** W1 · x, `[HID, S]`. */
+  readonly h1: Tensor;
+  /** W3 · x, `[HID, S]`. */
+  readonly h3: Tensor;
+  /** silu(h1) * h3, `[HID, S]`. */
+  readonly gate: Tensor;
+}
+
+/** SwiGLU feed-forward, returning its intermediate values too (forward taps for a backward pass). */
+export function swigluParts(
+  x: Tensor,
+  w1: Tensor,
+  w3: Tensor,
+  w2: Tensor,
+  options: { name?: string } = {},
+): SwigluParts {
+  return x.graph.composite('swiglu', named(options, 'ffn'), () => {
+    const h1 = linear(x, w1, { name: 'w1' });
+    const h3 = linear(x, w3, { name: 'w3' });
+    const gate = mul(silu(h1), h3, { name: 'gate' });
+    const y = linear(gate, w2, { name: 'w2' });
+    return { y, h1, h3, gate };
+  });
+}
+
+/** SwiGLU feed-forward: `W2 (silu(W1 x) * W3 x)`. */
+export function swiglu(
+  x: Tensor,
+  w1: Tensor,
+  w3: Tensor,
+  w2: Tensor,
+  options: { name?: string } = {},
+): Tensor {
+  return swigluParts(x, w1, w3, w2, options).y;
+}
+
+// ---- rotary position embedding ----
+
+/**
+ * 'interleaved': pairs (2i, 2i+1) rotate together (llama2.c, Meta's checkpoints).
+ * 'rotate-half': element i pairs with i + HD/2 (Hugging Face `rotate_half`).
+ */
+export type RopeConvention = 'interleaved' | 'rotate-half';
+
+export interface RopeTableOptions {
+  /** Default 10000. */
+  base?: number;
+  /** Default 'interleaved'. */
+  convention?: RopeConvention;
+  /** Position of the first row (default 0). */
+  offset?: number;
+  name?: string;
+}
+
+export interface RopeTables {
+  /** `[S, HD]` fp16 constants. */
+  readonly cos: Tensor;
+  readonly sin: Tensor;
+  readonly convention: RopeConvention;
+}
+
+/** cos/sin tables `[S, HD]` for positions 0..S-1, each frequency laid out for `convention`. */
+export function ropeTables(
+  graph: Graph,
+  seq: number,
+  headDim: number,
+  options: RopeTableOptions = {},
+): RopeTables {
+  if (headDim % 2 !== 0) throw new IrError(`ropeTables: headDim must be even, got ${headDim}`);
+  const base = options.base ?? 10000;
+  const convention = options.convention ?? 'interleaved';
+  const offset = options.offset ?? 0;
+  const half = headDim / 2;
+  const cos = new Float64Array(seq * headDim);
+  const sin = new Float64Array(seq * headDim);
+  for (let p = 0; p < seq; p++) {
+    for (let j = 0; j < headDim; j++) {
+      const i = convention === 'interleaved' ? Math.floor(j / 2) : j % half;
+      const angle = (p + offset) / base ** ((2 * i) / headDim);
+      cos[p * headDim + j] = Math.cos(angle);
+      sin[p * headDim + j] = Math.sin(angle);
+    }
+  }
+  const prefix = options.name ?? 'rope';
+  return {
+    cos: graph.constant(cos, [seq, headDim], { name: `${prefix}_cos` }),
+    sin: graph.constant(sin, [seq, headDim], { name: `${prefix}_sin` }),
+    convention,
+  };
+}
+
+/**
+ * Rotates heads x `[H, S, HD]` by position: `x * cos + rot(x) * sin`, where rot pairs elements by
+ * the tables' convention and negates the first of each pair.
+ */
+export function rope(x: Tensor, tables: RopeTables, options: { name?: string } = {}): Tensor {
+  return x.graph.composite('rope', named(options, 'rope'), () => {
+    const [heads, seq, headDim] = x.shape as [number, number, number];
+    if (x.rank !== 3 || tables.cos.shape[0] !== seq || tables.cos.shape[1] !== headDim) {
+      throw new ShapeError(
+        'rope',
+        x.name,
+        [x.shape, tables.cos.shape],
+        'expects x [H, S, HD] and tables [S, HD]',
+      );
+    }
+    let rotated: Tensor;
+    if (tables.convention === 'interleaved') {
+      const pairs = reshape(x, [heads, (seq * headDim) / 2, 2], { name: 'pairs' });
+      const even = slice(pairs, [0, 0, 0], [heads, (seq * headDim) / 2, 1], { name: 'even' });
+      const odd = slice(pairs, [0, 0, 1], [heads, (seq * headDim) / 2, 1], { name: 'odd' });
+      const swapped = concat([mul(odd, -1, { name: 'neg_odd' }), even], 2, { name: 'swapped' });
+      rotated = reshape(swapped, [heads, seq, headDim], { name: 'rot' });
+    } else {
+      const half = headDim / 2;
+      const first = slice(x, [0, 0, 0], [heads, seq, half], { name: 'x1' });
+      const second = slice(x, [0, 0, half], [heads, seq, half], { name: 'x2' });
+      rotated = concat([mul(second, -1, { name: 'neg_x2' }), first], 2, { name: 'rot' });
+    }
+    const xc = mul(x, tables.cos, { name: 'xc' });
+    const rs = mul(rotated, tables.sin, { name: 'rs' });
+    return add(xc, rs, { name: 'out' });
+  });
+}
+
+// ---- attention ----
+
+/** `[H * HD, S]` -> `[H, S, HD]`. */
+export function splitHeads(x: Tensor, heads: number, options: { name?: string } = {}): Tensor {
+  const [channels, seq] = x.shape as [number, number];
+  if (x.rank !== 2 || channels % heads !== 0) {
+    throw new ShapeError('split_heads', x.name, [x.shape], `channels must divide into ${heads} heads`);
+  }
+  const base = named(options, 'heads');
+  const split = reshape(x, [heads, channels / heads, seq], { name: `${base}_r` });
+  return transpose(split, [0, 2, 1], { name: base });
+}
+
+/** `[H, S, HD]` -> `[H * HD, S]`. */
+export function mergeHeads(x: Tensor, options: { name?: string } = {}): Tensor {
+  const [heads, seq, headDim] = x.shape as [number, number, number];
+  const base = named(options, 'merged');
+  const back = transpose(x, [0, 2, 1], { name: `${base}_t` });
+  return reshape(back, [heads * headDim, seq], { name: base });
+}
+
+const MASKS = new WeakMap<Graph, Map<string, Tensor>>();
+
+/**
+ * Additive causal mask `[S, S]`: 0 where key <= query, -65504 elsewhere. One constant per graph,
+ * size and name: every attention call shares it.
+ */
+export function causalMask(graph: Graph, seq: number, options: { name?: string } = {}): Tensor {
+  const name = options.name ?? 'causal_mask';
+  let masks = MASKS.get(graph);
+  if (masks === undefined) {
+    masks = new Map();
+    MASKS.set(graph, masks);
+  }
+  const key = `${seq}:${name}`;
+  const cached = masks.get(key);
+  if (cached !== undefined) return cached;
+  const values = new Float64Array(seq * seq);
+  for (let t = 0; t < seq; t++) for (let u = t + 1; u < seq; u++) values[t * seq + u] = MASK_VALUE;
+  // Created outside any scope, so every caller sees the same node.
+  const mask = graph.unscoped(() => graph.constant(values, [seq, seq], { name }));
+  masks.set(key, mask);
+  return mask;
+}
+
+export interface AttentionWeights {
+  /** `[H * HD, D]` */
+  readonly wq: Tensor;
+  /** `[KV * HD, D]` */
+  readonly wk: Tensor;
+  /** `[KV * HD, D]` */
+  readonly wv: Tensor;
+  /** `[D, H * HD]` */
+  readonly wo: Tensor;
+}
+
+export interface AttentionOptions {
+  heads: number;
+  /** Key/value heads (GQA); default `heads` (MHA). Query head h reads kv head floor(h / (heads / kvHeads)). */
+  kvHeads?: number;
+  /** RoPE tables `[S, HD]` applied to queries and keys; omitted: no RoPE. */
+  rope?: RopeTables;
+  /** Additive mask `[S, S]`; default the causal mask. */
+  mask?: Tensor;
+  /** Score scale; default 1/sqrt(HD). */
+  scale?: number;
+  name?: string;
+}
+
+export interface AttentionParts {
+  /** Wo · attention, `[D, S]`. */
+  readonly out: Tensor;
+  /** Queries and keys after RoPE, values: `[H, S, HD]` (keys and values expanded to H heads). */
+  readonly q: Tensor;
+  readonly k: Tensor;
+  readonly v: Tensor;
+  /** softmax(scale · q kᵀ + mask), `[H, S, S]`. */
+  readonly probs: Tensor;
+  /** probs · v merged back to `[H * HD, S]`. */
+  readonly attn: Tensor;
+}
+
+/**
+ * Causal self-attention on x `[D, S]`, MHA or GQA with any ratio: projections, RoPE, scores
+ * `q kᵀ * scale`, additive mask (-65504, never -inf), softmax over keys, `probs v`, output
+ * projection. Never the MIL SDPA op (the ANE ignores its mask).
+ */
+export function causalSelfAttentionParts(
+  x: Tensor,
+  weights: AttentionWeights,
+  options: AttentionOptions,
+): AttentionParts {
+  const graph = x.graph;
+  return graph.composite('attention', named(options, 'attn'), () => {
+    const heads = options.heads;
+    const kvHeads = options.kvHeads ?? heads;
+    const seq = x.shape[1]!;
+    if (heads % kvHeads !== 0) {
+      throw new ShapeError(
+        'attention',
+        x.name,
+        [x.shape],
+        `heads (${heads}) must be a multiple of kvHeads (${kvHeads})`,
+      );
+    }
+    const q = linear(x, weights.wq, { name: 'q' });
+    const k = linear(x, weights.wk, { name: 'k' });
+    const v = linear(x, weights.wv, { name: 'v' });
+    if (
+      q.shape[0]! % heads !== 0 ||
+      k.shape[0]! !== (q.shape[0]! / heads) * kvHeads ||
+      v.shape[0] !== k.shape[0]
+    ) {
+      throw new ShapeError(
+        'attention',
+        x.name,
+        [weights.wq.shape, weights.wk.shape, weights.wv.shape],
+        `wq must be [H*HD, D] and wk, wv [KV*HD, D] with H=${heads}, KV=${kvHeads}`,
+      );
+    }
+    const headDim = q.shape[0]! / heads;
+    let qh = splitHeads(q, heads, { name: 'qh' });
+    let kh = splitHeads(k, kvHeads, { name: 'kh' });
+    let vh = splitHeads(v, kvHeads, { name: 'vh' });
+    if (options.rope !== undefined) {
+      qh = rope(qh, options.rope, { name: 'q_rope' });
+      kh = rope(kh, options.rope, { name: 'k_rope' });
+    }
+    if (kvHeads !== heads) {
+      kh = expandKvHeads(kh, heads / kvHeads, 'k_exp');
+      vh = expandKvHeads(vh, heads / kvHeads, 'v_exp');
+    }
+    const scores = matmul(qh, transpose(kh, [0, 2, 1], { name: 'kt' }), { name: 'scores' });
+    const scaled = mul(scores, options.scale ?? 1 / Math.sqrt(headDim), { name: 'scaled' });
+    const mask = options.mask ?? causalMask(graph, seq, { name: 'mask' });
+    const masked = add(scaled, mask, { name: 'masked' });
+    const probs = softmax(masked, -1, { name: 'probs' });
+    const context = matmul(probs, vh, { name: 'ctx' });
+    const attn = mergeHeads(context, { name: 'att' });
+    const out = linear(attn, weights.wo, { name: 'o' });
+    return { out, q: qh, k: kh, v: vh, probs, attn };
+  });
+}
+
+/** Causal self-attention (see `causalSelfAttentionParts`), returning Wo · attention `[D, S]`. */
+export function causalSelfAttention(x: Tensor, weights: AttentionWeights, options: AttentionOptions): Tensor {
+  return causalSelfAttentionParts(x, weights, options).out;
+}
+
+/** `[KV, S, HD]` -> `[KV * ratio, S, HD]`, each kv head repeated `ratio` times in a row. */
+function expandKvHeads(x: Tensor, ratio: number, name: string): Tensor {
+  const [kvHeads, seq, headDim] = x.shape as [number, number, number];
+  const parts: Tensor[] = [];
+  for (let j = 0; j < kvHeads; j++) {
+    const head = slice(x, [j, 0, 0], [1, seq, headDim], { name: `${name}_h${j}` });
+    for (let r = 0; r < ratio; r++) parts.push(head);
+  }
+  return concat(parts, 0, { name });
+}
+
+// ---- embedding ----
+
+/**
+ * Embedding lookup: rows of table `[V, D]` for int32 tokens `[S]`, as channels-first `[D, S]`. A host
+ * op: the ANE has no gather (and no gather gradient).
+ */
+export function embedding(tokens: Tensor, table: Tensor, options: { name?: string } = {}): Tensor {
+  return tokens.graph.composite('embedding', named(options, 'embed'), () => {
+    const rows = gather(table, tokens, 0, { name: 'rows' });
+    return transpose(rows, [1, 0], { name: 'out' });
+  });
+}
+
+// ---- pooling and transposed convolution (the forms with exact ANE lowerings and gradients) ----
+
+export interface PoolOptions {
+  kernel: number;
+  /** Default `kernel`. */
+  stride?: number;
+  /** Default 0. */
+  pad?: number;
+  name?: string;
+}
+
+function poolWindows(x: Tensor, kind: string, options: PoolOptions): Tensor {
+  const stride = options.stride ?? options.kernel;
+  const pad = options.pad ?? 0;
+  if (stride !== options.kernel || pad !== 0) {
+    throw new ConstraintError(
+      'op-pool-vjp-envelope',
+      { op: kind, node: `${x.name}` },
+      `${kind} with kernel ${options.kernel}, stride ${stride}, pad ${pad} has overlapping or padded windows`,
+      DEFAULT_CHIP,
+    );
+  }
+  const width = x.shape[x.rank - 1]!;
+  if (width % options.kernel !== 0) {
+    throw new ShapeError(
+      kind,
+      x.name,
+      [x.shape],
+      `the last axis (${width}) must divide into windows of ${options.kernel}`,
+    );
+  }
+  return reshape(x, [...x.shape.slice(0, -1), width / options.kernel, options.kernel], { name: 'windows' });
+}
+
+/** Average pool over the last axis, non-overlapping windows (stride == kernel, no padding). */
+export function avgPool(x: Tensor, options: PoolOptions): Tensor {
+  return x.graph.composite('avg_pool', named(options, 'avg_pool'), () => {
+    const windows = poolWindows(x, 'avg_pool', options);
+    return mul(reduceSum(windows, -1, { name: 'sum' }), 1 / options.kernel, { name: 'out' });
+  });
+}
+
+/** Max pool over the last axis, non-overlapping windows (stride == kernel, no padding). */
+export function maxPool(x: Tensor, options: PoolOptions): Tensor {
+  return x.graph.composite('max_pool', named(options, 'max_pool'), () =>
+    reduceMax(poolWindows(x, 'max_pool', options), -1, { name: 'out' }),
+  );
+}
+
+/**
+ * Transposed 2-D convolution (stride 1, groups 1) of x `[N, IC, H, W]` with a constant or frozen
+ * weight `[IC, OC, kH, kW]`, as a conv with the flipped, transposed weight and `k - 1 - pad` padding.
+ * Strides above 1 have no exact ANE form (`conv_transpose` has no output padding).
+ */
+export function convTranspose2d(
+  x: Tensor,
+  weight: Tensor,
+  options: { strides?: readonly [number, number]; pad?: readonly [number, number]; name?: string } = {},
+): Tensor {
+  return x.graph.composite('conv_transpose', named(options, 'conv_transpose'), () => {
+    const [sh, sw] = options.strides ?? [1, 1];
+    if (sh !== 1 || sw !== 1) {
+      throw new ConstraintError(
+        'op-conv-transpose-stride',
+        { op: 'conv_transpose', node: x.name },
+        `conv_transpose with strides [${sh}, ${sw}]`,
+        DEFAULT_CHIP,
+      );
+    }
+    if (weight.rank !== 4 || !isConstantLike(weight)) {
+      throw new ShapeError(
+        'conv_transpose',
+        x.name,
+        [x.shape, weight.shape],
+        'expects a constant or frozen weight [IC, OC, kH, kW]',
+      );
+    }
+    const [inChannels, outChannels, kh, kw] = weight.shape as [number, number, number, number];
+    const [ph, pw] = options.pad ?? [0, 0];
+    if (ph > kh - 1 || pw > kw - 1) {
+      throw new ShapeError(
+        'conv_transpose',
+        x.name,
+        [x.shape, weight.shape],
+        `pad must be at most kernel - 1`,
+      );
+    }
+    const source = weight.op.kind === 'constant' || weight.op.kind === 'param' ? weight.op.data : undefined;
+    const values = source === undefined ? new Float64Array(weight.size) : constantNumbers(source);
+    const flipped = new Float64Array(weight.size);
+    for (let i = 0; i < inChannels; i++)
+      for (let o = 0; o < outChannels; o++)
+        for (let h = 0; h < kh; h++)
+          for (let w = 0; w < kw; w++) {
+            flipped[((o * inChannels + i) * kh + h) * kw + w] =
+              values[((i * outChannels + o) * kh + (kh - 1 - h)) * kw + (kw - 1 - w)]!;
+          }
+    const convWeight = x.graph.constant(flipped, [outChannels, inChannels, kh, kw], { name: 'w_flipped' });
+    const padH = kh - 1 - ph;
+    const padW = kw - 1 - pw;
+    return conv2d(x, convWeight, { pad: [padH, padH, padW, padW], name: 'out' });
+  });
+}
+
+// ---- transformer block ----
+
+export interface LlamaBlockWeights {
+  /** RMSNorm gains `[D]`. */
+  readonly attnNorm: Tensor;
+  readonly ffnNorm: Tensor;
+  readonly wq: Tensor;
+  readonly wk: Tensor;
+  readonly wv: Tensor;
+  readonly wo: Tensor;
+  /** `[HID, D]`, `[HID, D]`, `[D, HID]`. */
+  readonly w1: Tensor;
+  readonly w3: Tensor;
+  readonly w2: Tensor;
+}
+
+export interface LlamaBlockOptions extends Omit<AttentionOptions, 'name'> {
+  /** RMSNorm epsilon (default 1e-5). */
+  eps?: number;
+  /** Residual branch scale α (`x + α·f(x)`); default 1. */
+  residualScale?: number;
+  name?: string;
+}
+
+/**
+ * A pre-norm Llama block on x `[D, S]`: `h = x + α·attn(rmsnorm(x))`, `out = h + α·ffn(rmsnorm(h))`
+ * with causal self-attention (MHA or GQA, optional RoPE) and a SwiGLU feed-forward.
+ */
+export function llamaBlock(x: Tensor, weights: LlamaBlockWeights, options: LlamaBlockOptions): Tensor {
+  return x.graph.composite('llama_block', named(options, 'block'), () => {
+    const eps = options.eps ?? 1e-5;
+    const alpha = options.residualScale ?? 1;
+    const scaled = (t: Tensor, name: string) => (alpha === 1 ? t : mul(t, alpha, { name }));
+    const { name: _name, eps: _eps, residualScale: _alpha, ...attention } = options;
+    const attnIn = rmsNorm(x, weights.attnNorm, { eps, name: 'attn_norm' });
+    const attn = causalSelfAttention(attnIn, weights, { ...attention, name: 'attn' });
+    const h = add(x, scaled(attn, 'attn_scaled'), { name: 'h' });
+    const ffnIn = rmsNorm(h, weights.ffnNorm, { eps, name: 'ffn_norm' });
+    const ffn = swiglu(ffnIn, weights.w1, weights.w3, weights.w2, { name: 'ffn' });
+    return add(h, scaled(ffn, 'ffn_scaled'), { name: 'out' });
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * Golden files: the MIL printed for a Llama block forward (MHA and GQA) at small sizes, and the
+ * plan that produced it. A change to the lowering that changes the text fails here; when the change
+ * is intended, regenerate with `UPDATE_GOLDEN=1 npx vitest run src/emit/golden` and review the diff.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseProgram } from '../mil/parse';
+import { validateProgram } from '../mil/validate';
+import { partition } from '../partition/partition';
+import { type LlamaConfig, llamaGraph } from '../testing/models.test-helper';
+
+const GOLDEN_DIR = join(import.meta.dirname, '__golden__');
+const UPDATE = process.env.UPDATE_GOLDEN === '1';
+
+function golden(file: string, actual: string): void {
+  const path = join(GOLDEN_DIR, file);
+  if (UPDATE) writeFileSync(path, actual);
+  expect(existsSync(path), `${file} is missing: run UPDATE_GOLDEN=1 npx vitest run src/emit/golden`).toBe(
+    true,
+  );
+  expect(actual, `${file} differs: if intended, run UPDATE_GOLDEN=1 npx vitest run src/emit/golden`).toBe(
+    readFileSync(path, 'utf8'),
+  );
+}
+
+const BLOCKS: [string, LlamaConfig][] = [
+  ['llama-block-mha', { dim: 64, heads: 4, hidden: 128, seq: 32, layers: 2 }],
+  [
+    'llama-block-gqa',
+    { dim: 64, heads: 4, kvHeads: 2, hidden: 128, seq: 32, layers: 2, convention: 'rotate-half' },
+  ],
+];
+
+describe('golden MIL for a Llama block forward', () => {
+  for (const [name, config] of BLOCKS) {
+    it(`${name}: the printed programs and the plan are pinned`, () => {
+      const plan = partition(llamaGraph(config).graph);
+      // Two layers, two programs: attention (+ residual) and SwiGLU (+ residual), shared by both layers.
+      expect(plan.programs.length).toBe(2);
+      expect(plan.kernels.length).toBe(4);
+      plan.programs.forEach((program, i) => {
+        validateProgram(parseProgram(program.program.mil), { weights: program.program.weights });
+        golden(`${name}.p${i}.mil`, program.program.mil);
+      });
+      golden(`${name}.plan.txt`, `${plan.report()}\n`);
+    });
+  }
+
+  it('prints the same text every time (deterministic names, consts and blobs)', () => {
+    const first = partition(llamaGraph(BLOCKS[1]![1]).graph);
+    const second = partition(llamaGraph(BLOCKS[1]![1]).graph);
+    expect(second.programs.map((p) => p.program.mil)).toEqual(first.programs.map((p) => p.program.mil));
+    expect(second.programs.map((p) => p.hash)).toEqual(first.programs.map((p) => p.hash));
+  });
+});

@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import { linear, rmsNorm } from '../composites';
+import { ConstraintError } from '../graph/errors';
+import { Graph } from '../graph/graph';
+import { llamaGraph, STORIES_110M } from '../testing/models.test-helper';
+import { partition } from './partition';
+
+describe('the Stories110M forward plan (shapes only, no weights)', () => {
+  it('lowers and prints a fixed, small number of distinct programs, not one per layer', () => {
+    const started = performance.now();
+    const { graph } = llamaGraph(STORIES_110M);
+    const plan = partition(graph);
+    const elapsed = performance.now() - started;
+    // Measured, never asserted (tests do not assert on time).
+    console.log(`Stories110M: build + partition + lower + print took ${elapsed.toFixed(0)} ms`);
+
+    expect(plan.programs.length).toBe(3);
+    expect(plan.kernels.length).toBe(2 * 12 + 1);
+    const [attention, ffn, classifier] = plan.programs;
+    expect(attention!.instances.length).toBe(12);
+    expect(ffn!.instances.length).toBe(12);
+    expect(classifier!.instances.length).toBe(1);
+    // Attention kernel: xnorm | x | Wqᵀ | Wkᵀ | Wvᵀ | Woᵀ on 768 channels: 2·256 + 4·768 columns.
+    expect(attention!.program.inputs).toEqual([{ name: 'x', dtype: 'fp16', shape: [1, 768, 1, 3584] }]);
+    // SwiGLU kernel: x2norm | x2 | W1ᵀ | W3ᵀ | W2: 2·256 + 3·2048 columns (maderix/ANE's ffnFused width).
+    expect(ffn!.program.inputs[0]!.shape).toEqual([1, 768, 1, 6656]);
+    expect(classifier!.program.outputs[0]!.shape).toEqual([1, 32000, 1, 256]);
+    // Every program text is independent of the layer it runs for; only staging differs.
+    const layer3 = plan.kernels[attention!.instances[3]!]!;
+    expect(layer3.inputs[0]!.segments.map((s) => s.source)).toEqual([
+      'layers.3.attn_norm.out',
+      'layers.2.out',
+      'layers.3.wq',
+      'layers.3.wk',
+      'layers.3.wv',
+      'layers.3.wo',
+    ]);
+    // 12 attention weights ×4 + FFN ×3 are trainable: no weight blobs, only the mask and RoPE tables.
+    expect([...attention!.program.weights.keys()].sort()).toEqual([
+      '@model_path/weights/mask.bin',
+      '@model_path/weights/rope_cos.bin',
+      '@model_path/weights/rope_sin.bin',
+    ]);
+    expect(ffn!.program.weights.size).toBe(0);
+
+    const hostKinds = plan.hostOps.map((op) => op.kind);
+    expect(hostKinds.filter((k) => k === 'rmsnorm').length).toBe(25);
+    expect(hostKinds.filter((k) => k === 'embedding').length).toBe(1);
+    expect(plan.hostOps.find((op) => op.kind === 'embedding')!.ruleId).toBe('ir-host-only-op');
+    expect(plan.hostOps.find((op) => op.kind === 'rmsnorm')!).toMatchObject({
+      ruleId: 'ir-fp16-sum-of-squares',
+      reason: 'sum of 768 squares of an input with no declared bound can exceed 65504 in fp16',
+    });
+
+    const report = plan.report();
+    expect(report).toContain('Plan for M4: 25 ANE kernel runs of 3 distinct programs, 26 host ops');
+    expect(report).toContain('P0');
+    expect(report).toContain(
+      '12 runs; in x fp16[1, 768, 1, 3584] (5.25 MiB); out y fp16[1, 768, 1, 256] (384.0 KiB)',
+    );
+    expect(report).toContain("host embedding 'embed'");
+  });
+
+  it('keeps the 32000-column classifier off the ANE on chips whose spatial cap it exceeds', () => {
+    const { graph } = llamaGraph({ ...STORIES_110M, layers: 1 });
+    const plan = partition(graph, { chip: 'M2' });
+    const classifier = plan.placements.find((p) => p.node === 'output.y')!;
+    expect(classifier).toMatchObject({ device: 'host', ruleId: 'dim-spatial' });
+    expect(classifier.reason).toContain(
+      'its packed input [1, 768, 1, 32256] is wider than the M2 spatial cap 16384',
+    );
+  });
+});
+
+describe('placement and kernel formation', () => {
+  it('places every op with a reason, and runs steps after what they read', () => {
+    const plan = partition(
+      llamaGraph({ dim: 64, heads: 4, hidden: 96, seq: 32, layers: 2, vocab: 100 }).graph,
+    );
+    for (const placement of plan.placements) expect(placement.reason.length).toBeGreaterThan(0);
+    const done = new Set<string>();
+    for (const step of plan.steps) {
+      const nodes =
+        step.kind === 'kernel' ? plan.kernels[step.index]!.nodes : plan.hostOps[step.index]!.nodes;
+      const own = new Set(nodes);
+      for (const node of nodes) {
+        for (const input of node.inputs) {
+          const produced = plan.placements.some((p) => p.node === input.name);
+          if (produced && !own.has(input))
+            expect(done.has(input.name), `${node.name} reads ${input.name}`).toBe(true);
+        }
+      }
+      for (const node of nodes) done.add(node.name);
+    }
+  });
+
+  it('splits kernels where the channel count changes (packing needs equal channel counts)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const up = linear(x, g.param('w1', [96, 64]), { name: 'up' });
+    g.output('y', linear(up, g.param('w2', [48, 96]), { name: 'down' }));
+    const plan = partition(g);
+    expect(plan.kernels.map((k) => k.inputs[0]!.spec.shape)).toEqual([
+      [1, 64, 1, 32 + 96],
+      [1, 96, 1, 32 + 48],
+    ]);
+  });
+
+  it('ends a norm kernel before three runtime-weight matmuls read it (the CPU-fallback pattern)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32], { maxAbs: 4 });
+    const normed = rmsNorm(x, g.param('g', [64]), { name: 'norm' });
+    const q = linear(normed, g.param('wq', [64, 64]), { name: 'q' });
+    const k = linear(normed, g.param('wk', [64, 64]), { name: 'k' });
+    const v = linear(normed, g.param('wv', [64, 64]), { name: 'v' });
+    g.output('q', q);
+    g.output('k', k);
+    g.output('v', v);
+    const plan = partition(g);
+    expect(plan.hostOps).toEqual([]);
+    const normKernel = plan.kernels.find((kernel) => kernel.nodes.some((n) => n.name === 'norm.ss'))!;
+    expect(normKernel.nodes.some((n) => n.op.kind === 'matmul')).toBe(false);
+    expect(plan.warnings.filter((w) => w.ruleId === 'op-rmsnorm-3matmul-fallback')).toEqual([]);
+  });
+
+  it('honours caller placements, and refuses a forced placement the checker rejects', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    g.output('y', rmsNorm(x, g.param('g', [64]), { name: 'norm' }));
+    expect(partition(g, { placement: { norm: 'host' } }).kernels.length).toBe(0);
+    expect(() => partition(g, { placement: { norm: 'ane' } })).toThrow(ConstraintError);
+    try {
+      partition(g, { placement: { norm: 'ane' } });
+    } catch (error) {
+      expect((error as ConstraintError).ruleId).toBe('ir-fp16-sum-of-squares');
+    }
+    expect(() => partition(g, { placement: { nothing: 'ane' } })).toThrow("placement names 'nothing'");
+  });
+});

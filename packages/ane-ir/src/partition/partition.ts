@@ -1,0 +1,620 @@
+/**
+ * The partitioner: cuts a graph into ANE kernels and host ops, lowers every kernel, and folds
+ * kernels with identical programs (same text, same hash) into one program driven with per-layer
+ * inputs. The plan says which op runs where and why, and what each kernel reads and writes.
+ *
+ * Placement: ops with no ANE lowering (gather: embeddings), non-fp16 arithmetic (int32 token math),
+ * and sums of squares that can overflow fp16 (RMSNorm, LayerNorm) run on the host, each as a whole
+ * composite call; everything else runs on the ANE. Kernels grow greedily in dependency order while
+ * their inputs still pack into one input within the chip's shape limits; a norm that three or more
+ * runtime-weight matmuls read ends its kernel (the ANE falls back to the CPU on that fusion). Ops
+ * on weights alone (a transpose of a weight) run inside every kernel that reads them. A kernel the
+ * checker rejects moves the offending composite call to the host and the graph is partitioned again.
+ */
+import { computeBounds, sumOfSquaresOperand } from '../check/bounds';
+import { ConstraintError, IrError } from '../graph/errors';
+import type { Graph } from '../graph/graph';
+import { isConstantLike, opLabel, type Tensor } from '../graph/tensor';
+import { isTrainableWeight, type KernelPort, planIo } from '../lower/io';
+import {
+  boundaryOf,
+  type ConstraintWarning,
+  countFlops,
+  type LoweredKernel,
+  type LowerOptions,
+  lowerKernel,
+} from '../lower/kernel';
+import { physicalShape } from '../lower/layout';
+import { liveNodes } from '../lower/rewrite';
+import { byteLength, type Program } from '../mil/program';
+import { type ChipFamily, DEFAULT_CHIP, getRule, ruleLimit } from '../mil/rules';
+import { formatPlan } from './report';
+import { kernelSignature } from './signature';
+
+export type Device = 'ane' | 'host';
+
+export interface PartitionOptions extends LowerOptions {
+  /**
+   * Overrides by node or composite-call name: e.g. `{ 'layers.0.attn_norm': 'ane' }` keeps an
+   * RMSNorm on the ANE (the constraint checker still refuses it if it can overflow).
+   */
+  placement?: Readonly<Record<string, Device>>;
+}
+
+export interface Placement {
+  readonly node: string;
+  readonly op: string;
+  readonly device: Device;
+  readonly reason: string;
+  /** The rule behind a host placement. */
+  readonly ruleId?: string;
+  /** The kernel (`Plan.kernels[index]`) or host op (`Plan.hostOps[index]`) that runs it. */
+  readonly step: PlanStep;
+}
+
+export interface HostOp {
+  /** The composite call (`layers.0.attn_norm`) or the node. */
+  readonly name: string;
+  /** The composite kind (`rmsnorm`, `embedding`) or the primitive (`gather`). */
+  readonly kind: string;
+  readonly nodes: readonly Tensor[];
+  /** Values it reads (from inputs, params, kernels or other host ops). */
+  readonly inputs: readonly Tensor[];
+  /** Values it produces that something else reads. */
+  readonly outputs: readonly Tensor[];
+  readonly reason: string;
+  readonly ruleId?: string;
+  readonly flops: number;
+}
+
+export interface KernelInstance {
+  readonly name: string;
+  /** Index into `Plan.programs`. */
+  readonly program: number;
+  readonly nodes: readonly Tensor[];
+  /** What to stage into each input and read from each output: this instance's own values. */
+  readonly inputs: readonly KernelPort[];
+  readonly outputs: readonly KernelPort[];
+}
+
+export interface PlannedProgram {
+  readonly index: number;
+  readonly hash: string;
+  readonly program: Program;
+  /** The lowering of the first instance (text, checks, rewrites). */
+  readonly lowered: LoweredKernel;
+  /** Indices into `Plan.kernels` of the kernels this program runs. */
+  readonly instances: readonly number[];
+  readonly inputBytes: number;
+  readonly outputBytes: number;
+  readonly flops: number;
+}
+
+export type PlanStep =
+  | { readonly kind: 'kernel'; readonly index: number }
+  | { readonly kind: 'host'; readonly index: number };
+
+export interface Plan {
+  readonly chip: ChipFamily;
+  /** Execution order. */
+  readonly steps: readonly PlanStep[];
+  readonly kernels: readonly KernelInstance[];
+  /** Distinct programs: compile each once. */
+  readonly programs: readonly PlannedProgram[];
+  readonly hostOps: readonly HostOp[];
+  /** Every op of the graph, where it runs and why. */
+  readonly placements: readonly Placement[];
+  readonly warnings: readonly ConstraintWarning[];
+  /** A readable summary: programs, kernels with I/O sizes and FLOPs, host ops with reasons. */
+  report(): string;
+}
+
+interface Decision {
+  readonly device: Device;
+  readonly reason: string;
+  readonly ruleId?: string;
+}
+
+const MAX_ROUNDS = 16;
+
+/** Partitions `graph` (everything its outputs need) into kernels and host ops, and lowers the kernels. */
+export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
+  if (graph.outputs.length === 0)
+    throw new IrError('partition: the graph has no outputs (call graph.output)');
+  const chip = options.chip ?? DEFAULT_CHIP;
+  const outputs = graph.outputs.map((o) => o.tensor);
+  const live = liveNodes(outputs);
+  const ops = live.filter((n) => n.op.kind !== 'input' && n.op.kind !== 'param' && n.op.kind !== 'constant');
+  const bounds = computeBounds(live);
+  const decisions = initialPlacement(ops, bounds, options);
+
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const kernels = formKernels(ops, decisions, outputs, chip, options);
+    const lowered: LoweredKernel[] = [];
+    const bySignature = new Map<string, LoweredKernel>();
+    let moved = false;
+    for (const [index, kernel] of kernels.entries()) {
+      const definition = { nodes: kernel.nodes, outputs: kernel.outputs, name: `kernel${index}` };
+      try {
+        // Kernels of identical structure (every layer of a model) lower to the same program: lower the
+        // first, and only plan the I/O of the others (their ports name their own values).
+        const signature = kernelSignature(kernel, bounds);
+        const twin = bySignature.get(signature);
+        if (twin !== undefined) {
+          const plan = planIo(boundaryOf(definition), options.io ?? 'packed', chip);
+          lowered.push({ ...twin, name: definition.name, inputs: plan.inputs, outputs: plan.outputs });
+          continue;
+        }
+        const result = lowerKernel(definition, { ...options, chip, bounds });
+        bySignature.set(signature, result);
+        lowered.push(result);
+      } catch (error) {
+        if (!(error instanceof ConstraintError)) throw error;
+        const culprit = kernel.nodes.find((n) => n.name === error.node);
+        const forced = [culprit?.name, ...(culprit?.composites.map((t) => t.name) ?? [])].some(
+          (name) => name !== undefined && options.placement?.[name] === 'ane',
+        );
+        if (culprit === undefined || forced) throw error;
+        moveToHost(culprit, ops, decisions, {
+          device: 'host',
+          reason: `the ANE kernel would break a rule: ${error.detail}`,
+          ruleId: error.ruleId,
+        });
+        moved = true;
+        break;
+      }
+    }
+    if (!moved) return assemble(chip, ops, decisions, kernels, lowered, outputs);
+  }
+  throw new IrError(`partition: placement did not settle after ${MAX_ROUNDS} rounds`);
+}
+
+function innermostTag(node: Tensor) {
+  return node.composites[node.composites.length - 1];
+}
+
+/** Moves `node` to the host, with the whole innermost composite call it belongs to. */
+function moveToHost(
+  node: Tensor,
+  ops: readonly Tensor[],
+  decisions: Map<Tensor, Decision>,
+  decision: Decision,
+): void {
+  if (decision.ruleId !== undefined) getRule(decision.ruleId); // a reason always names a real rule
+  const tag = innermostTag(node);
+  const group = tag === undefined ? [node] : ops.filter((n) => n.composites.some((t) => t.id === tag.id));
+  for (const member of group) {
+    if (decisions.get(member)?.device === 'host') continue;
+    decisions.set(
+      member,
+      member === node || tag === undefined
+        ? decision
+        : { ...decision, reason: `part of ${tag.kind} '${tag.name}': ${decision.reason}` },
+    );
+  }
+}
+
+function initialPlacement(
+  ops: readonly Tensor[],
+  bounds: ReadonlyMap<Tensor, number | undefined>,
+  options: PartitionOptions,
+): Map<Tensor, Decision> {
+  const decisions = new Map<Tensor, Decision>();
+  const limit = ruleLimit(getRule('ir-fp16-sum-of-squares'), options.chip ?? DEFAULT_CHIP)!;
+  for (const node of ops) decisions.set(node, { device: 'ane', reason: 'lowers to ANE primitives' });
+  for (const node of ops) {
+    let decision: Decision | undefined;
+    if (node.op.kind === 'gather') {
+      decision = {
+        device: 'host',
+        reason: 'gather has no ANE lowering (embedding lookup)',
+        ruleId: 'ir-host-only-op',
+      };
+    } else if (
+      node.inputs.some((i) => i.dtype === 'int32' || i.dtype === 'bool') ||
+      node.dtype === 'int32' ||
+      node.dtype === 'bool'
+    ) {
+      decision = {
+        device: 'host',
+        reason: `${node.dtype} arithmetic: the ANE computes in fp16`,
+        ruleId: 'dtype-compute',
+      };
+    } else {
+      const operand = sumOfSquaresOperand(node);
+      if (operand !== undefined) {
+        const bound = bounds.get(operand);
+        const count = node.inputs[0]!.size / node.size;
+        if (bound === undefined) {
+          decision = {
+            device: 'host',
+            reason: `sum of ${count} squares of an input with no declared bound can exceed 65504 in fp16`,
+            ruleId: 'ir-fp16-sum-of-squares',
+          };
+        } else if (count * bound * bound > limit) {
+          decision = {
+            device: 'host',
+            reason: `sum of ${count} squares can reach ${count * bound * bound} > 65504 in fp16`,
+            ruleId: 'ir-fp16-sum-of-squares',
+          };
+        }
+      }
+    }
+    if (decision !== undefined) moveToHost(node, ops, decisions, decision);
+  }
+  for (const [name, device] of Object.entries(options.placement ?? {})) {
+    const matched = ops.filter((n) => n.name === name || n.composites.some((t) => t.name === name));
+    if (matched.length === 0)
+      throw new IrError(
+        `partition: placement names '${name}', which is no op or composite call of the graph`,
+      );
+    for (const node of matched)
+      decisions.set(node, {
+        device,
+        reason: `placed on the ${device === 'ane' ? 'ANE' : 'host'} by the caller`,
+      });
+  }
+  return decisions;
+}
+
+interface FormedKernel {
+  readonly nodes: Tensor[];
+  readonly outputs: Tensor[];
+}
+
+/** Values consumed by each op. */
+function consumersOf(ops: readonly Tensor[]): Map<Tensor, Tensor[]> {
+  const consumers = new Map<Tensor, Tensor[]>();
+  for (const node of ops) {
+    for (const input of node.inputs) {
+      const list = consumers.get(input) ?? [];
+      list.push(node);
+      consumers.set(input, list);
+    }
+  }
+  return consumers;
+}
+
+/** Whether the kernel's packed input would fit the chip's shape caps (and pack at all). */
+function packingProblem(
+  nodes: readonly Tensor[],
+  chip: ChipFamily,
+  options: LowerOptions,
+): Problem | undefined {
+  const boundary = boundaryOf({ nodes, outputs: [] });
+  try {
+    const plan = planIo(boundary, options.io ?? 'packed', chip);
+    const spatial = ruleLimit(getRule('dim-spatial'), chip)!;
+    const channels = ruleLimit(getRule('dim-channel'), chip)!;
+    for (const port of plan.inputs) {
+      const [, c, h, w] = port.spec.shape as [number, number, number, number];
+      const shape = `[${physicalShape(port.logicalShape).join(', ')}]`;
+      if (c > channels) {
+        return {
+          detail: `its packed input ${shape} has more than ${channels} channels`,
+          ruleId: 'dim-channel',
+        };
+      }
+      if (h > spatial || w > spatial) {
+        return {
+          detail: `its packed input ${shape} is wider than the ${chip} spatial cap ${spatial}`,
+          ruleId: 'dim-spatial',
+        };
+      }
+    }
+  } catch (error) {
+    if (error instanceof ConstraintError) return { detail: error.detail, ruleId: error.ruleId };
+    throw error;
+  }
+  return undefined;
+}
+
+interface Problem {
+  readonly detail: string;
+  readonly ruleId: string;
+}
+
+/** Values from outside the kernel that `node` (with its weight-only inputs) reads. */
+function newBoundaryValues(
+  node: Tensor,
+  pending: ReadonlySet<Tensor>,
+  weightOnly: ReadonlySet<Tensor>,
+): Tensor[] {
+  const reads: Tensor[] = [];
+  const stack = [...node.inputs];
+  while (stack.length > 0) {
+    const value = stack.pop()!;
+    if (pending.has(value) || value.op.kind === 'constant' || isConstantLike(value)) continue;
+    if (weightOnly.has(value)) stack.push(...value.inputs);
+    else reads.push(value);
+  }
+  return reads;
+}
+
+/** Outputs of norm composites (calls holding a sum of squares) that three or more runtime-weight matmuls read. */
+function normsFeedingManyMatmuls(
+  ops: readonly Tensor[],
+  consumers: ReadonlyMap<Tensor, Tensor[]>,
+): Set<Tensor> {
+  const normCalls = new Set<number>();
+  for (const node of ops) {
+    const tag = innermostTag(node);
+    if (tag !== undefined && sumOfSquaresOperand(node) !== undefined) normCalls.add(tag.id);
+  }
+  const result = new Set<Tensor>();
+  for (const node of ops) {
+    const tag = innermostTag(node);
+    if (tag === undefined || !normCalls.has(tag.id)) continue;
+    const readers = (consumers.get(node) ?? []).filter((r) => !r.composites.some((t) => t.id === tag.id));
+    if (runtimeMatmulCount(readers) >= 3) result.add(node);
+  }
+  return result;
+}
+
+function runtimeMatmulCount(nodes: readonly Tensor[]): number {
+  return nodes.filter((n) => n.op.kind === 'matmul' && n.inputs.some(isTrainableWeight)).length;
+}
+
+/** Greedy list scheduling: grow the current kernel with ready ANE ops; run host ops when none is ready. */
+function formKernels(
+  ops: readonly Tensor[],
+  decisions: Map<Tensor, Decision>,
+  graphOutputs: readonly Tensor[],
+  chip: ChipFamily,
+  options: PartitionOptions,
+): FormedKernel[] {
+  const consumers = consumersOf(ops);
+  const opSet = new Set(ops);
+  // Ops on weights and constants alone (a reshape of a gain, a transpose of a weight) run inside
+  // every kernel that reads them, so kernels of different layers stay identical.
+  const weightOnly = new Set<Tensor>();
+  for (const node of ops) {
+    if (
+      decisions.get(node)!.device === 'ane' &&
+      !graphOutputs.includes(node) &&
+      node.inputs.every((i) => (opSet.has(i) ? weightOnly.has(i) : i.op.kind !== 'input'))
+    ) {
+      weightOnly.add(node);
+    }
+  }
+  for (const node of [...weightOnly].reverse()) {
+    const readers = consumers.get(node) ?? [];
+    if (readers.some((c) => decisions.get(c)!.device !== 'ane')) weightOnly.delete(node);
+  }
+  const withWeightOnlyInputs = (nodes: readonly Tensor[]): Tensor[] => {
+    const all = new Set(nodes);
+    const stack = [...nodes];
+    while (stack.length > 0) {
+      for (const input of stack.pop()!.inputs) {
+        if (weightOnly.has(input) && !all.has(input)) {
+          all.add(input);
+          stack.push(input);
+        }
+      }
+    }
+    return [...all].sort((a, b) => a.id - b.id);
+  };
+  const done = new Set<Tensor>(weightOnly);
+  const kernels: FormedKernel[] = [];
+  let current: Tensor[] = [];
+  const ready = (node: Tensor, pending: ReadonlySet<Tensor>) =>
+    node.inputs.every((input) => !opSet.has(input) || done.has(input) || pending.has(input));
+  const currentBoundary = new Set<Tensor>();
+  const fanOutNorms = normsFeedingManyMatmuls(ops, consumers);
+  const closeKernel = () => {
+    if (current.length === 0) return;
+    kernels.push({ nodes: withWeightOnlyInputs(current), outputs: [] });
+    for (const node of current) done.add(node);
+    current = [];
+    currentBoundary.clear();
+  };
+  const remaining = ops.filter((n) => !weightOnly.has(n));
+  while (remaining.length > 0) {
+    const pending = new Set(current);
+    let progressed = false;
+    for (let i = 0; i < remaining.length; i++) {
+      const node = remaining[i]!;
+      if (decisions.get(node)!.device !== 'ane' || !ready(node, pending)) continue;
+      const reads = newBoundaryValues(node, pending, weightOnly);
+      let problem =
+        current.length > 0 && reads.every((value) => currentBoundary.has(value))
+          ? undefined
+          : packingProblem(withWeightOnlyInputs([...current, node]), chip, options);
+      if (
+        problem === undefined &&
+        node.inputs.some((input) => fanOutNorms.has(input) && pending.has(input))
+      ) {
+        // A norm feeding three or more runtime-weight matmuls ends its kernel.
+        problem = {
+          detail: 'a norm fused with three runtime-weight matmuls falls back to the CPU',
+          ruleId: 'op-rmsnorm-3matmul-fallback',
+        };
+      }
+      if (problem !== undefined) {
+        if (current.length === 0) {
+          moveToHost(node, ops, decisions, {
+            device: 'host',
+            reason: `no ANE kernel can hold it: ${problem.detail}`,
+            ruleId: problem.ruleId,
+          });
+          progressed = true;
+          break;
+        }
+        continue;
+      }
+      current.push(node);
+      pending.add(node);
+      for (const value of reads) currentBoundary.add(value);
+      remaining.splice(i, 1);
+      i--;
+      progressed = true;
+    }
+    if (progressed) continue;
+    closeKernel();
+    // No ANE op is ready: run the host ops that are.
+    const hostReady = remaining.filter((n) => decisions.get(n)!.device === 'host' && ready(n, new Set()));
+    if (hostReady.length === 0) {
+      if (remaining.some((n) => decisions.get(n)!.device === 'ane' && ready(n, new Set()))) continue;
+      throw new IrError('partition: no op is ready (the graph has a cycle?)');
+    }
+    for (const node of hostReady) {
+      done.add(node);
+      remaining.splice(remaining.indexOf(node), 1);
+    }
+  }
+  closeKernel();
+  // Outputs: values read outside the kernel, or returned by the graph.
+  for (const kernel of kernels) {
+    const inside = new Set(kernel.nodes);
+    for (const node of kernel.nodes) {
+      if (weightOnly.has(node)) continue;
+      const outside = (consumers.get(node) ?? []).some((c) => !inside.has(c));
+      if (outside || graphOutputs.includes(node)) kernel.outputs.push(node);
+    }
+  }
+  return kernels;
+}
+
+function hostGroups(ops: readonly Tensor[], decisions: Map<Tensor, Decision>): Tensor[][] {
+  const groups: Tensor[][] = [];
+  const byTag = new Map<number, Tensor[]>();
+  for (const node of ops) {
+    if (decisions.get(node)!.device !== 'host') continue;
+    const tag = innermostTag(node);
+    if (tag === undefined) {
+      groups.push([node]);
+      continue;
+    }
+    let group = byTag.get(tag.id);
+    if (group === undefined) {
+      group = [];
+      byTag.set(tag.id, group);
+      groups.push(group);
+    }
+    group.push(node);
+  }
+  return groups;
+}
+
+function assemble(
+  chip: ChipFamily,
+  ops: readonly Tensor[],
+  decisions: Map<Tensor, Decision>,
+  formed: readonly FormedKernel[],
+  lowered: readonly LoweredKernel[],
+  graphOutputs: readonly Tensor[],
+): Plan {
+  const consumers = consumersOf(ops);
+  const programs: PlannedProgram[] = [];
+  const byHash = new Map<string, number>();
+  const kernels: KernelInstance[] = [];
+  formed.forEach((kernel, index) => {
+    const result = lowered[index]!;
+    let programIndex = byHash.get(result.hash);
+    if (programIndex === undefined) {
+      programIndex = programs.length;
+      byHash.set(result.hash, programIndex);
+      programs.push({
+        index: programIndex,
+        hash: result.hash,
+        program: result.program,
+        lowered: result,
+        instances: [],
+        inputBytes: result.program.inputs.reduce((n, s) => n + byteLength(s), 0),
+        outputBytes: result.program.outputs.reduce((n, s) => n + byteLength(s), 0),
+        flops: result.flops,
+      });
+    }
+    (programs[programIndex]!.instances as number[]).push(index);
+    kernels.push({
+      name: result.name,
+      program: programIndex,
+      nodes: kernel.nodes,
+      inputs: result.inputs,
+      outputs: result.outputs,
+    });
+  });
+
+  const hostOps: HostOp[] = hostGroups(ops, decisions).map((nodes) => {
+    const inside = new Set(nodes);
+    const first = nodes[0]!;
+    const tag = innermostTag(first);
+    const decision = decisions.get(nodes.find((n) => decisions.get(n)!.ruleId !== undefined) ?? first)!;
+    const inputs: Tensor[] = [];
+    for (const node of nodes)
+      for (const input of node.inputs) if (!inside.has(input) && !inputs.includes(input)) inputs.push(input);
+    const outputs = nodes.filter(
+      (n) => graphOutputs.includes(n) || (consumers.get(n) ?? []).some((c) => !inside.has(c)),
+    );
+    return {
+      name: tag?.name ?? first.name,
+      kind: tag?.kind ?? opLabel(first.op),
+      nodes,
+      inputs,
+      outputs,
+      reason: decision.reason.replace(/^part of [^:]*: /, ''),
+      ...(decision.ruleId !== undefined ? { ruleId: decision.ruleId } : {}),
+      flops: countFlops(nodes),
+    };
+  });
+
+  // Execution order: each step after everything it reads.
+  const producedBy = new Map<Tensor, PlanStep>();
+  kernels.forEach((kernel, index) => {
+    for (const node of kernel.nodes) producedBy.set(node, { kind: 'kernel', index });
+  });
+  hostOps.forEach((op, index) => {
+    for (const node of op.nodes) producedBy.set(node, { kind: 'host', index });
+  });
+  const allSteps: PlanStep[] = [
+    ...kernels.map((_, index): PlanStep => ({ kind: 'kernel', index })),
+    ...hostOps.map((_, index): PlanStep => ({ kind: 'host', index })),
+  ];
+  const nodesOf = (step: PlanStep) =>
+    step.kind === 'kernel' ? kernels[step.index]!.nodes : hostOps[step.index]!.nodes;
+  const steps: PlanStep[] = [];
+  const placed = new Set<string>();
+  const key = (step: PlanStep) => `${step.kind}${step.index}`;
+  const readyStep = (step: PlanStep): boolean => {
+    const own = new Set(nodesOf(step));
+    return nodesOf(step).every((node) =>
+      node.inputs.every((input) => {
+        if (own.has(input)) return true;
+        const producer = producedBy.get(input);
+        return producer === undefined || placed.has(key(producer));
+      }),
+    );
+  };
+  while (steps.length < allSteps.length) {
+    const next = allSteps.find((step) => !placed.has(key(step)) && readyStep(step));
+    if (next === undefined)
+      throw new IrError('partition: the kernels and host ops depend on each other in a cycle');
+    steps.push(next);
+    placed.add(key(next));
+  }
+
+  const placements: Placement[] = ops.map((node) => {
+    const decision = decisions.get(node)!;
+    const step = producedBy.get(node)!;
+    return {
+      node: node.name,
+      op: opLabel(node.op),
+      device: decision.device,
+      reason: decision.reason,
+      ...(decision.ruleId !== undefined ? { ruleId: decision.ruleId } : {}),
+      step,
+    };
+  });
+  const warnings = programs.flatMap((p) => p.lowered.warnings);
+  const plan: Plan = {
+    chip,
+    steps,
+    kernels,
+    programs,
+    hostOps,
+    placements,
+    warnings,
+    report: () => formatPlan(plan),
+  };
+  return plan;
+}

@@ -1,0 +1,106 @@
+/**
+ * Test helpers: running a lowered kernel in the simulator and comparing it with a float64
+ * reference, and deterministic pseudo-random data.
+ */
+import { decodeDeviceBytes, openDevice } from 'ane-bridge';
+import { evaluate, type Plan, packInput, unpackOutput } from 'ane-ir';
+import { encodeFp16, type Program } from 'ane-ir/mil';
+
+export const device = openDevice({ backend: 'sim' });
+
+/** Runs `program` on the simulator with inputs given as device bytes or numbers; returns the outputs as numbers. */
+export function runOnSim(program: Program, inputs: readonly (Uint8Array | Float32Array)[]): Float32Array[] {
+  const kernel = device.compile(program);
+  try {
+    return kernel.runSync(inputs).map((buffer) => buffer.read());
+  } finally {
+    kernel.dispose();
+  }
+}
+
+export function decode(bytes: Uint8Array, dtype: 'fp16' | 'fp32'): Float32Array {
+  return decodeDeviceBytes(bytes, dtype);
+}
+
+/** A seeded generator of numbers in [0, 1) (mulberry32). */
+export function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `count` values ~ N(0, scale^2), rounded to fp16 (so the host and device see the same numbers). */
+export function normals(count: number, scale: number, seed: number): Float32Array {
+  const next = random(seed);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    const u = Math.max(next(), 1e-12);
+    const v = next();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  const bits = encodeFp16(out);
+  return Float32Array.from(decode(new Uint8Array(bits.buffer), 'fp16'));
+}
+
+/** Largest |got - expected| / (atol + rtol |expected|). */
+export function worstRatio(
+  got: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+): number {
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const g = got[i]!;
+    const e = expected[i]!;
+    const ratio = Number.isFinite(g)
+      ? Math.abs(g - e) / (atol + rtol * Math.abs(e))
+      : Number.POSITIVE_INFINITY;
+    if (!(ratio <= worst)) worst = ratio;
+  }
+  return worst;
+}
+
+/** Values of every graph value a plan computes, by node name. */
+export type Values = Map<string, Float32Array>;
+
+/**
+ * Runs a plan the way a runtime would: kernels on the simulator (inputs packed with `packInput`,
+ * outputs split with `unpackOutput`), host ops on the reference interpreter.
+ */
+export function executePlan(plan: Plan, feeds: Readonly<Record<string, Float32Array>>): Values {
+  const values: Values = new Map(Object.entries(feeds));
+  const valueNamed = (source: string): Float32Array => {
+    const value = values.get(source);
+    if (value === undefined) throw new Error(`executePlan: no value for '${source}' yet`);
+    return value;
+  };
+  for (const step of plan.steps) {
+    if (step.kind === 'kernel') {
+      const kernel = plan.kernels[step.index]!;
+      const program = plan.programs[kernel.program]!.program;
+      const inputs = kernel.inputs.map((port) => packInput(port, valueNamed));
+      const outputs = runOnSim(program, inputs);
+      kernel.outputs.forEach((port, i) => {
+        for (const [source, value] of unpackOutput(port, outputs[i]!)) values.set(source, value);
+      });
+    } else {
+      const op = plan.hostOps[step.index]!;
+      const hostFeeds: Record<string, Float32Array> = {};
+      for (const input of op.inputs) {
+        const known = values.get(input.name);
+        if (known !== undefined) hostFeeds[input.name] = known;
+      }
+      const results = evaluate(op.outputs, hostFeeds);
+      op.outputs.forEach((output, i) => {
+        values.set(output.name, Float32Array.from(results[i]!));
+      });
+    }
+  }
+  return values;
+}
