@@ -3,9 +3,14 @@
 #include <napi.h>
 
 #include "cpu_features.h"
+#include "kernels/napi_kernels.h"
+#include "kernels/simd.h"
+#include "kernels/thread_pool.h"
 
 #ifdef ANE_BRIDGE_HAS_MAC_ANE
+#include "ane/ane_addon.h"
 #include "mac/ane_framework_probe.h"
+#include "mac/platform_mac.h"
 #endif
 
 namespace {
@@ -14,7 +19,9 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ane::CpuFeatures& features = ane::cpuFeatures();
   Napi::Object result = Napi::Object::New(env);
-  result.Set("simdLevel", ane::simdLevel());
+  // The path the host kernels take (the CPU's best unless narrowed with kernels.setSimdLevel).
+  result.Set("simdLevel", ane::kernels::isaName(ane::kernels::activeIsa()));
+  result.Set("hostThreads", ane::kernels::hostThreads());
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("avx2", features.avx2);
   cpu.Set("fma", features.fma);
@@ -36,8 +43,15 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
+  ane::kernels::registerKernels(env, exports);
+#ifdef ANE_BRIDGE_HAS_MAC_ANE
+  // The ANE device (native/ane/ane_addon.h) over the real platform.
+  ane::addAneExports(env, exports, ane::macPlatform());
+#else
+  exports.Set("ane", env.Null());
+#endif
   return exports;
 }
 

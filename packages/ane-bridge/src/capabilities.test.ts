@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { NativeAne } from './ane/native-ane';
+import type { AneProbeVerdict } from './ane/probe';
 import { describeCapabilities } from './capabilities';
 import type { NativeAddon, NativeCapabilities, NativeLoadResult } from './native/loader';
 
@@ -56,8 +58,59 @@ describe('describeCapabilities', () => {
     expect(missing.simd.level).toBe('neon');
     expect(missing.hostKernels.addonPath).toBe('/x/ane_bridge.node');
     const present = describeCapabilities(mac, withNative({ loaded: true, classesFound: true, detail: 'ok' }));
-    // This version has no ANE device backend: it must not claim the ANE is available.
+    // An addon without the ANE device must not claim the ANE is available.
     expect(present.ane.status).toBe('unavailable');
-    expect(present.ane.reason).toContain('no ANE device backend yet');
+    expect(present.ane.reason).toContain('built without the ANE device');
+  });
+
+  const verdict = (result: AneProbeVerdict['result'], detail: string): AneProbeVerdict => ({
+    result,
+    detail,
+    chip: 'Apple M4 Pro',
+    chipFamily: 'M4',
+    macos: '15.3.1',
+    darwin: '24.3.0',
+    addonBuild: '0123456789abcdef',
+    probedAt: '2026-11-26T00:00:00.000Z',
+    durationMs: 420,
+  });
+
+  function withAne(): NativeLoadResult {
+    const native = withNative({ loaded: true, classesFound: true, detail: 'ok' });
+    if (native.addon) native.addon.ane = {} as NativeAne;
+    return native;
+  }
+
+  it('on Apple silicon, the ANE is available exactly when the probe passed', () => {
+    let probed = 0;
+    const passing = describeCapabilities(mac, withAne(), () => {
+      probed++;
+      return verdict('pass', 'compiled and ran a one-op program (add) with the exact result');
+    });
+    expect(probed).toBe(1);
+    expect(passing.ane.status).toBe('available');
+    expect(passing.ane.reason).toContain('passed on Apple M4 Pro, macOS 15.3.1');
+    expect(passing.ane.probe?.chipFamily).toBe('M4');
+
+    const crashed = describeCapabilities(mac, withAne(), () =>
+      verdict('crash', 'the probe process was killed by SIGSEGV'),
+    );
+    expect(crashed.ane.status).toBe('unavailable');
+    expect(crashed.ane.reason).toContain('crashed on Apple M4 Pro');
+    expect(crashed.ane.reason).toContain('SIGSEGV');
+    expect(crashed.ane.fix).toContain('npx ane probe');
+    expect(crashed.ane.fix).toContain("backend: 'sim'");
+  });
+
+  it('never probes off Apple silicon', () => {
+    const report = describeCapabilities(
+      { platform: 'linux', arch: 'x64', nodeVersion: 'v20.19.0' },
+      withAne(),
+      () => {
+        throw new Error('probed on Linux');
+      },
+    );
+    expect(report.ane.status).toBe('unavailable');
+    expect(report.ane.probe).toBeUndefined();
   });
 });

@@ -2,6 +2,13 @@
  * What this machine gives ane-bridge: native or TS host kernels, the SIMD path, and whether the
  * Neural Engine can be used, each with the reason and, when something is missing, the fix.
  */
+import {
+  type AneProbeVerdict,
+  aneProbeVerdict,
+  defaultProbeEnvironment,
+  describeVerdict,
+  PROBE_CHILD_ENV,
+} from './ane/probe';
 import { type NativeLoadResult, nativeAddon, type SimdLevel } from './native/loader';
 
 export interface Capabilities {
@@ -10,8 +17,19 @@ export interface Capabilities {
   nodeVersion: string;
   hostKernels: { implementation: 'native' | 'ts'; reason: string; fix?: string; addonPath?: string };
   simd: { level: SimdLevel | 'none'; reason: string };
-  ane: { status: 'available' | 'unavailable'; reason: string; fix?: string };
+  ane: {
+    status: 'available' | 'unavailable';
+    reason: string;
+    fix?: string;
+    /** On Apple-silicon macOS with the addon: what the ANE probe (a one-op program in a child process) found. */
+    probe?: AneProbeVerdict;
+  };
 }
+
+/** Runs (or reads the cached verdict of) the ANE probe for the loaded addon. */
+export type AneProbe = (native: Extract<NativeLoadResult, { implementation: 'native' }>) => AneProbeVerdict;
+
+const defaultAneProbe: AneProbe = (native) => aneProbeVerdict(defaultProbeEnvironment(native.path));
 
 export interface MachineFacts {
   platform: NodeJS.Platform;
@@ -22,7 +40,7 @@ export interface MachineFacts {
 const USE_SIM =
   "use the simulator: openDevice({ backend: 'sim' }) (or 'auto', which picks it), which runs the same MIL programs with the ANE's numerics and rules";
 
-function describeAne(machine: MachineFacts, native: NativeLoadResult): Capabilities['ane'] {
+function describeAne(machine: MachineFacts, native: NativeLoadResult, probe: AneProbe): Capabilities['ane'] {
   if (machine.platform !== 'darwin') {
     return {
       status: 'unavailable',
@@ -52,17 +70,32 @@ function describeAne(machine: MachineFacts, native: NativeLoadResult): Capabilit
       fix: `Apple silicon with macOS 15 or later is required; meanwhile ${USE_SIM}`,
     };
   }
+  if (!native.addon.ane) {
+    return {
+      status: 'unavailable',
+      reason: 'the native addon was built without the ANE device (addon.ane is missing)',
+      fix: `rebuild the addon on this Mac (\`pnpm rebuild ane-bridge\`, then \`npx ane doctor\`), or ${USE_SIM}`,
+    };
+  }
+  if (process.env[PROBE_CHILD_ENV] === '1') {
+    return { status: 'unavailable', reason: 'this process is the ANE probe itself', fix: USE_SIM };
+  }
+  const verdict = probe(native);
+  if (verdict.result === 'pass') {
+    return { status: 'available', reason: `the ANE probe ${describeVerdict(verdict)}`, probe: verdict };
+  }
   return {
     status: 'unavailable',
-    reason:
-      'the AppleNeuralEngine framework and its classes are present, but this version of ane-bridge has no ANE device backend yet',
-    fix: USE_SIM,
+    reason: `the ANE probe ${describeVerdict(verdict)}`,
+    fix: `run \`npx ane probe\` to probe again (after an OS or ane-bridge update), and report the output with \`npx ane doctor --json\` at the ane-sdk issue tracker; meanwhile ${USE_SIM}`,
+    probe: verdict,
   };
 }
 
 export function describeCapabilities(
   machine: MachineFacts = { platform: process.platform, arch: process.arch, nodeVersion: process.version },
   native: NativeLoadResult = nativeAddon(),
+  probe: AneProbe = defaultAneProbe,
 ): Capabilities {
   const hostKernels: Capabilities['hostKernels'] =
     native.implementation === 'native'
@@ -72,7 +105,7 @@ export function describeCapabilities(
     native.addon === null
       ? { level: 'none', reason: 'pure-TS kernels use no SIMD (the native addon is not loaded)' }
       : { level: native.addon.capabilities().simdLevel, reason: 'detected at run time by the native addon' };
-  return { ...machine, hostKernels, simd, ane: describeAne(machine, native) };
+  return { ...machine, hostKernels, simd, ane: describeAne(machine, native, probe) };
 }
 
 let cached: Capabilities | undefined;

@@ -14,6 +14,7 @@ export {
 } from './device/device';
 export type { Kernel, KernelInputs } from './device/kernel';
 export * from './errors';
+export * from './kernels';
 export {
   loadNativeAddon,
   NATIVE_ABI_VERSION,

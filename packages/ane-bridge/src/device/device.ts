@@ -5,6 +5,8 @@
 import { type ChipFamily, DEFAULT_CHIP, getRule, type Program, ruleLimit } from 'ane-ir/mil';
 import { capabilities } from '../capabilities';
 import { CompileBudgetError, DeviceError, DeviceUnavailableError } from '../errors';
+import { nativeAddon } from '../native/loader';
+import { createAneBackend } from './ane-backend';
 import { type CompiledProgram, Kernel } from './kernel';
 import { programHash } from './program-hash';
 import { simBackend } from './sim-backend';
@@ -89,12 +91,24 @@ export class Device implements Disposable {
     return this.liveKernels.size;
   }
 
-  /** Disposes every kernel and forgets every compile. */
+  /**
+   * Disposes every kernel and frees every compile (on the ANE: unload, release the surfaces, remove
+   * the staging directory). Throws the first DeviceError a backend reported, after freeing the rest.
+   */
   dispose(): void {
     if (this.disposed) return;
-    for (const kernel of [...this.liveKernels]) kernel.dispose();
-    this.cache.clear();
     this.disposed = true;
+    for (const kernel of [...this.liveKernels]) kernel.dispose();
+    const failures: unknown[] = [];
+    for (const compiled of this.cache.values()) {
+      try {
+        compiled.dispose?.();
+      } catch (error) {
+        failures.push(error);
+      }
+    }
+    this.cache.clear();
+    if (failures.length > 0) throw failures[0];
   }
 
   [Symbol.dispose](): void {
@@ -102,9 +116,10 @@ export class Device implements Disposable {
   }
 }
 
-/** The ANE backend: none in this version (see `ane doctor`). */
+/** The ANE backend over the native addon's device (macOS arm64 builds only; see `ane doctor`). */
 function aneBackend(): BackendImplementation | undefined {
-  return undefined;
+  const ane = nativeAddon().addon?.ane;
+  return ane ? createAneBackend(ane) : undefined;
 }
 
 const HOW_TO_USE_SIM =
@@ -112,7 +127,6 @@ const HOW_TO_USE_SIM =
 
 export function openDevice(options: OpenDeviceOptions = {}): Device {
   const requested = options.backend ?? 'auto';
-  const chip = options.chip ?? DEFAULT_CHIP;
   const budget = options.compileBudget ?? DEFAULT_COMPILE_BUDGET;
   if (!Number.isInteger(budget) || budget < 0) {
     throw new RangeError(`compileBudget must be a whole number ≥ 0, got ${budget}`);
@@ -120,6 +134,9 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
   if (!['auto', 'ane', 'sim'].includes(requested)) {
     throw new RangeError(`backend must be 'auto', 'ane' or 'sim', got '${String(requested)}'`);
   }
+  if (requested === 'sim')
+    return new Device('sim', "backend 'sim' was requested", options.chip ?? DEFAULT_CHIP, simBackend, budget);
+  // Only a request that may use the ANE asks for it (on a Mac the first ask runs the ANE probe).
   const ane = capabilities().ane;
   const aneImplementation = ane.status === 'available' ? aneBackend() : undefined;
   const aneUsable = aneImplementation !== undefined;
@@ -130,9 +147,15 @@ export function openDevice(options: OpenDeviceOptions = {}): Device {
     );
   }
   if (requested === 'ane' || (requested === 'auto' && aneUsable)) {
+    // On the ANE the rules are the machine's own chip's, as the probe found it.
+    const chip = options.chip ?? ane.probe?.chipFamily ?? DEFAULT_CHIP;
     return new Device('ane', 'the Neural Engine is available', chip, aneImplementation!, budget);
   }
-  const reason =
-    requested === 'sim' ? "backend 'sim' was requested" : `'auto' chose the simulator: ${ane.reason}`;
-  return new Device('sim', reason, chip, simBackend, budget);
+  return new Device(
+    'sim',
+    `'auto' chose the simulator: ${ane.reason}`,
+    options.chip ?? DEFAULT_CHIP,
+    simBackend,
+    budget,
+  );
 }

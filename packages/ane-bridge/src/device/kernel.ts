@@ -6,6 +6,13 @@ import { TensorBuffer, type TensorData } from './buffers';
 export interface CompiledProgram {
   /** Reads `inputs` (declaration order) and writes `outputs` (return order). */
   run(inputs: readonly Uint8Array[], outputs: readonly Uint8Array[]): void;
+  /**
+   * The same off the JS thread (device backends). When absent, `Kernel.run` yields to the event
+   * loop and then calls `run`.
+   */
+  runAsync?(inputs: readonly Uint8Array[], outputs: readonly Uint8Array[]): Promise<void>;
+  /** Releases what the backend holds for this compile (the ANE's model, surfaces, staging directory). */
+  dispose?(): void;
 }
 
 /** Inputs for a run: values in declaration order, or by parameter name. */
@@ -65,6 +72,18 @@ export class Kernel implements Disposable {
   async run(inputs?: KernelInputs): Promise<readonly TensorBuffer[]> {
     this.assertUsable();
     if (inputs !== undefined) this.writeInputs(inputs);
+    if (this.compiled.runAsync) {
+      this.running = true;
+      try {
+        await this.compiled.runAsync(
+          this.inputs.map((b) => b.bytes),
+          this.outputs.map((b) => b.bytes),
+        );
+      } finally {
+        this.running = false;
+      }
+      return this.outputs;
+    }
     this.running = true;
     try {
       await new Promise<void>((resolve) => setImmediate(resolve));

@@ -5,15 +5,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import type { NativeAne } from '../ane/native-ane';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 3;
 
 export type SimdLevel = 'avx512' | 'avx2-fma' | 'neon' | 'scalar';
 
 export interface NativeCapabilities {
+  /** The SIMD path the host kernels take: the CPU's best unless narrowed with kernels.setSimdLevel. */
   simdLevel: SimdLevel;
+  /** Threads of the host-kernel pool, the calling thread included (every build since ABI 2 reports it). */
+  hostThreads?: number;
   cpu: { avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean; neon: boolean };
   /** Present only in macOS arm64 builds. */
   aneFramework: { loaded: boolean; classesFound: boolean; detail: string } | null;
@@ -22,7 +26,192 @@ export interface NativeCapabilities {
 export interface NativeAddon {
   abiVersion: number;
   capabilities(): NativeCapabilities;
+  /**
+   * The host kernels (native/kernels/napi_kernels.cc); src/kernels/native.ts is the typed face.
+   * Every build since ABI 2 has them; optional only so that test doubles of the addon may leave them out.
+   */
+  kernels?: NativeKernelBindings;
+  /**
+   * The Neural Engine device (native/ane/ane_addon.h): present in macOS arm64 builds, `null`
+   * elsewhere. Optional only so that test doubles of the addon may leave it out.
+   */
+  ane?: NativeAne | null;
 }
+
+type Sync<Args extends unknown[], Result = void> = (...args: Args) => Result;
+
+/**
+ * The addon's raw kernel exports: each `name` runs synchronously and `nameAsync` returns a Promise
+ * and runs off the JS thread. Arguments are positional and already validated by src/kernels.
+ */
+export interface NativeKernelBindings {
+  sgemm: Sync<SgemmArgs>;
+  sgemmAsync: Sync<SgemmArgs, Promise<void>>;
+  fp32ToFp16: Sync<ToHalfArgs>;
+  fp32ToFp16Async: Sync<ToHalfArgs, Promise<void>>;
+  fp16ToFp32: Sync<ToFloatArgs>;
+  fp16ToFp32Async: Sync<ToFloatArgs, Promise<void>>;
+  sgdUpdate: Sync<SgdArgs>;
+  sgdUpdateAsync: Sync<SgdArgs, Promise<void>>;
+  adamUpdate: Sync<AdamArgs>;
+  adamUpdateAsync: Sync<AdamArgs, Promise<void>>;
+  lionUpdate: Sync<LionArgs>;
+  lionUpdateAsync: Sync<LionArgs, Promise<void>>;
+  sumOfSquares: Sync<[x: Float32Array], number>;
+  sumOfSquaresAsync: Sync<[x: Float32Array], Promise<number>>;
+  rmsnormForward: Sync<RmsnormForwardArgs>;
+  rmsnormForwardAsync: Sync<RmsnormForwardArgs, Promise<void>>;
+  rmsnormBackward: Sync<RmsnormBackwardArgs>;
+  rmsnormBackwardAsync: Sync<RmsnormBackwardArgs, Promise<void>>;
+  softmaxCrossEntropyForward: Sync<CrossEntropyForwardArgs>;
+  softmaxCrossEntropyForwardAsync: Sync<CrossEntropyForwardArgs, Promise<void>>;
+  softmaxCrossEntropyBackward: Sync<CrossEntropyBackwardArgs>;
+  softmaxCrossEntropyBackwardAsync: Sync<CrossEntropyBackwardArgs, Promise<void>>;
+  embeddingForward: Sync<EmbeddingArgs>;
+  embeddingForwardAsync: Sync<EmbeddingArgs, Promise<void>>;
+  embeddingBackward: Sync<EmbeddingArgs>;
+  embeddingBackwardAsync: Sync<EmbeddingArgs, Promise<void>>;
+  causalSoftmaxForward: Sync<CausalForwardArgs>;
+  causalSoftmaxForwardAsync: Sync<CausalForwardArgs, Promise<void>>;
+  causalSoftmaxBackward: Sync<CausalBackwardArgs>;
+  causalSoftmaxBackwardAsync: Sync<CausalBackwardArgs, Promise<void>>;
+  hostThreads(): number;
+  /** 0 restores the default (the CPUs this process may use, or ANE_BRIDGE_THREADS). Returns the new size. */
+  setHostThreads(threads: number): number;
+  simdLevel(): SimdLevel;
+  bestSimdLevel(): SimdLevel;
+  /** False (and no change) when this CPU cannot run that path. */
+  setSimdLevel(level: SimdLevel): boolean;
+}
+
+type SgemmArgs = [
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  ldc: number,
+];
+type ToHalfArgs = [
+  src: Float32Array,
+  srcOffset: number,
+  srcRowStride: number,
+  dst: Uint16Array,
+  dstOffset: number,
+  dstRowStride: number,
+  rows: number,
+  cols: number,
+  saturate: boolean,
+];
+type ToFloatArgs = [
+  src: Uint16Array,
+  srcOffset: number,
+  srcRowStride: number,
+  dst: Float32Array,
+  dstOffset: number,
+  dstRowStride: number,
+  rows: number,
+  cols: number,
+];
+type SgdArgs = [
+  params: Float32Array,
+  grads: Float32Array,
+  momentumBuffer: Float32Array | null,
+  negLr: number,
+  weightDecay: number,
+  momentum: number,
+  oneMinusDampening: number,
+  nesterov: boolean,
+  firstStep: boolean,
+  fp16Out: Uint16Array | null,
+];
+type AdamArgs = [
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  negStepSize: number,
+  biasCorrection2Sqrt: number,
+  oneMinusBeta1: number,
+  beta2: number,
+  oneMinusBeta2: number,
+  eps: number,
+  l2: number,
+  decay: number,
+  fp16Out: Uint16Array | null,
+];
+type LionArgs = [
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  decay: number,
+  negLr: number,
+  beta1: number,
+  oneMinusBeta1: number,
+  beta2: number,
+  oneMinusBeta2: number,
+  fp16Out: Uint16Array | null,
+];
+type RmsnormForwardArgs = [
+  out: Float32Array,
+  rstd: Float32Array,
+  x: Float32Array,
+  weight: Float32Array,
+  C: number,
+  S: number,
+  eps: number,
+];
+type RmsnormBackwardArgs = [
+  dx: Float32Array,
+  dweight: Float32Array,
+  dout: Float32Array,
+  x: Float32Array,
+  weight: Float32Array,
+  rstd: Float32Array,
+  C: number,
+  S: number,
+];
+type CrossEntropyForwardArgs = [
+  losses: Float32Array,
+  probs: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  V: number,
+  S: number,
+];
+type CrossEntropyBackwardArgs = [
+  dlogits: Float32Array,
+  probs: Float32Array,
+  targets: Int32Array,
+  dlosses: Float32Array,
+  V: number,
+  S: number,
+];
+type EmbeddingArgs = [a: Float32Array, b: Float32Array, tokens: Int32Array, V: number, C: number, S: number];
+type CausalForwardArgs = [
+  out: Float32Array,
+  scores: Float32Array,
+  H: number,
+  Tq: number,
+  Tk: number,
+  scale: number,
+];
+type CausalBackwardArgs = [
+  dscores: Float32Array,
+  probs: Float32Array,
+  dout: Float32Array,
+  H: number,
+  Tq: number,
+  Tk: number,
+  scale: number,
+];
 
 export type NativeLoadResult =
   | { implementation: 'native'; addon: NativeAddon; path: string; reason: string }

@@ -1,0 +1,440 @@
+// Single-precision GEMM (see kernels.h for the contract), the Goto/BLIS way:
+//
+//   for jc in N by NC:                      C's columns, one B block per step (stays in L3)
+//     for pc in K by KC:                    the depth, one slice at a time
+//       pack op(B)[pc:+KC, jc:+NC] -> Bp    NR-wide column panels, KC deep, zero-padded
+//       for ic in M by MC:
+//         pack op(A)[ic:+MC, pc:+KC] -> Ap  MR-tall row panels, KC deep (stays in L2)
+//         for jr in NC by NR:               one B micro-panel (stays in L1) ...
+//           for ir in MC by MR:             ... against every A micro-panel:
+//             micro-kernel: C[ir:+MR, jr:+NR] (+)= alpha * Ap_ir * Bp_jr   (MR x NR in registers)
+//
+// Packing makes both operands sequential whatever the transposes and strides, so one
+// micro-kernel per SIMD path serves all four transpose combinations. Each thread of the pool takes
+// a rectangle of C (columns when N is the larger side, rows otherwise) and runs this loop on it with
+// its own packing buffers. On macOS (ANE_BRIDGE_HAS_ACCELERATE), Accelerate's cblas_sgemm runs
+// instead: it uses the AMX units, which no SIMD code here can match.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels.h"
+#include "simd.h"
+#include "thread_pool.h"
+#include "warnings.h"
+
+#if ANE_X86
+#include <immintrin.h>
+#endif
+#if ANE_ARM64
+#include <arm_neon.h>
+#endif
+#if defined(ANE_BRIDGE_HAS_ACCELERATE)
+#include <Accelerate/Accelerate.h>
+#endif
+
+namespace ane {
+namespace kernels {
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+// acc = Ap[kc][MR] * Bp[kc][NR];  C[MR, NR] (row stride ldc) = alpha * acc + beta * C (beta 0: no read)
+using MicroKernel = void (*)(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha, float beta);
+
+struct GemmPath {
+  int mr, nr;
+  Index mc, kc, nc;  // cache blocks: Ap is mc x kc (L2), Bp is kc x nc (L3), one B micro-panel kc x nr (L1)
+  MicroKernel micro;
+};
+
+// ---- micro-kernels ---------------------------------------------------------------------------
+
+// Stores an MR x NR tile held as acc[r][j].
+template <int MR, int NR>
+inline void storeTile(const float (&acc)[MR][NR], float* c, Index ldc, float alpha, float beta) {
+  for (int r = 0; r < MR; r++) {
+    float* row = c + r * ldc;
+    if (beta == 0.0f) {
+      for (int j = 0; j < NR; j++) row[j] = alpha * acc[r][j];
+    } else {
+      for (int j = 0; j < NR; j++) row[j] = alpha * acc[r][j] + beta * row[j];
+    }
+  }
+}
+
+// Portable: plain loops the compiler vectorizes for the baseline ISA.
+template <int MR, int NR>
+void microPortable(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha, float beta) {
+  float acc[MR][NR] = {};
+  for (Index k = 0; k < kc; k++) {
+    const float* a = ap + k * MR;  // [MR]
+    const float* b = bp + k * NR;  // [NR]
+    for (int r = 0; r < MR; r++) {
+      for (int j = 0; j < NR; j++) acc[r][j] += a[r] * b[j];
+    }
+  }
+  storeTile<MR, NR>(acc, c, ldc, alpha, beta);
+}
+
+#if ANE_X86
+
+// AVX2 + FMA, 6 x 16: twelve ymm accumulators, two B vectors and one broadcast A value per step
+// (15 of 16 registers). Written out by hand: GCC keeps an array of __m256 accumulators on the stack.
+ANE_TARGET_AVX2 void microAvx2x6x16(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha,
+                                    float beta) {
+  for (int r = 0; r < 6; r++) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 15), _MM_HINT_T0);
+  }
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (Index k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+    __m256 a = _mm256_broadcast_ss(ap + 0);
+    c00 = _mm256_fmadd_ps(a, b0, c00);
+    c01 = _mm256_fmadd_ps(a, b1, c01);
+    a = _mm256_broadcast_ss(ap + 1);
+    c10 = _mm256_fmadd_ps(a, b0, c10);
+    c11 = _mm256_fmadd_ps(a, b1, c11);
+    a = _mm256_broadcast_ss(ap + 2);
+    c20 = _mm256_fmadd_ps(a, b0, c20);
+    c21 = _mm256_fmadd_ps(a, b1, c21);
+    a = _mm256_broadcast_ss(ap + 3);
+    c30 = _mm256_fmadd_ps(a, b0, c30);
+    c31 = _mm256_fmadd_ps(a, b1, c31);
+    a = _mm256_broadcast_ss(ap + 4);
+    c40 = _mm256_fmadd_ps(a, b0, c40);
+    c41 = _mm256_fmadd_ps(a, b1, c41);
+    a = _mm256_broadcast_ss(ap + 5);
+    c50 = _mm256_fmadd_ps(a, b0, c50);
+    c51 = _mm256_fmadd_ps(a, b1, c51);
+    ap += 6;
+    bp += 16;
+  }
+  const __m256 alphaV = _mm256_set1_ps(alpha), betaV = _mm256_set1_ps(beta);
+  const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int r = 0; r < 6; r++) {
+    float* row = c + r * ldc;
+    for (int v = 0; v < 2; v++) {
+      __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
+      if (beta != 0.0f) out = _mm256_add_ps(out, _mm256_mul_ps(betaV, _mm256_loadu_ps(row + v * 8)));
+      _mm256_storeu_ps(row + v * 8, out);
+    }
+  }
+}
+
+// AVX-512F, 6 x 32: 12 zmm accumulators, two B vectors, one broadcast A value per step.
+ANE_TARGET_AVX512 void microAvx512x6x32(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha,
+                                       float beta) {
+  for (int r = 0; r < 6; r++) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
+  }
+  __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+  __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+  __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+  __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+  __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+  __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (Index k = 0; k < kc; k++) {
+    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    __m512 a;
+    a = _mm512_set1_ps(ap[0]);
+    c00 = _mm512_fmadd_ps(a, b0, c00);
+    c01 = _mm512_fmadd_ps(a, b1, c01);
+    a = _mm512_set1_ps(ap[1]);
+    c10 = _mm512_fmadd_ps(a, b0, c10);
+    c11 = _mm512_fmadd_ps(a, b1, c11);
+    a = _mm512_set1_ps(ap[2]);
+    c20 = _mm512_fmadd_ps(a, b0, c20);
+    c21 = _mm512_fmadd_ps(a, b1, c21);
+    a = _mm512_set1_ps(ap[3]);
+    c30 = _mm512_fmadd_ps(a, b0, c30);
+    c31 = _mm512_fmadd_ps(a, b1, c31);
+    a = _mm512_set1_ps(ap[4]);
+    c40 = _mm512_fmadd_ps(a, b0, c40);
+    c41 = _mm512_fmadd_ps(a, b1, c41);
+    a = _mm512_set1_ps(ap[5]);
+    c50 = _mm512_fmadd_ps(a, b0, c50);
+    c51 = _mm512_fmadd_ps(a, b1, c51);
+    ap += 6;
+    bp += 32;
+  }
+  const __m512 alphaV = _mm512_set1_ps(alpha), betaV = _mm512_set1_ps(beta);
+  const __m512 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int r = 0; r < 6; r++) {
+    float* row = c + r * ldc;
+    for (int v = 0; v < 2; v++) {
+      __m512 out = _mm512_mul_ps(alphaV, acc[r][v]);
+      if (beta != 0.0f) out = _mm512_add_ps(out, _mm512_mul_ps(betaV, _mm512_loadu_ps(row + v * 16)));
+      _mm512_storeu_ps(row + v * 16, out);
+    }
+  }
+}
+
+#endif  // ANE_X86
+
+#if ANE_ARM64
+
+// NEON: 8 rows x 12 columns in 24 q registers; A's 8 values ride in two q registers and are used
+// by lane (fmla by element).
+void microNeon8x12(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha, float beta) {
+  float32x4_t acc[8][3];
+  for (int r = 0; r < 8; r++) {
+    for (int v = 0; v < 3; v++) acc[r][v] = vdupq_n_f32(0.0f);
+  }
+  for (Index k = 0; k < kc; k++) {
+    const float32x4_t b0 = vld1q_f32(bp), b1 = vld1q_f32(bp + 4), b2 = vld1q_f32(bp + 8);
+    const float32x4_t a0 = vld1q_f32(ap), a1 = vld1q_f32(ap + 4);
+#define ANE_NEON_ROW(r, a, lane)                               \
+  acc[r][0] = vfmaq_laneq_f32(acc[r][0], b0, a, lane);         \
+  acc[r][1] = vfmaq_laneq_f32(acc[r][1], b1, a, lane);         \
+  acc[r][2] = vfmaq_laneq_f32(acc[r][2], b2, a, lane);
+    ANE_NEON_ROW(0, a0, 0)
+    ANE_NEON_ROW(1, a0, 1)
+    ANE_NEON_ROW(2, a0, 2)
+    ANE_NEON_ROW(3, a0, 3)
+    ANE_NEON_ROW(4, a1, 0)
+    ANE_NEON_ROW(5, a1, 1)
+    ANE_NEON_ROW(6, a1, 2)
+    ANE_NEON_ROW(7, a1, 3)
+#undef ANE_NEON_ROW
+    ap += 8;
+    bp += 12;
+  }
+  const float32x4_t alphaV = vdupq_n_f32(alpha), betaV = vdupq_n_f32(beta);
+  for (int r = 0; r < 8; r++) {
+    float* row = c + r * ldc;
+    for (int v = 0; v < 3; v++) {
+      float32x4_t out = vmulq_f32(alphaV, acc[r][v]);
+      if (beta != 0.0f) out = vaddq_f32(out, vmulq_f32(betaV, vld1q_f32(row + v * 4)));
+      vst1q_f32(row + v * 4, out);
+    }
+  }
+}
+
+#endif  // ANE_ARM64
+
+// ---- packing ---------------------------------------------------------------------------------
+
+// Ap[panel][k][r] = op(A)[i0 + panel*MR + r, p0 + k] for an mc x kc block; rows past mc are 0.
+//   A: [M, K] row stride lda (transA: [K, M]),  Ap: [ceil(mc/MR)][kc][MR]
+void packA(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR, float* ap) {
+  for (Index ir = 0; ir < mc; ir += MR) {
+    const int rows = static_cast<int>(std::min<Index>(MR, mc - ir));
+    if (transA) {
+      // op(A)[i, k] = A[k, i]: MR contiguous values per k.
+      for (Index k = 0; k < kc; k++) {
+        const float* src = A + (p0 + k) * lda + i0 + ir;
+        float* dst = ap + k * MR;
+        for (int r = 0; r < rows; r++) dst[r] = src[r];
+        for (int r = rows; r < MR; r++) dst[r] = 0.0f;
+      }
+    } else {
+      // op(A)[i, k] = A[i, k]: read each row contiguously, write with stride MR.
+      for (int r = 0; r < rows; r++) {
+        const float* src = A + (i0 + ir + r) * lda + p0;
+        for (Index k = 0; k < kc; k++) ap[k * MR + r] = src[k];
+      }
+      for (int r = rows; r < MR; r++) {
+        for (Index k = 0; k < kc; k++) ap[k * MR + r] = 0.0f;
+      }
+    }
+    ap += kc * MR;
+  }
+}
+
+// Bp[panel][k][j] = op(B)[p0 + k, j0 + panel*NR + j] for a kc x nc block; columns past nc are 0.
+//   B: [K, N] row stride ldb (transB: [N, K]),  Bp: [ceil(nc/NR)][kc][NR]
+void packB(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR, float* bp) {
+  for (Index jr = 0; jr < nc; jr += NR) {
+    const int cols = static_cast<int>(std::min<Index>(NR, nc - jr));
+    if (!transB) {
+      for (Index k = 0; k < kc; k++) {
+        const float* src = B + (p0 + k) * ldb + j0 + jr;
+        float* dst = bp + k * NR;
+        if (cols == NR) {
+          std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(NR));
+        } else {
+          for (int j = 0; j < cols; j++) dst[j] = src[j];
+          for (int j = cols; j < NR; j++) dst[j] = 0.0f;
+        }
+      }
+    } else {
+      // op(B)[k, j] = B[j, k]: read each row of B contiguously, write with stride NR.
+      for (int j = 0; j < cols; j++) {
+        const float* src = B + (j0 + jr + j) * ldb + p0;
+        for (Index k = 0; k < kc; k++) bp[k * NR + j] = src[k];
+      }
+      for (int j = cols; j < NR; j++) {
+        for (Index k = 0; k < kc; k++) bp[k * NR + j] = 0.0f;
+      }
+    }
+    bp += kc * NR;
+  }
+}
+
+// ---- per-thread packing buffers ------------------------------------------------------------------
+
+struct AlignedBuffer {
+  float* data = nullptr;
+  std::size_t capacity = 0;  // floats
+  ~AlignedBuffer() { std::free(data); }
+  float* reserve(std::size_t floats) {
+    if (floats > capacity) {
+      std::free(data);
+      const std::size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+      data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (data == nullptr) throw std::bad_alloc();
+      capacity = floats;
+    }
+    return data;
+  }
+};
+
+struct PackBuffers {
+  AlignedBuffer a, b;
+};
+
+PackBuffers& threadBuffers() {
+  thread_local PackBuffers buffers;
+  return buffers;
+}
+
+// ---- the blocked loop nest on one rectangle of C ------------------------------------------------
+
+// C[M, N] = alpha * op(A) op(B) + beta * C, single-threaded; A, B, C point at the rectangle's corner.
+void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index N, Index K, float alpha,
+                 const float* A, Index lda, const float* B, Index ldb, float beta, float* C, Index ldc) {
+  const int MR = path.mr, NR = path.nr;
+  const Index MC = path.mc, KC = path.kc, NC = path.nc;
+  PackBuffers& buffers = threadBuffers();
+  const Index ncMax = std::min(NC, (N + NR - 1) / NR * NR);
+  const Index kcMax = std::min(KC, K);
+  const Index mcMax = std::min(MC, (M + MR - 1) / MR * MR);
+  float* bp = buffers.b.reserve(static_cast<std::size_t>(ncMax * kcMax));
+  float* ap = buffers.a.reserve(static_cast<std::size_t>(mcMax * kcMax));
+  alignas(64) float edge[16 * 64];  // one MR x NR tile for C's ragged edges (MR*NR <= 1024)
+
+  for (Index jc = 0; jc < N; jc += NC) {
+    const Index nc = std::min(NC, N - jc);
+    for (Index pc = 0; pc < K; pc += KC) {
+      const Index kc = std::min(KC, K - pc);
+      const float betaHere = pc == 0 ? beta : 1.0f;
+      packB(transB, B, ldb, pc, jc, kc, nc, NR, bp);
+      for (Index ic = 0; ic < M; ic += MC) {
+        const Index mc = std::min(MC, M - ic);
+        packA(transA, A, lda, ic, pc, mc, kc, MR, ap);
+        for (Index jr = 0; jr < nc; jr += NR) {
+          const Index nr = std::min<Index>(NR, nc - jr);
+          const float* bPanel = bp + (jr / NR) * kc * NR;
+          for (Index ir = 0; ir < mc; ir += MR) {
+            const Index mr = std::min<Index>(MR, mc - ir);
+            const float* aPanel = ap + (ir / MR) * kc * MR;
+            float* c = C + (ic + ir) * ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              path.micro(kc, aPanel, bPanel, c, ldc, alpha, betaHere);
+            } else {
+              path.micro(kc, aPanel, bPanel, edge, NR, 1.0f, 0.0f);
+              for (Index r = 0; r < mr; r++) {
+                float* row = c + r * ldc;
+                const float* tile = edge + r * NR;
+                if (betaHere == 0.0f) {
+                  for (Index j = 0; j < nr; j++) row[j] = alpha * tile[j];
+                } else {
+                  for (Index j = 0; j < nr; j++) row[j] = alpha * tile[j] + betaHere * row[j];
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// C[M, N] *= beta (beta 0 writes zeros without reading).
+void scaleC(Index M, Index N, float beta, float* C, Index ldc) {
+  for (Index i = 0; i < M; i++) {
+    float* row = C + i * ldc;
+    if (beta == 0.0f) {
+      std::fill(row, row + N, 0.0f);
+    } else {
+      for (Index j = 0; j < N; j++) row[j] *= beta;
+    }
+  }
+}
+
+GemmPath pathFor(Isa isa) {
+  switch (isa) {
+#if ANE_X86
+    case Isa::Avx512:
+      return {6, 32, 192, 384, 4096, microAvx512x6x32};
+    case Isa::Avx2:
+      return {6, 16, 192, 384, 4080, microAvx2x6x16};
+#endif
+#if ANE_ARM64
+    case Isa::Neon:
+      return {8, 12, 128, 256, 4080, microNeon8x12};
+#endif
+    default:
+      return {4, 8, 128, 256, 2048, microPortable<4, 8>};
+  }
+}
+
+// Multiply-adds per thread, at least, before a second thread is worth waking.
+constexpr double kMinParallelFlops = 4.0e6;
+
+}  // namespace
+
+void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A, Index lda, const float* B,
+           Index ldb, float beta, float* C, Index ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    if (beta != 1.0f) scaleC(M, N, beta, C, ldc);
+    return;
+  }
+#if defined(ANE_BRIDGE_HAS_ACCELERATE)
+  if (M <= 0x7fffffff && N <= 0x7fffffff && K <= 0x7fffffff) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
+                static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+    return;
+  }
+#endif
+  const GemmPath path = pathFor(activeIsa());
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const int threads = static_cast<int>(std::min<double>(hostThreads(), std::max(1.0, work / kMinParallelFlops)));
+  if (threads <= 1) {
+    gemmBlocked(path, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Cut C along its longer side into `threads` strips aligned to the micro-tile.
+  const bool splitColumns = N >= M;
+  const Index extent = splitColumns ? N : M;
+  const Index unit = splitColumns ? path.nr : path.mr;
+  const Index units = (extent + unit - 1) / unit;
+  const int parts = static_cast<int>(std::min<Index>(threads, units));
+  runTasks(parts, [&](int part) {
+    const Index begin = std::min(extent, units * part / parts * unit);
+    const Index end = std::min(extent, units * (part + 1) / parts * unit);
+    if (begin >= end) return;
+    if (splitColumns) {
+      const float* b = transB ? B + begin * ldb : B + begin;
+      gemmBlocked(path, transA, transB, M, end - begin, K, alpha, A, lda, b, ldb, beta, C + begin, ldc);
+    } else {
+      const float* a = transA ? A + begin : A + begin * lda;
+      gemmBlocked(path, transA, transB, end - begin, N, K, alpha, a, lda, B, ldb, beta, C + begin * ldc, ldc);
+    }
+  });
+}
+
+}  // namespace kernels
+}  // namespace ane

@@ -1,0 +1,139 @@
+// Host kernels of ane-bridge: free functions over raw pointers, llm.c style. Every pointer carries
+// its shape in a comment; tensors are dense row-major unless a leading dimension (ld*) or row
+// stride says otherwise, and activations are channel-first ([C, S]: element (c, s) at c*S + s).
+//
+// The pure-TS twins in src/kernels/ are the readable references; the vitest suites and the
+// standalone sanitizer harness (native/test/) compare these functions with them and with float64.
+//
+// Every kernel picks its SIMD path at run time (simd.h) and spreads large work over the host
+// thread pool (thread_pool.h). None allocates per element or keeps state between calls except
+// GEMM's per-thread packing buffers, which are grown once and reused.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ane {
+namespace kernels {
+
+// ---------------------------------------------------------------------------------------------
+// GEMM (gemm.cc)
+
+// C = alpha * op(A) * op(B) + beta * C, row-major (BLAS sgemm semantics):
+//   A: [M, K] with row stride lda >= K   (transA: A is [K, M], lda >= M)
+//   B: [K, N] with row stride ldb >= N   (transB: B is [N, K], ldb >= K)
+//   C: [M, N] with row stride ldc >= N
+// beta = 0 writes C without reading it (NaN in C does not leak); alpha = 0 or K = 0 only scales C.
+void sgemm(bool transA, bool transB, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+           const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
+           std::ptrdiff_t ldc);
+
+// ---------------------------------------------------------------------------------------------
+// fp32 <-> fp16 (fp16.cc). Round to nearest even; overflow to +-inf (saturate: finite values
+// clamp to +-65504, inf stays inf); NaN stays NaN in both directions (quieted, sign and the top
+// payload bits kept, as F16C and fcvtn/fcvtl do); subnormal halves are produced and read exactly.
+
+std::uint16_t fp32ToFp16Scalar(float x, bool saturate);
+float fp16ToFp32Scalar(std::uint16_t h);
+
+// A rows x cols block: dst[r*dstStride + c] = fp16(src[r*srcStride + c]).
+//   src: [rows, srcStride] fp32, dst: [rows, dstStride] fp16 bits
+void fp32ToFp16(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, std::ptrdiff_t dstStride,
+                std::ptrdiff_t rows, std::ptrdiff_t cols, bool saturate);
+//   src: [rows, srcStride] fp16 bits, dst: [rows, dstStride] fp32
+void fp16ToFp32(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, std::ptrdiff_t dstStride,
+                std::ptrdiff_t rows, std::ptrdiff_t cols);
+
+// ---------------------------------------------------------------------------------------------
+// Fused optimizer updates (optimizers.cc), torch.optim formulas in fp32, in place, one pass.
+// The scalars are derived once by the caller (src/kernels/optimizers.ts does it for TS and native
+// alike, so both see bit-identical constants). fp16Out, when not null, receives fp16(new params).
+
+struct SgdScalars {
+  float negLr;              // -lr
+  float weightDecay;        // L2: g += wd * p
+  float momentum;           // 0 disables the buffer
+  float oneMinusDampening;  // 1 - dampening
+  bool nesterov;
+  bool firstStep;           // buf = g on the buffer's first step
+};
+//   params, grads, momentumBuffer (null when momentum is 0), fp16Out (nullable): [n]
+void sgdUpdate(float* params, const float* grads, float* momentumBuffer, std::ptrdiff_t n, const SgdScalars& s,
+               std::uint16_t* fp16Out);
+
+struct AdamScalars {
+  float negStepSize;          // -lr / (1 - beta1^step)
+  float biasCorrection2Sqrt;  // sqrt(1 - beta2^step)
+  float oneMinusBeta1;
+  float beta2;
+  float oneMinusBeta2;
+  float eps;
+  float l2;     // Adam: g += l2 * p (0 for AdamW)
+  float decay;  // AdamW: p *= decay = 1 - lr*wd (1 for Adam)
+};
+//   params, grads, m, v, fp16Out (nullable): [n]
+void adamUpdate(float* params, const float* grads, float* m, float* v, std::ptrdiff_t n, const AdamScalars& s,
+                std::uint16_t* fp16Out);
+
+struct LionScalars {
+  float decay;  // 1 - lr*wd
+  float negLr;
+  float beta1;
+  float oneMinusBeta1;
+  float beta2;
+  float oneMinusBeta2;
+};
+//   params, grads, m, fp16Out (nullable): [n]
+void lionUpdate(float* params, const float* grads, float* m, std::ptrdiff_t n, const LionScalars& s,
+                std::uint16_t* fp16Out);
+
+// sum x[i]^2 accumulated in float64.  x: [n]
+double sumOfSquares(const float* x, std::ptrdiff_t n);
+
+// ---------------------------------------------------------------------------------------------
+// Norms, losses, embeddings, attention (rowwise.cc). Channel-first activations.
+
+// rstd[s] = 1/sqrt(mean_c x[c,s]^2 + eps);  out[c,s] = x[c,s] * rstd[s] * weight[c]
+//   out: [C, S], rstd: [S] (saved for backward), x: [C, S], weight: [C]
+void rmsnormForward(float* out, float* rstd, const float* x, const float* weight, std::ptrdiff_t C,
+                    std::ptrdiff_t S, float eps);
+// Adds the gradients (llm.c convention: zero them first, fan-out accumulates):
+//   dx[c,s] += rstd*w[c]*dout[c,s] - x[c,s] * rstd^3 / C * sum_c' w[c']*dout[c',s]*x[c',s]
+//   dweight[c] += sum_s dout[c,s] * x[c,s] * rstd[s]
+//   dx: [C, S], dweight: [C], dout: [C, S], x: [C, S], weight: [C], rstd: [S]
+void rmsnormBackward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
+                     const float* rstd, std::ptrdiff_t C, std::ptrdiff_t S);
+
+// Softmax over the vocabulary axis of channel-first logits, and the cross-entropy against targets:
+//   probs[v,s] = softmax_v(logits[:,s]);  losses[s] = logsumexp(logits[:,s]) - logits[t_s, s]
+// Targets < 0 are ignored (loss 0; PyTorch's ignore_index). probs may be the logits array.
+//   losses: [S], probs: [V, S], logits: [V, S], targets: [S] int32 in [-inf, V)
+void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits, const std::int32_t* targets,
+                                std::ptrdiff_t V, std::ptrdiff_t S);
+// Writes (not adds) dlogits[v,s] = (probs[v,s] - [v == t_s]) * dlosses[s]; 0 for ignored s.
+// dlogits may be the probs array.
+//   dlogits: [V, S], probs: [V, S], targets: [S], dlosses: [S]
+void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::int32_t* targets,
+                                 const float* dlosses, std::ptrdiff_t V, std::ptrdiff_t S);
+
+// out[c,s] = table[tokens[s], c].  out: [C, S], table: [V, C], tokens: [S] int32 in [0, V)
+void embeddingForward(float* out, const float* table, const std::int32_t* tokens, std::ptrdiff_t V,
+                      std::ptrdiff_t C, std::ptrdiff_t S);
+// dtable[tokens[s], c] += dout[c,s] (repeated tokens accumulate).
+//   dtable: [V, C], dout: [C, S], tokens: [S] int32 in [0, V)
+void embeddingBackward(float* dtable, const float* dout, const std::int32_t* tokens, std::ptrdiff_t V,
+                       std::ptrdiff_t C, std::ptrdiff_t S);
+
+// Causal softmax over attention scores, one row per query. Query i (of Tq, the last Tq of Tk
+// positions) sees keys j <= i + (Tk - Tq):
+//   out[h,i,j] = softmax_{j visible}(scale * scores[h,i,j]), 0 for masked j.
+//   out: [H, Tq, Tk], scores: [H, Tq, Tk] (out may be scores), Tk >= Tq
+void causalSoftmaxForward(float* out, const float* scores, std::ptrdiff_t H, std::ptrdiff_t Tq,
+                          std::ptrdiff_t Tk, float scale);
+// Writes dscores[h,i,j] = scale * p[i,j] * (dout[i,j] - sum_j' p[i,j'] dout[i,j']).
+//   dscores: [H, Tq, Tk] (may be dout), probs: [H, Tq, Tk] (the forward's out), dout: [H, Tq, Tk]
+void causalSoftmaxBackward(float* dscores, const float* probs, const float* dout, std::ptrdiff_t H,
+                           std::ptrdiff_t Tq, std::ptrdiff_t Tk, float scale);
+
+}  // namespace kernels
+}  // namespace ane

@@ -1,0 +1,533 @@
+// The JS face of the host kernels. Every kernel has a synchronous export (runs on the calling
+// thread, spreading over the pool when the work is large) and an `...Async` export that returns a
+// Promise and runs on a libuv worker thread (which then uses the pool), so the JS thread stays free
+// to drive the device. Arguments were already checked by the TS wrapper (src/kernels/native.ts);
+// the checks here repeat the ones that keep memory safe, so a direct caller cannot make a kernel
+// read or write outside its arrays.
+#include "napi_kernels.h"
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+#include "simd.h"
+#include "thread_pool.h"
+
+namespace ane {
+namespace kernels {
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+// A parsed call: the work to run, and the typed arrays it touches (kept alive while it runs).
+struct Job {
+  std::function<double()> run;
+  std::vector<Napi::Object> arrays;
+  bool returnsNumber = false;
+};
+
+class KernelWorker : public Napi::AsyncWorker {
+ public:
+  KernelWorker(Napi::Env env, Job job)
+      : Napi::AsyncWorker(env, "ane-bridge:kernel"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        run_(std::move(job.run)),
+        returnsNumber_(job.returnsNumber) {
+    for (Napi::Object& array : job.arrays) keep_.push_back(Napi::Persistent(array));
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      result_ = run_();
+    } catch (const std::exception& error) {
+      SetError(std::string("ane-bridge kernel failed: ") + error.what());
+    }
+  }
+
+  void OnOK() override {
+    deferred_.Resolve(returnsNumber_ ? Napi::Number::New(Env(), result_) : Env().Undefined());
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<double()> run_;
+  bool returnsNumber_;
+  double result_ = 0.0;
+  std::vector<Napi::ObjectReference> keep_;
+};
+
+template <Job (*Parse)(const Napi::CallbackInfo&), bool Async>
+Napi::Value entry(const Napi::CallbackInfo& info) {
+  Job job = Parse(info);
+  if (!Async) {
+    double result = 0.0;
+    try {
+      result = job.run();
+    } catch (const std::exception& error) {
+      throw Napi::Error::New(info.Env(), std::string("ane-bridge kernel failed: ") + error.what());
+    }
+    return job.returnsNumber ? Napi::Value(Napi::Number::New(info.Env(), result)) : info.Env().Undefined();
+  }
+  auto* worker = new KernelWorker(info.Env(), std::move(job));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// ---- argument readers ------------------------------------------------------------------------
+
+[[noreturn]] void rangeError(Napi::Env env, const std::string& message) {
+  throw Napi::RangeError::New(env, message);
+}
+
+[[noreturn]] void typeError(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
+
+template <typename T>
+struct View {
+  T* data = nullptr;  // may be null for an empty array
+  Index length = 0;
+  bool present = false;  // false: the argument was null (nullable arguments only)
+};
+
+template <typename T>
+View<T> typedArray(const Napi::CallbackInfo& info, std::size_t index, napi_typedarray_type type, const char* name,
+                   const char* typeName, Job& job, bool nullable = false) {
+  const Napi::Value value = info[index];
+  if (nullable && (value.IsNull() || value.IsUndefined())) return {};
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type) {
+    typeError(info.Env(), std::string(name) + " must be a " + typeName);
+  }
+  Napi::TypedArray array = value.As<Napi::TypedArray>();
+  job.arrays.push_back(array);
+  View<T> view;
+  view.present = true;
+  Napi::ArrayBuffer buffer = array.ArrayBuffer();
+  view.data = reinterpret_cast<T*>(static_cast<std::uint8_t*>(buffer.Data()) + array.ByteOffset());
+  view.length = static_cast<Index>(array.ElementLength());
+  return view;
+}
+
+View<float> f32(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job, bool nullable = false) {
+  return typedArray<float>(info, i, napi_float32_array, name, "Float32Array", job, nullable);
+}
+View<std::uint16_t> u16(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job,
+                        bool nullable = false) {
+  return typedArray<std::uint16_t>(info, i, napi_uint16_array, name, "Uint16Array", job, nullable);
+}
+View<std::int32_t> i32(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job) {
+  return typedArray<std::int32_t>(info, i, napi_int32_array, name, "Int32Array", job);
+}
+
+double number(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
+  if (!info[i].IsNumber()) typeError(info.Env(), std::string(name) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+float f32Scalar(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
+  return static_cast<float>(number(info, i, name));
+}
+
+Index count(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
+  const double value = number(info, i, name);
+  if (!(value >= 0) || value != std::floor(value) || value > 9.0e15) {
+    rangeError(info.Env(), std::string(name) + " must be a non-negative integer");
+  }
+  return static_cast<Index>(value);
+}
+
+bool flag(const Napi::CallbackInfo& info, std::size_t i) { return info[i].ToBoolean().Value(); }
+
+template <typename T>
+void need(const Napi::CallbackInfo& info, const View<T>& view, Index elements, const char* name) {
+  if (view.length < elements) {
+    rangeError(info.Env(), std::string(name) + " has " + std::to_string(view.length) + " elements, needs " +
+                               std::to_string(elements));
+  }
+}
+
+// a * b, or a RangeError when the product does not fit (sizes from JS are untrusted).
+Index mul(const Napi::CallbackInfo& info, Index a, Index b) {
+  Index product;
+  if (__builtin_mul_overflow(a, b, &product)) rangeError(info.Env(), "array sizes overflow");
+  return product;
+}
+
+Index add(const Napi::CallbackInfo& info, Index a, Index b) {
+  Index sum;
+  if (__builtin_add_overflow(a, b, &sum)) rangeError(info.Env(), "array sizes overflow");
+  return sum;
+}
+
+// Elements a rows x cols matrix with row stride `stride` spans (0 when empty).
+Index span(const Napi::CallbackInfo& info, Index rows, Index cols, Index stride, const char* name) {
+  if (rows == 0 || cols == 0) return 0;
+  if (stride < cols && rows > 1) rangeError(info.Env(), std::string(name) + " row stride is smaller than its row");
+  return add(info, mul(info, rows - 1, stride), cols);
+}
+
+void checkTokens(const Napi::CallbackInfo& info, const View<std::int32_t>& tokens, Index count, Index V, bool allowNegative,
+                 const char* name) {
+  for (Index s = 0; s < count; s++) {
+    const std::int32_t t = tokens.data[s];
+    if (t >= V || (t < 0 && !allowNegative)) {
+      rangeError(info.Env(), std::string(name) + "[" + std::to_string(s) + "] = " + std::to_string(t) +
+                                 " is outside [0, " + std::to_string(V) + ")");
+    }
+  }
+}
+
+// ---- kernels ---------------------------------------------------------------------------------
+
+// sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+Job parseSgemm(const Napi::CallbackInfo& info) {
+  Job job;
+  const bool transA = flag(info, 0), transB = flag(info, 1);
+  const Index M = count(info, 2, "M"), N = count(info, 3, "N"), K = count(info, 4, "K");
+  const float alpha = f32Scalar(info, 5, "alpha");
+  const View<float> A = f32(info, 6, "A", job);
+  const Index lda = count(info, 7, "lda");
+  const View<float> B = f32(info, 8, "B", job);
+  const Index ldb = count(info, 9, "ldb");
+  const float beta = f32Scalar(info, 10, "beta");
+  const View<float> C = f32(info, 11, "C", job);
+  const Index ldc = count(info, 12, "ldc");
+  if (M > 0 && N > 0 && K > 0) {
+    need(info, A, transA ? span(info, K, M, lda, "A") : span(info, M, K, lda, "A"), "A");
+    need(info, B, transB ? span(info, N, K, ldb, "B") : span(info, K, N, ldb, "B"), "B");
+  }
+  need(info, C, span(info, M, N, ldc, "C"), "C");
+  job.run = [=] {
+    sgemm(transA, transB, M, N, K, alpha, A.data, lda, B.data, ldb, beta, C.data, ldc);
+    return 0.0;
+  };
+  return job;
+}
+
+// fp32ToFp16(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols, saturate)
+Job parseToHalf(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> src = f32(info, 0, "src", job);
+  const Index srcOffset = count(info, 1, "srcOffset"), srcStride = count(info, 2, "srcRowStride");
+  const View<std::uint16_t> dst = u16(info, 3, "dst", job);
+  const Index dstOffset = count(info, 4, "dstOffset"), dstStride = count(info, 5, "dstRowStride");
+  const Index rows = count(info, 6, "rows"), cols = count(info, 7, "cols");
+  const bool saturate = flag(info, 8);
+  need(info, src, add(info, srcOffset, span(info, rows, cols, srcStride, "src")), "src");
+  need(info, dst, add(info, dstOffset, span(info, rows, cols, dstStride, "dst")), "dst");
+  job.run = [=] {
+    fp32ToFp16(src.data + srcOffset, srcStride, dst.data + dstOffset, dstStride, rows, cols, saturate);
+    return 0.0;
+  };
+  return job;
+}
+
+// fp16ToFp32(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols)
+Job parseToFloat(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<std::uint16_t> src = u16(info, 0, "src", job);
+  const Index srcOffset = count(info, 1, "srcOffset"), srcStride = count(info, 2, "srcRowStride");
+  const View<float> dst = f32(info, 3, "dst", job);
+  const Index dstOffset = count(info, 4, "dstOffset"), dstStride = count(info, 5, "dstRowStride");
+  const Index rows = count(info, 6, "rows"), cols = count(info, 7, "cols");
+  need(info, src, add(info, srcOffset, span(info, rows, cols, srcStride, "src")), "src");
+  need(info, dst, add(info, dstOffset, span(info, rows, cols, dstStride, "dst")), "dst");
+  job.run = [=] {
+    fp16ToFp32(src.data + srcOffset, srcStride, dst.data + dstOffset, dstStride, rows, cols);
+    return 0.0;
+  };
+  return job;
+}
+
+// sgdUpdate(params, grads, momentumBuffer|null, negLr, weightDecay, momentum, oneMinusDampening,
+//           nesterov, firstStep, fp16Out|null)
+Job parseSgd(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> params = f32(info, 0, "params", job);
+  const View<float> grads = f32(info, 1, "grads", job);
+  const View<float> buffer = f32(info, 2, "momentumBuffer", job, true);
+  SgdScalars s;
+  s.negLr = f32Scalar(info, 3, "negLr");
+  s.weightDecay = f32Scalar(info, 4, "weightDecay");
+  s.momentum = f32Scalar(info, 5, "momentum");
+  s.oneMinusDampening = f32Scalar(info, 6, "oneMinusDampening");
+  s.nesterov = flag(info, 7);
+  s.firstStep = flag(info, 8);
+  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, true);
+  const Index n = params.length;
+  need(info, grads, n, "grads");
+  if (s.momentum != 0.0f) {
+    if (!buffer.present) rangeError(info.Env(), "momentumBuffer is required when momentum is not 0");
+    need(info, buffer, n, "momentumBuffer");
+  }
+  if (out.present) need(info, out, n, "fp16Out");
+  job.run = [=] {
+    sgdUpdate(params.data, grads.data, s.momentum != 0.0f ? buffer.data : nullptr, n, s, out.data);
+    return 0.0;
+  };
+  return job;
+}
+
+// adamUpdate(params, grads, m, v, negStepSize, biasCorrection2Sqrt, oneMinusBeta1, beta2,
+//            oneMinusBeta2, eps, l2, decay, fp16Out|null)
+Job parseAdam(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> params = f32(info, 0, "params", job);
+  const View<float> grads = f32(info, 1, "grads", job);
+  const View<float> m = f32(info, 2, "m", job);
+  const View<float> v = f32(info, 3, "v", job);
+  AdamScalars s;
+  s.negStepSize = f32Scalar(info, 4, "negStepSize");
+  s.biasCorrection2Sqrt = f32Scalar(info, 5, "biasCorrection2Sqrt");
+  s.oneMinusBeta1 = f32Scalar(info, 6, "oneMinusBeta1");
+  s.beta2 = f32Scalar(info, 7, "beta2");
+  s.oneMinusBeta2 = f32Scalar(info, 8, "oneMinusBeta2");
+  s.eps = f32Scalar(info, 9, "eps");
+  s.l2 = f32Scalar(info, 10, "l2");
+  s.decay = f32Scalar(info, 11, "decay");
+  const View<std::uint16_t> out = u16(info, 12, "fp16Out", job, true);
+  const Index n = params.length;
+  need(info, grads, n, "grads");
+  need(info, m, n, "m");
+  need(info, v, n, "v");
+  if (out.present) need(info, out, n, "fp16Out");
+  job.run = [=] {
+    adamUpdate(params.data, grads.data, m.data, v.data, n, s, out.data);
+    return 0.0;
+  };
+  return job;
+}
+
+// lionUpdate(params, grads, m, decay, negLr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, fp16Out|null)
+Job parseLion(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> params = f32(info, 0, "params", job);
+  const View<float> grads = f32(info, 1, "grads", job);
+  const View<float> m = f32(info, 2, "m", job);
+  LionScalars s;
+  s.decay = f32Scalar(info, 3, "decay");
+  s.negLr = f32Scalar(info, 4, "negLr");
+  s.beta1 = f32Scalar(info, 5, "beta1");
+  s.oneMinusBeta1 = f32Scalar(info, 6, "oneMinusBeta1");
+  s.beta2 = f32Scalar(info, 7, "beta2");
+  s.oneMinusBeta2 = f32Scalar(info, 8, "oneMinusBeta2");
+  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, true);
+  const Index n = params.length;
+  need(info, grads, n, "grads");
+  need(info, m, n, "m");
+  if (out.present) need(info, out, n, "fp16Out");
+  job.run = [=] {
+    lionUpdate(params.data, grads.data, m.data, n, s, out.data);
+    return 0.0;
+  };
+  return job;
+}
+
+// sumOfSquares(x)
+Job parseSumOfSquares(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> x = f32(info, 0, "x", job);
+  job.returnsNumber = true;
+  job.run = [=] { return sumOfSquares(x.data, x.length); };
+  return job;
+}
+
+// rmsnormForward(out, rstd, x, weight, C, S, eps)
+Job parseRmsnormForward(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> out = f32(info, 0, "out", job), rstd = f32(info, 1, "rstd", job), x = f32(info, 2, "x", job),
+                    weight = f32(info, 3, "weight", job);
+  const Index C = count(info, 4, "C"), S = count(info, 5, "S");
+  const float eps = f32Scalar(info, 6, "eps");
+  need(info, out, mul(info, C, S), "out");
+  need(info, rstd, S, "rstd");
+  need(info, x, mul(info, C, S), "x");
+  need(info, weight, C, "weight");
+  job.run = [=] {
+    rmsnormForward(out.data, rstd.data, x.data, weight.data, C, S, eps);
+    return 0.0;
+  };
+  return job;
+}
+
+// rmsnormBackward(dx, dweight, dout, x, weight, rstd, C, S)
+Job parseRmsnormBackward(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> dx = f32(info, 0, "dx", job), dweight = f32(info, 1, "dweight", job),
+                    dout = f32(info, 2, "dout", job), x = f32(info, 3, "x", job), weight = f32(info, 4, "weight", job),
+                    rstd = f32(info, 5, "rstd", job);
+  const Index C = count(info, 6, "C"), S = count(info, 7, "S");
+  need(info, dx, mul(info, C, S), "dx");
+  need(info, dweight, C, "dweight");
+  need(info, dout, mul(info, C, S), "dout");
+  need(info, x, mul(info, C, S), "x");
+  need(info, weight, C, "weight");
+  need(info, rstd, S, "rstd");
+  job.run = [=] {
+    rmsnormBackward(dx.data, dweight.data, dout.data, x.data, weight.data, rstd.data, C, S);
+    return 0.0;
+  };
+  return job;
+}
+
+// softmaxCrossEntropyForward(losses, probs, logits, targets, V, S)
+Job parseCrossEntropyForward(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> losses = f32(info, 0, "losses", job), probs = f32(info, 1, "probs", job),
+                    logits = f32(info, 2, "logits", job);
+  const View<std::int32_t> targets = i32(info, 3, "targets", job);
+  const Index V = count(info, 4, "V"), S = count(info, 5, "S");
+  need(info, losses, S, "losses");
+  need(info, probs, mul(info, V, S), "probs");
+  need(info, logits, mul(info, V, S), "logits");
+  need(info, targets, S, "targets");
+  checkTokens(info, targets, S, V, true, "targets");
+  job.run = [=] {
+    softmaxCrossEntropyForward(losses.data, probs.data, logits.data, targets.data, V, S);
+    return 0.0;
+  };
+  return job;
+}
+
+// softmaxCrossEntropyBackward(dlogits, probs, targets, dlosses, V, S)
+Job parseCrossEntropyBackward(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> dlogits = f32(info, 0, "dlogits", job), probs = f32(info, 1, "probs", job);
+  const View<std::int32_t> targets = i32(info, 2, "targets", job);
+  const View<float> dlosses = f32(info, 3, "dlosses", job);
+  const Index V = count(info, 4, "V"), S = count(info, 5, "S");
+  need(info, dlogits, mul(info, V, S), "dlogits");
+  need(info, probs, mul(info, V, S), "probs");
+  need(info, targets, S, "targets");
+  need(info, dlosses, S, "dlosses");
+  checkTokens(info, targets, S, V, true, "targets");
+  job.run = [=] {
+    softmaxCrossEntropyBackward(dlogits.data, probs.data, targets.data, dlosses.data, V, S);
+    return 0.0;
+  };
+  return job;
+}
+
+// embeddingForward(out, table, tokens, V, C, S) / embeddingBackward(dtable, dout, tokens, V, C, S)
+template <bool Backward>
+Job parseEmbedding(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> first = f32(info, 0, Backward ? "dtable" : "out", job);
+  const View<float> second = f32(info, 1, Backward ? "dout" : "table", job);
+  const View<std::int32_t> tokens = i32(info, 2, "tokens", job);
+  const Index V = count(info, 3, "V"), C = count(info, 4, "C"), S = count(info, 5, "S");
+  need(info, Backward ? first : second, mul(info, V, C), Backward ? "dtable" : "table");
+  need(info, Backward ? second : first, mul(info, C, S), Backward ? "dout" : "out");
+  need(info, tokens, S, "tokens");
+  checkTokens(info, tokens, S, V, false, "tokens");
+  job.run = [=] {
+    if (Backward) embeddingBackward(first.data, second.data, tokens.data, V, C, S);
+    else embeddingForward(first.data, second.data, tokens.data, V, C, S);
+    return 0.0;
+  };
+  return job;
+}
+
+// causalSoftmaxForward(out, scores, H, Tq, Tk, scale)
+Job parseCausalForward(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> out = f32(info, 0, "out", job), scores = f32(info, 1, "scores", job);
+  const Index H = count(info, 2, "H"), Tq = count(info, 3, "Tq"), Tk = count(info, 4, "Tk");
+  const float scale = f32Scalar(info, 5, "scale");
+  if (Tk < Tq) rangeError(info.Env(), "Tk must be >= Tq");
+  need(info, out, mul(info, mul(info, H, Tq), Tk), "out");
+  need(info, scores, mul(info, mul(info, H, Tq), Tk), "scores");
+  job.run = [=] {
+    causalSoftmaxForward(out.data, scores.data, H, Tq, Tk, scale);
+    return 0.0;
+  };
+  return job;
+}
+
+// causalSoftmaxBackward(dscores, probs, dout, H, Tq, Tk, scale)
+Job parseCausalBackward(const Napi::CallbackInfo& info) {
+  Job job;
+  const View<float> dscores = f32(info, 0, "dscores", job), probs = f32(info, 1, "probs", job),
+                    dout = f32(info, 2, "dout", job);
+  const Index H = count(info, 3, "H"), Tq = count(info, 4, "Tq"), Tk = count(info, 5, "Tk");
+  const float scale = f32Scalar(info, 6, "scale");
+  if (Tk < Tq) rangeError(info.Env(), "Tk must be >= Tq");
+  need(info, dscores, mul(info, mul(info, H, Tq), Tk), "dscores");
+  need(info, probs, mul(info, mul(info, H, Tq), Tk), "probs");
+  need(info, dout, mul(info, mul(info, H, Tq), Tk), "dout");
+  job.run = [=] {
+    causalSoftmaxBackward(dscores.data, probs.data, dout.data, H, Tq, Tk, scale);
+    return 0.0;
+  };
+  return job;
+}
+
+// ---- pool and SIMD controls ------------------------------------------------------------------
+
+Napi::Value GetHostThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), hostThreads()); }
+
+Napi::Value SetHostThreads(const Napi::CallbackInfo& info) {
+  setHostThreads(static_cast<int>(count(info, 0, "threads")));
+  return Napi::Number::New(info.Env(), hostThreads());
+}
+
+Napi::Value GetSimdLevel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), isaName(activeIsa()));
+}
+
+Napi::Value GetBestSimdLevel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), isaName(bestIsa()));
+}
+
+Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) typeError(info.Env(), "level must be a string");
+  Isa isa;
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (!parseIsa(name.c_str(), &isa)) rangeError(info.Env(), "unknown SIMD level '" + name + "'");
+  return Napi::Boolean::New(info.Env(), setIsa(isa));
+}
+
+template <Job (*Parse)(const Napi::CallbackInfo&)>
+void both(Napi::Env env, Napi::Object target, const char* name) {
+  target.Set(name, Napi::Function::New(env, entry<Parse, false>, name));
+  const std::string async = std::string(name) + "Async";
+  target.Set(async, Napi::Function::New(env, entry<Parse, true>, async));
+}
+
+}  // namespace
+
+void registerKernels(Napi::Env env, Napi::Object exports) {
+  Napi::Object k = Napi::Object::New(env);
+  both<parseSgemm>(env, k, "sgemm");
+  both<parseToHalf>(env, k, "fp32ToFp16");
+  both<parseToFloat>(env, k, "fp16ToFp32");
+  both<parseSgd>(env, k, "sgdUpdate");
+  both<parseAdam>(env, k, "adamUpdate");
+  both<parseLion>(env, k, "lionUpdate");
+  both<parseSumOfSquares>(env, k, "sumOfSquares");
+  both<parseRmsnormForward>(env, k, "rmsnormForward");
+  both<parseRmsnormBackward>(env, k, "rmsnormBackward");
+  both<parseCrossEntropyForward>(env, k, "softmaxCrossEntropyForward");
+  both<parseCrossEntropyBackward>(env, k, "softmaxCrossEntropyBackward");
+  both<parseEmbedding<false>>(env, k, "embeddingForward");
+  both<parseEmbedding<true>>(env, k, "embeddingBackward");
+  both<parseCausalForward>(env, k, "causalSoftmaxForward");
+  both<parseCausalBackward>(env, k, "causalSoftmaxBackward");
+  k.Set("hostThreads", Napi::Function::New(env, GetHostThreads, "hostThreads"));
+  k.Set("setHostThreads", Napi::Function::New(env, SetHostThreads, "setHostThreads"));
+  k.Set("simdLevel", Napi::Function::New(env, GetSimdLevel, "simdLevel"));
+  k.Set("bestSimdLevel", Napi::Function::New(env, GetBestSimdLevel, "bestSimdLevel"));
+  k.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
+  exports.Set("kernels", k);
+}
+
+}  // namespace kernels
+}  // namespace ane

@@ -1,0 +1,149 @@
+// Norms, softmax + cross-entropy, embeddings and causal softmax (see kernels.h). The loops live in
+// rowwise_body.inc, compiled here once per SIMD path; this file picks the path and cuts the work
+// into slices for the thread pool.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "simd.h"
+#include "thread_pool.h"
+#include "warnings.h"
+
+namespace ane {
+namespace kernels {
+
+using Index = std::ptrdiff_t;
+
+namespace portable {
+#define ANE_ISA_ATTR
+#include "rowwise_body.inc"
+#undef ANE_ISA_ATTR
+}  // namespace portable
+
+#if ANE_X86
+namespace avx2 {
+#define ANE_ISA_ATTR ANE_TARGET_AVX2
+#include "rowwise_body.inc"
+#undef ANE_ISA_ATTR
+}  // namespace avx2
+namespace avx512 {
+#define ANE_ISA_ATTR ANE_TARGET_AVX512
+#include "rowwise_body.inc"
+#undef ANE_ISA_ATTR
+}  // namespace avx512
+#endif
+
+namespace {
+
+struct RowwiseTable {
+  decltype(&portable::rmsnormForwardSlice) rmsnormForward;
+  decltype(&portable::rmsnormBackwardDxSlice) rmsnormBackwardDx;
+  decltype(&portable::rmsnormBackwardDweightSlice) rmsnormBackwardDweight;
+  decltype(&portable::crossEntropyForwardSlice) crossEntropyForward;
+  decltype(&portable::crossEntropyBackwardSlice) crossEntropyBackward;
+  decltype(&portable::embeddingForwardSlice) embeddingForward;
+  decltype(&portable::embeddingBackwardSlice) embeddingBackward;
+  decltype(&portable::causalSoftmaxForwardSlice) causalSoftmaxForward;
+  decltype(&portable::causalSoftmaxBackwardSlice) causalSoftmaxBackward;
+};
+
+#define ANE_ROWWISE_TABLE(ns)                                                                               \
+  RowwiseTable {                                                                                            \
+    ns::rmsnormForwardSlice, ns::rmsnormBackwardDxSlice, ns::rmsnormBackwardDweightSlice,                   \
+        ns::crossEntropyForwardSlice, ns::crossEntropyBackwardSlice, ns::embeddingForwardSlice,             \
+        ns::embeddingBackwardSlice, ns::causalSoftmaxForwardSlice, ns::causalSoftmaxBackwardSlice           \
+  }
+
+RowwiseTable table() {
+  switch (activeIsa()) {
+#if ANE_X86
+    case Isa::Avx512:
+      return ANE_ROWWISE_TABLE(avx512);
+    case Isa::Avx2:
+      return ANE_ROWWISE_TABLE(avx2);
+#endif
+    default:
+      // arm64 builds vectorize the portable loops for NEON (Advanced SIMD is the baseline there).
+      return ANE_ROWWISE_TABLE(portable);
+  }
+}
+
+// Elements touched per thread, at least, before a slice goes to another thread.
+constexpr Index kMinParallelElements = Index{1} << 15;
+
+Index minSlice(Index perUnit) { return std::max<Index>(1, kMinParallelElements / std::max<Index>(1, perUnit)); }
+
+}  // namespace
+
+void rmsnormForward(float* out, float* rstd, const float* x, const float* weight, Index C, Index S, float eps) {
+  if (S <= 0) return;
+  const auto fn = table().rmsnormForward;
+  if (C <= 0) {
+    for (Index s = 0; s < S; s++) rstd[s] = std::numeric_limits<float>::quiet_NaN();  // mean of nothing
+    return;
+  }
+  parallelFor(S, minSlice(C), 16, [&](Index s0, Index s1) { fn(out, rstd, x, weight, C, S, eps, s0, s1); });
+}
+
+void rmsnormBackward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
+                     const float* rstd, Index C, Index S) {
+  if (C <= 0 || S <= 0) return;
+  const RowwiseTable t = table();
+  std::vector<float> dot(static_cast<std::size_t>(S));
+  parallelFor(S, minSlice(C), 16,
+              [&](Index s0, Index s1) { t.rmsnormBackwardDx(dx, dot.data(), dout, x, weight, rstd, C, S, s0, s1); });
+  parallelFor(C, minSlice(S), 1,
+              [&](Index c0, Index c1) { t.rmsnormBackwardDweight(dweight, dout, x, rstd, S, c0, c1); });
+}
+
+void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits, const std::int32_t* targets, Index V,
+                                Index S) {
+  if (S <= 0) return;
+  if (V <= 0) {
+    for (Index s = 0; s < S; s++) losses[s] = 0.0f;
+    return;
+  }
+  const auto fn = table().crossEntropyForward;
+  std::vector<float> scratch(static_cast<std::size_t>(3 * S));
+  parallelFor(S, minSlice(V), 16,
+              [&](Index s0, Index s1) { fn(losses, probs, logits, targets, V, S, scratch.data(), s0, s1); });
+}
+
+void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::int32_t* targets, const float* dlosses,
+                                 Index V, Index S) {
+  if (V <= 0 || S <= 0) return;
+  const auto fn = table().crossEntropyBackward;
+  parallelFor(V, minSlice(S), 1, [&](Index v0, Index v1) { fn(dlogits, probs, targets, dlosses, S, v0, v1); });
+}
+
+void embeddingForward(float* out, const float* table_, const std::int32_t* tokens, Index /*V*/, Index C, Index S) {
+  if (C <= 0 || S <= 0) return;
+  const auto fn = table().embeddingForward;
+  parallelFor(C, minSlice(S), 16, [&](Index c0, Index c1) { fn(out, table_, tokens, C, S, c0, c1); });
+}
+
+void embeddingBackward(float* dtable, const float* dout, const std::int32_t* tokens, Index /*V*/, Index C, Index S) {
+  if (C <= 0 || S <= 0) return;
+  const auto fn = table().embeddingBackward;
+  parallelFor(C, minSlice(S), 16, [&](Index c0, Index c1) { fn(dtable, dout, tokens, C, S, c0, c1); });
+}
+
+void causalSoftmaxForward(float* out, const float* scores, Index H, Index Tq, Index Tk, float scale) {
+  if (H <= 0 || Tq <= 0 || Tk <= 0) return;
+  const auto fn = table().causalSoftmaxForward;
+  parallelFor(H * Tq, minSlice(Tk), 1, [&](Index r0, Index r1) { fn(out, scores, Tq, Tk, scale, r0, r1); });
+}
+
+void causalSoftmaxBackward(float* dscores, const float* probs, const float* dout, Index H, Index Tq, Index Tk,
+                           float scale) {
+  if (H <= 0 || Tq <= 0 || Tk <= 0) return;
+  const auto fn = table().causalSoftmaxBackward;
+  parallelFor(H * Tq, minSlice(Tk), 1, [&](Index r0, Index r1) { fn(dscores, probs, dout, Tq, Tk, scale, r0, r1); });
+}
+
+}  // namespace kernels
+}  // namespace ane

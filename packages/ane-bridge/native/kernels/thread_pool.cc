@@ -1,0 +1,195 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace ane {
+namespace kernels {
+
+namespace {
+
+int cpusAvailable() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+#endif
+  const unsigned count = std::thread::hardware_concurrency();
+  return count > 0 ? static_cast<int>(count) : 1;
+}
+
+class Pool {
+ public:
+  ~Pool() { stopWorkers(); }
+
+  int size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return size_;
+  }
+
+  void resize(int threads) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    idle_.wait(lock, [this] { return !busy_; });
+    busy_ = true;  // keeps jobs out while the workers change
+    lock.unlock();
+    stopWorkers();
+    lock.lock();
+    size_ = std::max(1, threads);
+    busy_ = false;
+    lock.unlock();
+    idle_.notify_all();
+  }
+
+  void run(int tasks, const std::function<void(int)>& task) {
+    if (tasks <= 0) return;
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (busy_ || tasks == 1 || size_ == 1) {
+      lock.unlock();
+      for (int i = 0; i < tasks; i++) task(i);
+      return;
+    }
+    error_ = nullptr;
+    busy_ = true;
+    startWorkersLocked();
+    task_ = &task;
+    tasks_ = tasks;
+    next_.store(0, std::memory_order_relaxed);
+    active_ = static_cast<int>(workers_.size());
+    generation_++;
+    lock.unlock();
+    wake_.notify_all();
+    drain(task, tasks);
+    lock.lock();
+    done_.wait(lock, [this] { return active_ == 0; });
+    task_ = nullptr;
+    busy_ = false;
+    const std::exception_ptr error = error_;
+    error_ = nullptr;
+    lock.unlock();
+    idle_.notify_all();
+    // A task's exception (say, std::bad_alloc) surfaces in the caller, after every task finished.
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  void drain(const std::function<void(int)>& task, int tasks) {
+    for (;;) {
+      const int i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= tasks) return;
+      try {
+        task(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+
+  void startWorkersLocked() {
+    if (!workers_.empty() || stopping_) return;
+    // A new worker starts from the current generation, so it takes part in the job about to start.
+    const std::uint64_t start = generation_;
+    for (int i = 1; i < size_; i++) workers_.emplace_back([this, start] { workerLoop(start); });
+  }
+
+  void stopWorkers() {
+    std::vector<std::thread> workers;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      workers.swap(workers_);
+    }
+    wake_.notify_all();
+    for (std::thread& worker : workers) worker.join();
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = false;
+  }
+
+  void workerLoop(std::uint64_t seen) {
+    for (;;) {
+      const std::function<void(int)>* task = nullptr;
+      int tasks = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        task = task_;
+        tasks = tasks_;
+      }
+      drain(*task, tasks);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--active_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_, idle_;
+  std::vector<std::thread> workers_;
+  int size_ = defaultHostThreads();
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::uint64_t generation_ = 0;
+  const std::function<void(int)>* task_ = nullptr;
+  int tasks_ = 0;
+  int active_ = 0;
+  std::exception_ptr error_;
+  std::atomic<int> next_{0};
+};
+
+Pool& pool() {
+  // Never destroyed: worker threads must not be joined during static destruction at exit.
+  static Pool* instance = new Pool();
+  return *instance;
+}
+
+}  // namespace
+
+int defaultHostThreads() {
+  if (const char* env = std::getenv("ANE_BRIDGE_THREADS")) {
+    const int value = std::atoi(env);
+    if (value > 0) return std::min(value, 256);
+  }
+  return cpusAvailable();
+}
+
+int hostThreads() { return pool().size(); }
+
+void setHostThreads(int threads) { pool().resize(threads <= 0 ? defaultHostThreads() : std::min(threads, 256)); }
+
+void runTasks(int tasks, const std::function<void(int)>& task) { pool().run(tasks, task); }
+
+void parallelFor(std::ptrdiff_t n, std::ptrdiff_t minChunk, std::ptrdiff_t align,
+                 const std::function<void(std::ptrdiff_t, std::ptrdiff_t)>& body) {
+  if (n <= 0) return;
+  align = std::max<std::ptrdiff_t>(1, align);
+  const std::ptrdiff_t byWork = std::max<std::ptrdiff_t>(1, n / std::max<std::ptrdiff_t>(1, minChunk));
+  const int parts = static_cast<int>(std::min<std::ptrdiff_t>(hostThreads(), byWork));
+  if (parts <= 1) {
+    body(0, n);
+    return;
+  }
+  std::ptrdiff_t chunk = (n + parts - 1) / parts;
+  chunk = (chunk + align - 1) / align * align;
+  runTasks(parts, [&](int part) {
+    const std::ptrdiff_t begin = std::min(n, part * chunk);
+    const std::ptrdiff_t end = std::min(n, begin + chunk);
+    if (begin < end) body(begin, end);
+  });
+}
+
+}  // namespace kernels
+}  // namespace ane

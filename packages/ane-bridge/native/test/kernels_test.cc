@@ -1,0 +1,529 @@
+// Standalone test of the host kernels (native/kernels/), built without Node and run under
+// AddressSanitizer + UndefinedBehaviorSanitizer by run-asan.cjs. Every kernel runs on every SIMD
+// path this CPU supports, at 1 and 3 threads, over edge sizes (0, 1, 1..67 vector tails, past the
+// cache blocks), strided views, NaN/inf/subnormals, against naive double-precision references.
+// Arrays are allocated at their exact sizes so any read or write past an end is reported.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../kernels/kernels.h"
+#include "../kernels/simd.h"
+#include "../kernels/thread_pool.h"
+
+using namespace ane::kernels;
+using Index = std::ptrdiff_t;
+
+namespace {
+
+int failures = 0;
+int checks = 0;
+std::string context;
+
+#define EXPECT(condition, ...)                                                      \
+  do {                                                                              \
+    checks++;                                                                       \
+    if (!(condition)) {                                                             \
+      if (failures < 40) {                                                          \
+        std::printf("FAIL [%s] %s:%d: %s: ", context.c_str(), __FILE__, __LINE__, #condition); \
+        std::printf(__VA_ARGS__);                                                   \
+        std::printf("\n");                                                          \
+      }                                                                             \
+      failures++;                                                                   \
+    }                                                                               \
+  } while (0)
+
+struct Random {
+  std::uint64_t state;
+  explicit Random(std::uint64_t seed) : state(seed * 0x9e3779b97f4a7c15ull + 1) {}
+  std::uint32_t bits() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return static_cast<std::uint32_t>(state >> 16);
+  }
+  float uniform(float scale = 1.0f) { return (static_cast<float>(bits() % 2000001) / 1000000.0f - 1.0f) * scale; }
+};
+
+std::vector<float> randomVector(Index n, Random& r, float scale = 1.0f) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& x : v) x = r.uniform(scale);
+  return v;
+}
+
+const float kSpecials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity(), 0.0f, -0.0f, 1e-40f, -3e-42f, 65504.0f,
+                           65520.0f, -1e6f, 3.4e38f};
+
+void sprinkleSpecials(std::vector<float>& v, Random& r, int count) {
+  if (v.empty()) return;
+  for (int k = 0; k < count; k++) v[r.bits() % v.size()] = kSpecials[r.bits() % (sizeof kSpecials / sizeof(float))];
+}
+
+bool sameBytes(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+bool sameFloat(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+bool close(double got, double expected, double rtol, double atol) {
+  if (std::isnan(expected) || std::isnan(got)) return std::isnan(expected) && std::isnan(got);
+  if (std::isinf(expected) || std::isinf(got)) return got == expected;
+  return std::fabs(got - expected) <= atol + rtol * std::fabs(expected);
+}
+
+std::vector<Index> tailSizes() {
+  std::vector<Index> sizes;
+  for (Index n = 0; n <= 67; n++) sizes.push_back(n);
+  for (Index n : {127, 128, 129, 1023, 1025, 4097, 70001}) sizes.push_back(n);
+  return sizes;
+}
+
+// ---- fp16 ------------------------------------------------------------------------------------
+
+// An independent reference: round |x| to the nearest multiple of its fp16 quantum, ties to even.
+std::uint16_t referenceHalf(float x, bool saturate) {
+  const std::uint16_t sign = std::signbit(x) ? 0x8000 : 0;
+  const double a = std::fabs(static_cast<double>(x));
+  if (std::isinf(a)) return sign | 0x7c00;
+  if (a >= 65520.0) return sign | (saturate ? 0x7bff : 0x7c00);
+  int e = a == 0 ? -14 : std::ilogb(a);
+  if (e < -14) e = -14;
+  const double quantum = std::ldexp(1.0, e - 10);
+  double n = std::floor(a / quantum);
+  const double fraction = a / quantum - n;
+  if (fraction > 0.5 || (fraction == 0.5 && std::fmod(n, 2.0) == 1.0)) n += 1;
+  const double value = n * quantum;
+  if (value >= 65520.0) return sign | (saturate ? 0x7bff : 0x7c00);
+  if (value < std::ldexp(1.0, -14)) return static_cast<std::uint16_t>(sign | static_cast<int>(value / std::ldexp(1.0, -24)));
+  const int ve = std::ilogb(value);
+  return static_cast<std::uint16_t>(sign | ((ve + 15) << 10) | static_cast<int>(value / std::ldexp(1.0, ve - 10) - 1024));
+}
+
+void testFp16Scalar() {
+  context = "fp16 scalar";
+  Random r(1);
+  for (int i = 0; i < 300000; i++) {
+    const std::uint32_t bits = r.bits() ^ (r.bits() << 16);
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    if (std::isnan(x)) {
+      const std::uint16_t h = fp32ToFp16Scalar(x, false);
+      EXPECT((h & 0x7e00) == 0x7e00, "NaN 0x%08x -> 0x%04x", bits, h);
+      continue;
+    }
+    for (bool saturate : {false, true}) {
+      const std::uint16_t h = fp32ToFp16Scalar(x, saturate), expected = referenceHalf(x, saturate);
+      EXPECT(h == expected, "x = %a (0x%08x) saturate %d: 0x%04x, expected 0x%04x", x, bits, saturate, h, expected);
+    }
+  }
+  for (std::uint32_t h = 0; h < 65536; h++) {
+    const float x = fp16ToFp32Scalar(static_cast<std::uint16_t>(h));
+    if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0) {
+      EXPECT(std::isnan(x), "half 0x%04x", h);
+    } else {
+      EXPECT(fp32ToFp16Scalar(x, false) == h, "roundtrip of half 0x%04x", h);
+    }
+  }
+}
+
+void testFp16Kernels() {
+  Random r(2);
+  for (Index n : tailSizes()) {
+    std::vector<float> src = randomVector(n, r, 70000.0f);
+    sprinkleSpecials(src, r, 8);
+    for (bool saturate : {false, true}) {
+      std::vector<std::uint16_t> dst(static_cast<std::size_t>(n));
+      fp32ToFp16(src.data(), n, dst.data(), n, n == 0 ? 0 : 1, n, saturate);
+      for (Index i = 0; i < n; i++) {
+        const std::uint16_t expected = fp32ToFp16Scalar(src[i], saturate);
+        EXPECT(dst[i] == expected, "n=%td [%td] x=%a: 0x%04x vs 0x%04x", n, i, src[i], dst[i], expected);
+      }
+      std::vector<float> back(static_cast<std::size_t>(n));
+      fp16ToFp32(dst.data(), n, back.data(), n, 1, n);
+      for (Index i = 0; i < n; i++) {
+        EXPECT(sameFloat(back[i], fp16ToFp32Scalar(dst[i])), "back n=%td [%td]", n, i);
+      }
+    }
+  }
+  // The streaming path (outputs over 8 MiB), from an unaligned start.
+  const Index big = (Index{9} << 20) / 2 + 37;
+  std::vector<float> src = randomVector(big + 1, r, 1000.0f);
+  std::vector<std::uint16_t> dst(static_cast<std::size_t>(big));
+  fp32ToFp16(src.data() + 1, big, dst.data(), big, 1, big, false);
+  int bad = 0;
+  for (Index i = 0; i < big; i++) bad += dst[i] != fp32ToFp16Scalar(src[i + 1], false);
+  EXPECT(bad == 0, "%d mismatches in the streamed conversion", bad);
+  std::vector<float> back(static_cast<std::size_t>(big) + 1);
+  fp16ToFp32(dst.data(), big, back.data() + 1, big, 1, big);
+  bad = 0;
+  for (Index i = 0; i < big; i++) bad += !sameFloat(back[i + 1], fp16ToFp32Scalar(dst[i]));
+  EXPECT(bad == 0, "%d mismatches in the streamed widening", bad);
+  // Strided blocks: a [rows, cols] block into a wider buffer at an offset; the rest is untouched.
+  for (Index rows : {1, 2, 7, 33}) {
+    for (Index cols : {1, 5, 16, 67}) {
+      const Index srcStride = cols + 3, dstStride = cols + 9, dstOffset = 4;
+      std::vector<float> s = randomVector((rows - 1) * srcStride + cols, r, 100.0f);
+      std::vector<std::uint16_t> d(static_cast<std::size_t>(dstOffset + (rows - 1) * dstStride + cols), 0xbeef);
+      fp32ToFp16(s.data(), srcStride, d.data() + dstOffset, dstStride, rows, cols, false);
+      for (Index i = 0; i < static_cast<Index>(d.size()); i++) {
+        const Index rel = i - dstOffset, row = rel >= 0 ? rel / dstStride : -1, col = rel - row * dstStride;
+        const bool inside = rel >= 0 && row < rows && col < cols;
+        const std::uint16_t expected = inside ? fp32ToFp16Scalar(s[row * srcStride + col], false) : 0xbeef;
+        EXPECT(d[i] == expected, "strided %tdx%td at %td", rows, cols, i);
+      }
+      std::vector<float> w(static_cast<std::size_t>((rows - 1) * srcStride + cols), -7.0f);
+      fp16ToFp32(d.data() + dstOffset, dstStride, w.data(), srcStride, rows, cols);
+      for (Index row = 0; row < rows; row++) {
+        for (Index col = 0; col < cols; col++) {
+          EXPECT(sameFloat(w[row * srcStride + col], fp16ToFp32Scalar(d[dstOffset + row * dstStride + col])),
+                 "strided back");
+        }
+        if (row + 1 < rows) EXPECT(w[row * srcStride + cols] == -7.0f, "strided back padding");
+      }
+    }
+  }
+}
+
+// ---- optimizers --------------------------------------------------------------------------------
+
+// Double-precision reference of one update; the kernels are compared with it on finite data and
+// with the portable path bit for bit on everything (all paths compute the same fp32 operations).
+struct OptimizerCase {
+  const char* name;
+  int kind;  // 0 sgd, 1 adam, 2 lion
+  SgdScalars sgd;
+  AdamScalars adam;
+  LionScalars lion;
+};
+
+std::vector<OptimizerCase> optimizerCases() {
+  std::vector<OptimizerCase> cases;
+  OptimizerCase c{};
+  c.name = "sgd plain";
+  c.kind = 0;
+  c.sgd = {-0.1f, 0.5f, 0.0f, 1.0f, false, false};
+  cases.push_back(c);
+  c.name = "sgd momentum";
+  c.sgd = {-0.1f, 1e-4f, 0.9f, 0.9f, false, false};
+  cases.push_back(c);
+  c.name = "sgd nesterov first";
+  c.sgd = {-0.1f, 0.0f, 0.9f, 1.0f, true, true};
+  cases.push_back(c);
+  c.name = "adamw";
+  c.kind = 1;
+  c.adam = {-0.0036f, 0.0547f, 0.1f, 0.999f, 0.001f, 1e-8f, 0.0f, 0.99999f};
+  cases.push_back(c);
+  c.name = "adam l2";
+  c.adam = {-0.001f, 1.0f, 0.1f, 0.999f, 0.001f, 1e-8f, 0.02f, 1.0f};
+  cases.push_back(c);
+  c.name = "lion";
+  c.kind = 2;
+  c.lion = {0.99997f, -3e-4f, 0.9f, 0.1f, 0.99f, 0.01f};
+  cases.push_back(c);
+  return cases;
+}
+
+struct OptimizerState {
+  std::vector<float> p, g, s1, s2;
+  std::vector<std::uint16_t> half;
+};
+
+void runOptimizer(const OptimizerCase& c, OptimizerState& st, bool withHalf) {
+  const Index n = static_cast<Index>(st.p.size());
+  std::uint16_t* half = withHalf ? st.half.data() : nullptr;
+  if (c.kind == 0) sgdUpdate(st.p.data(), st.g.data(), c.sgd.momentum != 0.0f ? st.s1.data() : nullptr, n, c.sgd, half);
+  if (c.kind == 1) adamUpdate(st.p.data(), st.g.data(), st.s1.data(), st.s2.data(), n, c.adam, half);
+  if (c.kind == 2) lionUpdate(st.p.data(), st.g.data(), st.s1.data(), n, c.lion, half);
+}
+
+void referenceOptimizer(const OptimizerCase& c, std::vector<double>& p, const std::vector<float>& g,
+                        std::vector<double>& s1, std::vector<double>& s2) {
+  for (std::size_t i = 0; i < p.size(); i++) {
+    if (c.kind == 0) {
+      double d = g[i] + static_cast<double>(c.sgd.weightDecay) * p[i];
+      if (c.sgd.momentum != 0.0f) {
+        s1[i] = c.sgd.firstStep ? d : c.sgd.momentum * s1[i] + static_cast<double>(c.sgd.oneMinusDampening) * d;
+        d = c.sgd.nesterov ? d + c.sgd.momentum * s1[i] : s1[i];
+      }
+      p[i] += static_cast<double>(c.sgd.negLr) * d;
+    } else if (c.kind == 1) {
+      const AdamScalars& s = c.adam;
+      double q = p[i] * s.decay;
+      const double grad = g[i] + static_cast<double>(s.l2) * q;
+      s1[i] += static_cast<double>(s.oneMinusBeta1) * (grad - s1[i]);
+      s2[i] = s2[i] * s.beta2 + static_cast<double>(s.oneMinusBeta2) * grad * grad;
+      q += static_cast<double>(s.negStepSize) * s1[i] / (std::sqrt(s2[i]) / s.biasCorrection2Sqrt + s.eps);
+      p[i] = q;
+    } else {
+      const LionScalars& s = c.lion;
+      const double blend = s.beta1 * s1[i] + static_cast<double>(s.oneMinusBeta1) * g[i];
+      const double sign = blend > 0 ? 1 : blend < 0 ? -1 : 0;
+      p[i] = p[i] * s.decay + static_cast<double>(s.negLr) * sign;
+      s1[i] = s.beta2 * s1[i] + static_cast<double>(s.oneMinusBeta2) * g[i];
+    }
+  }
+}
+
+OptimizerState makeState(Index n, Random& r, bool specials) {
+  OptimizerState st;
+  st.p = randomVector(n, r);
+  st.g = randomVector(n, r, 0.1f);
+  st.s1 = randomVector(n, r, 0.01f);
+  st.s2 = randomVector(n, r, 1e-4f);
+  for (float& v : st.s2) v = std::fabs(v);
+  if (specials) {
+    sprinkleSpecials(st.p, r, 4);
+    sprinkleSpecials(st.g, r, 4);
+  }
+  st.half.assign(static_cast<std::size_t>(n), 0);
+  return st;
+}
+
+void testOptimizers(Isa isa) {
+  for (const OptimizerCase& c : optimizerCases()) {
+    context = std::string(c.name) + " " + isaName(isa);
+    Random r(3);
+    for (Index n : tailSizes()) {
+      for (bool specials : {false, true}) {
+        const OptimizerState start = makeState(n, r, specials);
+        OptimizerState fast = start, portable = start;
+        const bool withHalf = n % 2 == 0;
+        runOptimizer(c, fast, withHalf);
+        setIsa(Isa::Scalar);
+        runOptimizer(c, portable, withHalf);
+        setIsa(isa);
+        for (Index i = 0; i < n; i++) {
+          EXPECT(sameFloat(fast.p[i], portable.p[i]) && sameFloat(fast.s1[i], portable.s1[i]) &&
+                     sameFloat(fast.s2[i], portable.s2[i]),
+                 "n=%td [%td]: %a vs portable %a", n, i, fast.p[i], portable.p[i]);
+          if (withHalf) {
+            const std::uint16_t expected = fp32ToFp16Scalar(fast.p[i], false);
+            EXPECT(fast.half[i] == expected || (std::isnan(fast.p[i]) && (fast.half[i] & 0x7e00) == 0x7e00),
+                   "fp16Out n=%td [%td]", n, i);
+          }
+        }
+        if (specials) continue;
+        std::vector<double> p(start.p.begin(), start.p.end()), s1(start.s1.begin(), start.s1.end()),
+            s2(start.s2.begin(), start.s2.end());
+        referenceOptimizer(c, p, start.g, s1, s2);
+        for (Index i = 0; i < n; i++) {
+          EXPECT(close(fast.p[i], p[i], 1e-6, 1e-7), "n=%td params[%td] %.9g vs %.9g", n, i, fast.p[i], p[i]);
+          EXPECT(close(fast.s1[i], s1[i], 1e-5, 1e-7), "n=%td state[%td] %.9g vs %.9g", n, i, fast.s1[i], s1[i]);
+        }
+      }
+    }
+  }
+  context = std::string("sumOfSquares ") + isaName(isa);
+  Random r(4);
+  for (Index n : tailSizes()) {
+    std::vector<float> x = randomVector(n, r, 100.0f);
+    double exact = 0;
+    for (float v : x) exact += static_cast<double>(v) * v;
+    EXPECT(close(sumOfSquares(x.data(), n), exact, 1e-12, 0), "n=%td", n);
+  }
+  std::vector<float> x = {1.0f, std::numeric_limits<float>::quiet_NaN()};
+  EXPECT(std::isnan(sumOfSquares(x.data(), 2)), "NaN");
+}
+
+// ---- GEMM ----------------------------------------------------------------------------------------
+
+void testGemmCase(bool transA, bool transB, Index M, Index N, Index K, float alpha, float beta, Index pad, Random& r) {
+  const Index aRows = transA ? K : M, aCols = transA ? M : K, bRows = transB ? N : K, bCols = transB ? K : N;
+  const Index lda = std::max<Index>(1, aCols + pad), ldb = std::max<Index>(1, bCols + pad),
+              ldc = std::max<Index>(1, N + pad);
+  // Exact extents: the last row has no padding, so reading past it is an ASan report.
+  auto extent = [](Index rows, Index cols, Index ld) { return rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols; };
+  std::vector<float> A(static_cast<std::size_t>(extent(aRows, aCols, lda)), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> B(static_cast<std::size_t>(extent(bRows, bCols, ldb)), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> C(static_cast<std::size_t>(extent(M, N, ldc)), -12345.5f);
+  for (Index i = 0; i < aRows; i++)
+    for (Index j = 0; j < aCols; j++) A[i * lda + j] = r.uniform();
+  for (Index i = 0; i < bRows; i++)
+    for (Index j = 0; j < bCols; j++) B[i * ldb + j] = r.uniform();
+  for (Index i = 0; i < M; i++)
+    for (Index j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? std::numeric_limits<float>::quiet_NaN() : r.uniform();
+  const std::vector<float> C0 = C;
+  sgemm(transA, transB, M, N, K, alpha, A.empty() ? nullptr : A.data(), lda, B.empty() ? nullptr : B.data(), ldb, beta,
+        C.empty() ? nullptr : C.data(), ldc);
+  for (Index i = 0; i < M; i++) {
+    for (Index j = 0; j < ldc && i * ldc + j < static_cast<Index>(C.size()); j++) {
+      if (j >= N) {
+        EXPECT(C[i * ldc + j] == -12345.5f, "%c%c %tdx%tdx%td wrote padding", transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K);
+        continue;
+      }
+      double sum = 0, magnitude = 0;
+      for (Index k = 0; k < K; k++) {
+        const double a = A[transA ? k * lda + i : i * lda + k], b = B[transB ? j * ldb + k : k * ldb + j];
+        sum += a * b;
+        magnitude += std::fabs(a * b);
+      }
+      const double scaled = beta == 0 ? 0 : static_cast<double>(beta) * C0[i * ldc + j];
+      const double expected = alpha * sum + scaled;
+      const double bound = (K + 4) * std::ldexp(1.0, -23) * std::fabs(alpha) * magnitude + std::ldexp(1.0, -22) * std::fabs(scaled) + 1e-30;
+      EXPECT(std::fabs(C[i * ldc + j] - expected) <= bound, "%c%c %tdx%tdx%td C[%td][%td] = %g, expected %g",
+             transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, i, j, C[i * ldc + j], expected);
+    }
+  }
+}
+
+void testGemm(Isa isa) {
+  context = std::string("sgemm ") + isaName(isa);
+  Random r(5);
+  for (int t = 0; t < 4; t++) {
+    const bool transA = t & 1, transB = t & 2;
+    testGemmCase(transA, transB, 0, 5, 5, 1, 0, 0, r);
+    testGemmCase(transA, transB, 5, 0, 5, 1, 0, 0, r);
+    testGemmCase(transA, transB, 5, 5, 0, 1, 0.5f, 0, r);
+    testGemmCase(transA, transB, 1, 1, 1, 1, 0, 0, r);
+    for (Index size = 1; size <= 67; size++) {
+      testGemmCase(transA, transB, size, 13, 9, 1, 0, 1, r);
+      testGemmCase(transA, transB, 7, size, 5, -0.5f, 0.25f, 2, r);
+      testGemmCase(transA, transB, 6, 17, size, 2, 1, 0, r);
+    }
+    testGemmCase(transA, transB, 203, 97, 801, 1, 0, 3, r);
+    testGemmCase(transA, transB, 3, 4133, 5, 1.5f, -1, 1, r);
+    testGemmCase(transA, transB, 131, 300, 77, 0.5f, 1, 0, r);
+  }
+}
+
+// ---- norms, losses, embeddings, causal softmax -----------------------------------------------------
+
+void testRowwise(Isa isa) {
+  Random r(6);
+  context = std::string("rmsnorm ") + isaName(isa);
+  for (Index C : {1, 3, 8, 33}) {
+    for (Index S : std::vector<Index>{0, 1, 2, 15, 16, 17, 31, 33, 67, 130}) {
+      std::vector<float> x = randomVector(C * S, r, 3), w = randomVector(C, r), out(static_cast<std::size_t>(C * S)),
+                         rstd(static_cast<std::size_t>(S)), g = randomVector(C * S, r),
+                         dx(static_cast<std::size_t>(C * S), 0.5f), dw(static_cast<std::size_t>(C), 0.0f);
+      rmsnormForward(out.data(), rstd.data(), x.data(), w.data(), C, S, 1e-5f);
+      rmsnormBackward(dx.data(), dw.data(), g.data(), x.data(), w.data(), rstd.data(), C, S);
+      std::vector<double> dwRef(static_cast<std::size_t>(C), 0.0);
+      for (Index s = 0; s < S; s++) {
+        double ss = 0, dot = 0;
+        for (Index c = 0; c < C; c++) ss += static_cast<double>(x[c * S + s]) * x[c * S + s];
+        const double rs = 1 / std::sqrt(ss / C + 1e-5);
+        for (Index c = 0; c < C; c++) dot += static_cast<double>(w[c]) * g[c * S + s] * x[c * S + s];
+        EXPECT(close(rstd[s], rs, 2e-6, 0), "rstd %tdx%td [%td]", C, S, s);
+        for (Index c = 0; c < C; c++) {
+          EXPECT(close(out[c * S + s], x[c * S + s] * rs * w[c], 2e-6, 1e-7), "out %tdx%td", C, S);
+          const double d = 0.5 + rs * w[c] * g[c * S + s] - x[c * S + s] * rs * rs * rs / C * dot;
+          EXPECT(close(dx[c * S + s], d, 1e-5, 1e-5), "dx %tdx%td", C, S);
+          dwRef[c] += static_cast<double>(g[c * S + s]) * x[c * S + s] * rs;
+        }
+      }
+      for (Index c = 0; c < C; c++) EXPECT(close(dw[c], dwRef[c], 1e-5, 1e-5), "dweight %tdx%td", C, S);
+    }
+  }
+  context = std::string("cross-entropy ") + isaName(isa);
+  for (Index V : {1, 2, 7, 100}) {
+    for (Index S : std::vector<Index>{0, 1, 5, 16, 17, 33, 67}) {
+      std::vector<float> logits = randomVector(V * S, r, 8), probs(static_cast<std::size_t>(V * S)),
+                         losses(static_cast<std::size_t>(S)), dl(static_cast<std::size_t>(S), 0.5f),
+                         dlogits(static_cast<std::size_t>(V * S));
+      std::vector<std::int32_t> targets(static_cast<std::size_t>(S));
+      for (Index s = 0; s < S; s++) targets[s] = s % 5 == 2 ? -100 : static_cast<std::int32_t>(r.bits() % V);
+      if (S > 3) logits[3] = -std::numeric_limits<float>::infinity();
+      softmaxCrossEntropyForward(losses.data(), probs.data(), logits.data(), targets.data(), V, S);
+      softmaxCrossEntropyBackward(dlogits.data(), probs.data(), targets.data(), dl.data(), V, S);
+      for (Index s = 0; s < S; s++) {
+        double mx = -INFINITY, sum = 0;
+        for (Index v = 0; v < V; v++) mx = std::max(mx, static_cast<double>(logits[v * S + s]));
+        for (Index v = 0; v < V; v++) sum += std::exp(logits[v * S + s] - mx);
+        const double lse = std::log(sum) + mx;
+        const std::int32_t t = targets[s];
+        EXPECT(close(losses[s], t < 0 ? 0 : lse - logits[t * S + s], 1e-5, 1e-5), "loss %tdx%td", V, S);
+        for (Index v = 0; v < V; v++) {
+          const double p = std::exp(logits[v * S + s] - lse);
+          EXPECT(close(probs[v * S + s], p, 5e-6, 1e-9), "prob %tdx%td", V, S);
+          EXPECT(close(dlogits[v * S + s], t < 0 ? 0 : (p - (v == t)) * 0.5, 1e-5, 1e-7), "dlogit %tdx%td", V, S);
+        }
+      }
+      std::vector<float> inPlace = logits, losses2(static_cast<std::size_t>(S));
+      softmaxCrossEntropyForward(losses2.data(), inPlace.data(), inPlace.data(), targets.data(), V, S);
+      EXPECT(sameBytes(inPlace, probs), "in place probs");
+      softmaxCrossEntropyBackward(inPlace.data(), inPlace.data(), targets.data(), dl.data(), V, S);
+      EXPECT(sameBytes(inPlace, dlogits), "in place dlogits");
+    }
+  }
+  context = std::string("embedding ") + isaName(isa);
+  for (Index C : {1, 5, 16, 17, 67}) {
+    for (Index S : std::vector<Index>{0, 1, 9, 33}) {
+      const Index V = 6;
+      std::vector<float> table = randomVector(V * C, r), out(static_cast<std::size_t>(C * S)), dout = randomVector(C * S, r),
+                         dtable(static_cast<std::size_t>(V * C), 1.0f);
+      std::vector<std::int32_t> tokens(static_cast<std::size_t>(S));
+      for (auto& t : tokens) t = static_cast<std::int32_t>(r.bits() % 3);  // repeats
+      embeddingForward(out.data(), table.data(), tokens.data(), V, C, S);
+      embeddingBackward(dtable.data(), dout.data(), tokens.data(), V, C, S);
+      std::vector<double> ref(static_cast<std::size_t>(V * C), 1.0);
+      for (Index s = 0; s < S; s++) {
+        for (Index c = 0; c < C; c++) {
+          EXPECT(out[c * S + s] == table[tokens[s] * C + c], "gather");
+          ref[tokens[s] * C + c] += dout[c * S + s];
+        }
+      }
+      for (Index i = 0; i < V * C; i++) EXPECT(close(dtable[i], ref[i], 1e-6, 1e-6), "scatter-add");
+    }
+  }
+  context = std::string("causal softmax ") + isaName(isa);
+  for (Index H : {1, 2}) {
+    for (auto [Tq, Tk] : std::vector<std::pair<Index, Index>>{{1, 1}, {3, 3}, {1, 67}, {17, 17}, {5, 40}, {64, 130}}) {
+      const Index n = H * Tq * Tk;
+      std::vector<float> scores = randomVector(n, r, 10), out(static_cast<std::size_t>(n)), g = randomVector(n, r),
+                         ds(static_cast<std::size_t>(n));
+      causalSoftmaxForward(out.data(), scores.data(), H, Tq, Tk, 0.125f);
+      causalSoftmaxBackward(ds.data(), out.data(), g.data(), H, Tq, Tk, 0.125f);
+      for (Index row = 0; row < H * Tq; row++) {
+        const Index visible = row % Tq + (Tk - Tq) + 1;
+        double mx = -INFINITY, sum = 0, dot = 0;
+        for (Index j = 0; j < visible; j++) mx = std::max(mx, 0.125 * scores[row * Tk + j]);
+        for (Index j = 0; j < visible; j++) sum += std::exp(0.125 * scores[row * Tk + j] - mx);
+        for (Index j = 0; j < Tk; j++) {
+          const double p = j < visible ? std::exp(0.125 * scores[row * Tk + j] - mx) / sum : 0.0;
+          EXPECT(close(out[row * Tk + j], p, 5e-6, 1e-9), "forward %td/%td/%td", H, Tq, Tk);
+          dot += p * g[row * Tk + j];
+        }
+        for (Index j = 0; j < Tk; j++) {
+          const double p = out[row * Tk + j];
+          EXPECT(close(ds[row * Tk + j], 0.125 * p * (g[row * Tk + j] - dot), 1e-5, 1e-7), "backward");
+        }
+      }
+      std::vector<float> inPlace = scores;
+      causalSoftmaxForward(inPlace.data(), inPlace.data(), H, Tq, Tk, 0.125f);
+      EXPECT(sameBytes(inPlace, out), "in place forward");
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  testFp16Scalar();
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
+    if (!setIsa(isa)) {
+      std::printf("kernels_test: %s path not supported by this CPU, skipped\n", isaName(isa));
+      continue;
+    }
+    for (int threads : {1, 3}) {
+      setHostThreads(threads);
+      std::printf("kernels_test: %s, %d thread(s)\n", isaName(isa), threads);
+      context = std::string("fp16 ") + isaName(isa);
+      testFp16Kernels();
+      testOptimizers(isa);
+      testGemm(isa);
+      testRowwise(isa);
+    }
+  }
+  setHostThreads(0);
+  std::printf("kernels_test: %d checks, %d failures\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}

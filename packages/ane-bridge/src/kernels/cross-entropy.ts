@@ -1,0 +1,126 @@
+/**
+ * Softmax + cross-entropy over channel-first logits [V, S] (one column of V vocabulary scores per
+ * position), the readable twin of native/kernels/rowwise_body.inc. Math in float64.
+ */
+import { checkLength, checkNonNegativeInteger } from './checks';
+
+function checkTargets(kernel: string, targets: Int32Array, V: number): void {
+  for (let s = 0; s < targets.length; s++) {
+    const t = targets[s] as number;
+    if (t >= V) {
+      throw new RangeError(
+        `${kernel}: targets[${s}] = ${t} is not a vocabulary index (V = ${V}); use a negative target to ignore a position`,
+      );
+    }
+  }
+}
+
+export function checkCrossEntropyForwardArguments(
+  losses: Float32Array,
+  probs: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  V: number,
+  S: number,
+): void {
+  const kernel = 'softmaxCrossEntropyForward';
+  checkNonNegativeInteger(kernel, 'V', V);
+  checkNonNegativeInteger(kernel, 'S', S);
+  checkLength(kernel, 'losses', losses.length, S, 'S');
+  checkLength(kernel, 'probs', probs.length, V * S, 'V*S');
+  checkLength(kernel, 'logits', logits.length, V * S, 'V*S');
+  checkLength(kernel, 'targets', targets.length, S, 'S');
+  checkTargets(kernel, targets, V);
+}
+
+/**
+ * probs[:,s] = softmax(logits[:,s]);  losses[s] = logsumexp(logits[:,s]) - logits[targets[s], s].
+ * A negative target ignores its position (loss 0, like PyTorch's ignore_index). probs may be the
+ * logits array (in place). Any NaN in a column makes that column's probs and loss NaN; +inf logits
+ * give NaN too (inf - inf), as in PyTorch.
+ * losses: [S], probs: [V, S], logits: [V, S], targets: [S] in (-inf, V).
+ */
+export function softmaxCrossEntropyForward(
+  losses: Float32Array,
+  probs: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  V: number,
+  S: number,
+): void {
+  checkCrossEntropyForwardArguments(losses, probs, logits, targets, V, S);
+  if (V === 0) {
+    losses.fill(0);
+    return;
+  }
+  const max = new Float64Array(S).fill(Number.NEGATIVE_INFINITY);
+  const sum = new Float64Array(S);
+  const picked = new Float64Array(S);
+  for (let s = 0; s < S; s++) {
+    const t = targets[s] as number;
+    if (t >= 0) picked[s] = logits[t * S + s] as number;
+  }
+  for (let v = 0; v < V; v++) {
+    for (let s = 0; s < S; s++) {
+      const value = logits[v * S + s] as number;
+      if (value > (max[s] as number)) max[s] = value;
+    }
+  }
+  for (let v = 0; v < V; v++) {
+    for (let s = 0; s < S; s++) {
+      const e = Math.exp((logits[v * S + s] as number) - (max[s] as number));
+      probs[v * S + s] = e;
+      sum[s] = (sum[s] as number) + e;
+    }
+  }
+  for (let s = 0; s < S; s++) {
+    losses[s] =
+      (targets[s] as number) >= 0
+        ? Math.log(sum[s] as number) + (max[s] as number) - (picked[s] as number)
+        : 0;
+  }
+  for (let v = 0; v < V; v++) {
+    for (let s = 0; s < S; s++) probs[v * S + s] = (probs[v * S + s] as number) / (sum[s] as number);
+  }
+}
+
+export function checkCrossEntropyBackwardArguments(
+  dlogits: Float32Array,
+  probs: Float32Array,
+  targets: Int32Array,
+  dlosses: Float32Array,
+  V: number,
+  S: number,
+): void {
+  const kernel = 'softmaxCrossEntropyBackward';
+  checkNonNegativeInteger(kernel, 'V', V);
+  checkNonNegativeInteger(kernel, 'S', S);
+  checkLength(kernel, 'dlogits', dlogits.length, V * S, 'V*S');
+  checkLength(kernel, 'probs', probs.length, V * S, 'V*S');
+  checkLength(kernel, 'targets', targets.length, S, 'S');
+  checkLength(kernel, 'dlosses', dlosses.length, S, 'S');
+  checkTargets(kernel, targets, V);
+}
+
+/**
+ * Writes (does not add) dlogits[v,s] = (probs[v,s] - [v == targets[s]]) * dlosses[s], and 0 for
+ * ignored positions (negative targets). dlogits may be the probs array.
+ * dlogits: [V, S], probs: [V, S], targets: [S], dlosses: [S] (e.g. 1/S each for a mean loss).
+ */
+export function softmaxCrossEntropyBackward(
+  dlogits: Float32Array,
+  probs: Float32Array,
+  targets: Int32Array,
+  dlosses: Float32Array,
+  V: number,
+  S: number,
+): void {
+  checkCrossEntropyBackwardArguments(dlogits, probs, targets, dlosses, V, S);
+  for (let v = 0; v < V; v++) {
+    for (let s = 0; s < S; s++) {
+      const t = targets[s] as number;
+      const hot = t === v ? 1 : 0;
+      dlogits[v * S + s] = t >= 0 ? ((probs[v * S + s] as number) - hot) * (dlosses[s] as number) : 0;
+    }
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The native host kernels as a HostKernelSet: each call runs the TS twin's argument checks (same
+ * errors, same messages), derives the scalars exactly as the twin does, and hands positional
+ * arguments to the addon (native/kernels/napi_kernels.cc).
+ */
+import type { NativeKernelBindings } from '../native/loader';
+import { checkCausalBackwardArguments, checkCausalForwardArguments } from './causal-softmax';
+import { checkLength } from './checks';
+import { checkCrossEntropyBackwardArguments, checkCrossEntropyForwardArguments } from './cross-entropy';
+import { checkEmbeddingBackwardArguments, checkEmbeddingForwardArguments } from './embedding';
+import { resolveBlock } from './fp16';
+import { checkSgemmArguments } from './gemm';
+import { checkRmsnormBackwardArguments, checkRmsnormForwardArguments } from './norms';
+import { adamScalars, checkAdamArguments, checkSgdArguments } from './optimizers';
+import type { HostKernelName, HostKernelSet, HostKernels } from './types';
+
+type BindingName = {
+  [K in keyof NativeKernelBindings]: K extends `${string}Async`
+    ? never
+    : NativeKernelBindings[K] extends (...args: infer _A) => infer R
+      ? R extends Promise<unknown>
+        ? never
+        : K
+      : never;
+}[keyof NativeKernelBindings];
+
+/** A validated call: which binding, with which positional arguments. */
+interface Call {
+  binding: Exclude<
+    BindingName,
+    'hostThreads' | 'setHostThreads' | 'simdLevel' | 'bestSimdLevel' | 'setSimdLevel'
+  >;
+  args: unknown[];
+}
+
+type Preparers = { [K in HostKernelName]: (...args: Parameters<HostKernels[K]>) => Call };
+
+const f = Math.fround;
+
+const prepare: Preparers = {
+  sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) {
+    checkSgemmArguments(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
+    return { binding: 'sgemm', args: [transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] };
+  },
+  fp32ToFp16(src, dst, options = {}) {
+    checkLength('fp32ToFp16', 'dst', dst.length, src.length, 'src.length');
+    const n = src.length;
+    return { binding: 'fp32ToFp16', args: [src, 0, n, dst, 0, n, 1, n, options.saturate === true] };
+  },
+  fp16ToFp32(src, dst) {
+    checkLength('fp16ToFp32', 'dst', dst.length, src.length, 'src.length');
+    const n = src.length;
+    return { binding: 'fp16ToFp32', args: [src, 0, n, dst, 0, n, 1, n] };
+  },
+  fp32ToFp16Strided(src, dst, block, options = {}) {
+    const b = resolveBlock('fp32ToFp16Strided', block, src.length, dst.length);
+    return {
+      binding: 'fp32ToFp16',
+      args: [
+        src,
+        b.srcOffset,
+        b.srcRowStride,
+        dst,
+        b.dstOffset,
+        b.dstRowStride,
+        b.rows,
+        b.cols,
+        options.saturate === true,
+      ],
+    };
+  },
+  fp16ToFp32Strided(src, dst, block) {
+    const b = resolveBlock('fp16ToFp32Strided', block, src.length, dst.length);
+    return {
+      binding: 'fp16ToFp32',
+      args: [src, b.srcOffset, b.srcRowStride, dst, b.dstOffset, b.dstRowStride, b.rows, b.cols],
+    };
+  },
+  sgdUpdate(params, grads, momentumBuffer, o, fp16Out) {
+    checkSgdArguments(params, grads, momentumBuffer, o, fp16Out);
+    return {
+      binding: 'sgdUpdate',
+      args: [
+        params,
+        grads,
+        o.momentum !== 0 ? momentumBuffer : null,
+        f(-o.lr),
+        f(o.weightDecay),
+        f(o.momentum),
+        f(1 - o.dampening),
+        o.nesterov,
+        o.firstStep,
+        fp16Out ?? null,
+      ],
+    };
+  },
+  adamUpdate(params, grads, m, v, o, fp16Out) {
+    checkAdamArguments('adamUpdate', params, grads, m, v, o.step, fp16Out);
+    const s = adamScalars(o, false);
+    return { binding: 'adamUpdate', args: [params, grads, m, v, ...adamArgs(s), fp16Out ?? null] };
+  },
+  adamwUpdate(params, grads, m, v, o, fp16Out) {
+    checkAdamArguments('adamwUpdate', params, grads, m, v, o.step, fp16Out);
+    const s = adamScalars(o, true);
+    return { binding: 'adamUpdate', args: [params, grads, m, v, ...adamArgs(s), fp16Out ?? null] };
+  },
+  lionUpdate(params, grads, m, o, fp16Out) {
+    checkAdamArguments('lionUpdate', params, grads, m, null, undefined, fp16Out);
+    return {
+      binding: 'lionUpdate',
+      args: [
+        params,
+        grads,
+        m,
+        f(1 - o.lr * o.weightDecay),
+        f(-o.lr),
+        f(o.beta1),
+        f(1 - o.beta1),
+        f(o.beta2),
+        f(1 - o.beta2),
+        fp16Out ?? null,
+      ],
+    };
+  },
+  sumOfSquares(x) {
+    return { binding: 'sumOfSquares', args: [x] };
+  },
+  rmsnormForward(out, rstd, x, weight, C, S, eps) {
+    checkRmsnormForwardArguments(out, rstd, x, weight, C, S);
+    return { binding: 'rmsnormForward', args: [out, rstd, x, weight, C, S, eps] };
+  },
+  rmsnormBackward(dx, dweight, dout, x, weight, rstd, C, S) {
+    checkRmsnormBackwardArguments(dx, dweight, dout, x, weight, rstd, C, S);
+    return { binding: 'rmsnormBackward', args: [dx, dweight, dout, x, weight, rstd, C, S] };
+  },
+  softmaxCrossEntropyForward(losses, probs, logits, targets, V, S) {
+    checkCrossEntropyForwardArguments(losses, probs, logits, targets, V, S);
+    return { binding: 'softmaxCrossEntropyForward', args: [losses, probs, logits, targets, V, S] };
+  },
+  softmaxCrossEntropyBackward(dlogits, probs, targets, dlosses, V, S) {
+    checkCrossEntropyBackwardArguments(dlogits, probs, targets, dlosses, V, S);
+    return { binding: 'softmaxCrossEntropyBackward', args: [dlogits, probs, targets, dlosses, V, S] };
+  },
+  embeddingForward(out, table, tokens, V, C, S) {
+    checkEmbeddingForwardArguments(out, table, tokens, V, C, S);
+    return { binding: 'embeddingForward', args: [out, table, tokens, V, C, S] };
+  },
+  embeddingBackward(dtable, dout, tokens, V, C, S) {
+    checkEmbeddingBackwardArguments(dtable, dout, tokens, V, C, S);
+    return { binding: 'embeddingBackward', args: [dtable, dout, tokens, V, C, S] };
+  },
+  causalSoftmaxForward(out, scores, H, Tq, Tk, scale) {
+    checkCausalForwardArguments(out, scores, H, Tq, Tk);
+    return { binding: 'causalSoftmaxForward', args: [out, scores, H, Tq, Tk, scale] };
+  },
+  causalSoftmaxBackward(dscores, probs, dout, H, Tq, Tk, scale) {
+    checkCausalBackwardArguments(dscores, probs, dout, H, Tq, Tk);
+    return { binding: 'causalSoftmaxBackward', args: [dscores, probs, dout, H, Tq, Tk, scale] };
+  },
+};
+
+function adamArgs(s: ReturnType<typeof adamScalars>): number[] {
+  return [
+    s.negStepSize,
+    s.biasCorrection2Sqrt,
+    s.oneMinusBeta1,
+    s.beta2,
+    s.oneMinusBeta2,
+    s.eps,
+    s.l2,
+    s.decay,
+  ];
+}
+
+/** Wraps the addon's bindings as a HostKernelSet. */
+export function createNativeKernels(bindings: NativeKernelBindings): HostKernelSet {
+  const table = bindings as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const set: Record<string, unknown> = { implementation: 'native' };
+  for (const name of Object.keys(prepare) as HostKernelName[]) {
+    const prepareCall = prepare[name] as (...args: unknown[]) => Call;
+    set[name] = (...args: unknown[]) => {
+      const call = prepareCall(...args);
+      return (table[call.binding] as (...a: unknown[]) => unknown)(...call.args);
+    };
+    set[`${name}Async`] = async (...args: unknown[]) => {
+      const call = prepareCall(...args);
+      return (table[`${call.binding}Async`] as (...a: unknown[]) => Promise<unknown>)(...call.args);
+    };
+  }
+  return Object.freeze(set) as unknown as HostKernelSet;
+}

@@ -1,0 +1,268 @@
+/**
+ * Fused optimizer updates over flat fp32 arrays, the readable twins of native/kernels/optimizers.cc.
+ *
+ * Each function updates `params` (and its state) in place in one pass, with torch.optim's formulas
+ * and order of operations in float32 arithmetic (Math.fround after every operation), so results
+ * agree with PyTorch to about 1e-6 relative. When `fp16Out` is given, the updated weights are also
+ * written to it as fp16 bits (round to nearest even, overflow to ±inf) in the same pass.
+ *
+ * params, grads, state and fp16Out: [n], all the same length (RangeError naming the argument
+ * otherwise).
+ */
+import { checkLength } from './checks';
+import { fp32BitsToFp16Bits } from './fp16';
+
+const f = Math.fround;
+
+export interface SgdOptions {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  /** L2 penalty added to the gradient: g += weightDecay * p. */
+  weightDecay: number;
+  /** The buffer's first step: PyTorch sets it to the gradient instead of blending. */
+  firstStep: boolean;
+}
+
+export interface AdamOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** L2 penalty added to the gradient (Adam): g += weightDecay * p. */
+  weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+  biasCorrection: boolean;
+  amsgrad?: never;
+}
+
+export interface AdamwOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled weight decay (AdamW): p *= 1 - lr * weightDecay before the Adam step. */
+  weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+  biasCorrection: boolean;
+}
+
+export interface LionOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  /** Decoupled weight decay: p *= 1 - lr * weightDecay. */
+  weightDecay: number;
+}
+
+/** Scalars every implementation (TS and native) derives the same way from the options. */
+export interface AdamScalars {
+  /** -lr / (1 - beta1^step), as float32. */
+  negStepSize: number;
+  /** sqrt(1 - beta2^step), as float32. */
+  biasCorrection2Sqrt: number;
+  /** 1 - beta1, as float32 (the lerp weight of m towards g). */
+  oneMinusBeta1: number;
+  beta2: number;
+  /** 1 - beta2, as float32. */
+  oneMinusBeta2: number;
+  eps: number;
+  /** Adam's L2 coefficient (0 for AdamW). */
+  l2: number;
+  /** AdamW's decay factor 1 - lr*wd (1 for Adam). */
+  decay: number;
+}
+
+export function checkSgdArguments(
+  params: Float32Array,
+  grads: Float32Array,
+  momentumBuffer: Float32Array | null,
+  o: SgdOptions,
+  fp16Out: Uint16Array | undefined,
+): void {
+  const n = params.length;
+  checkLength('sgdUpdate', 'grads', grads.length, n, 'params.length');
+  if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
+    throw new RangeError(
+      `sgdUpdate: Nesterov momentum requires momentum > 0 and dampening 0, got momentum ${o.momentum}, dampening ${o.dampening}`,
+    );
+  }
+  if (o.momentum !== 0) {
+    if (momentumBuffer === null) {
+      throw new RangeError(
+        `sgdUpdate: momentumBuffer is null but momentum is ${o.momentum}; pass a Float32Array of params.length (${n}) elements`,
+      );
+    }
+    checkLength('sgdUpdate', 'momentumBuffer', momentumBuffer.length, n, 'params.length');
+  }
+  if (fp16Out !== undefined) checkLength('sgdUpdate', 'fp16Out', fp16Out.length, n, 'params.length');
+}
+
+/**
+ * SGD, torch.optim.SGD:
+ *   g = grad + wd*p;  buf = firstStep ? g : momentum*buf + (1-dampening)*g;
+ *   g = nesterov ? g + momentum*buf : buf;  p -= lr*g
+ * momentumBuffer: [n] (may be null when momentum is 0).
+ */
+export function sgdUpdate(
+  params: Float32Array,
+  grads: Float32Array,
+  momentumBuffer: Float32Array | null,
+  o: SgdOptions,
+  fp16Out?: Uint16Array,
+): void {
+  checkSgdArguments(params, grads, momentumBuffer, o, fp16Out);
+  const negLr = f(-o.lr);
+  const wd = f(o.weightDecay);
+  const momentum = f(o.momentum);
+  const oneMinusDampening = f(1 - o.dampening);
+  const useMomentum = o.momentum !== 0 && momentumBuffer !== null;
+  const bitsOut =
+    fp16Out === undefined ? undefined : new Uint32Array(params.buffer, params.byteOffset, params.length);
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i] as number;
+    let g = grads[i] as number;
+    if (wd !== 0) g = f(g + wd * p);
+    if (useMomentum) {
+      const buf = o.firstStep ? g : f(f((momentumBuffer[i] as number) * momentum) + oneMinusDampening * g);
+      momentumBuffer[i] = buf;
+      g = o.nesterov ? f(g + momentum * buf) : buf;
+    }
+    params[i] = f(p + negLr * g);
+    if (fp16Out !== undefined && bitsOut !== undefined) fp16Out[i] = fp32BitsToFp16Bits(bitsOut[i] as number);
+  }
+}
+
+export function adamScalars(o: AdamOptions | AdamwOptions, decoupled: boolean): AdamScalars {
+  const bc1 = o.biasCorrection ? 1 - o.beta1 ** o.step : 1;
+  const bc2 = o.biasCorrection ? 1 - o.beta2 ** o.step : 1;
+  return {
+    negStepSize: f(-(o.lr / bc1)),
+    biasCorrection2Sqrt: f(Math.sqrt(bc2)),
+    oneMinusBeta1: f(1 - o.beta1),
+    beta2: f(o.beta2),
+    oneMinusBeta2: f(1 - o.beta2),
+    eps: f(o.eps),
+    l2: decoupled ? 0 : f(o.weightDecay),
+    decay: decoupled ? f(1 - o.lr * o.weightDecay) : 1,
+  };
+}
+
+export function checkAdamArguments(
+  kernel: string,
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  v: Float32Array | null,
+  step: number | undefined,
+  fp16Out: Uint16Array | undefined,
+): void {
+  const n = params.length;
+  checkLength(kernel, 'grads', grads.length, n, 'params.length');
+  checkLength(kernel, 'm', m.length, n, 'params.length');
+  if (v !== null) checkLength(kernel, 'v', v.length, n, 'params.length');
+  if (fp16Out !== undefined) checkLength(kernel, 'fp16Out', fp16Out.length, n, 'params.length');
+  if (step !== undefined && (!Number.isInteger(step) || step < 1)) {
+    throw new RangeError(`${kernel}: step is 1-based and must be a positive integer, got ${step}`);
+  }
+}
+
+// The shared Adam/AdamW loop, in torch's order:
+//   p *= decay (AdamW);  g += l2*p (Adam);  m = lerp(m, g, 1-beta1);  v = beta2*v + (1-beta2)*g*g;
+//   denom = sqrt(v)/sqrt(bc2) + eps;  p += (-lr/bc1) * m / denom
+function adamLoop(
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  s: AdamScalars,
+  fp16Out: Uint16Array | undefined,
+): void {
+  const bitsOut =
+    fp16Out === undefined ? undefined : new Uint32Array(params.buffer, params.byteOffset, params.length);
+  for (let i = 0; i < params.length; i++) {
+    let p = params[i] as number;
+    let g = grads[i] as number;
+    if (s.decay !== 1) p = f(p * s.decay);
+    if (s.l2 !== 0) g = f(g + s.l2 * p);
+    const mi = m[i] as number;
+    const mNew = f(mi + s.oneMinusBeta1 * f(g - mi));
+    const vNew = f(f((v[i] as number) * s.beta2) + f(f(s.oneMinusBeta2 * g) * g));
+    const denom = f(f(f(Math.sqrt(vNew)) / s.biasCorrection2Sqrt) + s.eps);
+    m[i] = mNew;
+    v[i] = vNew;
+    params[i] = f(p + f(f(s.negStepSize * mNew) / denom));
+    if (fp16Out !== undefined && bitsOut !== undefined) fp16Out[i] = fp32BitsToFp16Bits(bitsOut[i] as number);
+  }
+}
+
+/** Adam, torch.optim.Adam (L2 weight decay added to the gradient).  m, v: [n] moments. */
+export function adamUpdate(
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: AdamOptions,
+  fp16Out?: Uint16Array,
+): void {
+  checkAdamArguments('adamUpdate', params, grads, m, v, o.step, fp16Out);
+  adamLoop(params, grads, m, v, adamScalars(o, false), fp16Out);
+}
+
+/** AdamW, torch.optim.AdamW (decoupled decay: p *= 1 - lr*wd, then the Adam step).  m, v: [n]. */
+export function adamwUpdate(
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: AdamwOptions,
+  fp16Out?: Uint16Array,
+): void {
+  checkAdamArguments('adamwUpdate', params, grads, m, v, o.step, fp16Out);
+  adamLoop(params, grads, m, v, adamScalars(o, true), fp16Out);
+}
+
+/**
+ * Lion (Chen et al. 2023, as in lucidrains/lion-pytorch):
+ *   p *= 1 - lr*wd;  p -= lr * sign(beta1*m + (1-beta1)*g);  m = beta2*m + (1-beta2)*g
+ * sign(0) = 0 and sign(NaN) = NaN, like torch.sign.  m: [n].
+ */
+export function lionUpdate(
+  params: Float32Array,
+  grads: Float32Array,
+  m: Float32Array,
+  o: LionOptions,
+  fp16Out?: Uint16Array,
+): void {
+  checkAdamArguments('lionUpdate', params, grads, m, null, undefined, fp16Out);
+  const decay = f(1 - o.lr * o.weightDecay);
+  const negLr = f(-o.lr);
+  const beta1 = f(o.beta1);
+  const oneMinusBeta1 = f(1 - o.beta1);
+  const beta2 = f(o.beta2);
+  const oneMinusBeta2 = f(1 - o.beta2);
+  const bitsOut =
+    fp16Out === undefined ? undefined : new Uint32Array(params.buffer, params.byteOffset, params.length);
+  for (let i = 0; i < params.length; i++) {
+    const g = grads[i] as number;
+    const mi = m[i] as number;
+    const blend = f(f(mi * beta1) + oneMinusBeta1 * g);
+    const update = blend > 0 ? 1 : blend < 0 ? -1 : blend === 0 ? 0 : Number.NaN;
+    params[i] = f(f((params[i] as number) * decay) + negLr * update);
+    m[i] = f(f(mi * beta2) + oneMinusBeta2 * g);
+    if (fp16Out !== undefined && bitsOut !== undefined) fp16Out[i] = fp32BitsToFp16Bits(bitsOut[i] as number);
+  }
+}
+
+/** sum_i x[i]^2 accumulated in float64 (for the global gradient norm).  x: [n]. */
+export function sumOfSquares(x: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) {
+    const value = x[i] as number;
+    sum += value * value;
+  }
+  return sum;
+}

@@ -1,0 +1,55 @@
+/**
+ * Global-norm gradient clipping, torch.nn.utils.clip_grad_norm_ (and MLX clip_grad_norm) as a free
+ * function over a gradient tree, a flat arena's `grads`, or a single Float32Array.
+ */
+import { describeValue, OptimizerConfigError } from './errors';
+import { checkKernelChoice, type KernelChoice, sumOfSquares } from './kernels';
+import { flattenTree, type ParamTree } from './tree';
+
+const f = Math.fround;
+
+export interface NormOptions {
+  /** Which ane-bridge kernels sum the squares (default 'auto'). */
+  kernels?: KernelChoice;
+}
+
+/** sqrt(sum over every leaf of sum(g^2)), accumulated in float64. */
+export function globalNorm(grads: ParamTree, options: NormOptions = {}): number {
+  const kernels = checkKernelChoice(options.kernels ?? 'auto', 'globalNorm');
+  let sum = 0;
+  for (const [, leaf] of flattenTree(grads, 'globalNorm')) sum += sumOfSquares(leaf, kernels);
+  return Math.sqrt(sum);
+}
+
+/**
+ * Scales `grads` in place so that their global L2 norm is at most `maxNorm`, and returns the norm
+ * they had. As in PyTorch, the factor is `maxNorm / (norm + 1e-6)`, in fp32, applied only when below
+ * 1. A non-finite norm (an inf or NaN gradient) leaves the gradients untouched (PyTorch would fill
+ * them with NaN) and is returned so the caller can skip the step; a DynamicLossScaler does so.
+ */
+export function clipGradNorm(grads: ParamTree, maxNorm: number, options: NormOptions = {}): number {
+  const kernels = checkKernelChoice(options.kernels ?? 'auto', 'clipGradNorm');
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm)) {
+    throw new OptimizerConfigError(
+      `clipGradNorm: maxNorm must be a positive finite number, got ${describeValue(maxNorm)}`,
+      'maxNorm',
+    );
+  }
+  const leaves = flattenTree(grads, 'clipGradNorm');
+  let sum = 0;
+  for (const [, leaf] of leaves) sum += sumOfSquares(leaf, kernels);
+  const totalNorm = Math.sqrt(sum);
+  if (!Number.isFinite(totalNorm)) return totalNorm;
+  // torch: clip_coef = max_norm / (total_norm + 1e-6) with a float32 total_norm, where
+  // `scalar / tensor` is `tensor.reciprocal() * scalar`; every operation rounds to fp32.
+  const coefficient = f(f(1 / f(f(totalNorm) + f(1e-6))) * f(maxNorm));
+  if (coefficient < 1) {
+    for (const [, leaf] of leaves) scaleInPlace(leaf, coefficient);
+  }
+  return totalNorm;
+}
+
+/** x *= factor in fp32 (factor is an fp32 value, so each product rounds once, as torch's mul_). */
+export function scaleInPlace(x: Float32Array, factor: number): void {
+  for (let i = 0; i < x.length; i++) x[i] = (x[i] as number) * factor;
+}

@@ -1,0 +1,116 @@
+/**
+ * Adam and AdamW: torch.optim.Adam's and torch.optim.AdamW's rules, run by ane-bridge's adamUpdate
+ * and adamwUpdate kernels. Bias correction is on by default, as in PyTorch (MLX defaults it off).
+ */
+import type { KernelCall, KernelChoice } from '../kernels';
+import {
+  type BaseHyperParameters,
+  type LearningRate,
+  Optimizer,
+  type ParamGroup,
+  type Resolved,
+  type TensorState,
+} from '../optimizer';
+import { checkBetas, checkBoolean, checkRange, NON_NEGATIVE } from './checks';
+
+export interface AdamHyperParameters extends BaseHyperParameters {
+  /** [beta1, beta2]: decay rates of the first and second moments (default [0.9, 0.999]). */
+  betas: readonly [number, number];
+  /** Added to sqrt(v) (default 1e-8). */
+  eps: number;
+  /** Adam: L2 penalty added to the gradient; AdamW: decoupled decay p *= 1 - lr*weightDecay. */
+  weightDecay: number;
+  /** Divide m by 1 - beta1^t and v by 1 - beta2^t (default true, as PyTorch always does). */
+  biasCorrection: boolean;
+}
+
+export type AdamOptions = {
+  learningRate?: LearningRate;
+  /** Which ane-bridge kernels run the updates (default 'auto': native when loaded). */
+  kernels?: KernelChoice;
+  groups?: ReadonlyArray<ParamGroup<AdamHyperParameters>>;
+} & Partial<Omit<AdamHyperParameters, 'learningRate'>>;
+
+type AdamField = 'm' | 'v';
+const ADAM_FIELDS: readonly AdamField[] = ['m', 'v'];
+
+abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
+  protected constructor(name: 'Adam' | 'AdamW', options: AdamOptions, defaultWeightDecay: number) {
+    const { groups, kernels, ...rest } = options ?? {};
+    super(
+      name,
+      {
+        learningRate: rest.learningRate ?? 1e-3,
+        betas: rest.betas ?? [0.9, 0.999],
+        eps: rest.eps ?? 1e-8,
+        weightDecay: rest.weightDecay ?? defaultWeightDecay,
+        biasCorrection: rest.biasCorrection ?? true,
+      },
+      groups,
+      kernels,
+    );
+  }
+
+  protected override checkHyperParameters(hyper: AdamHyperParameters, where: string): void {
+    super.checkHyperParameters(hyper, where);
+    checkBetas(this.name, `${where}betas`, hyper.betas);
+    checkRange(this.name, `${where}eps`, hyper.eps, NON_NEGATIVE);
+    checkRange(this.name, `${where}weightDecay`, hyper.weightDecay, NON_NEGATIVE);
+    checkBoolean(this.name, `${where}biasCorrection`, hyper.biasCorrection);
+  }
+
+  protected stateFields(): readonly AdamField[] {
+    return ADAM_FIELDS;
+  }
+
+  protected adamCall(
+    kernel: 'adamUpdate' | 'adamwUpdate',
+    state: TensorState<AdamField>,
+    hyper: Resolved<AdamHyperParameters>,
+  ): KernelCall<AdamField> {
+    const options = {
+      lr: hyper.learningRate,
+      beta1: hyper.betas[0],
+      beta2: hyper.betas[1],
+      eps: hyper.eps,
+      weightDecay: hyper.weightDecay,
+      step: state.step + 1,
+      biasCorrection: hyper.biasCorrection,
+    };
+    return { kernel, state: ADAM_FIELDS, options };
+  }
+}
+
+/**
+ * torch.optim.Adam (defaults lr 1e-3, betas [0.9, 0.999], eps 1e-8, weightDecay 0, bias correction
+ * on). Weight decay is L2: added to the gradient before the moments.
+ */
+export class Adam extends AdamBase {
+  constructor(options: AdamOptions = {}) {
+    super('Adam', options, 0);
+  }
+
+  protected override kernelCall(
+    state: TensorState<AdamField>,
+    hyper: Resolved<AdamHyperParameters>,
+  ): KernelCall<AdamField> {
+    return this.adamCall('adamUpdate', state, hyper);
+  }
+}
+
+/**
+ * torch.optim.AdamW (defaults lr 1e-3, betas [0.9, 0.999], eps 1e-8, weightDecay 0.01, bias
+ * correction on). Weight decay is decoupled: p *= 1 - lr*weightDecay, then the Adam step.
+ */
+export class AdamW extends AdamBase {
+  constructor(options: AdamOptions = {}) {
+    super('AdamW', options, 0.01);
+  }
+
+  protected override kernelCall(
+    state: TensorState<AdamField>,
+    hyper: Resolved<AdamHyperParameters>,
+  ): KernelCall<AdamField> {
+    return this.adamCall('adamwUpdate', state, hyper);
+  }
+}

@@ -1,0 +1,237 @@
+import { describe, expect, it } from 'vitest';
+import { FlatArena } from './arena';
+import { clipGradNorm } from './clip';
+import { OptimizerStateError } from './errors';
+import { DynamicLossScaler } from './loss-scaler';
+import type { OptimizerState } from './optimizer';
+import { Adam, AdamW } from './optimizers/adam';
+import { Lion } from './optimizers/lion';
+import { SGD } from './optimizers/sgd';
+import { cosineDecay, linearWarmup } from './schedules';
+import { decodeOptimizerState, encodeOptimizerState } from './state-file';
+
+const bits = (x: Float32Array) => [...new Uint32Array(x.buffer, x.byteOffset, x.length)];
+
+/** A deterministic gradient for tensor `name` at `step` (no RNG, so runs are reproducible). */
+function gradient(length: number, step: number, salt: number): Float32Array {
+  const g = new Float32Array(length);
+  for (let i = 0; i < length; i++) g[i] = Math.sin(step * 1.7 + i * 0.37 + salt) * (1 + (step % 3));
+  return g;
+}
+
+const layout = { 'layers.0.wq': [4, 3], 'layers.0.norm': [3], head: [2, 3] } as const;
+const names = Object.keys(layout) as Array<keyof typeof layout>;
+
+function makeTree(): Record<string, Float32Array> {
+  const arena = new FlatArena(layout);
+  arena.params.forEach((_, i) => {
+    arena.params[i] = Math.cos(i);
+  });
+  const tree: Record<string, Float32Array> = {};
+  for (const name of names) tree[name] = arena.view(name).slice();
+  return tree;
+}
+
+describe('saveState / loadState', () => {
+  it('round-trips every buffer bit for bit (NaN payloads and -0 too) and every counter', () => {
+    const optimizer = new AdamW({ learningRate: 0.01 });
+    const params = makeTree();
+    for (let step = 0; step < 3; step++) {
+      const grads: Record<string, Float32Array> = {};
+      names.forEach((name, salt) => {
+        grads[name] = gradient(params[name]?.length ?? 0, step, salt);
+      });
+      optimizer.update(params, grads);
+    }
+    const m = optimizer.state.get('head')?.m as Float32Array;
+    new Uint32Array(m.buffer, m.byteOffset, 2).set([0x7fc0_1234, 0x8000_0000]); // a NaN with a payload, -0
+    const saved = optimizer.saveState();
+    const viaBytes = decodeOptimizerState(encodeOptimizerState(saved));
+    expect(JSON.parse(JSON.stringify(viaBytes.meta))).toEqual(saved.meta);
+    expect(bits(viaBytes.data)).toEqual(bits(saved.data));
+
+    const restored = new AdamW({ learningRate: 0.01 });
+    restored.loadState(viaBytes);
+    expect(restored.step).toBe(3);
+    for (const name of names) {
+      const a = optimizer.state.get(name);
+      const b = restored.state.get(name);
+      expect(b?.step).toBe(a?.step);
+      expect(bits(b?.m as Float32Array)).toEqual(bits(a?.m as Float32Array));
+      expect(bits(b?.v as Float32Array)).toEqual(bits(a?.v as Float32Array));
+    }
+    expect(bits(restored.saveState().data)).toEqual(bits(saved.data));
+    expect(saved.meta.buffers.map((b) => `${b.field}:${b.tensor}`)).toEqual([
+      'm:layers.0.wq',
+      'm:layers.0.norm',
+      'm:head',
+      'v:layers.0.wq',
+      'v:layers.0.norm',
+      'v:head',
+    ]);
+  });
+
+  it('moves between the tree API and a flat arena in both directions', () => {
+    const tree = makeTree();
+    const treeOptimizer = new SGD({ learningRate: 0.1, momentum: 0.9 });
+    const grads = Object.fromEntries(names.map((n, salt) => [n, gradient(tree[n]?.length ?? 0, 0, salt)]));
+    treeOptimizer.update(tree, grads);
+
+    const arena = new FlatArena(layout);
+    const arenaOptimizer = new SGD({ learningRate: 0.1, momentum: 0.9 });
+    arenaOptimizer.loadState(treeOptimizer.saveState()); // not bound yet: adopted at the first step
+    arenaOptimizer.stepArena(arena);
+    expect(arenaOptimizer.state.get('head')?.step).toBe(2);
+
+    const back = new SGD({ learningRate: 0.1, momentum: 0.9 });
+    back.loadState(arenaOptimizer.saveState());
+    expect(back.state.get('layers.0.wq')?.momentum).toEqual(arena.view('layers.0.wq', 'momentum'));
+  });
+
+  it('refuses a state that does not fit, naming the tensor and field, and changes nothing', () => {
+    const arena = new FlatArena(layout);
+    const optimizer = new Adam();
+    optimizer.stepArena(arena);
+    const saved = optimizer.saveState();
+    const before = bits(arena.field('m'));
+
+    const other = new FlatArena({ ...layout, head: [3, 3] });
+    const bound = new Adam();
+    bound.init(other);
+    const error = (() => {
+      try {
+        bound.loadState(saved);
+      } catch (e) {
+        return e as OptimizerStateError;
+      }
+    })();
+    expect(error).toBeInstanceOf(OptimizerStateError);
+    expect(error?.details).toEqual({ tensor: 'head', field: 'length' });
+    expect(error?.message).toMatch(/'head' has 9 elements here but 6 in the saved state/);
+    expect(bound.step).toBe(0);
+
+    const damage = (edit: (s: OptimizerState) => void): OptimizerState => {
+      const copy: OptimizerState = { meta: structuredClone(saved.meta), data: saved.data.slice() };
+      edit(copy);
+      return copy;
+    };
+    const fresh = () => {
+      const o = new Adam();
+      o.init(new FlatArena(layout));
+      return o;
+    };
+    expect(() => fresh().loadState(damage((s) => (s.meta.version = 2 as 1)))).toThrow(
+      /state version 2 is not supported/,
+    );
+    expect(() => new AdamW().loadState(saved)).toThrow(/saved by "Adam", not AdamW/);
+    expect(() => fresh().loadState(damage((s) => (s.data = s.data.subarray(1))))).toThrow(/does not fit/);
+    expect(() => fresh().loadState(damage((s) => s.meta.buffers.pop()))).toThrow(/'head' has no 'v' buffer/);
+    expect(() =>
+      new SGD({ learningRate: 1 }).loadState({ ...saved, meta: { ...saved.meta, optimizer: 'SGD' } }),
+    ).toThrow(/has a 'm' buffer, which SGD with these hyper-parameters does not use/);
+    expect(() => decodeOptimizerState(new Uint8Array(20))).toThrow(/not an ane-optim state file/);
+    expect(() => decodeOptimizerState(encodeOptimizerState(saved).subarray(0, 30))).toThrow(
+      OptimizerStateError,
+    );
+    expect(bits(arena.field('m'))).toEqual(before);
+  });
+
+  it('a state saved from a larger arena is refused by a smaller one', () => {
+    const big = new FlatArena({ ...layout, extra: 4 });
+    const optimizer = new Lion();
+    optimizer.stepArena(big);
+    const small = new Lion();
+    small.init(new FlatArena(layout));
+    expect(() => small.loadState(optimizer.saveState())).toThrow(
+      /has tensor 'extra', which the bound arena does not have/,
+    );
+  });
+});
+
+describe('a resumed run continues exactly as an uninterrupted one', () => {
+  type Run = { params: Float32Array; optimizer: AdamW; scaler: DynamicLossScaler; arena: FlatArena };
+  const options = () => ({
+    learningRate: linearWarmup(3, cosineDecay(1e-2, 20, 1e-3)),
+    weightDecay: 0.1,
+    groups: [{ params: /norm$/, weightDecay: 0 }],
+  });
+  const start = (): Run => {
+    const arena = new FlatArena(layout);
+    arena.params.forEach((_, i) => {
+      arena.params[i] = Math.cos(i);
+    });
+    return {
+      params: arena.params,
+      optimizer: new AdamW(options()),
+      scaler: new DynamicLossScaler({ initScale: 2 ** 12, growthInterval: 3 }),
+      arena,
+    };
+  };
+  const train = (run: Run, from: number, to: number) => {
+    for (let step = from; step < to; step++) {
+      names.forEach((name, salt) => {
+        const g = gradient(run.arena.tensor(name).length, step, salt).map((x) => x * run.scaler.scale);
+        if (step === 4 && name === 'head') g[0] = Number.POSITIVE_INFINITY; // one overflowing step
+        run.arena.view(name, 'grads').set(g);
+      });
+      run.scaler.step(run.arena.grads, () => {
+        clipGradNorm(run.arena.grads, 1);
+        run.optimizer.stepArena(run.arena);
+      });
+    }
+  };
+
+  it('flat arena + schedule + clipping + loss scaling, checkpointed through bytes at step 7', () => {
+    const uninterrupted = start();
+    train(uninterrupted, 0, 15);
+
+    const first = start();
+    train(first, 0, 7);
+    const checkpoint = {
+      params: first.arena.params.slice(),
+      optimizer: encodeOptimizerState(first.optimizer.saveState()),
+      scaler: JSON.stringify(first.scaler.saveState()),
+    };
+    const resumed = start();
+    resumed.arena.params.set(checkpoint.params);
+    resumed.optimizer.loadState(decodeOptimizerState(checkpoint.optimizer));
+    resumed.scaler.loadState(JSON.parse(checkpoint.scaler));
+    train(resumed, 7, 15);
+
+    expect(bits(resumed.arena.params)).toEqual(bits(uninterrupted.arena.params));
+    expect(bits(resumed.arena.field('m'))).toEqual(bits(uninterrupted.arena.field('m')));
+    expect(bits(resumed.arena.field('v'))).toEqual(bits(uninterrupted.arena.field('v')));
+    expect(resumed.optimizer.step).toBe(uninterrupted.optimizer.step);
+    expect(uninterrupted.optimizer.step).toBe(14); // one step skipped by the scaler
+    expect(resumed.scaler.saveState()).toEqual(uninterrupted.scaler.saveState());
+  });
+
+  it('tree API with Lion and SGD', () => {
+    for (const make of [
+      () => new Lion({ learningRate: 1e-3, weightDecay: 0.1 }),
+      () => new SGD({ learningRate: 0.05, momentum: 0.9, nesterov: true }),
+    ]) {
+      const run = (checkpointAt: number | null) => {
+        let params = makeTree();
+        let optimizer = make();
+        for (let step = 0; step < 10; step++) {
+          if (step === checkpointAt) {
+            const saved = decodeOptimizerState(encodeOptimizerState(optimizer.saveState()));
+            params = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.slice()]));
+            optimizer = make();
+            optimizer.loadState(saved);
+          }
+          const grads = Object.fromEntries(
+            names.map((n, salt) => [n, gradient(params[n]?.length ?? 0, step, salt)]),
+          );
+          optimizer.update(params, grads);
+        }
+        return params;
+      };
+      const straight = run(null);
+      const resumed = run(6);
+      for (const name of names)
+        expect(bits(resumed[name] as Float32Array)).toEqual(bits(straight[name] as Float32Array));
+    }
+  });
+});
