@@ -1,7 +1,7 @@
 export type { ChipFamily, Program, TensorSpec } from 'ane-ir/mil';
 export { version } from '../package.json';
 export { type Capabilities, capabilities, describeCapabilities } from './capabilities';
-export { type CaseFormatError, type ConformanceCase, findCaseDirs, loadCase } from './conformance/case';
+export { CaseFormatError, type ConformanceCase, findCaseDirs, loadCase } from './conformance/case';
 export { compareOutput, type OutputComparison, type WorstElement } from './conformance/compare';
 export { type CaseResult, runConformance } from './conformance/run';
 export { decodeDeviceBytes, type TensorBuffer, type TensorData } from './device/buffers';
@@ -22,4 +22,3 @@ export {
   type NativeLoadResult,
   type SimdLevel,
 } from './native/loader';
-export { sgemm } from './sim/gemm';

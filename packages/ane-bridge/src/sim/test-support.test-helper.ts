@@ -33,6 +33,19 @@ export function fp16Result(v: number): number {
   return roundToFp16(Math.fround(v));
 }
 
+/**
+ * Whether `got` is an fp16 value adjacent to `exact` (one of the two fp16 values around it): what
+ * an fp32 accumulation rounded once to fp16 guarantees, whatever its summation order.
+ */
+export function isFaithfulFp16(got: number, exact: number): boolean {
+  return roundToFp16(got) === got && Math.abs(got - exact) < fp16Ulp(exact);
+}
+
+/** The spacing of fp16 values at the magnitude of `value` (2^-24 below the normal range). */
+export function fp16Ulp(value: number): number {
+  return 2 ** (Math.floor(Math.log2(Math.max(Math.abs(value), 2 ** -14))) - 10);
+}
+
 export function product(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }

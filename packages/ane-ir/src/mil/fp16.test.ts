@@ -6,6 +6,7 @@ import {
   fp16BitsFromNumber,
   numberFromFp16Bits,
   roundToFp16,
+  roundToFp16InPlace,
 } from './fp16';
 
 describe('fp16', () => {
@@ -42,6 +43,39 @@ describe('fp16', () => {
       const encodesNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
       if (encodesNaN) expect(Number.isNaN(numberFromFp16Bits(h))).toBe(true);
       else expect(encoded[h]).toBe(h);
+    }
+  });
+
+  it('rounds fp32 arrays in place exactly as the scalar rounding does, over the whole fp32 range', () => {
+    // Every 4099th fp32 bit pattern (~1M values: both signs, every exponent, NaNs, infinities,
+    // subnormals), plus the edges of the fp16 range.
+    const patterns: number[] = [];
+    for (let u = 0; u < 2 ** 32; u += 4099) patterns.push(u);
+    const edges = [
+      65504,
+      65519.99,
+      65520,
+      65536,
+      2 ** -14,
+      2 ** -15,
+      2 ** -24,
+      2 ** -25,
+      1.5 * 2 ** -25,
+      2048.5,
+    ];
+    const values = new Float32Array(patterns.length + 2 * edges.length);
+    new Uint32Array(values.buffer, 0, patterns.length).set(patterns);
+    edges.forEach((e, i) => {
+      values[patterns.length + 2 * i] = e;
+      values[patterns.length + 2 * i + 1] = -e;
+    });
+    const expected = Array.from(values, (v) => roundToFp16(v));
+    roundToFp16InPlace(values);
+    for (let i = 0; i < values.length; i++) {
+      if (Number.isNaN(expected[i])) expect(Number.isNaN(values[i])).toBe(true);
+      else if (values[i] !== expected[i] || Object.is(values[i], -0) !== Object.is(expected[i], -0)) {
+        expect.fail(`element ${i}: got ${values[i]}, expected ${expected[i]}`);
+      }
     }
   });
 });

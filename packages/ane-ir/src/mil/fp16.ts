@@ -74,7 +74,31 @@ export function encodeFp16(
   return out;
 }
 
+const FP32_INFINITY_BITS = 0x7f800000;
+/** 65520 as fp32: the smallest magnitude that rounds to fp16 infinity (it ties to the even 65536). */
+const FP32_FP16_OVERFLOW_BITS = 0x477ff000;
+/** 2^-14 as fp32: the smallest normal fp16 magnitude. */
+const FP32_FP16_MIN_NORMAL_BITS = 0x38800000;
+
 /** Rounds every element of `values` to its nearest fp16 value, in place. */
 export function roundToFp16InPlace(values: Float32Array | Float64Array): void {
-  for (let i = 0; i < values.length; i++) values[i] = f16round(values[i]!);
+  if (values instanceof Float64Array) {
+    for (let i = 0; i < values.length; i++) values[i] = f16round(values[i]!);
+    return;
+  }
+  // On the fp32 bits, the fp16 rounding of a normal value is a round-half-even of the mantissa to
+  // 10 bits; overflow, NaN and the (rare) subnormal range take the slow path.
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const u = bits[i]!;
+    const magnitude = u & 0x7fffffff;
+    if (magnitude >= FP32_FP16_MIN_NORMAL_BITS && magnitude < FP32_FP16_OVERFLOW_BITS) {
+      const rounded = (magnitude + 0xfff + ((magnitude >>> 13) & 1)) & ~0x1fff;
+      bits[i] = ((u & 0x80000000) | rounded) >>> 0;
+    } else if (magnitude >= FP32_FP16_OVERFLOW_BITS && magnitude <= FP32_INFINITY_BITS) {
+      bits[i] = ((u & 0x80000000) | FP32_INFINITY_BITS) >>> 0;
+    } else if (magnitude < FP32_FP16_MIN_NORMAL_BITS) {
+      values[i] = f16round(values[i]!);
+    }
+  }
 }

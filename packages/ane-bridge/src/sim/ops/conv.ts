@@ -5,7 +5,8 @@
  * no padding (a linear layer on [1, C, 1, S]) multiplies x directly: no unfolding, no copy.
  * The bias (when present) seeds C before the GEMM; the fp32 result is rounded to fp16 once.
  */
-import { sgemm } from '../gemm';
+// The dispatching GEMM: the native addon's when loaded, else the TS twin in ../gemm.ts.
+import { sgemm } from '../../kernels';
 import { finishFloat } from '../numerics';
 import type { FloatTensor } from '../tensor';
 

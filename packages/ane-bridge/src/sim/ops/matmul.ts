@@ -2,7 +2,8 @@
  * matmul (NumPy batch broadcasting, transpose_x/transpose_y, 1-D promotion) and linear, both as
  * sgemm calls: accumulated in fp32, rounded to fp16 once.
  */
-import { sgemm } from '../gemm';
+// The dispatching GEMM: the native addon's when loaded, else the TS twin in ../gemm.ts.
+import { sgemm } from '../../kernels';
 import { finishFloat } from '../numerics';
 import type { FloatTensor } from '../tensor';
 import { broadcastShapes, contiguousStrides } from '../tensor';
