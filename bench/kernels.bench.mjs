@@ -4,7 +4,7 @@
 //     installed; "reference unavailable" otherwise), GFLOP/s, on transformer shapes;
 //   - fp32<->fp16 conversion vs memcpy bandwidth on 64 MiB, GB/s counting bytes read + written;
 //   - AdamW over 110M parameters vs STREAM-triad bandwidth, GB/s counting 28 B/param (reads p, g,
-//     m, v; writes p, m, v) against triad's 24 B/element;
+//     m, v; writes p, m, v) against triad counted as STREAM counts fp32 (12 B/element);
 // at 1 and 2 host threads, plus the pure-TS fallbacks' figures, so users see what the addon buys.
 //
 // The machine is shared, so each native figure and its reference are measured in alternating
@@ -214,7 +214,7 @@ function withThreads(threads, fn) {
         () => referenceSeconds(['triad', triadElements, threads]),
         withHalf ? null : () => referenceSeconds(['adamw', n, threads]),
       );
-      const triadGBs = measured.ref === null ? undefined : (24 * triadElements) / measured.ref / 1e9;
+      const triadGBs = measured.ref === null ? undefined : (12 * triadElements) / measured.ref / 1e9;
       triadByThreads[threads] = Math.max(triadByThreads[threads] ?? 0, triadGBs ?? 0) || undefined;
       if (!nativeSet) continue;
       const bytesPerParam = withHalf ? 30 : 28;
@@ -231,7 +231,7 @@ function withThreads(threads, fn) {
           },
           'GB/s',
           (bytesPerParam * n) / measured.ours / 1e9,
-          triadGBs ? `STREAM triad (24 B/element), ${threads} thread(s)` : 'triad: harness unavailable',
+          triadGBs ? `STREAM triad (12 B/element), ${threads} thread(s)` : 'triad: harness unavailable',
           triadGBs,
         ),
       );
@@ -260,7 +260,7 @@ function withThreads(threads, fn) {
       { impl: 'ts', threads: 1, params: n, bytesPerParam: 28, msPerStep: +(seconds * 1000).toFixed(1) },
       'GB/s',
       (28 * n) / seconds / 1e9,
-      'STREAM triad (24 B/element), 1 thread(s)',
+      'STREAM triad (12 B/element), 1 thread(s)',
       triadByThreads[1],
     ),
   );

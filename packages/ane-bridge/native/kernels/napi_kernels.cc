@@ -110,9 +110,15 @@ View<T> typedArray(const Napi::CallbackInfo& info, std::size_t index, napi_typed
   job.arrays.push_back(array);
   View<T> view;
   view.present = true;
-  Napi::ArrayBuffer buffer = array.ArrayBuffer();
-  view.data = reinterpret_cast<T*>(static_cast<std::uint8_t*>(buffer.Data()) + array.ByteOffset());
-  view.length = static_cast<Index>(array.ElementLength());
+  // napi_get_typedarray_info gives the data pointer for any backing store, SharedArrayBuffer
+  // included (array.ArrayBuffer() fails for shared memory).
+  void* data = nullptr;
+  std::size_t length = 0;
+  if (napi_get_typedarray_info(info.Env(), array, nullptr, &length, &data, nullptr, nullptr) != napi_ok) {
+    typeError(info.Env(), std::string(name) + ": cannot read the typed array's memory");
+  }
+  view.data = static_cast<T*>(data);
+  view.length = static_cast<Index>(length);
   return view;
 }
 
