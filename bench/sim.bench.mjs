@@ -1,11 +1,10 @@
 // `pnpm bench sim`: the simulator on a Stories15M-sized layer kernel. The reference is the same
 // layer's matmul FLOPs done as bare GEMMs through the simulator's own GEMM in the same run, so the
 // ratio is how close the interpreter gets to its arithmetic ceiling (1.0 = no overhead at all).
-import { openDevice, sgemm } from 'ane-bridge';
+import { openDevice, STORIES15M_LAYER, sgemm, storiesLayerProgram } from 'ane-bridge';
 import { medianMs, printTable, writeResults } from './lib.mjs';
-import { storiesLayerProgram } from './programs/stories-layer.mjs';
 
-const config = { dim: 288, heads: 6, hidden: 768, seq: 256 };
+const config = STORIES15M_LAYER;
 const { program, flops, input } = storiesLayerProgram(config);
 const device = openDevice({ backend: 'sim' });
 

@@ -1,5 +1,11 @@
 export type { ChipFamily, Program, TensorSpec } from 'ane-ir/mil';
 export { version } from '../package.json';
+export {
+  type BenchProgram,
+  type LayerConfig,
+  STORIES15M_LAYER,
+  storiesLayerProgram,
+} from './ane/bench';
 export { type Capabilities, capabilities, describeCapabilities } from './capabilities';
 export { CaseFormatError, type ConformanceCase, findCaseDirs, loadCase } from './conformance/case';
 export { compareOutput, type OutputComparison, type WorstElement } from './conformance/compare';

@@ -46,7 +46,7 @@ export function sgemm(
   C: Float32Array,
   ldc: number,
 ): void {
-  checkArguments(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
+  checkSgemmArguments(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   if (M === 0 || N === 0) return;
 
   if (beta !== 1) scaleMatrix(C, ldc, M, N, beta);
@@ -71,7 +71,8 @@ export function sgemm(
   }
 }
 
-function checkArguments(
+/** The argument checks of every GEMM (the native path runs them too, before touching pointers). */
+export function checkSgemmArguments(
   transA: boolean,
   transB: boolean,
   M: number,
@@ -88,6 +89,9 @@ function checkArguments(
     ['M', M],
     ['N', N],
     ['K', K],
+    ['lda', lda],
+    ['ldb', ldb],
+    ['ldc', ldc],
   ] as const) {
     if (!Number.isInteger(value) || value < 0)
       throw new RangeError(`sgemm: ${name} = ${value} must be an integer >= 0`);
