@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "ane_bridge_with_ane%": "<!(node -p \"process.env.ANE_BRIDGE_NO_ANE === '1' ? 'no' : 'yes'\")"
+  },
   "targets": [
     {
       "target_name": "ane_bridge",
@@ -29,6 +32,13 @@
         [
           "OS==\"mac\" and target_arch==\"arm64\"",
           {
+            "defines": ["ANE_BRIDGE_HAS_ACCELERATE=1"],
+            "link_settings": { "libraries": ["-framework Accelerate"] }
+          }
+        ],
+        [
+          "OS==\"mac\" and target_arch==\"arm64\" and ane_bridge_with_ane==\"yes\"",
+          {
             "sources": [
               "native/mac/ane_framework_probe.cc",
               "native/mac/platform_mac.cc",
@@ -36,9 +46,9 @@
               "native/ane/ane_addon.cc",
               "native/ane/posix_files.cc"
             ],
-            "defines": ["ANE_BRIDGE_HAS_MAC_ANE=1", "ANE_BRIDGE_HAS_ACCELERATE=1"],
+            "defines": ["ANE_BRIDGE_HAS_MAC_ANE=1"],
             "link_settings": {
-              "libraries": ["-framework Accelerate", "-framework CoreFoundation", "-framework Foundation", "-framework IOSurface", "-lobjc", "-ldl"]
+              "libraries": ["-framework CoreFoundation", "-framework Foundation", "-framework IOSurface", "-lobjc", "-ldl"]
             }
           }
         ]

@@ -102,12 +102,9 @@ function main() {
     args.push(`--nodedir=${nodePrefix}`);
   }
   console.log('ane-bridge: building the native addon (node-gyp rebuild)…');
-  const result = spawnSync(nodeGyp.command, args, {
-    cwd: packageRoot,
-    encoding: 'utf8',
-    timeout: 10 * 60 * 1000,
-    env: process.env,
-  });
+  const build = (env) =>
+    spawnSync(nodeGyp.command, args, { cwd: packageRoot, encoding: 'utf8', timeout: 10 * 60 * 1000, env });
+  const result = build(process.env);
   if (result.status === 0) {
     writeReport({ status: 'built', reason: 'node-gyp rebuild succeeded' });
     console.log('ane-bridge: native addon built.');
@@ -116,7 +113,25 @@ function main() {
   const why = result.error
     ? String(result.error.message)
     : `node-gyp exited with ${result.status ?? result.signal}`;
-  writeReport({ status: 'failed', reason: why, log: tail(`${result.stdout}\n${result.stderr}`, 40) });
+  const log = tail(`${result.stdout}\n${result.stderr}`, 40);
+  // On Apple silicon the Neural Engine bridge is the only code that touches private frameworks:
+  // if the full build fails, keep the host kernels by building once more without it.
+  if (process.platform === 'darwin' && process.arch === 'arm64' && process.env.ANE_BRIDGE_NO_ANE !== '1') {
+    console.log('ane-bridge: retrying the build without the Neural Engine bridge…');
+    const retry = build({ ...process.env, ANE_BRIDGE_NO_ANE: '1' });
+    if (retry.status === 0) {
+      writeReport({
+        status: 'built',
+        reason: `built without the Neural Engine bridge: the full build failed (${why})`,
+        log,
+      });
+      console.log(
+        'ane-bridge: native addon built without the Neural Engine bridge. Run `npx ane doctor` for details.',
+      );
+      return;
+    }
+  }
+  writeReport({ status: 'failed', reason: why, log });
   console.log(
     `ane-bridge: native build failed (${why}); using the TypeScript fallbacks. Run \`npx ane doctor\` for details.`,
   );

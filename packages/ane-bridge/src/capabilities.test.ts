@@ -63,6 +63,13 @@ describe('describeCapabilities', () => {
     expect(present.ane.reason).toContain('built without the ANE device');
   });
 
+  it('says when the install fell back to an addon without the Neural Engine bridge', () => {
+    const report = describeCapabilities(mac, withNative(null));
+    expect(report.ane.status).toBe('unavailable');
+    expect(report.ane.reason).toContain('built without the Neural Engine bridge');
+    expect(report.hostKernels.implementation).toBe('native');
+  });
+
   const verdict = (result: AneProbeVerdict['result'], detail: string): AneProbeVerdict => ({
     result,
     detail,

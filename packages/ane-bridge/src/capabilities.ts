@@ -63,10 +63,18 @@ function describeAne(machine: MachineFacts, native: NativeLoadResult, probe: Ane
     };
   }
   const framework = native.addon.capabilities().aneFramework;
-  if (framework === null || !framework.classesFound) {
+  if (framework === null) {
     return {
       status: 'unavailable',
-      reason: `the AppleNeuralEngine private framework is not usable: ${framework?.detail ?? 'the addon was built without macOS support'}`,
+      reason:
+        'the native addon was built without the Neural Engine bridge (the install falls back to that when the full build fails; build/ane-bridge-install.json in the package says why)',
+      fix: `report the build log in an issue; meanwhile ${USE_SIM}`,
+    };
+  }
+  if (!framework.classesFound) {
+    return {
+      status: 'unavailable',
+      reason: `the AppleNeuralEngine private framework is not usable: ${framework.detail}`,
       fix: `Apple silicon with macOS 15 or later is required; meanwhile ${USE_SIM}`,
     };
   }
