@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { sharedTestOptions } from '../../vitest.shared';
 
 export default defineConfig({
   resolve: {
@@ -7,8 +8,5 @@ export default defineConfig({
     // check the built packages separately.
     alias: { 'ane-ir/mil': fileURLToPath(new URL('../ane-ir/src/mil/index.ts', import.meta.url)) },
   },
-  test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 60_000,
-  },
+  test: sharedTestOptions,
 });

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { sharedTestOptions } from '../../vitest.shared';
 
 export default defineConfig({
   resolve: {
@@ -10,8 +11,5 @@ export default defineConfig({
       'ane-ir/mil': fileURLToPath(new URL('../ane-ir/src/mil/index.ts', import.meta.url)),
     },
   },
-  test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 60_000,
-  },
+  test: sharedTestOptions,
 });

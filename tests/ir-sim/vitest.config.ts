@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { sharedTestOptions } from '../../vitest.shared';
 
 const source = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
@@ -14,6 +15,7 @@ export default defineConfig({
     ],
   },
   test: {
+    ...sharedTestOptions,
     include: ['**/*.test.ts'],
     exclude: ['**/node_modules/**'],
     testTimeout: 120_000,
