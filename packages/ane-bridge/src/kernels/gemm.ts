@@ -4,6 +4,7 @@
  * adds the argument checks the native path runs before handing pointers to C++.
  */
 import { checkSgemmArguments, sgemm as simSgemm } from '../sim/gemm';
+import type { SgemmArgs } from './types';
 
 export { checkSgemmArguments };
 
@@ -14,18 +15,4 @@ export { checkSgemmArguments };
  *   C: [M, N] with row stride ldc >= N
  * beta = 0 writes C without reading it; alpha = 0 or K = 0 only scales C.
  */
-export const sgemmTs: (
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  ldc: number,
-) => void = simSgemm;
+export const sgemmTs: (...args: SgemmArgs) => void = simSgemm;

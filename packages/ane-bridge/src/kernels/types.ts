@@ -6,22 +6,25 @@
 import type { Fp16Options, StridedBlock } from './fp16';
 import type { AdamOptions, AdamwOptions, LionOptions, SgdOptions } from './optimizers';
 
+/** C = alpha·op(A)·op(B) + beta·C, row-major with leading dimensions (the BLAS sgemm contract). */
+export type SgemmArgs = [
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  ldc: number,
+];
+
 export interface HostKernels {
-  sgemm(
-    transA: boolean,
-    transB: boolean,
-    M: number,
-    N: number,
-    K: number,
-    alpha: number,
-    A: Float32Array,
-    lda: number,
-    B: Float32Array,
-    ldb: number,
-    beta: number,
-    C: Float32Array,
-    ldc: number,
-  ): void;
+  sgemm(...args: SgemmArgs): void;
   fp32ToFp16(src: Float32Array, dst: Uint16Array, options?: Fp16Options): void;
   fp16ToFp32(src: Uint16Array, dst: Float32Array): void;
   fp32ToFp16Strided(src: Float32Array, dst: Uint16Array, block: StridedBlock, options?: Fp16Options): void;

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { NativeAne } from '../ane/native-ane';
+import type { SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
@@ -84,21 +85,6 @@ export interface NativeKernelBindings {
   setSimdLevel(level: SimdLevel): boolean;
 }
 
-type SgemmArgs = [
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  lda: number,
-  B: Float32Array,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  ldc: number,
-];
 type ToHalfArgs = [
   src: Float32Array,
   srcOffset: number,
