@@ -192,6 +192,11 @@ export function planAxis(shape: readonly number[], axis: number): ReductionGeome
 export function softmax(out: FloatTensor, x: Float32Array, g: ReductionGeometry): void {
   const { outer, reduced, inner } = g;
   const o = out.data;
+  if (inner === 1) {
+    softmaxLastAxis(o, x, outer, reduced);
+    finishFloat(out);
+    return;
+  }
   const maxRow = accumulatorRow(2 * inner);
   for (let b = 0; b < outer; b++) {
     const base = b * reduced * inner;
@@ -216,6 +221,22 @@ export function softmax(out: FloatTensor, x: Float32Array, g: ReductionGeometry)
     }
   }
   finishFloat(out);
+}
+
+/** softmax over contiguous rows x[rows, length] (the last axis): the same arithmetic as above. */
+function softmaxLastAxis(o: Float32Array, x: Float32Array, rows: number, length: number): void {
+  for (let row = 0; row < rows; row++) {
+    const start = row * length;
+    const end = start + length;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = start; j < end; j++) if (x[j]! > max) max = x[j]!;
+    let sum = 0;
+    for (let j = start; j < end; j++) {
+      o[j] = Math.exp(x[j]! - max);
+      sum += o[j]!;
+    }
+    for (let j = start; j < end; j++) o[j] = o[j]! / sum;
+  }
 }
 
 /**
