@@ -32,9 +32,10 @@ import {
 } from 'ane-ir';
 import { readBlobTensor } from 'ane-ir/mil';
 import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR } from '../../tools/testing/corpus';
 import { decode, runOnSim } from './support';
 
-const CORPUS = new URL('../../../shared/conformance', import.meta.url).pathname;
+const CORPUS = CONFORMANCE_DIR;
 
 type Weights = ReadonlyMap<string, Uint8Array>;
 

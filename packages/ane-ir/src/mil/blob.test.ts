@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import {
   BLOB_DTYPE_CODES,
   type BlobDtype,
@@ -13,8 +14,6 @@ import {
   readBlobTensor,
   writeBlobFile,
 } from './blob';
-
-const CONFORMANCE_DIR = join(__dirname, '../../../../../shared/conformance');
 
 interface BlobReference {
   dtype: BlobDtype;

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import type { BlobValue, MilProgram, OpStatement, ScalarValue, TensorValue, TupleArgument } from './ast';
 import { MilError, MilSyntaxError } from './errors';
 import { parseNumberText } from './lexer';
@@ -9,7 +10,6 @@ import { parseProgram } from './parse';
 import { printProgram } from './print';
 import { validateProgram } from './validate';
 
-const CONFORMANCE_DIR = join(__dirname, '../../../../../shared/conformance');
 const corpus = readdirSync(CONFORMANCE_DIR, { withFileTypes: true })
   .filter((entry) => entry.isDirectory())
   .map((entry) => ({

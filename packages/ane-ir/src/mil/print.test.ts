@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import { parseProgram } from './parse';
 import { printProgram } from './print';
 
-const CONFORMANCE_DIR = join(__dirname, '../../../../../shared/conformance');
 const corpus = readdirSync(CONFORMANCE_DIR, { withFileTypes: true })
   .filter((entry) => entry.isDirectory())
   .map(

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import type { MilProgram } from './ast';
 import { writeBlobFile } from './blob';
 import { parseProgram } from './parse';
@@ -745,8 +746,6 @@ describe('rule checks in detail', () => {
     expect(violationsOf(text, 'M4', weights).map((v) => v.ruleId)).toContain('num-mask-value');
   });
 });
-
-const CONFORMANCE_DIR = join(__dirname, '../../../../../shared/conformance');
 
 interface CorpusCase {
   id: string;

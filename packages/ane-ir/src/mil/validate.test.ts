@@ -1,12 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import { writeBlobFile } from './blob';
 import { MilError, MilUnknownOpError, type MilValidationCode, MilValidationError } from './errors';
 import { parseProgram } from './parse';
 import { type ValidatedProgram, type ValidateOptions, validateProgram } from './validate';
-
-const CONFORMANCE_DIR = join(__dirname, '../../../../../shared/conformance');
 
 interface CorpusCase {
   id: string;
