@@ -18,7 +18,10 @@ import {
   SIMULATED_RULE_IDS,
 } from './rules';
 
+// The project's reference, beside the repository (absent in a plain clone: those tests then skip).
 const QUIRKS_PATH = join(__dirname, '../../../../../shared/reference/ane-quirks.md');
+const withReference = existsSync(QUIRKS_PATH) ? it : it.skip;
+const REFERENCE_NOTE = ` (skipped when ${QUIRKS_PATH} is absent)`;
 
 /** The rows of the reference table: id -> row text. */
 function referenceRows(): Map<string, string> {
@@ -53,7 +56,7 @@ describe('the rule table', () => {
     }
   });
 
-  it('holds every rule of reference/ane-quirks.md and nothing else', () => {
+  withReference(`holds every rule of reference/ane-quirks.md and nothing else${REFERENCE_NOTE}`, () => {
     const reference = referenceRows();
     expect(reference.size).toBe(108);
     const fromReference = ANE_RULES.filter((r) => !isIrOnlyRule(r));
@@ -70,7 +73,7 @@ describe('the rule table', () => {
     }
   });
 
-  it('marks a conflict exactly where the reference says CONFLICT', () => {
+  withReference(`marks a conflict exactly where the reference says CONFLICT${REFERENCE_NOTE}`, () => {
     const reference = referenceRows();
     for (const rule of ANE_RULES.filter((r) => !isIrOnlyRule(r))) {
       const referenceHasConflict = reference.get(rule.referenceId)!.includes('CONFLICT');
