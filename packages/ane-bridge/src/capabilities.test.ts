@@ -16,6 +16,7 @@ function withNative(aneFramework: NativeCapabilities['aneFramework']): NativeLoa
     abiVersion: 1,
     capabilities: () => ({
       simdLevel: 'neon',
+      hostThreads: 3,
       cpu: { avx2: false, fma: false, f16c: false, avx512f: false, neon: true },
       aneFramework,
     }),
@@ -57,6 +58,7 @@ describe('describeCapabilities', () => {
     expect(missing.ane.reason).toContain('dlopen failed');
     expect(missing.simd.level).toBe('neon');
     expect(missing.hostKernels.addonPath).toBe('/x/ane_bridge.node');
+    expect(missing.hostKernels.threads).toBe(3);
     const present = describeCapabilities(mac, withNative({ loaded: true, classesFound: true, detail: 'ok' }));
     // An addon without the ANE device must not claim the ANE is available.
     expect(present.ane.status).toBe('unavailable');

@@ -15,7 +15,14 @@ export interface Capabilities {
   platform: NodeJS.Platform;
   arch: string;
   nodeVersion: string;
-  hostKernels: { implementation: 'native' | 'ts'; reason: string; fix?: string; addonPath?: string };
+  hostKernels: {
+    implementation: 'native' | 'ts';
+    reason: string;
+    fix?: string;
+    addonPath?: string;
+    /** Size of the native thread pool (ANE_BRIDGE_THREADS, setHostThreads). */
+    threads?: number;
+  };
   simd: { level: SimdLevel | 'none'; reason: string };
   ane: {
     status: 'available' | 'unavailable';
@@ -100,6 +107,10 @@ function describeAne(machine: MachineFacts, native: NativeLoadResult, probe: Ane
   };
 }
 
+function threadsOf(threads: number | undefined): { threads?: number } {
+  return threads === undefined ? {} : { threads };
+}
+
 export function describeCapabilities(
   machine: MachineFacts = { platform: process.platform, arch: process.arch, nodeVersion: process.version },
   native: NativeLoadResult = nativeAddon(),
@@ -107,7 +118,12 @@ export function describeCapabilities(
 ): Capabilities {
   const hostKernels: Capabilities['hostKernels'] =
     native.implementation === 'native'
-      ? { implementation: 'native', reason: native.reason, addonPath: native.path }
+      ? {
+          implementation: 'native',
+          reason: native.reason,
+          addonPath: native.path,
+          ...threadsOf(native.addon.capabilities().hostThreads),
+        }
       : { implementation: 'ts', reason: native.reason, fix: native.fix };
   const simd: Capabilities['simd'] =
     native.addon === null

@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadNativeAddon } from '../src/native/loader';
 
+const hasNativeAddon = loadNativeAddon().implementation === 'native';
 const ane = resolve(import.meta.dirname, '..', 'bin', 'ane.mjs');
 
 function run(args: string[], env: Record<string, string> = {}) {
@@ -15,6 +17,11 @@ describe('ane CLI', () => {
     expect(result.stdout).toContain('TypeScript fallbacks');
     expect(result.stdout).toContain('fix: unset ANE_BRIDGE_FORCE_TS');
     expect(result.stdout).toContain('Neural Engine');
+  });
+
+  it.skipIf(!hasNativeAddon)('doctor reports the native thread pool size (skipped without the addon)', () => {
+    const result = run(['doctor'], { ANE_BRIDGE_THREADS: '1' });
+    expect(result.stdout).toContain('native addon, 1 thread');
   });
 
   it('doctor --json prints the capabilities object', () => {

@@ -9,7 +9,9 @@ function wrap(label: string, lines: string[]): string {
 export function formatDoctorReport(report: Capabilities, packageVersion: string): string {
   const host = report.hostKernels;
   const hostLines = [
-    host.implementation === 'native' ? 'native addon' : 'TypeScript fallbacks (no native addon)',
+    host.implementation === 'native'
+      ? `native addon${host.threads === undefined ? '' : `, ${host.threads} thread${host.threads === 1 ? '' : 's'}`}`
+      : 'TypeScript fallbacks (no native addon)',
     `why: ${host.reason}`,
   ];
   if (host.addonPath) hostLines.push(`file: ${host.addonPath}`);
