@@ -4,9 +4,10 @@
 // under build/ane-test/<variant>/, and at most two compile jobs run at once (2-core machines).
 'use strict';
 
-const { spawn, spawnSync } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const { findAsanRuntime, findCompiler, findNodeHeaders } = require('../../scripts/native-toolchain.cjs');
 
 const packageRoot = path.resolve(__dirname, '..', '..');
 const nativeDir = path.join(packageRoot, 'native');
@@ -19,43 +20,6 @@ const SANITIZERS = [
   '-fno-sanitize-recover=undefined',
   '-fno-omit-frame-pointer',
 ];
-
-function onPath(command) {
-  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
-    const file = path.join(dir, command);
-    try {
-      if (fs.statSync(file).isFile()) return file;
-    } catch {}
-  }
-  return undefined;
-}
-
-/** The C++ compiler to use ($CXX, else c++, g++ or clang++ on PATH), or undefined. */
-function findCompiler() {
-  if (process.env.CXX) return process.env.CXX;
-  for (const name of ['c++', 'g++', 'clang++']) {
-    const found = onPath(name);
-    if (found) return found;
-  }
-  return undefined;
-}
-
-/** The AddressSanitizer runtime to LD_PRELOAD into Node, or undefined (then no ASan addon run). */
-function findAsanRuntime(compiler) {
-  if (process.platform !== 'linux') return undefined;
-  const result = spawnSync(compiler, ['-print-file-name=libasan.so'], { encoding: 'utf8' });
-  const file = (result.stdout || '').trim();
-  return path.isAbsolute(file) && fs.existsSync(file) ? file : undefined;
-}
-
-/** Directory with node_api.h for the running Node, or undefined. */
-function findNodeHeaders() {
-  const candidates = [
-    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
-    path.resolve(path.dirname(process.execPath), '..', 'include', 'node'),
-  ];
-  return candidates.find((dir) => dir && fs.existsSync(path.join(dir, 'node_api.h')));
-}
 
 function mtime(file) {
   try {

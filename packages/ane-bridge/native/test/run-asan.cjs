@@ -16,6 +16,12 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const {
+  findAsanRuntime,
+  findCompiler,
+  findNodeHeaders,
+  onPath,
+} = require('../../scripts/native-toolchain.cjs');
 
 const packageRoot = path.resolve(__dirname, '..', '..');
 const native = path.join(packageRoot, 'native');
@@ -34,16 +40,6 @@ const SANITIZER_REPORT = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:
 
 function say(message) {
   process.stdout.write(`ane-bridge kernels ASan test: ${message}\n`);
-}
-
-function works(command) {
-  const result = spawnSync(command, ['--version'], { encoding: 'utf8' });
-  return result.status === 0;
-}
-
-function findCompiler() {
-  const candidates = [process.env.CXX, 'g++', 'clang++', 'c++'].filter(Boolean);
-  return candidates.find(works);
 }
 
 function main() {
@@ -108,12 +104,6 @@ function main() {
   return runVitestUnderAsan(compiler) || runArm64UnderQemu();
 }
 
-function onPath(command) {
-  return (process.env.PATH || '')
-    .split(path.delimiter)
-    .some((dir) => dir && fs.existsSync(path.join(dir, command)));
-}
-
 function runArm64UnderQemu() {
   if (process.arch === 'arm64') return 0; // part 1 already ran the NEON paths natively
   if (process.env.ANE_BRIDGE_TEST_ARM64 !== '1') {
@@ -173,14 +163,6 @@ function runArm64UnderQemu() {
   return 0;
 }
 
-function nodeHeaders() {
-  const candidates = [
-    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
-    path.resolve(path.dirname(process.execPath), '..', 'include', 'node'),
-  ].filter(Boolean);
-  return candidates.find((dir) => fs.existsSync(path.join(dir, 'node_api.h')));
-}
-
 function runVitestUnderAsan(compiler) {
   if (process.platform !== 'linux') {
     say(
@@ -188,9 +170,9 @@ function runVitestUnderAsan(compiler) {
     );
     return 0;
   }
-  const runtime = spawnSync(compiler, ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout.trim();
-  const headers = nodeHeaders();
-  if (!runtime.startsWith('/') || !fs.existsSync(runtime) || headers === undefined) {
+  const runtime = findAsanRuntime(compiler);
+  const headers = findNodeHeaders();
+  if (runtime === undefined || headers === undefined) {
     say(
       `addon under ASan SKIPPED: ${headers === undefined ? "Node's headers (node_api.h) were not found" : 'the compiler has no libasan.so'}`,
     );

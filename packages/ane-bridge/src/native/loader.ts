@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { NativeAne } from '../ane/native-ane';
-import type { SgemmArgs } from '../kernels/types';
+import type { HostKernels, SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
@@ -145,59 +145,14 @@ type LionArgs = [
   oneMinusBeta2: number,
   fp16Out: Uint16Array | null,
 ];
-type RmsnormForwardArgs = [
-  out: Float32Array,
-  rstd: Float32Array,
-  x: Float32Array,
-  weight: Float32Array,
-  C: number,
-  S: number,
-  eps: number,
-];
-type RmsnormBackwardArgs = [
-  dx: Float32Array,
-  dweight: Float32Array,
-  dout: Float32Array,
-  x: Float32Array,
-  weight: Float32Array,
-  rstd: Float32Array,
-  C: number,
-  S: number,
-];
-type CrossEntropyForwardArgs = [
-  losses: Float32Array,
-  probs: Float32Array,
-  logits: Float32Array,
-  targets: Int32Array,
-  V: number,
-  S: number,
-];
-type CrossEntropyBackwardArgs = [
-  dlogits: Float32Array,
-  probs: Float32Array,
-  targets: Int32Array,
-  dlosses: Float32Array,
-  V: number,
-  S: number,
-];
-type EmbeddingArgs = [a: Float32Array, b: Float32Array, tokens: Int32Array, V: number, C: number, S: number];
-type CausalForwardArgs = [
-  out: Float32Array,
-  scores: Float32Array,
-  H: number,
-  Tq: number,
-  Tk: number,
-  scale: number,
-];
-type CausalBackwardArgs = [
-  dscores: Float32Array,
-  probs: Float32Array,
-  dout: Float32Array,
-  H: number,
-  Tq: number,
-  Tk: number,
-  scale: number,
-];
+// The row-wise kernels take the public arguments unchanged (kernels/types.ts).
+type RmsnormForwardArgs = Parameters<HostKernels['rmsnormForward']>;
+type RmsnormBackwardArgs = Parameters<HostKernels['rmsnormBackward']>;
+type CrossEntropyForwardArgs = Parameters<HostKernels['softmaxCrossEntropyForward']>;
+type CrossEntropyBackwardArgs = Parameters<HostKernels['softmaxCrossEntropyBackward']>;
+type EmbeddingArgs = Parameters<HostKernels['embeddingForward']>;
+type CausalForwardArgs = Parameters<HostKernels['causalSoftmaxForward']>;
+type CausalBackwardArgs = Parameters<HostKernels['causalSoftmaxBackward']>;
 
 export type NativeLoadResult =
   | { implementation: 'native'; addon: NativeAddon; path: string; reason: string }
