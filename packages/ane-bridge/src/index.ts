@@ -1,5 +1,4 @@
 export type { ChipFamily, Program, TensorSpec } from 'ane-ir/mil';
-export { version } from '../package.json';
 export {
   type BenchProgram,
   type LayerConfig,
@@ -28,3 +27,4 @@ export {
   type NativeLoadResult,
   type SimdLevel,
 } from './native/loader';
+export { version } from './version';

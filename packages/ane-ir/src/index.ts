@@ -1,4 +1,3 @@
-export { version } from '../package.json';
 export { type Bounds, computeBounds } from './check/bounds';
 export {
   type ConstraintViolation,
@@ -65,3 +64,4 @@ export {
   partition,
 } from './partition/partition';
 export { formatPlan } from './partition/report';
+export { version } from './version';

@@ -1,4 +1,3 @@
-export { version } from '../package.json';
 export {
   GradientAccumulator,
   type GradientAccumulatorOptions,
@@ -51,3 +50,4 @@ export {
 export { decodeOptimizerState, encodeOptimizerState } from './state-file';
 export { ThreadPool, type ThreadPoolOptions } from './thread-pool';
 export { flattenTree, type ParamTree, zerosLike } from './tree';
+export { version } from './version';
