@@ -187,8 +187,10 @@ const BUILDERS: Record<string, (weights: Weights) => Built> = {
   J() {
     const g = new Graph();
     const x = g.input('x', [64, 32]);
-    const w = g.param('w', [96, 64]);
-    g.output('mm_y', linear(x, w));
+    // A separate port holds its value as the graph declares it; the case passes Wᵀ ([IC, OC], row i =
+    // W[i, :]), so the graph declares the weight that way and multiplies by its transpose.
+    const wT = g.param('w', [64, 96]);
+    g.output('mm_y', matmul(wT, x, { transposeX: true }));
     return { graph: g, options: { io: 'separate' } };
   },
 };

@@ -60,8 +60,8 @@ function check({ graph, feeds, separate }: Built, atol = 2e-2, rtol = 2e-2): num
   const tensors = graph.outputs.map((o) => o.tensor);
   const expected = evaluate(tensors, feeds);
   let worst = 0;
-  tensors.forEach((t, i) => {
-    worst = Math.max(worst, worstRatio(got.get(t.name)!, expected[i]!, atol, rtol));
+  graph.outputs.forEach((output, i) => {
+    worst = Math.max(worst, worstRatio(got.get(output.name)!, expected[i]!, atol, rtol));
   });
   return worst;
 }

@@ -91,14 +91,15 @@ export function executePlan(plan: Plan, feeds: Readonly<Record<string, Float32Ar
       });
     } else {
       const op = plan.hostOps[step.index]!;
+      // The reference interpreter feeds by node name; the plan exchanges values by source name.
       const hostFeeds: Record<string, Float32Array> = {};
-      for (const input of op.inputs) {
-        const known = values.get(input.name);
+      op.inputs.forEach((input, i) => {
+        const known = values.get(op.inputSources[i]!);
         if (known !== undefined) hostFeeds[input.name] = known;
-      }
+      });
       const results = evaluate(op.outputs, hostFeeds);
-      op.outputs.forEach((output, i) => {
-        values.set(output.name, Float32Array.from(results[i]!));
+      op.outputSources.forEach((source, i) => {
+        values.set(source, Float32Array.from(results[i]!));
       });
     }
   }

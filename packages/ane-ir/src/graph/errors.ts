@@ -49,9 +49,19 @@ export class ConstraintError extends IrError {
   /** What is wrong, without the rule's symptom and fix. */
   readonly detail: string;
 
-  constructor(rule: AneRule | string, subject: ConstraintSubject, detail: string, chip: ChipFamily) {
+  /**
+   * @param fix what works in this situation, when it is more specific than the rule's own fix
+   *   (which it replaces in the message).
+   */
+  constructor(
+    rule: AneRule | string,
+    subject: ConstraintSubject,
+    detail: string,
+    chip: ChipFamily,
+    fix?: string,
+  ) {
     const resolved = typeof rule === 'string' ? getRule(rule) : rule;
-    super(formatConstraintMessage(resolved, subject, detail, chip));
+    super(formatConstraintMessage(resolved, subject, detail, chip, fix));
     this.ruleId = resolved.id;
     this.op = subject.op;
     this.node = subject.node;
@@ -70,6 +80,7 @@ export function formatConstraintMessage(
   subject: ConstraintSubject,
   detail: string,
   chip: ChipFamily,
+  fix: string = rule.fix,
 ): string {
-  return `${detail} (op ${subject.op} '${subject.node}'): ${lowerFirst(rule.symptom)} Fix: ${rule.fix} [ANE rule ${rule.id}, ${chip}]`;
+  return `${detail} (op ${subject.op} '${subject.node}'): ${lowerFirst(rule.symptom)} Fix: ${fix} [ANE rule ${rule.id}, ${chip}]`;
 }

@@ -62,8 +62,18 @@ export interface Boundary {
   readonly outputs: readonly Tensor[];
   /** Names for the outputs in 'separate' mode. */
   readonly outputNames?: readonly string[];
+  /**
+   * The name a value travels under in segments (`PackedSegment.source`), `packInput` and
+   * `unpackOutput`: a graph output's own name (`g.output('y', t)` -> 'y'), else the node's name.
+   */
+  readonly sourceNames?: ReadonlyMap<Tensor, string>;
   /** Consumers of each input inside the kernel. */
   readonly consumers: ReadonlyMap<Tensor, readonly Tensor[]>;
+}
+
+/** The name `node`'s value travels under in the kernel's segments. */
+export function sourceName(boundary: Boundary, node: Tensor): string {
+  return boundary.sourceNames?.get(node) ?? node.name;
 }
 
 export function isTrainableWeight(node: Tensor): boolean {
@@ -128,14 +138,19 @@ export function planIo(boundary: Boundary, mode: IoMode, chip: ChipFamily): IoPl
   const placements = new Map<Tensor, InputPlacement>();
   inputs.forEach((port, index) => {
     for (const segment of port.segments) {
-      const node = boundary.inputs.find((n) => n.name === segment.source)!;
+      const node = boundary.inputs.find((n) => sourceName(boundary, n) === segment.source)!;
       placements.set(node, { port: index, segment });
     }
   });
   return { inputs, outputs, placements };
 }
 
-function separateInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
+/**
+ * One parameter per value. A separate port always holds its value in the graph's own layout (a
+ * weight `[out, in]` as `[out, in]`), so a user can write the very array they gave the graph into
+ * its buffer; only a packed input (`stageTransposed`, staged by `packInput`) may hold `Wᵀ`.
+ */
+function separateInputs(boundary: Boundary, chip: ChipFamily, stageTransposed = false): KernelPort[] {
   // Activations first, then weights (the order of a packed input).
   const ordered = [
     ...boundary.inputs.filter((n) => !isTrainableWeight(n)),
@@ -144,14 +159,15 @@ function separateInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
   const names = uniqueNames(ordered.map((n) => n.localName));
   return ordered.map((node, i) => {
     const weight = isTrainableWeight(node);
-    const transposed = weight && prefersTransposed(node, boundary.consumers.get(node) ?? []);
+    const transposed =
+      stageTransposed && weight && prefersTransposed(node, boundary.consumers.get(node) ?? []);
     const logical = transposed ? [node.shape[1]!, node.shape[0]!] : node.shape;
     return {
       spec: spec(names[i]!, node, logical, chip),
       logicalShape: logical,
       segments: [
         {
-          source: node.name,
+          source: sourceName(boundary, node),
           role: weight ? 'weight' : 'activation',
           shape: node.shape,
           axis: 'whole',
@@ -164,11 +180,18 @@ function separateInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
   });
 }
 
+/** What works when a graph's values do not pack into one kernel input or output. */
+export const PACKING_FIX =
+  "cut the graph into kernels that each pack, with `partition(graph)` (run the plan's kernels and host ops in order, staging each kernel's values with `packInput`), or give every value its own kernel parameter with `lowerGraph(graph, { io: 'separate' })`.";
+
 function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
   const values = boundary.inputs;
   if (values.length === 0) return [];
   if (values.length === 1)
-    return separateInputs(boundary, chip).map((port) => ({ ...port, spec: { ...port.spec, name: 'x' } }));
+    return separateInputs(boundary, chip, true).map((port) => ({
+      ...port,
+      spec: { ...port.spec, name: 'x' },
+    }));
   const first = values[0]!;
   const fail = (node: Tensor, detail: string): never => {
     throw new ConstraintError(
@@ -176,6 +199,7 @@ function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
       { op: node.op.kind, node: node.name },
       detail,
       chip,
+      PACKING_FIX,
     );
   };
   for (const node of values) {
@@ -204,7 +228,7 @@ function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
     const segments = activations.map((node): PackedSegment => {
       const [c] = as2d(node) as [number, number];
       const segment: PackedSegment = {
-        source: node.name,
+        source: sourceName(boundary, node),
         role: 'activation',
         shape: node.shape,
         axis: 'channel',
@@ -239,7 +263,7 @@ function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
   for (const node of activations) {
     const width = as2d(node)[1]!;
     segments.push({
-      source: node.name,
+      source: sourceName(boundary, node),
       role: 'activation',
       shape: node.shape,
       axis: 'spatial',
@@ -264,7 +288,7 @@ function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
     }
     const width = node.rank === 1 ? 1 : transposed ? node.shape[0]! : node.shape[1]!;
     segments.push({
-      source: node.name,
+      source: sourceName(boundary, node),
       role: 'weight',
       shape: node.shape,
       axis: 'spatial',
@@ -293,7 +317,7 @@ function separateOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
     logicalShape: node.shape,
     segments: [
       {
-        source: node.name,
+        source: sourceName(boundary, node),
         role: 'activation',
         shape: node.shape,
         axis: 'whole',
@@ -311,7 +335,13 @@ function packedOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
     return separateOutputs(boundary, chip).map((port) => ({ ...port, spec: { ...port.spec, name: 'y' } }));
   const first = outputs[0]!;
   const fail = (detail: string): never => {
-    throw new ConstraintError('ir-single-io', { op: first.op.kind, node: first.name }, detail, chip);
+    throw new ConstraintError(
+      'ir-single-io',
+      { op: first.op.kind, node: first.name },
+      detail,
+      chip,
+      PACKING_FIX,
+    );
   };
   if (outputs.some((n) => n.rank !== 2 || n.dtype !== first.dtype)) {
     fail(
@@ -333,7 +363,7 @@ function packedOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
   const segments = outputs.map((node): PackedSegment => {
     const extent = axis === 'channel' ? node.shape[0]! : node.shape[1]!;
     const segment: PackedSegment = {
-      source: node.name,
+      source: sourceName(boundary, node),
       role: 'activation',
       shape: node.shape,
       axis: axis!,

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { linear, swigluParts } from '../composites';
+import { ConstraintError } from '../graph/errors';
 import { Graph } from '../graph/graph';
 import { parseProgram } from '../mil/parse';
 import { validateProgram } from '../mil/validate';
-import { add, matmul, mul, reshape } from '../ops/primitives';
+import { add, matmul, mul, relu, reshape } from '../ops/primitives';
+import { partition } from '../partition/partition';
 import { checkKernel, lowerGraph, lowerKernel } from './kernel';
 import { physicalAxis, physicalShape } from './layout';
 import { packInput, unpackOutput } from './staging';
@@ -84,9 +86,43 @@ describe('kernel I/O', () => {
     const kernel = lowerGraph(g, { io: 'separate' });
     expect(kernel.program.inputs).toEqual([
       { name: 'x', dtype: 'fp16', shape: [1, 64, 1, 32] },
-      { name: 'w', dtype: 'fp16', shape: [1, 64, 1, 96] },
+      // The weight's port holds it as the graph declares it, [out, in]: never a hidden Wᵀ.
+      { name: 'w', dtype: 'fp16', shape: [1, 96, 1, 64] },
     ]);
     expect(kernel.program.outputs).toEqual([{ name: 'mm_y', dtype: 'fp16', shape: [1, 96, 1, 32] }]);
+  });
+});
+
+describe('a graph whose values do not pack into one input', () => {
+  function mlp(): Graph {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const h = relu(linear(x, g.param('w1', [128, 64])));
+    g.output('y', linear(h, g.param('w2', [10, 128])));
+    return g;
+  }
+
+  it('fails with a fix that names what works, with the exact calls', () => {
+    let error: unknown;
+    try {
+      lowerGraph(mlp());
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConstraintError);
+    const message = (error as Error).message;
+    expect(message).toContain("trainable weight 'w2' [10, 128] shares no axis");
+    expect(message).toContain('Fix: cut the graph into kernels that each pack, with `partition(graph)`');
+    expect(message).toContain("`lowerGraph(graph, { io: 'separate' })`");
+  });
+
+  it('and both of the named calls work on it', () => {
+    expect(lowerGraph(mlp(), { io: 'separate' }).program.inputs.map((s) => s.name)).toEqual([
+      'x',
+      'w1',
+      'w2',
+    ]);
+    expect(partition(mlp()).kernels.length).toBeGreaterThan(0);
   });
 });
 

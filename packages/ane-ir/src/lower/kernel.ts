@@ -37,6 +37,8 @@ export interface KernelDefinition {
   readonly outputs: readonly Tensor[];
   /** Output names for `io: 'separate'` (default: the values' local names). */
   readonly outputNames?: readonly string[];
+  /** Names values travel under in the ports' segments (graph outputs keep the user's name). */
+  readonly sourceNames?: ReadonlyMap<Tensor, string>;
   /** For reports and messages. */
   readonly name?: string;
 }
@@ -112,7 +114,8 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): LoweredKer
   const nodes = liveNodes(outputs).filter(
     (n) => n.op.kind !== 'input' && n.op.kind !== 'param' && n.op.kind !== 'constant',
   );
-  return lowerKernel({ nodes, outputs, outputNames: graph.outputs.map((o) => o.name) }, options);
+  const sourceNames = new Map(graph.outputs.map((o) => [o.tensor, o.name] as const));
+  return lowerKernel({ nodes, outputs, outputNames: graph.outputs.map((o) => o.name), sourceNames }, options);
 }
 
 interface LowerResult {
@@ -149,6 +152,7 @@ export function boundaryOf(definition: KernelDefinition): Boundary {
     outputs: definition.outputs,
     consumers,
     ...(definition.outputNames !== undefined ? { outputNames: definition.outputNames } : {}),
+    ...(definition.sourceNames !== undefined ? { sourceNames: definition.sourceNames } : {}),
   };
 }
 

@@ -40,7 +40,7 @@ export function packInput(
     const count = segment.shape.reduce((a, b) => a * b, 1);
     if (data.length !== count) {
       throw new IrError(
-        `packInput '${port.spec.name}': '${segment.source}' needs ${count} values, got ${data.length}`,
+        `packInput '${port.spec.name}': '${segment.source}' needs ${count} values (shape [${segment.shape.join(', ')}], row-major, as the graph declares it), got ${data.length}; pass the value's own array`,
       );
     }
     const [rows, cols] = stagedShape(segment);

@@ -62,6 +62,9 @@ export interface HostOp {
   readonly inputs: readonly Tensor[];
   /** Values it produces that something else reads. */
   readonly outputs: readonly Tensor[];
+  /** The names `inputs` and `outputs` travel under (as in `PackedSegment.source`): a graph output's own name, else the node's. */
+  readonly inputSources: readonly string[];
+  readonly outputSources: readonly string[];
   readonly reason: string;
   readonly ruleId?: string;
   readonly flops: number;
@@ -127,6 +130,8 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
   const ops = live.filter((n) => n.op.kind !== 'input' && n.op.kind !== 'param' && n.op.kind !== 'constant');
   const bounds = computeBounds(live);
   const decisions = initialPlacement(ops, bounds, options);
+  // Graph outputs travel under the names the user gave them (`g.output('y', t)` -> 'y').
+  const sourceNames = new Map(graph.outputs.map((o) => [o.tensor, o.name] as const));
 
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const kernels = formKernels(ops, decisions, outputs, chip, options);
@@ -134,7 +139,12 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
     const bySignature = new Map<string, LoweredKernel>();
     let moved = false;
     for (const [index, kernel] of kernels.entries()) {
-      const definition = { nodes: kernel.nodes, outputs: kernel.outputs, name: `kernel${index}` };
+      const definition = {
+        nodes: kernel.nodes,
+        outputs: kernel.outputs,
+        sourceNames,
+        name: `kernel${index}`,
+      };
       try {
         // Kernels of identical structure (every layer of a model) lower to the same program: lower the
         // first, and only plan the I/O of the others (their ports name their own values).
@@ -164,7 +174,7 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
         break;
       }
     }
-    if (!moved) return assemble(chip, ops, decisions, kernels, lowered, outputs);
+    if (!moved) return assemble(chip, ops, decisions, kernels, lowered, outputs, sourceNames);
   }
   throw new IrError(`partition: placement did not settle after ${MAX_ROUNDS} rounds`);
 }
@@ -503,7 +513,9 @@ function assemble(
   formed: readonly FormedKernel[],
   lowered: readonly LoweredKernel[],
   graphOutputs: readonly Tensor[],
+  sourceNames: ReadonlyMap<Tensor, string>,
 ): Plan {
+  const sourceOf = (node: Tensor) => sourceNames.get(node) ?? node.name;
   const consumers = consumersOf(ops);
   const programs: PlannedProgram[] = [];
   const byHash = new Map<string, number>();
@@ -552,6 +564,8 @@ function assemble(
       nodes,
       inputs,
       outputs,
+      inputSources: inputs.map(sourceOf),
+      outputSources: outputs.map(sourceOf),
       reason: decision.reason.replace(/^part of [^:]*: /, ''),
       ...(decision.ruleId !== undefined ? { ruleId: decision.ruleId } : {}),
       flops: countFlops(nodes),
