@@ -3,6 +3,7 @@
  * take their mean (or sum) for one optimizer step, which then sees the gradient of the whole batch.
  */
 import { describeValue, OptimizerConfigError, OptimizerInputError, OptimizerStateError } from './errors';
+import { checkOptionKeys } from './options';
 import { describePath, flattenTree, type ParamTree } from './tree';
 
 export interface GradientAccumulatorOptions {
@@ -33,6 +34,7 @@ export class GradientAccumulator<T extends ParamTree = ParamTree> {
     readonly target: T,
     options: GradientAccumulatorOptions,
   ) {
+    checkOptionKeys('GradientAccumulator', options, ['steps', 'reduction']);
     const steps = options?.steps;
     if (!Number.isInteger(steps) || steps < 1) {
       throw new OptimizerConfigError(

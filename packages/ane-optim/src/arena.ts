@@ -8,6 +8,7 @@
  *   params, grads, and every field: [size] fp32; tensor t occupies [t.offset, t.offset + t.length).
  */
 import { describeValue, OptimizerConfigError, OptimizerInputError } from './errors';
+import { checkOptionKeys } from './options';
 import { flattenTree, type ParamTree } from './tree';
 
 export interface ArenaTensor {
@@ -50,6 +51,7 @@ export class FlatArena {
   private readonly fields = new Map<string, Float32Array>();
 
   constructor(layout: ArenaLayout, options: FlatArenaOptions = {}) {
+    checkOptionKeys('FlatArena', options, ['shared']);
     const tensors: ArenaTensor[] = [];
     let offset = 0;
     for (const [name, shapeInput] of layoutEntries(layout)) {

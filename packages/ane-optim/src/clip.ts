@@ -4,6 +4,7 @@
  */
 import { describeValue, OptimizerConfigError } from './errors';
 import { checkKernelChoice, type KernelChoice, sumOfSquares } from './kernels';
+import { checkOptionKeys } from './options';
 import { flattenTree, type ParamTree } from './tree';
 
 const f = Math.fround;
@@ -15,6 +16,7 @@ export interface NormOptions {
 
 /** sqrt(sum over every leaf of sum(g^2)), accumulated in float64. */
 export function globalNorm(grads: ParamTree, options: NormOptions = {}): number {
+  checkOptionKeys('globalNorm', options, ['kernels']);
   const kernels = checkKernelChoice(options.kernels ?? 'auto', 'globalNorm');
   let sum = 0;
   for (const [, leaf] of flattenTree(grads, 'globalNorm')) sum += sumOfSquares(leaf, kernels);
@@ -28,6 +30,7 @@ export function globalNorm(grads: ParamTree, options: NormOptions = {}): number 
  * them with NaN) and is returned so the caller can skip the step; a DynamicLossScaler does so.
  */
 export function clipGradNorm(grads: ParamTree, maxNorm: number, options: NormOptions = {}): number {
+  checkOptionKeys('clipGradNorm', options, ['kernels']);
   const kernels = checkKernelChoice(options.kernels ?? 'auto', 'clipGradNorm');
   if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm)) {
     throw new OptimizerConfigError(

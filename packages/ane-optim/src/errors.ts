@@ -37,6 +37,8 @@ export class OptimizerStateError extends Error {
       tensor?: string;
       /** The field at fault: a state buffer ('m', 'v', 'momentum') or a header field ('version'). */
       field?: string;
+      /** The file (the `source` given to decodeOptimizerState) the state came from. */
+      file?: string;
     } = {},
   ) {
     super(message);

@@ -47,7 +47,11 @@ export {
   type Schedule,
   stepDecay,
 } from './schedules';
-export { decodeOptimizerState, encodeOptimizerState } from './state-file';
+export {
+  type DecodeOptimizerStateOptions,
+  decodeOptimizerState,
+  encodeOptimizerState,
+} from './state-file';
 export { ThreadPool, type ThreadPoolOptions } from './thread-pool';
 export { flattenTree, type ParamTree, zerosLike } from './tree';
 export { version } from './version';

@@ -14,6 +14,7 @@
 import { scaleInPlace } from './clip';
 import { describeValue, OptimizerConfigError, OptimizerStateError } from './errors';
 import { checkKernelChoice, type KernelChoice, sumOfSquares } from './kernels';
+import { checkOptionKeys } from './options';
 import { flattenTree, type ParamTree } from './tree';
 
 export interface LossScalerOptions {
@@ -66,6 +67,14 @@ export class DynamicLossScaler {
   private tracker = 0;
 
   constructor(options: LossScalerOptions = {}) {
+    checkOptionKeys('DynamicLossScaler', options, [
+      'initScale',
+      'growthFactor',
+      'backoffFactor',
+      'growthInterval',
+      'minScale',
+      'kernels',
+    ]);
     this.currentScale = f(positive('initScale', options.initScale, 65536));
     this.growthFactor = positive('growthFactor', options.growthFactor, 2);
     this.backoffFactor = positive('backoffFactor', options.backoffFactor, 0.5);

@@ -20,6 +20,7 @@ import {
   kernelSet,
   runKernelCall,
 } from './kernels';
+import { checkOptionKeys } from './options';
 import type { Schedule } from './schedules';
 import type { PoolBuffers, ThreadPool } from './thread-pool';
 import { describePath, flattenTree, type ParamTree } from './tree';
@@ -52,6 +53,8 @@ export type OptimizerName = 'SGD' | 'Adam' | 'AdamW' | 'Lion' | (string & {});
 export interface StateTensorEntry {
   name: string;
   length: number;
+  /** The tensor's shape, when the optimizer knew it (a FlatArena's layout); compared in full on load. */
+  shape?: number[];
   /** Updates this tensor has had. */
   step: number;
 }
@@ -137,6 +140,13 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
   readonly state = new Map<string, TensorState<F>>();
   /** Element count of each tensor that has state (checked against parameters and saved states). */
   private readonly lengths = new Map<string, number>();
+  /** Shape of each tensor whose shape is known (from a FlatArena or a loaded state). */
+  private readonly shapes = new Map<string, readonly number[]>();
+  /**
+   * The tensor names of a state just loaded: the next init, update or arena step must name exactly
+   * these (a different tree would otherwise silently start afresh).
+   */
+  private loadedNames: ReadonlySet<string> | null = null;
   private readonly groups: Array<ResolvedGroup<H>>;
   private stepCount = 0;
   private arena: FlatArena | null = null;
@@ -167,15 +177,10 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
           option,
         );
       }
+      checkOptionKeys(name, group, ['params', 'name', ...Object.keys(defaults)], `${option}.`);
       const { params, name: groupName, ...overrides } = group;
       const hyper = { ...defaults } as H;
       for (const [key, value] of Object.entries(overrides)) {
-        if (!(key in defaults)) {
-          throw new OptimizerConfigError(
-            `${name}: ${option}.${key} is not a hyper-parameter of ${name} (it has ${Object.keys(defaults).join(', ')})`,
-            `${option}.${key}`,
-          );
-        }
         if (value !== undefined) (hyper as Record<string, unknown>)[key] = value;
       }
       return {
@@ -202,6 +207,14 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
 
   /** The state buffers a tensor in a group with these hyper-parameters needs. */
   protected abstract stateFields(hyper: H): readonly F[];
+
+  /**
+   * State buffers whose values can never be negative (Adam's second moment `v`): a loaded state
+   * with a negative value there is refused, as one with a NaN or infinity anywhere is.
+   */
+  protected nonNegativeFields(): readonly string[] {
+    return [];
+  }
 
   /** A fresh state for `param` (MLX init_single): step 0 and zeroed buffers. */
   initSingle(param: Float32Array, hyper: H): TensorState<F> {
@@ -322,6 +335,10 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       return;
     }
     const leaves = flattenTree(params, `${this.name}.init`);
+    this.checkLoadedNames(
+      leaves.map(([path]) => path),
+      `${this.name}.init`,
+    );
     for (const [path, param] of leaves) this.checkExistingState(path, param.length);
     for (const [path, param] of leaves) {
       if (!this.state.has(path)) this.createState(path, param);
@@ -337,6 +354,7 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
   update(params: ParamTree, grads: ParamTree): void {
     const paramLeaves = new Map(flattenTree(params, `${this.name}.update params`));
     const gradLeaves = flattenTree(grads, `${this.name}.update grads`);
+    this.checkLoadedNames([...paramLeaves.keys()], `${this.name}.update`);
     const work: Array<[string, Float32Array, Float32Array]> = [];
     for (const [path, grad] of gradLeaves) {
       const param = paramLeaves.get(path);
@@ -366,6 +384,7 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       state.step += 1;
     }
     this.stepCount += 1;
+    this.loadedNames = null;
   }
 
   /**
@@ -374,6 +393,7 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
    * that share a group and a step count (lay tensors out by group for the fewest calls).
    */
   stepArena(arena: FlatArena, options: StepArenaOptions = {}): void {
+    checkOptionKeys(`${this.name}.stepArena`, options, ['fp16Out', 'pool']);
     const { fp16Out, pool } = options;
     if (fp16Out !== undefined && (!(fp16Out instanceof Uint16Array) || fp16Out.length !== arena.size)) {
       throw new OptimizerInputError(
@@ -441,6 +461,10 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
 
   private bindArena(arena: FlatArena): void {
     if (this.arena === arena) return;
+    this.checkLoadedNames(
+      arena.tensors.map((t) => t.name),
+      `${this.name}.stepArena`,
+    );
     if (this.arena !== null) {
       throw new OptimizerInputError(
         `${this.name}.stepArena: this optimizer already keeps its state in another FlatArena; use one optimizer per arena`,
@@ -454,7 +478,7 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
           { tensor: path },
         );
       }
-      this.checkStateFits(path, arena.tensor(path).length);
+      this.checkStateFits(path, arena.tensor(path).length, arena.tensor(path).shape);
     }
     for (const tensor of arena.tensors) {
       const existing = this.state.get(tensor.name);
@@ -468,8 +492,10 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       }
       this.state.set(tensor.name, view);
       this.lengths.set(tensor.name, tensor.length);
+      this.shapes.set(tensor.name, tensor.shape);
     }
     this.arena = arena;
+    this.loadedNames = null;
   }
 
   private arenaSegments(arena: FlatArena): Segment[] {
@@ -499,7 +525,7 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
     if (this.state.has(path)) this.checkStateFits(path, length);
   }
 
-  private checkStateFits(path: string, length: number): void {
+  private checkStateFits(path: string, length: number, shape?: readonly number[]): void {
     const stateLength = this.lengths.get(path);
     if (stateLength !== undefined && stateLength !== length) {
       throw new OptimizerStateError(
@@ -507,6 +533,36 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
         { tensor: path, field: 'length' },
       );
     }
+    const stateShape = this.shapes.get(path);
+    if (shape !== undefined && stateShape !== undefined && !sameShape(shape, stateShape)) {
+      throw new OptimizerStateError(
+        `${this.name}: the state of ${describePath(path)} is for shape ${shapeText(stateShape)} but the parameter has shape ${shapeText(shape)} (the same ${length} elements, laid out differently); it was saved from (or first used with) a model of another shape`,
+        { tensor: path, field: 'shape' },
+      );
+    }
+  }
+
+  /** After a loadState, the tensors stepped next must be exactly the loaded ones. */
+  private checkLoadedNames(names: readonly string[], what: string): void {
+    const loaded = this.loadedNames;
+    if (loaded === null) return;
+    const given = new Set(names);
+    const missing = [...loaded].filter((name) => !given.has(name));
+    const extra = names.filter((name) => !loaded.has(name));
+    if (missing.length === 0 && extra.length === 0) return;
+    const list = (items: readonly string[]) =>
+      items
+        .slice(0, 8)
+        .map((name) => `'${name}'`)
+        .join(', ') + (items.length > 8 ? ` and ${items.length - 8} more` : '');
+    const parts = [
+      missing.length > 0 ? `missing ${list(missing)} (in the loaded state, not in these parameters)` : '',
+      extra.length > 0 ? `extra ${list(extra)} (in these parameters, not in the loaded state)` : '',
+    ].filter((part) => part !== '');
+    throw new OptimizerStateError(
+      `${what}: the parameters do not match the optimizer state just loaded: ${parts.join('; ')}. Their state would silently start afresh; pass the parameters the state was saved with (same names), or create a new optimizer to start over`,
+      { tensor: missing[0] ?? extra[0]!, field: 'names' },
+    );
   }
 
   /**
@@ -522,7 +578,13 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       for (const field of this.stateFields(this.hyperParametersOf(name))) {
         if (state[field] instanceof Float32Array && !fieldOrder.includes(field)) fieldOrder.push(field);
       }
-      tensors.push({ name, length: this.lengths.get(name) ?? 0, step: state.step });
+      const shape = this.shapes.get(name);
+      tensors.push({
+        name,
+        length: this.lengths.get(name) ?? 0,
+        step: state.step,
+        ...(shape !== undefined ? { shape: [...shape] } : {}),
+      });
     }
     const buffers: StateBufferEntry[] = [];
     let offset = 0;
@@ -601,9 +663,33 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
           { tensor: tensor.name, field: 'length' },
         );
       }
+      const currentShape = this.shapes.get(tensor.name);
+      if (
+        currentShape !== undefined &&
+        tensor.shape !== undefined &&
+        !sameShape(currentShape, tensor.shape)
+      ) {
+        throw new OptimizerStateError(
+          `${this.name}.loadState: '${tensor.name}' has shape ${shapeText(currentShape)} here but ${shapeText(tensor.shape)} in the saved state (the same ${tensor.length} elements, laid out differently); it was saved from a model of another shape`,
+          { tensor: tensor.name, field: 'shape' },
+        );
+      }
+      for (const [field, entry] of fields) this.checkStateValues(tensor.name, field, entry, saved.data);
+    }
+    const savedNames = new Set(meta.tensors.map((t) => t.name));
+    if (this.arena !== null) {
+      // Every tensor of the bound arena needs its state: none may silently start afresh.
+      this.loadedNames = savedNames;
+      try {
+        this.checkLoadedNames(
+          this.arena.tensors.map((t) => t.name),
+          `${this.name}.loadState`,
+        );
+      } finally {
+        this.loadedNames = null;
+      }
     }
     // Apply.
-    const savedNames = new Set(meta.tensors.map((t) => t.name));
     for (const tensor of meta.tensors) {
       const fields = byTensor.get(tensor.name) ?? new Map<string, StateBufferEntry>();
       let state = this.state.get(tensor.name);
@@ -613,6 +699,8 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       }
       state.step = tensor.step;
       this.lengths.set(tensor.name, tensor.length);
+      if (tensor.shape !== undefined) this.shapes.set(tensor.name, [...tensor.shape]);
+      else if (this.arena === null) this.shapes.delete(tensor.name);
       for (const [field, entry] of fields) {
         const values = saved.data.subarray(entry.offset, entry.offset + entry.length);
         const buffer = (state as Record<string, unknown>)[field];
@@ -625,12 +713,29 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       if (this.arena === null) {
         this.state.delete(name);
         this.lengths.delete(name);
+        this.shapes.delete(name);
         continue;
       }
       state.step = 0;
       for (const field of this.stateFields(this.hyperParametersOf(name))) state[field]?.fill(0);
     }
     this.stepCount = meta.step;
+    // Bound to an arena, the names were checked above; otherwise the next step's tree must match.
+    this.loadedNames = this.arena === null ? savedNames : null;
+  }
+
+  /** A saved buffer must hold finite numbers (and no negative ones where they are impossible). */
+  private checkStateValues(tensor: string, field: string, entry: StateBufferEntry, data: Float32Array): void {
+    const nonNegative = this.nonNegativeFields().includes(field);
+    const end = entry.offset + entry.length;
+    for (let i = entry.offset; i < end; i++) {
+      const value = data[i]!;
+      if (Number.isFinite(value) && (!nonNegative || value >= 0)) continue;
+      throw new OptimizerStateError(
+        `${this.name}.loadState: the '${field}' buffer of '${tensor}' holds ${describeValue(value)} at element ${i - entry.offset}; ${nonNegative ? 'it must be finite and >= 0' : 'it must be finite'}, or the first update turns the weights into NaN. The state is corrupt or comes from a run that diverged: load an earlier checkpoint`,
+        { tensor, field },
+      );
+    }
   }
 
   private checkSavedState(saved: OptimizerState): OptimizerStateMeta {
@@ -658,8 +763,11 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
         'optimizer',
       );
     }
-    if (!Number.isInteger(meta.step) || meta.step < 0) {
-      fail(`step must be a non-negative integer, got ${describeValue(meta.step)}`, 'step');
+    if (!Number.isSafeInteger(meta.step) || meta.step < 0) {
+      fail(
+        `step must be an integer in [0, 2^53), got ${describeValue(meta.step)}; the state is corrupt`,
+        'step',
+      );
     }
     if (!(data instanceof Float32Array))
       fail(`data must be a Float32Array, got ${describeValue(data)}`, 'data');
@@ -677,12 +785,23 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
       if (
         !Number.isInteger(tensor.length) ||
         tensor.length < 0 ||
-        !Number.isInteger(tensor.step) ||
+        !Number.isSafeInteger(tensor.step) ||
         tensor.step < 0
       ) {
         throw new OptimizerStateError(
-          `${this.name}.loadState: tensor '${tensor.name}' has length ${describeValue(tensor.length)} and step ${describeValue(tensor.step)}; both must be non-negative integers`,
+          `${this.name}.loadState: tensor '${tensor.name}' has length ${describeValue(tensor.length)} and step ${describeValue(tensor.step)}; both must be integers in [0, 2^53)`,
           { tensor: tensor.name, field: 'step' },
+        );
+      }
+      if (
+        tensor.shape !== undefined &&
+        (!Array.isArray(tensor.shape) ||
+          !tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+          tensor.shape.reduce((a, b) => a * b, 1) !== tensor.length)
+      ) {
+        throw new OptimizerStateError(
+          `${this.name}.loadState: tensor '${tensor.name}' has shape ${describeValue(tensor.shape)}, which does not hold its ${tensor.length} elements`,
+          { tensor: tensor.name, field: 'shape' },
         );
       }
       lengths.set(tensor.name, tensor.length);
@@ -718,6 +837,14 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
     }
     return meta;
   }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function shapeText(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
 }
 
 function isArena(value: unknown): value is FlatArena {

@@ -50,8 +50,14 @@ describe('saveState / loadState', () => {
     expect(JSON.parse(JSON.stringify(viaBytes.meta))).toEqual(saved.meta);
     expect(bits(viaBytes.data)).toEqual(bits(saved.data));
 
+    // The file keeps a NaN bit for bit, but loadState refuses it (it would turn the weights into NaN).
+    expect(() => new AdamW({ learningRate: 0.01 }).loadState(viaBytes)).toThrow(
+      /the 'm' buffer of 'head' holds NaN at element 0/,
+    );
+    m[0] = 0.25;
+    const finite = optimizer.saveState();
     const restored = new AdamW({ learningRate: 0.01 });
-    restored.loadState(viaBytes);
+    restored.loadState(decodeOptimizerState(encodeOptimizerState(finite)));
     expect(restored.step).toBe(3);
     for (const name of names) {
       const a = optimizer.state.get(name);
@@ -60,7 +66,7 @@ describe('saveState / loadState', () => {
       expect(bits(b?.m as Float32Array)).toEqual(bits(a?.m as Float32Array));
       expect(bits(b?.v as Float32Array)).toEqual(bits(a?.v as Float32Array));
     }
-    expect(bits(restored.saveState().data)).toEqual(bits(saved.data));
+    expect(bits(restored.saveState().data)).toEqual(bits(finite.data));
     expect(saved.meta.buffers.map((b) => `${b.field}:${b.tensor}`)).toEqual([
       'm:layers.0.wq',
       'm:layers.0.norm',
@@ -233,5 +239,168 @@ describe('a resumed run continues exactly as an uninterrupted one', () => {
       for (const name of names)
         expect(bits(resumed[name] as Float32Array)).toEqual(bits(straight[name] as Float32Array));
     }
+  });
+});
+
+describe('a saved state is refused when loading it would corrupt training', () => {
+  /** An AdamW state after one update of a tree { a: [3], b: [2] }. */
+  function savedAdamW(): OptimizerState {
+    const optimizer = new AdamW({ learningRate: 0.1 });
+    optimizer.update(
+      { a: new Float32Array([1, 2, 3]), b: new Float32Array([4, 5]) },
+      { a: new Float32Array([0.1, 0.2, 0.3]), b: new Float32Array([0.4, 0.5]) },
+    );
+    return optimizer.saveState();
+  }
+  const entry = (state: OptimizerState, tensor: string, field: string) =>
+    state.meta.buffers.find((b) => b.tensor === tensor && b.field === field)!;
+  const caught = (run: () => unknown): OptimizerStateError => {
+    try {
+      run();
+    } catch (error) {
+      expect(error).toBeInstanceOf(OptimizerStateError);
+      return error as OptimizerStateError;
+    }
+    throw new Error('expected an OptimizerStateError');
+  };
+
+  it('a negative or NaN second moment v, or a non-finite m, naming the tensor and buffer', () => {
+    for (const [field, value, text] of [
+      ['v', -0.5, /'v' buffer of 'b' holds -0.5 at element 1; it must be finite and >= 0/],
+      ['v', Number.NaN, /'v' buffer of 'b' holds NaN at element 1/],
+      ['m', Number.POSITIVE_INFINITY, /'m' buffer of 'b' holds Infinity at element 1; it must be finite/],
+    ] as const) {
+      const saved = savedAdamW();
+      saved.data[entry(saved, 'b', field).offset + 1] = value;
+      const optimizer = new AdamW({ learningRate: 0.1 });
+      const error = caught(() => optimizer.loadState(saved));
+      expect(error.details).toEqual({ tensor: 'b', field });
+      expect(error.message).toMatch(text);
+      expect(optimizer.state.size).toBe(0); // nothing loaded
+      expect(optimizer.step).toBe(0);
+    }
+  });
+
+  it('compares full shapes, not element counts: [4, 2] does not load into [2, 4]', () => {
+    const from = new Adam();
+    from.stepArena(new FlatArena({ w: [4, 2] }));
+    const saved = from.saveState();
+    expect(saved.meta.tensors[0]!.shape).toEqual([4, 2]);
+
+    const bound = new Adam();
+    bound.init(new FlatArena({ w: [2, 4] }));
+    const error = caught(() => bound.loadState(saved));
+    expect(error.details).toEqual({ tensor: 'w', field: 'shape' });
+    expect(error.message).toMatch(/'w' has shape \[2, 4\] here but \[4, 2\] in the saved state/);
+
+    const unbound = new Adam();
+    unbound.loadState(decodeOptimizerState(encodeOptimizerState(saved)));
+    const later = caught(() => unbound.stepArena(new FlatArena({ w: [2, 4] })));
+    expect(later.details).toEqual({ tensor: 'w', field: 'shape' });
+
+    const same = new Adam();
+    same.loadState(saved);
+    same.stepArena(new FlatArena({ w: [4, 2] })); // the right shape loads
+    expect(same.state.get('w')?.step).toBe(2);
+  });
+
+  it('step counts at or past 2^53 (no longer exact integers)', () => {
+    const saved = savedAdamW();
+    const global = { meta: { ...saved.meta, step: 2 ** 53 }, data: saved.data };
+    expect(caught(() => new AdamW().loadState(global)).message).toMatch(
+      /step must be an integer in \[0, 2\^53\), got 9007199254740992/,
+    );
+    const perTensor = structuredClone(saved);
+    perTensor.meta.tensors[0]!.step = 2 ** 60;
+    expect(caught(() => new AdamW().loadState(perTensor)).details).toEqual({ tensor: 'a', field: 'step' });
+  });
+
+  it('updating a tree with other names after a load throws, naming the missing and extra tensors', () => {
+    const optimizer = new AdamW({ learningRate: 0.1 });
+    optimizer.loadState(savedAdamW());
+    const params = { a: new Float32Array([1, 2, 3]), c: new Float32Array([4, 5]) };
+    const grads = { a: new Float32Array(3), c: new Float32Array(2) };
+    const error = caught(() => optimizer.update(params, grads));
+    expect(error.message).toMatch(
+      /missing 'b' \(in the loaded state, not in these parameters\); extra 'c' \(in these parameters, not in the loaded state\)/,
+    );
+    expect(error.details).toEqual({ tensor: 'b', field: 'names' });
+    expect([...params.a]).toEqual([1, 2, 3]); // nothing changed
+    expect(optimizer.state.get('a')?.step).toBe(1);
+    // With the names it was saved with, it resumes.
+    optimizer.update({ a: params.a, b: new Float32Array([4, 5]) }, { a: grads.a, b: new Float32Array(2) });
+    expect(optimizer.state.get('a')?.step).toBe(2);
+  });
+
+  it('a bound arena with tensors the loaded state lacks is refused too', () => {
+    const arena = new FlatArena({ a: 3, b: 2, extra: 4 });
+    const optimizer = new AdamW({ learningRate: 0.1 });
+    optimizer.init(arena);
+    expect(caught(() => optimizer.loadState(savedAdamW())).message).toMatch(
+      /: extra 'extra' \(in these parameters, not in the loaded state\)/,
+    );
+    const later = new AdamW({ learningRate: 0.1 });
+    later.loadState(savedAdamW());
+    expect(caught(() => later.stepArena(arena)).details).toEqual({ tensor: 'extra', field: 'names' });
+  });
+});
+
+describe('state files carry a checksum', () => {
+  const bytes = () => {
+    const optimizer = new Adam();
+    optimizer.stepArena(new FlatArena({ w: [4, 2], b: 3 }));
+    return encodeOptimizerState(optimizer.saveState());
+  };
+  const caught = (run: () => unknown): OptimizerStateError => {
+    try {
+      run();
+    } catch (error) {
+      expect(error).toBeInstanceOf(OptimizerStateError);
+      return error as OptimizerStateError;
+    }
+    throw new Error('expected an OptimizerStateError');
+  };
+
+  it('ends with the CRC-32 (zlib polynomial) of everything before it', async () => {
+    const { crc32 } = await import('node:zlib');
+    const file = bytes();
+    const stored = new DataView(file.buffer).getUint32(file.length - 4, true);
+    if (typeof crc32 === 'function') expect(stored).toBe(crc32(file.subarray(0, file.length - 4)));
+    // The standard check value of CRC-32: "123456789" -> 0xCBF43926.
+    const { crc32: ours } = await import('./state-file');
+    expect(ours(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
+  });
+
+  it('a flipped byte anywhere (data or header JSON) is a checksum error naming the file', () => {
+    const file = bytes();
+    for (const at of [file.length - 10, 40]) {
+      const damaged = file.slice();
+      damaged[at]! ^= 0x01;
+      const error = caught(() => decodeOptimizerState(damaged, { source: '/ckpt/optimizer.bin' }));
+      expect(error.details).toEqual({ field: 'checksum', file: '/ckpt/optimizer.bin' });
+      expect(error.message).toMatch(
+        /^decodeOptimizerState \(\/ckpt\/optimizer.bin\): checksum mismatch .* the file is corrupt/,
+      );
+    }
+  });
+
+  it('a truncated file, or one with bytes after its end, says so', () => {
+    const file = bytes();
+    for (const cut of [file.length - 1, 40, 20, 5]) {
+      expect(caught(() => decodeOptimizerState(file.subarray(0, cut), { source: 'x.bin' })).message).toMatch(
+        /\(x\.bin\): .*truncated/,
+      );
+    }
+    const longer = new Uint8Array(file.length + 4);
+    longer.set(file);
+    expect(caught(() => decodeOptimizerState(longer)).message).toMatch(/bytes follow its end/);
+  });
+
+  it('the unreleased version 1 (no checksum) is refused with a clear message', () => {
+    const file = bytes();
+    new DataView(file.buffer).setUint32(8, 1, true);
+    expect(caught(() => decodeOptimizerState(file)).message).toMatch(
+      /file version 1 is an unreleased format without a checksum, which this ane-optim no longer reads \(it reads version 2\); save the state again/,
+    );
   });
 });

@@ -11,6 +11,7 @@ import {
   type Resolved,
   type TensorState,
 } from '../optimizer';
+import { checkOptionKeys } from '../options';
 import { checkBetas, checkBoolean, checkRange, NON_NEGATIVE } from './checks';
 
 export interface AdamHyperParameters extends BaseHyperParameters {
@@ -31,11 +32,23 @@ export type AdamOptions = {
   groups?: ReadonlyArray<ParamGroup<AdamHyperParameters>>;
 } & Partial<Omit<AdamHyperParameters, 'learningRate'>>;
 
+/** Every key an Adam or AdamW options object may have. */
+const ADAM_OPTIONS = [
+  'learningRate',
+  'betas',
+  'eps',
+  'weightDecay',
+  'biasCorrection',
+  'kernels',
+  'groups',
+] as const;
+
 type AdamField = 'm' | 'v';
 const ADAM_FIELDS: readonly AdamField[] = ['m', 'v'];
 
 abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
   protected constructor(name: 'Adam' | 'AdamW', options: AdamOptions, defaultWeightDecay: number) {
+    checkOptionKeys(name, options, ADAM_OPTIONS);
     const { groups, kernels, ...rest } = options ?? {};
     super(
       name,
@@ -61,6 +74,11 @@ abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
 
   protected stateFields(): readonly AdamField[] {
     return ADAM_FIELDS;
+  }
+
+  /** v is a running mean of squares. */
+  protected override nonNegativeFields(): readonly AdamField[] {
+    return ['v'];
   }
 
   protected adamCall(

@@ -12,6 +12,7 @@ import {
   type Resolved,
   type TensorState,
 } from '../optimizer';
+import { checkOptionKeys } from '../options';
 import { checkBetas, checkRange, NON_NEGATIVE } from './checks';
 
 export interface LionHyperParameters extends BaseHyperParameters {
@@ -37,6 +38,7 @@ const LION_FIELDS: readonly LionField[] = ['m'];
  */
 export class Lion extends Optimizer<LionHyperParameters, LionField> {
   constructor(options: LionOptions = {}) {
+    checkOptionKeys('Lion', options, ['learningRate', 'betas', 'weightDecay', 'kernels', 'groups']);
     const { groups, kernels, ...rest } = options ?? {};
     super(
       'Lion',

@@ -12,6 +12,7 @@ import {
   type Resolved,
   type TensorState,
 } from '../optimizer';
+import { checkOptionKeys } from '../options';
 import { checkBoolean, checkRange, NON_NEGATIVE } from './checks';
 
 export interface SgdHyperParameters extends BaseHyperParameters {
@@ -39,6 +40,15 @@ export type SgdOptions = {
  */
 export class SGD extends Optimizer<SgdHyperParameters, 'momentum'> {
   constructor(options: SgdOptions) {
+    checkOptionKeys('SGD', options, [
+      'learningRate',
+      'momentum',
+      'dampening',
+      'nesterov',
+      'weightDecay',
+      'kernels',
+      'groups',
+    ]);
     const { groups, kernels, ...rest } = options ?? ({} as SgdOptions);
     super(
       'SGD',
