@@ -53,7 +53,7 @@ export { LOWERING_RULES } from './lower/rules';
 export { packInput, unpackOutput } from './lower/staging';
 export * from './ops/primitives';
 export {
-  type Device,
+  type ExecutionTarget,
   type HostOp,
   type KernelInstance,
   type PartitionOptions,

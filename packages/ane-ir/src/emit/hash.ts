@@ -1,6 +1,7 @@
 /**
- * Content hash of a program (its MIL text and weight blobs): equal programs hash equal, so kernels
- * identical across layers are recognised as one program.
+ * Content hash of a program (its MIL text, weight blobs and I/O signature): equal programs hash
+ * equal, so kernels identical across layers are recognised as one program, and a device caches one
+ * compile per hash (ane-bridge's compile cache uses this function, salted with backend and chip).
  */
 import type { Program } from '../mil/program';
 
@@ -51,9 +52,13 @@ class Hasher {
   }
 }
 
-/** 16 hex digits identifying the program's text, weights and I/O signature. */
-export function hashProgram(program: Program): string {
+/**
+ * 16 hex digits identifying the program's text, weights and I/O signature. A non-empty `salt` (a
+ * device's `backend:chip`) is hashed first, so the same program gets another key per salt.
+ */
+export function hashProgram(program: Program, salt = ''): string {
   const fnv = new Hasher();
+  if (salt !== '') fnv.text(salt);
   fnv.text(program.mil);
   for (const key of [...program.weights.keys()].sort()) {
     fnv.text(key);

@@ -31,20 +31,21 @@ import { type ChipFamily, DEFAULT_CHIP, getRule, ruleLimit } from '../mil/rules'
 import { formatPlan } from './report';
 import { kernelSignature } from './signature';
 
-export type Device = 'ane' | 'host';
+/** Where an op runs: on the Neural Engine (in a kernel) or on the host CPU (a host op). */
+export type ExecutionTarget = 'ane' | 'host';
 
 export interface PartitionOptions extends LowerOptions {
   /**
    * Overrides by node or composite-call name: e.g. `{ 'layers.0.attn_norm': 'ane' }` keeps an
    * RMSNorm on the ANE (the constraint checker still refuses it if it can overflow).
    */
-  placement?: Readonly<Record<string, Device>>;
+  placement?: Readonly<Record<string, ExecutionTarget>>;
 }
 
 export interface Placement {
   readonly node: string;
   readonly op: string;
-  readonly device: Device;
+  readonly device: ExecutionTarget;
   readonly reason: string;
   /** The rule behind a host placement. */
   readonly ruleId?: string;
@@ -113,7 +114,7 @@ export interface Plan {
 }
 
 interface Decision {
-  readonly device: Device;
+  readonly device: ExecutionTarget;
   readonly reason: string;
   readonly ruleId?: string;
 }
