@@ -21,6 +21,7 @@ import {
   type TensorSpec,
   tensorType,
   type ValueType,
+  withDefaultBuildInfo,
 } from 'ane-ir/mil';
 import type { NativeAne, NativeAneErrorCode, NativeAneModel } from '../ane/native-ane';
 import {
@@ -181,10 +182,12 @@ export function createAneBackend(ane: NativeAne, options: AneBackendOptions = {}
   ane.setCompileLimit(ruleLimit(COMPILE_BUDGET_RULE, DEFAULT_CHIP) ?? 119);
   return {
     compile(program: Program, _chip: ChipFamily): CompiledProgram {
-      checkAneSignature(program);
+      // The framework's parser needs a buildInfo line; a text without one gets the standard line.
+      const mil = typeof program.mil === 'string' ? withDefaultBuildInfo(program.mil) : program.mil;
+      checkAneSignature({ ...program, mil });
       let model: NativeAneModel;
       try {
-        model = ane.compile(program.mil, program.weights, program.inputs, program.outputs, {
+        model = ane.compile(mil, program.weights, program.inputs, program.outputs, {
           minSurfaceBytes,
         });
       } catch (error) {

@@ -2,7 +2,15 @@
  * A kernel's own I/O buffer: dense little-endian bytes of one TensorSpec, with conversions from and
  * to numbers. fp16 conversion rounds to nearest even (ane-ir/mil's fp16 helpers).
  */
-import { byteLength, decodeFp16, elementCount, encodeFp16, type TensorSpec } from 'ane-ir/mil';
+import {
+  byteLength,
+  bytesPerElement,
+  copyBytes,
+  decodeFp16,
+  elementCount,
+  encodeFp16,
+  type TensorSpec,
+} from 'ane-ir/mil';
 import { KernelInputError } from '../errors';
 
 /** What a caller may pass for one tensor: raw device bytes, or values to convert. */
@@ -63,17 +71,20 @@ export class TensorBuffer {
   }
 }
 
-/** Dense little-endian device bytes of `dtype` as numbers. */
+/** Dense little-endian device bytes of `dtype` as numbers. `bytes` may be any view (a Node Buffer from `fs.readFileSync`, at any byte offset). */
 export function decodeDeviceBytes(
   bytes: Uint8Array,
   dtype: TensorSpec['dtype'],
-  out: Float32Array = new Float32Array(bytes.byteLength / (dtype === 'fp16' ? 2 : 4)),
+  out: Float32Array = new Float32Array(bytes.byteLength / bytesPerElement(dtype)),
 ): Float32Array {
-  // Copy when unaligned: typed-array views need element-aligned offsets.
-  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  const size = bytesPerElement(dtype);
+  // A typed array over `bytes` needs an element-aligned offset; otherwise copy into a fresh buffer
+  // (not `bytes.slice()`: on a Node Buffer that is another view at the same offset).
+  const aligned = bytes.byteOffset % size === 0 ? bytes : copyBytes(bytes);
+  const count = Math.floor(aligned.byteLength / size);
   if (dtype === 'fp16') {
-    return decodeFp16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2), out);
+    return decodeFp16(new Uint16Array(aligned.buffer, aligned.byteOffset, count), out);
   }
-  out.set(new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4));
+  out.set(new Float32Array(aligned.buffer, aligned.byteOffset, count));
   return out;
 }

@@ -4,7 +4,7 @@
  * compiled program, rule `blob-weights-baked`).
  */
 import type { BlobRecord, BlobValue, ScalarData, Value, ValueType } from 'ane-ir/mil';
-import { decodeFp16, literalData, shapeOf } from 'ane-ir/mil';
+import { decodeFp16, literalData, readBlobTensor, shapeOf } from 'ane-ir/mil';
 import type { SimDtype, SimTensor } from './tensor';
 import { allocateData, elementCount, isSimDtype } from './tensor';
 
@@ -37,12 +37,14 @@ export function simDtypeOf(type: ValueType): SimDtype {
 export function tensorFromElements(type: ValueType, elements: readonly ScalarData[]): SimTensor {
   const dtype = simDtypeOf(type);
   const shape = shapeOf(type);
-  const data = allocateData(dtype, elementCount(shape));
-  if (elements.length !== data.length) {
+  // Compared before allocating: a huge declared shape must not allocate first.
+  const count = elementCount(shape);
+  if (elements.length !== count) {
     throw new UnsupportedError(
-      `literal holds ${elements.length} elements, its type ${shape.length === 0 ? 'a scalar' : `[${shape.join(', ')}]`} needs ${data.length}`,
+      `literal holds ${elements.length} elements, its type ${shape.length === 0 ? 'a scalar' : `[${shape.join(', ')}]`} needs ${count}`,
     );
   }
+  const data = allocateData(dtype, count);
   for (let i = 0; i < data.length; i++) {
     const element = elements[i]!;
     data[i] = typeof element === 'boolean' ? (element ? 1 : 0) : Number(element);
@@ -50,23 +52,28 @@ export function tensorFromElements(type: ValueType, elements: readonly ScalarDat
   return { dtype, shape, data };
 }
 
-/** Decodes the payload of a BLOBFILE constant (a fresh copy) into a tensor of its declared type. */
+/**
+ * Decodes the payload of a BLOBFILE constant (a fresh copy, whatever view `bytes` is) into a tensor
+ * of its declared type. `record` is the validator's reading of it: for a record another tool wrote,
+ * the payload at record + 64 with the declared dtype (the validator has already warned about it).
+ */
 export function tensorFromBlob(value: BlobValue, record: BlobRecord, bytes: Uint8Array): SimTensor {
   const dtype = simDtypeOf(value.type);
   const shape = value.type.shape;
-  const count = elementCount(shape);
-  const payload = bytes.slice(record.payloadOffset, record.payloadOffset + record.byteSize);
+  const expected = { elementCount: elementCount(shape) };
+  const options = { deviations: [] };
   switch (dtype) {
     case 'fp16':
-      return { dtype, shape, data: decodeFp16(new Uint16Array(payload.buffer, 0, count)) };
+      return {
+        dtype,
+        shape,
+        data: decodeFp16(readBlobTensor(bytes, record.offset, { ...expected, dtype }, options)),
+      };
     case 'fp32':
-      return { dtype, shape, data: new Float32Array(payload.buffer, 0, count) };
     case 'int8':
-      return { dtype, shape, data: new Int8Array(payload.buffer, 0, count) };
     case 'uint8':
-      return { dtype, shape, data: new Uint8Array(payload.buffer, 0, count) };
     case 'int32':
-      return { dtype, shape, data: new Int32Array(payload.buffer, 0, count) };
+      return { dtype, shape, data: readBlobTensor(bytes, record.offset, { ...expected, dtype }, options) };
     case 'bool':
       throw new UnsupportedError('bool blobs are not supported');
   }

@@ -22,15 +22,18 @@ import type {
   ValueType,
 } from 'ane-ir/mil';
 import {
+  bytesPerElement,
   DEFAULT_CHIP,
   formatValueType,
   MilError,
   MilSyntaxError,
   MilValidationError,
+  type MilWarning,
   parseProgram,
   shapeOf,
   elementCount as specElementCount,
   validateProgram,
+  withDefaultBuildInfo,
 } from 'ane-ir/mil';
 import { CompileError, DeviceError, KernelInputError } from '../errors';
 import type { BehaviourSettings } from './behaviours';
@@ -52,7 +55,18 @@ export interface SimCompileOptions {
    * the running sum after every add: the conservative reading of rule `num-accumulator-width`).
    */
   readonly reduceSumAccumulation?: 'fp32' | 'fp16';
+  /**
+   * Most bytes the planned tensors (parameters, intermediates, results) may take together; default
+   * `SIM_MEMORY_LIMIT_BYTES` (4 GiB). A program past it is a CompileError naming the tensor.
+   */
+  readonly memoryLimitBytes?: number;
 }
+
+/** Default for `SimCompileOptions.memoryLimitBytes`: 4 GiB of planned tensors. */
+export const SIM_MEMORY_LIMIT_BYTES = 4 * 2 ** 30;
+
+/** The element dtypes a Program's I/O may have (TensorSpec): dense little-endian fp16 or fp32. */
+const IO_DTYPES: ReadonlySet<string> = new Set(['fp16', 'fp32']);
 
 export interface SimExecutable {
   readonly chip: ChipFamily;
@@ -60,7 +74,10 @@ export interface SimExecutable {
   readonly inputs: readonly TensorSpec[];
   /** Returned values, in return order. */
   readonly outputs: readonly TensorSpec[];
-  /** Rule-table warnings for this program on this chip (performance, advice, unconfirmed claims). */
+  /**
+   * Warnings for this program on this chip: the validator's (weight blobs written by other tools,
+   * under rule `blob-offset`) and the rule table's (performance, advice, unconfirmed claims).
+   */
   readonly warnings: readonly RuleViolation[];
   /**
    * Runs the program. `inputs[i]` holds parameter i and `outputs[j]` receives returned value j, as
@@ -71,12 +88,30 @@ export interface SimExecutable {
 
 export function compileSimProgram(program: Program, options: SimCompileOptions = {}): SimExecutable {
   const chip = options.chip ?? DEFAULT_CHIP;
-  const parsed = parse(program.mil);
-  const validated = validate(parsed, program);
-  const warnings = checkRulesForChip(parsed, program, chip);
+  // The ANE's parser needs a buildInfo line; a text without one gets the standard line.
+  const mil = typeof program.mil === 'string' ? withDefaultBuildInfo(program.mil) : program.mil;
+  const parsed = parse(mil);
+  const validated = validate(parsed, program, mil);
+  const warnings = [
+    ...validated.warnings.map((warning) => validatorWarning(warning, chip)),
+    ...checkRulesForChip(parsed, program, chip),
+  ];
   checkSignature(validated, program);
   const settings = behaviourSettingsFor(chip, { narrowReduceSum: options.reduceSumAccumulation === 'fp16' });
-  return new ProgramPlanner(validated, program, chip, settings, warnings).plan();
+  const memoryLimit = options.memoryLimitBytes ?? SIM_MEMORY_LIMIT_BYTES;
+  return new ProgramPlanner(validated, program, chip, settings, warnings, memoryLimit).plan();
+}
+
+/** A validator warning (a weight blob another tool wrote) in the executable's warning list. */
+function validatorWarning(warning: MilWarning, chip: ChipFamily): RuleViolation {
+  return {
+    ruleId: 'blob-offset',
+    severity: 'warning',
+    chip,
+    subject: warning.path,
+    position: warning.position,
+    message: `${warning.message} [ANE rule blob-offset, ${chip}]`,
+  };
 }
 
 function positionDetails(
@@ -87,6 +122,11 @@ function positionDetails(
 }
 
 function parse(mil: string): MilProgram {
+  if (typeof mil !== 'string') {
+    throw new CompileError(
+      `program.mil must be the MIL text (a string), got ${mil === null ? 'null' : typeof mil}`,
+    );
+  }
   try {
     return parseProgram(mil);
   } catch (error) {
@@ -97,13 +137,15 @@ function parse(mil: string): MilProgram {
         cause: error,
       });
     }
+    if (error instanceof MilError)
+      throw new CompileError(`MIL parse error: ${error.message}`, { cause: error });
     throw error;
   }
 }
 
-function validate(parsed: MilProgram, program: Program): ValidatedProgram {
+function validate(parsed: MilProgram, program: Program, mil: string): ValidatedProgram {
   try {
-    return validateProgram(parsed, { weights: program.weights, source: program.mil });
+    return validateProgram(parsed, { weights: program.weights, source: mil });
   } catch (error) {
     if (error instanceof MilValidationError) {
       throw new CompileError(`invalid MIL program: ${error.message}`, {
@@ -155,6 +197,19 @@ function checkSignature(validated: ValidatedProgram, program: Program): void {
   };
   check('input', program.inputs, main.params);
   check('output', program.outputs, main.outputs);
+  const unsupported = [
+    ...main.params.map((p) => ['input', p] as const),
+    ...main.outputs.map((o) => ['output', o] as const),
+  ].find(([, value]) => !IO_DTYPES.has(value.type.dtype));
+  if (unsupported !== undefined) {
+    const [kind, value] = unsupported;
+    const position = 'position' in value ? (value.position as SourcePosition) : undefined;
+    throw new CompileError(
+      `${kind} '${value.name}' is ${formatValueType(value.type)}: program I/O (TensorSpec) is dense fp16 or fp32, and the simulator has no ${value.type.dtype} buffers. ` +
+        `Declare the ${kind} as fp16 (or fp32) and convert inside the program with cast.`,
+      positionDetails(position?.line, position?.column),
+    );
+  }
 }
 
 /** Names of every statement output needed to compute the returned values. */
@@ -186,12 +241,58 @@ class ProgramPlanner {
     private readonly chip: ChipFamily,
     private readonly settings: BehaviourSettings,
     private readonly warnings: readonly RuleViolation[],
+    private readonly memoryLimit: number,
   ) {}
+
+  /** Bytes of the tensors planned so far. */
+  private plannedBytes = 0;
+
+  /**
+   * A zeroed tensor for the value `name` of `type`, counted against the memory limit: a shape the
+   * rules allow but this process cannot hold is a CompileError naming the tensor, never a RangeError.
+   */
+  private allocate(name: string, type: ValueType, position: SourcePosition | undefined): SimTensor {
+    const where = positionDetails(position?.line, position?.column);
+    let dtype: ReturnType<typeof simDtypeOf>;
+    try {
+      dtype = simDtypeOf(type);
+    } catch (error) {
+      if (!(error instanceof UnsupportedError)) throw error;
+      throw new CompileError(`simulator cannot hold tensor '${name}': ${error.message}`, {
+        ...where,
+        cause: error,
+      });
+    }
+    const shape = shapeOf(type);
+    const bytes = specElementCount(shape) * SIM_ELEMENT_BYTES[dtype];
+    const fail = (why: string, cause?: unknown): never => {
+      throw new CompileError(
+        `simulator cannot allocate tensor '${name}' (${formatValueType(type)}, ${formatBytes(bytes)}): ${why}. ` +
+          'Split the work into smaller programs (shorter sequences, fewer channels per kernel), or raise memoryLimitBytes if this machine has the memory.',
+        { ...where, ...(cause === undefined ? {} : { cause }) },
+      );
+    };
+    if (this.plannedBytes + bytes > this.memoryLimit) {
+      fail(
+        `with the ${formatBytes(this.plannedBytes)} already planned it passes the simulator's memory limit of ${formatBytes(this.memoryLimit)}`,
+      );
+    }
+    let tensor: SimTensor;
+    try {
+      tensor = allocateTensor(dtype, shape);
+    } catch (error) {
+      if (error instanceof RangeError)
+        return fail(`this process cannot allocate it (${error.message})`, error);
+      throw error;
+    }
+    this.plannedBytes += bytes;
+    return tensor;
+  }
 
   plan(): SimExecutable {
     const main = this.validated.main;
     const parameterBuffers = main.params.map((param) => {
-      const tensor = allocateTensor(simDtypeOf(param.type), shapeOf(param.type)) as FloatTensor;
+      const tensor = this.allocate(param.name, param.type, param.position) as FloatTensor;
       this.values.set(param.name, { type: param.type, tensor, constant: false });
       return tensor;
     });
@@ -270,7 +371,8 @@ class ProgramPlanner {
       if (shape.length !== declaredShape.length || shape.some((dim, i) => dim !== declaredShape[i])) {
         fail(`result ${index} has shape ${shapeText(shape)}, declared ${formatValueType(type)}`);
       }
-      const tensor = allocateTensor(simDtypeOf(type), declaredShape);
+      const name = statement.outputs[index]?.name ?? `result ${index}`;
+      const tensor = this.allocate(name, type, statement.outputs[index]?.position ?? statement.position);
       outputs[index] = { type, tensor, constant: allConstant };
       return tensor;
     };
@@ -339,6 +441,23 @@ class ProgramPlanner {
   }
 }
 
+/** Bytes per element of each simulator dtype as stored (fp16 is held widened in a Float32Array). */
+const SIM_ELEMENT_BYTES: Readonly<Record<ReturnType<typeof simDtypeOf>, number>> = {
+  fp16: 4,
+  fp32: 4,
+  int8: 1,
+  uint8: 1,
+  int32: 4,
+  bool: 1,
+};
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  if (bytes >= 2 ** 10) return `${(bytes / 2 ** 10).toFixed(1)} KiB`;
+  return `${bytes} bytes`;
+}
+
 function createExecutable(
   chip: ChipFamily,
   inputs: readonly TensorSpec[],
@@ -359,7 +478,7 @@ function createExecutable(
       );
     }
     specs.forEach((spec, i) => {
-      const needed = specElementCount(spec.shape) * (spec.dtype === 'fp16' ? 2 : 4);
+      const needed = specElementCount(spec.shape) * bytesPerElement(spec.dtype);
       const buffer = buffers[i]!;
       if (!(buffer instanceof Uint8Array) || buffer.byteLength < needed) {
         throw new KernelInputError(

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -6,14 +7,17 @@ import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import {
   BLOB_DTYPE_CODES,
   type BlobDtype,
+  type BlobFieldDeviation,
   type BlobTensor,
   blobPayloadBytes,
   MilBlobError,
   readBlobFile,
   readBlobRecord,
+  readBlobRecordAs,
   readBlobTensor,
   writeBlobFile,
 } from './blob';
+import { maderixBenchFile } from './blob.test-helper';
 
 interface BlobReference {
   dtype: BlobDtype;
@@ -317,6 +321,128 @@ describe('reading corrupt blob files', () => {
     expect(readBlobFile(view).records).toHaveLength(2);
     expect(readBlobTensor(view, 64, { dtype: 'fp16', elementCount: 4 })).toEqual(
       new Uint16Array([1, 2, 3, 4]),
+    );
+  });
+});
+
+describe('reading from Node Buffers (views into a shared pool)', () => {
+  /** `bytes` copied into a Node Buffer that starts `shift` bytes into a larger ArrayBuffer. */
+  function bufferAt(bytes: Uint8Array, shift: number): Buffer {
+    const outer = Buffer.alloc(bytes.byteLength + shift + 7, 0xaa);
+    outer.set(bytes, shift);
+    return outer.subarray(shift, shift + bytes.byteLength);
+  }
+
+  const file = () =>
+    writeBlobFile([
+      { dtype: 'fp16', data: new Uint16Array([0x3c00, 0xc000, 0x3800]) },
+      { dtype: 'fp32', data: new Float32Array([1.5, -2.25]) },
+      { dtype: 'int32', data: new Int32Array([7, -9, 123456]) },
+    ]);
+
+  it('decodes every dtype from a Buffer at an odd (misaligned) byte offset', () => {
+    const { bytes, offsets } = file();
+    for (const shift of [1, 3, 5, 8]) {
+      const view = bufferAt(bytes, shift);
+      expect(view.byteOffset % 2 === 1 || shift === 8).toBe(true);
+      expect(readBlobTensor(view, offsets[0]!, { dtype: 'fp16', elementCount: 3 })).toEqual(
+        new Uint16Array([0x3c00, 0xc000, 0x3800]),
+      );
+      expect(readBlobTensor(view, offsets[1]!, { dtype: 'fp32', elementCount: 2 })).toEqual(
+        new Float32Array([1.5, -2.25]),
+      );
+      expect(readBlobTensor(view, offsets[2]!, { dtype: 'int32', elementCount: 3 })).toEqual(
+        new Int32Array([7, -9, 123456]),
+      );
+    }
+  });
+
+  it('decodes a weight file read with fs.readFileSync (a pooled Buffer)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ane-ir-blob-'));
+    try {
+      const { bytes, offsets } = file();
+      writeFileSync(join(dir, 'w.bin'), bytes);
+      // Small reads share Node's pool: allocate around them so the file lands at a nonzero offset.
+      Buffer.from('x');
+      const read = readFileSync(join(dir, 'w.bin'));
+      expect(readBlobTensor(read, offsets[1]!, { dtype: 'fp32', elementCount: 2 })).toEqual(
+        new Float32Array([1.5, -2.25]),
+      );
+      expect(readBlobTensor(read, offsets[0]!, { dtype: 'fp16', elementCount: 3 })).toEqual(
+        new Uint16Array([0x3c00, 0xc000, 0x3800]),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('records other tools write (maderix ane_int8_bench.m)', () => {
+  const payloads = [
+    Int8Array.from({ length: 8 }, (_, i) => i - 4),
+    Int8Array.from({ length: 12 }, (_, i) => 3 * i - 20),
+    Int8Array.from({ length: 4 }, (_, i) => -i),
+  ];
+  const { bytes, offsets } = maderixBenchFile(payloads, [2, 3, 1]);
+
+  it('are refused by default, naming the payload-offset field', () => {
+    expect(
+      blobError(() => readBlobTensor(bytes, offsets[0]!, { dtype: 'int8', elementCount: 8 })).message,
+    ).toBe('weight blob: at byte 80 expected payload offset field 128 (record + 64), found 0');
+  });
+
+  it('are read at record + 64 with the declared dtype when deviations are collected', () => {
+    const deviations: BlobFieldDeviation[] = [];
+    payloads.forEach((payload, i) => {
+      const got = readBlobTensor(
+        bytes,
+        offsets[i]!,
+        { dtype: 'int8', elementCount: payload.length },
+        { deviations },
+      );
+      expect(got).toEqual(payload);
+    });
+    expect(deviations.map((d) => `${d.recordOffset} ${d.field}`)).toEqual([
+      '64 payload offset',
+      '64 dtype code',
+      '64 payload size',
+      '192 payload offset',
+      '192 dtype code',
+      '192 payload size',
+      '320 payload offset',
+      '320 dtype code',
+      '320 payload size',
+    ]);
+    expect(deviations[1]).toEqual({
+      field: 'dtype code',
+      recordOffset: 64,
+      at: 68,
+      expected: '4 (int8, as the program declares)',
+      found: '1 (fp16)',
+    });
+    expect(deviations[2]).toMatchObject({ at: 72, expected: '8 (int8 × 8)', found: '2' });
+  });
+
+  it('still refuse a bad sentinel, and a declared payload past the end of the file', () => {
+    const deviations: BlobFieldDeviation[] = [];
+    expect(() =>
+      readBlobRecordAs(bytes, offsets[2]!, { dtype: 'int8', elementCount: 5 }, { deviations }),
+    ).toThrow(/5 payload bytes for the declared int8 × 5 at record \+ 64/);
+    const broken = bytes.slice();
+    broken[64] = 0;
+    expect(() => readBlobRecordAs(broken, 64, { dtype: 'int8', elementCount: 8 }, { deviations })).toThrow(
+      /record sentinel 0xDEADBEEF/,
+    );
+  });
+
+  it('keep our own records strict: a canonical record whose dtype differs is returned as written', () => {
+    const ours = writeBlobFile([{ dtype: 'fp16', data: new Uint16Array(4) }]).bytes;
+    const deviations: BlobFieldDeviation[] = [];
+    const record = readBlobRecordAs(ours, 64, { dtype: 'int8', elementCount: 8 }, { deviations });
+    expect(record.dtype).toBe('fp16');
+    expect(deviations).toEqual([]);
+    expect(() => readBlobTensor(ours, 64, { dtype: 'int8', elementCount: 8 }, { deviations })).toThrow(
+      /expected int8 × 8 elements \(8 bytes\), found fp16 with 8 bytes/,
     );
   });
 });

@@ -286,13 +286,15 @@ function hex(value: number): string {
   return `0x${value.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 
-/**
- * Reads and validates the record at `offset` (a BLOBFILE `offset`): the file header, the sentinel,
- * the dtype code, the payload offset field (must be `offset + 64`) and that the payload lies inside
- * the file. The reserved bytes are not checked: pre-iOS18 writers could leave garbage in them
- * (reference/mil-hardware-peers.md §1.2).
- */
-export function readBlobRecord(bytes: Uint8Array, offset: number): BlobRecord {
+/** The raw fields of the record at `offset`, after the checks every reading makes (header, bounds, sentinel). */
+interface RawRecord {
+  readonly view: DataView;
+  readonly code: number;
+  /** The payload-offset field, or undefined past 2^53. */
+  readonly writtenPayloadOffset: number | undefined;
+}
+
+function readRawRecord(bytes: Uint8Array, offset: number): RawRecord {
   readHeader(bytes);
   if (!Number.isSafeInteger(offset) || offset < BLOB_HEADER_BYTES || offset % BLOB_ALIGNMENT !== 0) {
     throw new MilBlobError(
@@ -313,13 +315,22 @@ export function readBlobRecord(bytes: Uint8Array, offset: number): BlobRecord {
   if (sentinel !== BLOB_SENTINEL) {
     throw new MilBlobError(offset, `record sentinel ${hex(BLOB_SENTINEL)}`, hex(sentinel));
   }
-  const code = view.getUint32(offset + 4, true);
+  return { view, code: view.getUint32(offset + 4, true), writtenPayloadOffset: readU64(view, offset + 16) };
+}
+
+/**
+ * Reads and validates the record at `offset` (a BLOBFILE `offset`): the file header, the sentinel,
+ * the dtype code, the payload offset field (must be `offset + 64`) and that the payload lies inside
+ * the file. The reserved bytes are not checked: pre-iOS18 writers could leave garbage in them
+ * (reference/mil-hardware-peers.md §1.2).
+ */
+export function readBlobRecord(bytes: Uint8Array, offset: number): BlobRecord {
+  const { view, code, writtenPayloadOffset } = readRawRecord(bytes, offset);
   const dtype = blobDtypeFromCode(code);
   if (dtype === undefined) {
     throw new MilBlobError(offset + 4, 'a known dtype code (1 = fp16, 4 = int8, ... 17)', `code ${code}`);
   }
   const payloadOffset = offset + BLOB_RECORD_BYTES;
-  const writtenPayloadOffset = readU64(view, offset + 16);
   if (writtenPayloadOffset !== payloadOffset) {
     throw new MilBlobError(
       offset + 16,
@@ -345,6 +356,119 @@ export function readBlobRecord(bytes: Uint8Array, offset: number): BlobRecord {
     );
   }
   return { offset, dtype, byteSize, payloadOffset, paddingBits };
+}
+
+/** A field of a blob file that other tools fill differently from our writer. */
+export type BlobField = 'payload offset' | 'dtype code' | 'payload size' | 'tensor count';
+
+/**
+ * A field of a record written by another tool that does not follow the MILBlob v2 layout, accepted
+ * because such records compile on the ANE (maderix/ANE's `ane_int8_bench.m` writes a payload-offset
+ * field of 0, dtype code 1 for int8 data, a size field that does not follow the shape and a header
+ * count of 1 for 3 tensors). What the hardware reads from them is unverified (rule `blob-offset`).
+ */
+export interface BlobFieldDeviation {
+  readonly field: BlobField;
+  /** Record offset M of the record (0 for the file header's tensor count). */
+  readonly recordOffset: number;
+  /** Byte offset of the field in the file. */
+  readonly at: number;
+  readonly expected: string;
+  readonly found: string;
+}
+
+/** `payload offset field (byte 80) is 0, expected 128 (record + 64)`. */
+export function describeBlobDeviation(deviation: BlobFieldDeviation): string {
+  return `${deviation.field} field (byte ${deviation.at}) is ${deviation.found}, expected ${deviation.expected}`;
+}
+
+export interface BlobReadOptions {
+  /**
+   * When given, a record written by another tool (its payload-offset field is not record + 64) is
+   * read as the program declares it: payload at record + 64, the declared dtype and size. Each
+   * field that differs from the MILBlob v2 layout is appended here. When absent, such records are
+   * refused with a `MilBlobError` naming the field.
+   */
+  readonly deviations?: BlobFieldDeviation[];
+}
+
+/**
+ * The record at `offset` as a program declaring `expected` reads it. A record in the MILBlob v2
+ * layout (payload-offset field = record + 64) is returned as `readBlobRecord` reads it: comparing its
+ * dtype and size with the declaration is the caller's job. A record written by another tool (any
+ * other payload-offset field) is accepted when `options.deviations` is given: its payload is read at
+ * record + 64 with the declared dtype and size (which must fit the file), and every field that
+ * differs is reported. The header, the record's bounds and its sentinel are checked either way.
+ */
+export function readBlobRecordAs(
+  bytes: Uint8Array,
+  offset: number,
+  expected: ExpectedBlobTensor<BlobDtype>,
+  options: BlobReadOptions = {},
+): BlobRecord {
+  const { view, code, writtenPayloadOffset } = readRawRecord(bytes, offset);
+  const payloadOffset = offset + BLOB_RECORD_BYTES;
+  if (writtenPayloadOffset === payloadOffset || options.deviations === undefined) {
+    return readBlobRecord(bytes, offset);
+  }
+  const { dtype, elementCount } = expected;
+  const byteSize = blobPayloadBytes(dtype, elementCount);
+  if (payloadOffset + byteSize > bytes.byteLength) {
+    throw new MilBlobError(
+      payloadOffset,
+      `${byteSize} payload bytes for the declared ${dtype} × ${elementCount} at record + 64 (the payload-offset field is ${view.getBigUint64(offset + 16, true)}, so the record was read as another tool writes it)`,
+      `${Math.max(0, bytes.byteLength - payloadOffset)} bytes to the end of the file`,
+    );
+  }
+  const deviations: BlobFieldDeviation[] = [
+    {
+      field: 'payload offset',
+      recordOffset: offset,
+      at: offset + 16,
+      expected: `${payloadOffset} (record + 64)`,
+      found: `${view.getBigUint64(offset + 16, true)}`,
+    },
+  ];
+  if (code !== BLOB_DTYPE_CODES[dtype]) {
+    const named = blobDtypeFromCode(code);
+    deviations.push({
+      field: 'dtype code',
+      recordOffset: offset,
+      at: offset + 4,
+      expected: `${BLOB_DTYPE_CODES[dtype]} (${dtype}, as the program declares)`,
+      found: named === undefined ? `${code} (unknown)` : `${code} (${named})`,
+    });
+  }
+  const writtenSize = view.getBigUint64(offset + 8, true);
+  if (writtenSize !== BigInt(byteSize)) {
+    deviations.push({
+      field: 'payload size',
+      recordOffset: offset,
+      at: offset + 8,
+      expected: `${byteSize} (${dtype} × ${elementCount})`,
+      found: `${writtenSize}`,
+    });
+  }
+  options.deviations.push(...deviations);
+  const paddingBits = byteSize * 8 - elementCount * BITS_PER_ELEMENT[dtype];
+  return { offset, dtype, byteSize, payloadOffset, paddingBits };
+}
+
+/** The header's tensor count field. */
+export function blobTensorCount(bytes: Uint8Array): number {
+  readHeader(bytes);
+  return dataViewOf(bytes).getUint32(0, true);
+}
+
+/** A copy of `length` bytes of `bytes` from `start` in a fresh, zero-offset ArrayBuffer (never a Node Buffer pool view). */
+export function copyBytes(
+  bytes: Uint8Array,
+  start = 0,
+  length = bytes.byteLength - start,
+): Uint8Array<ArrayBuffer> {
+  const copy = new Uint8Array(length);
+  copy.set(bytes.subarray(start, start + length));
+  return copy;
 }
 
 /**
@@ -381,18 +505,21 @@ export function readBlobFile(bytes: Uint8Array): BlobFileContents {
 /**
  * Reads the tensor whose record is at `offset`, checking that it holds `expected.elementCount`
  * elements of `expected.dtype` (what the program's BLOBFILE type declares). Returns a copy, so the
- * result is aligned and independent of `bytes`.
+ * result is aligned and independent of `bytes` (which may be any view, e.g. a Node `Buffer` from
+ * `fs.readFileSync` at any byte offset). With `options.deviations`, records other tools write are
+ * accepted as `readBlobRecordAs` describes.
  */
 export function readBlobTensor<D extends BlobDtype>(
   bytes: Uint8Array,
   offset: number,
   expected: ExpectedBlobTensor<D>,
+  options: BlobReadOptions = {},
 ): BlobElementArrays[D] {
-  const record = readBlobRecord(bytes, offset);
   const { dtype, elementCount } = expected;
   if (!Number.isSafeInteger(elementCount) || elementCount < 0) {
     throw new RangeError(`readBlobTensor: element count must be a non-negative integer, got ${elementCount}`);
   }
+  const record = readBlobRecordAs(bytes, offset, expected, options);
   const expectedBytes = blobPayloadBytes(dtype, elementCount);
   if (record.dtype !== dtype || record.byteSize !== expectedBytes) {
     throw new MilBlobError(
@@ -401,7 +528,8 @@ export function readBlobTensor<D extends BlobDtype>(
       `${record.dtype} with ${record.byteSize} bytes`,
     );
   }
-  const payload = bytes.slice(record.payloadOffset, record.payloadOffset + record.byteSize);
+  // A fresh buffer: `bytes.slice` of a Node Buffer is a view into Node's pool, not a copy.
+  const payload = copyBytes(bytes, record.payloadOffset, record.byteSize);
   const arrayType = TYPED_ARRAY_FOR_DTYPE[dtype];
   if (arrayType === undefined) return payload as BlobElementArrays[D];
   return new arrayType(payload.buffer, 0, elementCount) as BlobElementArrays[D];

@@ -27,6 +27,24 @@ export class MilSyntaxError extends MilError {
   }
 }
 
+/**
+ * Input past a documented resource limit (e.g. MIL text longer than `MAX_MIL_TEXT_LENGTH`): refused
+ * before the work that would exhaust memory or the stack. Names the quantity, its size and the limit.
+ */
+export class MilLimitError extends MilError {
+  override name = 'MilLimitError';
+  constructor(
+    /** What was measured, e.g. 'MIL text length (characters)'. */
+    readonly quantity: string,
+    readonly found: number,
+    readonly limit: number,
+    /** What to do instead. */
+    readonly fix: string,
+  ) {
+    super(`${quantity} is ${found}, above the limit of ${limit}: ${fix}`);
+  }
+}
+
 /** What a validation error is about; tests and tools can branch on it. */
 export type MilValidationCode =
   | 'unknown-op'

@@ -1,5 +1,6 @@
 export * from './ast';
 export * from './blob';
+export * from './build-info';
 export * from './errors';
 export * from './fp16';
 export * from './parse';

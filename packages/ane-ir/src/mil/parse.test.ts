@@ -4,9 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import type { BlobValue, MilProgram, OpStatement, ScalarValue, TensorValue, TupleArgument } from './ast';
-import { MilError, MilSyntaxError } from './errors';
+import { MilError, MilLimitError, MilSyntaxError } from './errors';
 import { parseNumberText } from './lexer';
-import { parseProgram } from './parse';
+import { MAX_MIL_TEXT_LENGTH, parseProgram } from './parse';
 import { printProgram } from './print';
 import { validateProgram } from './validate';
 
@@ -407,6 +407,58 @@ describe('MilSyntaxError', () => {
     const error = syntaxErrorOf(text);
     expect(error.reason).toMatch(message);
     expect([error.line, error.column]).toEqual([line, column]);
+  });
+});
+
+describe('resource limits and what Apple refuses', () => {
+  it('refuses text longer than the limit with MilLimitError naming the size and the limit, before tokenizing', () => {
+    const text = program('tensor<fp16, [1, 4, 1, 32]> x', [`// ${'x'.repeat(2000)}`], 'x');
+    expect(() => parseProgram(text, { maxTextLength: 1000 })).toThrow(MilLimitError);
+    try {
+      parseProgram(text, { maxTextLength: 1000 });
+    } catch (error) {
+      const limit = error as MilLimitError;
+      expect([limit.found, limit.limit]).toEqual([text.length, 1000]);
+      expect(limit.message).toMatch(/^MIL text length \(characters\) is \d+, above the limit of 1000: /);
+    }
+    expect(parseProgram(text, { maxTextLength: text.length }).functions).toHaveLength(1);
+    expect(MAX_MIL_TEXT_LENGTH).toBe(8 * 2 ** 20);
+    // The default applies without options: one character over it is refused, cheaply.
+    expect(() => parseProgram(' '.repeat(MAX_MIL_TEXT_LENGTH + 1))).toThrow(MilLimitError);
+  });
+
+  it('refuses deeply nested tuples with MilSyntaxError, not a stack overflow', () => {
+    const text = program(
+      'tensor<fp16, [1, 4, 1, 32]> x',
+      [`tensor<fp16, [1, 8, 1, 32]> y = concat(values=${'('.repeat(100000)}x))[name=string("c")];`],
+      'y',
+    );
+    const error = syntaxErrorOf(text);
+    expect(error.reason).toBe('tuples cannot be nested');
+    // At the second '(', before any recursion.
+    expect([error.line, error.column]).toEqual([4, text.split('\n')[3]!.indexOf('((') + 2]);
+  });
+
+  it('refuses deeply nested tensor literals with MilSyntaxError', () => {
+    const text = program(
+      'tensor<fp16, [1, 4, 1, 32]> x',
+      [`tensor<fp16, [1]> c = const()[name=string("c"), val=tensor<fp16, [1]>(${'['.repeat(100000)}))];`],
+      'x',
+    );
+    expect(syntaxErrorOf(text).reason).toBe('tensor literal nests deeper than 32 levels');
+  });
+
+  it("refuses typed elements such as fp16(0x1p-1) inside a tensor literal, saying Apple's compiler does", () => {
+    const text = program(
+      'tensor<fp16, [1, 4, 1, 32]> x',
+      ['tensor<fp16, [2]> c = const()[name=string("c"), val=tensor<fp16, [2]>([fp16(0x1p-1), 1])];'],
+      'x',
+    );
+    const error = syntaxErrorOf(text);
+    expect(error.reason).toMatch(
+      /^a tensor literal's elements are bare numbers, not typed scalars such as fp16\(\.\.\.\): Apple's MIL compiler refuses fp16\(0x1p-1\) inside a tensor literal \(seen by mil-hwx-compiler\)/,
+    );
+    expect(error.column).toBe(text.split('\n')[3]!.indexOf('fp16(0x1p-1)') + 1);
   });
 });
 

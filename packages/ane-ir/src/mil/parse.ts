@@ -19,7 +19,7 @@ import type {
   TupleArgument,
   Value,
 } from './ast';
-import { MilSyntaxError } from './errors';
+import { MilLimitError, MilSyntaxError } from './errors';
 import { type Token, tokenize } from './lexer';
 import {
   elementCountOf,
@@ -34,8 +34,32 @@ import {
   type ValueType,
 } from './types';
 
-/** Parses MIL text into an AST. Throws `MilSyntaxError` (with line, column and a caret excerpt). */
-export function parseProgram(source: string): MilProgram {
+/**
+ * The longest MIL text `parseProgram` reads by default: 8 MiB characters. Parsing costs about 70
+ * times the text's size in heap (tokens and AST), so this keeps one parse under ~600 MB; programs
+ * the project emits (weights in BLOBFILEs or inputs) are a few hundred KB at most.
+ */
+export const MAX_MIL_TEXT_LENGTH = 8 * 2 ** 20;
+
+export interface ParseOptions {
+  /** Longest text to read, in UTF-16 characters (default `MAX_MIL_TEXT_LENGTH`). */
+  readonly maxTextLength?: number;
+}
+
+/**
+ * Parses MIL text into an AST. Throws `MilSyntaxError` (with line, column and a caret excerpt), or
+ * `MilLimitError` for text longer than `options.maxTextLength` (checked before tokenizing).
+ */
+export function parseProgram(source: string, options: ParseOptions = {}): MilProgram {
+  const limit = options.maxTextLength ?? MAX_MIL_TEXT_LENGTH;
+  if (source.length > limit) {
+    throw new MilLimitError(
+      'MIL text length (characters)',
+      source.length,
+      limit,
+      'move large constants into weight blobs (BLOBFILE) or program inputs, or pass a larger maxTextLength to parseProgram if the heap allows (parsing takes about 70 bytes of heap per character)',
+    );
+  }
   return new Parser(source, tokenize(source)).program();
 }
 
@@ -207,9 +231,9 @@ class Parser {
       const items: (RefArgument | Value)[] = [];
       if (!this.isPunctuation(')')) {
         do {
-          const item = this.argument();
-          if (item.kind === 'tuple') this.fail('tuples cannot be nested', token);
-          items.push(item);
+          // Checked before descending, so `((((...` cannot recurse past the stack.
+          if (this.isPunctuation('(')) this.fail('tuples cannot be nested', this.peek());
+          items.push(this.argument() as RefArgument | Value);
         } while (this.acceptPunctuation(','));
       }
       this.expectPunctuation(')');
@@ -329,9 +353,32 @@ class Parser {
     if (this.acceptPunctuation(']')) return;
     do {
       if (this.isPunctuation('[')) this.listInto(dtype, data, depth + 1);
-      else data.push(this.literal(dtype));
+      else {
+        this.refuseTypedElement();
+        data.push(this.literal(dtype));
+      }
     } while (this.acceptPunctuation(','));
     this.expectPunctuation(']');
+  }
+
+  /**
+   * `[fp16(0x1p-1), ...]`: Apple's MIL compiler refuses typed scalars as tensor-literal elements
+   * (mil-hwx-compiler saw it rejected), so the simulator refuses them too.
+   */
+  private refuseTypedElement(): void {
+    const token = this.peek();
+    const following = this.peek(1);
+    if (
+      token.kind === 'identifier' &&
+      isMilDtype(token.text) &&
+      following.kind === 'punctuation' &&
+      following.text === '('
+    ) {
+      this.fail(
+        `a tensor literal's elements are bare numbers, not typed scalars such as ${token.text}(...): Apple's MIL compiler refuses ${token.text}(0x1p-1) inside a tensor literal (seen by mil-hwx-compiler), so this parser does too; write the number alone, e.g. [0x1p-1, 1.0]`,
+        token,
+      );
+    }
   }
 
   /** One literal element of `dtype`: `1`, `-0.5`, `0x1p-3`, `inf`, `true`, `"valid"`. */

@@ -3,6 +3,8 @@
  * signature of `main`. Buffers are dense, row-major, little-endian bytes of the declared shape; a
  * `[1, C, 1, S]` tensor puts element (c, s) at `c*S + s`.
  */
+import { MilError } from './errors';
+
 export interface TensorSpec {
   name: string;
   dtype: 'fp16' | 'fp32';
@@ -20,9 +22,16 @@ export interface Program {
   outputs: TensorSpec[];
 }
 
-/** Bytes one element of a device I/O dtype takes. */
+/**
+ * Bytes one element of a device I/O dtype takes. Program I/O is fp16 or fp32 only; any other dtype
+ * (int8, uint8, int16, ... from untyped callers) is refused rather than sized as 4 bytes.
+ */
 export function bytesPerElement(dtype: TensorSpec['dtype']): number {
-  return dtype === 'fp16' ? 2 : 4;
+  if (dtype === 'fp16') return 2;
+  if (dtype === 'fp32') return 4;
+  throw new MilError(
+    `TensorSpec dtype must be 'fp16' or 'fp32', got ${JSON.stringify(dtype)}: device buffers hold dense fp16 or fp32; declare the program's I/O as fp16 and cast inside the program`,
+  );
 }
 
 /** Number of elements of a shape (1 for a scalar `[]`). */

@@ -681,7 +681,7 @@ describe('rule checks in detail', () => {
       .filter((v) => v.ruleId === 'emit-program-skeleton')
       .map((v) => /^(.*?)(?: \(op '[^']*'\))?: /.exec(v.message)?.[1]);
     expect(details).toEqual([
-      'program has no buildInfo line',
+      'program has no buildInfo line (devices add the standard one; to write it yourself, put [buildInfo = dict<string, string>({{"coremlc-version", "3505.4.1"}})] on the line after program(1.0))',
       "function 'main' has opset <ios17>, not <ios16> (program(1.0))",
       'relu statement has no name attribute',
       "op name 'r' is used twice",
@@ -733,6 +733,54 @@ describe('rule checks in detail', () => {
     const missing = violationsOf(blob.good, 'M4', new Map()).map((v) => v.ruleId);
     expect(missing).toContain('io-in-memory-api');
     expect(missing).not.toContain('blob-offset');
+  });
+
+  it('accepts any relative weight path under @model_path/ that has its weights entry (Orion style)', () => {
+    const blob = (n: number) => writeBlobFile([{ dtype: 'fp16', data: new Uint16Array(n) }]).bytes;
+    const text = mil(`${CONV_CONSTS}
+      ${blobConst('W0', 'tensor<fp16, [4, 4, 1, 1]>', '@model_path/layer0/wq.bin')}
+      ${blobConst('W1', 'tensor<fp16, [4, 4, 1, 1]>', '@model_path/layer1/wq.bin')}
+      ${blobConst('cm', 'tensor<fp16, [1, 1, 1, 32]>', '@model_path/masks/causal.bin')}
+      ${blobConst('e', 'tensor<fp16, [1, 4, 1, 32]>', '@model_path/embed.bin')}
+      tensor<fp16, [1, 4, 1, 32]> h0 = conv(${CONV_ARGS}, weight=W0, x=x)[name=string("c0")];
+      tensor<fp16, [1, 4, 1, 32]> h1 = conv(${CONV_ARGS}, weight=W1, x=h0)[name=string("c1")];
+      tensor<fp16, [1, 4, 1, 32]> h2 = add(x=h1, y=cm)[name=string("m")];
+      tensor<fp16, [1, 4, 1, 32]> y = add(x=h2, y=e)[name=string("a")];`);
+    const weights = new Map([
+      ['@model_path/layer0/wq.bin', blob(16)],
+      ['@model_path/layer1/wq.bin', blob(16)],
+      ['@model_path/masks/causal.bin', blob(32)],
+      ['@model_path/embed.bin', blob(128)],
+    ]);
+    const ids = violationsOf(text, 'M4', weights).map((v) => v.ruleId);
+    expect(ids).not.toContain('io-in-memory-api');
+    expect(ids).not.toContain('blob-offset');
+    const missing = new Map(weights);
+    missing.delete('@model_path/masks/causal.bin');
+    expect(
+      violationsOf(text, 'M4', missing).filter((v) => v.ruleId === 'io-in-memory-api')[0]?.message,
+    ).toMatch(/^BLOBFILE path '@model_path\/masks\/causal.bin' has no entry in the weights dictionary/);
+  });
+
+  it('refuses weight paths with .., empty or absolute components, or outside @model_path/', () => {
+    const paths: [string, RegExp][] = [
+      ['@model_path/../escape.bin', /has a '\.\.' component, which would leave the model directory/],
+      ['@model_path/layer0/../../w.bin', /has a '\.\.' component/],
+      ['@model_path//etc/w.bin', /is absolute after @model_path\//],
+      ['@model_path/layer0//w.bin', /has an empty component/],
+      ['@model_path/', /names no file after @model_path\//],
+      ['@model_path/./w.bin', /has a '\.' component/],
+      ['weights/w.bin', /does not start with @model_path\//],
+    ];
+    for (const [path, problem] of paths) {
+      const text = mil(`${CONV_CONSTS}
+        ${blobConst('W', 'tensor<fp16, [8, 4, 1, 1]>', path)}
+        tensor<fp16, [1, 8, 1, 32]> y = conv(${CONV_ARGS}, weight=W, x=x)[name=string("cv")];`);
+      const weights = new Map([[path, writeBlobFile([{ dtype: 'fp16', data: new Uint16Array(32) }]).bytes]]);
+      const found = violationsOf(text, 'M4', weights).filter((v) => v.ruleId === 'io-in-memory-api');
+      expect(found[0]?.message, path).toMatch(problem);
+      expect(found[0]?.severity, path).toBe('error');
+    }
   });
 
   it('finds an infinite mask inside a weight blob', () => {

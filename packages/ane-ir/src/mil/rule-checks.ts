@@ -6,7 +6,15 @@
  */
 import type { Argument, BlobValue, Func, MilProgram, OpStatement, SourcePosition, Value } from './ast';
 import { statementName } from './ast';
-import { BLOB_HEADER_BYTES, blobPayloadBytes, isBlobDtype, MilBlobError, readBlobRecord } from './blob';
+import {
+  BLOB_HEADER_BYTES,
+  type BlobRecord,
+  blobPayloadBytes,
+  isBlobDtype,
+  MilBlobError,
+  readBlobRecordAs,
+} from './blob';
+import { defaultBuildInfoLine } from './build-info';
 import { roundToFp16 } from './fp16';
 import {
   ANE_RULES,
@@ -285,7 +293,26 @@ const ANE_IO_DTYPES: ReadonlySet<MilDtype> = new Set([
   'uint16',
   'bool',
 ]);
-const WEIGHTS_PATH_PREFIX = '@model_path/weights/';
+const MODEL_PATH_PREFIX = '@model_path/';
+
+/**
+ * Why `path` (a BLOBFILE path, which is also its weights-dictionary key) cannot be staged in the
+ * model directory, or undefined when it can: it must be `@model_path/` followed by a relative path
+ * whose components are not empty, `.` or `..` (rule `io-in-memory-api`). `@model_path/weights/w.bin`
+ * (maderix), `@model_path/layer0/wq.bin` and `@model_path/embed.bin` (Orion) all qualify.
+ */
+export function weightPathProblem(path: string): string | undefined {
+  if (!path.startsWith(MODEL_PATH_PREFIX)) return `does not start with ${MODEL_PATH_PREFIX}`;
+  const relative = path.slice(MODEL_PATH_PREFIX.length);
+  if (relative.length === 0) return `names no file after ${MODEL_PATH_PREFIX}`;
+  if (relative.startsWith('/')) return `is absolute after ${MODEL_PATH_PREFIX}`;
+  if (relative.includes('\0')) return 'contains a NUL character';
+  const components = relative.split('/');
+  if (components.includes('..')) return "has a '..' component, which would leave the model directory";
+  if (components.includes('')) return 'has an empty component (a doubled or trailing /)';
+  if (components.includes('.')) return "has a '.' component";
+  return undefined;
+}
 
 function isFp16Zero(value: number): boolean {
   return roundToFp16(value) === 0;
@@ -326,7 +353,10 @@ const checks: Record<string, RuleCheck> = {
     if (opset === undefined)
       findings.push({ detail: `program version is ${program.version}, not 1.3 (or 1.0)`, position: where });
     if (program.buildInfo === undefined)
-      findings.push({ detail: 'program has no buildInfo line', position: where });
+      findings.push({
+        detail: `program has no buildInfo line (devices add the standard one; to write it yourself, put ${defaultBuildInfoLine(program.version)} on the line after program(${program.version}))`,
+        position: where,
+      });
     if (functions.length !== 1) {
       findings.push({
         detail: `program declares ${functions.length} functions, not exactly one`,
@@ -995,8 +1025,9 @@ const checks: Record<string, RuleCheck> = {
   'io-in-memory-api': (context) => {
     const findings: RuleFinding[] = [];
     for (const [blob, statement] of blobValuesOf(context)) {
-      if (!blob.path.startsWith(WEIGHTS_PATH_PREFIX)) {
-        findings.push(at(statement, `BLOBFILE path '${blob.path}' is not under ${WEIGHTS_PATH_PREFIX}`));
+      const problem = weightPathProblem(blob.path);
+      if (problem !== undefined) {
+        findings.push(at(statement, `BLOBFILE path '${blob.path}' ${problem}`));
       } else if (context.weights !== undefined && !context.weights.has(blob.path)) {
         findings.push(at(statement, `BLOBFILE path '${blob.path}' has no entry in the weights dictionary`));
       }
@@ -1072,12 +1103,23 @@ const checks: Record<string, RuleCheck> = {
   },
 };
 
+/**
+ * The record a BLOBFILE reads, as the validator reads it: a record written by another tool (its
+ * payload-offset field is not record + 64) is read as the program declares it; the validator warns
+ * about it, this rule does not refuse it (M3 to M5 do not check those fields).
+ */
+function declaredRecord(bytes: Uint8Array, blob: BlobValue, elements: number): BlobRecord {
+  const dtype = blob.type.dtype;
+  if (!isBlobDtype(dtype)) throw new TypeError(`${dtype} has no MILBlob dtype code`);
+  return readBlobRecordAs(bytes, blob.offset, { dtype, elementCount: elements }, { deviations: [] });
+}
+
 function blobProblem(bytes: Uint8Array, blob: BlobValue): string | undefined {
   if (!isBlobDtype(blob.type.dtype)) return `${blob.type.dtype} has no MILBlob dtype code`;
   try {
-    const record = readBlobRecord(bytes, blob.offset);
     let elements = 1;
     for (const dim of blob.type.shape) elements *= dim;
+    const record = declaredRecord(bytes, blob, elements);
     const expectedBytes = blobPayloadBytes(blob.type.dtype, elements);
     if (record.dtype !== blob.type.dtype || record.byteSize !== expectedBytes) {
       return `the record holds ${record.dtype} with ${record.byteSize} bytes, the program declares ${blob.type.dtype} × ${elements} (${expectedBytes} bytes)`;
@@ -1092,7 +1134,9 @@ function blobProblem(bytes: Uint8Array, blob: BlobValue): string | undefined {
 function blobHoldsInfinity(context: RuleCheckContext, blob: BlobValue): boolean {
   const bytes = context.weights?.get(blob.path);
   if (bytes === undefined || blobProblem(bytes, blob) !== undefined) return false;
-  const record = readBlobRecord(bytes, blob.offset);
+  let elements = 1;
+  for (const dim of blob.type.shape) elements *= dim;
+  const record = declaredRecord(bytes, blob, elements);
   const view = new DataView(bytes.buffer, bytes.byteOffset + record.payloadOffset, record.byteSize);
   for (let i = 0; i + 1 < record.byteSize; i += 2) {
     const bits = view.getUint16(i, true);

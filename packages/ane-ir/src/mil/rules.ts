@@ -205,7 +205,7 @@ export const ANE_RULES: readonly AneRule[] = [
     chips: 'all',
     kind: 'compile-reject',
     symptom: 'The parser rejects the program (InvalidMILProgram).',
-    fix: 'Emit exactly one `func main<ios18>` in `program(1.3)` with the fixed buildInfo line, and give every statement a unique `[name=string("...")]`.',
+    fix: 'Emit exactly one `func main<ios18>` in `program(1.3)` with the fixed buildInfo line (devices add `DEFAULT_BUILD_INFO_LINE` when it is missing), and give every statement a unique `[name=string("...")]`.',
     upstream: 'ANEForge docs/mil-primer.md; maderix/ANE training/stories_mil.h; Orion compiler/codegen.m',
     enforcement: 'mil-check',
   }),
@@ -1252,12 +1252,12 @@ export const ANE_RULES: readonly AneRule[] = [
     referenceId: 'io.in-memory-api',
     title: 'In-memory API inputs',
     condition:
-      'A BLOBFILE path is not a `@model_path/weights/...` key of the weights dictionary (or the dictionary is nil, or the MIL text is not UTF-8 NSData).',
+      'A BLOBFILE path is not `@model_path/` followed by a relative path (no empty, `.` or `..` component) with a weights-dictionary entry of exactly that key (or the dictionary is nil, or the MIL text is not UTF-8 NSData). Nothing requires a `weights/` folder: maderix uses `@model_path/weights/<file>`, Orion `@model_path/layer<N>/<file>`, `@model_path/masks/<file>` and `@model_path/embed.bin`, and both run on hardware.',
     chips: 'all',
     chipNote: 'in-memory route',
     kind: 'runtime-failure',
     symptom: 'The framework crashes or compilation fails.',
-    fix: 'Give every BLOBFILE path a weights entry with exactly that key (`@model_path/weights/<file>`); pass an empty dictionary for weight-free programs.',
+    fix: 'Give every BLOBFILE path a weights entry with exactly that key (e.g. `@model_path/weights/w.bin` or `@model_path/layer0/wq.bin`; the bridge stages each blob at its relative path in the model directory, creating subfolders); pass an empty dictionary for weight-free programs.',
     upstream:
       'Orion docs/ane_constraints.md #9, #11, docs/ane_api_reference.md, core/ane_runtime.m; maderix/ANE training/training_dynamic/io.h, bridge/ane_bridge.m',
     enforcement: 'mil-check',
@@ -1272,7 +1272,8 @@ export const ANE_RULES: readonly AneRule[] = [
     chips: 'all',
     chipNote: 'M3 to M5 do not validate the size and offset fields',
     kind: 'silent-hardware-behaviour',
-    symptom: 'The ANE bakes garbage weights without an error.',
+    symptom:
+      'The ANE bakes garbage weights without an error. Records other tools write (payload-offset field 0, dtype code 1 for int8 data, a size field that does not follow the shape, a header count of 1 for 3 tensors: maderix/ANE `ane_int8_bench.m`) compile on M3 to M5 and report throughput, but what the hardware reads from them is unverified; `ane-ir/mil` and the simulator accept a record whose payload-offset field is not record + 64 with a warning naming each such field, and read its payload at record + 64 with the dtype and shape the MIL declares.',
     fix: 'Write blobs with `writeBlobFile` and use the record offsets it returns (64 for the first tensor).',
     upstream:
       'Orion docs/ane_constraints.md #8; ANEForge aneforge/_blob.py; coremltools MILBlob StorageFormat.hpp; maderix/ANE training/stories_io.h',

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFORMANCE_DIR } from '../../../../tools/testing/corpus';
 import { writeBlobFile } from './blob';
+import { maderixBenchFile } from './blob.test-helper';
 import { MilError, MilUnknownOpError, type MilValidationCode, MilValidationError } from './errors';
 import { parseProgram } from './parse';
 import { type ValidatedProgram, type ValidateOptions, validateProgram } from './validate';
@@ -442,5 +443,72 @@ describe('MilValidationError on weight blobs', () => {
     expectError(error, { code: 'bad-blob', line: 4, column: columnOf(source, 4, 'tensor<int8') });
     const ok = writeBlobFile([{ dtype: 'int8', data: new Int8Array(8) }]).bytes;
     expect(validateProgram(parseProgram(source), { weights: weights(ok) }).blobs.size).toBe(1);
+  });
+});
+
+describe('weight blobs written by other tools', () => {
+  // maderix/ANE ane_int8_bench.m: three int8 records in one file with header count 1, dtype code 1,
+  // size field = channel count, payload-offset field 0.
+  const payloads = [
+    Int8Array.from({ length: 8 }, (_, i) => i - 4),
+    Int8Array.from({ length: 8 }, (_, i) => 2 * i),
+    Int8Array.from({ length: 4 }, (_, i) => -i),
+  ];
+  const { bytes, offsets } = maderixBenchFile(payloads, [2, 2, 1]);
+  const quantized = (name: string, shape: string, offset: number) =>
+    `tensor<fp16, ${shape}> ${name} = constexpr_affine_dequantize()[axis = int32(0), name = string("${name}"), quantized_data = tensor<int8, ${shape}>(BLOBFILE(path = string("@model_path/weights/q.bin"), offset = uint64(${offset}))), scale = fp16(0.5), zero_point = int8(0)];`;
+  const source = program(
+    [
+      quantized('A', '[2, 4]', offsets[0]!),
+      quantized('B', '[2, 4]', offsets[1]!),
+      quantized('C', '[1, 4]', offsets[2]!),
+    ],
+    'A',
+  );
+
+  it('are accepted with a warning naming each field, and read at record + 64 with the declared dtype', () => {
+    const validated = validateProgram(parseProgram(source), {
+      weights: new Map([['@model_path/weights/q.bin', bytes]]),
+    });
+    expect([...validated.blobs.values()]).toEqual([
+      { offset: 64, dtype: 'int8', byteSize: 8, payloadOffset: 128, paddingBits: 0 },
+      { offset: 192, dtype: 'int8', byteSize: 8, payloadOffset: 256, paddingBits: 0 },
+      { offset: 320, dtype: 'int8', byteSize: 4, payloadOffset: 384, paddingBits: 0 },
+    ]);
+    expect(validated.warnings.map((w) => `${w.offset} ${w.field}`)).toEqual([
+      '64 payload offset',
+      '64 dtype code',
+      '64 payload size',
+      '192 payload offset',
+      '192 dtype code',
+      '192 payload size',
+      '320 payload offset',
+      '320 dtype code',
+      '320 payload size',
+      '0 tensor count',
+    ]);
+    expect(validated.warnings[0]!.message).toMatch(
+      /^BLOBFILE @model_path\/weights\/q.bin at offset 64: payload offset field \(byte 80\) is 0, expected 128 \(record \+ 64\); .*what the ANE reads from such a record is unverified \(rule blob-offset\)/,
+    );
+    expect(validated.warnings.at(-1)!.message).toMatch(
+      /^weight file @model_path\/weights\/q.bin: tensor count field \(byte 0\) is 1, the program reads 3 records from it/,
+    );
+    expect(validated.warnings[0]!.position.line).toBe(4);
+  });
+
+  it('our own well-formed blobs give no warning', () => {
+    const ours = writeBlobFile(payloads.map((data) => ({ dtype: 'int8' as const, data })));
+    const text = program(
+      [
+        quantized('A', '[2, 4]', ours.offsets[0]!),
+        quantized('B', '[2, 4]', ours.offsets[1]!),
+        quantized('C', '[1, 4]', ours.offsets[2]!),
+      ],
+      'A',
+    );
+    const validated = validateProgram(parseProgram(text), {
+      weights: new Map([['@model_path/weights/q.bin', ours.bytes]]),
+    });
+    expect(validated.warnings).toEqual([]);
   });
 });

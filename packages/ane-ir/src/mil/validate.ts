@@ -23,7 +23,18 @@ import type {
   Value,
 } from './ast';
 import { literalNumber, statementName } from './ast';
-import { type BlobRecord, blobPayloadBytes, isBlobDtype, MilBlobError, readBlobRecord } from './blob';
+import {
+  type BlobField,
+  type BlobFieldDeviation,
+  type BlobRecord,
+  blobPayloadBytes,
+  blobTensorCount,
+  describeBlobDeviation,
+  isBlobDtype,
+  MilBlobError,
+  readBlobRecord,
+  readBlobRecordAs,
+} from './blob';
 import { MilUnknownOpError, type MilValidationDetails, MilValidationError } from './errors';
 import {
   formatShape,
@@ -87,18 +98,39 @@ export interface ValidatedFunction {
   readonly outputs: readonly { readonly name: string; readonly type: ValueType }[];
 }
 
+/**
+ * Something the validator accepted but a user should know: a weight blob written by another tool
+ * (read as the program declares it; what the ANE reads from it is unverified, rule `blob-offset`).
+ */
+export interface MilWarning {
+  readonly code: 'foreign-blob-record';
+  /** The blob field that does not follow the MILBlob v2 layout. */
+  readonly field: BlobField;
+  /** The BLOBFILE path (weights key) and record offset. */
+  readonly path: string;
+  readonly offset: number;
+  readonly position: SourcePosition;
+  readonly message: string;
+}
+
 export interface ValidatedProgram {
   readonly program: MilProgram;
   readonly functions: ReadonlyMap<string, ValidatedFunction>;
   /** The function named `main`, or the only/first function. */
   readonly main: ValidatedFunction;
-  /** The blob record of every BLOBFILE literal (only when weights were given). */
+  /**
+   * The blob record of every BLOBFILE literal (only when weights were given), as the program reads
+   * it: for a record written by another tool, the payload at record + 64 with the declared dtype.
+   */
   readonly blobs: ReadonlyMap<BlobValue, BlobRecord>;
+  /** What was accepted with a warning (records other tools write), in statement order. */
+  readonly warnings: readonly MilWarning[];
 }
 
 /** Validates `program`; throws `MilValidationError` (with code, op, statement, position) on the first problem. */
 export function validateProgram(program: MilProgram, options: ValidateOptions = {}): ValidatedProgram {
   const blobs = new Map<BlobValue, BlobRecord>();
+  const warnings: MilWarning[] = [];
   const functions = new Map<string, ValidatedFunction>();
   const fail = (reason: string, details: MilValidationDetails): never => {
     const withSource = options.source === undefined ? details : { ...details, source: options.source };
@@ -108,7 +140,7 @@ export function validateProgram(program: MilProgram, options: ValidateOptions = 
     if (functions.has(func.name)) {
       fail(`function '${func.name}' is defined twice`, { code: 'duplicate-name', position: func.position });
     }
-    functions.set(func.name, new FunctionValidator(func, options, blobs, fail).run());
+    functions.set(func.name, new FunctionValidator(func, options, blobs, warnings, fail).run());
   }
   const main = functions.get('main') ?? functions.values().next().value;
   if (main === undefined) {
@@ -118,7 +150,40 @@ export function validateProgram(program: MilProgram, options: ValidateOptions = 
       expected: 'func main',
     });
   }
-  return { program, functions, main, blobs };
+  warnings.push(...tensorCountWarnings(blobs, options.weights));
+  return { program, functions, main, blobs, warnings };
+}
+
+const FOREIGN_RECORD_NOTE =
+  'the record was written by another tool (e.g. maderix/ANE ane_int8_bench.m) and is read with the payload at record + 64 and the dtype and shape the program declares; what the ANE reads from such a record is unverified (rule blob-offset). Write blobs with writeBlobFile to silence this';
+
+/** A file whose header counts fewer tensors than the program reads records from (maderix writes 1 for 3). */
+function tensorCountWarnings(
+  blobs: ReadonlyMap<BlobValue, BlobRecord>,
+  weights: ReadonlyMap<string, Uint8Array> | undefined,
+): MilWarning[] {
+  const byPath = new Map<string, { first: BlobValue; offsets: Set<number> }>();
+  for (const [value, record] of blobs) {
+    const entry = byPath.get(value.path) ?? { first: value, offsets: new Set<number>() };
+    entry.offsets.add(record.offset);
+    byPath.set(value.path, entry);
+  }
+  const warnings: MilWarning[] = [];
+  for (const [path, { first, offsets }] of byPath) {
+    const bytes = weights?.get(path);
+    if (bytes === undefined) continue;
+    const count = blobTensorCount(bytes);
+    if (count >= offsets.size) continue;
+    warnings.push({
+      code: 'foreign-blob-record',
+      field: 'tensor count',
+      path,
+      offset: 0,
+      position: first.position,
+      message: `weight file ${path}: tensor count field (byte 0) is ${count}, the program reads ${offsets.size} records from it; ${FOREIGN_RECORD_NOTE}`,
+    });
+  }
+  return warnings;
 }
 
 type Fail = (reason: string, details: MilValidationDetails) => never;
@@ -135,6 +200,7 @@ class FunctionValidator {
     private readonly func: Func,
     private readonly options: ValidateOptions,
     private readonly blobs: Map<BlobValue, BlobRecord>,
+    private readonly warnings: MilWarning[],
     private readonly failWith: Fail,
   ) {
     this.opsetVersion = opsetVersionOf(func.opset);
@@ -417,7 +483,18 @@ class FunctionValidator {
     }
     const { dtype } = value.type;
     const where = `${value.path} at offset ${value.offset}`;
-    const record = readRecordOrFail(bytes, value, where, fail);
+    const deviations: BlobFieldDeviation[] = [];
+    const record = readRecordOrFail(bytes, value, where, deviations, fail);
+    for (const deviation of deviations) {
+      this.warnings.push({
+        code: 'foreign-blob-record',
+        field: deviation.field,
+        path: value.path,
+        offset: value.offset,
+        position: value.position,
+        message: `BLOBFILE ${where}: ${describeBlobDeviation(deviation)}; ${FOREIGN_RECORD_NOTE}`,
+      });
+    }
     if (!isBlobDtype(dtype) || record.dtype !== dtype) {
       fail(`blob record in ${where} has another dtype than the declared ${formatValueType(value.type)}`, {
         code: 'bad-blob',
@@ -444,10 +521,18 @@ function readRecordOrFail(
   bytes: Uint8Array,
   value: BlobValue,
   where: string,
+  deviations: BlobFieldDeviation[],
   fail: StatementFail,
 ): BlobRecord {
   try {
-    return readBlobRecord(bytes, value.offset);
+    const { dtype } = value.type;
+    if (!isBlobDtype(dtype)) return readBlobRecord(bytes, value.offset);
+    return readBlobRecordAs(
+      bytes,
+      value.offset,
+      { dtype, elementCount: elementCountOf(value.type) },
+      { deviations },
+    );
   } catch (error) {
     if (!(error instanceof MilBlobError)) throw error;
     return fail(`bad blob record in ${where}: ${error.message}`, {
