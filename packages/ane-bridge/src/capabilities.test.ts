@@ -21,7 +21,13 @@ function withNative(aneFramework: NativeCapabilities['aneFramework']): NativeLoa
       aneFramework,
     }),
   };
-  return { implementation: 'native', addon, path: '/x/ane_bridge.node', reason: 'loaded the package build' };
+  return {
+    implementation: 'native',
+    addon,
+    path: '/x/ane_bridge.node',
+    kind: 'source',
+    reason: 'loaded the build from source (build/Release)',
+  };
 }
 
 const mac = { platform: 'darwin' as const, arch: 'arm64', nodeVersion: 'v20.19.0' };
@@ -121,5 +127,33 @@ describe('describeCapabilities', () => {
     );
     expect(report.ane.status).toBe('unavailable');
     expect(report.ane.probe).toBeUndefined();
+  });
+
+  it('says which binary loaded: its path and kind', () => {
+    const report = describeCapabilities(
+      { platform: 'linux', arch: 'x64', nodeVersion: 'v20.19.0' },
+      withNative(null),
+    );
+    expect(report.hostKernels.addonPath).toBe('/x/ane_bridge.node');
+    expect(report.hostKernels.addonKind).toBe('source');
+  });
+
+  it('on a Mac, a prebuilt binary (no Neural Engine bridge) sends the user to the source build', () => {
+    const prebuilt = { ...withNative(null), kind: 'prebuilt' } as NativeLoadResult;
+    const report = describeCapabilities(mac, prebuilt);
+    expect(report.ane.status).toBe('unavailable');
+    expect(report.ane.reason).toContain('prebuilt binary');
+    expect(report.ane.fix).toContain('ANE_BRIDGE_BUILD_FROM_SOURCE=1 npm rebuild ane-bridge');
+  });
+
+  it('reports the ANE_BRIDGE_* variables it would otherwise ignore', () => {
+    const report = describeCapabilities(
+      { platform: 'linux', arch: 'x64', nodeVersion: 'v20.19.0' },
+      noNative,
+      undefined,
+      [{ name: 'ANE_BRIDGE_FORCE_TS', value: 'yes', problem: 'ignored', fix: 'set it to 1' }],
+    );
+    expect(report.environment.map((p) => p.name)).toEqual(['ANE_BRIDGE_FORCE_TS']);
+    expect(describeCapabilities(mac, noNative, undefined, []).environment).toEqual([]);
   });
 });

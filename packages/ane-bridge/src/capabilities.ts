@@ -9,7 +9,8 @@ import {
   describeVerdict,
   PROBE_CHILD_ENV,
 } from './ane/probe';
-import { type NativeLoadResult, nativeAddon, type SimdLevel } from './native/loader';
+import { checkEnvironment, type EnvironmentProblem } from './native/environment';
+import { type NativeAddonKind, type NativeLoadResult, nativeAddon, type SimdLevel } from './native/loader';
 
 export interface Capabilities {
   platform: NodeJS.Platform;
@@ -20,6 +21,8 @@ export interface Capabilities {
     reason: string;
     fix?: string;
     addonPath?: string;
+    /** Where the loaded addon came from: ANE_BRIDGE_NATIVE_PATH, a build from source, or the prebuilt binary. */
+    addonKind?: NativeAddonKind;
     /** Size of the native thread pool (ANE_BRIDGE_THREADS, setHostThreads). */
     threads?: number;
   };
@@ -31,6 +34,8 @@ export interface Capabilities {
     /** On Apple-silicon macOS with the addon: what the ANE probe (a one-op program in a child process) found. */
     probe?: AneProbeVerdict;
   };
+  /** `ANE_BRIDGE_*` variables with a value ane-bridge ignores, or a name it does not read. */
+  environment: EnvironmentProblem[];
 }
 
 /** Runs (or reads the cached verdict of) the ANE probe for the loaded addon. */
@@ -70,6 +75,13 @@ function describeAne(machine: MachineFacts, native: NativeLoadResult, probe: Ane
     };
   }
   const framework = native.addon.capabilities().aneFramework;
+  if (framework === null && native.implementation === 'native' && native.kind === 'prebuilt') {
+    return {
+      status: 'unavailable',
+      reason: 'the loaded addon is a prebuilt binary, which has no Neural Engine bridge',
+      fix: `build it from source on this Mac (\`ANE_BRIDGE_BUILD_FROM_SOURCE=1 npm rebuild ane-bridge\`, then \`npx ane doctor\`), or ${USE_SIM}`,
+    };
+  }
   if (framework === null) {
     return {
       status: 'unavailable',
@@ -115,6 +127,7 @@ export function describeCapabilities(
   machine: MachineFacts = { platform: process.platform, arch: process.arch, nodeVersion: process.version },
   native: NativeLoadResult = nativeAddon(),
   probe: AneProbe = defaultAneProbe,
+  environment: EnvironmentProblem[] = checkEnvironment(),
 ): Capabilities {
   const hostKernels: Capabilities['hostKernels'] =
     native.implementation === 'native'
@@ -122,6 +135,7 @@ export function describeCapabilities(
           implementation: 'native',
           reason: native.reason,
           addonPath: native.path,
+          addonKind: native.kind,
           ...threadsOf(native.addon.capabilities().hostThreads),
         }
       : { implementation: 'ts', reason: native.reason, fix: native.fix };
@@ -129,7 +143,7 @@ export function describeCapabilities(
     native.addon === null
       ? { level: 'none', reason: 'pure-TS kernels use no SIMD (the native addon is not loaded)' }
       : { level: native.addon.capabilities().simdLevel, reason: 'detected at run time by the native addon' };
-  return { ...machine, hostKernels, simd, ane: describeAne(machine, native, probe) };
+  return { ...machine, hostKernels, simd, ane: describeAne(machine, native, probe), environment };
 }
 
 let cached: Capabilities | undefined;

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadNativeAddon, NATIVE_ABI_VERSION, nativeLoadOptionsFromEnv } from './loader';
+import { findPrebuild, loadNativeAddon, NATIVE_ABI_VERSION, nativeLoadOptionsFromEnv } from './loader';
 import { findPackageRoot } from './package-root';
 
 /** A directory shaped like an installed ane-bridge with no build, optionally with an install report. */
@@ -40,13 +40,17 @@ describe('loadNativeAddon', () => {
     if (result.implementation === 'ts') expect(result.fix).toContain('unset ANE_BRIDGE_FORCE_TS');
   });
 
-  it('explains a build that never ran (scripts disabled) with the pnpm fix', () => {
+  it('explains a build that never ran (scripts disabled) with the npm fix first, then the pnpm one', () => {
     const result = loadNativeAddon({ packageRoot: fakePackageRoot() });
     expect(result.implementation).toBe('ts');
-    expect(result.reason).toContain('install script did not run');
+    expect(result.reason).toContain('no prebuilt binary');
+    expect(result.reason).toContain('did not run');
     if (result.implementation === 'ts') {
+      const npm = result.fix.indexOf('npm rebuild ane-bridge');
+      expect(npm).toBeGreaterThanOrEqual(0);
+      expect(result.fix).toContain('npm approve-scripts ane-bridge');
+      expect(result.fix.indexOf('pnpm rebuild ane-bridge')).toBeGreaterThan(npm);
       expect(result.fix).toContain('onlyBuiltDependencies');
-      expect(result.fix).toContain('pnpm rebuild ane-bridge');
     }
   });
 
@@ -55,6 +59,19 @@ describe('loadNativeAddon', () => {
     const result = loadNativeAddon({ packageRoot: root });
     expect(result.reason).toBe('the native build failed during install: node-gyp exited with 1');
     if (result.implementation === 'ts') expect(result.fix).toMatch(/toolchain|xcode-select/);
+  });
+
+  it("shows the compiler's error line from the install report, and why the prebuild was not used", () => {
+    const root = fakePackageRoot({
+      status: 'failed',
+      reason: 'node-gyp exited with 1',
+      error: "../native/kernels/gemm.cc:12:3: error: 'foo' was not declared in this scope",
+      prebuild: 'no prebuilt binary for linux-s390x in prebuilds/',
+    });
+    const result = loadNativeAddon({ packageRoot: root });
+    expect(result.reason).toBe(
+      "the native build failed during install: node-gyp exited with 1; the compiler said: ../native/kernels/gemm.cc:12:3: error: 'foo' was not declared in this scope (the prebuilt binary was not used: no prebuilt binary for linux-s390x in prebuilds/)",
+    );
   });
 
   it('explains a skipped build', () => {
@@ -88,7 +105,134 @@ describe('loadNativeAddon', () => {
     expect(broken.reason).toContain('wrong ELF class');
   });
 
+  it('reports an override that is not an addon as exactly what it is', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ane-bridge-override-'));
+    const text = join(dir, 'notes.node');
+    writeFileSync(text, 'hello, this is not a shared library\n');
+    const textResult = loadNativeAddon({ nativePath: text });
+    expect(textResult.implementation).toBe('ts');
+    expect(textResult.reason).toBe(
+      `ANE_BRIDGE_NATIVE_PATH=${text} is not a native addon: it is a text file (it begins "hello, this is not a sha")`,
+    );
+    expect(textResult.reason).not.toMatch(/ABI|stale|another Node/);
+
+    const empty = join(dir, 'empty.node');
+    writeFileSync(empty, '');
+    expect(loadNativeAddon({ nativePath: empty }).reason).toContain('is empty, not a native addon');
+
+    const directory = join(dir, 'checkout');
+    mkdirSync(join(directory, 'build', 'Release'), { recursive: true });
+    writeFileSync(join(directory, 'build', 'Release', 'ane_bridge.node'), '');
+    const dirResult = loadNativeAddon({ nativePath: directory });
+    expect(dirResult.reason).toBe(`ANE_BRIDGE_NATIVE_PATH=${directory} is a directory, not an addon file`);
+    if (dirResult.implementation === 'ts') {
+      expect(dirResult.fix).toBe(
+        `point ANE_BRIDGE_NATIVE_PATH at the file inside: ${join(directory, 'build', 'Release', 'ane_bridge.node')}`,
+      );
+    }
+
+    const missing = loadNativeAddon({ nativePath: join(dir, 'gone.node') });
+    expect(missing.reason).toBe(`ANE_BRIDGE_NATIVE_PATH=${join(dir, 'gone.node')} does not exist`);
+
+    const notOurs = loadNativeAddon({ nativePath: fakeAddonFile('module.exports = { hello: 1 };') });
+    expect(notOurs.reason).toContain('is not an ane-bridge addon (it exports no abiVersion)');
+  });
+
+  it('reports an ELF binary for another architecture as that, before loading it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ane-bridge-elf-'));
+    const file = join(dir, 'other.node');
+    // A minimal ELF64 little-endian header for s390x (machine 22): no Node this test runs on is s390x.
+    const header = Buffer.alloc(64);
+    header.writeUInt32BE(0x7f454c46, 0);
+    header[4] = 2;
+    header[5] = 1;
+    header.writeUInt16LE(22, 18);
+    writeFileSync(file, header);
+    const result = loadNativeAddon({ nativePath: file });
+    expect(result.implementation).toBe('ts');
+    if (process.platform === 'linux') {
+      expect(result.reason).toBe(
+        `ANE_BRIDGE_NATIVE_PATH=${file} is a binary for s390x; this Node is linux-${process.arch}`,
+      );
+    } else {
+      expect(result.reason).toContain('Linux (ELF) binary');
+    }
+  });
+
   it('finds this package from its source directory', () => {
     expect(findPackageRoot()).toMatch(/ane-bridge$/);
   });
 });
+
+// The committed prebuild for this machine (linux-x64 / linux-arm64), copied into fake package roots.
+const realPrebuild = findPrebuild(findPackageRoot());
+
+describe.skipIf(realPrebuild === undefined)(
+  `loadNativeAddon order (needs prebuilds/ for ${process.platform}-${process.arch}: skipped where none is committed)`,
+  () => {
+    /** A package root with a prebuild and, optionally, a local build (copies of the real binary). */
+    function rootWith(options: { localBuild?: 'good' | 'text' }): {
+      root: string;
+      prebuild: string;
+      local: string;
+    } {
+      const root = fakePackageRoot();
+      const prebuild = join(
+        root,
+        'prebuilds',
+        `${process.platform}-${process.arch}`,
+        'ane-bridge.napi.glibc.node',
+      );
+      mkdirSync(dirname(prebuild), { recursive: true });
+      copyFileSync(realPrebuild as string, prebuild);
+      const local = join(root, 'build', 'Release', 'ane_bridge.node');
+      if (options.localBuild) {
+        mkdirSync(dirname(local), { recursive: true });
+        if (options.localBuild === 'good') copyFileSync(realPrebuild as string, local);
+        else writeFileSync(local, 'not a binary');
+      }
+      return { root, prebuild, local };
+    }
+
+    it('finds the prebuild by node-gyp-build naming', () => {
+      const { root, prebuild } = rootWith({});
+      expect(findPrebuild(root)).toBe(prebuild);
+      expect(findPrebuild(root, 'darwin', 'arm64')).toBeUndefined();
+    });
+
+    it('loads the prebuild when there is no local build', () => {
+      const { root, prebuild } = rootWith({});
+      const result = loadNativeAddon({ packageRoot: root });
+      expect(result.implementation).toBe('native');
+      if (result.implementation === 'native') {
+        expect(result.kind).toBe('prebuilt');
+        expect(result.path).toBe(prebuild);
+        expect(result.addon.abiVersion).toBe(NATIVE_ABI_VERSION);
+      }
+    });
+
+    it('prefers a local build from source over the prebuild', () => {
+      const { root, local } = rootWith({ localBuild: 'good' });
+      const result = loadNativeAddon({ packageRoot: root });
+      expect(result.implementation === 'native' && [result.kind, result.path]).toEqual(['source', local]);
+    });
+
+    it('falls back to the prebuild when the local build is unusable, and says why', () => {
+      const { root, prebuild, local } = rootWith({ localBuild: 'text' });
+      const result = loadNativeAddon({ packageRoot: root });
+      expect(result.implementation === 'native' && [result.kind, result.path]).toEqual([
+        'prebuilt',
+        prebuild,
+      ]);
+      expect(result.reason).toContain(`the local build ${local} is not a native addon`);
+    });
+
+    it('ANE_BRIDGE_NATIVE_PATH wins over both, and a broken one is not replaced by another binary', () => {
+      const { root, prebuild } = rootWith({ localBuild: 'good' });
+      const override = loadNativeAddon({ packageRoot: root, nativePath: prebuild });
+      expect(override.implementation === 'native' && override.kind).toBe('override');
+      const broken = loadNativeAddon({ packageRoot: root, nativePath: join(root, 'nope.node') });
+      expect(broken.implementation).toBe('ts');
+    });
+  },
+);

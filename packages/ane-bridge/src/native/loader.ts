@@ -2,7 +2,16 @@
  * Loads the native addon, or explains why the pure-TS fallbacks are in use. Never throws: a missing
  * or broken addon is a reason in the result, shown by `ane doctor`.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { NativeAne } from '../ane/native-ane';
@@ -154,8 +163,15 @@ type EmbeddingArgs = Parameters<HostKernels['embeddingForward']>;
 type CausalForwardArgs = Parameters<HostKernels['causalSoftmaxForward']>;
 type CausalBackwardArgs = Parameters<HostKernels['causalSoftmaxBackward']>;
 
+/**
+ * Where the loaded addon came from: `override` (ANE_BRIDGE_NATIVE_PATH), `source` (this package's
+ * build/, compiled from native/ at install or by a developer) or `prebuilt` (prebuilds/, shipped in
+ * the npm package for linux-x64 and linux-arm64; without the Neural Engine bridge).
+ */
+export type NativeAddonKind = 'override' | 'source' | 'prebuilt';
+
 export type NativeLoadResult =
-  | { implementation: 'native'; addon: NativeAddon; path: string; reason: string }
+  | { implementation: 'native'; addon: NativeAddon; path: string; kind: NativeAddonKind; reason: string }
   | { implementation: 'ts'; addon: null; reason: string; fix: string };
 
 export interface NativeLoadOptions {
@@ -163,7 +179,7 @@ export interface NativeLoadOptions {
   forceTs?: boolean;
   /** Load this `.node` file instead of the package's build (env ANE_BRIDGE_NATIVE_PATH). */
   nativePath?: string;
-  /** Where to look for build/ (default: this package). */
+  /** Where to look for build/ and prebuilds/ (default: this package). */
   packageRoot?: string;
 }
 
@@ -174,12 +190,20 @@ export function nativeLoadOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): 
   return options;
 }
 
-const REBUILD_HINT =
-  'then run `pnpm rebuild ane-bridge` (inside the ane-sdk repository: `pnpm --filter ane-bridge rebuild`; npm: `npm rebuild ane-bridge`) and check with `npx ane doctor`';
+/** How to run the install script again, npm first (most users), then pnpm, then this repository. */
+const REBUILD =
+  'npm: `npm rebuild ane-bridge`; pnpm: `pnpm rebuild ane-bridge`; inside the ane-sdk repository: `pnpm --filter ane-bridge rebuild`';
+const REBUILD_HINT = `then rebuild it (${REBUILD}) and check with \`npx ane doctor\``;
+const FROM_SOURCE = `rebuild from source: \`ANE_BRIDGE_BUILD_FROM_SOURCE=1 npm rebuild ane-bridge\` (pnpm: \`ANE_BRIDGE_BUILD_FROM_SOURCE=1 pnpm rebuild ane-bridge\`; needs a C++ toolchain), then \`npx ane doctor\``;
 
 interface InstallReport {
-  status: 'built' | 'failed' | 'skipped';
+  status: 'built' | 'prebuilt' | 'failed' | 'skipped';
   reason: string;
+  /** The compiler's first `error:` line (or make's), when the build failed. */
+  error?: string;
+  /** Why the prebuilt binary was not used, when the install compiled. */
+  prebuild?: string;
+  path?: string;
   log?: string;
 }
 
@@ -191,16 +215,20 @@ function readInstallReport(packageRoot: string): InstallReport | undefined {
   }
 }
 
+function toolchainFix(): string {
+  return process.platform === 'darwin'
+    ? 'install the Xcode command-line tools (`xcode-select --install`)'
+    : 'install a C++ toolchain and Python (Debian/Ubuntu: `apt-get install g++ make python3`)';
+}
+
 function explainMissingBuild(packageRoot: string): { reason: string; fix: string } {
   const report = readInstallReport(packageRoot);
+  const prebuildNote = report?.prebuild ? ` (the prebuilt binary was not used: ${report.prebuild})` : '';
   if (report?.status === 'failed') {
-    const toolchain =
-      process.platform === 'darwin'
-        ? 'install the Xcode command-line tools (`xcode-select --install`)'
-        : 'install a C++ toolchain and Python (Debian/Ubuntu: `apt-get install g++ make python3`)';
+    const said = report.error ? `; the compiler said: ${report.error}` : '';
     return {
-      reason: `the native build failed during install: ${report.reason}`,
-      fix: `${toolchain}, ${REBUILD_HINT}`,
+      reason: `the native build failed during install: ${report.reason}${said}${prebuildNote}`,
+      fix: `${toolchainFix()}, ${REBUILD_HINT}`,
     };
   }
   if (report?.status === 'skipped') {
@@ -209,26 +237,229 @@ function explainMissingBuild(packageRoot: string): { reason: string; fix: string
       fix: `unset ANE_BRIDGE_SKIP_BUILD, ${REBUILD_HINT}`,
     };
   }
+  if (report?.status === 'prebuilt') {
+    return {
+      reason: `the install chose the prebuilt binary ${report.path ?? ''}, which is no longer there`,
+      fix: `reinstall ane-bridge, or ${REBUILD_HINT.replace(/^then /, '')}`,
+    };
+  }
   return {
-    reason:
-      'the native addon was never built: its install script did not run (pnpm 10 runs dependency build scripts only when allowed, and --ignore-scripts skips them all)',
-    fix: `with pnpm, allow the build: add "ane-bridge" to onlyBuiltDependencies in pnpm-workspace.yaml (or run \`pnpm approve-builds\`), ${REBUILD_HINT}`,
+    reason: `no native addon for ${process.platform}-${process.arch}: there is no prebuilt binary for it, and the install script, which compiles one, did not run (npm and pnpm skip it with --ignore-scripts; pnpm 10 runs dependency build scripts only when allowed)`,
+    fix: `npm: run \`npm rebuild ane-bridge\` (if your project's package.json has an "allowScripts" field, npm 11 asks you to approve the script first: \`npm approve-scripts ane-bridge\`); pnpm: add "ane-bridge" to onlyBuiltDependencies in pnpm-workspace.yaml (or run \`pnpm approve-builds\`), then \`pnpm rebuild ane-bridge\`; inside the ane-sdk repository: \`pnpm --filter ane-bridge rebuild\`. A C++ toolchain is needed (${toolchainFix().replace(/^install /, '')}); check with \`npx ane doctor\``,
   };
 }
 
-function requireAddon(file: string): NativeAddon {
-  return createRequire(import.meta.url)(file) as NativeAddon;
+/** ELF e_machine values of the architectures Node runs on. */
+const ELF_MACHINE: Record<string, number> = {
+  ia32: 3,
+  arm: 40,
+  ppc64: 21,
+  s390x: 22,
+  x64: 62,
+  arm64: 183,
+  riscv64: 243,
+  loong64: 258,
+};
+
+function archOfElfMachine(machine: number): string {
+  return Object.entries(ELF_MACHINE).find(([, m]) => m === machine)?.[0] ?? `ELF machine ${machine}`;
 }
 
-function resolveBuiltAddon(packageRoot: string): string | undefined {
-  const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
+/**
+ * What a candidate addon file is, read from its first bytes: a problem (missing, a directory, a
+ * text file, a binary for another platform) or fine to `require`. JavaScript files (.js/.cjs/.mjs)
+ * are accepted as stand-ins for the addon (the loader's own tests use them).
+ */
+function inspectAddonFile(file: string, subject: string): { problem: string; fix: string } | undefined {
+  const pointAt = 'a built ane_bridge.node (`build/Release/ane_bridge.node` of an ane-bridge checkout)';
+  let stat: Stats;
   try {
-    return nodeGypBuild.path(packageRoot);
+    stat = statSync(file);
   } catch {
+    return { problem: `${subject} does not exist`, fix: `point it at ${pointAt}, or unset it` };
+  }
+  if (stat.isDirectory()) {
+    const inside = [join(file, 'ane_bridge.node'), join(file, 'build', 'Release', 'ane_bridge.node')].find(
+      (f) => existsSync(f),
+    );
+    return {
+      problem: `${subject} is a directory, not an addon file`,
+      fix: inside ? `point it at the file inside: ${inside}` : `point it at ${pointAt}, or unset it`,
+    };
+  }
+  if (!stat.isFile()) {
+    return { problem: `${subject} is not a regular file`, fix: `point it at ${pointAt}, or unset it` };
+  }
+  if (/\.[cm]?js$/.test(file)) return undefined;
+  if (stat.size === 0)
+    return { problem: `${subject} is empty, not a native addon`, fix: `point it at ${pointAt}` };
+  const head = Buffer.alloc(64);
+  const fd = openSync(file, 'r');
+  let length: number;
+  try {
+    length = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const bytes = head.subarray(0, length);
+  const isElf = bytes.length >= 20 && bytes.readUInt32BE(0) === 0x7f454c46;
+  const isMachO =
+    bytes.length >= 4 &&
+    [0xfeedface, 0xfeedfacf, 0xcefaedfe, 0xcffaedfe, 0xcafebabe].includes(bytes.readUInt32BE(0));
+  const isPe = bytes.length >= 2 && bytes[0] === 0x4d && bytes[1] === 0x5a;
+  const here = `${process.platform}-${process.arch}`;
+  if (isElf) {
+    const machine = bytes[5] === 2 ? bytes.readUInt16BE(18) : bytes.readUInt16LE(18);
+    if (process.platform === 'darwin' || process.platform === 'win32') {
+      return {
+        problem: `${subject} is a Linux (ELF) binary; this is ${here}`,
+        fix: `point it at an addon built on this machine, or unset it`,
+      };
+    }
+    if (ELF_MACHINE[process.arch] !== undefined && machine !== ELF_MACHINE[process.arch]) {
+      return {
+        problem: `${subject} is a binary for ${archOfElfMachine(machine)}; this Node is ${here}`,
+        fix: `point it at an addon built for ${process.arch}, or unset it`,
+      };
+    }
     return undefined;
+  }
+  if (isMachO) {
+    return process.platform === 'darwin'
+      ? undefined
+      : { problem: `${subject} is a macOS (Mach-O) binary; this is ${here}`, fix: `point it at ${pointAt}` };
+  }
+  if (isPe) {
+    return process.platform === 'win32'
+      ? undefined
+      : { problem: `${subject} is a Windows (PE) binary; this is ${here}`, fix: `point it at ${pointAt}` };
+  }
+  const text = bytes.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127) || b >= 128);
+  const start = JSON.stringify(bytes.subarray(0, 24).toString('utf8'));
+  return {
+    problem: `${subject} is not a native addon: it is ${text ? `a text file (it begins ${start})` : 'not a shared library (no ELF, Mach-O or PE header)'}`,
+    fix: `point it at ${pointAt}, or unset it`,
+  };
+}
+
+function subjectOf(kind: NativeAddonKind, file: string): string {
+  if (kind === 'override') return `ANE_BRIDGE_NATIVE_PATH=${file}`;
+  return `${kind === 'source' ? 'the local build' : 'the prebuilt binary'} ${file}`;
+}
+
+const HOW: Record<NativeAddonKind, string> = {
+  override: 'loaded from ANE_BRIDGE_NATIVE_PATH',
+  source: 'loaded the build from source (build/Release)',
+  prebuilt: 'loaded the prebuilt binary (prebuilds/, nothing was compiled)',
+};
+
+type Refusal = Extract<NativeLoadResult, { implementation: 'ts' }>;
+
+function tryLoad(file: string, kind: NativeAddonKind): NativeLoadResult {
+  const refuse = (reason: string, fix: string): Refusal => ({
+    implementation: 'ts',
+    addon: null,
+    reason,
+    fix,
+  });
+  const subject = subjectOf(kind, file);
+  const unusable = inspectAddonFile(file, subject);
+  if (unusable) {
+    return refuse(
+      unusable.problem,
+      kind === 'override'
+        ? unusable.fix.replace(/^point it/, 'point ANE_BRIDGE_NATIVE_PATH')
+        : REBUILD_HINT.replace(/^then /, ''),
+    );
+  }
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (error) {
+    const message = (error as Error).message.split('\n')[0] ?? '';
+    const oldRuntime = /GLIBC|CXXABI_|version `[^']*' not found/.test(message);
+    return refuse(
+      `${subject} failed to load: ${message}`,
+      oldRuntime
+        ? `this system's C or C++ runtime is older than the binary needs (the prebuilt binaries need glibc 2.27 and the libstdc++ of GCC 11); ${FROM_SOURCE}`
+        : `it was probably built for another platform or is damaged; ${kind === 'prebuilt' ? FROM_SOURCE : REBUILD_HINT.replace(/^then /, '')}`,
+    );
+  }
+  if (typeof addon?.abiVersion !== 'number') {
+    return refuse(
+      `${subject} is not an ane-bridge addon (it exports no abiVersion)`,
+      kind === 'override'
+        ? 'point ANE_BRIDGE_NATIVE_PATH at a built ane_bridge.node, or unset it'
+        : REBUILD_HINT.replace(/^then /, ''),
+    );
+  }
+  if (addon.abiVersion !== NATIVE_ABI_VERSION) {
+    return refuse(
+      `${subject} is stale (ABI ${String(addon.abiVersion)}, this package needs ${NATIVE_ABI_VERSION})`,
+      REBUILD_HINT.replace(/^then /, ''),
+    );
+  }
+  return { implementation: 'native', addon, path: file, kind, reason: HOW[kind] };
+}
+
+/** The local build from source: build/Release (or build/Debug)/ane_bridge.node, when present. */
+function localBuild(packageRoot: string): string | undefined {
+  return ['Release', 'Debug']
+    .map((dir) => join(packageRoot, 'build', dir, 'ane_bridge.node'))
+    .find((f) => existsSync(f));
+}
+
+interface NodeGypBuildHelpers {
+  parseTuple(name: string): { name: string } | undefined;
+  matchTuple(platform: string, arch: string): (tuple: unknown) => boolean;
+  compareTuples(a: unknown, b: unknown): number;
+  parseTags(file: string): { file: string } | undefined;
+  matchTags(runtime: string, abi: string): (tags: unknown) => boolean;
+  compareTags(runtime: string): (a: unknown, b: unknown) => number;
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 
+/**
+ * The prebuilt binary for this platform in prebuilds/<platform>-<arch>/, chosen by node-gyp-build's
+ * own matching rules (N-API and libc tags), or undefined.
+ */
+export function findPrebuild(
+  packageRoot: string,
+  platform: string = process.platform,
+  arch: string = process.arch,
+): string | undefined {
+  const ngb = createRequire(import.meta.url)('node-gyp-build') as NodeGypBuildHelpers;
+  const tuple = listDir(join(packageRoot, 'prebuilds'))
+    .map(ngb.parseTuple)
+    .filter(ngb.matchTuple(platform, arch))
+    .sort(ngb.compareTuples)[0] as { name: string } | undefined;
+  if (!tuple) return undefined;
+  const dir = join(packageRoot, 'prebuilds', tuple.name);
+  const winner = listDir(dir)
+    .map(ngb.parseTags)
+    .filter(ngb.matchTags('node', process.versions.modules))
+    .sort(ngb.compareTags('node'))[0] as { file: string } | undefined;
+  return winner ? join(dir, winner.file) : undefined;
+}
+
+/**
+ * Loads the addon, in this order:
+ * 1. ANE_BRIDGE_NATIVE_PATH, when set: that file and nothing else (a problem with it is reported,
+ *    never papered over with another binary);
+ * 2. the local build from source (build/Release/ane_bridge.node): a developer's rebuild, or the
+ *    install script's compile, wins over the shipped binary; on macOS it is the only one with the
+ *    Neural Engine device;
+ * 3. the prebuilt binary (prebuilds/<platform>-<arch>/, linux-x64 and linux-arm64), also when the
+ *    local build is there but unusable (stale, damaged), which the reason then says.
+ * Without any, the TS fallbacks, with the reason from build/ane-bridge-install.json.
+ */
 export function loadNativeAddon(options: NativeLoadOptions = nativeLoadOptionsFromEnv()): NativeLoadResult {
   if (options.forceTs) {
     return {
@@ -238,39 +469,28 @@ export function loadNativeAddon(options: NativeLoadOptions = nativeLoadOptionsFr
       fix: 'unset ANE_BRIDGE_FORCE_TS to use the native addon',
     };
   }
+  if (options.nativePath !== undefined) return tryLoad(options.nativePath, 'override');
   const packageRoot = options.packageRoot ?? findPackageRoot();
-  const file = options.nativePath ?? resolveBuiltAddon(packageRoot);
-  if (file === undefined) return { implementation: 'ts', addon: null, ...explainMissingBuild(packageRoot) };
-  if (options.nativePath !== undefined && !existsSync(file)) {
-    return {
-      implementation: 'ts',
-      addon: null,
-      reason: `ANE_BRIDGE_NATIVE_PATH points at ${file}, which does not exist`,
-      fix: 'point ANE_BRIDGE_NATIVE_PATH at a built ane_bridge.node, or unset it',
-    };
+  const local = localBuild(packageRoot);
+  const fromSource = local === undefined ? undefined : tryLoad(local, 'source');
+  if (fromSource?.implementation === 'native') return fromSource;
+  const prebuild = findPrebuild(packageRoot);
+  const prebuilt = prebuild === undefined ? undefined : tryLoad(prebuild, 'prebuilt');
+  if (prebuilt?.implementation === 'native') {
+    return fromSource === undefined
+      ? prebuilt
+      : { ...prebuilt, reason: `${prebuilt.reason}; ${fromSource.reason}` };
   }
-  let addon: NativeAddon;
-  try {
-    addon = requireAddon(file);
-  } catch (error) {
-    return {
-      implementation: 'ts',
-      addon: null,
-      reason: `the native addon at ${file} failed to load: ${(error as Error).message.split('\n')[0]}`,
-      fix: `it was probably built for another Node version or platform; ${REBUILD_HINT}`,
-    };
+  if (fromSource !== undefined) {
+    return prebuilt === undefined
+      ? fromSource
+      : { ...fromSource, reason: `${fromSource.reason}; ${prebuilt.reason}` };
   }
-  if (addon.abiVersion !== NATIVE_ABI_VERSION) {
-    return {
-      implementation: 'ts',
-      addon: null,
-      reason: `the native addon at ${file} is stale (ABI ${String(addon.abiVersion)}, this package needs ${NATIVE_ABI_VERSION})`,
-      fix: REBUILD_HINT.replace(/^then /, ''),
-    };
+  if (prebuilt !== undefined) {
+    const missing = explainMissingBuild(packageRoot);
+    return { ...prebuilt, reason: `${prebuilt.reason}; ${missing.reason}`, fix: `${prebuilt.fix}` };
   }
-  const how =
-    options.nativePath !== undefined ? 'loaded from ANE_BRIDGE_NATIVE_PATH' : 'loaded the package build';
-  return { implementation: 'native', addon, path: file, reason: how };
+  return { implementation: 'ts', addon: null, ...explainMissingBuild(packageRoot) };
 }
 
 let cached: NativeLoadResult | undefined;
