@@ -38,6 +38,8 @@ export interface IrFinding {
   readonly op: string;
   readonly node: string;
   readonly detail: string;
+  /** This finding's symptom, when it says more than the rule's (e.g. with the real dimension). */
+  readonly symptom?: string;
 }
 
 export type IrCheck = (context: IrCheckContext) => IrFinding[];
@@ -49,6 +51,8 @@ export interface ConstraintViolation {
   readonly op: string;
   readonly node: string;
   readonly detail: string;
+  /** The finding's own symptom, if it has one (the message already includes it). */
+  readonly symptom?: string;
   /** What is wrong (op and node), what the hardware does, the fix and the rule id. */
   readonly message: string;
 }
@@ -182,17 +186,28 @@ const checks: Record<string, IrCheck> = {
       if (operand === undefined) continue;
       const bound = bounds.get(operand);
       const count = node.inputs[0]!.size / node.size;
+      // The rule's example dimension, replaced by this sum's: D squares reach the limit at RMS sqrt(limit / D).
+      const symptom = rule.symptom.replace(
+        /\(D = \d+ reaches (\d+) at an RMS of [\d.]+\)/,
+        (_, max: string) =>
+          `(D = ${count} reaches ${max} at an RMS of ${Number(Math.sqrt(Number(max) / count).toPrecision(3))})`,
+      );
       if (bound === undefined) {
-        findings.push(
-          at(node, `sum of ${count} squares of '${origin(operand)}', which has no declared bound (maxAbs)`),
-        );
+        findings.push({
+          ...at(
+            node,
+            `sum of ${count} squares of '${origin(operand)}', which has no declared bound (maxAbs)`,
+          ),
+          symptom,
+        });
       } else if (count * bound * bound > limit) {
-        findings.push(
-          at(
+        findings.push({
+          ...at(
             node,
             `sum of ${count} squares of '${origin(operand)}' (|x| <= ${bound}) can reach ${count * bound * bound} > ${limit}`,
           ),
-        );
+          symptom,
+        });
       }
     }
     return findings;
@@ -262,7 +277,14 @@ export function checkKernelRules(
         op: finding.op,
         node: finding.node,
         detail: finding.detail,
-        message: formatConstraintMessage(rule, finding, finding.detail, context.chip),
+        ...(finding.symptom !== undefined ? { symptom: finding.symptom } : {}),
+        message: formatConstraintMessage(
+          rule,
+          finding,
+          finding.detail,
+          context.chip,
+          finding.symptom !== undefined ? { symptom: finding.symptom } : {},
+        ),
       });
     }
   }

@@ -150,27 +150,3 @@ export function stridesOf(shape: readonly number[]): number[] {
   }
   return strides;
 }
-
-/** Zero-filled data (placeholder for frozen weights given without values). */
-export function zeroData(dtype: DType, count: number): ConstantData {
-  switch (dtype) {
-    case 'fp16':
-      return { dtype, values: new Uint16Array(count) };
-    case 'fp32':
-      return { dtype, values: new Float32Array(count) };
-    case 'int32':
-      return { dtype, values: new Int32Array(count) };
-    case 'int8':
-      return { dtype, values: new Int8Array(count) };
-    case 'bool':
-      return { dtype, values: new Uint8Array(count) };
-  }
-}
-
-/** Whether two constants hold the same dtype and bytes. */
-export function sameData(a: ConstantData, b: ConstantData): boolean {
-  if (a === b) return true;
-  if (a.dtype !== b.dtype || a.values.length !== b.values.length) return false;
-  for (let i = 0; i < a.values.length; i++) if (a.values[i] !== b.values[i]) return false;
-  return true;
-}

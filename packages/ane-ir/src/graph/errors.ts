@@ -50,18 +50,18 @@ export class ConstraintError extends IrError {
   readonly detail: string;
 
   /**
-   * @param fix what works in this situation, when it is more specific than the rule's own fix
-   *   (which it replaces in the message).
+   * @param specifics the symptom and fix of this case, when they are more specific than the rule's
+   *   own text (which they replace in the message): the real dimension, the call that works.
    */
   constructor(
     rule: AneRule | string,
     subject: ConstraintSubject,
     detail: string,
     chip: ChipFamily,
-    fix?: string,
+    specifics: ConstraintSpecifics = {},
   ) {
     const resolved = typeof rule === 'string' ? getRule(rule) : rule;
-    super(formatConstraintMessage(resolved, subject, detail, chip, fix));
+    super(formatConstraintMessage(resolved, subject, detail, chip, specifics));
     this.ruleId = resolved.id;
     this.op = subject.op;
     this.node = subject.node;
@@ -74,13 +74,19 @@ export function lowerFirst(text: string): string {
   return /^[A-Z][a-z]/.test(text) ? text[0]!.toLowerCase() + text.slice(1) : text;
 }
 
+/** A violation's own symptom and fix, replacing the rule's generic text in the message. */
+export interface ConstraintSpecifics {
+  readonly symptom?: string;
+  readonly fix?: string;
+}
+
 /** `<detail> (op 'matmul' 'attn.q'): <symptom> Fix: <fix> [ANE rule <id>, <chip>]` */
 export function formatConstraintMessage(
   rule: AneRule,
   subject: ConstraintSubject,
   detail: string,
   chip: ChipFamily,
-  fix: string = rule.fix,
+  { symptom = rule.symptom, fix = rule.fix }: ConstraintSpecifics = {},
 ): string {
-  return `${detail} (op ${subject.op} '${subject.node}'): ${lowerFirst(rule.symptom)} Fix: ${fix} [ANE rule ${rule.id}, ${chip}]`;
+  return `${detail} (op ${subject.op} '${subject.node}'): ${lowerFirst(symptom)} Fix: ${fix} [ANE rule ${rule.id}, ${chip}]`;
 }

@@ -12,7 +12,7 @@ import { inferNode } from '../ops/infer';
 import { type ConstantData, type TensorValues, toConstantData } from './data';
 import { type DType, isDType, shapeSize } from './dtype';
 import { IrError } from './errors';
-import { type CompositeTag, type NodeMeta, type Op, Tensor } from './tensor';
+import { type CompositeTag, type NodeMeta, type Op, opLabel, Tensor } from './tensor';
 
 export interface InputOptions {
   /** Default 'fp16'. */
@@ -232,16 +232,9 @@ export class Graph {
 const EMPTY_TAGS: readonly CompositeTag[] = Object.freeze([]);
 const EMPTY_META: NodeMeta = Object.freeze({});
 
+/** A node's default name: the op's label (`add`, `reduce_sum`), but `cast` for every cast. */
 function defaultHint(op: Op): string {
-  switch (op.kind) {
-    case 'unary':
-    case 'binary':
-      return op.fn;
-    case 'reduce':
-      return `reduce_${op.fn}`;
-    default:
-      return op.kind;
-  }
+  return op.kind === 'cast' ? 'cast' : opLabel(op);
 }
 
 function checkShape(shape: readonly number[], what: string): void {

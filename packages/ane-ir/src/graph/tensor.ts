@@ -84,9 +84,6 @@ export type OpKind = Op['kind'];
 /** Ops that produce values without inputs. */
 export const SOURCE_KINDS: readonly OpKind[] = ['input', 'param', 'constant'];
 
-/** Ops that only move or relabel data (no arithmetic). */
-export const MOVEMENT_KINDS: readonly OpKind[] = ['reshape', 'transpose', 'slice', 'concat'];
-
 /** A composite instance the node was built by (`rmsnorm`, `attention`, ...), outermost first. */
 export interface CompositeTag {
   /** The composite's kind, e.g. `rmsnorm`. */
@@ -173,6 +170,7 @@ export function opLabel(op: Op): string {
   }
 }
 
+/** A constant or a frozen param: data baked into programs (its data may be absent: zeros). */
 export function isConstantLike(tensor: Tensor): boolean {
   return tensor.op.kind === 'constant' || (tensor.op.kind === 'param' && !tensor.op.trainable);
 }

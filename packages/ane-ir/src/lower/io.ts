@@ -199,7 +199,7 @@ function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
       { op: node.op.kind, node: node.name },
       detail,
       chip,
-      PACKING_FIX,
+      { fix: PACKING_FIX },
     );
   };
   for (const node of values) {
@@ -335,13 +335,9 @@ function packedOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
     return separateOutputs(boundary, chip).map((port) => ({ ...port, spec: { ...port.spec, name: 'y' } }));
   const first = outputs[0]!;
   const fail = (detail: string): never => {
-    throw new ConstraintError(
-      'ir-single-io',
-      { op: first.op.kind, node: first.name },
-      detail,
-      chip,
-      PACKING_FIX,
-    );
+    throw new ConstraintError('ir-single-io', { op: first.op.kind, node: first.name }, detail, chip, {
+      fix: PACKING_FIX,
+    });
   };
   if (outputs.some((n) => n.rank !== 2 || n.dtype !== first.dtype)) {
     fail(

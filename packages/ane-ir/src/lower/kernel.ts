@@ -135,7 +135,7 @@ export function boundaryOf(definition: KernelDefinition): Boundary {
   const inputs: Tensor[] = [];
   const consumers = new Map<Tensor, Tensor[]>();
   const addInput = (value: Tensor) => {
-    if (inside.has(value) || isConstantLike(value) || value.op.kind === 'constant') return;
+    if (inside.has(value) || isConstantLike(value)) return;
     if (!inputs.includes(value)) inputs.push(value);
   };
   for (const node of nodes) {
@@ -169,6 +169,7 @@ function lower(definition: KernelDefinition, options: LowerOptions, mode: 'throw
     op: string;
     node: string;
     detail: string;
+    symptom?: string;
     message: string;
   }) => {
     if (violation.severity === 'error' || options.strict) {
@@ -177,6 +178,7 @@ function lower(definition: KernelDefinition, options: LowerOptions, mode: 'throw
         { op: violation.op, node: violation.node },
         violation.detail,
         chip,
+        violation.symptom !== undefined ? { symptom: violation.symptom } : {},
       );
       if (mode === 'throw') throw error;
       errors.push(error);

@@ -19,7 +19,8 @@ import { ConstraintError, IrError } from '../graph/errors';
 import type { Tensor } from '../graph/tensor';
 import type { ChipFamily } from '../mil/rules';
 import { broadcastShapes } from '../mil/schemas';
-import { type MilDtype, tensorType } from '../mil/types';
+import { type MilDtype, sameShape, tensorType } from '../mil/types';
+import { BINARY_MIL } from '../ops/mil-names';
 
 export type View = 'cf' | 'mm';
 
@@ -66,24 +67,6 @@ interface Phys {
   readonly value: MilValue | undefined;
   readonly view: View;
   readonly shape: readonly number[];
-}
-
-const BINARY_MIL: Readonly<Record<string, string>> = {
-  add: 'add',
-  sub: 'sub',
-  mul: 'mul',
-  div: 'real_div',
-  pow: 'pow',
-  maximum: 'maximum',
-  minimum: 'minimum',
-};
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-function labelOf(node: Tensor): string {
-  return node.label;
 }
 
 function originOf(node: Tensor): string {
@@ -177,7 +160,7 @@ class Layout {
     const hit = cached.get(view);
     if (hit !== undefined) return hit;
     const shape = physicalShape(node.shape, view);
-    const phys = this.reshape(base, shape, view, `${labelOf(node)}_${view}`, node);
+    const phys = this.reshape(base, shape, view, `${node.label}_${view}`, node);
     cached.set(view, phys);
     return phys;
   }
@@ -227,7 +210,7 @@ class Layout {
     shape: readonly number[],
     view: View,
     dtype: MilDtype = milDtype(node),
-    label = labelOf(node),
+    label = node.label,
   ): Phys {
     const value = this.builder.op(op, args, tensorType(dtype, shape), label, originOf(node));
     return { arg: { kind: 'value', value }, value, view, shape };
@@ -252,7 +235,7 @@ class Layout {
       data = zeros(node.dtype, node.size);
     }
     if (asScalar && quantized === undefined && (node.dtype === 'fp16' || node.dtype === 'fp32')) {
-      const arg = this.builder.float(sanitize(labelOf(node)), node.dtype, constantElement(data, 0));
+      const arg = this.builder.float(sanitize(node.label), node.dtype, constantElement(data, 0));
       return { arg, value: undefined, view, shape: [] };
     }
     const key = `${view}:${shape.join(',')}`;
@@ -268,7 +251,7 @@ class Layout {
     let value: MilValue;
     if (quantized !== undefined) {
       value = this.builder.dequantizedBlob(
-        labelOf(node),
+        node.label,
         physical,
         data,
         quantized.scale,
@@ -277,7 +260,7 @@ class Layout {
         originOf(node),
       );
     } else {
-      value = this.builder.blob(labelOf(node), tensorType(node.dtype, physical), data, file, originOf(node));
+      value = this.builder.blob(node.label, tensorType(node.dtype, physical), data, file, originOf(node));
     }
     const phys: Phys = { arg: { kind: 'value', value }, value, view, shape: physical };
     cached.set(key, phys);
@@ -289,7 +272,7 @@ class Layout {
     if (existing !== undefined) return existing;
     let file = hint;
     if (file === undefined) {
-      const base = sanitize(labelOf(node));
+      const base = sanitize(node.label);
       file = `${base}.bin`;
       for (let n = 1; this.usedFiles.has(file); n++) file = `${base}_${n}.bin`;
     }
@@ -360,11 +343,11 @@ class Layout {
           x.view,
         );
         if (op.keepDims) return reduced;
-        return this.reshape(reduced, physicalShape(node.shape, 'cf'), 'cf', `${labelOf(node)}_r`, node);
+        return this.reshape(reduced, physicalShape(node.shape, 'cf'), 'cf', `${node.label}_r`, node);
       }
       case 'reshape': {
         const x = this.lower(node.inputs[0]!);
-        return this.reshape(x, physicalShape(node.shape, 'cf'), 'cf', labelOf(node), node);
+        return this.reshape(x, physicalShape(node.shape, 'cf'), 'cf', node.label, node);
       }
       case 'transpose': {
         const input = node.inputs[0]!;
@@ -566,7 +549,7 @@ class Layout {
     if (this.isConstant(input)) return this.constant(input, aligned, view);
     if (aligned.length === input.rank) return this.as(input, view);
     const base = this.lower(input);
-    return this.reshape(base, physicalShape(aligned, view), view, `${labelOf(input)}_b`, input);
+    return this.reshape(base, physicalShape(aligned, view), view, `${input.label}_b`, input);
   }
 }
 

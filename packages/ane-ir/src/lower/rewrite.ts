@@ -61,10 +61,6 @@ export type RewriteStats = Map<string, number>;
 
 const MAX_PASSES = 32;
 
-function labelOf(node: Tensor): string {
-  return node.label;
-}
-
 /** Rebuilds `kernel` applying `rules` until none fires; returns the new graph (dead nodes dropped). */
 export function rewriteGraph(
   kernel: KernelGraph,
@@ -159,7 +155,7 @@ function rewriteOnce(
 /** The pending node added unchanged to the target graph. */
 function clone(target: Graph, pending: PendingNode): Tensor {
   const meta: NodeMeta =
-    pending.meta.label === undefined ? { ...pending.meta, label: labelOf(pending.original) } : pending.meta;
+    pending.meta.label === undefined ? { ...pending.meta, label: pending.original.label } : pending.meta;
   return target.add(
     pending.op,
     pending.inputs,

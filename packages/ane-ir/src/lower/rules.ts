@@ -13,8 +13,9 @@
  *   dequantize-constant      dequantize(int8 constant)                   -> constexpr_affine_dequantize
  */
 import { type ConstantData, constantElement, sliceData, transposeData } from '../graph/data';
-import type { Op, Tensor } from '../graph/tensor';
+import { isConstantLike, type Op, type Tensor } from '../graph/tensor';
 import { FP16_MAX, fp16BitsFromNumber, roundToFp16 } from '../mil/fp16';
+import { sameShape } from '../mil/types';
 import type { PendingNode, RewriteContext, RewriteRule } from './rewrite';
 
 /** Constant data of a constant or frozen param (undefined for a data-less frozen param). */
@@ -22,18 +23,6 @@ function constantSource(node: Tensor): { data: ConstantData | undefined; op: Op 
   if (node.op.kind === 'constant') return { data: node.op.data, op: node.op };
   if (node.op.kind === 'param' && !node.op.trainable) return { data: node.op.data, op: node.op };
   return undefined;
-}
-
-function isConstantLike(node: Tensor): boolean {
-  return constantSource(node) !== undefined;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-function labelOf(node: Tensor): string {
-  return node.label;
 }
 
 /** A constant (or frozen param) with new data and shape, keeping the source's kind and blob file. */
@@ -51,7 +40,7 @@ function constantLike(
     newOp = data === undefined ? rest : { ...rest, data };
   } else throw new Error('constantLike: not a constant');
   return context.emit(pending, newOp, [], {
-    label: labelOf(source),
+    label: source.label,
     meta: { origin: source.meta.origin ?? source.name },
     inferred: { shape: pending.shape, dtype: pending.dtype },
   });
@@ -107,7 +96,7 @@ export const finiteConstants: RewriteRule = {
           : bits,
     );
     return context.emit(node, { ...node.op, data: { dtype: 'fp16', values: finite } }, [], {
-      label: labelOf(node.original),
+      label: node.original.label,
       inferred: { shape: node.shape, dtype: node.dtype },
     });
   },
@@ -124,20 +113,20 @@ export const linearToConv: RewriteRule = {
     const seq = x.shape[1]!;
     const x4 = context.emit(node, { kind: 'reshape', shape: [1, inChannels, 1, seq] }, [x], {
       suffix: 'x4',
-      label: labelOf(x),
+      label: x.label,
     });
     const w4 = context.emit(node, { kind: 'reshape', shape: [outChannels, inChannels, 1, 1] }, [weight], {
       suffix: 'w4',
-      label: labelOf(weight),
+      label: weight.label,
     });
     const conv = context.emit(
       node,
       { kind: 'conv', strides: [1, 1], pad: [0, 0, 0, 0], dilations: [1, 1], groups: 1 },
       [x4, w4],
-      { suffix: 'conv', label: labelOf(node.original) },
+      { suffix: 'conv', label: node.original.label },
     );
     return context.emit(node, { kind: 'reshape', shape: [outChannels, seq] }, [conv], {
-      label: labelOf(node.original),
+      label: node.original.label,
     });
   },
 };
@@ -161,13 +150,13 @@ export const runtimeLinear: RewriteRule = {
     // y [OC, S] = Wᵀᵀ x = (xᵀ Wᵀ)ᵀ: the hardware-proven order of maderix/ANE's dynamic matmul.
     const xt = context.emit(node, { kind: 'transpose', perm: [1, 0] }, [x], {
       suffix: 'xt',
-      label: `${labelOf(x)}_t`,
+      label: `${x.label}_t`,
     });
     const yt = context.emit(node, { kind: 'matmul', transposeX: false, transposeY: false }, [xt, packed], {
       suffix: 'yt',
-      label: `${labelOf(node.original)}_t`,
+      label: `${node.original.label}_t`,
     });
-    return context.emit(node, { kind: 'transpose', perm: [1, 0] }, [yt], { label: labelOf(node.original) });
+    return context.emit(node, { kind: 'transpose', perm: [1, 0] }, [yt], { label: node.original.label });
   },
 };
 
@@ -178,7 +167,7 @@ export const transposeIntoMatmul: RewriteRule = {
     const [a, b] = node.inputs as [Tensor, Tensor];
     if (b.op.kind !== 'transpose' || b.rank < 3 || !isSwapLastTwo(b.op.perm)) return null;
     return context.emit(node, { ...node.op, transposeY: !node.op.transposeY }, [a, b.inputs[0]!], {
-      label: labelOf(node.original),
+      label: node.original.label,
     });
   },
 };
@@ -196,7 +185,7 @@ export const cancelTransposes: RewriteRule = {
     const source = input.inputs[0]!;
     if (combined.every((axis, i) => axis === i)) return source;
     return context.emit(node, { kind: 'transpose', perm: combined }, [source], {
-      label: labelOf(node.original),
+      label: node.original.label,
     });
   },
 };
@@ -210,7 +199,7 @@ export const mergeReshapes: RewriteRule = {
     if (input.op.kind !== 'reshape') return null;
     const source = input.inputs[0]!;
     if (sameShape(source.shape, node.shape)) return source;
-    return context.emit(node, node.op, [source], { label: labelOf(node.original) });
+    return context.emit(node, node.op, [source], { label: node.original.label });
   },
 };
 
@@ -229,7 +218,7 @@ export const zerosWithoutMul: RewriteRule = {
     const [x, zero] = isZeroConstant(b) ? [a, b] : isZeroConstant(a) ? [b, a] : [undefined, undefined];
     if (x === undefined || zero === undefined || !sameShape(x.shape, node.shape) || isConstantLike(x))
       return null;
-    return context.emit(node, { kind: 'binary', fn: 'sub' }, [x, x], { label: labelOf(node.original) });
+    return context.emit(node, { kind: 'binary', fn: 'sub' }, [x, x], { label: node.original.label });
   },
 };
 
@@ -247,12 +236,12 @@ export const divByConstant: RewriteRule = {
       [],
       {
         suffix: 'inv',
-        label: `${labelOf(c)}_inv`,
+        label: `${c.label}_inv`,
         inferred: { shape: c.shape, dtype: c.dtype },
       },
     );
     const typed = retype(reciprocal, c.dtype, context, node);
-    return context.emit(node, { kind: 'binary', fn: 'mul' }, [x, typed], { label: labelOf(node.original) });
+    return context.emit(node, { kind: 'binary', fn: 'mul' }, [x, typed], { label: node.original.label });
   },
 };
 
@@ -271,7 +260,7 @@ function retype(
       : { dtype: 'fp32', values: Float32Array.of(value) };
   return context.emit(node, { kind: 'constant', data }, [], {
     suffix: 'inv16',
-    label: labelOf(constant),
+    label: constant.label,
     inferred: { shape: constant.shape, dtype },
   });
 }
@@ -283,7 +272,7 @@ export const dequantizeConstant: RewriteRule = {
     const q = node.inputs[0]!;
     if (q.op.kind !== 'constant' || q.op.data.dtype !== 'int8' || q.op.quantized !== undefined) return null;
     return context.emit(node, { ...q.op, quantized: { scale: node.op.scale, zeroPoint: 0 } }, [], {
-      label: labelOf(q),
+      label: q.label,
       inferred: { shape: node.shape, dtype: node.dtype },
     });
   },

@@ -5,36 +5,16 @@
  */
 import type { DType } from '../graph/dtype';
 import { ShapeError } from '../graph/errors';
-import { type Op, opLabel } from '../graph/tensor';
+import { type Op, opLabel, type Tensor } from '../graph/tensor';
 import { MilValidationError } from '../mil/errors';
 import { inferOutputTypes, type Operand, type OperandInput } from '../mil/schemas';
 import { type MilDtype, scalarType, tensorType } from '../mil/types';
+import { BINARY_MIL, UNARY_MIL } from './mil-names';
 
-/** What inference needs of an operand. */
-export interface Operand_ {
-  readonly shape: readonly number[];
-  readonly dtype: DType;
-}
+/** What inference needs of an input: its shape and dtype (a `Tensor`, or a node not built yet). */
+type Typed = Pick<Tensor, 'shape' | 'dtype'>;
 
-const UNARY_MIL: Readonly<Record<string, string>> = {
-  exp: 'exp',
-  sqrt: 'sqrt',
-  sigmoid: 'sigmoid',
-  tanh: 'tanh',
-  relu: 'relu',
-};
-
-const BINARY_MIL: Readonly<Record<string, string>> = {
-  add: 'add',
-  sub: 'sub',
-  mul: 'mul',
-  div: 'real_div',
-  pow: 'pow',
-  maximum: 'maximum',
-  minimum: 'minimum',
-};
-
-function runtime(operand: Operand_): Operand {
+function runtime(operand: Typed): Operand {
   return {
     type: operand.shape.length === 0 ? scalarType(operand.dtype) : tensorType(operand.dtype, operand.shape),
     constant: false,
@@ -50,7 +30,7 @@ function scalar(dtype: MilDtype, value: number | boolean | string): Operand {
 }
 
 /** The MIL op and operands that compute the same shape as `op`. */
-function milEquivalent(op: Op, inputs: readonly Operand_[]): [string, Record<string, OperandInput>] {
+function milEquivalent(op: Op, inputs: readonly Typed[]): [string, Record<string, OperandInput>] {
   const at = (i: number) => runtime(inputs[i]!);
   switch (op.kind) {
     case 'unary':
@@ -132,7 +112,7 @@ const INPUT_COUNT: Partial<Record<Op['kind'], number>> = {
 /** Shape and dtype of `op` applied to `inputs`; throws `ShapeError`. */
 export function inferNode(
   op: Op,
-  inputs: readonly Operand_[],
+  inputs: readonly Typed[],
   name: string,
 ): { shape: readonly number[]; dtype: DType } {
   const label = opLabel(op);
@@ -196,10 +176,10 @@ export function inferNode(
 
 function inferGather(
   axis: number,
-  inputs: readonly Operand_[],
+  inputs: readonly Typed[],
   fail: (reason: string) => never,
 ): { shape: readonly number[]; dtype: DType } {
-  const [table, indices] = inputs as [Operand_, Operand_];
+  const [table, indices] = inputs as [Typed, Typed];
   if (indices.dtype !== 'int32') fail(`indices must be int32, found ${indices.dtype}`);
   if (axis < 0 || axis >= table.shape.length)
     fail(`axis ${axis} is out of range for rank ${table.shape.length}`);

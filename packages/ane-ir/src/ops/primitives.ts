@@ -8,15 +8,16 @@ import { IrError, ShapeError } from '../graph/errors';
 import type { OpOptions } from '../graph/graph';
 import type { BinaryFn, Op, ReduceFn, Tensor, UnaryFn } from '../graph/tensor';
 
-export type Operand = Tensor | number;
+/** An op argument: a tensor, or a number (a scalar constant of the other operand's dtype, broadcast). */
+export type TensorOrScalar = Tensor | number;
 
-function graphOf(operands: readonly Operand[], op: string): Tensor {
+function graphOf(operands: readonly TensorOrScalar[], op: string): Tensor {
   const first = operands.find((o): o is Tensor => typeof o !== 'number');
   if (first === undefined) throw new IrError(`${op}: at least one operand must be a tensor`);
   return first;
 }
 
-function asTensor(operand: Operand, like: Tensor, name: string | undefined): Tensor {
+function asTensor(operand: TensorOrScalar, like: Tensor, name: string | undefined): Tensor {
   if (typeof operand !== 'number') return operand;
   return like.graph.scalar(operand, like.dtype, { name: name === undefined ? 'c' : `${name}_c` });
 }
@@ -54,7 +55,7 @@ export const relu = unary('relu');
 // ---- binary ----
 
 function binary(fn: BinaryFn) {
-  return (a: Operand, b: Operand, options: OpOptions = {}): Tensor => {
+  return (a: TensorOrScalar, b: TensorOrScalar, options: OpOptions = {}): Tensor => {
     const like = graphOf([a, b], fn);
     return make(
       { kind: 'binary', fn },
