@@ -25,6 +25,7 @@ export {
   OPTIMIZER_STATE_VERSION,
   Optimizer,
   type OptimizerName,
+  type OptimizerOptions,
   type OptimizerState,
   type OptimizerStateMeta,
   type ParamGroup,

@@ -39,6 +39,17 @@ export interface BaseHyperParameters {
 /** A parameter group: the tensors `params` picks, with their own values for some hyper-parameters. */
 export type ParamGroup<H extends BaseHyperParameters> = { params: ParamMatcher; name?: string } & Partial<H>;
 
+/**
+ * The options object of an optimizer with hyper-parameters H: each hyper-parameter (defaults apply
+ * to those left out), the kernels, and parameter groups. Any other key is an OptimizerConfigError.
+ */
+export type OptimizerOptions<H extends BaseHyperParameters> = {
+  learningRate?: LearningRate;
+  /** Which ane-bridge kernels run the updates (default 'auto': native when loaded). */
+  kernels?: KernelChoice;
+  groups?: ReadonlyArray<ParamGroup<H>>;
+} & Partial<Omit<H, 'learningRate'>>;
+
 /** Hyper-parameters as `applySingle` gets them: the learning rate already read off its schedule. */
 export type Resolved<H extends BaseHyperParameters> = Omit<H, 'learningRate'> & { learningRate: number };
 
@@ -155,12 +166,19 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
   /** Which ane-bridge kernels run the updates ('auto', 'native' or 'ts'). */
   readonly kernels: KernelChoice;
 
+  /**
+   * @param options the options object the user gave, when there is one: a key that is neither a
+   *   hyper-parameter (a key of `defaults`) nor 'kernels' or 'groups' is an OptimizerConfigError
+   *   with a did-you-mean (PyTorch's `lr`, `weight_decay`).
+   */
   protected constructor(
     name: OptimizerName,
     defaults: H,
     groups: ReadonlyArray<ParamGroup<H>> = [],
     kernels: KernelChoice = 'auto',
+    options?: object,
   ) {
+    checkOptionKeys(name, options, [...Object.keys(defaults), 'kernels', 'groups']);
     this.name = name;
     this.kernels = checkKernelChoice(kernels, name);
     if (!Array.isArray(groups)) {

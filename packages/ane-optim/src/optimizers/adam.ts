@@ -2,16 +2,14 @@
  * Adam and AdamW: torch.optim.Adam's and torch.optim.AdamW's rules, run by ane-bridge's adamUpdate
  * and adamwUpdate kernels. Bias correction is on by default, as in PyTorch (MLX defaults it off).
  */
-import type { KernelCall, KernelChoice } from '../kernels';
+import type { KernelCall } from '../kernels';
 import {
   type BaseHyperParameters,
-  type LearningRate,
   Optimizer,
-  type ParamGroup,
+  type OptimizerOptions,
   type Resolved,
   type TensorState,
 } from '../optimizer';
-import { checkOptionKeys } from '../options';
 import { checkBetas, checkBoolean, checkRange, NON_NEGATIVE } from './checks';
 
 export interface AdamHyperParameters extends BaseHyperParameters {
@@ -25,30 +23,13 @@ export interface AdamHyperParameters extends BaseHyperParameters {
   biasCorrection: boolean;
 }
 
-export type AdamOptions = {
-  learningRate?: LearningRate;
-  /** Which ane-bridge kernels run the updates (default 'auto': native when loaded). */
-  kernels?: KernelChoice;
-  groups?: ReadonlyArray<ParamGroup<AdamHyperParameters>>;
-} & Partial<Omit<AdamHyperParameters, 'learningRate'>>;
-
-/** Every key an Adam or AdamW options object may have. */
-const ADAM_OPTIONS = [
-  'learningRate',
-  'betas',
-  'eps',
-  'weightDecay',
-  'biasCorrection',
-  'kernels',
-  'groups',
-] as const;
+export type AdamOptions = OptimizerOptions<AdamHyperParameters>;
 
 type AdamField = 'm' | 'v';
 const ADAM_FIELDS: readonly AdamField[] = ['m', 'v'];
 
 abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
   protected constructor(name: 'Adam' | 'AdamW', options: AdamOptions, defaultWeightDecay: number) {
-    checkOptionKeys(name, options, ADAM_OPTIONS);
     const { groups, kernels, ...rest } = options ?? {};
     super(
       name,
@@ -61,6 +42,7 @@ abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
       },
       groups,
       kernels,
+      options,
     );
   }
 

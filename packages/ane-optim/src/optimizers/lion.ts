@@ -3,16 +3,14 @@
  * and MLX write it, run by ane-bridge's lionUpdate kernel. PyTorch has no Lion; the parity
  * fixtures use a reference written in tools/refgen/.
  */
-import type { KernelCall, KernelChoice } from '../kernels';
+import type { KernelCall } from '../kernels';
 import {
   type BaseHyperParameters,
-  type LearningRate,
   Optimizer,
-  type ParamGroup,
+  type OptimizerOptions,
   type Resolved,
   type TensorState,
 } from '../optimizer';
-import { checkOptionKeys } from '../options';
 import { checkBetas, checkRange, NON_NEGATIVE } from './checks';
 
 export interface LionHyperParameters extends BaseHyperParameters {
@@ -22,12 +20,7 @@ export interface LionHyperParameters extends BaseHyperParameters {
   weightDecay: number;
 }
 
-export type LionOptions = {
-  learningRate?: LearningRate;
-  /** Which ane-bridge kernels run the updates (default 'auto': native when loaded). */
-  kernels?: KernelChoice;
-  groups?: ReadonlyArray<ParamGroup<LionHyperParameters>>;
-} & Partial<Omit<LionHyperParameters, 'learningRate'>>;
+export type LionOptions = OptimizerOptions<LionHyperParameters>;
 
 type LionField = 'm';
 const LION_FIELDS: readonly LionField[] = ['m'];
@@ -38,7 +31,6 @@ const LION_FIELDS: readonly LionField[] = ['m'];
  */
 export class Lion extends Optimizer<LionHyperParameters, LionField> {
   constructor(options: LionOptions = {}) {
-    checkOptionKeys('Lion', options, ['learningRate', 'betas', 'weightDecay', 'kernels', 'groups']);
     const { groups, kernels, ...rest } = options ?? {};
     super(
       'Lion',
@@ -49,6 +41,7 @@ export class Lion extends Optimizer<LionHyperParameters, LionField> {
       },
       groups,
       kernels,
+      options,
     );
   }
 

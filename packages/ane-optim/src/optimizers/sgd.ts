@@ -3,16 +3,15 @@
  * ane-bridge's sgdUpdate kernel.
  */
 import { OptimizerConfigError } from '../errors';
-import type { KernelCall, KernelChoice } from '../kernels';
+import type { KernelCall } from '../kernels';
 import {
   type BaseHyperParameters,
   type LearningRate,
   Optimizer,
-  type ParamGroup,
+  type OptimizerOptions,
   type Resolved,
   type TensorState,
 } from '../optimizer';
-import { checkOptionKeys } from '../options';
 import { checkBoolean, checkRange, NON_NEGATIVE } from './checks';
 
 export interface SgdHyperParameters extends BaseHyperParameters {
@@ -26,12 +25,8 @@ export interface SgdHyperParameters extends BaseHyperParameters {
   weightDecay: number;
 }
 
-export type SgdOptions = {
-  learningRate: LearningRate;
-  /** Which ane-bridge kernels run the updates (default 'auto': native when loaded). */
-  kernels?: KernelChoice;
-  groups?: ReadonlyArray<ParamGroup<SgdHyperParameters>>;
-} & Partial<Omit<SgdHyperParameters, 'learningRate'>>;
+/** SGD's learning rate has no default. */
+export type SgdOptions = OptimizerOptions<SgdHyperParameters> & { learningRate: LearningRate };
 
 /**
  * torch.optim.SGD: g = grad + weightDecay*p; buf = g on the first step, else
@@ -40,15 +35,6 @@ export type SgdOptions = {
  */
 export class SGD extends Optimizer<SgdHyperParameters, 'momentum'> {
   constructor(options: SgdOptions) {
-    checkOptionKeys('SGD', options, [
-      'learningRate',
-      'momentum',
-      'dampening',
-      'nesterov',
-      'weightDecay',
-      'kernels',
-      'groups',
-    ]);
     const { groups, kernels, ...rest } = options ?? ({} as SgdOptions);
     super(
       'SGD',
@@ -61,6 +47,7 @@ export class SGD extends Optimizer<SgdHyperParameters, 'momentum'> {
       },
       groups,
       kernels,
+      options,
     );
   }
 
