@@ -8,7 +8,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,20 +27,63 @@ namespace {
 
 using Index = std::ptrdiff_t;
 
+// Per-environment data every kernel function receives (Napi::Function data): the intrinsic
+// ArrayBuffer.prototype.resizable getter, so a buffer's own properties cannot fake the answer.
+struct KernelFunctionData;
+struct KernelEnvData {
+  Napi::FunctionReference resizableGetter;
+  std::vector<std::unique_ptr<KernelFunctionData>> functions;
+};
+// What one kernel export receives: its name (for messages) and its environment's data.
+struct KernelFunctionData {
+  const KernelEnvData* env = nullptr;
+  std::string name;
+};
+
+// An array of an asynchronous call over a plain (detachable) ArrayBuffer: the kernel works on this
+// private copy, and the result is copied back on the JS thread when the work is done.
+struct Copy {
+  std::size_t arrayIndex = 0;  // into Job::arrays
+  std::string name;
+  void* original = nullptr;  // the array's memory at the call
+  std::size_t length = 0;    // elements at the call
+  std::size_t bytes = 0;
+  std::unique_ptr<unsigned char[]> data;
+  bool output = false;  // copied back when the kernel is done
+};
+
 // A parsed call: the work to run, and the typed arrays it touches (kept alive while it runs).
 struct Job {
+  bool async = false;
+  std::string kernel;
+  const KernelEnvData* envData = nullptr;
   std::function<double()> run;
   std::vector<Napi::Object> arrays;
+  std::vector<Copy> copies;
   bool returnsNumber = false;
 };
 
+// Memory safety of the asynchronous kernels. The JS thread runs on while a kernel works, so the
+// memory under the kernel's pointers must stay put for the whole run:
+//  - a SharedArrayBuffer cannot be detached or shrunk (a growable one only grows, in place), and the
+//    persistent reference to its view keeps it alive: the kernel uses its memory directly;
+//  - a plain ArrayBuffer can be detached meanwhile (structuredClone/postMessage transfer lists,
+//    ArrayBuffer.prototype.transfer on Node 22+), and its memory then freed by the GC or at once;
+//    N-API offers no way to hold the memory itself, so the kernel works on private copies made at
+//    the call, and the outputs are copied back on the JS thread after the run, only when every
+//    output array is still attached with its length (otherwise the Promise rejects with a TypeError
+//    whose code is ERR_ANE_BRIDGE_DETACHED, and the result is discarded);
+//  - a resizable ArrayBuffer is refused (TypeError, code ERR_ANE_BRIDGE_RESIZABLE_BUFFER) by every
+//    kernel, synchronous ones included: its memory can shrink under a view.
 class KernelWorker : public Napi::AsyncWorker {
  public:
   KernelWorker(Napi::Env env, Job job)
       : Napi::AsyncWorker(env, "ane-bridge:kernel"),
         deferred_(Napi::Promise::Deferred::New(env)),
         run_(std::move(job.run)),
-        returnsNumber_(job.returnsNumber) {
+        returnsNumber_(job.returnsNumber),
+        kernel_(std::move(job.kernel)),
+        copies_(std::move(job.copies)) {
     for (Napi::Object& array : job.arrays) keep_.push_back(Napi::Persistent(array));
   }
 
@@ -52,7 +98,32 @@ class KernelWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() override {
-    deferred_.Resolve(returnsNumber_ ? Napi::Number::New(Env(), result_) : Env().Undefined());
+    Napi::Env env = Env();
+    // Every output must still be the memory it was at the call before any result is written.
+    std::vector<void*> targets(copies_.size(), nullptr);
+    for (std::size_t i = 0; i < copies_.size(); i++) {
+      const Copy& copy = copies_[i];
+      if (!copy.output) continue;
+      void* data = nullptr;
+      std::size_t length = 0;
+      const napi_status status = napi_get_typedarray_info(env, keep_[copy.arrayIndex].Value(), nullptr, &length,
+                                                          &data, nullptr, nullptr);
+      if (status != napi_ok || data != copy.original || length != copy.length) {
+        Napi::Error error = Napi::TypeError::New(
+            env, kernel_ + "Async: " + copy.name +
+                     " was detached or resized while the kernel ran (an ArrayBuffer transfer, a "
+                     "postMessage or structuredClone transfer list), so the result was discarded; leave "
+                     "the arrays alone until the Promise settles, or use arrays over a SharedArrayBuffer");
+        error.Set("code", Napi::String::New(env, "ERR_ANE_BRIDGE_DETACHED"));
+        deferred_.Reject(error.Value());
+        return;
+      }
+      targets[i] = data;
+    }
+    for (std::size_t i = 0; i < copies_.size(); i++) {
+      if (targets[i] != nullptr) std::memcpy(targets[i], copies_[i].data.get(), copies_[i].bytes);
+    }
+    deferred_.Resolve(returnsNumber_ ? Napi::Number::New(env, result_) : env.Undefined());
   }
 
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
@@ -62,12 +133,19 @@ class KernelWorker : public Napi::AsyncWorker {
   std::function<double()> run_;
   bool returnsNumber_;
   double result_ = 0.0;
+  std::string kernel_;
+  std::vector<Copy> copies_;
   std::vector<Napi::ObjectReference> keep_;
 };
 
-template <Job (*Parse)(const Napi::CallbackInfo&), bool Async>
+template <void (*Parse)(const Napi::CallbackInfo&, Job&), bool Async>
 Napi::Value entry(const Napi::CallbackInfo& info) {
-  Job job = Parse(info);
+  Job job;
+  job.async = Async;
+  const auto* data = static_cast<const KernelFunctionData*>(info.Data());
+  job.envData = data->env;
+  job.kernel = data->name;
+  Parse(info, job);
   if (!Async) {
     double result = 0.0;
     try {
@@ -98,9 +176,17 @@ struct View {
   bool present = false;  // false: the argument was null (nullable arguments only)
 };
 
+// Whether the kernel writes the array (an asynchronous call copies outputs back; see KernelWorker).
+enum class Access { In, Out };
+
+bool isResizable(napi_value buffer, const Job& job) {
+  if (job.envData == nullptr || job.envData->resizableGetter.IsEmpty()) return false;
+  return job.envData->resizableGetter.Call(buffer, {}).ToBoolean().Value();
+}
+
 template <typename T>
 View<T> typedArray(const Napi::CallbackInfo& info, std::size_t index, napi_typedarray_type type, const char* name,
-                   const char* typeName, Job& job, bool nullable = false) {
+                   const char* typeName, Job& job, Access access, bool nullable = false) {
   const Napi::Value value = info[index];
   if (nullable && (value.IsNull() || value.IsUndefined())) return {};
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type) {
@@ -114,23 +200,53 @@ View<T> typedArray(const Napi::CallbackInfo& info, std::size_t index, napi_typed
   // included (array.ArrayBuffer() fails for shared memory).
   void* data = nullptr;
   std::size_t length = 0;
-  if (napi_get_typedarray_info(info.Env(), array, nullptr, &length, &data, nullptr, nullptr) != napi_ok) {
+  napi_value buffer = nullptr;
+  if (napi_get_typedarray_info(info.Env(), array, nullptr, &length, &data, &buffer, nullptr) != napi_ok) {
     typeError(info.Env(), std::string(name) + ": cannot read the typed array's memory");
+  }
+  bool plain = false;  // an ArrayBuffer (detachable), not a SharedArrayBuffer
+  if (napi_is_arraybuffer(info.Env(), buffer, &plain) != napi_ok) plain = false;
+  if (plain && isResizable(buffer, job)) {
+    Napi::Error error = Napi::TypeError::New(
+        info.Env(), job.kernel + ": " + name +
+                        " is a view of a resizable ArrayBuffer, whose memory can shrink while a kernel uses it; "
+                        "copy it into a fixed-length array first (new " +
+                        typeName + "(view))");
+    error.Set("code", Napi::String::New(info.Env(), "ERR_ANE_BRIDGE_RESIZABLE_BUFFER"));
+    throw error;
   }
   view.data = static_cast<T*>(data);
   view.length = static_cast<Index>(length);
+  if (job.async && plain && length > 0) {
+    Copy copy;
+    copy.arrayIndex = job.arrays.size() - 1;
+    copy.name = name;
+    copy.original = data;
+    copy.length = length;
+    copy.bytes = length * sizeof(T);
+    copy.output = access == Access::Out;
+    copy.data.reset(new (std::nothrow) unsigned char[copy.bytes]);
+    if (!copy.data) {
+      rangeError(info.Env(), job.kernel + "Async: out of memory copying " + name + " (" + std::to_string(copy.bytes) +
+                                 " bytes); use arrays over a SharedArrayBuffer, which the kernel uses in place");
+    }
+    std::memcpy(copy.data.get(), data, copy.bytes);
+    view.data = reinterpret_cast<T*>(copy.data.get());
+    job.copies.push_back(std::move(copy));
+  }
   return view;
 }
 
-View<float> f32(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job, bool nullable = false) {
-  return typedArray<float>(info, i, napi_float32_array, name, "Float32Array", job, nullable);
+View<float> f32(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job, Access access,
+                bool nullable = false) {
+  return typedArray<float>(info, i, napi_float32_array, name, "Float32Array", job, access, nullable);
 }
-View<std::uint16_t> u16(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job,
+View<std::uint16_t> u16(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job, Access access,
                         bool nullable = false) {
-  return typedArray<std::uint16_t>(info, i, napi_uint16_array, name, "Uint16Array", job, nullable);
+  return typedArray<std::uint16_t>(info, i, napi_uint16_array, name, "Uint16Array", job, access, nullable);
 }
 View<std::int32_t> i32(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job) {
-  return typedArray<std::int32_t>(info, i, napi_int32_array, name, "Int32Array", job);
+  return typedArray<std::int32_t>(info, i, napi_int32_array, name, "Int32Array", job, Access::In);
 }
 
 double number(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
@@ -194,17 +310,16 @@ void checkTokens(const Napi::CallbackInfo& info, const View<std::int32_t>& token
 // ---- kernels ---------------------------------------------------------------------------------
 
 // sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-Job parseSgemm(const Napi::CallbackInfo& info) {
-  Job job;
+void parseSgemm(const Napi::CallbackInfo& info, Job& job) {
   const bool transA = flag(info, 0), transB = flag(info, 1);
   const Index M = count(info, 2, "M"), N = count(info, 3, "N"), K = count(info, 4, "K");
   const float alpha = f32Scalar(info, 5, "alpha");
-  const View<float> A = f32(info, 6, "A", job);
+  const View<float> A = f32(info, 6, "A", job, Access::In);
   const Index lda = count(info, 7, "lda");
-  const View<float> B = f32(info, 8, "B", job);
+  const View<float> B = f32(info, 8, "B", job, Access::In);
   const Index ldb = count(info, 9, "ldb");
   const float beta = f32Scalar(info, 10, "beta");
-  const View<float> C = f32(info, 11, "C", job);
+  const View<float> C = f32(info, 11, "C", job, Access::Out);
   const Index ldc = count(info, 12, "ldc");
   if (M > 0 && N > 0 && K > 0) {
     need(info, A, transA ? span(info, K, M, lda, "A") : span(info, M, K, lda, "A"), "A");
@@ -215,15 +330,13 @@ Job parseSgemm(const Napi::CallbackInfo& info) {
     sgemm(transA, transB, M, N, K, alpha, A.data, lda, B.data, ldb, beta, C.data, ldc);
     return 0.0;
   };
-  return job;
 }
 
 // fp32ToFp16(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols, saturate)
-Job parseToHalf(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> src = f32(info, 0, "src", job);
+void parseToHalf(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> src = f32(info, 0, "src", job, Access::In);
   const Index srcOffset = count(info, 1, "srcOffset"), srcStride = count(info, 2, "srcRowStride");
-  const View<std::uint16_t> dst = u16(info, 3, "dst", job);
+  const View<std::uint16_t> dst = u16(info, 3, "dst", job, Access::Out);
   const Index dstOffset = count(info, 4, "dstOffset"), dstStride = count(info, 5, "dstRowStride");
   const Index rows = count(info, 6, "rows"), cols = count(info, 7, "cols");
   const bool saturate = flag(info, 8);
@@ -233,15 +346,13 @@ Job parseToHalf(const Napi::CallbackInfo& info) {
     fp32ToFp16(src.data + srcOffset, srcStride, dst.data + dstOffset, dstStride, rows, cols, saturate);
     return 0.0;
   };
-  return job;
 }
 
 // fp16ToFp32(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols)
-Job parseToFloat(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<std::uint16_t> src = u16(info, 0, "src", job);
+void parseToFloat(const Napi::CallbackInfo& info, Job& job) {
+  const View<std::uint16_t> src = u16(info, 0, "src", job, Access::In);
   const Index srcOffset = count(info, 1, "srcOffset"), srcStride = count(info, 2, "srcRowStride");
-  const View<float> dst = f32(info, 3, "dst", job);
+  const View<float> dst = f32(info, 3, "dst", job, Access::Out);
   const Index dstOffset = count(info, 4, "dstOffset"), dstStride = count(info, 5, "dstRowStride");
   const Index rows = count(info, 6, "rows"), cols = count(info, 7, "cols");
   need(info, src, add(info, srcOffset, span(info, rows, cols, srcStride, "src")), "src");
@@ -250,16 +361,14 @@ Job parseToFloat(const Napi::CallbackInfo& info) {
     fp16ToFp32(src.data + srcOffset, srcStride, dst.data + dstOffset, dstStride, rows, cols);
     return 0.0;
   };
-  return job;
 }
 
 // sgdUpdate(params, grads, momentumBuffer|null, negLr, weightDecay, momentum, oneMinusDampening,
 //           nesterov, firstStep, fp16Out|null)
-Job parseSgd(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> params = f32(info, 0, "params", job);
-  const View<float> grads = f32(info, 1, "grads", job);
-  const View<float> buffer = f32(info, 2, "momentumBuffer", job, true);
+void parseSgd(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> params = f32(info, 0, "params", job, Access::Out);
+  const View<float> grads = f32(info, 1, "grads", job, Access::In);
+  const View<float> buffer = f32(info, 2, "momentumBuffer", job, Access::Out, true);
   SgdScalars s;
   s.negLr = f32Scalar(info, 3, "negLr");
   s.weightDecay = f32Scalar(info, 4, "weightDecay");
@@ -267,7 +376,7 @@ Job parseSgd(const Napi::CallbackInfo& info) {
   s.oneMinusDampening = f32Scalar(info, 6, "oneMinusDampening");
   s.nesterov = flag(info, 7);
   s.firstStep = flag(info, 8);
-  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, true);
+  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, Access::Out, true);
   const Index n = params.length;
   need(info, grads, n, "grads");
   if (s.momentum != 0.0f) {
@@ -279,17 +388,15 @@ Job parseSgd(const Napi::CallbackInfo& info) {
     sgdUpdate(params.data, grads.data, s.momentum != 0.0f ? buffer.data : nullptr, n, s, out.data);
     return 0.0;
   };
-  return job;
 }
 
 // adamUpdate(params, grads, m, v, negStepSize, biasCorrection2Sqrt, oneMinusBeta1, beta2,
 //            oneMinusBeta2, eps, l2, decay, fp16Out|null)
-Job parseAdam(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> params = f32(info, 0, "params", job);
-  const View<float> grads = f32(info, 1, "grads", job);
-  const View<float> m = f32(info, 2, "m", job);
-  const View<float> v = f32(info, 3, "v", job);
+void parseAdam(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> params = f32(info, 0, "params", job, Access::Out);
+  const View<float> grads = f32(info, 1, "grads", job, Access::In);
+  const View<float> m = f32(info, 2, "m", job, Access::Out);
+  const View<float> v = f32(info, 3, "v", job, Access::Out);
   AdamScalars s;
   s.negStepSize = f32Scalar(info, 4, "negStepSize");
   s.biasCorrection2Sqrt = f32Scalar(info, 5, "biasCorrection2Sqrt");
@@ -299,7 +406,7 @@ Job parseAdam(const Napi::CallbackInfo& info) {
   s.eps = f32Scalar(info, 9, "eps");
   s.l2 = f32Scalar(info, 10, "l2");
   s.decay = f32Scalar(info, 11, "decay");
-  const View<std::uint16_t> out = u16(info, 12, "fp16Out", job, true);
+  const View<std::uint16_t> out = u16(info, 12, "fp16Out", job, Access::Out, true);
   const Index n = params.length;
   need(info, grads, n, "grads");
   need(info, m, n, "m");
@@ -309,15 +416,13 @@ Job parseAdam(const Napi::CallbackInfo& info) {
     adamUpdate(params.data, grads.data, m.data, v.data, n, s, out.data);
     return 0.0;
   };
-  return job;
 }
 
 // lionUpdate(params, grads, m, decay, negLr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, fp16Out|null)
-Job parseLion(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> params = f32(info, 0, "params", job);
-  const View<float> grads = f32(info, 1, "grads", job);
-  const View<float> m = f32(info, 2, "m", job);
+void parseLion(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> params = f32(info, 0, "params", job, Access::Out);
+  const View<float> grads = f32(info, 1, "grads", job, Access::In);
+  const View<float> m = f32(info, 2, "m", job, Access::Out);
   LionScalars s;
   s.decay = f32Scalar(info, 3, "decay");
   s.negLr = f32Scalar(info, 4, "negLr");
@@ -325,7 +430,7 @@ Job parseLion(const Napi::CallbackInfo& info) {
   s.oneMinusBeta1 = f32Scalar(info, 6, "oneMinusBeta1");
   s.beta2 = f32Scalar(info, 7, "beta2");
   s.oneMinusBeta2 = f32Scalar(info, 8, "oneMinusBeta2");
-  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, true);
+  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, Access::Out, true);
   const Index n = params.length;
   need(info, grads, n, "grads");
   need(info, m, n, "m");
@@ -334,23 +439,19 @@ Job parseLion(const Napi::CallbackInfo& info) {
     lionUpdate(params.data, grads.data, m.data, n, s, out.data);
     return 0.0;
   };
-  return job;
 }
 
 // sumOfSquares(x)
-Job parseSumOfSquares(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> x = f32(info, 0, "x", job);
+void parseSumOfSquares(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> x = f32(info, 0, "x", job, Access::In);
   job.returnsNumber = true;
   job.run = [=] { return sumOfSquares(x.data, x.length); };
-  return job;
 }
 
 // rmsnormForward(out, rstd, x, weight, C, S, eps)
-Job parseRmsnormForward(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> out = f32(info, 0, "out", job), rstd = f32(info, 1, "rstd", job), x = f32(info, 2, "x", job),
-                    weight = f32(info, 3, "weight", job);
+void parseRmsnormForward(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> out = f32(info, 0, "out", job, Access::Out), rstd = f32(info, 1, "rstd", job, Access::Out), x = f32(info, 2, "x", job, Access::In),
+                    weight = f32(info, 3, "weight", job, Access::In);
   const Index C = count(info, 4, "C"), S = count(info, 5, "S");
   const float eps = f32Scalar(info, 6, "eps");
   need(info, out, mul(info, C, S), "out");
@@ -361,15 +462,13 @@ Job parseRmsnormForward(const Napi::CallbackInfo& info) {
     rmsnormForward(out.data, rstd.data, x.data, weight.data, C, S, eps);
     return 0.0;
   };
-  return job;
 }
 
 // rmsnormBackward(dx, dweight, dout, x, weight, rstd, C, S)
-Job parseRmsnormBackward(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> dx = f32(info, 0, "dx", job), dweight = f32(info, 1, "dweight", job),
-                    dout = f32(info, 2, "dout", job), x = f32(info, 3, "x", job), weight = f32(info, 4, "weight", job),
-                    rstd = f32(info, 5, "rstd", job);
+void parseRmsnormBackward(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> dx = f32(info, 0, "dx", job, Access::Out), dweight = f32(info, 1, "dweight", job, Access::Out),
+                    dout = f32(info, 2, "dout", job, Access::In), x = f32(info, 3, "x", job, Access::In), weight = f32(info, 4, "weight", job, Access::In),
+                    rstd = f32(info, 5, "rstd", job, Access::In);
   const Index C = count(info, 6, "C"), S = count(info, 7, "S");
   need(info, dx, mul(info, C, S), "dx");
   need(info, dweight, C, "dweight");
@@ -381,14 +480,12 @@ Job parseRmsnormBackward(const Napi::CallbackInfo& info) {
     rmsnormBackward(dx.data, dweight.data, dout.data, x.data, weight.data, rstd.data, C, S);
     return 0.0;
   };
-  return job;
 }
 
 // softmaxCrossEntropyForward(losses, probs, logits, targets, V, S)
-Job parseCrossEntropyForward(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> losses = f32(info, 0, "losses", job), probs = f32(info, 1, "probs", job),
-                    logits = f32(info, 2, "logits", job);
+void parseCrossEntropyForward(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> losses = f32(info, 0, "losses", job, Access::Out), probs = f32(info, 1, "probs", job, Access::Out),
+                    logits = f32(info, 2, "logits", job, Access::In);
   const View<std::int32_t> targets = i32(info, 3, "targets", job);
   const Index V = count(info, 4, "V"), S = count(info, 5, "S");
   need(info, losses, S, "losses");
@@ -400,15 +497,13 @@ Job parseCrossEntropyForward(const Napi::CallbackInfo& info) {
     softmaxCrossEntropyForward(losses.data, probs.data, logits.data, targets.data, V, S);
     return 0.0;
   };
-  return job;
 }
 
 // softmaxCrossEntropyBackward(dlogits, probs, targets, dlosses, V, S)
-Job parseCrossEntropyBackward(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> dlogits = f32(info, 0, "dlogits", job), probs = f32(info, 1, "probs", job);
+void parseCrossEntropyBackward(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> dlogits = f32(info, 0, "dlogits", job, Access::Out), probs = f32(info, 1, "probs", job, Access::In);
   const View<std::int32_t> targets = i32(info, 2, "targets", job);
-  const View<float> dlosses = f32(info, 3, "dlosses", job);
+  const View<float> dlosses = f32(info, 3, "dlosses", job, Access::In);
   const Index V = count(info, 4, "V"), S = count(info, 5, "S");
   need(info, dlogits, mul(info, V, S), "dlogits");
   need(info, probs, mul(info, V, S), "probs");
@@ -419,15 +514,13 @@ Job parseCrossEntropyBackward(const Napi::CallbackInfo& info) {
     softmaxCrossEntropyBackward(dlogits.data, probs.data, targets.data, dlosses.data, V, S);
     return 0.0;
   };
-  return job;
 }
 
 // embeddingForward(out, table, tokens, V, C, S) / embeddingBackward(dtable, dout, tokens, V, C, S)
 template <bool Backward>
-Job parseEmbedding(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> first = f32(info, 0, Backward ? "dtable" : "out", job);
-  const View<float> second = f32(info, 1, Backward ? "dout" : "table", job);
+void parseEmbedding(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> first = f32(info, 0, Backward ? "dtable" : "out", job, Access::Out);
+  const View<float> second = f32(info, 1, Backward ? "dout" : "table", job, Access::In);
   const View<std::int32_t> tokens = i32(info, 2, "tokens", job);
   const Index V = count(info, 3, "V"), C = count(info, 4, "C"), S = count(info, 5, "S");
   need(info, Backward ? first : second, mul(info, V, C), Backward ? "dtable" : "table");
@@ -439,13 +532,11 @@ Job parseEmbedding(const Napi::CallbackInfo& info) {
     else embeddingForward(first.data, second.data, tokens.data, V, C, S);
     return 0.0;
   };
-  return job;
 }
 
 // causalSoftmaxForward(out, scores, H, Tq, Tk, scale)
-Job parseCausalForward(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> out = f32(info, 0, "out", job), scores = f32(info, 1, "scores", job);
+void parseCausalForward(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> out = f32(info, 0, "out", job, Access::Out), scores = f32(info, 1, "scores", job, Access::In);
   const Index H = count(info, 2, "H"), Tq = count(info, 3, "Tq"), Tk = count(info, 4, "Tk");
   const float scale = f32Scalar(info, 5, "scale");
   if (Tk < Tq) rangeError(info.Env(), "Tk must be >= Tq");
@@ -455,14 +546,12 @@ Job parseCausalForward(const Napi::CallbackInfo& info) {
     causalSoftmaxForward(out.data, scores.data, H, Tq, Tk, scale);
     return 0.0;
   };
-  return job;
 }
 
 // causalSoftmaxBackward(dscores, probs, dout, H, Tq, Tk, scale)
-Job parseCausalBackward(const Napi::CallbackInfo& info) {
-  Job job;
-  const View<float> dscores = f32(info, 0, "dscores", job), probs = f32(info, 1, "probs", job),
-                    dout = f32(info, 2, "dout", job);
+void parseCausalBackward(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> dscores = f32(info, 0, "dscores", job, Access::Out), probs = f32(info, 1, "probs", job, Access::In),
+                    dout = f32(info, 2, "dout", job, Access::In);
   const Index H = count(info, 3, "H"), Tq = count(info, 4, "Tq"), Tk = count(info, 5, "Tk");
   const float scale = f32Scalar(info, 6, "scale");
   if (Tk < Tq) rangeError(info.Env(), "Tk must be >= Tq");
@@ -473,7 +562,6 @@ Job parseCausalBackward(const Napi::CallbackInfo& info) {
     causalSoftmaxBackward(dscores.data, probs.data, dout.data, H, Tq, Tk, scale);
     return 0.0;
   };
-  return job;
 }
 
 // ---- pool and SIMD controls ------------------------------------------------------------------
@@ -481,7 +569,12 @@ Job parseCausalBackward(const Napi::CallbackInfo& info) {
 Napi::Value GetHostThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), hostThreads()); }
 
 Napi::Value SetHostThreads(const Napi::CallbackInfo& info) {
-  setHostThreads(static_cast<int>(count(info, 0, "threads")));
+  const Index threads = count(info, 0, "threads");
+  if (threads > kMaxHostThreads) {
+    rangeError(info.Env(), "setHostThreads: threads must be an integer in [0, " + std::to_string(kMaxHostThreads) +
+                               "] (0 = default), got " + std::to_string(threads));
+  }
+  setHostThreads(static_cast<int>(threads));
   return Napi::Number::New(info.Env(), hostThreads());
 }
 
@@ -501,32 +594,53 @@ Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), setIsa(isa));
 }
 
-template <Job (*Parse)(const Napi::CallbackInfo&)>
-void both(Napi::Env env, Napi::Object target, const char* name) {
-  target.Set(name, Napi::Function::New(env, entry<Parse, false>, name));
+template <void (*Parse)(const Napi::CallbackInfo&, Job&)>
+void both(Napi::Env env, KernelEnvData* envData, Napi::Object target, const char* name) {
+  envData->functions.push_back(std::make_unique<KernelFunctionData>(KernelFunctionData{envData, name}));
+  void* data = envData->functions.back().get();
+  target.Set(name, Napi::Function::New(env, entry<Parse, false>, name, data));
   const std::string async = std::string(name) + "Async";
-  target.Set(async, Napi::Function::New(env, entry<Parse, true>, async));
+  target.Set(async, Napi::Function::New(env, entry<Parse, true>, async, data));
+}
+
+// The intrinsic ArrayBuffer.prototype.resizable getter (empty when this Node has none).
+Napi::FunctionReference resizableGetter(Napi::Env env) {
+  Napi::Value arrayBuffer = env.Global().Get("ArrayBuffer");
+  Napi::Value object = env.Global().Get("Object");
+  if (!arrayBuffer.IsFunction() || !object.IsFunction()) return {};
+  Napi::Value describe = object.As<Napi::Object>().Get("getOwnPropertyDescriptor");
+  if (!describe.IsFunction()) return {};
+  Napi::Value prototype = arrayBuffer.As<Napi::Object>().Get("prototype");
+  Napi::Value descriptor =
+      describe.As<Napi::Function>().Call(object, {prototype, Napi::String::New(env, "resizable")});
+  if (!descriptor.IsObject()) return {};
+  Napi::Value getter = descriptor.As<Napi::Object>().Get("get");
+  if (!getter.IsFunction()) return {};
+  return Napi::Persistent(getter.As<Napi::Function>());
 }
 
 }  // namespace
 
 void registerKernels(Napi::Env env, Napi::Object exports) {
   Napi::Object k = Napi::Object::New(env);
-  both<parseSgemm>(env, k, "sgemm");
-  both<parseToHalf>(env, k, "fp32ToFp16");
-  both<parseToFloat>(env, k, "fp16ToFp32");
-  both<parseSgd>(env, k, "sgdUpdate");
-  both<parseAdam>(env, k, "adamUpdate");
-  both<parseLion>(env, k, "lionUpdate");
-  both<parseSumOfSquares>(env, k, "sumOfSquares");
-  both<parseRmsnormForward>(env, k, "rmsnormForward");
-  both<parseRmsnormBackward>(env, k, "rmsnormBackward");
-  both<parseCrossEntropyForward>(env, k, "softmaxCrossEntropyForward");
-  both<parseCrossEntropyBackward>(env, k, "softmaxCrossEntropyBackward");
-  both<parseEmbedding<false>>(env, k, "embeddingForward");
-  both<parseEmbedding<true>>(env, k, "embeddingBackward");
-  both<parseCausalForward>(env, k, "causalSoftmaxForward");
-  both<parseCausalBackward>(env, k, "causalSoftmaxBackward");
+  auto* envData = new KernelEnvData();
+  envData->resizableGetter = resizableGetter(env);
+  env.AddCleanupHook([envData] { delete envData; });
+  both<parseSgemm>(env, envData, k, "sgemm");
+  both<parseToHalf>(env, envData, k, "fp32ToFp16");
+  both<parseToFloat>(env, envData, k, "fp16ToFp32");
+  both<parseSgd>(env, envData, k, "sgdUpdate");
+  both<parseAdam>(env, envData, k, "adamUpdate");
+  both<parseLion>(env, envData, k, "lionUpdate");
+  both<parseSumOfSquares>(env, envData, k, "sumOfSquares");
+  both<parseRmsnormForward>(env, envData, k, "rmsnormForward");
+  both<parseRmsnormBackward>(env, envData, k, "rmsnormBackward");
+  both<parseCrossEntropyForward>(env, envData, k, "softmaxCrossEntropyForward");
+  both<parseCrossEntropyBackward>(env, envData, k, "softmaxCrossEntropyBackward");
+  both<parseEmbedding<false>>(env, envData, k, "embeddingForward");
+  both<parseEmbedding<true>>(env, envData, k, "embeddingBackward");
+  both<parseCausalForward>(env, envData, k, "causalSoftmaxForward");
+  both<parseCausalBackward>(env, envData, k, "causalSoftmaxBackward");
   k.Set("hostThreads", Napi::Function::New(env, GetHostThreads, "hostThreads"));
   k.Set("setHostThreads", Napi::Function::New(env, SetHostThreads, "setHostThreads"));
   k.Set("simdLevel", Napi::Function::New(env, GetSimdLevel, "simdLevel"));

@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <string>
 #include <mutex>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -48,9 +51,21 @@ class Pool {
     stopWorkers();
     lock.lock();
     size_ = std::max(1, threads);
+    // Start the workers now, so the size the caller reads back is the number that really started.
+    startWorkersLocked();
     busy_ = false;
     lock.unlock();
     idle_.notify_all();
+  }
+
+  std::string lastSpawnError() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return spawnError_;
+  }
+
+  void setSpawnHook(std::function<bool(int)> hook) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    spawnHook_ = std::move(hook);
   }
 
   void run(int tasks, const std::function<void(int)>& task) {
@@ -63,7 +78,14 @@ class Pool {
     }
     error_ = nullptr;
     busy_ = true;
-    startWorkersLocked();
+    startWorkersLocked();  // never throws; may shrink size_ when a thread cannot start
+    if (workers_.empty()) {
+      busy_ = false;
+      lock.unlock();
+      idle_.notify_all();
+      for (int i = 0; i < tasks; i++) task(i);
+      return;
+    }
     task_ = &task;
     tasks_ = tasks;
     next_.store(0, std::memory_order_relaxed);
@@ -98,11 +120,34 @@ class Pool {
     }
   }
 
+  // Starts size_ - 1 workers. A thread that cannot start (std::thread throws std::system_error when
+  // the system refuses a thread: RLIMIT_NPROC, memory, cgroup pids.max) ends the attempt: the pool
+  // shrinks to the threads that did start, the reason is kept for lastSpawnError(), and every job
+  // still runs (on fewer threads). Nothing is left half-set, so later jobs and resizes proceed.
   void startWorkersLocked() {
     if (!workers_.empty() || stopping_) return;
     // A new worker starts from the current generation, so it takes part in the job about to start.
     const std::uint64_t start = generation_;
-    for (int i = 1; i < size_; i++) workers_.emplace_back([this, start] { workerLoop(start); });
+    for (int i = 1; i < size_; i++) {
+      try {
+        if (spawnHook_ && !spawnHook_(i)) {
+          throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                  "thread spawn refused by the test hook");
+        }
+        workers_.emplace_back([this, start] { workerLoop(start); });
+      } catch (const std::system_error& error) {
+        spawnError_ = std::string("worker thread ") + std::to_string(i) + " of " + std::to_string(size_ - 1) +
+                      " did not start (" + error.what() + "); the pool runs " +
+                      std::to_string(workers_.size() + 1) + " thread(s)";
+        size_ = static_cast<int>(workers_.size()) + 1;
+        return;
+      } catch (const std::bad_alloc&) {
+        spawnError_ = std::string("worker thread ") + std::to_string(i) + " did not start (out of memory)";
+        size_ = static_cast<int>(workers_.size()) + 1;
+        return;
+      }
+    }
+    spawnError_.clear();
   }
 
   void stopWorkers() {
@@ -148,6 +193,8 @@ class Pool {
   int active_ = 0;
   std::exception_ptr error_;
   std::atomic<int> next_{0};
+  std::string spawnError_;
+  std::function<bool(int)> spawnHook_;
 };
 
 Pool& pool() {
@@ -161,14 +208,20 @@ Pool& pool() {
 int defaultHostThreads() {
   if (const char* env = std::getenv("ANE_BRIDGE_THREADS")) {
     const int value = std::atoi(env);
-    if (value > 0) return std::min(value, 256);
+    if (value > 0) return std::min(value, kMaxHostThreads);
   }
-  return cpusAvailable();
+  return std::min(cpusAvailable(), kMaxHostThreads);
 }
 
 int hostThreads() { return pool().size(); }
 
-void setHostThreads(int threads) { pool().resize(threads <= 0 ? defaultHostThreads() : std::min(threads, 256)); }
+void setHostThreads(int threads) {
+  pool().resize(threads <= 0 ? defaultHostThreads() : std::min(threads, kMaxHostThreads));
+}
+
+std::string lastThreadSpawnError() { return pool().lastSpawnError(); }
+
+void setThreadSpawnHookForTesting(std::function<bool(int)> hook) { pool().setSpawnHook(std::move(hook)); }
 
 void runTasks(int tasks, const std::function<void(int)>& task) { pool().run(tasks, task); }
 

@@ -9,14 +9,27 @@
 
 #include <cstddef>
 #include <functional>
+#include <string>
 
 namespace ane {
 namespace kernels {
 
+// The most threads a pool may have (the JS setHostThreads refuses more with a RangeError; the
+// environment variable ANE_BRIDGE_THREADS is clamped to it). A kernel never gains from more
+// threads than cores, and each thread costs a stack and GEMM packing buffers.
+constexpr int kMaxHostThreads = 256;
+
 int hostThreads();
-// 0 restores the default. Waits for a running job to finish.
+// 0 restores the default; larger than kMaxHostThreads is clamped. Waits for a running job to
+// finish, then starts the workers; when the system refuses a thread, the pool keeps the threads
+// that started (hostThreads() says how many) and lastThreadSpawnError() says why.
 void setHostThreads(int threads);
 int defaultHostThreads();
+// Why the last worker failed to start ("" when every thread started).
+std::string lastThreadSpawnError();
+// Tests only: called before each worker thread is created with its index (1-based); returning false
+// makes that spawn fail as if the system had refused the thread. An empty function removes it.
+void setThreadSpawnHookForTesting(std::function<bool(int)> hook);
 
 // Calls task(i) for every i in [0, tasks), spread over the pool; returns when all are done.
 void runTasks(int tasks, const std::function<void(int)>& task);

@@ -3,12 +3,17 @@
 // path this CPU supports, at 1 and 3 threads, over edge sizes (0, 1, 1..67 vector tails, past the
 // cache blocks), strided views, NaN/inf/subnormals, against naive double-precision references.
 // Arrays are allocated at their exact sizes so any read or write past an end is reported.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../kernels/kernels.h"
@@ -504,10 +509,68 @@ void testRowwise(Isa isa) {
   }
 }
 
+// Thread-spawn failure (issue 10, defect 5): a pool whose worker threads fail to start must shrink to
+// the threads that did start, keep running every job correctly, and let a later resize proceed.
+// Before the fix, a failed spawn left the pool marked busy forever: every later job ran on the
+// calling thread only and setHostThreads() waited for ever (this harness would hang, then time out).
+void testThreadSpawnFailure() {
+  context = "thread spawn failure";
+  // Distinct threads that ran tasks of one 64-task job.
+  auto threadsUsed = [] {
+    std::mutex m;
+    std::vector<std::thread::id> ids;
+    runTasks(64, [&](int) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      std::lock_guard<std::mutex> lock(m);
+      if (std::find(ids.begin(), ids.end(), std::this_thread::get_id()) == ids.end())
+        ids.push_back(std::this_thread::get_id());
+    });
+    return static_cast<int>(ids.size());
+  };
+  auto sumOfIndices = [] {
+    std::atomic<long> sum{0};
+    runTasks(1000, [&](int i) { sum += i; });
+    return sum.load();
+  };
+
+  // Worker 3 of 3 fails: the pool keeps the calling thread and workers 1 and 2.
+  setThreadSpawnHookForTesting([](int i) { return i < 3; });
+  setHostThreads(4);
+  EXPECT(hostThreads() == 3, "hostThreads() = %d after worker 3 failed, expected 3", hostThreads());
+  EXPECT(lastThreadSpawnError().find("did not start") != std::string::npos, "spawn error '%s'",
+         lastThreadSpawnError().c_str());
+  EXPECT(sumOfIndices() == 999L * 1000 / 2, "a job on the shrunk pool summed wrong");
+
+  // Every worker fails: one thread, and jobs still finish (on the calling thread).
+  setThreadSpawnHookForTesting([](int) { return false; });
+  setHostThreads(3);
+  EXPECT(hostThreads() == 1, "hostThreads() = %d after every worker failed, expected 1", hostThreads());
+  EXPECT(sumOfIndices() == 999L * 1000 / 2, "a job on a pool without workers summed wrong");
+
+  // The system allows threads again: a resize returns (no stuck 'busy' flag) and jobs spread again.
+  setThreadSpawnHookForTesting({});
+  setHostThreads(2);
+  EXPECT(hostThreads() == 2, "hostThreads() = %d after a resize to 2, expected 2", hostThreads());
+  EXPECT(lastThreadSpawnError().empty(), "stale spawn error '%s'", lastThreadSpawnError().c_str());
+  EXPECT(sumOfIndices() == 999L * 1000 / 2, "a job after recovery summed wrong");
+  EXPECT(threadsUsed() == 2, "a 64-task job ran on %d thread(s) after recovery, expected 2", threadsUsed());
+
+  // Thread counts are bounded: a request past kMaxHostThreads is clamped (JS refuses it first).
+  setThreadSpawnHookForTesting([](int) { return false; });  // do not really start 255 threads
+  setHostThreads(100000);
+  EXPECT(hostThreads() == 1, "hostThreads() = %d", hostThreads());
+  EXPECT(lastThreadSpawnError().find("of " + std::to_string(kMaxHostThreads - 1)) != std::string::npos,
+         "a request for 100000 threads was not clamped to %d: '%s'", kMaxHostThreads,
+         lastThreadSpawnError().c_str());
+  setThreadSpawnHookForTesting({});
+  setHostThreads(0);
+}
+
 }  // namespace
 
 int main() {
   testFp16Scalar();
+  testThreadSpawnFailure();
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (!setIsa(isa)) {
       std::printf("kernels_test: %s path not supported by this CPU, skipped\n", isaName(isa));
