@@ -19,7 +19,13 @@ function formatNumber(value: number): string {
     : value.toPrecision(4);
 }
 
+const OUTCOME_LABEL = { pass: 'pass', 'refused-expected': 'refused (expected)', fail: 'FAIL' } as const;
+
 function describeWorst(result: CaseResult): string {
+  if (result.refusal) {
+    const by = result.refusal.ruleId ? `rule ${result.refusal.ruleId}` : 'the compiler';
+    return `refused by ${by} on ${result.refusal.chip}, as the case says`;
+  }
   if (result.error) return result.error.split('\n')[0]!;
   const w = result.worst;
   if (!w) return '(no elements)';
@@ -34,8 +40,8 @@ export function formatConformanceTable(
 ): string {
   const rows = results.map((r) => [
     r.id,
-    r.pass ? 'pass' : 'FAIL',
-    r.error ? '—' : `${r.timeMs.toFixed(1)} ms`,
+    OUTCOME_LABEL[r.outcome],
+    r.error || r.refusal ? '—' : `${r.timeMs.toFixed(1)} ms`,
     describeWorst(r),
   ]);
   const header = ['case', 'result', 'time', 'worst element'];
@@ -45,12 +51,17 @@ export function formatConformanceTable(
       .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  const passed = results.filter((r) => r.pass).length;
+  const passed = results.filter((r) => r.outcome === 'pass').length;
+  const refused = results.filter((r) => r.outcome === 'refused-expected');
+  const refusedNote =
+    refused.length === 0
+      ? ''
+      : `, ${refused.length} refused as expected on this chip (${refused.map((r) => r.id).join(', ')})`;
   return [
     line(header),
     ...rows.map(line),
     '',
-    `${passed}/${results.length} cases passed on ${device.backend} (${device.chip})`,
+    `${passed}/${results.length} cases passed on ${device.backend} (${device.chip})${refusedNote}`,
     '',
   ].join('\n');
 }

@@ -21,11 +21,31 @@ describe('compareOutput', () => {
   });
 
   it('fails on NaN and infinity, and treats -0 as +0', () => {
-    expect(compareOutput(new Float32Array([Number.NaN]), new Float32Array([0]), [1], tolerance).pass).toBe(false);
-    const inf = compareOutput(new Float32Array([0, Number.POSITIVE_INFINITY]), new Float32Array([0, 1]), [2], tolerance);
+    expect(compareOutput(new Float32Array([Number.NaN]), new Float32Array([0]), [1], tolerance).pass).toBe(
+      false,
+    );
+    const inf = compareOutput(
+      new Float32Array([0, Number.POSITIVE_INFINITY]),
+      new Float32Array([0, 1]),
+      [2],
+      tolerance,
+    );
     expect(inf.pass).toBe(false);
     expect(inf.worst?.index).toBe(1);
     expect(inf.worst?.ratio).toBe(Number.POSITIVE_INFINITY);
-    expect(compareOutput(new Float32Array([-0]), new Float32Array([0]), [1], { atol: 0, rtol: 0 }).pass).toBe(true);
+    expect(compareOutput(new Float32Array([-0]), new Float32Array([0]), [1], { atol: 0, rtol: 0 }).pass).toBe(
+      true,
+    );
+  });
+
+  it('refuses a negative or non-finite tolerance, which would pass any output', () => {
+    // With atol = -1 the allowed error is negative, so every ratio is negative and "within" 1.
+    const wrong = [new Float32Array([100]), new Float32Array([0]), [1]] as const;
+    expect(() => compareOutput(...wrong, { atol: -1, rtol: 0 })).toThrow(RangeError);
+    expect(() => compareOutput(...wrong, { atol: 0, rtol: -2 })).toThrow(
+      'tolerance.rtol must be a finite number ≥ 0',
+    );
+    expect(() => compareOutput(...wrong, { atol: Number.POSITIVE_INFINITY, rtol: 0 })).toThrow(RangeError);
+    expect(() => compareOutput(...wrong, { atol: Number.NaN, rtol: 0 })).toThrow(RangeError);
   });
 });

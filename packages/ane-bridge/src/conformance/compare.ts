@@ -36,6 +36,13 @@ export function compareOutput(
   shape: readonly number[],
   tolerance: { atol: number; rtol: number },
 ): OutputComparison {
+  for (const key of ['atol', 'rtol'] as const) {
+    const value = tolerance[key];
+    if (!Number.isFinite(value) || value < 0) {
+      // A negative or infinite bound would let any output pass (the ratio is never above 1).
+      throw new RangeError(`compareOutput: tolerance.${key} must be a finite number ≥ 0, got ${value}`);
+    }
+  }
   if (got.length !== expected.length) {
     throw new RangeError(`compareOutput: got ${got.length} elements, expected ${expected.length}`);
   }
