@@ -108,7 +108,8 @@ function tail(text, lines) {
 
 /**
  * The line of a failed build's output that says what went wrong: the compiler's first `error:`
- * (or `fatal error:`), else a missing tool (`not found`), else make's first `*** … Error` line.
+ * (or `fatal error:`), else a missing tool (`not found`), else make's first `*** … Error` line,
+ * else node-gyp's own error (e.g. no Python).
  */
 function firstErrorLine(output) {
   const lines = String(output || '')
@@ -118,9 +119,11 @@ function firstErrorLine(output) {
     /\berror:/,
     /: not found$|No such file or directory|command not found/,
     /^make(\[\d+\])?: \*\*\*/,
+    // node-gyp's own failure (no Python, no headers): its message without the prefix.
+    /^gyp ERR! stack Error: /,
   ];
   for (const pattern of patterns) {
-    const line = lines.find((l) => pattern.test(l));
+    const line = lines.find((l) => pattern.test(l))?.replace(/^gyp ERR! stack Error: /, '');
     if (line) return line.length > 400 ? `${line.slice(0, 400)}…` : line;
   }
   return undefined;

@@ -105,6 +105,11 @@ describe('scripts/install.cjs', () => {
         'gyp info spawn make\nmake: *** [a.mk:1: a.o] Error 1\ngyp ERR! stack Error: make failed',
       ),
     ).toBe('make: *** [a.mk:1: a.o] Error 1');
+    expect(
+      firstErrorLine(
+        'gyp ERR! find Python - "" could not be run\ngyp ERR! configure error\ngyp ERR! stack Error: Could not find any Python installation to use\ngyp ERR! stack at PythonFinder.fail',
+      ),
+    ).toBe('Could not find any Python installation to use');
     expect(firstErrorLine('gyp info ok')).toBeUndefined();
   });
 });
