@@ -330,6 +330,46 @@ void emptyWeightsDictionaryIsNotNil() {
   f.expectClean();
 }
 
+// Orion's layout (issue 16): blobs under @model_path/layer<N>/, @model_path/masks/ and at the root.
+// Each is staged at its relative path, its folders created; the fake's compile fails on a missing
+// or different file, so a successful compile proves the staging.
+void orionStylePathsAreStagedWhereTheyPoint() {
+  Fixture f;
+  const std::vector<uint8_t> layer0 = pattern(96, 3);
+  const std::vector<uint8_t> layer1 = pattern(97, 4);
+  const std::vector<uint8_t> mask = pattern(64, 5);
+  ProgramSource source = f.program();
+  source.weights = {
+      {"@model_path/layer0/wq.bin", layer0.data(), layer0.size()},
+      {"@model_path/layer1/wq.bin", layer1.data(), layer1.size()},
+      {"@model_path/masks/causal.bin", mask.data(), mask.size()},
+      {"@model_path/embed.bin", f.blobW.data(), f.blobW.size()},
+  };
+  auto model = f.runtime.compile(source);
+  const auto compiles = f.fake.compiles();
+  CHECK_EQ(compiles.size(), static_cast<size_t>(1));
+  CHECK(compiles[0].succeeded);
+  std::vector<std::string> staged;
+  for (const auto& file : compiles[0].files) staged.push_back(file.path);
+  CHECK_EQ(staged, (std::vector<std::string>{"embed.bin", "layer0/", "layer0/wq.bin", "layer1/", "layer1/wq.bin",
+                                              "masks/", "masks/causal.bin", "model.mil", "weights/"}));
+  for (const auto& file : compiles[0].files) {
+    if (file.path == "layer0/wq.bin") CHECK(file.bytes == layer0);
+    if (file.path == "layer1/wq.bin") CHECK(file.bytes == layer1);
+    if (file.path == "masks/causal.bin") CHECK(file.bytes == mask);
+    if (file.path == "embed.bin") CHECK(file.bytes == f.blobW);
+  }
+  const std::string dir = f.root + "/" + compiles[0].hex;
+  const auto calls = f.fake.calls();
+  CHECK(indexOf(calls, "mkdir -p " + dir + "/layer0") >= 0);
+  CHECK(indexOf(calls, "mkdir -p " + dir + "/masks") >= 0);
+  CHECK(indexOf(calls, "write " + dir + "/masks/causal.bin (64 bytes)") >= 0);
+  CHECK(indexOf(calls, "write " + dir + "/embed.bin (200 bytes)") >= 0);
+  model->free();
+  model.reset();
+  f.expectClean();
+}
+
 void multipleInputsAndOutputs() {
   Fixture f;
   ProgramSource source = f.program();
@@ -380,7 +420,8 @@ void multipleInputsAndOutputs() {
 void badWeightKeysAreRefusedBeforeTheFramework() {
   Fixture f;
   for (const char* key : {"weights/w.bin", "@model_path/../escape.bin", "@model_path/weights//w.bin",
-                          "@model_path/weights/./w.bin", "@model_path/"}) {
+                          "@model_path/weights/./w.bin", "@model_path/", "@model_path/layer0/../../w.bin",
+                          "@model_path//etc/w.bin", "@model_path/masks/"}) {
     ProgramSource source = f.program();
     source.weights[0].path = key;
     const Thrown thrown = capture([&] { f.runtime.compile(source); });
@@ -687,6 +728,7 @@ int main() {
   std::printf("ANE bridge harness (fake platform)\n");
   run("happy path: call sequence, argument types, staging, surfaces, data path, free", happyPath);
   run("no weights: @{} not nil, weights/ still staged", emptyWeightsDictionaryIsNotNil);
+  run("Orion-style weight paths are staged at their relative paths", orionStylePathsAreStagedWhereTheyPoint);
   run("several inputs and outputs: uniform surfaces, order, sizes", multipleInputsAndOutputs);
   run("bad weight keys are refused before the framework", badWeightKeysAreRefusedBeforeTheFramework);
   run("nil descriptor is a compile error", descriptorNilIsACompileError);

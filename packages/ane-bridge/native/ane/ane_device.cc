@@ -224,8 +224,9 @@ std::string AneRuntime::describeError(Id error) {
   return text;
 }
 
-// §1.3 step 6: NSTemporaryDirectory()/<hex>/ holds model.mil and weights/<file> for every key
-// before compileWithQoS. Programs of identical content share one directory (their hex
+// §1.3 step 6: NSTemporaryDirectory()/<hex>/ holds model.mil and every blob at its key's relative
+// path (`@model_path/layer0/wq.bin` -> <hex>/layer0/wq.bin, folders created; the `weights/` folder
+// maderix uses is always created, nothing requires it) before compileWithQoS. Programs of identical content share one directory (their hex
 // identifiers are equal, §1.3): it is written by each compile and removed with its last user.
 void AneRuntime::stage(AneModel& model, const ProgramSource& source) {
   const std::string& hex = model.hex_;

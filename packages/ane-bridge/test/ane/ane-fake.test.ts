@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import type { Program } from 'ane-ir/mil';
+import { encodeFp16, roundToFp16, withDefaultBuildInfo, writeBlobFile } from 'ane-ir/mil';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { conformanceCaseDirs } from '../../src/cli/conformance';
 import { loadCase } from '../../src/conformance/case';
@@ -48,6 +49,8 @@ describe.skipIf(!('addon' in loaded))(`ANE backend over the fake platform${sanit
 
   function register(program: Program): Program {
     programs.set(program.mil, program);
+    // The backend adds the default buildInfo line to text without one: that is the text the fake sees.
+    programs.set(withDefaultBuildInfo(program.mil), program);
     return program;
   }
 
@@ -170,6 +173,102 @@ describe.skipIf(!('addon' in loaded))(`ANE backend over the fake platform${sanit
     expect(existsSync(record.directory)).toBe(true);
     device.dispose();
     expect(existsSync(record.directory)).toBe(false);
+  });
+
+  /** Orion's layout: per-layer folders, a mask folder and a root-level blob (issue 16). */
+  function orionStyle(extra = ''): { program: Program; expected: (x: number[]) => number[] } {
+    const blob = (values: number[]) => writeBlobFile([{ dtype: 'fp16', data: encodeFp16(values) }]).bytes;
+    const w0 = [0.5, -1, 2, 0.25];
+    const w1 = [1.5, 0.75, -0.5, 3];
+    const mask = Array.from({ length: 32 }, (_, s) => (s < 16 ? 0 : -2));
+    const embed = Array.from({ length: 128 }, (_, i) => (i % 5) / 4);
+    const blobConst = (name: string, shape: string, path: string) =>
+      `        tensor<fp16, ${shape}> ${name} = const()[name=string("${name}"), val=tensor<fp16, ${shape}>(BLOBFILE(path=string("${path}"), offset=uint64(64)))];`;
+    const type = 'tensor<fp16, [1, 4, 1, 32]>';
+    const mil = [
+      'program(1.3)',
+      buildInfo,
+      '{',
+      `    func main<ios18>(${type} x) {`,
+      blobConst('w0', '[1, 4, 1, 1]', '@model_path/layer0/wq.bin'),
+      blobConst('w1', '[1, 4, 1, 1]', '@model_path/layer1/wq.bin'),
+      blobConst('cm', '[1, 1, 1, 32]', '@model_path/masks/causal.bin'),
+      blobConst('e', '[1, 4, 1, 32]', '@model_path/embed.bin'),
+      `        ${type} h0 = mul(x=x, y=w0)[name=string("l0")];`,
+      `        ${type} h1 = mul(x=h0, y=w1)[name=string("l1")];`,
+      `        ${type} h2 = add(x=h1, y=cm)[name=string("m")];`,
+      `        ${type} y = add(x=h2, y=e)[name=string("a")];`,
+      '    } -> (y);',
+      '}',
+      extra,
+    ].join('\n');
+    const program: Program = {
+      mil,
+      weights: new Map([
+        ['@model_path/layer0/wq.bin', blob(w0)],
+        ['@model_path/layer1/wq.bin', blob(w1)],
+        ['@model_path/masks/causal.bin', blob(mask)],
+        ['@model_path/embed.bin', blob(embed)],
+      ]),
+      inputs: [{ name: 'x', dtype: 'fp16', shape: [1, 4, 1, 32] }],
+      outputs: [{ name: 'y', dtype: 'fp16', shape: [1, 4, 1, 32] }],
+    };
+    const expected = (x: number[]) =>
+      x.map((v, i) => {
+        const c = Math.floor(i / 32);
+        const h1 = roundToFp16(roundToFp16(v * w0[c]!) * w1[c]!);
+        return roundToFp16(roundToFp16(h1 + mask[i % 32]!) + embed[i]!);
+      });
+    return { program, expected };
+  }
+
+  it('stages Orion-style weight paths (layer folders, masks/, a root blob) where they point, and runs', () => {
+    const { program, expected } = orionStyle('// orion\n');
+    register(program);
+    using device = newDevice();
+    using kernel = device.compile(program);
+    const record = fake.compiles().at(-1)!;
+    expect(record.succeeded).toBe(true);
+    const staged = new Map(record.files.map((f) => [f.path, f.bytes]));
+    for (const [key, bytes] of program.weights) {
+      expect(staged.get(key.replace('@model_path/', '')), key).toEqual(bytes);
+    }
+    expect([...staged.keys()].filter((p) => p.endsWith('/'))).toEqual(
+      expect.arrayContaining(['layer0/', 'layer1/', 'masks/']),
+    );
+    const x = Array.from({ length: 128 }, (_, i) => ((i % 7) - 3) / 2);
+    const [y] = kernel.runSync([Float32Array.from(x)]);
+    expect(Array.from(y!.read())).toEqual(expected(x));
+  });
+
+  it("refuses a weight path with '..' before the framework stages anything", () => {
+    const { program } = orionStyle('// escape\n');
+    const bytes = program.weights.get('@model_path/embed.bin')!;
+    const escaping: Program = {
+      ...program,
+      mil: program.mil.replace('@model_path/embed.bin', '@model_path/../embed.bin'),
+      weights: new Map([...program.weights].filter(([k]) => k !== '@model_path/embed.bin')),
+    };
+    escaping.weights.set('@model_path/../embed.bin', bytes);
+    using device = newDevice();
+    fake.clearCalls();
+    expect(() => device.compile(escaping)).toThrow(CompileError);
+    expect(() => device.compile(escaping)).toThrow(/@model_path\/\.\.\/embed\.bin/);
+    expect(messages(fake.calls())).toEqual([]);
+  });
+
+  it('adds the default buildInfo line to a program without one', () => {
+    const program = doubling(64, 32, '// bare header\n');
+    const bare = register({ ...program, mil: program.mil.replace(`${buildInfo}\n`, '') });
+    expect(bare.mil).not.toContain('buildInfo');
+    using device = newDevice();
+    using kernel = device.compile(bare);
+    expect(
+      kernel
+        .runSync([new Float32Array(64 * 32).fill(2)])[0]!
+        .read()
+        .every((v) => v === 4),
+    ).toBe(true);
   });
 
   it('follows the reference call sequence with the right argument types', () => {
