@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// Builds the native addon when it can, and always exits 0: without the addon, ane-bridge runs on
-// its pure-TypeScript fallbacks. What happened is written to build/ane-bridge-install.json, which
-// `ane doctor` reads to tell the user why native code is absent and how to get it.
+// Gets the native addon, and always exits 0: without the addon, ane-bridge runs on its
+// pure-TypeScript fallbacks.
+//   1. Where a prebuilt binary fits (prebuilds/<platform>-<arch>/, linux-x64 and linux-arm64), it
+//      was made from the native sources shipped beside it (prebuilds/manifest.json) and it loads in
+//      a child process, nothing is compiled.
+//   2. Otherwise (always on macOS, in the git checkout, or with ANE_BRIDGE_BUILD_FROM_SOURCE=1) it
+//      compiles native/ with node-gyp.
+// What happened is written to build/ane-bridge-install.json (status built | prebuilt | failed |
+// skipped, the compiler's first error line, why the prebuild was not used), which `ane doctor`
+// reads to tell the user why native code is absent and how to get it.
 'use strict';
 
 const { spawnSync } = require('node:child_process');
