@@ -242,6 +242,17 @@ describe('a resumed run continues exactly as an uninterrupted one', () => {
   });
 });
 
+/** The OptimizerStateError `run` throws (failing the test when it throws something else or nothing). */
+function caught(run: () => unknown): OptimizerStateError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(OptimizerStateError);
+    return error as OptimizerStateError;
+  }
+  throw new Error('expected an OptimizerStateError');
+}
+
 describe('a saved state is refused when loading it would corrupt training', () => {
   /** An AdamW state after one update of a tree { a: [3], b: [2] }. */
   function savedAdamW(): OptimizerState {
@@ -254,15 +265,6 @@ describe('a saved state is refused when loading it would corrupt training', () =
   }
   const entry = (state: OptimizerState, tensor: string, field: string) =>
     state.meta.buffers.find((b) => b.tensor === tensor && b.field === field)!;
-  const caught = (run: () => unknown): OptimizerStateError => {
-    try {
-      run();
-    } catch (error) {
-      expect(error).toBeInstanceOf(OptimizerStateError);
-      return error as OptimizerStateError;
-    }
-    throw new Error('expected an OptimizerStateError');
-  };
 
   it('a negative or NaN second moment v, or a non-finite m, naming the tensor and buffer', () => {
     for (const [field, value, text] of [
@@ -350,15 +352,6 @@ describe('state files carry a checksum', () => {
     const optimizer = new Adam();
     optimizer.stepArena(new FlatArena({ w: [4, 2], b: 3 }));
     return encodeOptimizerState(optimizer.saveState());
-  };
-  const caught = (run: () => unknown): OptimizerStateError => {
-    try {
-      run();
-    } catch (error) {
-      expect(error).toBeInstanceOf(OptimizerStateError);
-      return error as OptimizerStateError;
-    }
-    throw new Error('expected an OptimizerStateError');
   };
 
   it('ends with the CRC-32 (zlib polynomial) of everything before it', async () => {
