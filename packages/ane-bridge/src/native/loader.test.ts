@@ -1,6 +1,6 @@
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative as relativePath } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findPrebuild, loadNativeAddon, NATIVE_ABI_VERSION, nativeLoadOptionsFromEnv } from './loader';
 import { findPackageRoot } from './package-root';
@@ -91,6 +91,8 @@ describe('loadNativeAddon', () => {
     const loaded = loadNativeAddon({ nativePath: good });
     expect(loaded.implementation).toBe('native');
     expect(loaded.reason).toContain('ANE_BRIDGE_NATIVE_PATH');
+    const relative = loadNativeAddon({ nativePath: relativePath(process.cwd(), good) });
+    expect(relative.implementation === 'native' && relative.path).toBe(good);
     const missing = loadNativeAddon({ nativePath: '/nonexistent/ane_bridge.node' });
     expect(missing.implementation).toBe('ts');
     expect(missing.reason).toContain('does not exist');

@@ -13,7 +13,7 @@ import {
   statSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import type { NativeAne } from '../ane/native-ane';
 import type { HostKernels, SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
@@ -469,7 +469,8 @@ export function loadNativeAddon(options: NativeLoadOptions = nativeLoadOptionsFr
       fix: 'unset ANE_BRIDGE_FORCE_TS to use the native addon',
     };
   }
-  if (options.nativePath !== undefined) return tryLoad(options.nativePath, 'override');
+  // Relative to the working directory, as a user means it (require() would resolve it from here).
+  if (options.nativePath !== undefined) return tryLoad(resolvePath(options.nativePath), 'override');
   const packageRoot = options.packageRoot ?? findPackageRoot();
   const local = localBuild(packageRoot);
   const fromSource = local === undefined ? undefined : tryLoad(local, 'source');
