@@ -1,4 +1,4 @@
-import type { Program } from 'ane-ir/mil';
+import type { Program, RuleViolation } from 'ane-ir/mil';
 import { DeviceError, KernelInputError } from '../errors';
 import { TensorBuffer, type TensorData } from './buffers';
 
@@ -13,6 +13,8 @@ export interface CompiledProgram {
   runAsync?(inputs: readonly Uint8Array[], outputs: readonly Uint8Array[]): Promise<void>;
   /** Releases what the backend holds for this compile (the ANE's model, surfaces, staging directory). */
   dispose?(): void;
+  /** What the compile accepted with a warning (the simulator: rule-table warnings, blobs other tools wrote). */
+  readonly warnings?: readonly RuleViolation[];
 }
 
 /** Inputs for a run: values in declaration order, or by parameter name. */
@@ -25,6 +27,10 @@ export type KernelInputs = readonly TensorData[] | Readonly<Record<string, Tenso
 export class Kernel implements Disposable {
   readonly inputs: readonly TensorBuffer[];
   readonly outputs: readonly TensorBuffer[];
+  /** Warnings of the compile (e.g. weight blobs written by other tools, rule `blob-offset`); empty when none. */
+  get warnings(): readonly RuleViolation[] {
+    return this.compiled.warnings ?? [];
+  }
   private disposed = false;
   private running = false;
 

@@ -74,9 +74,17 @@ describe('kernel I/O', () => {
     );
     // Row c: x[c, :] then Wᵀ[c, :] = W[:, c].
     expect(Array.from(packed)).toEqual([1, 2, 3, 10, 12, 14, 16, 4, 5, 6, 11, 13, 15, 17]);
+    // unpackOutput is packInput's inverse: every value comes back in the graph's layout (W as [out, in]).
     const split = unpackOutput(port, packed);
     expect(Array.from(split.get('x')!)).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(Array.from(split.get('w')!)).toEqual([10, 12, 14, 16, 11, 13, 15, 17]);
+    expect(Array.from(split.get('w')!)).toEqual([10, 11, 12, 13, 14, 15, 16, 17]);
+    // Wrong sizes are refused, naming the value, its shape and the port.
+    expect(() => packInput(port, (source) => (source === 'x' ? [1, 2, 3, 4, 5, 6] : [1, 2, 3]))).toThrow(
+      "packInput 'x': 'w' needs 8 values (shape [4, 2], row-major, as the graph declares it), got 3",
+    );
+    expect(() => unpackOutput(port, packed.subarray(1))).toThrow(
+      "unpackOutput 'x': the port holds 14 values ([2, 7]), got 13",
+    );
   });
 
   it('gives each value its own parameter with io: separate', () => {

@@ -59,9 +59,19 @@ export function packInput(
   return out;
 }
 
-/** Splits a kernel output (numbers in the port's `[C, W]` layout) into the values it holds, by source. */
+/**
+ * Splits a kernel output (numbers in the port's `[C, W]` layout) into the values it holds, by
+ * source, each in the graph's own layout (the inverse of `packInput`: a weight staged `Wᵀ` comes
+ * back `[out, in]`).
+ */
 export function unpackOutput(port: KernelPort, data: ArrayLike<number>): Map<string, Float32Array> {
   const width = port.logicalShape[port.logicalShape.length - 1] ?? 1;
+  const size = port.logicalShape.reduce((a, b) => a * b, 1);
+  if (data.length !== size) {
+    throw new IrError(
+      `unpackOutput '${port.spec.name}': the port holds ${size} values ([${port.logicalShape.join(', ')}]), got ${data.length}; pass the whole buffer the kernel returned for this port`,
+    );
+  }
   const result = new Map<string, Float32Array>();
   for (const segment of port.segments) {
     const [rows, cols] = stagedShape(segment);
@@ -74,7 +84,8 @@ export function unpackOutput(port: KernelPort, data: ArrayLike<number>): Map<str
             : segment.axis === 'channel'
               ? (segment.offset + r) * width + c
               : r * width + segment.offset + c;
-        values[r * cols + c] = data[index]!;
+        // Staged (r, c) of a transposed weight is source (c, r) of `[out, in]` = `[cols, rows]`.
+        values[segment.transposed ? c * rows + r : r * cols + c] = data[index]!;
       }
     result.set(segment.source, values);
   }
