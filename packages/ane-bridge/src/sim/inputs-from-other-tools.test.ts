@@ -11,6 +11,7 @@ import type { Program } from 'ane-ir/mil';
 import { DEFAULT_BUILD_INFO_LINE, MilLimitError, roundToFp16, writeBlobFile } from 'ane-ir/mil';
 import { describe, expect, it } from 'vitest';
 import { decodeDeviceBytes } from '../device/buffers';
+import { openDevice } from '../device/device';
 import { CompileError } from '../errors';
 import { compileSimProgram } from './executable';
 import { decodeFp16Buffer, encodeFp16Buffer } from './io';
@@ -228,6 +229,11 @@ describe('blob records written by other tools (maderix ane_int8_bench.m)', () =>
       'dtype code field (byte 68) is 1 (fp16), expected 4 (int8, as the program declares)',
     );
     expect(blobWarnings[0]!.message).toContain('what the ANE reads from such a record is unverified');
+
+    // The device's kernel carries the same warnings.
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(program);
+    expect(kernel.warnings.filter((w) => w.ruleId === 'blob-offset')).toEqual(blobWarnings);
 
     const input = Array.from({ length: 128 }, (_, i) => ((i % 6) - 3) / 2);
     const out = new Uint8Array(256);
