@@ -49,3 +49,27 @@ export class KernelInputError extends Error {
 export class DeviceError extends Error {
   override name = 'DeviceError';
 }
+
+/**
+ * `openDevice` was given an option it does not know or a value it cannot use (an unknown key, a
+ * chip outside M1–M5, a backend other than auto/ane/sim). The message suggests the nearest valid
+ * spelling. A RangeError, as these were before they had their own class.
+ */
+export class DeviceOptionsError extends RangeError {
+  override name = 'DeviceOptionsError';
+  constructor(
+    message: string,
+    /** The option at fault (`chip`, `backend`, `compileBudget`, or the unknown key). */
+    readonly option: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * `device.compile` was given something that is not a `Program` ({ mil, weights, inputs, outputs }):
+ * the message names the field, what it must be and what was found.
+ */
+export class InvalidProgramError extends TypeError {
+  override name = 'InvalidProgramError';
+}

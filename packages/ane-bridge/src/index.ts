@@ -6,9 +6,15 @@ export {
   storiesLayerProgram,
 } from './ane/bench';
 export { type Capabilities, capabilities, describeCapabilities } from './capabilities';
-export { CaseFormatError, type ConformanceCase, findCaseDirs, loadCase } from './conformance/case';
+export {
+  CaseFormatError,
+  type ConformanceCase,
+  type ExpectedRefusal,
+  findCaseDirs,
+  loadCase,
+} from './conformance/case';
 export { compareOutput, type OutputComparison, type WorstElement } from './conformance/compare';
-export { type CaseResult, runConformance } from './conformance/run';
+export { type CaseOutcome, type CaseResult, runConformance } from './conformance/run';
 export { decodeDeviceBytes, type TensorBuffer, type TensorData } from './device/buffers';
 export {
   type BackendName,
@@ -17,7 +23,7 @@ export {
   type OpenDeviceOptions,
   openDevice,
 } from './device/device';
-export type { Kernel, KernelInputs } from './device/kernel';
+export type { Kernel, KernelInputs, RunOptions } from './device/kernel';
 export * from './errors';
 export * from './kernels';
 export {

@@ -6,9 +6,12 @@ import {
   CompileBudgetError,
   CompileError,
   DeviceError,
+  DeviceOptionsError,
   DeviceUnavailableError,
+  InvalidProgramError,
   KernelInputError,
 } from '../errors';
+import * as packageRoot from '../index';
 import { openDevice } from './device';
 
 const HEADER =
@@ -51,6 +54,55 @@ describe('openDevice', () => {
   it('rejects bad options with a RangeError', () => {
     expect(() => openDevice({ backend: 'gpu' as never })).toThrow(RangeError);
     expect(() => openDevice({ compileBudget: -1 })).toThrow(RangeError);
+  });
+
+  it('refuses a chip outside M1–M5 at open, with a typed error and a did-you-mean for case', () => {
+    const attempt = (options: unknown): DeviceOptionsError => {
+      try {
+        openDevice(options as never).dispose();
+      } catch (error) {
+        expect(error).toBeInstanceOf(DeviceOptionsError);
+        return error as DeviceOptionsError;
+      }
+      throw new Error(`openDevice(${JSON.stringify(options)}) was accepted`);
+    };
+    for (const backend of ['sim', 'auto'] as const) {
+      const lower = attempt({ backend, chip: 'm4' });
+      expect(lower.option).toBe('chip');
+      expect(lower.message).toBe(
+        "openDevice: chip must be one of 'M1', 'M2', 'M3', 'M4', 'M5' (the Apple-silicon family whose ANE rules apply), got the string 'm4'; did you mean 'M4'?",
+      );
+      expect(attempt({ backend, chip: 'M9' }).message).toMatch(/got the string 'M9'$/);
+    }
+    expect(attempt({ chip: 4 }).message).toContain('got 4');
+    expect(attempt({ backend: 'SIM' }).message).toContain("did you mean 'sim'?");
+  });
+
+  it('refuses unknown option keys with a did-you-mean, and a non-object', () => {
+    const error = (() => {
+      try {
+        openDevice({ backend: 'sim', chips: 'M4' } as never);
+      } catch (e) {
+        return e as DeviceOptionsError;
+      }
+    })();
+    expect(error).toBeInstanceOf(DeviceOptionsError);
+    expect(error?.option).toBe('chips');
+    expect(error?.message).toBe(
+      "openDevice: unknown option 'chips'; did you mean 'chip'? (the options are backend, chip, compileBudget)",
+    );
+    expect(() => openDevice({ compilebudget: 3 } as never)).toThrow("did you mean 'compileBudget'?");
+    expect(() => openDevice('sim' as never)).toThrow(DeviceOptionsError);
+    expect(() => openDevice(null as never)).toThrow(DeviceOptionsError);
+    // Keys set to undefined are absent, as in TypeScript's optional properties.
+    using device = openDevice({ backend: 'sim', chip: undefined } as never);
+    expect(device.chip).toBe('M4');
+  });
+
+  it('exports the new error classes from the package root', () => {
+    expect(packageRoot.DeviceOptionsError).toBe(DeviceOptionsError);
+    expect(packageRoot.InvalidProgramError).toBe(InvalidProgramError);
+    expect(packageRoot.CaseFormatError).toBeDefined();
   });
 });
 
@@ -127,7 +179,68 @@ describe('Device.compile', () => {
   });
 });
 
+describe('Device.compile arguments', () => {
+  it("accepts ane-ir's lowered kernel (its Program is in .program) like the Program itself", () => {
+    using device = openDevice({ backend: 'sim' });
+    // The shape lowerGraph returns: name, program, ports, … (only .program matters to a device).
+    const lowered = { name: 'add_mul', program: addMulProgram(), inputs: [], outputs: [], flops: 8 };
+    using kernel = device.compile(lowered);
+    const [sum] = kernel.runSync([new Float32Array([1, 2, 3, 4]), new Float32Array([1, 1, 1, 1])]);
+    expect([...sum!.read()]).toEqual([2, 3, 4, 5]);
+    expect(kernel.hash).toBe(device.compile(addMulProgram()).hash);
+  });
+
+  it('refuses what is not a Program with InvalidProgramError naming the field, not a TypeError inside', () => {
+    using device = openDevice({ backend: 'sim' });
+    const program = addMulProgram();
+    const cases: [unknown, string][] = [
+      [undefined, 'got undefined'],
+      ['program(1.3)', "got the string 'program(1.3)'"],
+      [{ ...program, mil: undefined }, 'program.mil must be the MIL text (a string), got undefined'],
+      [{ ...program, weights: {} }, 'program.weights must be a Map'],
+      [{ ...program, weights: new Map([['w', [1, 2]]]) }, 'must map strings to Uint8Array blob bytes'],
+      [{ ...program, inputs: undefined }, 'program.inputs must be an array of TensorSpec'],
+      [
+        { ...program, outputs: [{ name: 's', dtype: 'fp16', shape: [1, -2] }] },
+        'program.outputs[0] must be a TensorSpec',
+      ],
+      [{ program: { ...program, inputs: 'x' } }, 'program (from .program).inputs must be an array'],
+    ];
+    for (const [argument, message] of cases) {
+      let error: unknown;
+      try {
+        device.compile(argument as never);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, message).toBeInstanceOf(InvalidProgramError);
+      expect((error as Error).message).toContain(message);
+    }
+    expect(device.compileBudget.used).toBe(0);
+  });
+});
+
 describe('Kernel', () => {
+  it('returns its own output buffers, overwritten by the next run, or copies that survive it', async () => {
+    using device = openDevice({ backend: 'sim' });
+    using kernel = device.compile(addMulProgram());
+    const own = kernel.runSync([new Float32Array([1, 2, 3, 4]), new Float32Array([1, 1, 1, 1])]);
+    const copied = kernel.runSync(undefined, { copy: true });
+    const copiedAsync = await kernel.run(undefined, { copy: true });
+    expect(own[0]).toBe(kernel.outputs[0]);
+    expect(copied[0]).not.toBe(kernel.outputs[0]);
+    kernel.runSync([new Float32Array([10, 20, 30, 40]), new Float32Array([0, 0, 0, 0])]);
+    // The kernel's own buffer shows the last run; the copies keep 1+1, 2+1, 3+1, 4+1 and 1·1, ….
+    expect([...own[0]!.read()]).toEqual([10, 20, 30, 40]);
+    for (const outputs of [copied, copiedAsync]) {
+      expect([...outputs[0]!.read()]).toEqual([2, 3, 4, 5]);
+      expect([...outputs[1]!.read()]).toEqual([1, 2, 3, 4]);
+      expect(outputs[0]!.spec).toEqual(kernel.outputs[0]!.spec);
+    }
+    expect(() => kernel.runSync(undefined, { copy: 'yes' } as never)).toThrow(KernelInputError);
+    expect(() => kernel.runSync(undefined, { clone: true } as never)).toThrow("unknown run option 'clone'");
+  });
+
   it('runs asynchronously to the same result as synchronously', async () => {
     const testCase = loadCase(corpusCaseA);
     using device = openDevice({ backend: 'sim' });

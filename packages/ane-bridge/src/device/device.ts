@@ -2,9 +2,16 @@
  * openDevice: picks a backend, compiles programs once (cached by content hash) within the compile
  * budget, and hands out kernels with their own I/O buffers.
  */
-import { type ChipFamily, DEFAULT_CHIP, getRule, type Program, ruleLimit } from 'ane-ir/mil';
+import { CHIP_FAMILIES, type ChipFamily, DEFAULT_CHIP, getRule, type Program, ruleLimit } from 'ane-ir/mil';
 import { capabilities } from '../capabilities';
-import { CompileBudgetError, DeviceError, DeviceUnavailableError } from '../errors';
+import { didYouMean } from '../did-you-mean';
+import {
+  CompileBudgetError,
+  DeviceError,
+  DeviceOptionsError,
+  DeviceUnavailableError,
+  InvalidProgramError,
+} from '../errors';
 import { nativeAddon } from '../native/loader';
 import { createAneBackend } from './ane-backend';
 import { type CompiledProgram, Kernel } from './kernel';
@@ -62,11 +69,13 @@ export class Device implements Disposable {
 
   /**
    * Compiles `program` (or reuses the compile of an identical one) and returns a new kernel with
-   * its own buffers. Throws CompileError when the program is rejected, CompileBudgetError past
-   * the budget.
+   * its own buffers. Takes a `Program`, or anything that carries one in its `program` field (the
+   * lowered kernel `lowerGraph` returns). Throws InvalidProgramError when the argument is not a
+   * Program, CompileError when the program is rejected, CompileBudgetError past the budget.
    */
-  compile(program: Program): Kernel {
+  compile(programOrLowered: Program | { readonly program: Program }): Kernel {
     if (this.disposed) throw new DeviceError('this device was disposed; open a new one');
+    const program = programOf(programOrLowered);
     const hash = programHash(program, `${this.backend}:${this.chip}`);
     let compiled = this.cache.get(hash);
     if (!compiled) {
@@ -116,6 +125,75 @@ export class Device implements Disposable {
   }
 }
 
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'object') return `a ${(value as object).constructor?.name ?? 'object'}`;
+  if (typeof value === 'string')
+    return `the string '${value.length > 40 ? `${value.slice(0, 40)}…` : value}'`;
+  return String(value);
+}
+
+const PROGRAM_FIELDS =
+  'a Program { mil: string, weights: Map<string, Uint8Array>, inputs: TensorSpec[], outputs: TensorSpec[] }';
+
+/**
+ * The Program in `value`: the value itself, or its `program` field (ane-ir's lowered kernel
+ * carries its Program there). Checks the shape, so a wrong argument is an InvalidProgramError
+ * naming the field rather than a TypeError deep inside a backend.
+ */
+function programOf(value: unknown): Program {
+  const fail = (what: string): never => {
+    throw new InvalidProgramError(
+      `device.compile takes ${PROGRAM_FIELDS} (or lowerGraph's result, which carries one in .program): ${what}`,
+    );
+  };
+  if (value === null || typeof value !== 'object') return fail(`got ${describeValue(value)}`);
+  const candidate = value as Record<string, unknown>;
+  const program = (
+    typeof candidate.mil !== 'string' && candidate.program !== null && typeof candidate.program === 'object'
+      ? candidate.program
+      : candidate
+  ) as Record<string, unknown>;
+  const where = program === candidate ? 'program' : 'program (from .program)';
+  if (typeof program.mil !== 'string')
+    return fail(`${where}.mil must be the MIL text (a string), got ${describeValue(program.mil)}`);
+  if (!(program.weights instanceof Map)) {
+    return fail(
+      `${where}.weights must be a Map from BLOBFILE path to blob bytes (new Map() when there are none), got ${describeValue(program.weights)}`,
+    );
+  }
+  for (const [key, bytes] of program.weights) {
+    if (typeof key !== 'string' || !(bytes instanceof Uint8Array)) {
+      return fail(
+        `${where}.weights must map strings to Uint8Array blob bytes, found ${describeValue(key)} -> ${describeValue(bytes)}`,
+      );
+    }
+  }
+  for (const field of ['inputs', 'outputs'] as const) {
+    const specs = program[field];
+    if (!Array.isArray(specs))
+      return fail(
+        `${where}.${field} must be an array of TensorSpec { name, dtype, shape }, got ${describeValue(specs)}`,
+      );
+    for (const [i, spec] of (specs as unknown[]).entries()) {
+      const s = (spec ?? {}) as Record<string, unknown>;
+      const ok =
+        typeof spec === 'object' &&
+        typeof s.name === 'string' &&
+        typeof s.dtype === 'string' &&
+        Array.isArray(s.shape) &&
+        s.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0);
+      if (!ok) {
+        return fail(
+          `${where}.${field}[${i}] must be a TensorSpec { name: string, dtype: 'fp16' | 'fp32', shape: whole numbers ≥ 0 }, got ${JSON.stringify(spec) ?? describeValue(spec)}`,
+        );
+      }
+    }
+  }
+  return program as unknown as Program;
+}
+
 /** The ANE backend over the native addon's device (macOS arm64 builds only; see `ane doctor`). */
 function aneBackend(): BackendImplementation | undefined {
   const ane = nativeAddon().addon?.ane;
@@ -125,15 +203,61 @@ function aneBackend(): BackendImplementation | undefined {
 const HOW_TO_USE_SIM =
   "openDevice({ backend: 'sim' }) runs the same programs in the simulator, with the ANE's fp16 numerics and rules";
 
-export function openDevice(options: OpenDeviceOptions = {}): Device {
+const OPTION_KEYS = ['backend', 'chip', 'compileBudget'] as const;
+const BACKENDS = ['auto', 'ane', 'sim'] as const;
+
+/** Checks every option at open, so a typo fails here with a suggestion, not later in a compile. */
+function checkOptions(options: unknown): OpenDeviceOptions {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new DeviceOptionsError(
+      `openDevice takes an options object ({ backend?, chip?, compileBudget? }), got ${describeValue(options)}`,
+      'options',
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new DeviceOptionsError(
+        `openDevice: unknown option '${key}'${didYouMean(key, OPTION_KEYS)} (the options are ${OPTION_KEYS.join(', ')})`,
+        key,
+      );
+    }
+  }
+  const { backend, chip, compileBudget } = options as Record<string, unknown>;
+  if (backend !== undefined && !(BACKENDS as readonly unknown[]).includes(backend)) {
+    const hint = typeof backend === 'string' ? didYouMean(backend, BACKENDS) : '';
+    throw new DeviceOptionsError(
+      `openDevice: backend must be 'auto', 'ane' or 'sim', got ${describeValue(backend)}${hint}`,
+      'backend',
+    );
+  }
+  if (chip !== undefined && !(CHIP_FAMILIES as readonly unknown[]).includes(chip)) {
+    const hint = typeof chip === 'string' ? didYouMean(chip, CHIP_FAMILIES) : '';
+    throw new DeviceOptionsError(
+      `openDevice: chip must be one of ${CHIP_FAMILIES.map((c) => `'${c}'`).join(', ')} (the Apple-silicon family whose ANE rules apply), got ${describeValue(chip)}${hint}`,
+      'chip',
+    );
+  }
+  if (
+    compileBudget !== undefined &&
+    !(Number.isSafeInteger(compileBudget) && (compileBudget as number) >= 0)
+  ) {
+    throw new DeviceOptionsError(
+      `openDevice: compileBudget must be a whole number ≥ 0 (default ${DEFAULT_COMPILE_BUDGET}), got ${describeValue(compileBudget)}`,
+      'compileBudget',
+    );
+  }
+  return options as OpenDeviceOptions;
+}
+
+/**
+ * Opens a device. Every option is checked here: an unknown key, a chip outside M1–M5 or a backend
+ * other than auto/ane/sim is a DeviceOptionsError that suggests the nearest valid spelling.
+ */
+export function openDevice(openOptions?: OpenDeviceOptions): Device {
+  const options = checkOptions(openOptions);
   const requested = options.backend ?? 'auto';
   const budget = options.compileBudget ?? DEFAULT_COMPILE_BUDGET;
-  if (!Number.isInteger(budget) || budget < 0) {
-    throw new RangeError(`compileBudget must be a whole number ≥ 0, got ${budget}`);
-  }
-  if (!['auto', 'ane', 'sim'].includes(requested)) {
-    throw new RangeError(`backend must be 'auto', 'ane' or 'sim', got '${String(requested)}'`);
-  }
   if (requested === 'sim')
     return new Device('sim', "backend 'sim' was requested", options.chip ?? DEFAULT_CHIP, simBackend, budget);
   // Only a request that may use the ANE asks for it (on a Mac the first ask runs the ANE probe).

@@ -20,6 +20,15 @@ export interface CompiledProgram {
 /** Inputs for a run: values in declaration order, or by parameter name. */
 export type KernelInputs = readonly TensorData[] | Readonly<Record<string, TensorData>>;
 
+/** Options of a run. */
+export interface RunOptions {
+  /**
+   * Return copies of the output buffers instead of the kernel's own (default false). The kernel's
+   * own buffers are overwritten by its next run; a copy is yours to keep.
+   */
+  copy?: boolean;
+}
+
 /**
  * A compiled program with its own input and output buffers. Write inputs (or pass them to `run`),
  * run, read outputs. Dispose it (or use `using`) when done.
@@ -55,8 +64,12 @@ export class Kernel implements Disposable {
     return findBuffer(this.outputs, name, 'output');
   }
 
-  /** Runs on the calling thread and returns the kernel's output buffers. */
-  runSync(inputs?: KernelInputs): readonly TensorBuffer[] {
+  /**
+   * Runs on the calling thread and returns the kernel's own output buffers, which the next run
+   * overwrites; pass `{ copy: true }` for copies that stay as they are.
+   */
+  runSync(inputs?: KernelInputs, options?: RunOptions): readonly TensorBuffer[] {
+    const copy = copyOption(options);
     this.assertUsable();
     if (inputs !== undefined) this.writeInputs(inputs);
     this.running = true;
@@ -68,14 +81,16 @@ export class Kernel implements Disposable {
     } finally {
       this.running = false;
     }
-    return this.outputs;
+    return copy ? this.copyOutputs() : this.outputs;
   }
 
   /**
-   * Runs and resolves with the output buffers. The simulator executes on the JS thread after
-   * yielding to the event loop; device backends evaluate off the JS thread.
+   * Runs and resolves with the kernel's own output buffers (overwritten by the next run; pass
+   * `{ copy: true }` for copies). The simulator executes on the JS thread after yielding to the
+   * event loop; device backends evaluate off the JS thread.
    */
-  async run(inputs?: KernelInputs): Promise<readonly TensorBuffer[]> {
+  async run(inputs?: KernelInputs, options?: RunOptions): Promise<readonly TensorBuffer[]> {
+    const copy = copyOption(options);
     this.assertUsable();
     if (inputs !== undefined) this.writeInputs(inputs);
     if (this.compiled.runAsync) {
@@ -88,7 +103,7 @@ export class Kernel implements Disposable {
       } finally {
         this.running = false;
       }
-      return this.outputs;
+      return copy ? this.copyOutputs() : this.outputs;
     }
     this.running = true;
     try {
@@ -96,7 +111,16 @@ export class Kernel implements Disposable {
     } finally {
       this.running = false;
     }
-    return this.runSync();
+    return this.runSync(undefined, { copy });
+  }
+
+  /** Fresh buffers holding the outputs' current bytes, independent of later runs. */
+  private copyOutputs(): readonly TensorBuffer[] {
+    return this.outputs.map((output) => {
+      const copy = new TensorBuffer(output.spec);
+      copy.bytes.set(output.bytes);
+      return copy;
+    });
   }
 
   [Symbol.dispose](): void {
@@ -141,6 +165,21 @@ export class Kernel implements Disposable {
     }
     for (const buffer of this.inputs) buffer.write(inputs[buffer.spec.name]!);
   }
+}
+
+function copyOption(options: RunOptions | undefined): boolean {
+  if (options === undefined) return false;
+  if (options === null || typeof options !== 'object') {
+    throw new KernelInputError(`run options must be an object ({ copy?: boolean }), got ${String(options)}`);
+  }
+  const unknown = Object.keys(options).filter((key) => key !== 'copy');
+  if (unknown.length > 0) {
+    throw new KernelInputError(`unknown run option '${unknown[0]}' (the only option is copy)`);
+  }
+  if (options.copy !== undefined && typeof options.copy !== 'boolean') {
+    throw new KernelInputError(`run option copy must be true or false, got ${String(options.copy)}`);
+  }
+  return options.copy === true;
 }
 
 function isInputList(inputs: KernelInputs): inputs is readonly TensorData[] {
