@@ -56,16 +56,14 @@ const TARGETS = {
 
 // The flags binding.gyp gives the addon on Linux, for the standalone kernel harness.
 const HARNESS_FLAGS = ['-std=c++17', '-O3', '-fno-math-errno', '-ffp-contract=off', '-pthread'];
-const HARNESS_SOURCES = [
-  'test/kernels_test.cc',
-  'kernels/fp16.cc',
-  'kernels/gemm.cc',
-  'kernels/optimizers.cc',
-  'kernels/rowwise.cc',
-  'kernels/simd.cc',
-  'kernels/thread_pool.cc',
-  'cpu_features.cc',
-];
+/** native/test/kernels_test.cc and the kernel sources it links (every kernels/*.cc but the N-API glue). */
+function harnessSources() {
+  const kernels = fs
+    .readdirSync(path.join(packageRoot, 'native', 'kernels'))
+    .filter((f) => f.endsWith('.cc') && !f.startsWith('napi_'))
+    .map((f) => `kernels/${f}`);
+  return ['test/kernels_test.cc', ...kernels, 'cpu_features.cc'];
+}
 // Force-included into every C++ file of a prebuild. GCC 12's headers bind
 // std::condition_variable::wait to a new GLIBCXX_3.4.30 version, which only GCC >= 12 runtimes
 // have; the GLIBCXX_3.4.11 one is the same function (it differs only under pthread_cancel, which
@@ -235,7 +233,7 @@ function testKernels(name, target) {
     ...HARNESS_FLAGS,
     '-o',
     binary,
-    ...HARNESS_SOURCES.map((s) => path.join(packageRoot, 'native', s)),
+    ...harnessSources().map((s) => path.join(packageRoot, 'native', s)),
   ]);
   const [command, ...prefix] = target.qemu ?? [binary];
   if (target.qemu && !onPath(command)) {

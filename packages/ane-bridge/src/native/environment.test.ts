@@ -31,11 +31,15 @@ describe('checkEnvironment', () => {
   });
 
   it('reports thread counts the native pool ignores or caps', () => {
-    for (const value of ['0', '-2', 'four', '1.5']) {
+    for (const value of ['0', '-2', 'four']) {
       expect(checkEnvironment({ ANE_BRIDGE_THREADS: value })[0]?.problem).toContain(
         'not a positive whole number',
       );
     }
+    // The native pool reads it with atoi: the leading digits.
+    expect(checkEnvironment({ ANE_BRIDGE_THREADS: '1.5' })[0]?.problem).toBe(
+      '"1.5" is not a whole number; the pool reads it as 1',
+    );
     expect(checkEnvironment({ ANE_BRIDGE_THREADS: '1000' })[0]?.problem).toContain('capped at 256');
   });
 

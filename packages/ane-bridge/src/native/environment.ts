@@ -52,17 +52,27 @@ const KNOWN: Record<string, Check | undefined> = {
   ANE_BRIDGE_FORCE_TS: flag('use the TypeScript fallbacks'),
   // Checked by the loader, which says what the file is (hostKernels.reason).
   ANE_BRIDGE_NATIVE_PATH: undefined,
+  // native/kernels/thread_pool.cc reads it with atoi (leading digits) and caps it.
   ANE_BRIDGE_THREADS: (value, name) => {
-    if (!/^\d+$/.test(value) || Number(value) === 0) {
+    const fix = `set ${name} to a whole number from 1 to ${MAX_THREADS}, or unset it`;
+    const leading = /^\s*[+-]?\d+/.exec(value);
+    const read = leading ? Number.parseInt(leading[0], 10) : 0;
+    if (read <= 0) {
       return {
         problem: `${JSON.stringify(value)} is not a positive whole number, so it is ignored and the pool has one thread per CPU this process may use`,
-        fix: `set ${name} to a whole number from 1 to ${MAX_THREADS}, or unset it`,
+        fix,
       };
     }
-    if (Number(value) > MAX_THREADS) {
+    if (!/^\d+$/.test(value)) {
+      return {
+        problem: `${JSON.stringify(value)} is not a whole number; the pool reads it as ${Math.min(read, MAX_THREADS)}`,
+        fix,
+      };
+    }
+    if (read > MAX_THREADS) {
       return {
         problem: `${value} is more than ${MAX_THREADS}, so the pool is capped at ${MAX_THREADS} threads`,
-        fix: `set ${name} to a whole number from 1 to ${MAX_THREADS}`,
+        fix,
       };
     }
     return undefined;
