@@ -245,7 +245,7 @@ function explainMissingBuild(packageRoot: string): { reason: string; fix: string
   }
   return {
     reason: `no native addon for ${process.platform}-${process.arch}: there is no prebuilt binary for it, and the install script, which compiles one, did not run (npm and pnpm skip it with --ignore-scripts; pnpm 10 runs dependency build scripts only when allowed)`,
-    fix: `npm: run \`npm rebuild ane-bridge\` (if your project's package.json has an "allowScripts" field, npm 11 asks you to approve the script first: \`npm approve-scripts ane-bridge\`); pnpm: add "ane-bridge" to onlyBuiltDependencies in pnpm-workspace.yaml (or run \`pnpm approve-builds\`), then \`pnpm rebuild ane-bridge\`; inside the ane-sdk repository: \`pnpm --filter ane-bridge rebuild\`. A C++ toolchain is needed (${toolchainFix().replace(/^install /, '')}); check with \`npx ane doctor\``,
+    fix: `npm: run \`npm rebuild ane-bridge\` (recent npm 11 lists install scripts not approved in package.json's "allowScripts", and a later npm will block them: approve this one with \`npm approve-scripts ane-bridge\`); pnpm: add "ane-bridge" to onlyBuiltDependencies in pnpm-workspace.yaml (or run \`pnpm approve-builds\`), then \`pnpm rebuild ane-bridge\`; inside the ane-sdk repository: \`pnpm --filter ane-bridge rebuild\`. A C++ toolchain is needed (${toolchainFix().replace(/^install /, '')}); check with \`npx ane doctor\``,
   };
 }
 
