@@ -89,3 +89,18 @@ describe('outputs keep the names the user gave', () => {
     expect(worstRatio(values.get('y')!, linearReference(w, x), 2e-2, 2e-2)).toBeLessThanOrEqual(1);
   });
 });
+
+describe('one value returned under two names', () => {
+  it('comes back under both names', () => {
+    const g = new Graph();
+    const x = g.input('x', [IN, SEQ]);
+    const y = linear(x, g.param('w', [OUT, IN]));
+    g.output('logits', y);
+    g.output('features', y);
+    for (const io of ['packed', 'separate'] as const) {
+      const kernel = lowerGraph(g, { io });
+      const sources = kernel.outputs.flatMap((p) => p.segments.map((s) => s.source));
+      expect(sources).toEqual(['logits', 'features']);
+    }
+  });
+});

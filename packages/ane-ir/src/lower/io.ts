@@ -317,7 +317,7 @@ function separateOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
     logicalShape: node.shape,
     segments: [
       {
-        source: sourceName(boundary, node),
+        source: outputSource(boundary, i),
         role: 'activation',
         shape: node.shape,
         axis: 'whole',
@@ -327,6 +327,11 @@ function separateOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
       },
     ],
   }));
+}
+
+/** The source name of output `index`: its given name (one value returned twice keeps both), else the value's. */
+function outputSource(boundary: Boundary, index: number): string {
+  return boundary.outputNames?.[index] ?? sourceName(boundary, boundary.outputs[index]!);
 }
 
 function packedOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
@@ -356,10 +361,10 @@ function packedOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
       `outputs ${outputs.map(shapeText).join(', ')} share neither the channel count nor the sequence length`,
     );
   let offset = 0;
-  const segments = outputs.map((node): PackedSegment => {
+  const segments = outputs.map((node, index): PackedSegment => {
     const extent = axis === 'channel' ? node.shape[0]! : node.shape[1]!;
     const segment: PackedSegment = {
-      source: sourceName(boundary, node),
+      source: outputSource(boundary, index),
       role: 'activation',
       shape: node.shape,
       axis: axis!,
