@@ -37,8 +37,9 @@ export function probeInput(): Uint8Array {
 
 /** Why `output` is not 2·input, or undefined when it is, element for element. */
 export function checkProbeOutput(input: Uint8Array, output: Uint8Array): string | undefined {
-  const x = decodeFp16(new Uint16Array(input.slice().buffer));
-  const y = decodeFp16(new Uint16Array(output.slice().buffer));
+  // new Uint8Array(view) copies into a fresh buffer; a Buffer's slice() is a view into Node's pool.
+  const x = decodeFp16(new Uint16Array(new Uint8Array(input).buffer));
+  const y = decodeFp16(new Uint16Array(new Uint8Array(output).buffer));
   let wrong = 0;
   let first = -1;
   for (let i = 0; i < ELEMENTS; i++) {

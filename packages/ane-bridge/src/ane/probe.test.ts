@@ -129,6 +129,13 @@ describe('the probe program', () => {
     // 2x in fp16: add one to the exponent (every input is a normal number or zero).
     for (let i = 0; i < x.length; i++) y[i] = x[i]! === 0 || x[i]! === 0x8000 ? x[i]! : x[i]! + 0x0400;
     expect(checkProbeOutput(input, doubled)).toBeUndefined();
+    // The same bytes as Node Buffers at odd offsets inside larger buffers (Buffer#slice is a view).
+    const at = (bytes: Uint8Array, shift: number) => {
+      const outer = Buffer.alloc(bytes.length + shift + 3);
+      outer.set(bytes, shift);
+      return outer.subarray(shift, shift + bytes.length);
+    };
+    expect(checkProbeOutput(at(input, 3), at(doubled, 1))).toBeUndefined();
     y[5] = 0;
     expect(checkProbeOutput(input, doubled)).toMatch(/^1 of 2048 elements differ from 2·x \(first at 5/);
   });
