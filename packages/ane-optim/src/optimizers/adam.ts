@@ -29,7 +29,13 @@ type AdamField = 'm' | 'v';
 const ADAM_FIELDS: readonly AdamField[] = ['m', 'v'];
 
 abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
-  protected constructor(name: 'Adam' | 'AdamW', options: AdamOptions, defaultWeightDecay: number) {
+  protected constructor(
+    name: 'Adam' | 'AdamW',
+    options: AdamOptions,
+    defaultWeightDecay: number,
+    /** The ane-bridge kernel: L2 decay on the gradient (Adam) or decoupled decay (AdamW). */
+    private readonly updateKernel: 'adamUpdate' | 'adamwUpdate',
+  ) {
     const { groups, kernels, ...rest } = options ?? {};
     super(
       name,
@@ -63,8 +69,7 @@ abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
     return ['v'];
   }
 
-  protected adamCall(
-    kernel: 'adamUpdate' | 'adamwUpdate',
+  protected override kernelCall(
     state: TensorState<AdamField>,
     hyper: Resolved<AdamHyperParameters>,
   ): KernelCall<AdamField> {
@@ -77,7 +82,7 @@ abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
       step: state.step + 1,
       biasCorrection: hyper.biasCorrection,
     };
-    return { kernel, state: ADAM_FIELDS, options };
+    return { kernel: this.updateKernel, state: ADAM_FIELDS, options };
   }
 }
 
@@ -87,14 +92,7 @@ abstract class AdamBase extends Optimizer<AdamHyperParameters, AdamField> {
  */
 export class Adam extends AdamBase {
   constructor(options: AdamOptions = {}) {
-    super('Adam', options, 0);
-  }
-
-  protected override kernelCall(
-    state: TensorState<AdamField>,
-    hyper: Resolved<AdamHyperParameters>,
-  ): KernelCall<AdamField> {
-    return this.adamCall('adamUpdate', state, hyper);
+    super('Adam', options, 0, 'adamUpdate');
   }
 }
 
@@ -104,13 +102,6 @@ export class Adam extends AdamBase {
  */
 export class AdamW extends AdamBase {
   constructor(options: AdamOptions = {}) {
-    super('AdamW', options, 0.01);
-  }
-
-  protected override kernelCall(
-    state: TensorState<AdamField>,
-    hyper: Resolved<AdamHyperParameters>,
-  ): KernelCall<AdamField> {
-    return this.adamCall('adamwUpdate', state, hyper);
+    super('AdamW', options, 0.01, 'adamwUpdate');
   }
 }
