@@ -16,6 +16,11 @@
  * The next record starts at the first multiple of 64 at or after the end of the previous payload;
  * files end with the last payload (no trailing padding). Layout: shared/conformance/README.md
  * "Weight blobs"; field meanings: reference/mil-hardware-peers.md §1.2.
+ *
+ * The writer is strict. Readers take any Uint8Array view (a Node Buffer at any byte offset) and
+ * copy payloads out. `readBlobRecordAs` also reads records other tools write (a payload-offset
+ * field other than M+64, e.g. maderix/ANE's ane_int8_bench.m writes 0) as the program declares
+ * them, reporting each odd field; what the ANE reads from such records is unverified.
  */
 import { MilError } from './errors';
 export const BLOB_FORMAT_VERSION = 2;

@@ -8,7 +8,8 @@
  * parameters present; references defined earlier; inferred result types equal to the declared
  * ones; value names and op names unique; returned names defined; and for every BLOBFILE, its path
  * in the weights and its record valid (sentinel, dtype code, payload size, bounds) and matching the
- * declared type.
+ * declared type. A record another tool wrote (payload-offset field not record + 64) is read as the
+ * program declares it and reported in `warnings`, one per odd field.
  */
 import type {
   Argument,
