@@ -50,7 +50,7 @@ export interface MachineFacts {
 }
 
 const USE_SIM =
-  "use the simulator: openDevice({ backend: 'sim' }) (or 'auto', which picks it), which runs the same MIL programs with the ANE's numerics and rules";
+  "use the simulator, which runs the same MIL programs with the ANE's numerics and rules: --backend sim on the ane command line, openDevice({ backend: 'sim' }) in code ('auto', the default, picks it)";
 
 function describeAne(machine: MachineFacts, native: NativeLoadResult, probe: AneProbe): Capabilities['ane'] {
   if (machine.platform !== 'darwin') {
