@@ -4,7 +4,7 @@
  * positions, so query i sees keys j <= i + (Tk - Tq) (Tq = Tk: the usual lower triangle). Math in
  * float64.
  */
-import { checkLength, checkNonNegativeInteger } from './checks';
+import { checkLength, checkNonNegativeInteger, checkNumber, checkTypedArray } from './checks';
 
 function checkShape(kernel: string, H: number, Tq: number, Tk: number): void {
   checkNonNegativeInteger(kernel, 'H', H);
@@ -20,9 +20,13 @@ export function checkCausalForwardArguments(
   H: number,
   Tq: number,
   Tk: number,
+  scale: number,
 ): void {
   const kernel = 'causalSoftmaxForward';
+  checkTypedArray(kernel, 'out', out, 'Float32Array');
+  checkTypedArray(kernel, 'scores', scores, 'Float32Array');
   checkShape(kernel, H, Tq, Tk);
+  checkNumber(kernel, 'scale', scale);
   checkLength(kernel, 'out', out.length, H * Tq * Tk, 'H*Tq*Tk');
   checkLength(kernel, 'scores', scores.length, H * Tq * Tk, 'H*Tq*Tk');
 }
@@ -39,7 +43,8 @@ export function causalSoftmaxForward(
   Tk: number,
   scale: number,
 ): void {
-  checkCausalForwardArguments(out, scores, H, Tq, Tk);
+  checkCausalForwardArguments(out, scores, H, Tq, Tk, scale);
+  if (H === 0 || Tq === 0) return;
   for (let row = 0; row < H * Tq; row++) {
     const visible = (row % Tq) + (Tk - Tq) + 1;
     const base = row * Tk;
@@ -64,9 +69,14 @@ export function checkCausalBackwardArguments(
   H: number,
   Tq: number,
   Tk: number,
+  scale: number,
 ): void {
   const kernel = 'causalSoftmaxBackward';
+  checkTypedArray(kernel, 'dscores', dscores, 'Float32Array');
+  checkTypedArray(kernel, 'probs', probs, 'Float32Array');
+  checkTypedArray(kernel, 'dout', dout, 'Float32Array');
   checkShape(kernel, H, Tq, Tk);
+  checkNumber(kernel, 'scale', scale);
   checkLength(kernel, 'dscores', dscores.length, H * Tq * Tk, 'H*Tq*Tk');
   checkLength(kernel, 'probs', probs.length, H * Tq * Tk, 'H*Tq*Tk');
   checkLength(kernel, 'dout', dout.length, H * Tq * Tk, 'H*Tq*Tk');
@@ -85,7 +95,8 @@ export function causalSoftmaxBackward(
   Tk: number,
   scale: number,
 ): void {
-  checkCausalBackwardArguments(dscores, probs, dout, H, Tq, Tk);
+  checkCausalBackwardArguments(dscores, probs, dout, H, Tq, Tk, scale);
+  if (H === 0 || Tq === 0) return;
   for (let row = 0; row < H * Tq; row++) {
     const visible = (row % Tq) + (Tk - Tq) + 1;
     const base = row * Tk;

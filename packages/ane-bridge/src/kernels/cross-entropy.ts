@@ -2,7 +2,7 @@
  * Softmax + cross-entropy over channel-first logits [V, S] (one column of V vocabulary scores per
  * position), the readable twin of native/kernels/rowwise_body.inc. Math in float64.
  */
-import { checkLength, checkNonNegativeInteger } from './checks';
+import { checkLength, checkNonNegativeInteger, checkTypedArray } from './checks';
 
 function checkTargets(kernel: string, targets: Int32Array, V: number): void {
   for (let s = 0; s < targets.length; s++) {
@@ -24,6 +24,10 @@ export function checkCrossEntropyForwardArguments(
   S: number,
 ): void {
   const kernel = 'softmaxCrossEntropyForward';
+  checkTypedArray(kernel, 'losses', losses, 'Float32Array');
+  checkTypedArray(kernel, 'probs', probs, 'Float32Array');
+  checkTypedArray(kernel, 'logits', logits, 'Float32Array');
+  checkTypedArray(kernel, 'targets', targets, 'Int32Array');
   checkNonNegativeInteger(kernel, 'V', V);
   checkNonNegativeInteger(kernel, 'S', S);
   checkLength(kernel, 'losses', losses.length, S, 'S');
@@ -49,6 +53,7 @@ export function softmaxCrossEntropyForward(
   S: number,
 ): void {
   checkCrossEntropyForwardArguments(losses, probs, logits, targets, V, S);
+  if (S === 0) return; // nothing to write, whatever V is
   if (V === 0) {
     losses.fill(0);
     return;
@@ -93,6 +98,10 @@ export function checkCrossEntropyBackwardArguments(
   S: number,
 ): void {
   const kernel = 'softmaxCrossEntropyBackward';
+  checkTypedArray(kernel, 'dlogits', dlogits, 'Float32Array');
+  checkTypedArray(kernel, 'probs', probs, 'Float32Array');
+  checkTypedArray(kernel, 'targets', targets, 'Int32Array');
+  checkTypedArray(kernel, 'dlosses', dlosses, 'Float32Array');
   checkNonNegativeInteger(kernel, 'V', V);
   checkNonNegativeInteger(kernel, 'S', S);
   checkLength(kernel, 'dlogits', dlogits.length, V * S, 'V*S');
@@ -116,6 +125,7 @@ export function softmaxCrossEntropyBackward(
   S: number,
 ): void {
   checkCrossEntropyBackwardArguments(dlogits, probs, targets, dlosses, V, S);
+  if (V === 0 || S === 0) return;
   for (let v = 0; v < V; v++) {
     for (let s = 0; s < S; s++) {
       const t = targets[s] as number;

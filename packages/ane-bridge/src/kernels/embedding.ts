@@ -3,7 +3,7 @@
  * native/kernels/rowwise_body.inc. The table is [V, C] (one row per token, as checkpoints store
  * it); activations are channel-first [C, S].
  */
-import { checkLength, checkNonNegativeInteger } from './checks';
+import { checkLength, checkNonNegativeInteger, checkTypedArray } from './checks';
 
 function checkTokens(kernel: string, tokens: Int32Array, V: number): void {
   for (let s = 0; s < tokens.length; s++) {
@@ -28,6 +28,9 @@ export function checkEmbeddingForwardArguments(
   S: number,
 ): void {
   const kernel = 'embeddingForward';
+  checkTypedArray(kernel, 'out', out, 'Float32Array');
+  checkTypedArray(kernel, 'table', table, 'Float32Array');
+  checkTypedArray(kernel, 'tokens', tokens, 'Int32Array');
   checkShape(kernel, V, C, S);
   checkLength(kernel, 'out', out.length, C * S, 'C*S');
   checkLength(kernel, 'table', table.length, V * C, 'V*C');
@@ -45,6 +48,7 @@ export function embeddingForward(
   S: number,
 ): void {
   checkEmbeddingForwardArguments(out, table, tokens, V, C, S);
+  if (C === 0 || S === 0) return;
   for (let s = 0; s < S; s++) {
     const row = (tokens[s] as number) * C;
     for (let c = 0; c < C; c++) out[c * S + s] = table[row + c] as number;
@@ -60,6 +64,9 @@ export function checkEmbeddingBackwardArguments(
   S: number,
 ): void {
   const kernel = 'embeddingBackward';
+  checkTypedArray(kernel, 'dtable', dtable, 'Float32Array');
+  checkTypedArray(kernel, 'dout', dout, 'Float32Array');
+  checkTypedArray(kernel, 'tokens', tokens, 'Int32Array');
   checkShape(kernel, V, C, S);
   checkLength(kernel, 'dtable', dtable.length, V * C, 'V*C');
   checkLength(kernel, 'dout', dout.length, C * S, 'C*S');
@@ -80,6 +87,7 @@ export function embeddingBackward(
   S: number,
 ): void {
   checkEmbeddingBackwardArguments(dtable, dout, tokens, V, C, S);
+  if (C === 0 || S === 0) return;
   for (let s = 0; s < S; s++) {
     const row = (tokens[s] as number) * C;
     for (let c = 0; c < C; c++) dtable[row + c] = (dtable[row + c] as number) + (dout[c * S + s] as number);

@@ -1,5 +1,7 @@
 /**
- * fp32 <-> fp16 (IEEE binary16) conversion, the readable twin of native/kernels/fp16.cc.
+ * fp32 <-> fp16 (IEEE binary16) conversion kernels: the argument checks (shared with the native
+ * kernels, native/kernels/fp16.cc) and the TypeScript twin, which is ane-ir's fp16 codec
+ * (`ane-ir/mil`: fp32BlockToFp16Bits, fp16BitsBlockToFp32), the one fp16 codec of the repo.
  *
  * fp32 -> fp16 rounds to nearest, ties to even, exactly as x86 F16C (`vcvtps2ph`) and arm64 `fcvtn`:
  * - |x| >= 65520 (the halfway point above the largest finite half, 65504) becomes ±inf, unless
@@ -10,108 +12,63 @@
  * fp16 -> fp32 is exact (every half is a float), subnormals included; a NaN comes back quieted
  * (bit 22 set, as F16C and arm64 fcvtl do) with its sign and payload kept.
  */
-import { checkAtLeast, checkLength, checkNonNegativeInteger } from './checks';
+import { fp16BitsBlockToFp32, fp32BlockToFp16Bits } from 'ane-ir/mil';
+import {
+  checkAtLeast,
+  checkBoolean,
+  checkLength,
+  checkNonNegativeInteger,
+  checkOptionsObject,
+  checkTypedArray,
+  describeArgument,
+} from './checks';
+
+export { fp16BitsToFp32, fp32Bits, fp32BitsToFp16Bits, fp32ToFp16Bits } from 'ane-ir/mil';
 
 export interface Fp16Options {
   /** Clamp finite values beyond ±65504 to ±65504 instead of rounding them to ±inf (default false). */
   saturate?: boolean;
 }
 
-const FP16_MAX_BITS = 0x7bff;
-const FP16_INF_BITS = 0x7c00;
-
-const scratchF32 = new Float32Array(1);
-const scratchU32 = new Uint32Array(scratchF32.buffer);
-
-/** Bits of the float32 value `x` (x is first rounded to float32). */
-export function fp32Bits(x: number): number {
-  scratchF32[0] = x;
-  return scratchU32[0] as number;
+/** `options.saturate`, checked (undefined options or saturate: false). */
+function saturateOption(kernel: string, options: Fp16Options | undefined): boolean {
+  if (options === undefined) return false;
+  checkOptionsObject(kernel, 'options', options);
+  if (options.saturate === undefined) return false;
+  checkBoolean(kernel, 'options.saturate', options.saturate);
+  return options.saturate;
 }
 
-/** fp16 bits of float32 bits `f` (round to nearest even; see the module comment). */
-export function fp32BitsToFp16Bits(f: number, saturate = false): number {
-  const sign = (f >>> 16) & 0x8000;
-  const abs = f & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | 0x7e00 | ((abs >>> 13) & 0x3ff); // NaN: quiet, keep payload
-  if (abs === 0x7f800000) return sign | FP16_INF_BITS; // ±inf
-  let half: number;
-  if (abs >= 0x47800000) {
-    half = FP16_INF_BITS; // >= 65536: overflows whatever the rounding
-  } else if (abs >= 0x38800000) {
-    // Normal half: rebias the exponent (127 -> 15) and drop 13 mantissa bits, rounding to even.
-    // A carry out of the mantissa bumps the exponent, which is the correct rounding (up to inf).
-    half = (abs - 0x38000000) >>> 13;
-    const dropped = abs & 0x1fff;
-    if (dropped > 0x1000 || (dropped === 0x1000 && (half & 1) === 1)) half += 1;
-  } else {
-    // Subnormal half: the value in units of 2^-24, rounded to the nearest integer, ties to even.
-    // (An fp32 times 2^24 is exact in float64.) Rounding up to 1024 gives the smallest normal.
-    scratchU32[0] = abs;
-    const units = (scratchF32[0] as number) * 16777216;
-    half = Math.floor(units);
-    const fraction = units - half;
-    if (fraction > 0.5 || (fraction === 0.5 && (half & 1) === 1)) half += 1;
-  }
-  if (saturate && half === FP16_INF_BITS) half = FP16_MAX_BITS;
-  return sign | half;
+/** The shared check of fp32ToFp16 (TS and native); returns options.saturate. */
+export function checkFp32ToFp16Arguments(
+  src: Float32Array,
+  dst: Uint16Array,
+  options?: Fp16Options,
+): boolean {
+  checkTypedArray('fp32ToFp16', 'src', src, 'Float32Array');
+  checkTypedArray('fp32ToFp16', 'dst', dst, 'Uint16Array');
+  const saturate = saturateOption('fp32ToFp16', options);
+  checkLength('fp32ToFp16', 'dst', dst.length, src.length, 'src.length');
+  return saturate;
 }
 
-/** fp16 bits of the number `x`, after rounding `x` to float32 (as a Float32Array store does). */
-export function fp32ToFp16Bits(x: number, saturate = false): number {
-  return fp32BitsToFp16Bits(fp32Bits(x), saturate);
-}
-
-/** The float32 value of fp16 bits `h` (exact). */
-export function fp16BitsToFp32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >>> 10) & 0x1f;
-  const mantissa = h & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24; // ±0 and subnormals
-  if (exponent === 31) {
-    if (mantissa === 0) return sign * Number.POSITIVE_INFINITY;
-    // NaN: rebuild the float bits so the payload survives (quieted).
-    scratchU32[0] = ((h & 0x8000) << 16) | 0x7fc00000 | (mantissa << 13);
-    return scratchF32[0] as number;
-  }
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-}
-
-// fp16 -> fp32 as a 65536-entry table of float bits, built once from fp16BitsToFp32.
-let halfToFloatBits: Uint32Array | undefined;
-function halfTable(): Uint32Array {
-  if (halfToFloatBits === undefined) {
-    const table = new Uint32Array(65536);
-    const asFloat = new Float32Array(table.buffer);
-    for (let h = 0; h < 65536; h++) asFloat[h] = fp16BitsToFp32(h);
-    // Float32Array stores may canonicalise NaNs; write their bits directly.
-    for (let h = 0; h < 65536; h++) {
-      if ((h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0)
-        table[h] = ((h & 0x8000) << 16) | 0x7fc00000 | ((h & 0x3ff) << 13);
-    }
-    halfToFloatBits = table;
-  }
-  return halfToFloatBits;
-}
-
-function floatBitsView(src: Float32Array): Uint32Array {
-  return new Uint32Array(src.buffer, src.byteOffset, src.length);
+/** The shared check of fp16ToFp32 (TS and native). */
+export function checkFp16ToFp32Arguments(src: Uint16Array, dst: Float32Array): void {
+  checkTypedArray('fp16ToFp32', 'src', src, 'Uint16Array');
+  checkTypedArray('fp16ToFp32', 'dst', dst, 'Float32Array');
+  checkLength('fp16ToFp32', 'dst', dst.length, src.length, 'src.length');
 }
 
 /** dst[i] = fp16(src[i]).  src: [n] fp32, dst: [n] fp16 bits. */
-export function fp32ToFp16(src: Float32Array, dst: Uint16Array, options: Fp16Options = {}): void {
-  checkLength('fp32ToFp16', 'dst', dst.length, src.length, 'src.length');
-  const bits = floatBitsView(src);
-  const saturate = options.saturate === true;
-  for (let i = 0; i < bits.length; i++) dst[i] = fp32BitsToFp16Bits(bits[i] as number, saturate);
+export function fp32ToFp16(src: Float32Array, dst: Uint16Array, options?: Fp16Options): void {
+  const saturate = checkFp32ToFp16Arguments(src, dst, options);
+  fp32BlockToFp16Bits(src, dst, 1, src.length, 0, src.length, 0, src.length, saturate);
 }
 
 /** dst[i] = fp32(src[i]).  src: [n] fp16 bits, dst: [n] fp32. */
 export function fp16ToFp32(src: Uint16Array, dst: Float32Array): void {
-  checkLength('fp16ToFp32', 'dst', dst.length, src.length, 'src.length');
-  const table = halfTable();
-  const out = floatBitsView(dst);
-  for (let i = 0; i < src.length; i++) out[i] = table[src[i] as number] as number;
+  checkFp16ToFp32Arguments(src, dst);
+  fp16BitsBlockToFp32(src, dst, 1, src.length, 0, src.length, 0, src.length);
 }
 
 /**
@@ -144,12 +101,17 @@ export interface ResolvedBlock {
 }
 
 /** Fills defaults and checks that the block lies inside both buffers. */
-export function resolveBlock(
+function resolveBlock(
   kernel: string,
   block: StridedBlock,
   srcLength: number,
   dstLength: number,
 ): ResolvedBlock {
+  if (typeof block !== 'object' || block === null || Array.isArray(block)) {
+    throw new TypeError(
+      `${kernel}: block must be an object { rows, cols, srcOffset?, srcRowStride?, dstOffset?, dstRowStride? }, got ${describeArgument(block)}`,
+    );
+  }
   const resolved: ResolvedBlock = {
     rows: block.rows,
     cols: block.cols,
@@ -162,7 +124,7 @@ export function resolveBlock(
     checkNonNegativeInteger(kernel, key, resolved[key]);
   }
   const { rows, cols } = resolved;
-  if (rows === 0 || cols === 0) return resolved;
+  if (rows === 0 || cols === 0) return resolved; // empty: nothing is read or written
   if (resolved.srcRowStride < cols && rows > 1) {
     throw new RangeError(
       `${kernel}: srcRowStride ${resolved.srcRowStride} is less than cols ${cols}; rows would overlap`,
@@ -180,31 +142,55 @@ export function resolveBlock(
   return resolved;
 }
 
+/** The shared check of fp32ToFp16Strided (TS and native): the block, resolved, and saturate. */
+export function checkFp32ToFp16StridedArguments(
+  src: Float32Array,
+  dst: Uint16Array,
+  block: StridedBlock,
+  options?: Fp16Options,
+): { block: ResolvedBlock; saturate: boolean } {
+  const kernel = 'fp32ToFp16Strided';
+  checkTypedArray(kernel, 'src', src, 'Float32Array');
+  checkTypedArray(kernel, 'dst', dst, 'Uint16Array');
+  const resolved = resolveBlock(kernel, block, src.length, dst.length);
+  return { block: resolved, saturate: saturateOption(kernel, options) };
+}
+
+/** The shared check of fp16ToFp32Strided (TS and native): the block, resolved. */
+export function checkFp16ToFp32StridedArguments(
+  src: Uint16Array,
+  dst: Float32Array,
+  block: StridedBlock,
+): ResolvedBlock {
+  const kernel = 'fp16ToFp32Strided';
+  checkTypedArray(kernel, 'src', src, 'Uint16Array');
+  checkTypedArray(kernel, 'dst', dst, 'Float32Array');
+  return resolveBlock(kernel, block, src.length, dst.length);
+}
+
 /** fp32 -> fp16 of a strided block (see StridedBlock).  src: fp32, dst: fp16 bits. */
 export function fp32ToFp16Strided(
   src: Float32Array,
   dst: Uint16Array,
   block: StridedBlock,
-  options: Fp16Options = {},
+  options?: Fp16Options,
 ): void {
-  const b = resolveBlock('fp32ToFp16Strided', block, src.length, dst.length);
-  const bits = floatBitsView(src);
-  const saturate = options.saturate === true;
-  for (let r = 0; r < b.rows; r++) {
-    const s = b.srcOffset + r * b.srcRowStride;
-    const d = b.dstOffset + r * b.dstRowStride;
-    for (let c = 0; c < b.cols; c++) dst[d + c] = fp32BitsToFp16Bits(bits[s + c] as number, saturate);
-  }
+  const { block: b, saturate } = checkFp32ToFp16StridedArguments(src, dst, block, options);
+  fp32BlockToFp16Bits(
+    src,
+    dst,
+    b.rows,
+    b.cols,
+    b.srcOffset,
+    b.srcRowStride,
+    b.dstOffset,
+    b.dstRowStride,
+    saturate,
+  );
 }
 
 /** fp16 -> fp32 of a strided block (see StridedBlock).  src: fp16 bits, dst: fp32. */
 export function fp16ToFp32Strided(src: Uint16Array, dst: Float32Array, block: StridedBlock): void {
-  const b = resolveBlock('fp16ToFp32Strided', block, src.length, dst.length);
-  const table = halfTable();
-  const out = floatBitsView(dst);
-  for (let r = 0; r < b.rows; r++) {
-    const s = b.srcOffset + r * b.srcRowStride;
-    const d = b.dstOffset + r * b.dstRowStride;
-    for (let c = 0; c < b.cols; c++) out[d + c] = table[src[s + c] as number] as number;
-  }
+  const b = checkFp16ToFp32StridedArguments(src, dst, block);
+  fp16BitsBlockToFp32(src, dst, b.rows, b.cols, b.srcOffset, b.srcRowStride, b.dstOffset, b.dstRowStride);
 }

@@ -1,18 +1,53 @@
 /**
  * GEMM: the TS twin is the simulator's `sgemm` (src/sim/gemm.ts, BLAS signature, row-major,
  * float64 accumulation per K block), so there is one readable GEMM in the package. This module
- * adds the argument checks the native path runs before handing pointers to C++.
+ * adds the argument check that the TS twin and the native path both run before touching memory.
  */
-import { checkSgemmArguments, sgemm as simSgemm } from '../sim/gemm';
+import { checkSgemmArguments as checkSgemmShapes, sgemm as simSgemm } from '../sim/gemm';
+import { checkBoolean, checkNoOverlap, checkNumber, checkTypedArray } from './checks';
 import type { SgemmArgs } from './types';
 
-export { checkSgemmArguments };
+/**
+ * The shared check of sgemm: the kinds of every argument, the shapes and leading dimensions (the
+ * simulator's check), and that C shares no memory with A or B (GEMM reads them while writing C).
+ */
+export function checkSgemmArguments(...args: SgemmArgs): void {
+  const [transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] = args;
+  checkBoolean('sgemm', 'transA', transA);
+  checkBoolean('sgemm', 'transB', transB);
+  checkTypedArray('sgemm', 'A', A, 'Float32Array');
+  checkTypedArray('sgemm', 'B', B, 'Float32Array');
+  checkTypedArray('sgemm', 'C', C, 'Float32Array');
+  checkNumber('sgemm', 'alpha', alpha);
+  checkNumber('sgemm', 'beta', beta);
+  for (const [name, value] of [
+    ['M', M],
+    ['N', N],
+    ['K', K],
+    ['lda', lda],
+    ['ldb', ldb],
+    ['ldc', ldc],
+  ] as const) {
+    checkNumber('sgemm', name, value);
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw new RangeError(`sgemm: ${name} = ${value} must be an integer >= 0`);
+  }
+  checkSgemmShapes(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
+  if (M > 0 && N > 0) {
+    checkNoOverlap('sgemm', 'C', C, 'A', A);
+    checkNoOverlap('sgemm', 'C', C, 'B', B);
+  }
+}
 
 /**
  * C = alpha * op(A) * op(B) + beta * C, row-major with leading dimensions (strided views):
  *   A: [M, K] with row stride lda >= K   (transA: A is [K, M], lda >= M)
  *   B: [K, N] with row stride ldb >= N   (transB: B is [N, K], ldb >= K)
  *   C: [M, N] with row stride ldc >= N
- * beta = 0 writes C without reading it; alpha = 0 or K = 0 only scales C.
+ * beta = 0 writes C without reading it; alpha = 0 or K = 0 only scales C. C must not share memory
+ * with A or B.
  */
-export const sgemmTs: (...args: SgemmArgs) => void = simSgemm;
+export function sgemmTs(...args: SgemmArgs): void {
+  checkSgemmArguments(...args);
+  simSgemm(...args);
+}

@@ -8,6 +8,7 @@ import { createNativeKernels } from './native';
 import { tsKernels } from './ts';
 import type { AsyncHostKernels, HostKernelSet, HostKernels } from './types';
 
+export { HostKernelBufferError } from './checks';
 export type { Fp16Options, StridedBlock } from './fp16';
 export { fp16BitsToFp32, fp32ToFp16Bits } from './fp16';
 export type { AdamOptions, AdamwOptions, LionOptions, SgdOptions } from './optimizers';
@@ -108,15 +109,20 @@ export function hostThreads(): number {
   return nativeAddon().addon?.kernels?.hostThreads() ?? 1;
 }
 
+/** The most threads the native pool may have (native/kernels/thread_pool.h, kMaxHostThreads). */
+export const MAX_HOST_THREADS = 256;
+
 /**
  * Sizes the native pool (the calling thread counts as one); 0 restores the default: the CPUs this
- * process may use, or the environment variable ANE_BRIDGE_THREADS. Returns the new size (1 and no
- * effect with the TS fallbacks).
+ * process may use, or the environment variable ANE_BRIDGE_THREADS (both capped at
+ * MAX_HOST_THREADS). Returns the new size, which is smaller than asked when the system refused to
+ * start some threads (the pool then runs on those that started). 1 and no effect with the TS
+ * fallbacks. A count outside [0, MAX_HOST_THREADS] is a RangeError.
  */
 export function setHostThreads(threads: number): number {
-  if (!Number.isInteger(threads) || threads < 0) {
+  if (!Number.isInteger(threads) || threads < 0 || threads > MAX_HOST_THREADS) {
     throw new RangeError(
-      `setHostThreads: threads must be a non-negative integer (0 = default), got ${threads}`,
+      `setHostThreads: threads must be an integer in [0, ${MAX_HOST_THREADS}] (0 = default), got ${threads}`,
     );
   }
   return nativeAddon().addon?.kernels?.setHostThreads(threads) ?? 1;

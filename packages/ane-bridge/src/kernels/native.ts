@@ -5,13 +5,18 @@
  */
 import type { NativeKernelBindings } from '../native/loader';
 import { checkCausalBackwardArguments, checkCausalForwardArguments } from './causal-softmax';
-import { checkLength } from './checks';
+import { HostKernelBufferError } from './checks';
 import { checkCrossEntropyBackwardArguments, checkCrossEntropyForwardArguments } from './cross-entropy';
 import { checkEmbeddingBackwardArguments, checkEmbeddingForwardArguments } from './embedding';
-import { resolveBlock } from './fp16';
+import {
+  checkFp16ToFp32Arguments,
+  checkFp16ToFp32StridedArguments,
+  checkFp32ToFp16Arguments,
+  checkFp32ToFp16StridedArguments,
+} from './fp16';
 import { checkSgemmArguments } from './gemm';
 import { checkRmsnormBackwardArguments, checkRmsnormForwardArguments } from './norms';
-import { adamScalars, checkAdamArguments, checkSgdArguments } from './optimizers';
+import { adamScalars, checkAdamArguments, checkSgdArguments, checkSumOfSquaresArguments } from './optimizers';
 import type { HostKernelName, HostKernelSet, HostKernels } from './types';
 
 type BindingName = {
@@ -39,38 +44,28 @@ const f = Math.fround;
 
 const prepare: Preparers = {
   sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) {
-    checkSgemmArguments(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
+    checkSgemmArguments(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return { binding: 'sgemm', args: [transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] };
   },
-  fp32ToFp16(src, dst, options = {}) {
-    checkLength('fp32ToFp16', 'dst', dst.length, src.length, 'src.length');
+  fp32ToFp16(src, dst, options) {
+    const saturate = checkFp32ToFp16Arguments(src, dst, options);
     const n = src.length;
-    return { binding: 'fp32ToFp16', args: [src, 0, n, dst, 0, n, 1, n, options.saturate === true] };
+    return { binding: 'fp32ToFp16', args: [src, 0, n, dst, 0, n, 1, n, saturate] };
   },
   fp16ToFp32(src, dst) {
-    checkLength('fp16ToFp32', 'dst', dst.length, src.length, 'src.length');
+    checkFp16ToFp32Arguments(src, dst);
     const n = src.length;
     return { binding: 'fp16ToFp32', args: [src, 0, n, dst, 0, n, 1, n] };
   },
-  fp32ToFp16Strided(src, dst, block, options = {}) {
-    const b = resolveBlock('fp32ToFp16Strided', block, src.length, dst.length);
+  fp32ToFp16Strided(src, dst, block, options) {
+    const { block: b, saturate } = checkFp32ToFp16StridedArguments(src, dst, block, options);
     return {
       binding: 'fp32ToFp16',
-      args: [
-        src,
-        b.srcOffset,
-        b.srcRowStride,
-        dst,
-        b.dstOffset,
-        b.dstRowStride,
-        b.rows,
-        b.cols,
-        options.saturate === true,
-      ],
+      args: [src, b.srcOffset, b.srcRowStride, dst, b.dstOffset, b.dstRowStride, b.rows, b.cols, saturate],
     };
   },
   fp16ToFp32Strided(src, dst, block) {
-    const b = resolveBlock('fp16ToFp32Strided', block, src.length, dst.length);
+    const b = checkFp16ToFp32StridedArguments(src, dst, block);
     return {
       binding: 'fp16ToFp32',
       args: [src, b.srcOffset, b.srcRowStride, dst, b.dstOffset, b.dstRowStride, b.rows, b.cols],
@@ -95,17 +90,17 @@ const prepare: Preparers = {
     };
   },
   adamUpdate(params, grads, m, v, o, fp16Out) {
-    checkAdamArguments('adamUpdate', params, grads, m, v, o.step, fp16Out);
+    checkAdamArguments('adamUpdate', params, grads, m, v, o, fp16Out);
     const s = adamScalars(o, false);
     return { binding: 'adamUpdate', args: [params, grads, m, v, ...adamArgs(s), fp16Out ?? null] };
   },
   adamwUpdate(params, grads, m, v, o, fp16Out) {
-    checkAdamArguments('adamwUpdate', params, grads, m, v, o.step, fp16Out);
+    checkAdamArguments('adamwUpdate', params, grads, m, v, o, fp16Out);
     const s = adamScalars(o, true);
     return { binding: 'adamUpdate', args: [params, grads, m, v, ...adamArgs(s), fp16Out ?? null] };
   },
   lionUpdate(params, grads, m, o, fp16Out) {
-    checkAdamArguments('lionUpdate', params, grads, m, null, undefined, fp16Out);
+    checkAdamArguments('lionUpdate', params, grads, m, null, o, fp16Out);
     return {
       binding: 'lionUpdate',
       args: [
@@ -123,10 +118,11 @@ const prepare: Preparers = {
     };
   },
   sumOfSquares(x) {
+    checkSumOfSquaresArguments(x);
     return { binding: 'sumOfSquares', args: [x] };
   },
   rmsnormForward(out, rstd, x, weight, C, S, eps) {
-    checkRmsnormForwardArguments(out, rstd, x, weight, C, S);
+    checkRmsnormForwardArguments(out, rstd, x, weight, C, S, eps);
     return { binding: 'rmsnormForward', args: [out, rstd, x, weight, C, S, eps] };
   },
   rmsnormBackward(dx, dweight, dout, x, weight, rstd, C, S) {
@@ -150,11 +146,11 @@ const prepare: Preparers = {
     return { binding: 'embeddingBackward', args: [dtable, dout, tokens, V, C, S] };
   },
   causalSoftmaxForward(out, scores, H, Tq, Tk, scale) {
-    checkCausalForwardArguments(out, scores, H, Tq, Tk);
+    checkCausalForwardArguments(out, scores, H, Tq, Tk, scale);
     return { binding: 'causalSoftmaxForward', args: [out, scores, H, Tq, Tk, scale] };
   },
   causalSoftmaxBackward(dscores, probs, dout, H, Tq, Tk, scale) {
-    checkCausalBackwardArguments(dscores, probs, dout, H, Tq, Tk);
+    checkCausalBackwardArguments(dscores, probs, dout, H, Tq, Tk, scale);
     return { binding: 'causalSoftmaxBackward', args: [dscores, probs, dout, H, Tq, Tk, scale] };
   },
 };
@@ -172,6 +168,18 @@ function adamArgs(s: ReturnType<typeof adamScalars>): number[] {
   ];
 }
 
+/**
+ * The addon rejects an async call whose output array was detached while the kernel ran (its result
+ * is discarded) with code ERR_ANE_BRIDGE_DETACHED: that becomes a HostKernelBufferError naming the
+ * public kernel.
+ */
+function asBufferError(error: unknown, kernel: string): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== 'ERR_ANE_BRIDGE_DETACHED' && code !== 'ERR_ANE_BRIDGE_RESIZABLE_BUFFER') return error;
+  const message = String((error as Error).message).replace(/^\w+Async:/, `${kernel}Async:`);
+  return new HostKernelBufferError(message, code);
+}
+
 /** Wraps the addon's bindings as a HostKernelSet. */
 export function createNativeKernels(bindings: NativeKernelBindings): HostKernelSet {
   const table = bindings as unknown as Record<string, (...args: unknown[]) => unknown>;
@@ -184,7 +192,11 @@ export function createNativeKernels(bindings: NativeKernelBindings): HostKernelS
     };
     set[`${name}Async`] = async (...args: unknown[]) => {
       const call = prepareCall(...args);
-      return (table[`${call.binding}Async`] as (...a: unknown[]) => Promise<unknown>)(...call.args);
+      try {
+        return await (table[`${call.binding}Async`] as (...a: unknown[]) => Promise<unknown>)(...call.args);
+      } catch (error) {
+        throw asBufferError(error, name);
+      }
     };
   }
   return Object.freeze(set) as unknown as HostKernelSet;

@@ -3,7 +3,7 @@
  * Each position s (a column of [C, S]) is normalised over its C channels. Math in float64, stored
  * as float32.
  */
-import { checkLength, checkNonNegativeInteger } from './checks';
+import { checkLength, checkNonNegativeInteger, checkNumber, checkTypedArray } from './checks';
 
 function checkShape(kernel: string, C: number, S: number): void {
   checkNonNegativeInteger(kernel, 'C', C);
@@ -17,9 +17,15 @@ export function checkRmsnormForwardArguments(
   weight: Float32Array,
   C: number,
   S: number,
+  eps: number,
 ): void {
   const kernel = 'rmsnormForward';
+  checkTypedArray(kernel, 'out', out, 'Float32Array');
+  checkTypedArray(kernel, 'rstd', rstd, 'Float32Array');
+  checkTypedArray(kernel, 'x', x, 'Float32Array');
+  checkTypedArray(kernel, 'weight', weight, 'Float32Array');
   checkShape(kernel, C, S);
+  checkNumber(kernel, 'eps', eps);
   checkLength(kernel, 'out', out.length, C * S, 'C*S');
   checkLength(kernel, 'rstd', rstd.length, S, 'S');
   checkLength(kernel, 'x', x.length, C * S, 'C*S');
@@ -40,7 +46,8 @@ export function rmsnormForward(
   S: number,
   eps: number,
 ): void {
-  checkRmsnormForwardArguments(out, rstd, x, weight, C, S);
+  checkRmsnormForwardArguments(out, rstd, x, weight, C, S, eps);
+  if (S === 0) return; // nothing to write, whatever C is
   const sumOfSquares = new Float64Array(S);
   for (let c = 0; c < C; c++) {
     for (let s = 0; s < S; s++) {
@@ -66,6 +73,12 @@ export function checkRmsnormBackwardArguments(
   S: number,
 ): void {
   const kernel = 'rmsnormBackward';
+  checkTypedArray(kernel, 'dx', dx, 'Float32Array');
+  checkTypedArray(kernel, 'dweight', dweight, 'Float32Array');
+  checkTypedArray(kernel, 'dout', dout, 'Float32Array');
+  checkTypedArray(kernel, 'x', x, 'Float32Array');
+  checkTypedArray(kernel, 'weight', weight, 'Float32Array');
+  checkTypedArray(kernel, 'rstd', rstd, 'Float32Array');
   checkShape(kernel, C, S);
   checkLength(kernel, 'dx', dx.length, C * S, 'C*S');
   checkLength(kernel, 'dweight', dweight.length, C, 'C');

@@ -9,8 +9,15 @@
  * params, grads, state and fp16Out: [n], all the same length (RangeError naming the argument
  * otherwise).
  */
-import { checkLength } from './checks';
-import { fp32BitsToFp16Bits } from './fp16';
+import { fp32BitsToFp16Bits } from 'ane-ir/mil';
+import {
+  checkBooleanOption,
+  checkFiniteOption,
+  checkLength,
+  checkOptionalTypedArray,
+  checkOptionsObject,
+  checkTypedArray,
+} from './checks';
 
 const f = Math.fround;
 
@@ -81,8 +88,16 @@ export function checkSgdArguments(
   grads: Float32Array,
   momentumBuffer: Float32Array | null,
   o: SgdOptions,
-  fp16Out: Uint16Array | undefined,
+  fp16Out: Uint16Array | null | undefined,
 ): void {
+  const kernel = 'sgdUpdate';
+  checkTypedArray(kernel, 'params', params, 'Float32Array');
+  checkTypedArray(kernel, 'grads', grads, 'Float32Array');
+  checkOptionalTypedArray(kernel, 'momentumBuffer', momentumBuffer, 'Float32Array');
+  checkOptionsObject(kernel, 'options', o);
+  for (const key of ['lr', 'momentum', 'dampening', 'weightDecay']) checkFiniteOption(kernel, o, key);
+  for (const key of ['nesterov', 'firstStep']) checkBooleanOption(kernel, o, key);
+  checkOptionalTypedArray(kernel, 'fp16Out', fp16Out, 'Uint16Array');
   const n = params.length;
   checkLength('sgdUpdate', 'grads', grads.length, n, 'params.length');
   if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
@@ -91,14 +106,15 @@ export function checkSgdArguments(
     );
   }
   if (o.momentum !== 0) {
-    if (momentumBuffer === null) {
+    if (momentumBuffer === null || momentumBuffer === undefined) {
       throw new RangeError(
         `sgdUpdate: momentumBuffer is null but momentum is ${o.momentum}; pass a Float32Array of params.length (${n}) elements`,
       );
     }
     checkLength('sgdUpdate', 'momentumBuffer', momentumBuffer.length, n, 'params.length');
   }
-  if (fp16Out !== undefined) checkLength('sgdUpdate', 'fp16Out', fp16Out.length, n, 'params.length');
+  if (fp16Out !== undefined && fp16Out !== null)
+    checkLength('sgdUpdate', 'fp16Out', fp16Out.length, n, 'params.length');
 }
 
 /**
@@ -115,6 +131,7 @@ export function sgdUpdate(
   fp16Out?: Uint16Array,
 ): void {
   checkSgdArguments(params, grads, momentumBuffer, o, fp16Out);
+  fp16Out ??= undefined; // null: no fp16 copy, as in the native kernel
   const negLr = f(-o.lr);
   const wd = f(o.weightDecay);
   const momentum = f(o.momentum);
@@ -151,23 +168,44 @@ export function adamScalars(o: AdamOptions | AdamwOptions, decoupled: boolean): 
   };
 }
 
+/**
+ * The shared check of adamUpdate, adamwUpdate (v and the Adam options) and lionUpdate (v null,
+ * the Lion options): every array's kind and length and every option, before anything is written.
+ */
 export function checkAdamArguments(
-  kernel: string,
+  kernel: 'adamUpdate' | 'adamwUpdate' | 'lionUpdate',
   params: Float32Array,
   grads: Float32Array,
   m: Float32Array,
   v: Float32Array | null,
-  step: number | undefined,
-  fp16Out: Uint16Array | undefined,
+  o: AdamOptions | AdamwOptions | LionOptions,
+  fp16Out: Uint16Array | null | undefined,
 ): void {
+  checkTypedArray(kernel, 'params', params, 'Float32Array');
+  checkTypedArray(kernel, 'grads', grads, 'Float32Array');
+  checkTypedArray(kernel, 'm', m, 'Float32Array');
+  if (kernel !== 'lionUpdate') checkTypedArray(kernel, 'v', v, 'Float32Array');
+  checkOptionsObject(kernel, 'options', o);
+  const keys =
+    kernel === 'lionUpdate'
+      ? ['lr', 'beta1', 'beta2', 'weightDecay']
+      : ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'];
+  for (const key of keys) checkFiniteOption(kernel, o, key);
+  if (kernel !== 'lionUpdate') {
+    const step = (o as AdamOptions).step;
+    checkFiniteOption(kernel, o, 'step');
+    if (!Number.isSafeInteger(step) || step < 1) {
+      throw new RangeError(`${kernel}: step is 1-based and must be a positive integer, got ${step}`);
+    }
+    checkBooleanOption(kernel, o, 'biasCorrection');
+  }
+  checkOptionalTypedArray(kernel, 'fp16Out', fp16Out, 'Uint16Array');
   const n = params.length;
   checkLength(kernel, 'grads', grads.length, n, 'params.length');
   checkLength(kernel, 'm', m.length, n, 'params.length');
   if (v !== null) checkLength(kernel, 'v', v.length, n, 'params.length');
-  if (fp16Out !== undefined) checkLength(kernel, 'fp16Out', fp16Out.length, n, 'params.length');
-  if (step !== undefined && (!Number.isInteger(step) || step < 1)) {
-    throw new RangeError(`${kernel}: step is 1-based and must be a positive integer, got ${step}`);
-  }
+  if (fp16Out !== undefined && fp16Out !== null)
+    checkLength(kernel, 'fp16Out', fp16Out.length, n, 'params.length');
 }
 
 // The shared Adam/AdamW loop, in torch's order:
@@ -208,8 +246,8 @@ export function adamUpdate(
   o: AdamOptions,
   fp16Out?: Uint16Array,
 ): void {
-  checkAdamArguments('adamUpdate', params, grads, m, v, o.step, fp16Out);
-  adamLoop(params, grads, m, v, adamScalars(o, false), fp16Out);
+  checkAdamArguments('adamUpdate', params, grads, m, v, o, fp16Out);
+  adamLoop(params, grads, m, v, adamScalars(o, false), fp16Out ?? undefined);
 }
 
 /** AdamW, torch.optim.AdamW (decoupled decay: p *= 1 - lr*wd, then the Adam step).  m, v: [n]. */
@@ -221,8 +259,8 @@ export function adamwUpdate(
   o: AdamwOptions,
   fp16Out?: Uint16Array,
 ): void {
-  checkAdamArguments('adamwUpdate', params, grads, m, v, o.step, fp16Out);
-  adamLoop(params, grads, m, v, adamScalars(o, true), fp16Out);
+  checkAdamArguments('adamwUpdate', params, grads, m, v, o, fp16Out);
+  adamLoop(params, grads, m, v, adamScalars(o, true), fp16Out ?? undefined);
 }
 
 /**
@@ -237,7 +275,8 @@ export function lionUpdate(
   o: LionOptions,
   fp16Out?: Uint16Array,
 ): void {
-  checkAdamArguments('lionUpdate', params, grads, m, null, undefined, fp16Out);
+  checkAdamArguments('lionUpdate', params, grads, m, null, o, fp16Out);
+  fp16Out ??= undefined; // null: no fp16 copy, as in the native kernel
   const decay = f(1 - o.lr * o.weightDecay);
   const negLr = f(-o.lr);
   const beta1 = f(o.beta1);
@@ -257,8 +296,13 @@ export function lionUpdate(
   }
 }
 
+export function checkSumOfSquaresArguments(x: Float32Array): void {
+  checkTypedArray('sumOfSquares', 'x', x, 'Float32Array');
+}
+
 /** sum_i x[i]^2 accumulated in float64 (for the global gradient norm).  x: [n]. */
 export function sumOfSquares(x: Float32Array): number {
+  checkSumOfSquaresArguments(x);
   let sum = 0;
   for (let i = 0; i < x.length; i++) {
     const value = x[i] as number;

@@ -3,7 +3,11 @@ import {
   decodeFp16,
   encodeFp16,
   FP16_MAX,
+  fp16BitsBlockToFp32,
   fp16BitsFromNumber,
+  fp16BitsToFp32,
+  fp32BlockToFp16Bits,
+  fp32ToFp16Bits,
   numberFromFp16Bits,
   roundToFp16,
   roundToFp16InPlace,
@@ -77,5 +81,42 @@ describe('fp16', () => {
         expect.fail(`element ${i}: got ${values[i]}, expected ${expected[i]}`);
       }
     }
+  });
+
+  it('converts float32 as F16C does: double rounding through fp32, saturation, NaN payloads', () => {
+    // 1 + 2^-11 + 2^-40 rounds up to 1 + 2^-10 from float64, but float32 drops the 2^-40 first and
+    // the tie 1 + 2^-11 goes to the even 1.
+    const x = 1 + 2 ** -11 + 2 ** -40;
+    expect(fp16BitsFromNumber(x)).toBe(0x3c01);
+    expect(fp32ToFp16Bits(x)).toBe(0x3c00);
+    expect(fp32ToFp16Bits(65520)).toBe(0x7c00);
+    expect(fp32ToFp16Bits(65520, true)).toBe(0x7bff);
+    expect(fp32ToFp16Bits(Number.NEGATIVE_INFINITY, true)).toBe(0xfc00);
+    expect(fp32ToFp16Bits(-0)).toBe(0x8000);
+    expect(fp32ToFp16Bits(2 ** -25)).toBe(0); // the tie between 0 and 2^-24 goes to even 0
+    expect(fp32ToFp16Bits(3 * 2 ** -25)).toBe(2); // 1.5 units of 2^-24 ties to even 2
+    // A signalling NaN with payload 0x3ff << 13 comes out quiet with the payload's top bits.
+    const nan = new Float32Array(new Uint32Array([0xff800000 | (0x1ff << 13)]).buffer)[0]!;
+    expect(fp32ToFp16Bits(nan)).toBe(0xfe00 | 0x1ff);
+    expect(fp16BitsToFp32(0x3555)).toBe(0.333251953125);
+    expect(fp16BitsToFp32(0x0001)).toBe(2 ** -24);
+    const payload = new Uint32Array(new Float32Array([fp16BitsToFp32(0x7d23)]).buffer)[0];
+    expect(payload).toBe(0x7fc00000 | (0x123 << 13));
+  });
+
+  it('converts strided blocks both ways, touching only the block', () => {
+    // src: a 2 x 3 block at offset 1 with row stride 4; dst: offset 2, row stride 5.
+    const src = new Float32Array([9, 1, 2, 3, 9, -1, 0.5, 65504, 9]);
+    const dst = new Uint16Array(12).fill(0xaaaa);
+    fp32BlockToFp16Bits(src, dst, 2, 3, 1, 4, 2, 5);
+    expect([...dst]).toEqual([
+      0xaaaa, 0xaaaa, 0x3c00, 0x4000, 0x4200, 0xaaaa, 0xaaaa, 0xbc00, 0x3800, 0x7bff, 0xaaaa, 0xaaaa,
+    ]);
+    const back = new Float32Array(7).fill(7);
+    fp16BitsBlockToFp32(dst, back, 2, 3, 2, 5, 0, 4);
+    expect([...back]).toEqual([1, 2, 3, 7, -1, 0.5, 65504]);
+    // Empty blocks return at once, whatever the other extent.
+    fp32BlockToFp16Bits(src, dst, 2 ** 52, 0);
+    fp16BitsBlockToFp32(dst, back, 0, 2 ** 52);
   });
 });
