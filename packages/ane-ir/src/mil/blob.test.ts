@@ -495,6 +495,21 @@ describe('MILBlob properties', () => {
           () => readBlobRecord(bytes, offset),
           () => readBlobRecord(bytes, 64 * (Math.abs(offset) % 8)),
           () => readBlobTensor(bytes, 64, { dtype: 'fp16', elementCount: Math.abs(offset) % 300 }),
+          // The lenient reading of records other tools write stays inside the file too.
+          () =>
+            readBlobRecordAs(
+              bytes,
+              64 * (Math.abs(offset) % 8),
+              { dtype: 'int8', elementCount: Math.abs(offset) % 300 },
+              { deviations: [] },
+            ),
+          () =>
+            readBlobTensor(
+              bytes,
+              64,
+              { dtype: 'uint4', elementCount: Math.abs(offset) % 300 },
+              { deviations: [] },
+            ),
         ]) {
           try {
             const result = read();
