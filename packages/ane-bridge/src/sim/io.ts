@@ -1,8 +1,13 @@
 /**
  * Device I/O buffers <-> simulator tensors. A device buffer is dense, row-major, little-endian fp16
- * or fp32 of the declared shape (DESIGN.md, "The contract between the IR and the bridge").
+ * or fp32 of the declared shape (DESIGN.md, "The contract between the IR and the bridge"), in any
+ * Uint8Array view (a Node Buffer at any byte offset included).
+ *
+ * fp16 conversion is the host kernels' (`fp32ToFp16` / `fp16ToFp32`: native F16C when the addon is
+ * loaded, else its TypeScript twin, ane-ir's fp16 codec): round to nearest even, as the ANE stores.
  */
-import { decodeFp16, fp16BitsFromNumber } from 'ane-ir/mil';
+import { copyBytes, encodeFp16 } from 'ane-ir/mil';
+import { fp16ToFp32, fp32ToFp16 } from '../kernels';
 
 const littleEndian = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
@@ -21,15 +26,11 @@ function alignedView<T extends Uint16Array | Float32Array>(
 
 /** out[i] = fp16 element i of `bytes`. */
 export function readFp16Buffer(bytes: Uint8Array, out: Float32Array): void {
-  const view = alignedView(bytes, Uint16Array, out.length);
-  if (view !== undefined) {
-    decodeFp16(view, out);
-    return;
-  }
-  const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const bits = new Uint16Array(out.length);
-  for (let i = 0; i < out.length; i++) bits[i] = data.getUint16(2 * i, true);
-  decodeFp16(bits, out);
+  // Misaligned: copy into a fresh, aligned buffer first.
+  const bits =
+    alignedView(bytes, Uint16Array, out.length) ??
+    new Uint16Array(copyBytes(bytes, 0, 2 * out.length).buffer, 0, out.length);
+  fp16ToFp32(bits, out);
 }
 
 /** out[i] = fp32 element i of `bytes`. */
@@ -47,11 +48,12 @@ export function readFp32Buffer(bytes: Uint8Array, out: Float32Array): void {
 export function writeFp16Buffer(values: Float32Array, bytes: Uint8Array): void {
   const view = alignedView(bytes, Uint16Array, values.length);
   if (view !== undefined) {
-    for (let i = 0; i < values.length; i++) view[i] = fp16BitsFromNumber(values[i]!);
+    fp32ToFp16(values, view);
     return;
   }
-  const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let i = 0; i < values.length; i++) data.setUint16(2 * i, fp16BitsFromNumber(values[i]!), true);
+  const bits = new Uint16Array(values.length);
+  fp32ToFp16(values, bits);
+  bytes.set(new Uint8Array(bits.buffer), 0);
 }
 
 /** Writes `values` as fp32 into `bytes`. */
@@ -65,16 +67,14 @@ export function writeFp32Buffer(values: Float32Array, bytes: Uint8Array): void {
   for (let i = 0; i < values.length; i++) data.setFloat32(4 * i, values[i]!, true);
 }
 
-/** Encodes numbers as an fp16 device buffer (tests and tools). */
+/** Encodes numbers (each rounded once to fp16, nearest even) as an fp16 device buffer (tests and tools). */
 export function encodeFp16Buffer(values: ArrayLike<number>): Uint8Array {
-  const bits = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) bits[i] = fp16BitsFromNumber(values[i]!);
-  return new Uint8Array(bits.buffer);
+  return new Uint8Array(encodeFp16(values).buffer);
 }
 
 /** Decodes an fp16 device buffer into numbers (tests and tools). */
 export function decodeFp16Buffer(bytes: Uint8Array): Float32Array {
-  const out = new Float32Array(bytes.byteLength / 2);
+  const out = new Float32Array(Math.floor(bytes.byteLength / 2));
   readFp16Buffer(bytes, out);
   return out;
 }
