@@ -205,6 +205,7 @@ describe('Device.compile arguments', () => {
         'program.outputs[0] must be a TensorSpec',
       ],
       [{ program: { ...program, inputs: 'x' } }, 'program (from .program).inputs must be an array'],
+      [{ name: 'k', program: 5 }, 'its .program must be a Program, got 5'],
     ];
     for (const [argument, message] of cases) {
       let error: unknown;

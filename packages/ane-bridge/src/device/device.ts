@@ -150,6 +150,9 @@ function programOf(value: unknown): Program {
   };
   if (value === null || typeof value !== 'object') return fail(`got ${describeValue(value)}`);
   const candidate = value as Record<string, unknown>;
+  if (typeof candidate.mil !== 'string' && 'program' in candidate && typeof candidate.program !== 'object') {
+    return fail(`its .program must be a Program, got ${describeValue(candidate.program)}`);
+  }
   const program = (
     typeof candidate.mil !== 'string' && candidate.program !== null && typeof candidate.program === 'object'
       ? candidate.program
