@@ -229,6 +229,24 @@ describe.skipIf(realPrebuild === undefined)(
       expect(result.reason).toContain(`the local build ${local} is not a native addon`);
     });
 
+    it('loading the prebuild, still says that a build from source failed at install', () => {
+      const { root } = rootWith({});
+      mkdirSync(join(root, 'build'));
+      writeFileSync(
+        join(root, 'build', 'ane-bridge-install.json'),
+        JSON.stringify({
+          status: 'failed',
+          reason: 'node-gyp exited with 1',
+          error: 'a.cc:1:1: error: boom',
+        }),
+      );
+      const result = loadNativeAddon({ packageRoot: root });
+      expect(result.implementation === 'native' && result.kind).toBe('prebuilt');
+      expect(result.reason).toBe(
+        'loaded the prebuilt binary (prebuilds/, nothing was compiled); the build from source failed during install: node-gyp exited with 1; the compiler said: a.cc:1:1: error: boom',
+      );
+    });
+
     it('ANE_BRIDGE_NATIVE_PATH wins over both, and a broken one is not replaced by another binary', () => {
       const { root, prebuild } = rootWith({ localBuild: 'good' });
       const override = loadNativeAddon({ packageRoot: root, nativePath: prebuild });

@@ -478,9 +478,16 @@ export function loadNativeAddon(options: NativeLoadOptions = nativeLoadOptionsFr
   const prebuild = findPrebuild(packageRoot);
   const prebuilt = prebuild === undefined ? undefined : tryLoad(prebuild, 'prebuilt');
   if (prebuilt?.implementation === 'native') {
-    return fromSource === undefined
-      ? prebuilt
-      : { ...prebuilt, reason: `${prebuilt.reason}; ${fromSource.reason}` };
+    const notes = [prebuilt.reason];
+    if (fromSource !== undefined) notes.push(fromSource.reason);
+    // A build from source that was asked for (ANE_BRIDGE_BUILD_FROM_SOURCE=1) and failed is worth saying.
+    const report = readInstallReport(packageRoot);
+    if (fromSource === undefined && report?.status === 'failed') {
+      notes.push(
+        `the build from source failed during install: ${report.reason}${report.error ? `; the compiler said: ${report.error}` : ''}`,
+      );
+    }
+    return { ...prebuilt, reason: notes.join('; ') };
   }
   if (fromSource !== undefined) {
     return prebuilt === undefined
