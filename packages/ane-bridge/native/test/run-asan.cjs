@@ -221,24 +221,30 @@ function runVitestUnderAsan(compiler) {
     say('FAILED: the sanitizer build of the addon did not compile');
     return 1;
   }
-  say('running the src/kernels vitest suites against it (LD_PRELOAD of the ASan runtime)');
+  say(
+    'running the src/kernels vitest suites and test/kernel-buffers.test.ts (arrays detached mid-run, in a child process) against it (LD_PRELOAD of the ASan runtime)',
+  );
   const vitestPackage = require.resolve('vitest/package.json', { paths: [packageRoot] });
   const vitest = path.join(path.dirname(vitestPackage), require(vitestPackage).bin.vitest);
-  const run = spawnSync(process.execPath, [vitest, 'run', 'src/kernels', '--reporter=verbose'], {
-    cwd: packageRoot,
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      ANE_BRIDGE_NATIVE_PATH: addon,
-      NO_COLOR: '1',
-      FORCE_COLOR: '0',
-      LD_PRELOAD: runtime,
-      // Node itself is not leak-clean at exit; out-of-bounds and use-after-free still halt.
-      ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1',
-      UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',
+  const run = spawnSync(
+    process.execPath,
+    [vitest, 'run', 'src/kernels', 'test/kernel-buffers.test.ts', '--reporter=verbose'],
+    {
+      cwd: packageRoot,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        ANE_BRIDGE_NATIVE_PATH: addon,
+        NO_COLOR: '1',
+        FORCE_COLOR: '0',
+        LD_PRELOAD: runtime,
+        // Node itself is not leak-clean at exit; out-of-bounds and use-after-free still halt.
+        ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1',
+        UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',
+      },
+      maxBuffer: 256 << 20,
     },
-    maxBuffer: 256 << 20,
-  });
+  );
   const output = `${run.stdout ?? ''}${run.stderr ?? ''}`;
   const summary = output
     .split('\n')
@@ -251,6 +257,12 @@ function runVitestUnderAsan(compiler) {
   }
   if (!/native (scalar|avx|neon)/.test(output)) {
     say('FAILED: no native variant ran (did the ASan addon load?)');
+    return 1;
+  }
+  if (!/✓ survive arrays detached and collected mid-run/.test(output)) {
+    say(
+      'FAILED: the detached-buffer scenarios (test/kernel-buffers.test.ts) did not run against the ASan addon',
+    );
     return 1;
   }
   say('the kernel suites passed against the ASan addon with no sanitizer reports');
