@@ -96,21 +96,16 @@ export function transposeData(
   shape: readonly number[],
   perm: readonly number[],
 ): ConstantData {
-  const rank = shape.length;
   const outShape = perm.map((axis) => shape[axis]!);
   const inStrides = stridesOf(shape);
   const outValues = new (data.values.constructor as new (n: number) => StoredValues)(data.values.length);
-  const index = new Array<number>(rank).fill(0);
-  for (let flat = 0; flat < outValues.length; flat++) {
-    let source = 0;
-    for (let axis = 0; axis < rank; axis++) source += index[axis]! * inStrides[perm[axis]!]!;
-    outValues[flat] = data.values[source]!;
-    for (let axis = rank - 1; axis >= 0; axis--) {
-      index[axis]!++;
-      if (index[axis]! < outShape[axis]!) break;
-      index[axis] = 0;
-    }
-  }
+  gatherStrided(
+    data.values,
+    outShape,
+    perm.map((axis) => inStrides[axis]!),
+    0,
+    outValues,
+  );
   return { dtype: data.dtype, values: outValues };
 }
 
@@ -121,23 +116,42 @@ export function sliceData(
   begin: readonly number[],
   size: readonly number[],
 ): ConstantData {
-  const rank = shape.length;
   const strides = stridesOf(shape);
-  let count = 1;
-  for (const s of size) count *= s;
-  const outValues = new (data.values.constructor as new (n: number) => StoredValues)(count);
+  let base = 0;
+  for (let axis = 0; axis < shape.length; axis++) base += begin[axis]! * strides[axis]!;
+  const outValues = new (data.values.constructor as new (n: number) => StoredValues)(
+    size.reduce((a, b) => a * b, 1),
+  );
+  gatherStrided(data.values, size, strides, base, outValues);
+  return { dtype: data.dtype, values: outValues };
+}
+
+/**
+ * The one strided walk behind every transpose and slice (of constants and in the reference
+ * interpreter): `out[flat] = x[base + Σ index[axis] * strides[axis]]` over the row-major indices of
+ * `outShape`. A transpose permutes the strides; a slice starts at its corner.
+ */
+export function gatherStrided<T extends { [index: number]: number; readonly length: number }>(
+  x: ArrayLike<number>,
+  outShape: readonly number[],
+  strides: readonly number[],
+  base: number,
+  out: T,
+): T {
+  const rank = outShape.length;
   const index = new Array<number>(rank).fill(0);
-  for (let flat = 0; flat < count; flat++) {
-    let source = 0;
-    for (let axis = 0; axis < rank; axis++) source += (begin[axis]! + index[axis]!) * strides[axis]!;
-    outValues[flat] = data.values[source]!;
+  let source = base;
+  for (let flat = 0; flat < out.length; flat++) {
+    out[flat] = x[source]!;
     for (let axis = rank - 1; axis >= 0; axis--) {
       index[axis]!++;
-      if (index[axis]! < size[axis]!) break;
+      source += strides[axis]!;
+      if (index[axis]! < outShape[axis]!) break;
+      source -= strides[axis]! * outShape[axis]!;
       index[axis] = 0;
     }
   }
-  return { dtype: data.dtype, values: outValues };
+  return out;
 }
 
 /** Row-major strides of a shape, in elements. */

@@ -4,7 +4,7 @@
  * With `fp16: true` every op result is rounded to fp16 (the device's storage between ops).
  */
 import { decodeFp16, roundToFp16 } from '../mil/fp16';
-import { constantNumbers, stridesOf, type TensorValues } from './data';
+import { constantNumbers, gatherStrided, stridesOf, type TensorValues } from './data';
 import { shapeSize } from './dtype';
 import { IrError } from './errors';
 import type { Tensor } from './tensor';
@@ -253,7 +253,7 @@ function transposeValues(x: Float64Array, shape: readonly number[], perm: readon
   const outShape = perm.map((axis) => shape[axis]!);
   const strides = stridesOf(shape);
   const permuted = perm.map((axis) => strides[axis]!);
-  return gatherStrided(x, outShape, permuted, 0);
+  return gatherStrided(x, outShape, permuted, 0, new Float64Array(shapeSize(outShape)));
 }
 
 function sliceValues(
@@ -265,31 +265,7 @@ function sliceValues(
   const strides = stridesOf(shape);
   let base = 0;
   for (let axis = 0; axis < shape.length; axis++) base += begin[axis]! * strides[axis]!;
-  return gatherStrided(x, size, strides, base);
-}
-
-/** Reads `outShape` elements from x at `base + Σ index[axis] * strides[axis]`. */
-function gatherStrided(
-  x: Float64Array,
-  outShape: readonly number[],
-  strides: readonly number[],
-  base: number,
-): Float64Array {
-  const out = new Float64Array(shapeSize(outShape));
-  const rank = outShape.length;
-  const index = new Array<number>(rank).fill(0);
-  let source = base;
-  for (let flat = 0; flat < out.length; flat++) {
-    out[flat] = x[source]!;
-    for (let axis = rank - 1; axis >= 0; axis--) {
-      index[axis]!++;
-      source += strides[axis]!;
-      if (index[axis]! < outShape[axis]!) break;
-      source -= strides[axis]! * outShape[axis]!;
-      index[axis] = 0;
-    }
-  }
-  return out;
+  return gatherStrided(x, size, strides, base, new Float64Array(shapeSize(size)));
 }
 
 function concatValues(
