@@ -13,6 +13,7 @@
  * does that range itself (await `pool.ready` to have every thread from the first step).
  */
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { describeValue, OptimizerConfigError, OptimizerInputError } from './errors';
 import type { KernelCall } from './kernels';
@@ -89,8 +90,17 @@ export interface ThreadPoolOptions {
 }
 
 /**
+ * The most threads a pool may have: 4 per CPU this process may use, and never more than 256 (the
+ * native kernels' pool has the same ceiling). Each worker is a Node isolate with its own heap, so a
+ * pool past the core count only costs memory; `new ThreadPool(100000)` used to abort the process.
+ */
+export function maxPoolThreads(): number {
+  return Math.min(256, 4 * Math.max(1, availableParallelism()));
+}
+
+/**
  * `threads` threads in all for `stepArena(arena, { pool })`, the calling thread being one of them
- * (a pool of 2 starts 1 worker). Needs an arena created with `{ shared: true }`. Close it when
+ * (a pool of 2 starts 1 worker), at most maxPoolThreads(). Needs an arena created with `{ shared: true }`. Close it when
  * done (`close()` or `using`); its workers do not keep the process alive.
  */
 export class ThreadPool {
@@ -108,19 +118,36 @@ export class ThreadPool {
         'threads',
       );
     }
+    const limit = maxPoolThreads();
+    if (threads > limit) {
+      throw new OptimizerConfigError(
+        `ThreadPool: threads must be at most ${limit} (4 per CPU, at most 256; this process may use ${availableParallelism()} CPUs), got ${threads}; a pool past the core count only costs memory: use new ThreadPool(${Math.min(limit, availableParallelism())})`,
+        'threads',
+      );
+    }
     this.threads = threads;
     const bridgePath = options.aneBridgePath ?? createRequire(import.meta.url).resolve('ane-bridge');
     const started: Array<Promise<void>> = [];
     for (let i = 1; i < threads; i++) {
       const control = new SharedArrayBuffer(8);
       const { port1, port2 } = new MessageChannel();
-      const worker = new Worker(WORKER_SOURCE, {
-        eval: true,
-        // The worker's source is CommonJS whatever the parent runs as (node --input-type=module -e ...).
-        execArgv: withoutInputType(process.execArgv),
-        workerData: { bridgePath, control, port: port2 },
-        transferList: [port2],
-      });
+      let worker: Worker;
+      try {
+        worker = new Worker(WORKER_SOURCE, {
+          eval: true,
+          // The worker's source is CommonJS whatever the parent runs as (node --input-type=module -e ...).
+          execArgv: withoutInputType(process.execArgv),
+          workerData: { bridgePath, control, port: port2 },
+          transferList: [port2],
+        });
+      } catch (error) {
+        // The system refused a thread (memory, a thread limit): stop the ones that started.
+        this.close();
+        throw new OptimizerConfigError(
+          `ThreadPool: worker thread ${i} of ${threads - 1} did not start (${String((error as Error)?.message ?? error)}); ask for fewer threads`,
+          'threads',
+        );
+      }
       worker.unref();
       started.push(
         new Promise((resolve, reject) => {

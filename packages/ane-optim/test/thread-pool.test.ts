@@ -3,8 +3,18 @@
  * very weights, state and fp16 copy of the single-threaded step. Workers load ane-bridge's built
  * dist, so run `pnpm exec turbo run build --filter=ane-optim...` first.
  */
+import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdamW, FlatArena, Lion, OptimizerInputError, SGD, ThreadPool } from '../src/index';
+import {
+  AdamW,
+  FlatArena,
+  Lion,
+  OptimizerConfigError,
+  OptimizerInputError,
+  SGD,
+  ThreadPool,
+} from '../src/index';
+import { maxPoolThreads } from '../src/thread-pool';
 
 const layout = [
   ['embed', [300, 256]],
@@ -29,6 +39,25 @@ describe('ThreadPool', () => {
 
   it('starts its worker', () => {
     expect(pool.readyWorkers).toBe(1);
+  });
+
+  it('bounds its size with an OptimizerConfigError instead of aborting the process (issue 10)', () => {
+    const limit = Math.min(256, 4 * availableParallelism());
+    expect(maxPoolThreads()).toBe(limit);
+    for (const threads of [100000, limit + 1]) {
+      let error: unknown;
+      try {
+        new ThreadPool(threads).close();
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(OptimizerConfigError);
+      expect(error).toMatchObject({ option: 'threads' });
+      expect((error as Error).message).toContain(`threads must be at most ${limit}`);
+      expect((error as Error).message).toContain(`got ${threads}`);
+    }
+    for (const threads of [0, 1.5, Number.NaN])
+      expect(() => new ThreadPool(threads)).toThrow(OptimizerConfigError);
   });
 
   it('never waits for a worker that has not started: the calling thread does its share', () => {
