@@ -30,6 +30,14 @@ describe('host kernel dispatch', () => {
     expect(setHostThreads(3)).toBe(3);
     expect(setHostThreads(0)).toBeGreaterThanOrEqual(1);
     expect(() => setHostThreads(-1)).toThrow(RangeError);
+    // Bounded (issue 10): past 256 threads is a RangeError from the TS face and the addon alike.
+    expect(() => setHostThreads(257)).toThrow(
+      new RangeError('setHostThreads: threads must be an integer in [0, 256] (0 = default), got 257'),
+    );
+    expect(() => nativeAddon().addon?.kernels?.setHostThreads(100000)).toThrow(
+      new RangeError('setHostThreads: threads must be an integer in [0, 256] (0 = default), got 100000'),
+    );
+    expect(hostThreads()).toBeGreaterThanOrEqual(1);
     const level = hostSimdLevel();
     expect(level).toBe(capabilities().simd.level);
     expect(setHostSimdLevel('scalar')).toBe(true);
