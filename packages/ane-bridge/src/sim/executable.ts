@@ -272,11 +272,8 @@ class ProgramPlanner {
         { ...where, ...(cause === undefined ? {} : { cause }) },
       );
     };
-    if (this.plannedBytes + bytes > this.memoryLimit) {
-      fail(
-        `with the ${formatBytes(this.plannedBytes)} already planned it passes the simulator's memory limit of ${formatBytes(this.memoryLimit)}`,
-      );
-    }
+    const over = this.overBudget(bytes);
+    if (over !== undefined) fail(over);
     let tensor: SimTensor;
     try {
       tensor = allocateTensor(dtype, shape);
@@ -287,6 +284,37 @@ class ProgramPlanner {
     }
     this.plannedBytes += bytes;
     return tensor;
+  }
+
+  /** Why `bytes` more do not fit the memory limit, or undefined when they do. */
+  private overBudget(bytes: number): string | undefined {
+    if (this.plannedBytes + bytes <= this.memoryLimit) return undefined;
+    return `with the ${formatBytes(this.plannedBytes)} already planned it passes the simulator's memory limit of ${formatBytes(this.memoryLimit)}`;
+  }
+
+  /** A zeroed Float32Array scratch of an op, counted against the memory limit. */
+  private scratch(
+    length: number,
+    what: string,
+    fail: (message: string, cause?: unknown) => never,
+  ): Float32Array {
+    const bytes = length * 4;
+    const over = this.overBudget(bytes);
+    if (over !== undefined) {
+      fail(
+        `its ${what} scratch (${formatBytes(bytes)}) ${over}. Split the work into smaller programs, or raise memoryLimitBytes`,
+      );
+    }
+    let data: Float32Array;
+    try {
+      data = new Float32Array(length);
+    } catch (error) {
+      if (error instanceof RangeError)
+        return fail(`this process cannot allocate its ${what} scratch of ${formatBytes(bytes)}`, error);
+      throw error;
+    }
+    this.plannedBytes += bytes;
+    return data;
   }
 
   plan(): SimExecutable {
@@ -406,6 +434,7 @@ class ProgramPlanner {
           fail(`result ${index} is declared ${tensor.dtype}; expected fp16 or fp32`);
         return tensor as FloatTensor;
       },
+      scratch: (length, what) => this.scratch(length, what, fail),
       alias: (index, value) => {
         const type = declaredType(index);
         const shape = shapeOf(type);

@@ -317,6 +317,24 @@ describe('resource limits become CompileErrors', () => {
     expect(error.details.line).toBe(5); // the statement defining h
   });
 
+  it("an op's scratch (attention scores) counts against the memory limit too", () => {
+    const qkv = [1, 1, 256, 64];
+    const spec = (name: string) => fp16Spec(name, qkv);
+    const program = milProgram(
+      [spec('k'), spec('q'), spec('v')],
+      [
+        `tensor<fp16, [${qkv.join(', ')}]> y = scaled_dot_product_attention(key=k, query=q, value=v)[name=string("a")];`,
+      ],
+      [spec('y')],
+    );
+    // q, k, v: 64 KiB each as planned (fp16 widened to fp32); the scores [1, 1, 256, 256]: 256 KiB.
+    expect(compileSimProgram(program, { memoryLimitBytes: 512 * 1024 }).outputs).toHaveLength(1);
+    const error = compileError(program, { memoryLimitBytes: 400 * 1024 });
+    expect(error.message).toMatch(
+      /^simulator cannot compile scaled_dot_product_attention 'a': its attention scores scratch \(256\.0 KiB\) with the 192\.0 KiB already planned it passes the simulator's memory limit of 400\.0 KiB/,
+    );
+  });
+
   it('an int16 input is a CompileError naming the input, not an internal error', () => {
     const inputs = [{ name: 'x', dtype: 'int16', shape: [1, 4, 1, 32] }] as unknown as Program['inputs'];
     const program = milProgram(

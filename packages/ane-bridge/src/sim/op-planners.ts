@@ -77,6 +77,8 @@ export interface OpNode {
   floatOutput(index: number, shape: readonly number[]): FloatTensor;
   /** Output `index` shares `value`'s buffer (reshape, identity, const). */
   alias(index: number, value: PlannedValue): void;
+  /** A zeroed scratch buffer of the op, counted against the simulator's memory limit. */
+  scratch(length: number, what: string): Float32Array;
 }
 
 export type OpPlanner = (node: OpNode) => RunStep | undefined;
@@ -165,7 +167,7 @@ function planConvOp(node: OpNode): RunStep {
     ...(groups === undefined ? {} : { groups }),
   });
   const out = node.floatOutput(0, outShape);
-  const scratch = new Float32Array(geometry.scratchLength);
+  const scratch = node.scratch(geometry.scratchLength, 'im2col');
   return () => conv(out, x.data, weight.data, bias?.data, geometry, scratch);
 }
 
@@ -252,7 +254,7 @@ function planReduce(kind: ReductionKind): OpPlanner {
     const x = node.floatTensor('x');
     const axes = normalizeAxes(numbers(node, 'axes'), x.shape.length);
     const out = node.floatOutput(0, reducedShape(x.shape, axes, bool(node, 'keep_dims') ?? false));
-    const geometry = planReduction(x.shape, axes);
+    const geometry = planReduction(x.shape, axes, (length) => node.scratch(length, 'reduction gather'));
     const narrow = kind === 'sum' && node.settings.narrowReduceSum;
     return () => reduce(kind, out, x.data as Float32Array, geometry, narrow);
   };
@@ -410,7 +412,9 @@ function planAttentionOp(node: OpNode): RunStep {
   const value = node.floatTensor('value');
   const mask =
     node.settings.ignoreAttentionMask || !node.has('attn_mask') ? undefined : node.tensor('attn_mask');
-  const { outShape, plan } = planAttention(query.shape, key.shape, value.shape, mask?.shape);
+  const { outShape, plan } = planAttention(query.shape, key.shape, value.shape, mask?.shape, (length) =>
+    node.scratch(length, 'attention scores'),
+  );
   const out = node.floatOutput(0, outShape);
   const maskInput =
     mask === undefined

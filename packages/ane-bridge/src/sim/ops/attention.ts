@@ -33,6 +33,8 @@ export function planAttention(
   keyShape: readonly number[],
   valueShape: readonly number[],
   maskShape: readonly number[] | undefined,
+  /** Allocates the scores scratch (the planner counts it against the simulator's memory limit). */
+  scratchOf: (length: number) => Float32Array = (length) => new Float32Array(length),
 ): { outShape: number[]; plan: AttentionPlan } {
   if (queryShape.length < 2 || keyShape.length < 2 || valueShape.length < 2) {
     throw new RangeError('scaled_dot_product_attention: query, key and value need rank >= 2');
@@ -40,7 +42,7 @@ export function planAttention(
   const { outShape: scoresShape, geometry: scores } = planMatmul(queryShape, keyShape, false, true);
   const { outShape, geometry: values } = planMatmul(scoresShape, valueShape, false, false);
   const embedding = queryShape[queryShape.length - 1]!;
-  const scratch = new Float32Array(scoresShape.reduce((a, b) => a * b, 1));
+  const scratch = scratchOf(scoresShape.reduce((a, b) => a * b, 1));
   const plan: AttentionPlan = {
     scores,
     values,

@@ -39,7 +39,12 @@ export function reducedShape(shape: readonly number[], axes: readonly number[], 
 }
 
 /** Plans the [outer, reduced, inner] view of `shape` reduced over normalized `axes`. */
-export function planReduction(shape: readonly number[], axes: readonly number[]): ReductionGeometry {
+export function planReduction(
+  shape: readonly number[],
+  axes: readonly number[],
+  /** Allocates the gather scratch (the planner counts it against the simulator's memory limit). */
+  scratch: (length: number) => Float32Array = (length) => new Float32Array(length),
+): ReductionGeometry {
   const reducedSet = new Set(axes);
   // Size-1 axes never break adjacency: drop them before checking.
   const significant = shape.map((dim, axis) => ({ dim, axis })).filter(({ dim }) => dim !== 1);
@@ -66,7 +71,7 @@ export function planReduction(shape: readonly number[], axes: readonly number[])
   const perm = [...kept, ...axes];
   for (const axis of kept) outer *= shape[axis]!;
   const { layout } = planTranspose(shape, perm);
-  return { outer, reduced, inner: 1, gather: { layout, scratch: new Float32Array(outer * reduced) } };
+  return { outer, reduced, inner: 1, gather: { layout, scratch: scratch(outer * reduced) } };
 }
 
 export type ReductionKind =
