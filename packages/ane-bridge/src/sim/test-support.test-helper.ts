@@ -3,7 +3,7 @@
  * to fp16", and a builder that wraps statements into a runnable MIL program.
  */
 import type { ChipFamily, Program, TensorSpec } from 'ane-ir/mil';
-import { roundToFp16 } from 'ane-ir/mil';
+import { DEFAULT_BUILD_INFO_LINE, roundToFp16 } from 'ane-ir/mil';
 import type { SimCompileOptions } from './executable';
 import { compileSimProgram } from './executable';
 import { decodeFp16Buffer, encodeFp16Buffer } from './io';
@@ -75,9 +75,6 @@ export function typeText(spec: TensorSpec): string {
   return `tensor<${spec.dtype}, [${spec.shape.join(', ')}]>`;
 }
 
-const BUILD_INFO =
-  '[buildInfo = dict<string, string>({{"coremlc-component-MIL", "3510.2.1"}, {"coremlc-version", "3505.4.1"}, {"coremltools-component-milinternal", ""}, {"coremltools-version", "9.0"}})]';
-
 /** A program(1.3) with `func main<ios18>` over `inputs`, the given statements, returning `outputs`. */
 export function milProgram(
   inputs: readonly TensorSpec[],
@@ -88,7 +85,7 @@ export function milProgram(
   const params = inputs.map((spec) => `${typeText(spec)} ${spec.name}`).join(', ');
   const mil = [
     'program(1.3)',
-    BUILD_INFO,
+    DEFAULT_BUILD_INFO_LINE,
     '{',
     `    func main<ios18>(${params}) {`,
     ...statements.map((statement) => `        ${statement}`),

@@ -6,7 +6,13 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import type { Program } from 'ane-ir/mil';
-import { encodeFp16, roundToFp16, withDefaultBuildInfo, writeBlobFile } from 'ane-ir/mil';
+import {
+  DEFAULT_BUILD_INFO_LINE,
+  encodeFp16,
+  roundToFp16,
+  withDefaultBuildInfo,
+  writeBlobFile,
+} from 'ane-ir/mil';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { conformanceCaseDirs } from '../../src/cli/conformance';
 import { loadCase } from '../../src/conformance/case';
@@ -22,8 +28,7 @@ const skipReason =
   'reason' in loaded ? ` (skipped: the fake-platform addon could not be built: ${loaded.reason})` : '';
 const sanitized = process.env.ANE_FAKE_ADDON_SANITIZED === '1' ? ' [AddressSanitizer]' : '';
 
-const buildInfo =
-  '[buildInfo = dict<string, string>({{"coremlc-component-MIL", "3510.2.1"}, {"coremlc-version", "3505.4.1"}, {"coremltools-component-milinternal", ""}, {"coremltools-version", "9.0"}})]';
+const buildInfo = DEFAULT_BUILD_INFO_LINE;
 
 /** y = x + x on [1, C, 1, S] fp16, with `extra` appended to make the text (and hex id) unique. */
 function doubling(channels: number, spatial: number, extra = ''): Program {
