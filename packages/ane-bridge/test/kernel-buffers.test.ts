@@ -78,7 +78,11 @@ describe('native async kernels and the memory under their arrays', () => {
 
   it('every implementation refuses a resizable buffer at the call with a HostKernelBufferError', async () => {
     for (const kernels of [hostKernels.ts, hostKernels.native].filter((k) => k !== null)) {
-      const x = new Float32Array(new ArrayBuffer(16, { maxByteLength: 64 }));
+      const x = new Float32Array(
+        new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(16, {
+          maxByteLength: 64,
+        }),
+      );
       const expected = new HostKernelBufferError(
         'sumOfSquares: x is a view of a resizable ArrayBuffer, whose memory can shrink while a kernel uses it; copy it into a fixed-length array first (new Float32Array(view))',
         'ERR_ANE_BRIDGE_RESIZABLE_BUFFER',

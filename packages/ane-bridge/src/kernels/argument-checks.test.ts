@@ -11,6 +11,17 @@ import { describe, expect, it } from 'vitest';
 import { HostKernelBufferError } from './checks';
 import { type HostKernelName, type HostKernelSet, hostKernels } from './index';
 
+// Node 20's lib typings predate resizable and growable buffers (the runtime has them).
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (
+  bytes: number,
+  options: { maxByteLength: number },
+) => ArrayBuffer;
+const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (
+  bytes: number,
+  options: { maxByteLength: number },
+) => SharedArrayBuffer;
+type ErrorClass = abstract new (...args: never[]) => Error;
+
 const native = hostKernels.native;
 const implementations: Array<[string, HostKernelSet]> = [['ts', hostKernels.ts]];
 if (native !== null) implementations.push(['native', native]);
@@ -22,7 +33,7 @@ interface Signature {
   args: () => unknown[];
   kinds: Kind[];
   /** Options objects that are invalid for this kernel (beyond the generic ones). */
-  badOptions?: Array<[Record<string, unknown>, ErrorConstructor]>;
+  badOptions?: Array<[Record<string, unknown>, ErrorClass]>;
 }
 
 const adamOptions = {
@@ -142,15 +153,11 @@ function withFakeLength<T extends Float32Array | Uint16Array | Int32Array>(array
 function resizableView(kind: 'f32' | 'u16' | 'i32', length: number): Float32Array | Uint16Array | Int32Array {
   const Type = kind === 'f32' ? Float32Array : kind === 'u16' ? Uint16Array : Int32Array;
   const bytes = length * Type.BYTES_PER_ELEMENT;
-  return new Type(new ArrayBuffer(bytes, { maxByteLength: bytes * 2 + 8 }));
+  return new Type(new ResizableArrayBuffer(bytes, { maxByteLength: bytes * 2 + 8 }));
 }
 
 /** Bad values for an argument of `kind` (the valid one is `good`), each with the error class it must raise. */
-function badValues(
-  kind: Kind,
-  good: unknown,
-  signature: Signature,
-): Array<[string, unknown, ErrorConstructor]> {
+function badValues(kind: Kind, good: unknown, signature: Signature): Array<[string, unknown, ErrorClass]> {
   switch (kind) {
     case 'f32':
     case 'u16':
@@ -187,7 +194,7 @@ function badValues(
       ];
     case 'options': {
       const options = good as Record<string, unknown>;
-      const cases: Array<[string, unknown, ErrorConstructor]> = [
+      const cases: Array<[string, unknown, ErrorClass]> = [
         ['null', null, TypeError],
         ['a string', 'fast', TypeError],
       ];
@@ -364,7 +371,7 @@ describe('views of Node Buffers and SharedArrayBuffers', () => {
 
   it('SharedArrayBuffer views (growable ones too) are accepted by both, sync and async', async () => {
     for (const [, k] of implementations) {
-      const growable = new SharedArrayBuffer(16, { maxByteLength: 64 });
+      const growable = new GrowableSharedArrayBuffer(16, { maxByteLength: 64 });
       const x = new Float32Array(growable, 4, 3);
       x.set([1, 2, 2]);
       expect(k.sumOfSquares(x)).toBe(9);
