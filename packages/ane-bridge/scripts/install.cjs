@@ -304,7 +304,15 @@ function main() {
   );
 }
 
-module.exports = { PREBUILD_FILE_NAME, checkPrebuild, findPrebuild, firstErrorLine, nativeSourceHash };
+module.exports = {
+  PREBUILD_FILE_NAME,
+  checkPrebuild,
+  findNodeGyp,
+  findOnPath,
+  findPrebuild,
+  firstErrorLine,
+  nativeSourceHash,
+};
 
 if (require.main === module) {
   try {

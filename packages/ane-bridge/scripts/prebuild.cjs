@@ -28,7 +28,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { nativeSourceHash, PREBUILD_FILE_NAME } = require('./install.cjs');
+const { findNodeGyp, findOnPath, nativeSourceHash, PREBUILD_FILE_NAME } = require('./install.cjs');
 
 const packageRoot = path.resolve(__dirname, '..');
 const prebuildsDir = path.join(packageRoot, 'prebuilds');
@@ -92,33 +92,6 @@ function run(command, args, options = {}) {
   return result;
 }
 
-function onPath(command) {
-  return (process.env.PATH || '')
-    .split(path.delimiter)
-    .some((dir) => dir && fs.existsSync(path.join(dir, command)));
-}
-
-function nodeGypScript() {
-  const candidates = [
-    process.env.ANE_BRIDGE_NODE_GYP,
-    process.env.npm_config_node_gyp,
-    path.join(
-      path.dirname(process.execPath),
-      '..',
-      'lib',
-      'node_modules',
-      'npm',
-      'node_modules',
-      'node-gyp',
-      'bin',
-      'node-gyp.js',
-    ),
-  ];
-  const found = candidates.find((file) => file && fs.existsSync(file));
-  if (!found) throw new Error('node-gyp not found: set ANE_BRIDGE_NODE_GYP=/path/to/node-gyp.js');
-  return found;
-}
-
 /** A scratch copy of the package's build inputs: prebuilds never touch the developer's build/. */
 function scratchCopy() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ane-bridge-prebuild-'));
@@ -162,7 +135,7 @@ function elfMachine(file) {
 
 function buildTarget(name, target) {
   for (const tool of [target.cxx, target.cc, target.strip, target.objdump]) {
-    if (!onPath(tool)) {
+    if (!findOnPath(tool)) {
       throw new Error(
         `${name}: ${tool} is not on PATH (Debian: apt-get install -y ${target.arch === 'arm64' ? 'g++-aarch64-linux-gnu' : 'g++ make'})`,
       );
@@ -171,13 +144,15 @@ function buildTarget(name, target) {
   const dir = scratchCopy();
   const compat = path.join(dir, 'prebuild-compat.h');
   fs.writeFileSync(compat, COMPAT_HEADER);
-  const args = [nodeGypScript(), 'rebuild', `--arch=${target.arch}`];
+  const nodeGyp = findNodeGyp();
+  if (!nodeGyp) throw new Error('node-gyp not found: set ANE_BRIDGE_NODE_GYP=/path/to/node-gyp.js');
+  const args = [...nodeGyp.args, 'rebuild', `--arch=${target.arch}`];
   const nodePrefix = path.resolve(path.dirname(process.execPath), '..');
   if (fs.existsSync(path.join(nodePrefix, 'include', 'node', 'node_api.h')))
     args.push(`--nodedir=${nodePrefix}`);
   say(`${name}: node-gyp rebuild --arch=${target.arch} with ${target.cxx}`);
   const started = Date.now();
-  run(process.execPath, args, {
+  run(nodeGyp.command, args, {
     cwd: dir,
     env: {
       ...process.env,
@@ -236,7 +211,7 @@ function testKernels(name, target) {
     ...harnessSources().map((s) => path.join(packageRoot, 'native', s)),
   ]);
   const [command, ...prefix] = target.qemu ?? [binary];
-  if (target.qemu && !onPath(command)) {
+  if (target.qemu && !findOnPath(command)) {
     throw new Error(`${name}: ${command} is not on PATH (Debian: apt-get install -y qemu-user)`);
   }
   say(`${name}: running it${target.qemu ? ` under ${target.qemu.join(' ')}` : ''}`);

@@ -4,6 +4,7 @@
  * and `capabilities()` report, instead of being silently ignored.
  */
 import { statSync } from 'node:fs';
+import { editDistance } from '../did-you-mean';
 
 export interface EnvironmentProblem {
   /** The variable, e.g. `ANE_BRIDGE_FORCE_TS`. */
@@ -100,20 +101,6 @@ const KNOWN: Record<string, Check | undefined> = {
 
 /** The names ane-bridge reads. */
 export const KNOWN_ENVIRONMENT_VARIABLES: readonly string[] = Object.keys(KNOWN);
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j] as number;
-      row[j] = Math.min(above + 1, (row[j - 1] as number) + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length] as number;
-}
 
 function closest(name: string): string | undefined {
   let best: string | undefined;

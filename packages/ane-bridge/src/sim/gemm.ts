@@ -93,7 +93,7 @@ export function checkSgemmArguments(
     ['ldb', ldb],
     ['ldc', ldc],
   ] as const) {
-    if (!Number.isInteger(value) || value < 0)
+    if (!Number.isSafeInteger(value) || value < 0)
       throw new RangeError(`sgemm: ${name} = ${value} must be an integer >= 0`);
   }
   if (M === 0 || N === 0) return;
