@@ -82,19 +82,24 @@ export interface LinearOptions {
  * with a trainable W the weight travels packed in the kernel input and the product is a matmul.
  */
 export function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): Tensor {
-  return x.graph.composite('linear', named(options, 'linear'), () => {
-    if (x.rank !== 2 || weight.rank !== 2) {
-      throw new ShapeError(
-        'linear',
-        `${x.name}`,
-        [x.shape, weight.shape],
-        'expects x [in, S] (channels-first) and weight [out, in]',
-      );
-    }
-    const y = matmul(weight, x, { name: 'y' });
-    if (options.bias === undefined) return y;
-    return add(y, reshape(options.bias, [weight.shape[0]!, 1], { name: 'bias' }), { name: 'y_bias' });
-  });
+  return x.graph.composite(
+    'linear',
+    named(options, 'linear'),
+    () => {
+      if (x.rank !== 2 || weight.rank !== 2) {
+        throw new ShapeError(
+          'linear',
+          `${x.name}`,
+          [x.shape, weight.shape],
+          'expects x [in, S] (channels-first) and weight [out, in]',
+        );
+      }
+      const y = matmul(weight, x, { name: 'y' });
+      if (options.bias === undefined) return y;
+      return add(y, reshape(options.bias, [weight.shape[0]!, 1], { name: 'bias' }), { name: 'y_bias' });
+    },
+    { x, weight, ...(options.bias !== undefined ? { bias: options.bias } : {}) },
+  );
 }
 
 // ---- normalization ----
@@ -110,19 +115,24 @@ export interface NormOptions {
  * squares is the fp16 hazard: it reaches 65504 once the RMS passes sqrt(65504 / D).
  */
 export function rmsNorm(x: Tensor, gain: Tensor, options: NormOptions = {}): Tensor {
-  return x.graph.composite('rmsnorm', named(options, 'rmsnorm'), () => {
-    const channels = x.shape[0]!;
-    if (gain.rank !== 1 || gain.shape[0] !== channels) {
-      throw new ShapeError('rmsnorm', x.name, [x.shape, gain.shape], `gain must be [${channels}]`);
-    }
-    const squares = mul(x, x, { name: 'sq' });
-    const sum = reduceSum(squares, 0, { keepDims: true, name: 'ss' });
-    const meanSquare = mul(sum, 1 / channels, { name: 'ms' });
-    const shifted = add(meanSquare, options.eps ?? 1e-5, { name: 'ms_eps' });
-    const inverse = pow(shifted, -0.5, { name: 'rrms' });
-    const normalized = mul(x, inverse, { name: 'xr' });
-    return mul(normalized, reshape(gain, [channels, 1], { name: 'g' }), { name: 'out' });
-  });
+  return x.graph.composite(
+    'rmsnorm',
+    named(options, 'rmsnorm'),
+    () => {
+      const channels = x.shape[0]!;
+      if (gain.rank !== 1 || gain.shape[0] !== channels) {
+        throw new ShapeError('rmsnorm', x.name, [x.shape, gain.shape], `gain must be [${channels}]`);
+      }
+      const squares = mul(x, x, { name: 'sq' });
+      const sum = reduceSum(squares, 0, { keepDims: true, name: 'ss' });
+      const meanSquare = mul(sum, 1 / channels, { name: 'ms' });
+      const shifted = add(meanSquare, options.eps ?? 1e-5, { name: 'ms_eps' });
+      const inverse = pow(shifted, -0.5, { name: 'rrms' });
+      const normalized = mul(x, inverse, { name: 'xr' });
+      return mul(normalized, reshape(gain, [channels, 1], { name: 'g' }), { name: 'out' });
+    },
+    { x, gain, eps: options.eps ?? 1e-5 },
+  );
 }
 
 /** LayerNorm over the channels of x `[D, S]`, with gain and optional bias `[D]`. */
@@ -466,10 +476,15 @@ function expandKvHeads(x: Tensor, ratio: number, name: string): Tensor {
  * op: the ANE has no gather (and no gather gradient).
  */
 export function embedding(tokens: Tensor, table: Tensor, options: { name?: string } = {}): Tensor {
-  return tokens.graph.composite('embedding', named(options, 'embed'), () => {
-    const rows = gather(table, tokens, 0, { name: 'rows' });
-    return transpose(rows, [1, 0], { name: 'out' });
-  });
+  return tokens.graph.composite(
+    'embedding',
+    named(options, 'embed'),
+    () => {
+      const rows = gather(table, tokens, 0, { name: 'rows' });
+      return transpose(rows, [1, 0], { name: 'out' });
+    },
+    { tokens, table },
+  );
 }
 
 // ---- pooling and transposed convolution (the forms with exact ANE lowerings and gradients) ----

@@ -91,3 +91,17 @@ describe('the reference interpreter', () => {
     expect(values(out!)).toEqual([11, 21]);
   });
 });
+
+describe('the float32 mode (the executor’s generic host path)', () => {
+  it('rounds every op result to fp32, and only with fp32: true', () => {
+    const g = new Graph();
+    const x = g.input('x', [1], { dtype: 'fp32' });
+    const doubled = add(x, x);
+    const [exact] = evaluate([doubled], { x: [0.1] });
+    const [rounded] = evaluate([doubled], { x: [0.1] }, { fp32: true });
+    // 0.2 is not a float32: the float64 oracle keeps all 53 bits, fp32 mode stores Math.fround(0.2).
+    expect(exact![0]).toBe(0.2);
+    expect(rounded![0]).toBe(Math.fround(0.2));
+    expect(rounded![0]).not.toBe(0.2);
+  });
+});

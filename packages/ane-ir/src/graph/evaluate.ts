@@ -5,13 +5,18 @@
  */
 import { decodeFp16, roundToFp16 } from '../mil/fp16';
 import { constantNumbers, gatherStrided, stridesOf, type TensorValues } from './data';
-import { shapeSize } from './dtype';
+import { isFloatDType, shapeSize } from './dtype';
 import { IrError } from './errors';
 import type { Tensor } from './tensor';
 
 export interface EvaluateOptions {
   /** Round every floating-point op result to fp16 (round to nearest even). Default false. */
   fp16?: boolean;
+  /**
+   * Round every floating-point op result to fp32, as a float32 host evaluator stores it (the
+   * executor's generic path for host ops with no native kernel). Default false.
+   */
+  fp32?: boolean;
 }
 
 /**
@@ -63,6 +68,9 @@ export function evaluate(
     let value = evaluateNode(node, inputs, feeds);
     if (options.fp16 && node.dtype === 'fp16' && node.op.kind !== 'input' && node.op.kind !== 'param') {
       value = value.map(roundToFp16);
+    }
+    if (options.fp32 && isFloatDType(node.dtype) && node.op.kind !== 'input' && node.op.kind !== 'param') {
+      value = value.map(Math.fround);
     }
     memo.set(node, value);
   }

@@ -143,12 +143,21 @@ export class Graph {
   /**
    * Runs `build` as one call of a composite: nodes it creates are named under `name` and tagged with
    * the composite, so the partitioner can place the call as a unit (e.g. an RMSNorm on the host).
+   * `args` (operands and attributes) and the returned tensor are recorded on the tag, so a host
+   * kernel registered for the kind can run the call without reading its nodes.
    */
-  composite<T>(kind: string, name: string, build: () => T): T {
-    const tag: CompositeTag = { kind, id: this.nextCompositeId++, name: this.scopedName(name) };
+  composite<T>(kind: string, name: string, build: () => T, args?: CompositeTag['args']): T {
+    const tag: { -readonly [K in keyof CompositeTag]: CompositeTag[K] } = {
+      kind,
+      id: this.nextCompositeId++,
+      name: this.scopedName(name),
+      ...(args !== undefined ? { args: Object.freeze({ ...args }) } : {}),
+    };
     this.composites.push(tag);
     try {
-      return this.scope(name, build);
+      const result = this.scope(name, build);
+      if (result instanceof Tensor) tag.result = result;
+      return result;
     } finally {
       this.composites.pop();
     }

@@ -92,6 +92,13 @@ export interface CompositeTag {
   readonly id: number;
   /** The name prefix of the call, e.g. `layers.0.attn_norm`. */
   readonly name: string;
+  /**
+   * What the call was given (operands and attributes, e.g. rmsnorm's `{ x, gain, eps }`): how a
+   * host kernel registered for the kind finds its arguments without pattern-matching the nodes.
+   */
+  readonly args?: Readonly<Record<string, Tensor | number | string | boolean>>;
+  /** The call's result, when it returned one tensor (set once the call has built its nodes). */
+  readonly result?: Tensor;
 }
 
 /** Lowering bookkeeping; never changes what a node computes. */

@@ -137,3 +137,18 @@ describe('placement and kernel formation', () => {
     expect(() => partition(g, { placement: { nothing: 'ane' } })).toThrow("placement names 'nothing'");
   });
 });
+
+describe('host ops carry their composite call', () => {
+  it('records the call’s operands, attributes and result for a host kernel to use', () => {
+    const g = new Graph();
+    const x = g.input('x', [8, 4]);
+    const gain = g.param('gain', [8]);
+    const y = rmsNorm(x, gain, { eps: 1e-6, name: 'norm' });
+    g.output('y', y);
+    const plan = partition(g);
+    const norm = plan.hostOps.find((op) => op.kind === 'rmsnorm')!;
+    expect(norm.composite?.args).toEqual({ x, gain, eps: 1e-6 });
+    expect(norm.composite?.result).toBe(y);
+    expect(norm.composite?.name).toBe('norm');
+  });
+});

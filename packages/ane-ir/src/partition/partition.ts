@@ -14,7 +14,7 @@
 import { computeBounds, sumOfSquaresOperand } from '../check/bounds';
 import { ConstraintError, IrError } from '../graph/errors';
 import type { Graph } from '../graph/graph';
-import { isConstantLike, opLabel, type Tensor } from '../graph/tensor';
+import { type CompositeTag, isConstantLike, opLabel, type Tensor } from '../graph/tensor';
 import { isTrainableWeight, type KernelPort, planIo } from '../lower/io';
 import {
   boundaryOf,
@@ -58,6 +58,8 @@ export interface HostOp {
   readonly name: string;
   /** The composite kind (`rmsnorm`, `embedding`) or the primitive (`gather`). */
   readonly kind: string;
+  /** The composite call it runs (its `args` and `result`), when it is one. */
+  readonly composite?: CompositeTag;
   readonly nodes: readonly Tensor[];
   /** Values it reads (from inputs, params, kernels or other host ops). */
   readonly inputs: readonly Tensor[];
@@ -562,6 +564,7 @@ function assemble(
     return {
       name: tag?.name ?? first.name,
       kind: tag?.kind ?? opLabel(first.op),
+      ...(tag !== undefined ? { composite: tag } : {}),
       nodes,
       inputs,
       outputs,
