@@ -60,6 +60,7 @@ export {
   type Placement,
   type Plan,
   type PlannedProgram,
+  type PlanOutput,
   type PlanStep,
   partition,
 } from './partition/partition';

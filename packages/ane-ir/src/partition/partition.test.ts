@@ -152,3 +152,18 @@ describe('host ops carry their composite call', () => {
     expect(norm.composite?.name).toBe('norm');
   });
 });
+
+describe('the plan names the graph outputs', () => {
+  it('lists every g.output with its name and tensor, in declaration order', () => {
+    const g = new Graph();
+    const x = g.input('x', [8, 4]);
+    const w = g.param('w', [8, 8]);
+    const y = linear(x, w, { name: 'proj' });
+    const z = rmsNorm(y, g.param('gain', [8]), { name: 'norm' });
+    g.output('normed', z);
+    g.output('projected', y);
+    const plan = partition(g);
+    expect(plan.outputs.map((o) => o.name)).toEqual(['normed', 'projected']);
+    expect(plan.outputs.map((o) => o.tensor)).toEqual([z, y]);
+  });
+});

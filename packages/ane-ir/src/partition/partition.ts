@@ -96,6 +96,11 @@ export interface PlannedProgram {
   readonly flops: number;
 }
 
+export interface PlanOutput {
+  readonly name: string;
+  readonly tensor: Tensor;
+}
+
 export type PlanStep =
   | { readonly kind: 'kernel'; readonly index: number }
   | { readonly kind: 'host'; readonly index: number };
@@ -110,6 +115,8 @@ export interface Plan {
   readonly hostOps: readonly HostOp[];
   /** Every op of the graph, where it runs and why. */
   readonly placements: readonly Placement[];
+  /** The graph's outputs (`g.output(name, tensor)`), under the names they travel as. */
+  readonly outputs: readonly PlanOutput[];
   readonly warnings: readonly ConstraintWarning[];
   /** A readable summary: programs, kernels with I/O sizes and FLOPs, host ops with reasons. */
   report(): string;
@@ -177,7 +184,7 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
         break;
       }
     }
-    if (!moved) return assemble(chip, ops, decisions, kernels, lowered, outputs, sourceNames);
+    if (!moved) return assemble(chip, ops, decisions, kernels, lowered, graph.outputs, sourceNames);
   }
   throw new IrError(`partition: placement did not settle after ${MAX_ROUNDS} rounds`);
 }
@@ -515,9 +522,10 @@ function assemble(
   decisions: Map<Tensor, Decision>,
   formed: readonly FormedKernel[],
   lowered: readonly LoweredKernel[],
-  graphOutputs: readonly Tensor[],
+  namedOutputs: readonly PlanOutput[],
   sourceNames: ReadonlyMap<Tensor, string>,
 ): Plan {
+  const graphOutputs = namedOutputs.map((o) => o.tensor);
   const sourceOf = (node: Tensor) => sourceNames.get(node) ?? node.name;
   const consumers = consumersOf(ops);
   const programs: PlannedProgram[] = [];
@@ -631,6 +639,7 @@ function assemble(
     programs,
     hostOps,
     placements,
+    outputs: namedOutputs.map(({ name, tensor }) => ({ name, tensor })),
     warnings,
     report: () => formatPlan(plan),
   };
