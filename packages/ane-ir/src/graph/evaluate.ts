@@ -106,9 +106,29 @@ function evaluateNode(node: Tensor, inputs: readonly Float64Array[], feeds: Feed
       return values.map((q) => scale * (q - zeroPoint));
     }
     case 'unary': {
+      if (op.fn === 'log') {
+        // The epsilon is a constant of the node's dtype in MIL (fp16 on the ANE).
+        const epsilon = node.dtype === 'fp16' ? roundToFp16(op.epsilon) : op.epsilon;
+        return inputs[0]!.map((v) => Math.log(v + epsilon));
+      }
       const f = UNARY[op.fn]!;
       return inputs[0]!.map((v) => f(v));
     }
+    case 'compare':
+      return broadcastBinary(
+        COMPARE[op.fn]!,
+        inputs[0]!,
+        node.inputs[0]!.shape,
+        inputs[1]!,
+        node.inputs[1]!.shape,
+        node.shape,
+      );
+    case 'select':
+      return selectValues(
+        inputs as [Float64Array, Float64Array, Float64Array],
+        node.inputs.map((i) => i.shape),
+        node.shape,
+      );
     case 'binary':
       return broadcastBinary(
         BINARY[op.fn]!,
@@ -191,6 +211,44 @@ const BINARY: Readonly<Record<string, (a: number, b: number) => number>> = {
   maximum: (a, b) => Math.max(a, b),
   minimum: (a, b) => Math.min(a, b),
 };
+
+/** Comparisons give 1 (true) or 0 (false); any comparison with NaN is false (IEEE 754). */
+const COMPARE: Readonly<Record<string, (a: number, b: number) => number>> = {
+  greater: (a, b) => (a > b ? 1 : 0),
+  less: (a, b) => (a < b ? 1 : 0),
+  equal: (a, b) => (a === b ? 1 : 0),
+};
+
+/** `cond ? a : b` with the three operands broadcast to `outShape` (cond nonzero = true). */
+function selectValues(
+  [cond, a, b]: readonly [Float64Array, Float64Array, Float64Array],
+  shapes: readonly (readonly number[])[],
+  outShape: readonly number[],
+): Float64Array {
+  const out = new Float64Array(shapeSize(outShape));
+  const strides = shapes.map((shape) => broadcastStrides(shape, outShape));
+  const [sc, sa, sb] = strides as [number[], number[], number[]];
+  const rank = outShape.length;
+  const index = new Array<number>(rank).fill(0);
+  let ic = 0;
+  let ia = 0;
+  let ib = 0;
+  for (let flat = 0; flat < out.length; flat++) {
+    out[flat] = cond[ic]! !== 0 ? a[ia]! : b[ib]!;
+    for (let axis = rank - 1; axis >= 0; axis--) {
+      index[axis]!++;
+      ic += sc[axis]!;
+      ia += sa[axis]!;
+      ib += sb[axis]!;
+      if (index[axis]! < outShape[axis]!) break;
+      ic -= sc[axis]! * outShape[axis]!;
+      ia -= sa[axis]! * outShape[axis]!;
+      ib -= sb[axis]! * outShape[axis]!;
+      index[axis] = 0;
+    }
+  }
+  return out;
+}
 
 /** Strides of `shape` aligned to the right of `outShape`, 0 on broadcast axes. */
 function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {

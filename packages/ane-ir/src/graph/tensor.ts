@@ -3,8 +3,10 @@
  * set below), its input tensors, its static shape and dtype, and a unique name in its graph.
  *
  * The primitive set (tinygrad-style, closed): sources (`input`, `param`, `constant`), and
- *   unary      exp sqrt sigmoid tanh relu
+ *   unary      exp sqrt sigmoid tanh relu log              (log(x + epsilon), epsilon explicit)
  *   binary     add sub mul div pow maximum minimum        (NumPy broadcasting)
+ *   compare    greater less equal -> bool                 (NumPy broadcasting)
+ *   select     cond ? a : b                               (cond bool; NumPy broadcasting)
  *   reduce     sum max over axes                           (keepDims or not)
  *   movement   reshape transpose slice concat
  *   matmul     batched, with transpose flags;  conv        (2-D, constant weight on the ANE)
@@ -17,11 +19,15 @@ import type { ConstantData } from './data';
 import type { DType } from './dtype';
 import type { Graph } from './graph';
 
-export const UNARY_FNS = ['exp', 'sqrt', 'sigmoid', 'tanh', 'relu'] as const;
+export const UNARY_FNS = ['exp', 'sqrt', 'sigmoid', 'tanh', 'relu', 'log'] as const;
 export type UnaryFn = (typeof UNARY_FNS)[number];
 
 export const BINARY_FNS = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum'] as const;
 export type BinaryFn = (typeof BINARY_FNS)[number];
+
+/** Comparisons: bool results, the condition of `select`. */
+export const COMPARE_FNS = ['greater', 'less', 'equal'] as const;
+export type CompareFn = (typeof COMPARE_FNS)[number];
 
 export const REDUCE_FNS = ['sum', 'max'] as const;
 export type ReduceFn = (typeof REDUCE_FNS)[number];
@@ -53,8 +59,17 @@ export type Op =
       readonly blobFile?: string;
       readonly quantized?: Quantization;
     }
-  | { readonly kind: 'unary'; readonly fn: UnaryFn }
+  | { readonly kind: 'unary'; readonly fn: Exclude<UnaryFn, 'log'> }
+  /** `log(x + epsilon)`: MIL's `log` always spells its epsilon (0 is the exact logarithm). */
+  | { readonly kind: 'unary'; readonly fn: 'log'; readonly epsilon: number }
   | { readonly kind: 'binary'; readonly fn: BinaryFn }
+  /** `x > y`, `x < y`, `x == y` as bool, operands of one dtype, NumPy broadcasting. */
+  | { readonly kind: 'compare'; readonly fn: CompareFn }
+  /**
+   * `cond ? a : b` elementwise; inputs `[cond (bool), a, b]`, NumPy broadcasting. On the ANE a bool
+   * exists only between a comparison and the `select`s that read it (rule `dtype-bool`).
+   */
+  | { readonly kind: 'select' }
   | {
       readonly kind: 'reduce';
       readonly fn: ReduceFn;
@@ -167,6 +182,7 @@ export function opLabel(op: Op): string {
   switch (op.kind) {
     case 'unary':
     case 'binary':
+    case 'compare':
       return op.fn;
     case 'reduce':
       return `reduce_${op.fn}`;

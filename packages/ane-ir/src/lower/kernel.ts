@@ -449,6 +449,8 @@ export function countFlops(nodes: readonly Tensor[]): number {
       }
       case 'unary':
       case 'binary':
+      case 'compare':
+      case 'select':
       case 'cast':
         flops += node.size;
         break;

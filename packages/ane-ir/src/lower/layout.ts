@@ -20,7 +20,7 @@ import type { Tensor } from '../graph/tensor';
 import type { ChipFamily } from '../mil/rules';
 import { broadcastShapes } from '../mil/schemas';
 import { type MilDtype, sameShape, tensorType } from '../mil/types';
-import { BINARY_MIL } from '../ops/mil-names';
+import { BINARY_MIL, COMPARE_MIL, UNARY_MIL } from '../ops/mil-names';
 
 export type View = 'cf' | 'mm';
 
@@ -309,7 +309,49 @@ class Layout {
         return this.constant(node, node.shape, 'cf');
       case 'unary': {
         const x = this.lower(node.inputs[0]!);
-        return this.op(node, op.fn, [['x', x.arg]], physicalShape(node.shape, x.view), x.view);
+        const args: [string, MilArg][] = [['x', x.arg]];
+        // log always spells its epsilon (emit-explicit-params), as a constant of x's dtype.
+        if (op.fn === 'log')
+          args.push(['epsilon', b.float('eps', node.dtype === 'fp32' ? 'fp32' : 'fp16', op.epsilon)]);
+        return this.op(node, UNARY_MIL[op.fn]!, args, physicalShape(node.shape, x.view), x.view);
+      }
+      case 'compare': {
+        const view = node.rank === 2 ? this.viewOfInputs(node) : 'cf';
+        const [x, y] = node.inputs.map((input) => this.operand(input, node, view)) as [Phys, Phys];
+        return this.op(
+          node,
+          COMPARE_MIL[op.fn]!,
+          [
+            ['x', x.arg],
+            ['y', y.arg],
+          ],
+          physicalShape(node.shape, view),
+          view,
+        );
+      }
+      case 'select': {
+        const cond = node.inputs[0]!;
+        if (cond.op.kind !== 'compare') {
+          throw new ConstraintError(
+            'dtype-bool',
+            { op: 'select', node: originOf(node) },
+            `select's condition '${originOf(cond)}' is a bool ${cond.op.kind}, not a comparison computed in the same kernel`,
+            this.chip,
+          );
+        }
+        const view = node.rank === 2 ? this.viewOfInputs(node) : 'cf';
+        const [c, x, y] = node.inputs.map((input) => this.operand(input, node, view)) as [Phys, Phys, Phys];
+        return this.op(
+          node,
+          'select',
+          [
+            ['cond', c.arg],
+            ['a', x.arg],
+            ['b', y.arg],
+          ],
+          physicalShape(node.shape, view),
+          view,
+        );
       }
       case 'binary': {
         const view = node.rank === 2 ? this.viewOfInputs(node) : 'cf';

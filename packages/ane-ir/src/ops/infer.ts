@@ -3,13 +3,13 @@
  * ane-ir/mil (one place per shape rule); the rest (gather, sources) are inferred here. Failures
  * become `ShapeError`s that name the op, the node and the operand shapes.
  */
-import type { DType } from '../graph/dtype';
+import { type DType, isFloatDType } from '../graph/dtype';
 import { ShapeError } from '../graph/errors';
 import { type Op, opLabel, type Tensor } from '../graph/tensor';
 import { MilValidationError } from '../mil/errors';
 import { inferOutputTypes, type Operand, type OperandInput } from '../mil/schemas';
 import { type MilDtype, scalarType, tensorType } from '../mil/types';
-import { BINARY_MIL, UNARY_MIL } from './mil-names';
+import { BINARY_MIL, COMPARE_MIL, UNARY_MIL } from './mil-names';
 
 /** What inference needs of an input: its shape and dtype (a `Tensor`, or a node not built yet). */
 type Typed = Pick<Tensor, 'shape' | 'dtype'>;
@@ -34,9 +34,19 @@ function milEquivalent(op: Op, inputs: readonly Typed[]): [string, Record<string
   const at = (i: number) => runtime(inputs[i]!);
   switch (op.kind) {
     case 'unary':
+      if (op.fn === 'log') {
+        return [
+          'log',
+          { x: at(0), epsilon: scalar(inputs[0]!.dtype === 'fp32' ? 'fp32' : 'fp16', op.epsilon) },
+        ];
+      }
       return [UNARY_MIL[op.fn]!, { x: at(0) }];
     case 'binary':
       return [BINARY_MIL[op.fn]!, { x: at(0), y: at(1) }];
+    case 'compare':
+      return [COMPARE_MIL[op.fn]!, { x: at(0), y: at(1) }];
+    case 'select':
+      return ['select', { cond: at(0), a: at(1), b: at(2) }];
     case 'reduce':
       return [`reduce_${op.fn}`, { x: at(0), axes: ints(op.axes), keep_dims: scalar('bool', op.keepDims) }];
     case 'reshape':
@@ -98,6 +108,8 @@ function milEquivalent(op: Op, inputs: readonly Typed[]): [string, Record<string
 const INPUT_COUNT: Partial<Record<Op['kind'], number>> = {
   unary: 1,
   binary: 2,
+  compare: 2,
+  select: 3,
   reduce: 1,
   reshape: 1,
   transpose: 1,
@@ -154,6 +166,30 @@ export function inferNode(
       break;
     case 'gather':
       return inferGather(op.axis, inputs, fail);
+    case 'unary':
+      if (op.fn === 'log') {
+        if (!isFloatDType(inputs[0]!.dtype)) fail(`log takes fp16 or fp32, found ${inputs[0]!.dtype}`);
+        if (!(op.epsilon >= 0 && Number.isFinite(op.epsilon)))
+          fail(`epsilon must be a finite number >= 0, got ${op.epsilon}`);
+      }
+      break;
+    case 'compare':
+      if (inputs.some((input) => input.dtype === 'bool')) {
+        fail(
+          `compares numbers, found ${inputs.map((i) => i.dtype).join(' and ')} (combine bool conditions with select)`,
+        );
+      }
+      break;
+    case 'select':
+      if (inputs[0]!.dtype !== 'bool') {
+        fail(
+          `the condition (first operand) must be bool, found ${inputs[0]!.dtype} (build it with greater, less or equal)`,
+        );
+      }
+      if (inputs[1]!.dtype !== inputs[2]!.dtype) {
+        fail(`a and b must have one dtype, found ${inputs[1]!.dtype} and ${inputs[2]!.dtype}`);
+      }
+      break;
     default:
       break;
   }

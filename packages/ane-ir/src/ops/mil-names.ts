@@ -1,5 +1,5 @@
-/** The MIL op computing each graph unary and binary primitive (one table for inference and layout). */
-import type { BinaryFn, UnaryFn } from '../graph/tensor';
+/** The MIL op computing each graph unary, binary and comparison primitive (one table for inference and layout). */
+import type { BinaryFn, CompareFn, UnaryFn } from '../graph/tensor';
 
 export const UNARY_MIL: Readonly<Record<UnaryFn, string>> = {
   exp: 'exp',
@@ -7,6 +7,7 @@ export const UNARY_MIL: Readonly<Record<UnaryFn, string>> = {
   sigmoid: 'sigmoid',
   tanh: 'tanh',
   relu: 'relu',
+  log: 'log',
 };
 
 export const BINARY_MIL: Readonly<Record<BinaryFn, string>> = {
@@ -17,4 +18,10 @@ export const BINARY_MIL: Readonly<Record<BinaryFn, string>> = {
   pow: 'pow',
   maximum: 'maximum',
   minimum: 'minimum',
+};
+
+export const COMPARE_MIL: Readonly<Record<CompareFn, string>> = {
+  greater: 'greater',
+  less: 'less',
+  equal: 'equal',
 };

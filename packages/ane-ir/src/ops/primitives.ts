@@ -6,7 +6,7 @@
 import type { DType } from '../graph/dtype';
 import { IrError, ShapeError } from '../graph/errors';
 import type { OpOptions } from '../graph/graph';
-import type { BinaryFn, Op, ReduceFn, Tensor, UnaryFn } from '../graph/tensor';
+import type { BinaryFn, CompareFn, Op, ReduceFn, Tensor, UnaryFn } from '../graph/tensor';
 
 /** An op argument: a tensor, or a number (a scalar constant of the other operand's dtype, broadcast). */
 export type TensorOrScalar = Tensor | number;
@@ -42,7 +42,7 @@ export function normalizeAxis(axis: number, rank: number, op: string, x: Tensor)
 
 // ---- unary ----
 
-function unary(fn: UnaryFn) {
+function unary(fn: Exclude<UnaryFn, 'log'>) {
   return (x: Tensor, options: OpOptions = {}): Tensor => make({ kind: 'unary', fn }, [x], options);
 }
 
@@ -50,7 +50,22 @@ export const exp = unary('exp');
 export const sqrt = unary('sqrt');
 export const sigmoid = unary('sigmoid');
 export const tanh = unary('tanh');
+/** `max(x, 0)`: MIL's `relu` (reported running on the ANE; maderix/ANE PR #40). */
 export const relu = unary('relu');
+
+export interface LogOptions extends OpOptions {
+  /**
+   * Added before the logarithm: `log(x + epsilon)`. Default 0 (the exact logarithm; log(0) = -inf).
+   * The MIL `log` always spells it (rule `emit-explicit-params`); on the ANE it is an fp16 constant,
+   * so a nonzero epsilon below 2^-24 becomes 0 (rule `num-eps-underflow`): use 1e-7 or more.
+   */
+  epsilon?: number;
+}
+
+/** Natural logarithm, `log(x + epsilon)` elementwise (fp16 or fp32). */
+export function log(x: Tensor, options: LogOptions = {}): Tensor {
+  return make({ kind: 'unary', fn: 'log', epsilon: options.epsilon ?? 0 }, [x], options);
+}
 
 // ---- binary ----
 
@@ -72,6 +87,45 @@ export const div = binary('div');
 export const pow = binary('pow');
 export const maximum = binary('maximum');
 export const minimum = binary('minimum');
+
+// ---- comparisons and select ----
+
+function comparison(fn: CompareFn) {
+  return (a: TensorOrScalar, b: TensorOrScalar, options: OpOptions = {}): Tensor => {
+    const like = graphOf([a, b], fn);
+    return make(
+      { kind: 'compare', fn },
+      [asTensor(a, like, options.name), asTensor(b, like, options.name)],
+      options,
+    );
+  };
+}
+
+/** `a > b` as bool (NumPy broadcasting); a mask for `select`. */
+export const greater = comparison('greater');
+/** `a < b` as bool (NumPy broadcasting); a mask for `select`. */
+export const less = comparison('less');
+/** `a == b` as bool (NumPy broadcasting); a mask for `select`. */
+export const equal = comparison('equal');
+
+/**
+ * `cond ? a : b` elementwise, all three broadcast (NumPy); `cond` is bool (from `greater`, `less`
+ * or `equal`), `a` and `b` share a dtype (a plain number takes the other's, or fp16). On the ANE
+ * the comparison and its selects run in one kernel: bool never crosses a kernel boundary
+ * (rule `dtype-bool`).
+ */
+export function select(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar, options: OpOptions = {}): Tensor {
+  const like = typeof a !== 'number' ? a : typeof b !== 'number' ? b : undefined;
+  const scalar = (value: number, role: string): Tensor =>
+    cond.graph.scalar(value, like?.dtype ?? 'fp16', {
+      name: options.name === undefined ? role : `${options.name}_${role}`,
+    });
+  return make(
+    { kind: 'select' },
+    [cond, typeof a === 'number' ? scalar(a, 'a') : a, typeof b === 'number' ? scalar(b, 'b') : b],
+    options,
+  );
+}
 
 // ---- reductions ----
 
