@@ -26,6 +26,8 @@ export {
 export {
   BINARY_FNS,
   type BinaryFn,
+  COMPARE_FNS,
+  type CompareFn,
   type CompositeTag,
   type Op,
   type OpKind,
