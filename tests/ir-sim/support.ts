@@ -1,9 +1,9 @@
 /**
- * Test helpers: running a lowered kernel in the simulator and comparing it with a float64
- * reference, and deterministic pseudo-random data.
+ * Test helpers: running a program or a plan in the simulator, comparing with a float64 reference,
+ * and deterministic pseudo-random data.
  */
-import { decodeDeviceBytes, openDevice } from 'ane-bridge';
-import { evaluate, type Plan, packInput, unpackOutput } from 'ane-ir';
+import { decodeDeviceBytes, type LoadOptions, openDevice } from 'ane-bridge';
+import type { Plan } from 'ane-ir';
 import { encodeFp16, type Program } from 'ane-ir/mil';
 
 export const device = openDevice({ backend: 'sim' });
@@ -66,42 +66,20 @@ export function worstRatio(
   return worst;
 }
 
-/** Values of every graph value a plan computes, by node name. */
+/** The graph's outputs by name. */
 export type Values = Map<string, Float32Array>;
 
-/**
- * Runs a plan the way a runtime would: kernels on the simulator (inputs packed with `packInput`,
- * outputs split with `unpackOutput`), host ops on the reference interpreter.
- */
-export function executePlan(plan: Plan, feeds: Readonly<Record<string, Float32Array>>): Values {
-  const values: Values = new Map(Object.entries(feeds));
-  const valueNamed = (source: string): Float32Array => {
-    const value = values.get(source);
-    if (value === undefined) throw new Error(`executePlan: no value for '${source}' yet`);
-    return value;
-  };
-  for (const step of plan.steps) {
-    if (step.kind === 'kernel') {
-      const kernel = plan.kernels[step.index]!;
-      const program = plan.programs[kernel.program]!.program;
-      const inputs = kernel.inputs.map((port) => packInput(port, valueNamed));
-      const outputs = runOnSim(program, inputs);
-      kernel.outputs.forEach((port, i) => {
-        for (const [source, value] of unpackOutput(port, outputs[i]!)) values.set(source, value);
-      });
-    } else {
-      const op = plan.hostOps[step.index]!;
-      // The reference interpreter feeds by node name; the plan exchanges values by source name.
-      const hostFeeds: Record<string, Float32Array> = {};
-      op.inputs.forEach((input, i) => {
-        const known = values.get(op.inputSources[i]!);
-        if (known !== undefined) hostFeeds[input.name] = known;
-      });
-      const results = evaluate(op.outputs, hostFeeds);
-      op.outputSources.forEach((source, i) => {
-        values.set(source, Float32Array.from(results[i]!));
-      });
-    }
+/** Runs a plan on the simulator through `device.load` (the one way to execute a plan) and returns copies of its outputs. */
+export function executePlan(
+  plan: Plan,
+  feeds: Readonly<Record<string, Float32Array | Int32Array>>,
+  options: LoadOptions = {},
+): Values {
+  const executable = device.load(plan, options);
+  try {
+    const outputs = executable.runSync(feeds, { copy: true });
+    return new Map(Object.entries(outputs).map(([name, values]) => [name, Float32Array.from(values)]));
+  } finally {
+    executable.dispose();
   }
-  return values;
 }

@@ -73,3 +73,26 @@ export class DeviceOptionsError extends RangeError {
 export class InvalidProgramError extends TypeError {
   override name = 'InvalidProgramError';
 }
+
+/**
+ * `device.load` was given something that is not a plan it can run (not `partition()`'s result, a
+ * plan for another chip, a bad option), or a plan executable was used wrongly (read before run).
+ */
+export class PlanError extends Error {
+  override name = 'PlanError';
+}
+
+/**
+ * A plan executable was fed a value it cannot take: an unknown name, the wrong length or type, a
+ * source never given a value. Nothing was written: the executable keeps its previous values.
+ */
+export class PlanFeedError extends TypeError {
+  override name = 'PlanFeedError';
+  constructor(
+    message: string,
+    /** The feed at fault, when one is. */
+    readonly feed?: string,
+  ) {
+    super(message);
+  }
+}

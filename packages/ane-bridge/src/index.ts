@@ -25,6 +25,24 @@ export {
 } from './device/device';
 export type { Kernel, KernelInputs, RunOptions } from './device/kernel';
 export * from './errors';
+export {
+  type BoundHostOp,
+  bindHostOp,
+  HOST_OP_KERNELS,
+  type HostArray,
+  type HostOpBinder,
+  type HostValues,
+} from './executor/host-ops';
+export {
+  type LoadOptions,
+  PlanExecutable,
+  type PlanFeed,
+  type PlanFeeds,
+  type PlanOutputs,
+  type PlanRunOptions,
+  type PlanSource,
+} from './executor/plan-executable';
+export { formatProfile, type RunProfile, type StepTiming } from './executor/profile';
 export * from './kernels';
 export {
   loadNativeAddon,

@@ -2,6 +2,8 @@
  * openDevice: picks a backend, compiles programs once (cached by content hash) within the compile
  * budget, and hands out kernels with their own I/O buffers.
  */
+
+import type { Plan } from 'ane-ir';
 import { CHIP_FAMILIES, type ChipFamily, DEFAULT_CHIP, getRule, type Program, ruleLimit } from 'ane-ir/mil';
 import { capabilities } from '../capabilities';
 import { didYouMean } from '../did-you-mean';
@@ -12,6 +14,7 @@ import {
   DeviceUnavailableError,
   InvalidProgramError,
 } from '../errors';
+import { type LoadOptions, PlanExecutable } from '../executor/plan-executable';
 import { nativeAddon } from '../native/loader';
 import { createAneBackend } from './ane-backend';
 import { type CompiledProgram, Kernel } from './kernel';
@@ -93,6 +96,17 @@ export class Device implements Disposable {
     const kernel = new Kernel(hash, program, compiled, (k) => this.liveKernels.delete(k));
     this.liveKernels.add(kernel);
     return kernel;
+  }
+
+  /**
+   * Loads a partitioned graph (ane-ir's `partition(graph)`): compiles each distinct program once
+   * (a cache hit for programs compiled before), allocates every buffer once, and returns the
+   * executable that runs it (`run`, `runSync`, `write`, `read`). Throws PlanError for something
+   * that is not a plan or a plan for another chip, CompileError/CompileBudgetError like `compile`.
+   */
+  load(plan: Plan, options?: LoadOptions): PlanExecutable {
+    if (this.disposed) throw new DeviceError('this device was disposed; open a new one');
+    return new PlanExecutable(this, plan, options);
   }
 
   /** Kernels handed out and not yet disposed. */
