@@ -73,13 +73,15 @@ export class ProfileRecorder {
       if (step.kind === 'kernel') {
         deviceMs += ms;
         const program = step.program ?? step.label;
-        const entry = (programs[program] ??= { runs: 0, ms: 0 });
+        const entry = programs[program] ?? { runs: 0, ms: 0 };
+        programs[program] = entry;
         entry.runs++;
         entry.ms += ms;
       } else {
         hostMs += ms;
         const kind = step.hostKind ?? step.label;
-        const entry = (hostOps[kind] ??= { runs: 0, ms: 0, kernels: step.kernels ?? [] });
+        const entry = hostOps[kind] ?? { runs: 0, ms: 0, kernels: step.kernels ?? [] };
+        hostOps[kind] = entry;
         entry.runs++;
         entry.ms += ms;
       }
