@@ -1,1 +1,22 @@
+export { type GradientsOptions, gradients, STOP_GRADIENT, stopGradient } from './backward';
+export { AutogradError, UnsupportedError } from './errors';
+export { type GradcheckOptions, type GradcheckResult, gradcheck } from './gradcheck';
+export {
+  broadcastTo,
+  filled,
+  ruleKey,
+  unbroadcast,
+  VJP_RULES,
+  type VjpArgs,
+  type VjpRule,
+  vjpRule,
+} from './rules';
+export {
+  gradOutputName,
+  type LossScaleOptions,
+  trainableParams,
+  type ValueAndGrad,
+  type ValueAndGradOptions,
+  valueAndGrad,
+} from './value-and-grad';
 export { version } from './version';

@@ -1,0 +1,140 @@
+/**
+ * The reverse sweep: walks the forward graph from the loss back to the sources in reverse creation
+ * order (a reverse topological order), applies each node's VJP rule from `rules.ts`, and sums the
+ * contributions a value gets from every reader (fan-out), like micrograd's `+=`. Every op it
+ * emits is an ordinary ane-ir op in the forward's graph, named under the forward node it
+ * differentiates (`layers.0.ffn.gate` -> `layers.0.ffn.gate.grad.da`), so the backward ops of
+ * different layers carry the same local names and lower to the same programs.
+ */
+import { add, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
+import { AutogradError } from './errors';
+import { filled, vjpRule } from './rules';
+
+/** The composite kind `stopGradient` tags its identity node with. */
+export const STOP_GRADIENT = 'stop_gradient';
+
+/**
+ * `x` as a value the gradient does not flow through: an identity node (a reshape to the same shape)
+ * tagged as a `stop_gradient` composite. Forward values are unchanged; backward treats it as a
+ * constant.
+ */
+export function stopGradient(x: Tensor, options: { name?: string } = {}): Tensor {
+  return x.graph.composite(STOP_GRADIENT, options.name ?? 'stop_gradient', () =>
+    reshape(x, x.shape, { name: 'out' }),
+  );
+}
+
+function stopsGradient(node: Tensor): boolean {
+  return node.composites.some((tag) => tag.kind === STOP_GRADIENT);
+}
+
+export interface GradientsOptions {
+  /**
+   * The gradient of the result with respect to `loss` (shaped like it): the sweep computes the
+   * gradients of `sum(seed * loss)`. Default: ones (a loss-scale value makes it `scale`).
+   */
+  seed?: Tensor;
+}
+
+/**
+ * The gradient of `loss` (summed, when it has several elements) with respect to each of `wrt`,
+ * emitted as ane-ir ops in `loss`'s graph and returned in `wrt`'s order. A source the loss does not
+ * depend on (or only through `stopGradient` or integer values) gets a gradient of zeros.
+ */
+export function gradients(loss: Tensor, wrt: readonly Tensor[], options: GradientsOptions = {}): Tensor[] {
+  const graph = loss.graph;
+  for (const source of wrt) {
+    if (source.graph !== graph) {
+      throw new AutogradError(
+        `gradients: '${source.name}' belongs to another graph than the loss '${loss.name}'; pass tensors of one graph`,
+      );
+    }
+  }
+  if (!isFloatDType(loss.dtype)) {
+    throw new AutogradError(
+      `gradients: the loss '${loss.name}' is ${loss.dtype}, expected a floating-point value (fp16 or fp32)`,
+    );
+  }
+  const seed = options.seed ?? graph.unscoped(() => filled(graph, loss.shape, 1, loss.dtype));
+  if (seed.size !== loss.size || seed.graph !== graph) {
+    throw new AutogradError(
+      `gradients: the seed '${seed.name}' [${seed.shape.join(', ')}] must have the loss's ${loss.size} elements [${loss.shape.join(', ')}] and belong to its graph`,
+    );
+  }
+
+  // Nodes whose value depends on a `wrt` source through floating-point ops.
+  const wrtSet = new Set(wrt);
+  const dependent = new Set<Tensor>();
+  for (const node of graph.nodes) {
+    if (node.id > loss.id) break;
+    if (!isFloatDType(node.dtype) || stopsGradient(node)) continue;
+    if (wrtSet.has(node) || node.inputs.some((input) => dependent.has(input))) dependent.add(node);
+  }
+  // Of those, the ones the loss reads.
+  const relevant = new Set<Tensor>();
+  if (dependent.has(loss)) {
+    const stack = [loss];
+    while (stack.length > 0) {
+      const node = stack.pop()!;
+      if (relevant.has(node)) continue;
+      relevant.add(node);
+      for (const input of node.inputs) if (dependent.has(input)) stack.push(input);
+    }
+  }
+
+  const contributions = new Map<Tensor, Tensor[]>();
+  const contribute = (node: Tensor, gradient: Tensor) => {
+    if (gradient.shape.length !== node.shape.length || gradient.shape.some((d, i) => d !== node.shape[i])) {
+      throw new AutogradError(
+        `internal: a gradient for '${node.name}' came out [${gradient.shape.join(', ')}], expected [${node.shape.join(', ')}] (a bug in a VJP rule)`,
+      );
+    }
+    const list = contributions.get(node);
+    if (list === undefined) contributions.set(node, [gradient]);
+    else list.push(gradient);
+  };
+  if (relevant.has(loss)) {
+    contribute(
+      loss,
+      seed.shape.length === loss.shape.length && seed.shape.every((d, i) => d === loss.shape[i])
+        ? seed
+        : inScope(graph, loss, () => reshape(seed, loss.shape, { name: 'seed' })),
+    );
+  }
+
+  const result = new Map<Tensor, Tensor>();
+  const ordered = [...relevant].sort((a, b) => b.id - a.id);
+  for (const node of ordered) {
+    const dy = inScope(graph, node, () => accumulate(contributions.get(node)!));
+    contributions.delete(node);
+    if (wrtSet.has(node)) {
+      result.set(node, dy);
+      continue;
+    }
+    const needs = node.inputs.map((input) => relevant.has(input));
+    const grads = inScope(graph, node, () => vjpRule(node)({ node, dy, needs }));
+    node.inputs.forEach((input, i) => {
+      const gradient = grads[i];
+      if (needs[i] && gradient !== undefined) contribute(input, gradient);
+    });
+  }
+  return wrt.map(
+    (source) =>
+      result.get(source) ??
+      graph.unscoped(() =>
+        graph.scope(`${source.name}.grad`, () => filled(graph, source.shape, 0, source.dtype)),
+      ),
+  );
+}
+
+/** Runs `build` with node names under `<node>.grad`, outside any scope or composite of the caller. */
+function inScope<T>(graph: Graph, node: Tensor, build: () => T): T {
+  return graph.unscoped(() => graph.scope(`${node.name}.grad`, build));
+}
+
+/** The sum of a value's gradient contributions, in the order they arrived. */
+function accumulate(parts: readonly Tensor[]): Tensor {
+  let total = parts[0]!;
+  for (let i = 1; i < parts.length; i++) total = add(total, parts[i]!, { name: 'acc' });
+  return total;
+}

@@ -1,0 +1,309 @@
+import {
+  add,
+  BINARY_FNS,
+  cast,
+  concat,
+  conv2d,
+  div,
+  evaluate,
+  exp,
+  Graph,
+  gather,
+  matmul,
+  maximum,
+  minimum,
+  mul,
+  pow,
+  REDUCE_FNS,
+  reduceMax,
+  reduceSum,
+  relu,
+  reshape,
+  sigmoid,
+  slice,
+  softmax,
+  sqrt,
+  sub,
+  type Tensor,
+  tanh,
+  transpose,
+  UNARY_FNS,
+} from 'ane-ir';
+import { describe, expect, it } from 'vitest';
+import { gradients } from './backward';
+import { UnsupportedError } from './errors';
+import { gradcheck } from './gradcheck';
+import { ruleKey, unbroadcast, VJP_RULES, vjpRule } from './rules';
+import { expectGradientsMatch, feedsFor, weightedSum } from './testing/check';
+
+/** A float32 graph with inputs of the given shapes (float32 keeps constants near-exact). */
+function inputs(...shapes: number[][]): { graph: Graph; xs: Tensor[] } {
+  const graph = new Graph();
+  const xs = shapes.map((shape, i) => graph.input(`x${i}`, shape, { dtype: 'fp32' }));
+  return { graph, xs };
+}
+
+/** Checks `d weightedSum(build(xs)) / d xs`. */
+function checkOp(
+  shapes: number[][],
+  build: (...xs: Tensor[]) => Tensor,
+  options: { low?: number; high?: number; seed?: number } = {},
+): void {
+  const { xs } = inputs(...shapes);
+  const loss = weightedSum(build(...xs));
+  expectGradientsMatch({ loss, wrt: xs, feeds: feedsFor(xs, options.seed ?? 1, options.low, options.high) });
+}
+
+describe('the VJP table', () => {
+  it('has a rule for every unary, binary and reduce function and every non-source op kind', () => {
+    const keys = [
+      ...UNARY_FNS.map((fn) => `unary.${fn}`),
+      ...BINARY_FNS.map((fn) => `binary.${fn}`),
+      ...REDUCE_FNS.map((fn) => `reduce.${fn}`),
+      'reshape',
+      'transpose',
+      'slice',
+      'concat',
+      'matmul',
+      'conv',
+      'softmax',
+      'cast',
+      'gather',
+    ];
+    for (const key of keys) expect(VJP_RULES, key).toHaveProperty([key]);
+  });
+
+  it('names the op when it has no rule', () => {
+    const { graph, xs } = inputs([2]);
+    const odd = graph.add({ kind: 'mystery' } as never, [xs[0]!], {}, { shape: [2], dtype: 'fp32' });
+    expect(() => vjpRule(odd)).toThrow(UnsupportedError);
+    expect(() => vjpRule(odd)).toThrow(/'mystery' has no entry in ane-autograd's VJP table/);
+    expect(ruleKey(odd.op)).toBe('mystery');
+  });
+});
+
+describe('unbroadcast', () => {
+  it('sums over broadcast axes back to the operand shape (hand-computed)', () => {
+    const { xs } = inputs([2, 3]);
+    const g = unbroadcast(xs[0]!, [3]);
+    const h = unbroadcast(xs[0]!, [2, 1]);
+    expect(g.shape).toEqual([3]);
+    expect(h.shape).toEqual([2, 1]);
+    const feeds = new Map([[xs[0]!, [1, 2, 3, 4, 5, 6]]]);
+    const [gv, hv] = evaluate([g, h], feeds);
+    expect(Array.from(gv!)).toEqual([5, 7, 9]);
+    expect(Array.from(hv!)).toEqual([6, 15]);
+  });
+});
+
+describe('unary rules pass gradcheck', () => {
+  it('exp', () => checkOp([[3, 4]], (x) => exp(x)));
+  it('sqrt (positive inputs)', () => checkOp([[3, 4]], (x) => sqrt(x), { low: 0.5, high: 2 }));
+  it('sigmoid', () => checkOp([[3, 4]], (x) => sigmoid(x)));
+  it('tanh', () => checkOp([[2, 3, 2]], (x) => tanh(x)));
+});
+
+describe('binary rules pass gradcheck, with broadcast operands reduced back', () => {
+  const pairs: [string, number[], number[]][] = [
+    ['same shapes', [3, 4], [3, 4]],
+    ['a trailing vector', [3, 4], [4]],
+    ['a column and a row', [3, 1], [1, 4]],
+    ['a rank-3 and a rank-2 with a unit axis', [2, 3, 4], [3, 1]],
+  ];
+  for (const [what, a, b] of pairs) {
+    it(`add, ${what}`, () => checkOp([a, b], (x, y) => add(x, y)));
+    it(`sub, ${what}`, () => checkOp([a, b], (x, y) => sub(x, y)));
+    it(`mul, ${what}`, () => checkOp([a, b], (x, y) => mul(x, y)));
+    it(`div, ${what}`, () => checkOp([a, b], (x, y) => div(x, add(mul(y, y), 0.5))));
+  }
+  it('mul and div by scalar constants', () => checkOp([[3, 4]], (x) => div(mul(x, 3), 4)));
+  it('pow with constant exponents (2, 3, -0.5, 1)', () =>
+    checkOp([[3, 4]], (x) => add(add(pow(x, 2), pow(x, 3)), add(pow(x, -0.5), pow(x, 1))), {
+      low: 0.5,
+      high: 2,
+    }));
+  it('pow with a tensor exponent (gradient to the base)', () => {
+    const { graph, xs } = inputs([3, 4]);
+    const exponent = graph.constant([0.5, 1.5, 2, -1], [4], { dtype: 'fp32' });
+    const loss = weightedSum(pow(xs[0]!, exponent));
+    expectGradientsMatch({ loss, wrt: xs, feeds: feedsFor(xs, 3, 0.5, 2) });
+  });
+  it("pow's exponent gradient is an UnsupportedError until ane-ir has log", () => {
+    const { xs } = inputs([3], [3]);
+    const loss = weightedSum(pow(xs[0]!, xs[1]!));
+    expect(() => gradients(loss, xs)).toThrow(/no gradient for pow .*no log op/);
+  });
+});
+
+describe('reduce, movement, matmul, softmax rules pass gradcheck', () => {
+  it('reduce_sum over one axis', () => checkOp([[3, 4]], (x) => mul(reduceSum(x, 0), reduceSum(x, 0))));
+  it('reduce_sum keeping dims', () => checkOp([[3, 4]], (x) => mul(reduceSum(x, 1, { keepDims: true }), x)));
+  it('reduce_sum over two axes', () => checkOp([[2, 3, 4]], (x) => exp(reduceSum(x, [0, 2]))));
+  it('reshape', () => checkOp([[2, 6]], (x) => mul(reshape(x, [3, 4]), reshape(x, [3, 4]))));
+  it('transpose (a 3-D permutation)', () =>
+    checkOp([[2, 3, 4]], (x) => mul(transpose(x, [2, 0, 1]), exp(transpose(x, [2, 0, 1])))));
+  it('slice (a window inside two axes)', () => checkOp([[4, 5]], (x) => exp(slice(x, [1, 2], [2, 2]))));
+  it('concat (three operands)', () =>
+    checkOp(
+      [
+        [2, 3],
+        [2, 1],
+        [2, 2],
+      ],
+      (a, b, c) => exp(concat([a, b, c], 1)),
+    ));
+  it('matmul, every transpose flag', () => {
+    for (const transposeX of [false, true])
+      for (const transposeY of [false, true]) {
+        const a = transposeX ? [4, 3] : [3, 4];
+        const b = transposeY ? [5, 4] : [4, 5];
+        checkOp([a, b], (x, y) => matmul(x, y, { transposeX, transposeY }));
+      }
+  });
+  it('matmul with batch axes, broadcast on either side', () => {
+    checkOp(
+      [
+        [2, 3, 4],
+        [4, 5],
+      ],
+      (x, y) => matmul(x, y),
+    );
+    checkOp(
+      [
+        [1, 3, 4],
+        [2, 5, 4],
+      ],
+      (x, y) => matmul(x, y, { transposeY: true }),
+    );
+    checkOp(
+      [
+        [2, 4, 3],
+        [2, 4, 5],
+      ],
+      (x, y) => matmul(x, y, { transposeX: true }),
+    );
+  });
+  it('softmax over either axis', () => {
+    checkOp([[3, 4]], (x) => softmax(x, -1));
+    checkOp([[3, 4]], (x) => softmax(mul(x, 2), 0));
+  });
+  it('cast fp32 -> fp16 -> fp32 passes dy through (numeric check at fp16 resolution)', () => {
+    const { xs } = inputs([3, 4]);
+    const loss = weightedSum(cast(cast(xs[0]!, 'fp16'), 'fp32'));
+    // dy itself passes through fp16 on the way back; a finite difference through fp16 rounding
+    // needs a step well above its resolution.
+    expectGradientsMatch(
+      { loss, wrt: xs, feeds: feedsFor(xs) },
+      { epsilon: 0.05, numeric: 0.02, reference: 1e-3 },
+    );
+  });
+});
+
+describe('fan-out: a value read several times gets the sum of its gradients', () => {
+  it('x read by mul(x, x), exp(x), a matmul with itself and a slice', () =>
+    checkOp([[3, 3]], (x) =>
+      add(
+        add(mul(x, x), exp(x)),
+        add(matmul(x, x), concat([slice(x, [0, 0], [3, 1]), slice(x, [0, 1], [3, 2])], 1)),
+      ),
+    ));
+  it('a two-layer tanh MLP with a shared weight', () => {
+    const graph = new Graph();
+    const x = graph.input('x', [4, 5], { dtype: 'fp32' });
+    const w = graph.param('w', [4, 4], { dtype: 'fp32' });
+    const h = tanh(matmul(w, x));
+    const y = matmul(w, h);
+    const loss = weightedSum(y);
+    expectGradientsMatch({ loss, wrt: [w, x], feeds: feedsFor([w, x], 5) });
+  });
+});
+
+describe('conv: dX for stride 1', () => {
+  it('3x3 kernel with padding, wrt the input', () => {
+    const graph = new Graph();
+    const x = graph.input('x', [1, 2, 4, 5], { dtype: 'fp32' });
+    const random = [0.3, -0.2, 0.5, 0.1, -0.4, 0.25];
+    const weights = Array.from({ length: 3 * 2 * 3 * 3 }, (_, i) => random[i % 6]! * (1 + (i % 5) / 7));
+    const w = graph.constant(weights, [3, 2, 3, 3], { dtype: 'fp32' });
+    const loss = weightedSum(conv2d(x, w, { pad: [1, 0, 2, 1] }));
+    expectGradientsMatch({ loss, wrt: [x], feeds: feedsFor([x]) });
+  });
+  it('a trainable weight, a stride of 2 and padding past the kernel are UnsupportedErrors', () => {
+    const graph = new Graph();
+    const x = graph.input('x', [1, 2, 5, 5], { dtype: 'fp32' });
+    const w = graph.param('w', [3, 2, 3, 3], { dtype: 'fp32' });
+    expect(() => gradients(weightedSum(conv2d(x, w)), [w])).toThrow(/conv weight/);
+    const frozen = graph.param('wf', [3, 2, 3, 3], { dtype: 'fp32', trainable: false });
+    expect(() => gradients(weightedSum(conv2d(x, frozen, { strides: [2, 2] })), [x])).toThrow(
+      /strides \[2, 2\].*use stride 1/,
+    );
+    expect(() => gradients(weightedSum(conv2d(x, frozen, { pad: [3, 3, 0, 0] })), [x])).toThrow(
+      /padding \[3, 3, 0, 0\]/,
+    );
+  });
+});
+
+describe('ops whose rules need ane-ir comparisons fail loudly, naming the op', () => {
+  for (const [name, build] of [
+    ['relu', (x: Tensor) => relu(x)],
+    ['maximum', (x: Tensor) => maximum(x, 0.5)],
+    ['minimum', (x: Tensor) => minimum(x, 0.5)],
+    ['reduce_max', (x: Tensor) => reduceMax(x, 0)],
+  ] as const) {
+    it(name, () => {
+      const { xs } = inputs([3, 4]);
+      expect(() => gradients(weightedSum(build(xs[0]!)), xs)).toThrow(
+        new RegExp(`no gradient for ${name} '${name}'.*Fix: `),
+      );
+    });
+  }
+  it("gather's table gradient (scatter-add) is an UnsupportedError; its indices need none", () => {
+    const graph = new Graph();
+    const table = graph.param('table', [5, 3], { dtype: 'fp32' });
+    const tokens = graph.input('tokens', [4], { dtype: 'int32' });
+    const x = graph.input('x', [4, 3], { dtype: 'fp32' });
+    const rows = gather(table, tokens);
+    const loss = weightedSum(mul(rows, x));
+    expect(() => gradients(loss, [table])).toThrow(/gather .*scatter-add/);
+    // With respect to x only, the gather is a constant: the check passes.
+    const feeds = new Map<Tensor, Float64Array>([
+      [x, Float64Array.from({ length: 12 }, (_, i) => i / 10 - 0.5)],
+      [table, Float64Array.from({ length: 15 }, (_, i) => (i % 4) - 1.5)],
+      [tokens, Float64Array.from([0, 3, 3, 1])],
+    ]);
+    const [result] = gradcheck({ loss, wrt: [x], feeds });
+    expect(result!.maxAbsError).toBeLessThan(1e-8);
+  });
+});
+
+describe('the check catches a wrong rule', () => {
+  it('a matmul rule missing a transpose fails against the reference and finite differences', () => {
+    const table = VJP_RULES as Record<string, (typeof VJP_RULES)[string]>;
+    const right = table.matmul!;
+    table.matmul = ({ node, dy }) => {
+      const [a, b] = node.inputs as [Tensor, Tensor];
+      // dA = dC · B (should be dC · Bᵀ); square shapes so the shapes still fit.
+      return [matmul(dy, b), matmul(a, dy, { transposeX: true })];
+    };
+    try {
+      expect(() =>
+        checkOp(
+          [
+            [3, 3],
+            [3, 3],
+          ],
+          (x, y) => matmul(x, y),
+        ),
+      ).toThrow(/derived vs reference/);
+    } finally {
+      table.matmul = right;
+    }
+    checkOp(
+      [
+        [3, 3],
+        [3, 3],
+      ],
+      (x, y) => matmul(x, y),
+    );
+  });
+});

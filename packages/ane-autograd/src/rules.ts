@@ -1,0 +1,418 @@
+/**
+ * The VJP table: one rule per primitive op (per function of unary, binary and reduce ops), in the
+ * manner of tinygrad's gradient table. A rule gets the forward node `y = op(inputs)` and the
+ * gradient `dy` of the loss with respect to y, and returns the gradient with respect to each input,
+ * built from ordinary ane-ir ops in the same graph: a backward pass partitions, lowers and runs on
+ * the ANE exactly like a forward one.
+ *
+ * Broadcast operands get their gradient reduced back to their own shape (`unbroadcast`); the
+ * reverse sweep in `backward.ts` sums the contributions of a value used more than once.
+ */
+import {
+  cast,
+  concat,
+  constantNumbers,
+  conv2d,
+  div,
+  type Graph,
+  isFloatDType,
+  matmul,
+  mul,
+  type Op,
+  opLabel,
+  pow,
+  reduceSum,
+  reshape,
+  slice,
+  sub,
+  type Tensor,
+  transpose,
+} from 'ane-ir';
+import { UnsupportedError } from './errors';
+
+/** What a rule is given. */
+export interface VjpArgs {
+  /** The forward node `y = op(inputs)`. */
+  readonly node: Tensor;
+  /** The gradient of the loss with respect to `node`, shaped like it. */
+  readonly dy: Tensor;
+  /** `needs[i]`: whether `node.inputs[i]` needs a gradient (a rule may skip the others). */
+  readonly needs: readonly boolean[];
+}
+
+/** One gradient per input, shaped like it; `undefined` where none is needed or none exists. */
+export type VjpRule = (args: VjpArgs) => readonly (Tensor | undefined)[];
+
+/** The table key of an op: `unary.exp`, `binary.add`, `reduce.sum`, or the kind (`matmul`). */
+export function ruleKey(op: Op): string {
+  const fn = (op as { fn?: string }).fn;
+  return fn === undefined ? op.kind : `${op.kind}.${fn}`;
+}
+
+// ---- helpers: shapes ----
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function size(shape: readonly number[]): number {
+  return shape.reduce((n, d) => n * d, 1);
+}
+
+/** A constant of `shape` filled with `value` (zeros pad slices, ones broadcast reductions back). */
+export function filled(
+  graph: Graph,
+  shape: readonly number[],
+  value: number,
+  dtype: Tensor['dtype'],
+): Tensor {
+  const values = new Float64Array(size(shape));
+  if (value !== 0) values.fill(value);
+  return graph.constant(values, shape, { dtype, name: value === 0 ? 'zeros' : 'ones' });
+}
+
+/**
+ * Reduces a gradient `g` of a broadcast result back to an operand's `shape` (NumPy broadcasting
+ * aligns shapes on the right): sums over the leading axes the operand lacks and over the axes where
+ * it has extent 1, then reshapes away the leading axes.
+ */
+export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const offset = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let axis = 0; axis < g.rank; axis++) {
+    if (axis < offset || (shape[axis - offset] === 1 && g.shape[axis] !== 1)) axes.push(axis);
+  }
+  const summed = axes.length === 0 ? g : reduceSum(g, axes, { keepDims: true, name: 'unbroadcast' });
+  return sameShape(summed.shape, shape) ? summed : reshape(summed, shape, { name: 'unbroadcast_r' });
+}
+
+/**
+ * Broadcasts `g` (same rank as `shape`, extent 1 on the axes to expand) to `shape`: a product with a
+ * small constant of ones holding only the expanded extents.
+ */
+export function broadcastTo(g: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const onesShape = shape.map((d, axis) => (g.shape[axis] === 1 && d !== 1 ? d : 1));
+  return mul(g, filled(g.graph, onesShape, 1, g.dtype), { name: 'broadcast' });
+}
+
+function inversePermutation(perm: readonly number[]): number[] {
+  const inverse = new Array<number>(perm.length);
+  perm.forEach((axis, i) => {
+    inverse[axis] = i;
+  });
+  return inverse;
+}
+
+/** The scalar value of a one-element constant, else undefined. */
+function constantScalar(t: Tensor): number | undefined {
+  if (t.op.kind !== 'constant' || t.size !== 1 || t.op.quantized !== undefined) return undefined;
+  return constantNumbers(t.op.data)[0];
+}
+
+/** Reverses `t` along `axis` (slices concatenated in reverse order). */
+function reverseAxis(t: Tensor, axis: number): Tensor {
+  const extent = t.shape[axis]!;
+  if (extent === 1) return t;
+  const parts: Tensor[] = [];
+  for (let i = extent - 1; i >= 0; i--) {
+    const begin = t.shape.map((_, a) => (a === axis ? i : 0));
+    const sizes = t.shape.map((d, a) => (a === axis ? 1 : d));
+    parts.push(slice(t, begin, sizes, { name: 'flip' }));
+  }
+  return concat(parts, axis, { name: 'flipped' });
+}
+
+// ---- the rules ----
+
+const unaryRules = {
+  /** d exp(x) = exp(x) dx */
+  'unary.exp': ({ node, dy }) => [mul(dy, node, { name: 'dx' })],
+  /** d sqrt(x) = dx / (2 sqrt(x)) */
+  'unary.sqrt': ({ node, dy }) => [div(mul(dy, 0.5, { name: 'half' }), node, { name: 'dx' })],
+  /** d sigmoid(x) = s (1 - s) dx */
+  'unary.sigmoid': ({ node, dy }) => [
+    mul(dy, mul(node, sub(1, node, { name: 'one_minus' }), { name: 'slope' }), { name: 'dx' }),
+  ],
+  /** d tanh(x) = (1 - t²) dx */
+  'unary.tanh': ({ node, dy }) => [
+    mul(dy, sub(1, mul(node, node, { name: 'sq' }), { name: 'slope' }), { name: 'dx' }),
+  ],
+  /** relu' is a comparison: it needs ane-ir's `greater` and `select`. */
+  'unary.relu': ({ node }) => {
+    throw new UnsupportedError(
+      'relu',
+      node.name,
+      'its derivative is the mask x > 0, and ane-ir has no comparison op to build it with yet',
+      'use a smooth activation (silu, gelu, tanh) until ane-ir has greater/select',
+    );
+  },
+} satisfies Record<string, VjpRule>;
+
+const binaryRules = {
+  'binary.add': ({ node, dy, needs }) => {
+    const [a, b] = node.inputs as [Tensor, Tensor];
+    return [needs[0] ? unbroadcast(dy, a.shape) : undefined, needs[1] ? unbroadcast(dy, b.shape) : undefined];
+  },
+  'binary.sub': ({ node, dy, needs }) => {
+    const [a, b] = node.inputs as [Tensor, Tensor];
+    return [
+      needs[0] ? unbroadcast(dy, a.shape) : undefined,
+      needs[1] ? unbroadcast(mul(dy, -1, { name: 'neg' }), b.shape) : undefined,
+    ];
+  },
+  'binary.mul': ({ node, dy, needs }) => {
+    const [a, b] = node.inputs as [Tensor, Tensor];
+    return [
+      needs[0] ? unbroadcast(mul(dy, b, { name: 'da' }), a.shape) : undefined,
+      needs[1] ? unbroadcast(mul(dy, a, { name: 'db' }), b.shape) : undefined,
+    ];
+  },
+  /** y = a / b: da = dy / b, db = -dy a / b² = -(dy / b) y */
+  'binary.div': ({ node, dy, needs }) => {
+    const [a, b] = node.inputs as [Tensor, Tensor];
+    const dyOverB = div(dy, b, { name: 'da' });
+    return [
+      needs[0] ? unbroadcast(dyOverB, a.shape) : undefined,
+      needs[1]
+        ? unbroadcast(mul(mul(dyOverB, node, { name: 'dy_y_b' }), -1, { name: 'db' }), b.shape)
+        : undefined,
+    ];
+  },
+  /** y = a^b: da = dy b a^(b-1); db = dy y ln(a) (needs a log op: only a constant exponent for now) */
+  'binary.pow': ({ node, dy, needs }) => {
+    const [a, b] = node.inputs as [Tensor, Tensor];
+    let da: Tensor | undefined;
+    if (needs[0]) {
+      const exponent = constantScalar(b);
+      if (exponent === 1) da = dy;
+      else if (exponent === 2) da = mul(dy, mul(a, 2, { name: 'slope' }), { name: 'da' });
+      else if (exponent !== undefined) {
+        const slope = mul(pow(a, exponent - 1, { name: 'pow_m1' }), exponent, { name: 'slope' });
+        da = mul(dy, slope, { name: 'da' });
+      } else {
+        const slope = mul(b, pow(a, sub(b, 1, { name: 'b_m1' }), { name: 'pow_m1' }), { name: 'slope' });
+        da = mul(dy, slope, { name: 'da' });
+      }
+      da = unbroadcast(da, a.shape);
+    }
+    if (needs[1]) {
+      throw new UnsupportedError(
+        'pow',
+        node.name,
+        'the gradient with respect to the exponent is y·ln(a), and ane-ir has no log op yet',
+        'make the exponent a constant, or stop its gradient with stopGradient',
+      );
+    }
+    return [da, undefined];
+  },
+  'binary.maximum': ({ node }) => {
+    throw new UnsupportedError(
+      'maximum',
+      node.name,
+      'its gradient routes dy by the comparison a >= b, and ane-ir has no comparison op yet',
+      'use relu-free formulations until ane-ir has greater/select',
+    );
+  },
+  'binary.minimum': ({ node }) => {
+    throw new UnsupportedError(
+      'minimum',
+      node.name,
+      'its gradient routes dy by the comparison a <= b, and ane-ir has no comparison op yet',
+      'use relu-free formulations until ane-ir has less/select',
+    );
+  },
+} satisfies Record<string, VjpRule>;
+
+/** The gradient of a reduction, reshaped to the input's rank with the reduced axes kept as 1. */
+function keptGradient(node: Tensor, dy: Tensor): Tensor {
+  const op = node.op as Extract<Op, { kind: 'reduce' }>;
+  const x = node.inputs[0]!;
+  if (op.keepDims) return dy;
+  const kept = x.shape.map((d, axis) => (op.axes.includes(axis) ? 1 : d));
+  return reshape(dy, kept, { name: 'dy_kept' });
+}
+
+const reduceRules = {
+  /** Every summed element receives dy. */
+  'reduce.sum': ({ node, dy }) => [broadcastTo(keptGradient(node, dy), node.inputs[0]!.shape)],
+  'reduce.max': ({ node }) => {
+    throw new UnsupportedError(
+      'reduce_max',
+      node.name,
+      'its gradient goes to the maximal elements (an equality mask), and ane-ir has no comparison op yet',
+      'use a smooth reduction (a softmax-weighted sum) until ane-ir has equal/select',
+    );
+  },
+} satisfies Record<string, VjpRule>;
+
+const movementRules = {
+  reshape: ({ node, dy }) => [reshape(dy, node.inputs[0]!.shape, { name: 'dx' })],
+  transpose: ({ node, dy }) => {
+    const op = node.op as Extract<Op, { kind: 'transpose' }>;
+    return [transpose(dy, inversePermutation(op.perm), { name: 'dx' })];
+  },
+  /** The gradient lands in the sliced window; zeros elsewhere (a concat with zero constants per axis). */
+  slice: ({ node, dy }) => {
+    const op = node.op as Extract<Op, { kind: 'slice' }>;
+    const x = node.inputs[0]!;
+    let g = dy;
+    for (let axis = 0; axis < x.rank; axis++) {
+      const before = op.begin[axis]!;
+      const after = x.shape[axis]! - before - op.size[axis]!;
+      if (before === 0 && after === 0) continue;
+      const parts: Tensor[] = [];
+      const padShape = (extent: number) => g.shape.map((d, a) => (a === axis ? extent : d));
+      if (before > 0) parts.push(filled(node.graph, padShape(before), 0, dy.dtype));
+      parts.push(g);
+      if (after > 0) parts.push(filled(node.graph, padShape(after), 0, dy.dtype));
+      g = concat(parts, axis, { name: 'dx_pad' });
+    }
+    return [g];
+  },
+  /** Each input receives its own window of dy. */
+  concat: ({ node, dy, needs }) => {
+    const op = node.op as Extract<Op, { kind: 'concat' }>;
+    let offset = 0;
+    return node.inputs.map((input, i) => {
+      const begin = input.shape.map((_, a) => (a === op.axis ? offset : 0));
+      offset += input.shape[op.axis]!;
+      return needs[i] ? slice(dy, begin, input.shape, { name: `dx${i}` }) : undefined;
+    });
+  },
+} satisfies Record<string, VjpRule>;
+
+/**
+ * C = op(A) · op(B) over the last two axes, op a transpose when the flag is set:
+ *   C = A B    : dA = dC Bᵀ,     dB = Aᵀ dC
+ *   C = Aᵀ B   : dA = B dCᵀ,     dB = A dC
+ *   C = A Bᵀ   : dA = dC B,      dB = dCᵀ A
+ *   C = Aᵀ Bᵀ  : dA = Bᵀ dCᵀ,    dB = dCᵀ Aᵀ
+ * then summed over the batch axes an operand was broadcast along.
+ */
+const matmulRule: VjpRule = ({ node, dy, needs }) => {
+  const op = node.op as Extract<Op, { kind: 'matmul' }>;
+  const [a, b] = node.inputs as [Tensor, Tensor];
+  if (a.rank < 2 || b.rank < 2) {
+    throw new UnsupportedError(
+      'matmul',
+      node.name,
+      `an operand of rank 1 (shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}])`,
+      'reshape vectors to [1, K] or [K, 1] matrices before the matmul',
+    );
+  }
+  const tx = op.transposeX;
+  const ty = op.transposeY;
+  let da: Tensor | undefined;
+  let db: Tensor | undefined;
+  if (needs[0]) {
+    da = !tx
+      ? matmul(dy, b, { transposeY: !ty, name: 'da' })
+      : matmul(b, dy, { transposeX: ty, transposeY: true, name: 'da' });
+    da = unbroadcast(da, a.shape);
+  }
+  if (needs[1]) {
+    db = !ty
+      ? matmul(a, dy, { transposeX: !tx, name: 'db' })
+      : matmul(dy, a, { transposeX: true, transposeY: tx, name: 'db' });
+    db = unbroadcast(db, b.shape);
+  }
+  return [da, db];
+};
+
+/**
+ * dX of a stride-1, undilated, ungrouped conv: the conv of dY with the weight transposed
+ * (`[C, OC, kH, kW]`) and flipped spatially, padded by `k - 1 - pad`. The weight's own gradient is
+ * not supported (the ANE takes conv weights as constants; use `linear` for trained weights).
+ */
+const convRule: VjpRule = ({ node, dy, needs }) => {
+  const op = node.op as Extract<Op, { kind: 'conv' }>;
+  const [, weight] = node.inputs as [Tensor, Tensor];
+  const unsupported = (reason: string, fix: string): never => {
+    throw new UnsupportedError('conv', node.name, reason, fix);
+  };
+  if (needs[1]) {
+    unsupported(
+      'the gradient with respect to the conv weight (the ANE takes conv weights as constants)',
+      'train the weight through linear (a matmul with the weight as data), or mark it frozen',
+    );
+  }
+  if (!needs[0]) return [undefined, undefined];
+  if (op.strides[0] !== 1 || op.strides[1] !== 1) {
+    unsupported(`strides [${op.strides.join(', ')}]`, 'only stride-1 convs have a dX rule; use stride 1');
+  }
+  if (op.dilations[0] !== 1 || op.dilations[1] !== 1 || op.groups !== 1) {
+    unsupported(
+      `dilations [${op.dilations.join(', ')}] with ${op.groups} groups`,
+      'only undilated convs with one group have a dX rule',
+    );
+  }
+  const [, , kh, kw] = weight.shape as [number, number, number, number];
+  const [top, bottom, left, right] = op.pad;
+  if (top > kh - 1 || bottom > kh - 1 || left > kw - 1 || right > kw - 1) {
+    unsupported(
+      `padding [${op.pad.join(', ')}] wider than the kernel ${kh}x${kw} minus one`,
+      'pad at most kernel - 1 on each side',
+    );
+  }
+  const swapped = transpose(weight, [1, 0, 2, 3], { name: 'w_t' });
+  const flipped = reverseAxis(reverseAxis(swapped, 2), 3);
+  const dx = conv2d(dy, flipped, {
+    pad: [kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right],
+    name: 'dx',
+  });
+  return [dx, undefined];
+};
+
+/** y = softmax(x): dx = y (dy - Σ dy y) over the axis. */
+const softmaxRule: VjpRule = ({ node, dy }) => {
+  const op = node.op as Extract<Op, { kind: 'softmax' }>;
+  const weighted = reduceSum(mul(dy, node, { name: 'dy_y' }), op.axis, { keepDims: true, name: 'dot' });
+  return [mul(node, sub(dy, weighted, { name: 'centered' }), { name: 'dx' })];
+};
+
+/** A float-to-float cast passes dy back in the input's dtype; casts to or from integers have no gradient. */
+const castRule: VjpRule = ({ node, dy }) => {
+  const op = node.op as Extract<Op, { kind: 'cast' }>;
+  const x = node.inputs[0]!;
+  if (op.scale !== undefined || !isFloatDType(x.dtype) || !isFloatDType(op.dtype)) return [undefined];
+  return [x.dtype === dy.dtype ? dy : cast(dy, x.dtype)];
+};
+
+const gatherRule: VjpRule = ({ node, needs }) => {
+  if (!needs[0]) return [undefined, undefined];
+  throw new UnsupportedError(
+    'gather',
+    node.name,
+    "the table's gradient is a scatter-add of dy into the gathered rows, which ane-ir cannot express yet (no equality op to build a one-hot matrix)",
+    'freeze the table (param with trainable: false), or stop its gradient with stopGradient',
+  );
+};
+
+/** The table: every differentiable primitive, keyed by `ruleKey(op)`. */
+export const VJP_RULES: Readonly<Record<string, VjpRule>> = {
+  ...unaryRules,
+  ...binaryRules,
+  ...reduceRules,
+  ...movementRules,
+  matmul: matmulRule,
+  conv: convRule,
+  softmax: softmaxRule,
+  cast: castRule,
+  gather: gatherRule,
+};
+
+/** The rule for `node`'s op, or an `UnsupportedError` naming the op. */
+export function vjpRule(node: Tensor): VjpRule {
+  const rule = VJP_RULES[ruleKey(node.op)];
+  if (rule === undefined) {
+    throw new UnsupportedError(
+      opLabel(node.op),
+      node.name,
+      `the op '${ruleKey(node.op)}' has no entry in ane-autograd's VJP table`,
+      'add a rule to VJP_RULES in ane-autograd/src/rules.ts, or stop the gradient with stopGradient',
+    );
+  }
+  return rule;
+}

@@ -1,0 +1,161 @@
+/**
+ * `valueAndGrad`: turns a forward graph with a loss into a training graph whose outputs are the loss
+ * and the gradient of every trainable parameter, ready for ane-ir's `partition` and a device's
+ * `load`.
+ *
+ * It extends the graph it is given rather than copying it: the backward ops read the forward's own
+ * nodes (those are the saved activations), composite tags keep their ids, `args` and results (the
+ * partitioner places calls such as an RMSNorm or an embedding on the host by them, and host kernels
+ * read their arguments from them), and node names stay the ones the model was built with. A copy
+ * would have to re-create all of that and keep two graphs in step. Build the forward graph for
+ * training once and call `valueAndGrad` on it once.
+ */
+import { type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
+import { gradients } from './backward';
+import { AutogradError } from './errors';
+
+export interface LossScaleOptions {
+  /** The input's name (default `loss_scale`). */
+  name?: string;
+  /** A bound on the scale the caller promises (for ane-ir's fp16 range checks). */
+  maxAbs?: number;
+}
+
+export interface ValueAndGradOptions {
+  /** The value to differentiate: one element (a mean loss), floating point. */
+  loss: Tensor;
+  /**
+   * Sources to differentiate with respect to (params or inputs). Default: every trainable param the
+   * loss reads, in creation order.
+   */
+  wrt?: readonly Tensor[];
+  /**
+   * Adds a runtime input shaped like the loss: the gradients are then those of `loss * scale` (loss
+   * scaling keeps fp16 gradients from underflowing). The loss output itself is not scaled.
+   */
+  lossScale?: boolean | LossScaleOptions;
+  /** The loss output's name (default `loss`). */
+  lossName?: string;
+}
+
+export interface ValueAndGrad {
+  /** The graph given, now with the loss and gradient outputs. */
+  readonly graph: Graph;
+  readonly loss: Tensor;
+  /** The loss-scale input, when one was asked for. */
+  readonly lossScale?: Tensor;
+  /** The gradient of each `wrt` source, by the source's name (output `grad.<name>`). */
+  readonly grads: ReadonlyMap<string, Tensor>;
+  /** Output name of each source's gradient, by source name. */
+  readonly gradOutputs: ReadonlyMap<string, string>;
+}
+
+/** The output name a source's gradient travels under: `grad.<name>`. */
+export function gradOutputName(source: Tensor | string): string {
+  return `grad.${typeof source === 'string' ? source : source.name}`;
+}
+
+/** Trainable params `loss` reads, in creation order. */
+export function trainableParams(loss: Tensor): Tensor[] {
+  const seen = new Set<Tensor>();
+  const stack = [loss];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (seen.has(node)) continue;
+    seen.add(node);
+    stack.push(...node.inputs);
+  }
+  return [...seen]
+    .filter((node) => node.op.kind === 'param' && node.op.trainable)
+    .sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Appends the backward pass of `loss` to its graph and declares the outputs: the loss (as `loss`)
+ * and `grad.<name>` for every `wrt` source. Gradients of a value read several times are summed.
+ */
+export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueAndGrad {
+  const { loss } = options;
+  const lossName = options.lossName ?? 'loss';
+  if (loss.graph !== graph) {
+    throw new AutogradError(
+      `valueAndGrad: the loss '${loss.name}' belongs to another graph than the one given`,
+    );
+  }
+  if (loss.size !== 1 || !isFloatDType(loss.dtype)) {
+    throw new AutogradError(
+      `valueAndGrad: the loss '${loss.name}' must be one floating-point value, found ${loss.dtype}[${loss.shape.join(', ')}]; reduce it to a scalar (e.g. a mean) first`,
+    );
+  }
+  const wrt = options.wrt ?? trainableParams(loss);
+  if (wrt.length === 0) {
+    throw new AutogradError(
+      `valueAndGrad: the loss '${loss.name}' reads no trainable param; pass wrt to name the sources to differentiate`,
+    );
+  }
+  for (const source of wrt) {
+    if (source.op.kind !== 'param' && source.op.kind !== 'input') {
+      throw new AutogradError(
+        `valueAndGrad: wrt '${source.name}' is a ${source.op.kind} node; differentiate with respect to params or inputs`,
+      );
+    }
+    if (!isFloatDType(source.dtype)) {
+      throw new AutogradError(
+        `valueAndGrad: wrt '${source.name}' is ${source.dtype}; only floating-point sources have gradients`,
+      );
+    }
+  }
+  const declared = new Set(graph.outputs.map((o) => o.name));
+  const existingLoss = graph.outputs.find((o) => o.name === lossName);
+  if (existingLoss !== undefined && existingLoss.tensor !== loss) {
+    throw new AutogradError(
+      `valueAndGrad: the graph already has an output '${lossName}' that is not the loss; pass lossName to choose another name`,
+    );
+  }
+  for (const source of wrt) {
+    if (declared.has(gradOutputName(source))) {
+      throw new AutogradError(
+        `valueAndGrad: the graph already has an output '${gradOutputName(source)}' (was valueAndGrad called on it before?); build the forward graph anew for each call`,
+      );
+    }
+  }
+
+  let lossScale: Tensor | undefined;
+  if (options.lossScale) {
+    const scaleOptions = options.lossScale === true ? {} : options.lossScale;
+    lossScale = graph.unscoped(() =>
+      graph.input(scaleOptions.name ?? 'loss_scale', loss.shape, {
+        dtype: loss.dtype,
+        ...(scaleOptions.maxAbs !== undefined ? { maxAbs: scaleOptions.maxAbs } : {}),
+      }),
+    );
+  }
+
+  const derived = gradients(loss, wrt, lossScale !== undefined ? { seed: lossScale } : {});
+  if (existingLoss === undefined) graph.output(lossName, loss);
+  const outputTensors = new Set(graph.outputs.map((o) => o.tensor));
+  const grads = new Map<string, Tensor>();
+  const gradOutputs = new Map<string, string>();
+  wrt.forEach((source, i) => {
+    let gradient = derived[i]!;
+    // One tensor, one output name: a gradient that is already an output (two sources sharing dy)
+    // or a source itself gets its own identity node.
+    if (outputTensors.has(gradient) || ['input', 'param', 'constant'].includes(gradient.op.kind)) {
+      gradient = graph.unscoped(() =>
+        graph.scope(`${source.name}.grad`, () => reshape(gradient, gradient.shape, { name: 'out' })),
+      );
+    }
+    const name = gradOutputName(source);
+    graph.output(name, gradient);
+    outputTensors.add(gradient);
+    grads.set(source.name, gradient);
+    gradOutputs.set(source.name, name);
+  });
+  return {
+    graph,
+    loss,
+    ...(lossScale !== undefined ? { lossScale } : {}),
+    grads,
+    gradOutputs,
+  };
+}
