@@ -63,6 +63,16 @@ LAYOUT_NOTE = ('ane-ir layout: weights [out, in] like nn.Linear.weight; activati
                'Gradients are of the mean cross-entropy (loss scale 1).')
 
 
+LLAMA_CONVENTIONS = (
+    'h = x + wo attn(rmsnorm(x; attention_norm)); out = h + w2 (silu(w1 n) * w3 n), n = rmsnorm(h; ffn_norm); '
+    'logits = output rmsnorm(out; norm); loss = mean over positions of cross-entropy(logits[:, s], targets[s]). '
+    'rmsnorm(x; g)[c, s] = g[c] x[c, s] / sqrt(mean_c x[c, s]^2 + eps). Heads: channel c = head * headDim + j '
+    '(q rows of wq, likewise k, v). RoPE rotate-half (HF rotate_half): element j pairs with j +- headDim/2, '
+    'angle = position * ropeTheta^(-2 (j mod headDim/2) / headDim), q\' = q cos + [-q2, q1] sin; tables in float64, '
+    'not rounded to fp16. Scores q\'k\'^T / sqrt(headDim), causal (key <= query), softmax over keys. GQA: query head h '
+    'reads KV head floor(h / (heads / kvHeads)) (HF repeat_kv).')
+
+
 def fp16_round(a):
     return a.astype(np.float16).astype(np.float32)
 
@@ -190,6 +200,7 @@ def llama_fixture(name, kv_heads, seed):
     return {
         'name': name,
         'model': f'one Llama block ({variant}), a final RMSNorm, a classifier and mean cross-entropy',
+        'conventions': LLAMA_CONVENTIONS,
         'config': cfg,
         'seed': seed,
         'loss': float(loss),
