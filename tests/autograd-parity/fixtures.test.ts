@@ -4,14 +4,17 @@
  * central differences of that forward match the stored gradients, and a wrong convention (RoPE
  * pairing, GQA head mapping) visibly changes the loss.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   type Fixture,
   FixtureError,
+  fixturePath,
   type LlamaFixtureConfig,
   type LlamaFixtureName,
   loadLlamaFixture,
   loadMlpFixture,
+  parseFixture,
 } from './fixtures';
 import { type LlamaVariant, llamaForward, mlpForward, type Params } from './reference';
 
@@ -243,5 +246,17 @@ describe('the loader', () => {
     expect(() => fixture.tensor('layers.0.wqkv')).toThrow(/no tensor 'layers.0.wqkv'; it has 'x', /);
     expect(() => fixture.grad('logits')).toThrow(/'logits' is an activation recorded without a gradient/);
     expect(fixture.grad('x')).toBe(fixture.tensor('x').grad);
+  });
+
+  it('refuses an array whose byte count does not match its shape, and says how to regenerate', () => {
+    const text = readFileSync(fixturePath('mlp-relu'), 'utf8');
+    const stored = JSON.parse(text) as { tensors: { name: string; data: string }[] };
+    const b2 = stored.tensors.find((t) => t.name === 'b2')!;
+    b2.data = Buffer.from(b2.data, 'base64').subarray(4).toString('base64');
+    expect(() => parseFixture(JSON.stringify(stored), 'mlp-relu.json')).toThrow(FixtureError);
+    expect(() => parseFixture(JSON.stringify(stored), 'mlp-relu.json')).toThrow(
+      /mlp-relu.json: b2 should hold 8 float32 values for shape \[8\] \(32 bytes\) but holds 28 bytes; regenerate it with `pnpm refgen llama`/,
+    );
+    expect(parseFixture(text, 'mlp-relu.json').fixture.tensor('b2').data.length).toBe(8);
   });
 });

@@ -123,6 +123,14 @@ function load<Config>(name: FixtureName): { fixture: Fixture<Config>; raw: Recor
   } catch (error) {
     throw new FixtureError(`cannot read ${file} (${(error as Error).message}); ${REGENERATE}`);
   }
+  return parseFixture<Config>(text, file);
+}
+
+/** Decodes a fixture file's text (`file` names it in errors); every array is checked against its shape. */
+export function parseFixture<Config>(
+  text: string,
+  file: string,
+): { fixture: Fixture<Config>; raw: Record<string, unknown> } {
   const raw = JSON.parse(text) as Record<string, unknown> & {
     name: FixtureName;
     model: string;
