@@ -7,7 +7,7 @@
  */
 
 import { ConstraintError } from '../graph/errors';
-import type { Tensor } from '../graph/tensor';
+import { opLabel, type Tensor } from '../graph/tensor';
 import type { TensorSpec } from '../mil/program';
 import type { ChipFamily } from '../mil/rules';
 import { physicalShape } from './layout';
@@ -120,6 +120,18 @@ function uniqueNames(labels: readonly string[]): string[] {
 
 /** Decides the kernel's ports. Throws `ConstraintError` when the values cannot be packed. */
 export function planIo(boundary: Boundary, mode: IoMode, chip: ChipFamily): IoPlan {
+  const crossing = [...boundary.inputs, ...boundary.outputs].find((node) => node.dtype === 'bool');
+  if (crossing !== undefined) {
+    // The op to blame is inside the kernel: the reader of a bool input, the producer of a bool output.
+    const read = boundary.inputs.includes(crossing);
+    const culprit = (read ? boundary.consumers.get(crossing)?.[0] : undefined) ?? crossing;
+    throw new ConstraintError(
+      'dtype-bool',
+      { op: opLabel(culprit.op), node: culprit.name },
+      `bool '${crossing.name}' would be ${read ? 'read from outside' : 'returned by'} the kernel (a bool lives only between a comparison and its selects)`,
+      chip,
+    );
+  }
   for (const weight of boundary.inputs.filter(isTrainableWeight)) {
     const conv = (boundary.consumers.get(weight) ?? []).find(
       (c) => c.op.kind === 'conv' && c.inputs[1] === weight,

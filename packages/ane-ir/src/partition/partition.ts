@@ -4,7 +4,7 @@
  * inputs. The plan says which op runs where and why, and what each kernel reads and writes.
  *
  * Placement: ops with no ANE lowering (gather: embeddings), non-fp16 arithmetic (int32 token math),
- * and sums of squares that can overflow fp16 (RMSNorm, LayerNorm) run on the host, each as a whole
+ * bool values other than a comparison read only by selects in its kernel (rule `dtype-bool`), and sums of squares that can overflow fp16 (RMSNorm, LayerNorm) run on the host, each as a whole
  * composite call; everything else runs on the ANE. Kernels grow greedily in dependency order while
  * their inputs still pack into one input within the chip's shape limits; a norm that three or more
  * runtime-weight matmuls read ends its kernel (the ANE falls back to the CPU on that fusion). Ops
@@ -139,7 +139,7 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
   const live = liveNodes(outputs);
   const ops = live.filter((n) => n.op.kind !== 'input' && n.op.kind !== 'param' && n.op.kind !== 'constant');
   const bounds = computeBounds(live);
-  const decisions = initialPlacement(ops, bounds, options);
+  const decisions = initialPlacement(ops, bounds, options, outputs);
   // Graph outputs travel under the names the user gave them (`g.output('y', t)` -> 'y').
   const sourceNames = new Map(graph.outputs.map((o) => [o.tensor, o.name] as const));
 
@@ -218,9 +218,11 @@ function initialPlacement(
   ops: readonly Tensor[],
   bounds: ReadonlyMap<Tensor, number | undefined>,
   options: PartitionOptions,
+  graphOutputs: readonly Tensor[],
 ): Map<Tensor, Decision> {
   const decisions = new Map<Tensor, Decision>();
   const limit = ruleLimit(getRule('ir-fp16-sum-of-squares'), options.chip ?? DEFAULT_CHIP)!;
+  const consumers = consumersOf(ops);
   for (const node of ops) decisions.set(node, { device: 'ane', reason: 'lowers to ANE primitives' });
   for (const node of ops) {
     let decision: Decision | undefined;
@@ -230,6 +232,8 @@ function initialPlacement(
         reason: 'gather has no ANE lowering (embedding lookup)',
         ruleId: 'ir-host-only-op',
       };
+    } else if (node.op.kind === 'compare' || node.op.kind === 'select') {
+      decision = boolPlacement(node, consumers, graphOutputs);
     } else if (
       node.inputs.some((i) => i.dtype === 'int32' || i.dtype === 'bool') ||
       node.dtype === 'int32' ||
@@ -275,6 +279,59 @@ function initialPlacement(
       });
   }
   return decisions;
+}
+
+const isFloat = (node: Tensor) => node.dtype === 'fp16' || node.dtype === 'fp32';
+
+/**
+ * Where a comparison or a select runs (rule `dtype-bool`): on the ANE a bool exists only inside a
+ * kernel, between a comparison and the selects that read it, never as kernel I/O. A comparison of
+ * floats whose every reader is a select of floats taking it as the condition (and that is no graph
+ * output) stays on the ANE with those selects; anything else runs on the host. Returns the host
+ * decision, or undefined for the ANE.
+ */
+function boolPlacement(
+  node: Tensor,
+  consumers: ReadonlyMap<Tensor, Tensor[]>,
+  graphOutputs: readonly Tensor[],
+): Decision | undefined {
+  const host = (reason: string, ruleId: string): Decision => ({ device: 'host', reason, ruleId });
+  const comparisonProblem = (comparison: Tensor): Decision | undefined => {
+    if (!comparison.inputs.every(isFloat)) {
+      return host(`${comparison.inputs[0]!.dtype} comparison: the ANE computes in fp16`, 'dtype-compute');
+    }
+    if (graphOutputs.includes(comparison)) {
+      return host('its bool result is a graph output, and bool is never ANE kernel I/O', 'dtype-bool');
+    }
+    for (const reader of consumers.get(comparison) ?? []) {
+      if (
+        reader.op.kind !== 'select' ||
+        reader.inputs[0] !== comparison ||
+        reader.inputs.indexOf(comparison, 1) > 0
+      )
+        return host(
+          `its bool result is read by ${opLabel(reader.op)} '${reader.name}'; on the ANE only a select's condition may be bool`,
+          'dtype-bool',
+        );
+      if (!isFloat(reader)) {
+        return host(`its select '${reader.name}' picks ${reader.dtype} values on the host`, 'dtype-bool');
+      }
+    }
+    return undefined;
+  };
+  if (node.op.kind === 'compare') return comparisonProblem(node);
+  if (!isFloat(node)) return host(`${node.dtype} arithmetic: the ANE computes in fp16`, 'dtype-compute');
+  const cond = node.inputs[0]!;
+  if (cond.op.kind !== 'compare') {
+    return host(
+      `its condition '${cond.name}' is a bool ${opLabel(cond.op)}, not a comparison computed in the same kernel`,
+      'dtype-bool',
+    );
+  }
+  const problem = comparisonProblem(cond);
+  return problem === undefined
+    ? undefined
+    : host(`its condition '${cond.name}' runs on the host (${problem.reason})`, 'dtype-bool');
 }
 
 interface FormedKernel {
