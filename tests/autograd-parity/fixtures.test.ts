@@ -140,6 +140,7 @@ describe.each(LLAMA_CASES)('$name', ({ name, kvHeads }) => {
     }
     expect(fixture.params.map((p) => p.name)).toEqual(Object.keys(expected).slice(1, 12));
     expect(fixture.tensor('layers.0.wq').hf).toBe('model.layers.0.self_attn.q_proj.weight');
+    expect(fixture.conventions).toMatch(/RoPE rotate-half/);
     expect(fixture.targets.length).toBe(32);
     for (const target of fixture.targets) expect(target >= 0 && target < 64).toBe(true);
   });

@@ -201,8 +201,12 @@ export function parseFixture<Config>(
 }
 
 /** A Llama block fixture: MHA (4 KV heads) or GQA (2 KV heads, query head h reads KV head h // 2). */
-export function loadLlamaFixture(name: LlamaFixtureName): Fixture<LlamaFixtureConfig> {
-  return load<LlamaFixtureConfig>(name).fixture;
+export function loadLlamaFixture(
+  name: LlamaFixtureName,
+): Fixture<LlamaFixtureConfig> & { readonly conventions: string } {
+  const { fixture, raw } = load<LlamaFixtureConfig>(name);
+  // The model's formulas in one paragraph (the generator's docstring, condensed).
+  return { ...fixture, conventions: raw['conventions'] as string };
 }
 
 /** The two-layer ReLU MLP fixture (in 16, hidden 32, 8 classes, 24 positions). */
