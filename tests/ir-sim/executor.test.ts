@@ -18,7 +18,7 @@ function batchOf(config: Config, batch: number) {
   const { graph, feeds, out } = build(config);
   const xs = Array.from({ length: batch }, (_, b) => normals(config.dim * config.seq, 1, 100 + b));
   const x = new Float32Array(batch * config.dim * config.seq);
-  xs.forEach((values, b) => x.set(values, b * values.length));
+  for (const [b, values] of xs.entries()) x.set(values, b * values.length);
   const expected = xs.map((values) => evaluate([out], { ...feeds, x: values })[0]!);
   return { graph, feeds: { ...feeds, x }, expected };
 }
