@@ -9,12 +9,16 @@ import {
   conv2d,
   convTranspose2d,
   div,
+  equal,
   evaluate,
   exp,
   Graph,
   gelu,
+  greater,
   layerNorm,
+  less,
   linear,
+  log,
   lowerGraph,
   matmul,
   maximum,
@@ -23,11 +27,14 @@ import {
   minimum,
   mul,
   packInput,
+  partition,
   pow,
   reduceMax,
   reduceSum,
   relu,
   reshape,
+  select,
+  sigmoid,
   silu,
   slice,
   softmax,
@@ -39,7 +46,7 @@ import {
   unpackOutput,
 } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
-import { normals, runOnSim, worstRatio } from './support';
+import { executePlan, normals, runOnSim, worstRatio } from './support';
 
 interface Built {
   graph: Graph;
@@ -207,6 +214,18 @@ const CASES: [string, () => Built][] = [
       return { graph, feeds: { x: normals(32 * 64, 1, 1), w: normals(48 * 32, 0.2, 2) } };
     },
   ],
+  [
+    'comparisons feeding select (bool only inside the kernel), maximum, minimum, relu and log',
+    () =>
+      graphWith({ x: [32, 64], g: [32, 1] }, ({ x, g }) => [
+        select(greater(x, g), x, g),
+        select(less(x, 0), 0, x),
+        select(equal(relu(x), 0), 1, 0),
+        maximum(minimum(x, 0.5), -0.5),
+        log(add(mul(x, x), 1)),
+        log(sigmoid(x), { epsilon: 1e-4 }),
+      ]),
+  ],
 ];
 
 describe('primitives and composites on the simulator', () => {
@@ -216,4 +235,36 @@ describe('primitives and composites on the simulator', () => {
       expect(worst).toBeLessThanOrEqual(1);
     });
   }
+});
+
+describe('a ReLU MLP step with select masks, partitioned and run on the simulator', () => {
+  it('keeps every comparison and select on the ANE and matches the float64 reference', () => {
+    // Two layers, y = W2 relu(W1 x); backward by hand: dh = select(h > 0, W2ᵀ dy, 0), dx = W1ᵀ dh.
+    const graph = new Graph();
+    const x = graph.input('x', [32, 64], { maxAbs: 4 });
+    const dy = graph.input('dy', [32, 64], { maxAbs: 4 });
+    const w1 = graph.param('w1', [32, 32]);
+    const w2 = graph.param('w2', [32, 32]);
+    const h = matmul(w1, x);
+    const mask = greater(h, 0, { name: 'mask' });
+    const y = matmul(w2, select(mask, h, 0, { name: 'relu_h' }));
+    const dh = select(mask, matmul(w2, dy, { transposeX: true }), 0, { name: 'dh' });
+    graph.output('y', y);
+    graph.output('dx', matmul(w1, dh, { transposeX: true }));
+    const plan = partition(graph);
+    for (const node of ['mask', 'relu_h', 'dh']) {
+      expect(plan.placements.find((p) => p.node === node)?.device).toBe('ane');
+    }
+    expect(plan.hostOps).toEqual([]);
+    const feeds = {
+      x: normals(32 * 64, 1, 21),
+      dy: normals(32 * 64, 1, 22),
+      w1: normals(32 * 32, 0.2, 23),
+      w2: normals(32 * 32, 0.2, 24),
+    };
+    const values = executePlan(plan, feeds);
+    const [yRef, dxRef] = evaluate([y, graph.outputs[1]!.tensor], feeds);
+    expect(worstRatio(values.get('y')!, yRef!, 2e-2, 2e-2)).toBeLessThanOrEqual(1);
+    expect(worstRatio(values.get('dx')!, dxRef!, 2e-2, 2e-2)).toBeLessThanOrEqual(1);
+  });
 });
