@@ -1,7 +1,8 @@
 /**
  * Every conformance case, rebuilt as a graph with the public ane-ir API, lowered and printed by the
  * IR, and run in the simulator against the case's expected outputs within its tolerance. The
- * emitted weight blobs must equal the corpus blob files byte for byte.
+ * emitted weight blobs must equal the corpus blob files byte for byte. Each case also runs as a
+ * plan through `device.load`, fed the values its packed inputs hold.
  */
 import { compareOutput, findCaseDirs, loadCase } from 'ane-bridge';
 import {
@@ -18,6 +19,7 @@ import {
   matmul,
   mergeHeads,
   mul,
+  partition,
   quantize,
   reduceSum,
   reshape,
@@ -29,11 +31,12 @@ import {
   sub,
   swigluParts,
   transpose,
+  unpackOutput,
 } from 'ane-ir';
 import { readBlobTensor } from 'ane-ir/mil';
 import { describe, expect, it } from 'vitest';
 import { CONFORMANCE_DIR } from '../../tools/testing/corpus';
-import { decode, runOnSim } from './support';
+import { decode, executePlan, runOnSim } from './support';
 
 const CORPUS = CONFORMANCE_DIR;
 
@@ -231,6 +234,33 @@ describe('the conformance corpus through the IR', () => {
       });
       summary.push(
         `${testCase.id}: worst error ${(worst * 100).toFixed(1)}% of tolerance, blobs ${[...program.weights.keys()].map((k) => k.split('/').pop()).join(', ') || 'none'}`,
+      );
+    });
+  }
+
+  for (const testCase of cases) {
+    it(`case ${testCase.id}: partitioned and run through device.load, the same outputs`, () => {
+      const { graph, options } = BUILDERS[testCase.id]!(testCase.program.weights);
+      const kernel = lowerGraph(graph, options);
+      // The case's packed inputs, split into the values the graph names (the inverse of packing).
+      const feeds: Record<string, Float32Array> = {};
+      kernel.inputs.forEach((port, i) => {
+        for (const [source, values] of unpackOutput(port, decode(testCase.inputs[i]!, port.spec.dtype)))
+          feeds[source] = values;
+      });
+      const plan = partition(graph, options);
+      const outputs = executePlan(plan, feeds);
+      let worst = 0;
+      kernel.outputs.forEach((port, i) => {
+        const expected = unpackOutput(port, decode(testCase.expected[i]!, port.spec.dtype));
+        for (const [name, values] of expected) {
+          const comparison = compareOutput(outputs.get(name)!, values, [values.length], testCase.tolerance);
+          worst = Math.max(worst, comparison.worst?.ratio ?? 0);
+          expect(comparison.pass, `${name}: worst ${JSON.stringify(comparison.worst)}`).toBe(true);
+        }
+      });
+      summary.push(
+        `${testCase.id} through device.load: ${plan.kernels.length} kernel(s), ${plan.hostOps.length} host op(s), worst error ${(worst * 100).toFixed(1)}% of tolerance`,
       );
     });
   }

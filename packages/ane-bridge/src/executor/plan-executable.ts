@@ -404,8 +404,9 @@ export class PlanExecutable implements Disposable {
   private buildSlots(): void {
     const { plan } = this;
     plan.kernels.forEach((instance, index) => {
-      instance.outputs.forEach((port) => {
-        const bytes = this.kernels[index]!.output(port.spec.name).bytes;
+      // Ports are in the program's declaration order (the kernel's buffers' order).
+      instance.outputs.forEach((port, portIndex) => {
+        const bytes = this.kernels[index]!.outputs[portIndex]!.bytes;
         const elements = portElements(bytes, port.spec.dtype);
         for (const segment of port.segments) {
           const tensor = instance.nodes.find((n) => this.travelName(n) === segment.source);
@@ -476,8 +477,8 @@ export class PlanExecutable implements Disposable {
         const instance = plan.kernels[planStep.index]!;
         const kernel = this.kernels[planStep.index]!;
         const inputs: StagedSegment[] = [];
-        for (const port of instance.inputs) {
-          const elements = portElements(kernel.input(port.spec.name).bytes, port.spec.dtype);
+        for (const [portIndex, port] of instance.inputs.entries()) {
+          const elements = portElements(kernel.inputs[portIndex]!.bytes, port.spec.dtype);
           for (const segment of port.segments) {
             inputs.push({
               slot: this.slots.get(segment.source)!,

@@ -152,6 +152,9 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
       const definition = {
         nodes: kernel.nodes,
         outputs: kernel.outputs,
+        // Returned values are named as they travel (a graph output's name, else the node's), so a
+        // separate-I/O kernel's output parameters carry those names, as lowerGraph's do.
+        outputNames: kernel.outputs.map((node) => sourceNames.get(node) ?? node.name),
         sourceNames,
         name: `kernel${index}`,
       };
