@@ -6,8 +6,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Graph } from '../graph/graph';
 import { parseProgram } from '../mil/parse';
 import { validateProgram } from '../mil/validate';
+import { add, greater, less, log, maximum, minimum, mul, select } from '../ops/primitives';
 import { partition } from '../partition/partition';
 import { type LlamaConfig, llamaGraph } from '../testing/models.test-helper';
 
@@ -53,5 +55,26 @@ describe('golden MIL for a Llama block forward', () => {
     const second = partition(llamaGraph(BLOCKS[1]![1]).graph);
     expect(second.programs.map((p) => p.program.mil)).toEqual(first.programs.map((p) => p.program.mil));
     expect(second.programs.map((p) => p.hash)).toEqual(first.programs.map((p) => p.hash));
+  });
+});
+
+describe('golden MIL for comparisons, select and log', () => {
+  it('a ReLU mask (greater -> select, bool only inside), clamps and a log with its epsilon are pinned', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const dy = g.input('dy', [64, 32]);
+    const mask = greater(x, 0, { name: 'mask' });
+    g.output('y', select(mask, x, 0, { name: 'relu' }));
+    g.output('dx', select(mask, dy, 0, { name: 'relu_dx' }));
+    g.output('neg', select(less(x, dy, { name: 'lt' }), 1, 0, { name: 'indicator' }));
+    g.output('clamped', maximum(minimum(x, 1, { name: 'upper' }), -1, { name: 'clamped' }));
+    g.output('logsq', log(add(mul(x, x), 1), { epsilon: 1e-4, name: 'logsq' }));
+    const plan = partition(g);
+    expect(plan.programs.length).toBe(1);
+    expect(plan.hostOps).toEqual([]);
+    const program = plan.programs[0]!.program;
+    validateProgram(parseProgram(program.mil), { weights: program.weights });
+    golden('compare-select-log.p0.mil', program.mil);
+    golden('compare-select-log.plan.txt', `${plan.report()}\n`);
   });
 });

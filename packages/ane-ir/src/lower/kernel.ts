@@ -15,15 +15,16 @@ import { computeBounds } from '../check/bounds';
 import { checkKernelRules } from '../check/ir-checks';
 import { hashProgram } from '../emit/hash';
 import { type Dialect, MilBuilder, type MilValue } from '../emit/mil-builder';
-import { ConstraintError, IrError, lowerFirst } from '../graph/errors';
+import { ConstraintError, formatConstraintMessage, IrError, lowerFirst } from '../graph/errors';
 import { Graph } from '../graph/graph';
 import { isConstantLike, type NodeMeta, type Op, type Tensor } from '../graph/tensor';
 import type { MilProgram } from '../mil/ast';
 import { MilError } from '../mil/errors';
+import { roundToFp16 } from '../mil/fp16';
 import { printProgram } from '../mil/print';
 import type { Program } from '../mil/program';
 import { checkProgramRules } from '../mil/rule-checks';
-import { type ChipFamily, DEFAULT_CHIP, getRule } from '../mil/rules';
+import { type ChipFamily, DEFAULT_CHIP, getRule, ruleSeverity } from '../mil/rules';
 import { validateProgram } from '../mil/validate';
 import { type Boundary, type IoMode, type IoPlan, type KernelPort, planIo } from './io';
 import { layoutKernel } from './layout';
@@ -221,6 +222,22 @@ function lower(definition: KernelDefinition, options: LowerOptions, mode: 'throw
     'lowered',
   )) {
     report(violation);
+  }
+  // The MIL text holds log's epsilon already rounded to fp16, where a vanished one no longer shows.
+  for (const node of loweredNodes) {
+    if (node.op.kind !== 'unary' || node.op.fn !== 'log' || node.dtype !== 'fp16') continue;
+    const epsilon = node.op.epsilon;
+    if (epsilon === 0 || roundToFp16(epsilon) !== 0) continue;
+    const rule = getRule('num-eps-underflow');
+    const subject = { op: 'log', node: node.meta.origin ?? node.name };
+    const detail = `log's epsilon ${epsilon} rounds to 0 in fp16`;
+    report({
+      ruleId: rule.id,
+      severity: ruleSeverity(rule),
+      ...subject,
+      detail,
+      message: formatConstraintMessage(rule, subject, detail, chip),
+    });
   }
   if (errors.length > 0) return { kernel: undefined, errors, warnings };
 

@@ -4,10 +4,11 @@
  * computed by hand.
  */
 import { describe, expect, it } from 'vitest';
-import { ShapeError } from '../graph/errors';
+import { ConstraintError, ShapeError } from '../graph/errors';
 import { evaluate } from '../graph/evaluate';
 import { Graph } from '../graph/graph';
 import { opLabel } from '../graph/tensor';
+import { lowerGraph } from '../lower/kernel';
 import { roundToFp16 } from '../mil/fp16';
 import { cast, equal, greater, less, log, maximum, minimum, relu, select } from './primitives';
 
@@ -171,5 +172,26 @@ describe('relu, maximum, minimum (primitives: MIL has relu, maximum and minimum)
     const feeds = { x: [-2, -0.5, 0, 0.5, 3] };
     const [direct, composed] = evaluate([relu(x), select(greater(x, 0), x, 0)], feeds);
     expect(values(direct!)).toEqual(values(composed!));
+  });
+});
+
+describe('log on the ANE: its epsilon is an fp16 constant', () => {
+  it('warns (num-eps-underflow) when the epsilon vanishes in fp16, and refuses it when strict', () => {
+    const g = new Graph();
+    const x = g.input('x', [32, 32]);
+    g.output('y', log(x, { epsilon: 1e-8, name: 'logx' }));
+    const kernel = lowerGraph(g);
+    const warning = kernel.warnings.find((w) => w.ruleId === 'num-eps-underflow');
+    expect(warning).toMatchObject({ op: 'log', node: 'logx' });
+    expect(warning!.message).toMatch(/log's epsilon 1e-8 rounds to 0 in fp16/);
+    expect(() => lowerGraph(g, { strict: true })).toThrow(ConstraintError);
+  });
+
+  it('does not warn for epsilon 0 (the exact logarithm) or one fp16 can hold', () => {
+    for (const epsilon of [0, 1e-7, 1e-4]) {
+      const g = new Graph();
+      g.output('y', log(g.input('x', [32, 32]), { epsilon }));
+      expect(lowerGraph(g).warnings.filter((w) => w.ruleId === 'num-eps-underflow')).toEqual([]);
+    }
   });
 });
