@@ -973,7 +973,9 @@ const layerNormOp: OpSchema = {
 const selectOp: OpSchema = {
   name: 'select',
   params: [param('cond', BOOL), param('a', [...NUMERIC, 'bool']), param('b', [...NUMERIC, 'bool'])],
-  ane: UNVERIFIED(),
+  ane: REPORTED(
+    'ANEForge: the consumer of comparison outputs, the one place a bool lives on the ANE (ane-quirks dtype.bool)',
+  ),
   infer(context) {
     const dtype = requireSameDtype(context, 'a', 'b');
     const shape = broadcastOrFail(
@@ -1191,6 +1193,15 @@ const identityOp: OpSchema = {
   infer: (context) => sameAs(context, 'x'),
 };
 
+/** reference/mil-hardware-peers.md §2.5 (mil-hwx-compiler), ane-quirks `op.unsupported`. */
+const MIN_MAX = REPORTED(
+  'mil-hwx-compiler lowers max/min from textual MIL for H13/H14; peers build logical_* from min/max (ane-quirks op.unsupported)',
+);
+/** reference/ane-quirks.md `dtype.bool`. */
+const COMPARISON = REPORTED(
+  'ANEForge: a bool result exists only as a compute intermediate consumed by select, never as I/O (ane-quirks dtype.bool)',
+);
+
 const epsilonParam = (defaultValue: string) => constantParam('epsilon', FLOAT, defaultValue);
 
 const SCHEMAS: readonly OpSchema[] = [
@@ -1204,14 +1215,14 @@ const SCHEMAS: readonly OpSchema[] = [
   elementwiseBinary('mul', PROVEN('NumPy broadcasting: scalars, [1,C,1,1] gains, [1,1,S,HD] RoPE tables')),
   elementwiseBinary('real_div', REPORTED('verified by maderix/ANE PR #40 (E5/Core ML route)')),
   elementwiseBinary('pow', PROVEN('y = fp16 scalar -0.5 is how RMSNorm takes rsqrt')),
-  elementwiseBinary('maximum', UNVERIFIED()),
-  elementwiseBinary('minimum', UNVERIFIED()),
-  elementwiseBinary('equal', UNVERIFIED(), 'bool'),
-  elementwiseBinary('not_equal', UNVERIFIED(), 'bool'),
-  elementwiseBinary('less', UNVERIFIED(), 'bool'),
-  elementwiseBinary('less_equal', UNVERIFIED(), 'bool'),
-  elementwiseBinary('greater', UNVERIFIED(), 'bool'),
-  elementwiseBinary('greater_equal', UNVERIFIED(), 'bool'),
+  elementwiseBinary('maximum', MIN_MAX),
+  elementwiseBinary('minimum', MIN_MAX),
+  elementwiseBinary('equal', COMPARISON, 'bool'),
+  elementwiseBinary('not_equal', COMPARISON, 'bool'),
+  elementwiseBinary('less', COMPARISON, 'bool'),
+  elementwiseBinary('less_equal', COMPARISON, 'bool'),
+  elementwiseBinary('greater', COMPARISON, 'bool'),
+  elementwiseBinary('greater_equal', COMPARISON, 'bool'),
   elementwiseUnary('exp', UNVERIFIED()),
   elementwiseUnary(
     'log',
