@@ -43,7 +43,7 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("abiVersion", Napi::Number::New(env, 3));
+  exports.Set("abiVersion", Napi::Number::New(env, 4));
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   ane::kernels::registerKernels(env, exports);
 #ifdef ANE_BRIDGE_HAS_MAC_ANE

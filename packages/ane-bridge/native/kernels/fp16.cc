@@ -309,5 +309,268 @@ void fp16ToFp32(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, 
   });
 }
 
+
+// ---- transposed blocks ---------------------------------------------------------------------------
+// dst[c*dstStride + r] = convert(src[r*srcStride + c]). The block is cut into 64 x 64 blocks
+// (a block's source rows and destination rows stay in L1: 16 KiB of fp32 and 8 KiB of fp16), each
+// covered by square register tiles: a tile of T rows is loaded row by row, transposed in registers
+// (unpack/shuffle networks, bit-exact: NaN payloads untouched), converted by the hardware
+// converter and stored row by row into dst. The edges that do not fill a tile go to the next
+// smaller tile (AVX-512 16x16 -> AVX2 8x8 -> scalar; NEON 4x4 -> scalar).
+
+namespace {
+
+using Index = std::ptrdiff_t;
+
+inline std::uint16_t convertScalar(float x, bool saturate) { return fp32ToFp16Scalar(x, saturate); }
+inline float convertScalar(std::uint16_t h, bool /*saturate*/) { return fp16ToFp32Scalar(h); }
+
+// A whole block (any rows x cols), or a tile (exactly T x T); saturate is ignored by fp16 -> fp32.
+//   src: [rows, srcStride] S, dst: [cols, dstStride] D
+template <typename S, typename D>
+using TransposedBlock = void (*)(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols,
+                                 bool saturate);
+template <typename S, typename D>
+using TransposedTile = void (*)(const S* src, Index srcStride, D* dst, Index dstStride, bool saturate);
+
+template <typename S, typename D>
+void transposedScalar(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
+  for (Index c = 0; c < cols; c++) {
+    D* out = dst + c * dstStride;
+    for (Index r = 0; r < rows; r++) out[r] = convertScalar(src[r * srcStride + c], saturate);
+  }
+}
+
+// Full T x T tiles by Tile; the right and bottom edges by Edge (a smaller tile size, or scalar).
+template <typename S, typename D, Index T, TransposedTile<S, D> Tile, TransposedBlock<S, D> Edge>
+void transposedTiled(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
+  const Index fullRows = rows - rows % T, fullCols = cols - cols % T;
+  for (Index r = 0; r < fullRows; r += T) {
+    for (Index c = 0; c < fullCols; c += T) Tile(src + r * srcStride + c, srcStride, dst + c * dstStride + r, dstStride, saturate);
+  }
+  if (cols > fullCols) Edge(src + fullCols, srcStride, dst + fullCols * dstStride, dstStride, rows, cols - fullCols, saturate);
+  if (rows > fullRows && fullCols > 0) {
+    Edge(src + fullRows * srcStride, srcStride, dst + fullRows, dstStride, rows - fullRows, fullCols, saturate);
+  }
+}
+
+#if ANE_X86
+
+// ---- AVX2 + F16C: 8 x 8 tiles ----------------------------------------------------------------
+
+// In place: r[i][j] <- r[j][i] (rows of 8 floats).
+ANE_TARGET_AVX2 inline void transpose8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  // s0: rows 0-3 of columns 0 | 4; s1: columns 1 | 5; s2: 2 | 6; s3: 3 | 7; s4..s7: rows 4-7.
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+//   src: [8, srcStride] fp32, dst: [8, dstStride] fp16 bits
+ANE_TARGET_AVX2 void toHalfTileAvx2(const float* src, Index srcStride, std::uint16_t* dst, Index dstStride,
+                                    bool saturate) {
+  __m256 r[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * srcStride);
+  transpose8x8(r);
+  for (int i = 0; i < 8; i++) {
+    const __m256 x = saturate ? saturate8(r[i]) : r[i];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i * dstStride), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+  }
+}
+
+//   src: [8, srcStride] fp16 bits, dst: [8, dstStride] fp32
+ANE_TARGET_AVX2 void toFloatTileAvx2(const std::uint16_t* src, Index srcStride, float* dst, Index dstStride,
+                                     bool /*saturate*/) {
+  __m256 r[8];
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * srcStride)));
+  }
+  transpose8x8(r);
+  for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + i * dstStride, r[i]);
+}
+
+// ---- AVX-512F: 16 x 16 tiles -----------------------------------------------------------------
+
+// In place: r[i][j] <- r[j][i] (rows of 16 floats, four 128-bit lanes each).
+ANE_TARGET_AVX512 inline void transpose16x16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // lane L: r0[4L] r1[4L] r0[4L+1] r1[4L+1]
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // lane L: columns 4L+2, 4L+3
+  }
+  // u[4g + k], lane L: rows 4g..4g+3 of column 4L + k.
+  for (int g = 0; g < 4; g++) {
+    u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  // Gather lane L of u[k], u[4+k], u[8+k], u[12+k] into column 4L + k.
+  for (int k = 0; k < 4; k++) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);  // lanes 0, 2 of each
+    const __m512 v1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);  // lanes 1, 3
+    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+    r[k] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
+    r[4 + k] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+  }
+}
+
+//   src: [16, srcStride] fp32, dst: [16, dstStride] fp16 bits
+ANE_TARGET_AVX512 void toHalfTileAvx512(const float* src, Index srcStride, std::uint16_t* dst, Index dstStride,
+                                        bool saturate) {
+  __m512 r[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * srcStride);
+  transpose16x16(r);
+  for (int i = 0; i < 16; i++) {
+    const __m512 x = saturate ? saturate16(r[i]) : r[i];
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i * dstStride), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+  }
+}
+
+//   src: [16, srcStride] fp16 bits, dst: [16, dstStride] fp32
+ANE_TARGET_AVX512 void toFloatTileAvx512(const std::uint16_t* src, Index srcStride, float* dst, Index dstStride,
+                                         bool /*saturate*/) {
+  __m512 r[16];
+  for (int i = 0; i < 16; i++) {
+    r[i] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i * srcStride)));
+  }
+  transpose16x16(r);
+  for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * dstStride, r[i]);
+}
+
+#endif  // ANE_X86
+
+#if ANE_ARM64
+
+// ---- NEON: 4 x 4 tiles -------------------------------------------------------------------------
+
+inline void transpose4x4(float32x4_t r[4]) {
+  const float32x4x2_t t01 = vtrnq_f32(r[0], r[1]);  // val[0]: r0[0] r1[0] r0[2] r1[2]; val[1]: r0[1] r1[1] r0[3] r1[3]
+  const float32x4x2_t t23 = vtrnq_f32(r[2], r[3]);
+  r[0] = vcombine_f32(vget_low_f32(t01.val[0]), vget_low_f32(t23.val[0]));
+  r[1] = vcombine_f32(vget_low_f32(t01.val[1]), vget_low_f32(t23.val[1]));
+  r[2] = vcombine_f32(vget_high_f32(t01.val[0]), vget_high_f32(t23.val[0]));
+  r[3] = vcombine_f32(vget_high_f32(t01.val[1]), vget_high_f32(t23.val[1]));
+}
+
+//   src: [4, srcStride] fp32, dst: [4, dstStride] fp16 bits
+void toHalfTileNeon(const float* src, Index srcStride, std::uint16_t* dst, Index dstStride, bool saturate) {
+  float32x4_t r[4];
+  for (int i = 0; i < 4; i++) r[i] = vld1q_f32(src + i * srcStride);
+  transpose4x4(r);
+  for (int i = 0; i < 4; i++) {
+    const float32x4_t x = saturate ? saturate4(r[i]) : r[i];
+    vst1_u16(dst + i * dstStride, vreinterpret_u16_f16(vcvt_f16_f32(x)));
+  }
+}
+
+//   src: [4, srcStride] fp16 bits, dst: [4, dstStride] fp32
+void toFloatTileNeon(const std::uint16_t* src, Index srcStride, float* dst, Index dstStride, bool /*saturate*/) {
+  float32x4_t r[4];
+  for (int i = 0; i < 4; i++) r[i] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + i * srcStride)));
+  transpose4x4(r);
+  for (int i = 0; i < 4; i++) vst1q_f32(dst + i * dstStride, r[i]);
+}
+
+#endif  // ANE_ARM64
+
+template <typename S, typename D>
+TransposedBlock<S, D> transposedBlockFor(Isa isa);
+
+template <>
+TransposedBlock<float, std::uint16_t> transposedBlockFor(Isa isa) {
+  using S = float;
+  using D = std::uint16_t;
+  switch (isa) {
+#if ANE_X86
+    case Isa::Avx512:
+      return transposedTiled<S, D, 16, toHalfTileAvx512, transposedTiled<S, D, 8, toHalfTileAvx2, transposedScalar<S, D>>>;
+    case Isa::Avx2:
+      return transposedTiled<S, D, 8, toHalfTileAvx2, transposedScalar<S, D>>;
+#endif
+#if ANE_ARM64
+    case Isa::Neon:
+      return transposedTiled<S, D, 4, toHalfTileNeon, transposedScalar<S, D>>;
+#endif
+    default:
+      return transposedScalar<S, D>;
+  }
+}
+
+template <>
+TransposedBlock<std::uint16_t, float> transposedBlockFor(Isa isa) {
+  using S = std::uint16_t;
+  using D = float;
+  switch (isa) {
+#if ANE_X86
+    case Isa::Avx512:
+      return transposedTiled<S, D, 16, toFloatTileAvx512, transposedTiled<S, D, 8, toFloatTileAvx2, transposedScalar<S, D>>>;
+    case Isa::Avx2:
+      return transposedTiled<S, D, 8, toFloatTileAvx2, transposedScalar<S, D>>;
+#endif
+#if ANE_ARM64
+    case Isa::Neon:
+      return transposedTiled<S, D, 4, toFloatTileNeon, transposedScalar<S, D>>;
+#endif
+    default:
+      return transposedScalar<S, D>;
+  }
+}
+
+// The cache block: 64 x 64 elements (a multiple of every tile size).
+constexpr Index kTransposeBlock = 64;
+
+// Splits the block over the pool along its longer side (whole cache blocks per task) and runs
+// `block` over each 64 x 64 piece, a band of source rows at a time.
+template <typename S, typename D>
+void transposed(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
+  if (rows <= 0 || cols <= 0) return;
+  const TransposedBlock<S, D> block = transposedBlockFor<S, D>(activeIsa());
+  const auto run = [&](Index r0, Index r1, Index c0, Index c1) {
+    for (Index rb = r0; rb < r1; rb += kTransposeBlock) {
+      const Index nr = std::min(kTransposeBlock, r1 - rb);
+      for (Index cb = c0; cb < c1; cb += kTransposeBlock) {
+        const Index nc = std::min(kTransposeBlock, c1 - cb);
+        block(src + rb * srcStride + cb, srcStride, dst + cb * dstStride + rb, dstStride, nr, nc, saturate);
+      }
+    }
+  };
+  if (cols >= rows) {
+    const Index minCols = std::max<Index>(kTransposeBlock, kMinParallel / rows);
+    parallelFor(cols, minCols, kTransposeBlock, [&](Index begin, Index end) { run(0, rows, begin, end); });
+  } else {
+    const Index minRows = std::max<Index>(kTransposeBlock, kMinParallel / cols);
+    parallelFor(rows, minRows, kTransposeBlock, [&](Index begin, Index end) { run(begin, end, 0, cols); });
+  }
+}
+
+}  // namespace
+
+void fp32ToFp16Transposed(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, std::ptrdiff_t dstStride,
+                          std::ptrdiff_t rows, std::ptrdiff_t cols, bool saturate) {
+  transposed<float, std::uint16_t>(src, srcStride, dst, dstStride, rows, cols, saturate);
+}
+
+void fp16ToFp32Transposed(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, std::ptrdiff_t dstStride,
+                          std::ptrdiff_t rows, std::ptrdiff_t cols) {
+  transposed<std::uint16_t, float>(src, srcStride, dst, dstStride, rows, cols, false);
+}
+
 }  // namespace kernels
 }  // namespace ane

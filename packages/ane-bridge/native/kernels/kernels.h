@@ -44,6 +44,17 @@ void fp32ToFp16(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, 
 void fp16ToFp32(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, std::ptrdiff_t dstStride,
                 std::ptrdiff_t rows, std::ptrdiff_t cols);
 
+// The same conversions of a rows x cols block written transposed (staging W: [out, in] as
+// Wᵀ: [in, out]): dst[c*dstStride + r] = fp16(src[r*srcStride + c]). Cache-blocked (64 x 64
+// blocks of register-transposed 16x16 / 8x8 / 4x4 tiles, per SIMD path). src and dst must not
+// overlap.
+//   src: [rows, srcStride] fp32, dst: [cols, dstStride] fp16 bits (dstStride >= rows)
+void fp32ToFp16Transposed(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, std::ptrdiff_t dstStride,
+                          std::ptrdiff_t rows, std::ptrdiff_t cols, bool saturate);
+//   src: [rows, srcStride] fp16 bits, dst: [cols, dstStride] fp32 (dstStride >= rows)
+void fp16ToFp32Transposed(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, std::ptrdiff_t dstStride,
+                          std::ptrdiff_t rows, std::ptrdiff_t cols);
+
 // ---------------------------------------------------------------------------------------------
 // Fused optimizer updates (optimizers.cc), torch.optim formulas in fp32, in place, one pass.
 // The scalars are derived once by the caller (src/kernels/optimizers.ts does it for TS and native

@@ -363,6 +363,39 @@ void parseToFloat(const Napi::CallbackInfo& info, Job& job) {
   };
 }
 
+// fp32ToFp16Transposed(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols, saturate):
+// dst[dstOffset + c*dstStride + r] = fp16(src[srcOffset + r*srcStride + c]); dst spans cols x rows.
+void parseToHalfTransposed(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> src = f32(info, 0, "src", job, Access::In);
+  const Index srcOffset = count(info, 1, "srcOffset"), srcStride = count(info, 2, "srcRowStride");
+  const View<std::uint16_t> dst = u16(info, 3, "dst", job, Access::Out);
+  const Index dstOffset = count(info, 4, "dstOffset"), dstStride = count(info, 5, "dstRowStride");
+  const Index rows = count(info, 6, "rows"), cols = count(info, 7, "cols");
+  const bool saturate = flag(info, 8);
+  need(info, src, add(info, srcOffset, span(info, rows, cols, srcStride, "src")), "src");
+  need(info, dst, add(info, dstOffset, span(info, cols, rows, dstStride, "dst")), "dst");
+  job.run = [=] {
+    fp32ToFp16Transposed(src.data + srcOffset, srcStride, dst.data + dstOffset, dstStride, rows, cols, saturate);
+    return 0.0;
+  };
+}
+
+// fp16ToFp32Transposed(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols):
+// dst[dstOffset + c*dstStride + r] = fp32(src[srcOffset + r*srcStride + c]); dst spans cols x rows.
+void parseToFloatTransposed(const Napi::CallbackInfo& info, Job& job) {
+  const View<std::uint16_t> src = u16(info, 0, "src", job, Access::In);
+  const Index srcOffset = count(info, 1, "srcOffset"), srcStride = count(info, 2, "srcRowStride");
+  const View<float> dst = f32(info, 3, "dst", job, Access::Out);
+  const Index dstOffset = count(info, 4, "dstOffset"), dstStride = count(info, 5, "dstRowStride");
+  const Index rows = count(info, 6, "rows"), cols = count(info, 7, "cols");
+  need(info, src, add(info, srcOffset, span(info, rows, cols, srcStride, "src")), "src");
+  need(info, dst, add(info, dstOffset, span(info, cols, rows, dstStride, "dst")), "dst");
+  job.run = [=] {
+    fp16ToFp32Transposed(src.data + srcOffset, srcStride, dst.data + dstOffset, dstStride, rows, cols);
+    return 0.0;
+  };
+}
+
 // sgdUpdate(params, grads, momentumBuffer|null, negLr, weightDecay, momentum, oneMinusDampening,
 //           nesterov, firstStep, fp16Out|null)
 void parseSgd(const Napi::CallbackInfo& info, Job& job) {
@@ -629,6 +662,8 @@ void registerKernels(Napi::Env env, Napi::Object exports) {
   both<parseSgemm>(env, envData, k, "sgemm");
   both<parseToHalf>(env, envData, k, "fp32ToFp16");
   both<parseToFloat>(env, envData, k, "fp16ToFp32");
+  both<parseToHalfTransposed>(env, envData, k, "fp32ToFp16Transposed");
+  both<parseToFloatTransposed>(env, envData, k, "fp16ToFp32Transposed");
   both<parseSgd>(env, envData, k, "sgdUpdate");
   both<parseAdam>(env, envData, k, "adamUpdate");
   both<parseLion>(env, envData, k, "lionUpdate");

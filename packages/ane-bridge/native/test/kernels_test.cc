@@ -197,6 +197,74 @@ void testFp16Kernels() {
   }
 }
 
+// Transposed blocks: dst[dstOffset + c*dstStride + r] = fp16(src[srcOffset + r*srcStride + c]),
+// exact-size buffers, everything outside the block untouched; edge shapes, every tile size's
+// tails, several cache blocks and a parallel split.
+void testFp16Transposed() {
+  const std::string base = context;
+  context = base + " transposed";
+  // Hand-computed: a 2x3 block [[1, -2, 65520], [0.5, NaN, 1e-7]] -> 3x2 halves.
+  {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<float> s = {1.0f, -2.0f, 65520.0f, 0.5f, nan, 1e-7f};
+    std::vector<std::uint16_t> d(6, 0);
+    fp32ToFp16Transposed(s.data(), 3, d.data(), 2, 2, 3, false);
+    const std::uint16_t expected[6] = {0x3c00, 0x3800, 0xc000, 0x7e00, 0x7c00, 0x0002};
+    for (int i = 0; i < 6; i++) EXPECT(d[i] == expected[i], "hand [%d]: 0x%04x vs 0x%04x", i, d[i], expected[i]);
+    fp32ToFp16Transposed(s.data(), 3, d.data(), 2, 2, 3, true);
+    EXPECT(d[4] == 0x7bff, "hand saturate: 0x%04x", d[4]);
+    std::vector<float> back(6, -1.0f);
+    fp16ToFp32Transposed(d.data(), 2, back.data(), 3, 3, 2);  // transposing back gives the 2x3 layout
+    const float backExpected[6] = {1.0f, -2.0f, 65504.0f, 0.5f, nan, 1.1920928955078125e-07f};
+    for (int i = 0; i < 6; i++) EXPECT(sameFloat(back[i], backExpected[i]), "hand back [%d]: %a", i, back[i]);
+  }
+  Random r(3);
+  const Index shapes[][2] = {{1, 1},   {1, 67},  {67, 1},  {17, 33}, {33, 17},  {8, 8},    {16, 16},
+                             {15, 17}, {64, 64}, {65, 63}, {4, 130}, {130, 5},  {200, 300}, {300, 700}};
+  for (const auto& shape : shapes) {
+    const Index rows = shape[0], cols = shape[1];
+    for (Index pad : {0, 3}) {
+      const Index srcStride = cols + pad, dstStride = rows + 2 * pad, srcOffset = pad, dstOffset = 2 * pad + 1;
+      std::vector<float> s = randomVector(srcOffset + (rows - 1) * srcStride + cols, r, 70000.0f);
+      sprinkleSpecials(s, r, 16);
+      const Index dstSize = dstOffset + (cols - 1) * dstStride + rows;
+      for (bool saturate : {false, true}) {
+        std::vector<std::uint16_t> d(static_cast<std::size_t>(dstSize), 0xbeef);
+        fp32ToFp16Transposed(s.data() + srcOffset, srcStride, d.data() + dstOffset, dstStride, rows, cols, saturate);
+        int bad = 0;
+        for (Index i = 0; i < dstSize; i++) {
+          const Index rel = i - dstOffset, c = rel >= 0 ? rel / dstStride : -1, row = rel - c * dstStride;
+          const bool inside = rel >= 0 && c < cols && row < rows;
+          const std::uint16_t expected =
+              inside ? fp32ToFp16Scalar(s[srcOffset + row * srcStride + c], saturate) : std::uint16_t{0xbeef};
+          if (d[i] != expected && bad++ < 3) {
+            EXPECT(false, "%tdx%td pad %td saturate %d at %td: 0x%04x vs 0x%04x", rows, cols, pad, saturate, i, d[i],
+                   expected);
+          }
+        }
+        EXPECT(bad == 0, "%tdx%td pad %td saturate %d: %d mismatches", rows, cols, pad, saturate, bad);
+        // Back: the cols x rows halves, transposed again, into an fp32 rows x cols block.
+        std::vector<float> w(s.size(), -7.0f);
+        fp16ToFp32Transposed(d.data() + dstOffset, dstStride, w.data() + srcOffset, srcStride, cols, rows);
+        bad = 0;
+        for (Index i = 0; i < static_cast<Index>(w.size()); i++) {
+          const Index rel = i - srcOffset, row = rel >= 0 ? rel / srcStride : -1, c = rel - row * srcStride;
+          const bool inside = rel >= 0 && row < rows && c < cols;
+          const float expected = inside ? fp16ToFp32Scalar(d[dstOffset + c * dstStride + row]) : -7.0f;
+          if (!sameFloat(w[i], expected) && bad++ < 3) {
+            EXPECT(false, "back %tdx%td pad %td at %td: %a vs %a", rows, cols, pad, i, w[i], expected);
+          }
+        }
+        EXPECT(bad == 0, "back %tdx%td pad %td: %d mismatches", rows, cols, pad, bad);
+      }
+    }
+  }
+  // Empty blocks touch nothing (null pointers are fine).
+  fp32ToFp16Transposed(nullptr, 0, nullptr, 0, 0, 5, false);
+  fp16ToFp32Transposed(nullptr, 0, nullptr, 0, 5, 0);
+  context = base;
+}
+
 // ---- optimizers --------------------------------------------------------------------------------
 
 // Double-precision reference of one update; the kernels are compared with it on finite data and
@@ -581,6 +649,7 @@ int main() {
       std::printf("kernels_test: %s, %d thread(s)\n", isaName(isa), threads);
       context = std::string("fp16 ") + isaName(isa);
       testFp16Kernels();
+      testFp16Transposed();
       testOptimizers(isa);
       testGemm(isa);
       testRowwise(isa);

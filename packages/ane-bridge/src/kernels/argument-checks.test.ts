@@ -81,6 +81,14 @@ const SIGNATURES: Record<HostKernelName, Signature> = {
     args: () => [new Uint16Array(6), f32(6), { rows: 2, cols: 3 }],
     kinds: ['u16', 'f32', 'block'],
   },
+  fp32ToFp16Transposed: {
+    args: () => [f32(6), new Uint16Array(6), { rows: 2, cols: 3 }, {}],
+    kinds: ['f32', 'u16', 'block', 'options'],
+  },
+  fp16ToFp32Transposed: {
+    args: () => [new Uint16Array(6), f32(6), { rows: 2, cols: 3 }],
+    kinds: ['u16', 'f32', 'block'],
+  },
   sgdUpdate: {
     args: () => [f32(4), f32(4), f32(4), { ...sgdOptions }, new Uint16Array(4)],
     kinds: ['f32', 'f32', 'f32', 'options', 'u16'],
@@ -314,6 +322,76 @@ describe('host kernels refuse bad arguments identically in the TS twins and the 
     expect(messages[0]?.threw && messages[0].error.message).toMatch(/sgemm: C overlaps A in memory/);
   });
 
+  it('transposed conversions check both blocks with the transposed extents, the same way in both', async () => {
+    // rows x cols = 2 x 3: src spans (rows-1)*srcRowStride + cols, dst (cols-1)*dstRowStride + rows.
+    const refusals: Array<[string, () => unknown, ErrorClass, RegExp]> = [];
+    for (const [, k] of implementations) {
+      const half = (n: number) => new Uint16Array(n);
+      refusals.push(
+        [
+          'dst 1 short',
+          () => k.fp32ToFp16Transposed(f32(6), half(5), { rows: 2, cols: 3 }),
+          RangeError,
+          /^fp32ToFp16Transposed: dst has 5 elements, needs at least 6 \(dstOffset \+ \(cols-1\)\*dstRowStride \+ rows\)$/,
+        ],
+        [
+          'dst stride below rows',
+          () => k.fp32ToFp16Transposed(f32(6), half(6), { rows: 2, cols: 3, dstRowStride: 1 }),
+          RangeError,
+          /^fp32ToFp16Transposed: dstRowStride 1 is less than rows 2 \(dst holds the block transposed\); rows would overlap$/,
+        ],
+        [
+          'dst offset past the end',
+          () => k.fp16ToFp32Transposed(half(6), f32(10), { rows: 2, cols: 3, dstOffset: 1, dstRowStride: 4 }),
+          RangeError,
+          /^fp16ToFp32Transposed: dst has 10 elements, needs at least 11 \(dstOffset \+ \(cols-1\)\*dstRowStride \+ rows\)$/,
+        ],
+        [
+          'src stride too long',
+          () => k.fp16ToFp32Transposed(half(6), f32(6), { rows: 2, cols: 3, srcRowStride: 4 }),
+          RangeError,
+          /^fp16ToFp32Transposed: src has 6 elements, needs at least 7 \(srcOffset \+ \(rows-1\)\*srcRowStride \+ cols\)$/,
+        ],
+        [
+          'src and dst share memory',
+          () => {
+            const buffer = new ArrayBuffer(64);
+            return k.fp32ToFp16Transposed(new Float32Array(buffer, 0, 6), new Uint16Array(buffer, 16, 6), {
+              rows: 2,
+              cols: 3,
+            });
+          },
+          RangeError,
+          /^fp32ToFp16Transposed: dst overlaps src in memory/,
+        ],
+      );
+    }
+    for (const [label, run, errorClass, pattern] of refusals) {
+      const result = outcome(run);
+      expect(result.threw, label).toBe(true);
+      if (result.threw) {
+        expect(result.error, label).toBeInstanceOf(errorClass);
+        expect(result.error.message, label).toMatch(pattern);
+      }
+    }
+    // Disjoint views of one buffer are fine; a 1-wide dst needs no stride at all (cols = 1).
+    for (const [, k] of implementations) {
+      const buffer = new ArrayBuffer(64);
+      const src = new Float32Array(buffer, 0, 6);
+      src.set([1, 2, 3, 4, 5, 6]);
+      const dst = new Uint16Array(buffer, 24, 6);
+      await k.fp32ToFp16TransposedAsync(src, dst, { rows: 2, cols: 3 });
+      expect([...dst]).toEqual([0x3c00, 0x4400, 0x4000, 0x4500, 0x4200, 0x4600]);
+      const column = new Float32Array(3);
+      k.fp16ToFp32Transposed(new Uint16Array([0x3c00, 0x4000, 0x4200]), column, {
+        rows: 3,
+        cols: 1,
+        dstRowStride: 0,
+      });
+      expect([...column]).toEqual([1, 2, 3]);
+    }
+  });
+
   it('adamwUpdate(…, {}) throws before writing (it used to write NaN into params)', () => {
     for (const [, k] of implementations) {
       const params = new Float32Array([1, 2]);
@@ -332,6 +410,9 @@ describe('empty work returns at once in both implementations', () => {
       k.fp32ToFp16Strided(none, new Uint16Array(0), { rows: 2 ** 52, cols: 0 });
       k.fp16ToFp32Strided(new Uint16Array(0), none, { rows: 0, cols: 2 ** 52 });
       await k.fp32ToFp16StridedAsync(none, new Uint16Array(0), { rows: 2 ** 52, cols: 0 });
+      k.fp32ToFp16Transposed(none, new Uint16Array(0), { rows: 2 ** 52, cols: 0 });
+      k.fp16ToFp32Transposed(new Uint16Array(0), none, { rows: 0, cols: 2 ** 52 });
+      await k.fp16ToFp32TransposedAsync(new Uint16Array(0), none, { rows: 0, cols: 2 ** 52 });
       k.softmaxCrossEntropyForward(none, none, none, new Int32Array(0), 2 ** 52, 0);
       k.softmaxCrossEntropyBackward(none, none, new Int32Array(0), none, 2 ** 52, 0);
       k.causalSoftmaxForward(none, none, 2 ** 52, 0, 0, 1);

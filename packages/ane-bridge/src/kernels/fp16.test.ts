@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fp16BitsToFp32, fp32BitsToFp16Bits, fp32ToFp16Bits } from './fp16';
+import { hostKernels } from './index';
 import { rng, TAIL_SIZES, variants, within } from './kernels.test-helper';
 
 // ---- an independent float64 reference --------------------------------------------------------
@@ -144,6 +145,37 @@ describe('fp16 scalar conversion', () => {
   });
 });
 
+/** Odd shapes of the transposed kernels: 1x1, a row, a column, every tile size's tails, several cache blocks. */
+const TRANSPOSED_SHAPES = [
+  [1, 1],
+  [1, 67],
+  [67, 1],
+  [17, 33],
+  [33, 17],
+  [8, 8],
+  [16, 16],
+  [15, 17],
+  [65, 63],
+  [4, 130],
+  [130, 5],
+] as const;
+
+/** The first index where two equally long integer arrays differ, or -1 (toEqual is slow on big arrays). */
+function firstDifference(a: Uint16Array | Uint32Array, b: Uint16Array | Uint32Array): number {
+  if (a.length !== b.length) return 0;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+/** fp32 bits of a half, exact, NaN payload kept and quieted (what F16C and the TS codec return). */
+function halfToFloatBits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const e = (h >> 10) & 31;
+  const m = h & 1023;
+  if (e === 31) return (sign | 0x7f800000 | (m !== 0 ? 0x400000 : 0) | (m << 13)) >>> 0;
+  return (new Uint32Array(new Float32Array([decodeHalf(h)]).buffer)[0] as number) >>> 0;
+}
+
 /** Random float bits concentrated where fp16 is interesting, plus the edge values and NaNs. */
 function testFloats(n: number, seed: number): Float32Array {
   const random = rng(seed);
@@ -284,6 +316,89 @@ describe.each(variants().map((v) => [v.name, v] as const))('fp16 kernels: %s', (
         }
       }
     });
+  });
+
+  it('fp32ToFp16Transposed: a hand-computed 2x3 block, and the codec on odd shapes, offsets and strides', () => {
+    within(variant, (k) => {
+      // W = [[1, -2, 65520], [0.5, NaN, 1e-7]] -> Wᵀ as halves: [[1, 0.5], [-2, NaN], [inf, 2^-23]].
+      const w = new Float32Array([1, -2, 65520, 0.5, Number.NaN, 1e-7]);
+      const wt = new Uint16Array(6);
+      k.fp32ToFp16Transposed(w, wt, { rows: 2, cols: 3 });
+      expect([...wt]).toEqual([0x3c00, 0x3800, 0xc000, 0x7e00, 0x7c00, 0x0002]);
+      k.fp32ToFp16Transposed(w, wt, { rows: 2, cols: 3 }, { saturate: true });
+      expect(wt[4]).toBe(0x7bff);
+      const back = new Float32Array(6);
+      k.fp16ToFp32Transposed(wt, back, { rows: 3, cols: 2 });
+      expect([...back]).toEqual([1, -2, 65504, 0.5, Number.NaN, 2 ** -23]);
+      const random = rng(11);
+      for (const [rows, cols] of TRANSPOSED_SHAPES) {
+        for (const pad of [0, 3]) {
+          const srcOffset = pad;
+          const srcRowStride = cols + pad;
+          const dstOffset = 2 * pad + 1;
+          const dstRowStride = rows + 2 * pad;
+          const src = testFloats(srcOffset + (rows - 1) * srcRowStride + cols, rows * 1000 + cols + pad);
+          const dst = new Uint16Array(dstOffset + (cols - 1) * dstRowStride + rows).fill(0xbeef);
+          const block = { rows, cols, srcOffset, srcRowStride, dstOffset, dstRowStride };
+          const saturate = random() < 0.5;
+          k.fp32ToFp16Transposed(src, dst, block, { saturate });
+          const srcBits = new Uint32Array(src.buffer);
+          for (let i = 0; i < dst.length; i++) {
+            const c = Math.floor((i - dstOffset) / dstRowStride);
+            const r = i - dstOffset - c * dstRowStride;
+            const inside = i >= dstOffset && c < cols && r < rows;
+            const expected = inside
+              ? fp32BitsToFp16Bits(srcBits[srcOffset + r * srcRowStride + c] as number, saturate)
+              : 0xbeef;
+            if (dst[i] !== expected)
+              expect(dst[i], `${rows}x${cols} pad ${pad}: element ${i}`).toBe(expected);
+          }
+          // And back into a rows x cols fp32 block: fp16ToFp32Transposed of the cols x rows halves.
+          const restored = new Float32Array(src.length).fill(-7);
+          k.fp16ToFp32Transposed(dst, restored, {
+            rows: cols,
+            cols: rows,
+            srcOffset: dstOffset,
+            srcRowStride: dstRowStride,
+            dstOffset: srcOffset,
+            dstRowStride: srcRowStride,
+          });
+          const restoredBits = new Uint32Array(restored.buffer);
+          for (let i = 0; i < restored.length; i++) {
+            const r = Math.floor((i - srcOffset) / srcRowStride);
+            const c = i - srcOffset - r * srcRowStride;
+            const inside = i >= srcOffset && r < rows && c < cols;
+            const expected = inside
+              ? halfToFloatBits(dst[dstOffset + c * dstRowStride + r] as number)
+              : (new Uint32Array(new Float32Array([-7]).buffer)[0] as number);
+            if (restoredBits[i] !== expected)
+              expect(restoredBits[i], `${rows}x${cols} pad ${pad}: back element ${i}`).toBe(expected);
+          }
+        }
+      }
+    });
+  });
+
+  it('the transposed conversions agree with the TS twin, sync and async (a large block over the pool)', async () => {
+    const restore = variant.enter();
+    try {
+      const k = variant.kernels;
+      const rows = 300;
+      const cols = 700;
+      const src = testFloats(rows * cols, 42);
+      const expected = new Uint16Array(cols * rows);
+      hostKernels.ts.fp32ToFp16Transposed(src, expected, { rows, cols });
+      const dst = new Uint16Array(cols * rows);
+      await k.fp32ToFp16TransposedAsync(src, dst, { rows, cols });
+      expect(firstDifference(dst, expected)).toBe(-1);
+      const back = new Float32Array(rows * cols);
+      const backExpected = new Float32Array(rows * cols);
+      hostKernels.ts.fp16ToFp32Transposed(expected, backExpected, { rows: cols, cols: rows });
+      k.fp16ToFp32Transposed(dst, back, { rows: cols, cols: rows });
+      expect(firstDifference(new Uint32Array(back.buffer), new Uint32Array(backExpected.buffer))).toBe(-1);
+    } finally {
+      restore();
+    }
   });
 
   it('rejects mismatched lengths and blocks that leave the buffers', () => {

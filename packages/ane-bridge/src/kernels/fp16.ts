@@ -18,6 +18,7 @@ import {
   checkBoolean,
   checkLength,
   checkNonNegativeInteger,
+  checkNoOverlap,
   checkOptionsObject,
   checkTypedArray,
   describeArgument,
@@ -100,12 +101,17 @@ export interface ResolvedBlock {
   dstRowStride: number;
 }
 
-/** Fills defaults and checks that the block lies inside both buffers. */
+/**
+ * Fills defaults and checks that the block lies inside both buffers. `transposed`: the block is
+ * written transposed (element (r, c) at dst[dstOffset + c*dstRowStride + r]), so dst holds a
+ * cols x rows block and dstRowStride defaults to rows.
+ */
 function resolveBlock(
   kernel: string,
   block: StridedBlock,
   srcLength: number,
   dstLength: number,
+  transposed = false,
 ): ResolvedBlock {
   if (typeof block !== 'object' || block === null || Array.isArray(block)) {
     throw new TypeError(
@@ -118,27 +124,37 @@ function resolveBlock(
     srcOffset: block.srcOffset ?? 0,
     srcRowStride: block.srcRowStride ?? block.cols,
     dstOffset: block.dstOffset ?? 0,
-    dstRowStride: block.dstRowStride ?? block.cols,
+    dstRowStride: block.dstRowStride ?? (transposed ? block.rows : block.cols),
   };
   for (const key of Object.keys(resolved) as (keyof ResolvedBlock)[]) {
     checkNonNegativeInteger(kernel, key, resolved[key]);
   }
   const { rows, cols } = resolved;
   if (rows === 0 || cols === 0) return resolved; // empty: nothing is read or written
+  // dst holds `dstRows` rows of `dstCols` elements (cols x rows when transposed).
+  const [dstRows, dstCols] = transposed ? [cols, rows] : [rows, cols];
+  const dstWhat = transposed ? `rows ${rows} (dst holds the block transposed)` : `cols ${cols}`;
   if (resolved.srcRowStride < cols && rows > 1) {
     throw new RangeError(
       `${kernel}: srcRowStride ${resolved.srcRowStride} is less than cols ${cols}; rows would overlap`,
     );
   }
-  if (resolved.dstRowStride < cols && rows > 1) {
+  if (resolved.dstRowStride < dstCols && dstRows > 1) {
     throw new RangeError(
-      `${kernel}: dstRowStride ${resolved.dstRowStride} is less than cols ${cols}; rows would overlap`,
+      `${kernel}: dstRowStride ${resolved.dstRowStride} is less than ${dstWhat}; rows would overlap`,
     );
   }
+  // Exact in float64 up to 2^53; a sum past it is still far above any array length.
   const srcEnd = resolved.srcOffset + (rows - 1) * resolved.srcRowStride + cols;
-  const dstEnd = resolved.dstOffset + (rows - 1) * resolved.dstRowStride + cols;
+  const dstEnd = resolved.dstOffset + (dstRows - 1) * resolved.dstRowStride + dstCols;
   checkAtLeast(kernel, 'src', srcLength, srcEnd, 'srcOffset + (rows-1)*srcRowStride + cols');
-  checkAtLeast(kernel, 'dst', dstLength, dstEnd, 'dstOffset + (rows-1)*dstRowStride + cols');
+  checkAtLeast(
+    kernel,
+    'dst',
+    dstLength,
+    dstEnd,
+    transposed ? 'dstOffset + (cols-1)*dstRowStride + rows' : 'dstOffset + (rows-1)*dstRowStride + cols',
+  );
   return resolved;
 }
 
@@ -193,4 +209,124 @@ export function fp32ToFp16Strided(
 export function fp16ToFp32Strided(src: Uint16Array, dst: Float32Array, block: StridedBlock): void {
   const b = checkFp16ToFp32StridedArguments(src, dst, block);
   fp16BitsBlockToFp32(src, dst, b.rows, b.cols, b.srcOffset, b.srcRowStride, b.dstOffset, b.dstRowStride);
+}
+
+// ---- transposed blocks ---------------------------------------------------------------------------
+// Staging a weight W: [out, in] (row-major fp32, the optimizer's master copy) into a kernel's input
+// as Wᵀ: [in, out] (channel i holds W[:, i]) is fp32ToFp16Transposed with rows = out, cols = in;
+// reading it back is fp16ToFp32Transposed.
+
+/** The shared check of fp32ToFp16Transposed (TS and native): the block, resolved, and saturate. */
+export function checkFp32ToFp16TransposedArguments(
+  src: Float32Array,
+  dst: Uint16Array,
+  block: StridedBlock,
+  options?: Fp16Options,
+): { block: ResolvedBlock; saturate: boolean } {
+  const kernel = 'fp32ToFp16Transposed';
+  checkTypedArray(kernel, 'src', src, 'Float32Array');
+  checkTypedArray(kernel, 'dst', dst, 'Uint16Array');
+  const resolved = resolveBlock(kernel, block, src.length, dst.length, true);
+  const saturate = saturateOption(kernel, options);
+  checkNoOverlap(kernel, 'dst', dst, 'src', src);
+  return { block: resolved, saturate };
+}
+
+/** The shared check of fp16ToFp32Transposed (TS and native): the block, resolved. */
+export function checkFp16ToFp32TransposedArguments(
+  src: Uint16Array,
+  dst: Float32Array,
+  block: StridedBlock,
+): ResolvedBlock {
+  const kernel = 'fp16ToFp32Transposed';
+  checkTypedArray(kernel, 'src', src, 'Uint16Array');
+  checkTypedArray(kernel, 'dst', dst, 'Float32Array');
+  const resolved = resolveBlock(kernel, block, src.length, dst.length, true);
+  checkNoOverlap(kernel, 'dst', dst, 'src', src);
+  return resolved;
+}
+
+/**
+ * fp32 -> fp16 of a rows x cols block, written transposed:
+ *   dst[dstOffset + c*dstRowStride + r] = fp16(src[srcOffset + r*srcRowStride + c]),
+ * so dst holds a cols x rows block (dstRowStride defaults to rows, srcRowStride to cols).
+ * src: fp32, dst: fp16 bits; they must not share memory. Same rounding as fp32ToFp16.
+ */
+export function fp32ToFp16Transposed(
+  src: Float32Array,
+  dst: Uint16Array,
+  block: StridedBlock,
+  options?: Fp16Options,
+): void {
+  const { block: b, saturate } = checkFp32ToFp16TransposedArguments(src, dst, block, options);
+  if (b.rows === 0 || b.cols === 0) return;
+  // One call of the codec per line of the shorter side: a source row r is a column of dst
+  // (cols x 1 block, dst stride dstRowStride), a source column c is a row of dst (rows x 1 block
+  // read with stride srcRowStride, written contiguously).
+  if (b.rows <= b.cols) {
+    for (let r = 0; r < b.rows; r++) {
+      fp32BlockToFp16Bits(
+        src,
+        dst,
+        b.cols,
+        1,
+        b.srcOffset + r * b.srcRowStride,
+        1,
+        b.dstOffset + r,
+        b.dstRowStride,
+        saturate,
+      );
+    }
+  } else {
+    for (let c = 0; c < b.cols; c++) {
+      fp32BlockToFp16Bits(
+        src,
+        dst,
+        b.rows,
+        1,
+        b.srcOffset + c,
+        b.srcRowStride,
+        b.dstOffset + c * b.dstRowStride,
+        1,
+        saturate,
+      );
+    }
+  }
+}
+
+/**
+ * fp16 -> fp32 of a rows x cols block, written transposed:
+ *   dst[dstOffset + c*dstRowStride + r] = fp32(src[srcOffset + r*srcRowStride + c]),
+ * exact (NaN payloads kept). src: fp16 bits, dst: fp32; they must not share memory.
+ */
+export function fp16ToFp32Transposed(src: Uint16Array, dst: Float32Array, block: StridedBlock): void {
+  const b = checkFp16ToFp32TransposedArguments(src, dst, block);
+  if (b.rows === 0 || b.cols === 0) return;
+  if (b.rows <= b.cols) {
+    for (let r = 0; r < b.rows; r++) {
+      fp16BitsBlockToFp32(
+        src,
+        dst,
+        b.cols,
+        1,
+        b.srcOffset + r * b.srcRowStride,
+        1,
+        b.dstOffset + r,
+        b.dstRowStride,
+      );
+    }
+  } else {
+    for (let c = 0; c < b.cols; c++) {
+      fp16BitsBlockToFp32(
+        src,
+        dst,
+        b.rows,
+        1,
+        b.srcOffset + c,
+        b.srcRowStride,
+        b.dstOffset + c * b.dstRowStride,
+        1,
+      );
+    }
+  }
 }

@@ -50,6 +50,10 @@ export const fp32ToFp16: HostKernels['fp32ToFp16'] = (...a) => active().fp32ToFp
 export const fp16ToFp32: HostKernels['fp16ToFp32'] = (...a) => active().fp16ToFp32(...a);
 export const fp32ToFp16Strided: HostKernels['fp32ToFp16Strided'] = (...a) => active().fp32ToFp16Strided(...a);
 export const fp16ToFp32Strided: HostKernels['fp16ToFp32Strided'] = (...a) => active().fp16ToFp32Strided(...a);
+export const fp32ToFp16Transposed: HostKernels['fp32ToFp16Transposed'] = (...a) =>
+  active().fp32ToFp16Transposed(...a);
+export const fp16ToFp32Transposed: HostKernels['fp16ToFp32Transposed'] = (...a) =>
+  active().fp16ToFp32Transposed(...a);
 export const sgdUpdate: HostKernels['sgdUpdate'] = (...a) => active().sgdUpdate(...a);
 export const adamUpdate: HostKernels['adamUpdate'] = (...a) => active().adamUpdate(...a);
 export const adamwUpdate: HostKernels['adamwUpdate'] = (...a) => active().adamwUpdate(...a);
@@ -77,6 +81,10 @@ export const fp32ToFp16StridedAsync: AsyncHostKernels['fp32ToFp16StridedAsync'] 
   active().fp32ToFp16StridedAsync(...a);
 export const fp16ToFp32StridedAsync: AsyncHostKernels['fp16ToFp32StridedAsync'] = (...a) =>
   active().fp16ToFp32StridedAsync(...a);
+export const fp32ToFp16TransposedAsync: AsyncHostKernels['fp32ToFp16TransposedAsync'] = (...a) =>
+  active().fp32ToFp16TransposedAsync(...a);
+export const fp16ToFp32TransposedAsync: AsyncHostKernels['fp16ToFp32TransposedAsync'] = (...a) =>
+  active().fp16ToFp32TransposedAsync(...a);
 export const sgdUpdateAsync: AsyncHostKernels['sgdUpdateAsync'] = (...a) => active().sgdUpdateAsync(...a);
 export const adamUpdateAsync: AsyncHostKernels['adamUpdateAsync'] = (...a) => active().adamUpdateAsync(...a);
 export const adamwUpdateAsync: AsyncHostKernels['adamwUpdateAsync'] = (...a) =>

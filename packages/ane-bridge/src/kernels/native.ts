@@ -11,8 +11,10 @@ import { checkEmbeddingBackwardArguments, checkEmbeddingForwardArguments } from 
 import {
   checkFp16ToFp32Arguments,
   checkFp16ToFp32StridedArguments,
+  checkFp16ToFp32TransposedArguments,
   checkFp32ToFp16Arguments,
   checkFp32ToFp16StridedArguments,
+  checkFp32ToFp16TransposedArguments,
 } from './fp16';
 import { checkSgemmArguments } from './gemm';
 import { checkRmsnormBackwardArguments, checkRmsnormForwardArguments } from './norms';
@@ -68,6 +70,20 @@ const prepare: Preparers = {
     const b = checkFp16ToFp32StridedArguments(src, dst, block);
     return {
       binding: 'fp16ToFp32',
+      args: [src, b.srcOffset, b.srcRowStride, dst, b.dstOffset, b.dstRowStride, b.rows, b.cols],
+    };
+  },
+  fp32ToFp16Transposed(src, dst, block, options) {
+    const { block: b, saturate } = checkFp32ToFp16TransposedArguments(src, dst, block, options);
+    return {
+      binding: 'fp32ToFp16Transposed',
+      args: [src, b.srcOffset, b.srcRowStride, dst, b.dstOffset, b.dstRowStride, b.rows, b.cols, saturate],
+    };
+  },
+  fp16ToFp32Transposed(src, dst, block) {
+    const b = checkFp16ToFp32TransposedArguments(src, dst, block);
+    return {
+      binding: 'fp16ToFp32Transposed',
       args: [src, b.srcOffset, b.srcRowStride, dst, b.dstOffset, b.dstRowStride, b.rows, b.cols],
     };
   },

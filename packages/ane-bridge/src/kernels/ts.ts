@@ -2,7 +2,14 @@
 import { causalSoftmaxBackward, causalSoftmaxForward } from './causal-softmax';
 import { softmaxCrossEntropyBackward, softmaxCrossEntropyForward } from './cross-entropy';
 import { embeddingBackward, embeddingForward } from './embedding';
-import { fp16ToFp32, fp16ToFp32Strided, fp32ToFp16, fp32ToFp16Strided } from './fp16';
+import {
+  fp16ToFp32,
+  fp16ToFp32Strided,
+  fp16ToFp32Transposed,
+  fp32ToFp16,
+  fp32ToFp16Strided,
+  fp32ToFp16Transposed,
+} from './fp16';
 import { sgemmTs } from './gemm';
 import { rmsnormBackward, rmsnormForward } from './norms';
 import { adamUpdate, adamwUpdate, lionUpdate, sgdUpdate, sumOfSquares } from './optimizers';
@@ -14,6 +21,8 @@ const sync: HostKernels = {
   fp16ToFp32,
   fp32ToFp16Strided,
   fp16ToFp32Strided,
+  fp32ToFp16Transposed,
+  fp16ToFp32Transposed,
   sgdUpdate,
   adamUpdate,
   adamwUpdate,

@@ -29,6 +29,10 @@ export interface HostKernels {
   fp16ToFp32(src: Uint16Array, dst: Float32Array): void;
   fp32ToFp16Strided(src: Float32Array, dst: Uint16Array, block: StridedBlock, options?: Fp16Options): void;
   fp16ToFp32Strided(src: Uint16Array, dst: Float32Array, block: StridedBlock): void;
+  /** dst[dstOffset + c*dstRowStride + r] = fp16(src[srcOffset + r*srcRowStride + c]) (dst: cols x rows). */
+  fp32ToFp16Transposed(src: Float32Array, dst: Uint16Array, block: StridedBlock, options?: Fp16Options): void;
+  /** dst[dstOffset + c*dstRowStride + r] = fp32(src[srcOffset + r*srcRowStride + c]) (dst: cols x rows). */
+  fp16ToFp32Transposed(src: Uint16Array, dst: Float32Array, block: StridedBlock): void;
   sgdUpdate(
     params: Float32Array,
     grads: Float32Array,

@@ -19,7 +19,7 @@ import type { HostKernels, SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
-export const NATIVE_ABI_VERSION = 3;
+export const NATIVE_ABI_VERSION = 4;
 
 export type SimdLevel = 'avx512' | 'avx2-fma' | 'neon' | 'scalar';
 
@@ -61,6 +61,12 @@ export interface NativeKernelBindings {
   fp32ToFp16Async: Sync<ToHalfArgs, Promise<void>>;
   fp16ToFp32: Sync<ToFloatArgs>;
   fp16ToFp32Async: Sync<ToFloatArgs, Promise<void>>;
+  /** As fp32ToFp16, writing element (r, c) at dst[dstOffset + c*dstRowStride + r]. */
+  fp32ToFp16Transposed: Sync<ToHalfArgs>;
+  fp32ToFp16TransposedAsync: Sync<ToHalfArgs, Promise<void>>;
+  /** As fp16ToFp32, writing element (r, c) at dst[dstOffset + c*dstRowStride + r]. */
+  fp16ToFp32Transposed: Sync<ToFloatArgs>;
+  fp16ToFp32TransposedAsync: Sync<ToFloatArgs, Promise<void>>;
   sgdUpdate: Sync<SgdArgs>;
   sgdUpdateAsync: Sync<SgdArgs, Promise<void>>;
   adamUpdate: Sync<AdamArgs>;
