@@ -19,7 +19,7 @@ import type { Device } from '../device/device';
 import type { Kernel } from '../device/kernel';
 import { closestName } from '../did-you-mean';
 import { DeviceError, PlanError, PlanFeedError } from '../errors';
-import { fp16ToFp32 } from '../kernels';
+import { fp16ToFp32, hostKernels } from '../kernels';
 import { type BoundHostOp, bindHostOp, type HostArray, type HostValues } from './host-ops';
 import { formatProfile, ProfileRecorder, type RunProfile } from './profile';
 import {
@@ -334,7 +334,9 @@ export class PlanExecutable implements Disposable {
     for (const step of this.steps) {
       if (step.kind === 'kernel') lines.push(`  ane  ${step.label}`);
       else if (step.slowBecause === undefined)
-        lines.push(`  host ${step.label}: native ${step.bound.kernels.join(', ')}`);
+        lines.push(
+          `  host ${step.label}: host kernel ${step.bound.kernels.join(', ')} (${hostKernels.active.implementation})`,
+        );
       else lines.push(`  host ${step.label}: SLOW generic float32 evaluator (${step.slowBecause})`);
     }
     if (this.lastProfile !== undefined) lines.push('Last run:', formatProfile(this.lastProfile));
