@@ -1,6 +1,7 @@
 import {
   add,
   BINARY_FNS,
+  COMPARE_FNS,
   cast,
   concat,
   conv2d,
@@ -9,6 +10,8 @@ import {
   exp,
   Graph,
   gather,
+  greater,
+  log,
   matmul,
   maximum,
   minimum,
@@ -19,6 +22,7 @@ import {
   reduceSum,
   relu,
   reshape,
+  select,
   sigmoid,
   slice,
   softmax,
@@ -69,6 +73,8 @@ describe('the VJP table', () => {
       'softmax',
       'cast',
       'gather',
+      ...COMPARE_FNS.map((fn) => `compare.${fn}`),
+      'select',
     ];
     for (const key of keys) expect(VJP_RULES, key).toHaveProperty([key]);
   });
@@ -127,11 +133,6 @@ describe('binary rules pass gradcheck, with broadcast operands reduced back', ()
     const exponent = graph.constant([0.5, 1.5, 2, -1], [4], { dtype: 'fp32' });
     const loss = weightedSum(pow(xs[0]!, exponent));
     expectGradientsMatch({ loss, wrt: xs, feeds: feedsFor(xs, 3, 0.5, 2) });
-  });
-  it("pow's exponent gradient is an UnsupportedError until ane-ir has log", () => {
-    const { xs } = inputs([3], [3]);
-    const loss = weightedSum(pow(xs[0]!, xs[1]!));
-    expect(() => gradients(loss, xs)).toThrow(/no gradient for pow .*no log op/);
   });
 });
 
@@ -243,36 +244,98 @@ describe('conv: dX for stride 1', () => {
   });
 });
 
-describe('ops whose rules need ane-ir comparisons fail loudly, naming the op', () => {
-  for (const [name, build] of [
-    ['relu', (x: Tensor) => relu(x)],
-    ['maximum', (x: Tensor) => maximum(x, 0.5)],
-    ['minimum', (x: Tensor) => minimum(x, 0.5)],
-    ['reduce_max', (x: Tensor) => reduceMax(x, 0)],
-  ] as const) {
-    it(name, () => {
-      const { xs } = inputs([3, 4]);
-      expect(() => gradients(weightedSum(build(xs[0]!)), xs)).toThrow(
-        new RegExp(`no gradient for ${name} '${name}'.*Fix: `),
-      );
-    });
-  }
-  it("gather's table gradient (scatter-add) is an UnsupportedError; its indices need none", () => {
+describe('comparison-based rules pass gradcheck (inputs away from ties and kinks)', () => {
+  it('relu', () => checkOp([[3, 4]], (x) => relu(x), { seed: 2 }));
+  it('maximum and minimum, with broadcasting', () => {
+    checkOp([[3, 4], [4]], (x, y) => maximum(x, y), { seed: 3 });
+    checkOp(
+      [
+        [3, 1],
+        [1, 4],
+      ],
+      (x, y) => minimum(x, y),
+      { seed: 4 },
+    );
+    checkOp([[3, 4]], (x) => add(maximum(x, 0.25), minimum(x, -0.25)), { seed: 5 });
+  });
+  it('reduce_max over one and two axes, with and without keepDims', () => {
+    checkOp([[3, 4]], (x) => reduceMax(x, 1), { seed: 6 });
+    checkOp([[2, 3, 4]], (x) => mul(reduceMax(x, [0, 2], { keepDims: true }), x), { seed: 7 });
+  });
+  it('log, with and without epsilon', () => {
+    checkOp([[3, 4]], (x) => log(x), { low: 0.5, high: 2 });
+    checkOp([[3, 4]], (x) => log(x, { epsilon: 0.25 }), { low: 0.5, high: 2 });
+  });
+  it('select with a comparison mask, both branches broadcast (the mask has no gradient)', () => {
+    const { xs } = inputs([3, 4], [3, 4], [4]);
+    const [c, a, b] = xs as [Tensor, Tensor, Tensor];
+    const loss = weightedSum(select(greater(c, 0), a, mul(b, b)));
+    expectGradientsMatch({ loss, wrt: [a, b], feeds: feedsFor(xs, 8) });
+    const [dc] = gradients(loss, [c]);
+    expect(Array.from(evaluate([dc!], feedsFor(xs, 8))[0]!).every((v) => v === 0)).toBe(true);
+  });
+  it('pow with respect to its exponent (positive base)', () => {
+    const { xs } = inputs([3, 4], [4]);
+    const loss = weightedSum(pow(xs[0]!, xs[1]!));
+    const feeds = feedsFor(xs, 9, 0.5, 2);
+    expectGradientsMatch({ loss, wrt: xs, feeds });
+  });
+});
+
+describe('ties split dy evenly (hand-computed, as PyTorch does)', () => {
+  it('maximum(a, b) where a == b gives each half; reduce_max shares among equal maxima', () => {
+    const graph = new Graph();
+    const a = graph.input('a', [3], { dtype: 'fp32' });
+    const b = graph.input('b', [3], { dtype: 'fp32' });
+    const loss = reduceSum(maximum(a, b), 0, { keepDims: true });
+    const [da, db] = gradients(loss, [a, b]);
+    const feeds = { a: [1, 2, 3], b: [1, 5, 0] };
+    const [dav, dbv] = evaluate([da!, db!], feeds);
+    expect(Array.from(dav!)).toEqual([0.5, 0, 1]);
+    expect(Array.from(dbv!)).toEqual([0.5, 1, 0]);
+
+    const x = graph.input('x', [2, 3], { dtype: 'fp32' });
+    const top = reduceSum(reduceMax(x, 1), 0, { keepDims: true });
+    const [dx] = gradients(top, [x]);
+    const [dxv] = evaluate([dx!], { x: [1, 3, 3, 4, 2, 0] });
+    expect(Array.from(dxv!)).toEqual([0, 0.5, 0.5, 1, 0, 0]);
+  });
+  it('relu at exactly 0 passes no gradient', () => {
+    const { xs } = inputs([4]);
+    const [dx] = gradients(reduceSum(relu(xs[0]!), 0, { keepDims: true }), xs);
+    expect(Array.from(evaluate([dx!], { x0: [-1, 0, 2, 0.5] })[0]!)).toEqual([0, 0, 1, 1]);
+  });
+});
+
+describe('gather: the table gradient is a scatter-add (host composite)', () => {
+  it('repeated rows sum their gradients (hand-computed and gradcheck)', () => {
     const graph = new Graph();
     const table = graph.param('table', [5, 3], { dtype: 'fp32' });
     const tokens = graph.input('tokens', [4], { dtype: 'int32' });
-    const x = graph.input('x', [4, 3], { dtype: 'fp32' });
     const rows = gather(table, tokens);
-    const loss = weightedSum(mul(rows, x));
-    expect(() => gradients(loss, [table])).toThrow(/gather .*scatter-add/);
-    // With respect to x only, the gather is a constant: the check passes.
+    const [dTable] = gradients(reduceSum(rows, [0, 1], { keepDims: true }), [table]);
+    expect(dTable!.composites.map((t) => t.kind)).toContain('scatter_add');
+    const counts = evaluate([dTable!], { tokens: [0, 3, 3, 1], table: new Float64Array(15) })[0]!;
+    // Row v receives one dy row per occurrence of v: counts 1, 1, 0, 2, 0 over 3 columns.
+    expect(Array.from(counts)).toEqual([1, 1, 1, 1, 1, 1, 0, 0, 0, 2, 2, 2, 0, 0, 0]);
+
+    const x = graph.input('x', [4, 3], { dtype: 'fp32' });
+    const loss = weightedSum(mul(gather(table, tokens, 0, { name: 'rows2' }), x));
     const feeds = new Map<Tensor, Float64Array>([
       [x, Float64Array.from({ length: 12 }, (_, i) => i / 10 - 0.5)],
       [table, Float64Array.from({ length: 15 }, (_, i) => (i % 4) - 1.5)],
       [tokens, Float64Array.from([0, 3, 3, 1])],
     ]);
-    const [result] = gradcheck({ loss, wrt: [x], feeds });
+    const [result] = gradcheck({ loss, wrt: [table], feeds });
     expect(result!.maxAbsError).toBeLessThan(1e-8);
+    expect(result!.analytic.some((v) => v !== 0)).toBe(true);
+  });
+  it('a gather along another axis is an UnsupportedError naming the fix', () => {
+    const graph = new Graph();
+    const table = graph.param('table', [3, 5], { dtype: 'fp32' });
+    const tokens = graph.input('tokens', [2], { dtype: 'int32' });
+    const loss = weightedSum(gather(table, tokens, 1));
+    expect(() => gradients(loss, [table])).toThrow(/gather along axis 1.*Fix: gather rows/);
   });
 });
 

@@ -9,13 +9,18 @@
  * reverse sweep in `backward.ts` sums the contributions of a value used more than once.
  */
 import {
+  add,
   cast,
   concat,
   constantNumbers,
   conv2d,
   div,
+  equal,
   type Graph,
+  greater,
   isFloatDType,
+  less,
+  log,
   matmul,
   mul,
   type Op,
@@ -23,6 +28,7 @@ import {
   pow,
   reduceSum,
   reshape,
+  select,
   slice,
   sub,
   type Tensor,
@@ -124,6 +130,29 @@ function reverseAxis(t: Tensor, axis: number): Tensor {
   return concat(parts, axis, { name: 'flipped' });
 }
 
+type Comparison = (a: Tensor, b: Tensor, options?: { name?: string }) => Tensor;
+
+/**
+ * maximum/minimum: `dy` goes to the operand the comparison picks (`wins(a, b)` for a, `loses(a, b)`
+ * for b); where a == b each gets half.
+ */
+function routeByComparison(
+  { node, dy, needs }: VjpArgs,
+  wins: Comparison,
+  loses: Comparison,
+): (Tensor | undefined)[] {
+  const [a, b] = node.inputs as [Tensor, Tensor];
+  const tie = select(equal(a, b, { name: 'tie' }), mul(dy, 0.5, { name: 'half' }), 0, { name: 'tie_share' });
+  return [
+    needs[0]
+      ? unbroadcast(select(wins(a, b, { name: 'a_wins' }), dy, tie, { name: 'da' }), a.shape)
+      : undefined,
+    needs[1]
+      ? unbroadcast(select(loses(a, b, { name: 'b_wins' }), dy, tie, { name: 'db' }), b.shape)
+      : undefined,
+  ];
+}
+
 // ---- the rules ----
 
 const unaryRules = {
@@ -139,14 +168,16 @@ const unaryRules = {
   'unary.tanh': ({ node, dy }) => [
     mul(dy, sub(1, mul(node, node, { name: 'sq' }), { name: 'slope' }), { name: 'dx' }),
   ],
-  /** relu' is a comparison: it needs ane-ir's `greater` and `select`. */
-  'unary.relu': ({ node }) => {
-    throw new UnsupportedError(
-      'relu',
-      node.name,
-      'its derivative is the mask x > 0, and ane-ir has no comparison op to build it with yet',
-      'use a smooth activation (silu, gelu, tanh) until ane-ir has greater/select',
-    );
+  /** relu'(x) is the mask x > 0: dy where x > 0, else 0 (0 at x = 0, as in PyTorch). */
+  'unary.relu': ({ node, dy }) => [
+    select(greater(node.inputs[0]!, 0, { name: 'positive' }), dy, 0, { name: 'dx' }),
+  ],
+  /** d log(x + eps) = dx / (x + eps) */
+  'unary.log': ({ node, dy }) => {
+    const op = node.op as Extract<Op, { kind: 'unary'; fn: 'log' }>;
+    const x = node.inputs[0]!;
+    const shifted = op.epsilon === 0 ? x : add(x, op.epsilon, { name: 'x_eps' });
+    return [div(dy, shifted, { name: 'dx' })];
   },
 } satisfies Record<string, VjpRule>;
 
@@ -180,7 +211,7 @@ const binaryRules = {
         : undefined,
     ];
   },
-  /** y = a^b: da = dy b a^(b-1); db = dy y ln(a) (needs a log op: only a constant exponent for now) */
+  /** y = a^b: da = dy b a^(b-1); db = dy y ln(a) */
   'binary.pow': ({ node, dy, needs }) => {
     const [a, b] = node.inputs as [Tensor, Tensor];
     let da: Tensor | undefined;
@@ -197,32 +228,20 @@ const binaryRules = {
       }
       da = unbroadcast(da, a.shape);
     }
+    let db: Tensor | undefined;
     if (needs[1]) {
-      throw new UnsupportedError(
-        'pow',
-        node.name,
-        'the gradient with respect to the exponent is y·ln(a), and ane-ir has no log op yet',
-        'make the exponent a constant, or stop its gradient with stopGradient',
-      );
+      // d a^b / db = a^b ln(a): defined for a > 0 (PyTorch's convention: 0 where a <= 0).
+      const logBase = select(greater(a, 0, { name: 'positive' }), log(a, { name: 'ln_a' }), 0, {
+        name: 'ln_a_pos',
+      });
+      db = unbroadcast(mul(mul(dy, node, { name: 'dy_y' }), logBase, { name: 'db' }), b.shape);
     }
-    return [da, undefined];
+    return [da, db];
   },
-  'binary.maximum': ({ node }) => {
-    throw new UnsupportedError(
-      'maximum',
-      node.name,
-      'its gradient routes dy by the comparison a >= b, and ane-ir has no comparison op yet',
-      'use relu-free formulations until ane-ir has greater/select',
-    );
-  },
-  'binary.minimum': ({ node }) => {
-    throw new UnsupportedError(
-      'minimum',
-      node.name,
-      'its gradient routes dy by the comparison a <= b, and ane-ir has no comparison op yet',
-      'use relu-free formulations until ane-ir has less/select',
-    );
-  },
+  /** dy goes to the larger operand; ties split it evenly (as PyTorch does). */
+  'binary.maximum': (args) => routeByComparison(args, greater, less),
+  /** dy goes to the smaller operand; ties split it evenly. */
+  'binary.minimum': (args) => routeByComparison(args, less, greater),
 } satisfies Record<string, VjpRule>;
 
 /** The gradient of a reduction, reshaped to the input's rank with the reduced axes kept as 1. */
@@ -237,13 +256,19 @@ function keptGradient(node: Tensor, dy: Tensor): Tensor {
 const reduceRules = {
   /** Every summed element receives dy. */
   'reduce.sum': ({ node, dy }) => [broadcastTo(keptGradient(node, dy), node.inputs[0]!.shape)],
-  'reduce.max': ({ node }) => {
-    throw new UnsupportedError(
-      'reduce_max',
-      node.name,
-      'its gradient goes to the maximal elements (an equality mask), and ane-ir has no comparison op yet',
-      'use a smooth reduction (a softmax-weighted sum) until ane-ir has equal/select',
-    );
+  /** dy goes to the elements equal to the maximum, split evenly among ties (PyTorch's amax). */
+  'reduce.max': ({ node, dy }) => {
+    const op = node.op as Extract<Op, { kind: 'reduce' }>;
+    const x = node.inputs[0]!;
+    const kept = keptGradient(node, dy);
+    const maxKept = op.keepDims ? node : reshape(node, kept.shape, { name: 'max_kept' });
+    const isMax = equal(x, maxKept, { name: 'is_max' });
+    const ties = reduceSum(select(isMax, node.graph.scalar(1, dy.dtype), 0, { name: 'is_max_f' }), op.axes, {
+      keepDims: true,
+      name: 'ties',
+    });
+    const share = div(kept, ties, { name: 'share' });
+    return [select(isMax, share, 0, { name: 'dx' })];
   },
 } satisfies Record<string, VjpRule>;
 
@@ -380,14 +405,59 @@ const castRule: VjpRule = ({ node, dy }) => {
   return [x.dtype === dy.dtype ? dy : cast(dy, x.dtype)];
 };
 
-const gatherRule: VjpRule = ({ node, needs }) => {
+/**
+ * The table's gradient is a scatter-add of dy into the gathered rows: `dTable = onehotᵀ · dy` with
+ * `onehot[n, v] = (indices[n] == v)`, as a `scatter_add` composite (a host op: the comparison is on
+ * int32 indices; its `args` name the indices and dy for a native kernel). Indices have none.
+ */
+const gatherRule: VjpRule = ({ node, dy, needs }) => {
+  const op = node.op as Extract<Op, { kind: 'gather' }>;
+  const [table, indices] = node.inputs as [Tensor, Tensor];
   if (!needs[0]) return [undefined, undefined];
-  throw new UnsupportedError(
-    'gather',
-    node.name,
-    "the table's gradient is a scatter-add of dy into the gathered rows, which ane-ir cannot express yet (no equality op to build a one-hot matrix)",
-    'freeze the table (param with trainable: false), or stop its gradient with stopGradient',
+  if (op.axis !== 0) {
+    throw new UnsupportedError(
+      'gather',
+      node.name,
+      `the table gradient of a gather along axis ${op.axis} (only axis 0, rows, has a scatter-add rule)`,
+      'gather rows (axis 0), transposing the table first if needed',
+    );
+  }
+  const rows = table.shape[0]!;
+  const width = size(table.shape.slice(1));
+  const count = indices.size;
+  const dTable = node.graph.composite(
+    'scatter_add',
+    'scatter_add',
+    () => {
+      const ids = reshape(indices, [count, 1], { name: 'ids' });
+      const iota = node.graph.constant(
+        Array.from({ length: rows }, (_, v) => v),
+        [1, rows],
+        { dtype: indices.dtype, name: 'row_ids' },
+      );
+      const onehot = select(equal(ids, iota, { name: 'hit' }), node.graph.scalar(1, dy.dtype), 0, {
+        name: 'onehot',
+      });
+      const dyRows = reshape(dy, [count, width], { name: 'dy_rows' });
+      const summed = matmul(onehot, dyRows, { transposeX: true, name: 'sum' });
+      return reshape(summed, table.shape, { name: 'out' });
+    },
+    { indices, dy, rows },
   );
+  return [dTable, undefined];
+};
+
+/** Comparisons are piecewise constant: no gradient flows through them. */
+const comparisonRule: VjpRule = ({ node }) => node.inputs.map(() => undefined);
+
+/** select(cond, a, b): dy goes to a where cond holds, to b elsewhere; cond has none. */
+const selectRule: VjpRule = ({ node, dy, needs }) => {
+  const [cond, a, b] = node.inputs as [Tensor, Tensor, Tensor];
+  return [
+    undefined,
+    needs[1] ? unbroadcast(select(cond, dy, 0, { name: 'da' }), a.shape) : undefined,
+    needs[2] ? unbroadcast(select(cond, 0, dy, { name: 'db' }), b.shape) : undefined,
+  ];
 };
 
 /** The table: every differentiable primitive, keyed by `ruleKey(op)`. */
@@ -401,6 +471,10 @@ export const VJP_RULES: Readonly<Record<string, VjpRule>> = {
   softmax: softmaxRule,
   cast: castRule,
   gather: gatherRule,
+  'compare.greater': comparisonRule,
+  'compare.less': comparisonRule,
+  'compare.equal': comparisonRule,
+  select: selectRule,
 };
 
 /** The rule for `node`'s op, or an `UnsupportedError` naming the op. */

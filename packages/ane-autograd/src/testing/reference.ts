@@ -177,7 +177,26 @@ function run(node: Tensor, inputs: readonly Value[][], feeds: Feeds): Value[] {
     }
     case 'unary': {
       const x = inputs[0]!;
+      if (op.fn === 'log') return x.map((v) => v.add(new Value(op.epsilon)).log());
       return x.map((v) => v[op.fn]());
+    }
+    case 'compare': {
+      // A bool: a leaf (no gradient flows through a comparison).
+      const [a, b] = node.inputs as [Tensor, Tensor];
+      return out((index) => {
+        const x = inputs[0]![broadcastSource(index, a.shape)]!.data;
+        const y = inputs[1]![broadcastSource(index, b.shape)]!.data;
+        const holds = op.fn === 'greater' ? x > y : op.fn === 'less' ? x < y : x === y;
+        return new Value(holds ? 1 : 0);
+      });
+    }
+    case 'select': {
+      const [cond, a, b] = node.inputs as [Tensor, Tensor, Tensor];
+      return out((index) =>
+        inputs[0]![broadcastSource(index, cond.shape)]!.data !== 0
+          ? inputs[1]![broadcastSource(index, a.shape)]!
+          : inputs[2]![broadcastSource(index, b.shape)]!,
+      );
     }
     case 'binary': {
       const [a, b] = node.inputs as [Tensor, Tensor];
