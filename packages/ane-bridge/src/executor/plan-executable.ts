@@ -326,7 +326,7 @@ export class PlanExecutable implements Disposable {
   /** What the executable runs where: programs, kernel runs, each host op's kernels (and why a slow one is slow), the batch. */
   report(): string {
     const lines = [
-      `Plan executable on the ${this.device.backend} device (${this.device.chip}): ${this.programCount} programs compiled once, ${this.plan.kernels.length} kernel runs and ${this.plan.hostOps.length} host ops per sequence.`,
+      `Plan executable on the ${this.device.backend} device (${this.device.chip}): ${count(this.programCount, 'program')} compiled once; ${count(this.plan.kernels.length, 'kernel run')} and ${count(this.plan.hostOps.length, 'host op')} per sequence.`,
       this.batch === 1
         ? 'Batch: 1 sequence per run.'
         : `Batch: ${this.batch} sequences per run; the IR has no batch axis, so every step runs once per sequence on the same programs (no recompile); inputs and outputs are sequence-major${this.sumOverBatch.size > 0 ? `; summed over the batch: ${[...this.sumOverBatch].join(', ')}` : ''}.`,
@@ -798,4 +798,8 @@ export class PlanExecutable implements Disposable {
     else slot.host!.set(values);
     slot.version++;
   }
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
