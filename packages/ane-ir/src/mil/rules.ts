@@ -652,7 +652,7 @@ export const ANE_RULES: readonly AneRule[] = [
     chips: 'all',
     kind: 'compile-reject',
     symptom: 'The parser rejects the program; bool tensors exist only between a comparison and `select`.',
-    fix: 'Pass masks as fp16 0/1 or additive -1e4 tensors.',
+    fix: 'Pass masks as fp16 0/1 or additive -1e4 tensors; keep a comparison in the kernel of the selects that read it (the partitioner does, and runs any other bool on the host).',
     upstream: 'ANEForge docs/mil-primer.md, docs/capabilities.md',
     enforcement: 'mil-check',
   }),
