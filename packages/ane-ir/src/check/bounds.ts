@@ -98,6 +98,13 @@ function boundOf(node: Tensor, of: (input: Tensor) => number | undefined): numbe
           return a === undefined || b === undefined ? undefined : Math.max(a, b);
       }
       break;
+    case 'compare':
+      return 1;
+    case 'select': {
+      // cond ? a : b is at most the larger of the two bounds.
+      const [, x, y] = node.inputs.map(of);
+      return x === undefined || y === undefined ? undefined : Math.max(x, y);
+    }
     case 'reduce': {
       if (op.fn === 'max') return a;
       const count = op.axes.reduce((n, axis) => n * node.inputs[0]!.shape[axis]!, 1);

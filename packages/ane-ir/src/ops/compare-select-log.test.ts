@@ -4,6 +4,7 @@
  * computed by hand.
  */
 import { describe, expect, it } from 'vitest';
+import { computeBounds } from '../check/bounds';
 import { ConstraintError, ShapeError } from '../graph/errors';
 import { evaluate } from '../graph/evaluate';
 import { Graph } from '../graph/graph';
@@ -193,5 +194,23 @@ describe('log on the ANE: its epsilon is an fp16 constant', () => {
       g.output('y', log(g.input('x', [32, 32]), { epsilon }));
       expect(lowerGraph(g).warnings.filter((w) => w.ruleId === 'num-eps-underflow')).toEqual([]);
     }
+  });
+});
+
+describe('magnitude bounds through comparisons and selects', () => {
+  it('a select is bounded by the larger of a and b, a comparison by 1, a log by nothing', () => {
+    const g = new Graph();
+    const x = g.input('x', [4], { maxAbs: 3 });
+    const y = g.input('y', [4], { maxAbs: 5 });
+    const free = g.input('z', [4]);
+    const mask = greater(x, y);
+    const picked = select(mask, x, y);
+    const zeroed = select(mask, x, 0);
+    const unbounded = select(mask, free, x);
+    const bounds = computeBounds([x, y, free, mask, picked, zeroed, unbounded, log(x)]);
+    expect(bounds.get(mask)).toBe(1);
+    expect(bounds.get(picked)).toBe(5);
+    expect(bounds.get(zeroed)).toBe(3);
+    expect(bounds.get(unbounded)).toBeUndefined();
   });
 });
