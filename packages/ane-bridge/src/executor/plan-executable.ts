@@ -122,8 +122,14 @@ type Step = KernelStep | HostStep;
 
 const isFloatDtype = (dtype: string) => dtype === 'fp16' || dtype === 'fp32';
 
+/**
+ * A host array for a value. Over a SharedArrayBuffer: the native async kernels then work on the
+ * memory in place (over a plain ArrayBuffer they must copy every array in and out, since a plain
+ * buffer can be detached while they run).
+ */
 function allocate(tensor: Tensor, count: number): HostArray {
-  return isFloatDtype(tensor.dtype) ? new Float32Array(count) : new Int32Array(count);
+  const memory = new SharedArrayBuffer(count * 4);
+  return isFloatDtype(tensor.dtype) ? new Float32Array(memory) : new Int32Array(memory);
 }
 
 function checkPlan(plan: unknown): asserts plan is Plan {
