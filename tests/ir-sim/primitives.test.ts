@@ -226,6 +226,20 @@ const CASES: [string, () => Built][] = [
         log(sigmoid(x), { epsilon: 1e-4 }),
       ]),
   ],
+  [
+    'comparisons and selects across layouts: a matmul result (mm view) and 3-D tensors',
+    () =>
+      graphWith({ x: [32, 64], y: [32, 64] }, ({ x, y }) => {
+        const scores = matmul(transpose(x), y); // [64, 64], computed in the matmul layout
+        const heads = reshape(x, [4, 8, 64]);
+        const masked = select(greater(heads, reshape(y, [4, 8, 64])), heads, -1e4);
+        return [
+          reshape(select(less(scores, 0), 0, scores), [32, 128]),
+          reshape(softmax(masked, 2), [32, 64]),
+          select(equal(x, y), y, add(x, 1)),
+        ];
+      }),
+  ],
 ];
 
 describe('primitives and composites on the simulator', () => {
