@@ -194,7 +194,7 @@ function separateInputs(boundary: Boundary, chip: ChipFamily, stageTransposed = 
 
 /** What works when a graph's values do not pack into one kernel input or output. */
 export const PACKING_FIX =
-  "cut the graph into kernels that each pack, with `partition(graph)` (run the plan's kernels and host ops in order, staging each kernel's values with `packInput`), or give every value its own kernel parameter with `lowerGraph(graph, { io: 'separate' })`.";
+  "cut the graph into kernels that each pack, with `partition(graph)` (and run the plan with ane-bridge's `device.load(plan)`), or give every value its own kernel parameter with `lowerGraph(graph, { io: 'separate' })`.";
 
 function packedInputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
   const values = boundary.inputs;
