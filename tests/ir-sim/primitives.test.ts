@@ -33,6 +33,7 @@ import {
   reduceSum,
   relu,
   reshape,
+  rmsNorm,
   select,
   sigmoid,
   silu,
@@ -278,6 +279,34 @@ describe('a ReLU MLP step with select masks, partitioned and run on the simulato
     };
     const values = executePlan(plan, feeds);
     const [yRef, dxRef] = evaluate([y, graph.outputs[1]!.tensor], feeds);
+    expect(worstRatio(values.get('y')!, yRef!, 2e-2, 2e-2)).toBeLessThanOrEqual(1);
+    expect(worstRatio(values.get('dx')!, dxRef!, 2e-2, 2e-2)).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('a ReLU mask shared by forward and backward across a host op', () => {
+  it('is recomputed in both kernels (bool never crosses a kernel) and the plan matches the reference', () => {
+    const graph = new Graph();
+    const x = graph.input('x', [32, 64]);
+    const w1 = graph.param('w1', [32, 32]);
+    const w2 = graph.param('w2', [32, 32]);
+    const gain = graph.param('gain', [32], { trainable: false, data: normals(32, 0.1, 5).map((v) => v + 1) });
+    const h = matmul(w1, x);
+    const mask = greater(h, 0, { name: 'mask' });
+    const normed = rmsNorm(select(mask, h, 0, { name: 'relu' }), gain, { name: 'norm' });
+    const y = graph.output('y', matmul(w2, normed));
+    const dh = select(mask, matmul(w2, y, { transposeX: true }), 0, { name: 'dh' });
+    const dx = graph.output('dx', matmul(w1, dh, { transposeX: true }));
+    const plan = partition(graph);
+    expect(plan.hostOps.map((op) => op.kind)).toEqual(['rmsnorm']);
+    expect(plan.kernels.filter((k) => k.nodes.includes(mask)).length).toBe(2);
+    const feeds = {
+      x: normals(32 * 64, 1, 31),
+      w1: normals(32 * 32, 0.2, 32),
+      w2: normals(32 * 32, 0.2, 33),
+    };
+    const values = executePlan(plan, feeds);
+    const [yRef, dxRef] = evaluate([y, dx], feeds);
     expect(worstRatio(values.get('y')!, yRef!, 2e-2, 2e-2)).toBeLessThanOrEqual(1);
     expect(worstRatio(values.get('dx')!, dxRef!, 2e-2, 2e-2)).toBeLessThanOrEqual(1);
   });

@@ -5,11 +5,12 @@
  * and the plan says why.
  */
 import { describe, expect, it } from 'vitest';
+import { rmsNorm } from '../composites';
 import { ConstraintError } from '../graph/errors';
 import { Graph } from '../graph/graph';
 import { lowerGraph, lowerKernel } from '../lower/kernel';
 import { parseProgram } from '../mil/parse';
-import { add, cast, equal, greater, less, log, mul, select } from '../ops/primitives';
+import { add, cast, equal, greater, less, log, matmul, mul, select } from '../ops/primitives';
 import { partition } from './partition';
 
 function placementOf(plan: ReturnType<typeof partition>, node: string) {
@@ -40,6 +41,43 @@ describe('comparisons and selects in the partitioner', () => {
     expect(ops.filter((op) => op === 'select').length).toBe(2);
     const greaterOut = body.find((s) => s.op === 'greater')!.outputs[0]!;
     expect(greaterOut.type.dtype).toBe('bool');
+  });
+
+  it('a comparison read by selects in two kernels is recomputed in each (the ReLU mask of forward and backward)', () => {
+    // forward h -> relu -> an RMSNorm on the host -> y; backward from y through the same mask.
+    const g = new Graph();
+    const x = g.input('x', [32, 64]);
+    const w1 = g.param('w1', [32, 32]);
+    const w2 = g.param('w2', [32, 32]);
+    const gain = g.param('gain', [32], { trainable: false });
+    const h = matmul(w1, x, { name: 'h' });
+    const mask = greater(h, 0, { name: 'mask' });
+    const y = g.output(
+      'y',
+      matmul(w2, rmsNorm(select(mask, h, 0, { name: 'relu' }), gain, { name: 'norm' })),
+    );
+    const dh = select(mask, matmul(w2, y, { transposeX: true }), 0, { name: 'dh' });
+    g.output('dx', matmul(w1, dh, { transposeX: true }));
+    const plan = partition(g);
+    expect(plan.hostOps.map((op) => op.kind)).toEqual(['rmsnorm']);
+    expect(plan.kernels.length).toBe(2);
+    const withMask = plan.kernels.filter((k) => k.nodes.includes(mask));
+    expect(withMask.length).toBe(2);
+    // The first kernel returns h (not the bool) for the second to recompute the mask from.
+    const first = plan.kernels[0]!;
+    const returned = first.outputs.flatMap((port) => port.segments.map((seg) => seg.source));
+    expect(returned).toContain('h');
+    expect(returned).not.toContain('mask');
+    for (const program of plan.programs) {
+      expect([...program.program.inputs, ...program.program.outputs].every((s) => s.dtype === 'fp16')).toBe(
+        true,
+      );
+      expect(parseProgram(program.program.mil).functions[0]!.body.some((s) => s.op === 'greater')).toBe(true);
+    }
+    const placement = placementOf(plan, 'mask');
+    expect(placement.device).toBe('ane');
+    expect(placement.reason).toMatch(/runs inside every kernel that selects with it/);
+    for (const node of ['relu', 'dh']) expect(placementOf(plan, node).device).toBe('ane');
   });
 
   it('a comparison that is a graph output runs on the host, and so do its selects (dtype-bool)', () => {

@@ -461,12 +461,16 @@ function formKernels(
     const readers = consumers.get(node) ?? [];
     if (readers.some((c) => decisions.get(c)!.device !== 'ane')) weightOnly.delete(node);
   }
+  // A comparison on the ANE never leaves a kernel (rule dtype-bool): it runs inside every kernel
+  // that selects with it, recomputed from its fp16 operands (a ReLU mask in forward and backward).
+  const comparisons = keepComparisonsWithSelects(ops, decisions, consumers, weightOnly, graphOutputs);
+  const inlined = new Set([...weightOnly, ...comparisons]);
   const withWeightOnlyInputs = (nodes: readonly Tensor[]): Tensor[] => {
     const all = new Set(nodes);
     const stack = [...nodes];
     while (stack.length > 0) {
       for (const input of stack.pop()!.inputs) {
-        if (weightOnly.has(input) && !all.has(input)) {
+        if (inlined.has(input) && !all.has(input)) {
           all.add(input);
           stack.push(input);
         }
@@ -477,8 +481,12 @@ function formKernels(
   const done = new Set<Tensor>(weightOnly);
   const kernels: FormedKernel[] = [];
   let current: Tensor[] = [];
-  const ready = (node: Tensor, pending: ReadonlySet<Tensor>) =>
-    node.inputs.every((input) => !opSet.has(input) || done.has(input) || pending.has(input));
+  const ready = (node: Tensor, pending: ReadonlySet<Tensor>): boolean =>
+    node.inputs.every((input) =>
+      comparisons.has(input)
+        ? ready(input, pending)
+        : !opSet.has(input) || done.has(input) || pending.has(input),
+    );
   const currentBoundary = new Set<Tensor>();
   const fanOutNorms = normsFeedingManyMatmuls(ops, consumers);
   const closeKernel = () => {
@@ -488,14 +496,14 @@ function formKernels(
     current = [];
     currentBoundary.clear();
   };
-  const remaining = ops.filter((n) => !weightOnly.has(n));
+  const remaining = ops.filter((n) => !inlined.has(n));
   while (remaining.length > 0) {
     const pending = new Set(current);
     let progressed = false;
     for (let i = 0; i < remaining.length; i++) {
       const node = remaining[i]!;
       if (decisions.get(node)!.device !== 'ane' || !ready(node, pending)) continue;
-      const reads = newBoundaryValues(node, pending, weightOnly);
+      const reads = newBoundaryValues(node, pending, inlined);
       let problem =
         current.length > 0 && reads.every((value) => currentBoundary.has(value))
           ? undefined
@@ -547,12 +555,75 @@ function formKernels(
   for (const kernel of kernels) {
     const inside = new Set(kernel.nodes);
     for (const node of kernel.nodes) {
-      if (weightOnly.has(node)) continue;
-      const outside = (consumers.get(node) ?? []).some((c) => !inside.has(c));
+      if (inlined.has(node)) continue;
+      const readers = consumers.get(node) ?? [];
+      // A comparison recomputed in another kernel reads its operands there.
+      const outside =
+        readers.some((c) => !inside.has(c)) ||
+        readers.some(
+          (c) =>
+            comparisons.has(c) &&
+            kernels.some(
+              (other) => other !== kernel && other.nodes.includes(c) && !other.nodes.includes(node),
+            ),
+        );
       if (outside || graphOutputs.includes(node)) kernel.outputs.push(node);
     }
   }
   return kernels;
+}
+
+/**
+ * The comparisons that run inside the kernels of the selects reading them. One that a host op reads
+ * (a select moved to the host since) goes to the host, with every select reading it.
+ */
+function keepComparisonsWithSelects(
+  ops: readonly Tensor[],
+  decisions: Map<Tensor, Decision>,
+  consumers: ReadonlyMap<Tensor, Tensor[]>,
+  weightOnly: ReadonlySet<Tensor>,
+  graphOutputs: readonly Tensor[],
+): Set<Tensor> {
+  const onAne = (node: Tensor) => decisions.get(node)!.device === 'ane';
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const node of ops) {
+      if (node.op.kind !== 'compare' || !onAne(node)) continue;
+      const readers = consumers.get(node) ?? [];
+      const hostReader = readers.find((reader) => !onAne(reader));
+      if (hostReader === undefined) continue;
+      moveToHost(node, ops, decisions, {
+        device: 'host',
+        reason: `its bool result is read on the host by ${opLabel(hostReader.op)} '${hostReader.name}'`,
+        ruleId: 'dtype-bool',
+      });
+      for (const reader of readers.filter(onAne)) {
+        moveToHost(reader, ops, decisions, {
+          device: 'host',
+          reason: `its condition '${node.name}' runs on the host`,
+          ruleId: 'dtype-bool',
+        });
+      }
+      changed = true;
+    }
+  }
+  // Only a comparison read by selects alone (as their condition) is recomputed; any other on the ANE
+  // (placed there by the caller) is left to the lowering, which refuses its bool I/O.
+  const kept = ops.filter(
+    (n) =>
+      n.op.kind === 'compare' &&
+      onAne(n) &&
+      !weightOnly.has(n) &&
+      !graphOutputs.includes(n) &&
+      (consumers.get(n) ?? []).every((c) => c.op.kind === 'select' && c.inputs.indexOf(n) === 0),
+  );
+  for (const node of kept) {
+    decisions.set(node, {
+      device: 'ane',
+      reason: 'runs inside every kernel that selects with it (a bool never crosses a kernel boundary)',
+    });
+  }
+  return new Set(kept);
 }
 
 function hostGroups(ops: readonly Tensor[], decisions: Map<Tensor, Decision>): Tensor[][] {
