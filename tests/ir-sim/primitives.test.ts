@@ -238,6 +238,10 @@ const CASES: [string, () => Built][] = [
           reshape(select(less(scores, 0), 0, scores), [32, 128]),
           reshape(softmax(masked, 2), [32, 64]),
           select(equal(x, y), y, add(x, 1)),
+          // reduceMax's VJP mask: where x equals its column maximum (cond [32, 64] from x vs [1, 64]).
+          select(equal(x, reduceMax(x, 0, { keepDims: true })), 1, 0),
+          // a condition of lower rank than the values it selects between ([64] against [32, 64]).
+          select(greater(reduceSum(y, 0), 0), x, y),
         ];
       }),
   ],
