@@ -8,7 +8,8 @@
  * composite call; everything else runs on the ANE. Kernels grow greedily in dependency order while
  * their inputs still pack into one input within the chip's shape limits; a norm that three or more
  * runtime-weight matmuls read ends its kernel (the ANE falls back to the CPU on that fusion). Ops
- * on weights alone (a transpose of a weight) run inside every kernel that reads them. A kernel the
+ * on weights alone (a transpose of a weight) run inside every kernel that reads them, and so does a
+ * comparison, recomputed from its fp16 operands wherever a select reads it (a bool never crosses). A kernel the
  * checker rejects moves the offending composite call to the host and the graph is partitioned again.
  */
 import { computeBounds, sumOfSquaresOperand } from '../check/bounds';
