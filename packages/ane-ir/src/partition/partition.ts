@@ -4,13 +4,15 @@
  * inputs. The plan says which op runs where and why, and what each kernel reads and writes.
  *
  * Placement: ops with no ANE lowering (gather: embeddings), non-fp16 arithmetic (int32 token math),
- * bool values other than a comparison read only by selects in its kernel (rule `dtype-bool`), and sums of squares that can overflow fp16 (RMSNorm, LayerNorm) run on the host, each as a whole
- * composite call; everything else runs on the ANE. Kernels grow greedily in dependency order while
- * their inputs still pack into one input within the chip's shape limits; a norm that three or more
- * runtime-weight matmuls read ends its kernel (the ANE falls back to the CPU on that fusion). Ops
- * on weights alone (a transpose of a weight) run inside every kernel that reads them, and so does a
- * comparison, recomputed from its fp16 operands wherever a select reads it (a bool never crosses). A kernel the
- * checker rejects moves the offending composite call to the host and the graph is partitioned again.
+ * bool values other than a comparison read only by selects (rule `dtype-bool`), and sums of squares
+ * that can overflow fp16 (RMSNorm, LayerNorm) run on the host, each as a whole composite call;
+ * everything else runs on the ANE. Kernels grow greedily in dependency order while their inputs
+ * still pack into one input within the chip's shape limits; a norm that three or more runtime-weight
+ * matmuls read ends its kernel (the ANE falls back to the CPU on that fusion). Ops on weights alone
+ * (a transpose of a weight) run inside every kernel that reads them, and so does a comparison,
+ * recomputed from its fp16 operands wherever a select reads it (a bool never crosses a kernel). A
+ * kernel the checker rejects moves the offending composite call to the host and the graph is
+ * partitioned again.
  */
 import { computeBounds, sumOfSquaresOperand } from '../check/bounds';
 import { ConstraintError, IrError } from '../graph/errors';
