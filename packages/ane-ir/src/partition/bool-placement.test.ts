@@ -112,6 +112,21 @@ describe('comparisons and selects in the partitioner', () => {
     expect(placementOf(plan, 'as_fp16').device).toBe('host');
   });
 
+  it('fp32 comparisons and selects run on the host (the ANE computes in fp16)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32], { dtype: 'fp32' });
+    const h = g.input('h', [64, 32]);
+    g.output('a', select(greater(x, 0, { name: 'wide' }), 1, 0, { name: 'a' }));
+    g.output('b', select(greater(h, 0, { name: 'narrow' }), cast(h, 'fp32'), 0, { name: 'b' }));
+    const plan = partition(g);
+    expect(placementOf(plan, 'wide')).toMatchObject({ device: 'host', ruleId: 'dtype-compute' });
+    expect(placementOf(plan, 'wide').reason).toMatch(/fp32 comparison/);
+    expect(placementOf(plan, 'narrow')).toMatchObject({ device: 'host', ruleId: 'dtype-bool' });
+    expect(placementOf(plan, 'narrow').reason).toMatch(/its select 'b' picks fp32 values/);
+    expect(placementOf(plan, 'b')).toMatchObject({ device: 'host', ruleId: 'dtype-compute' });
+    expect(placementOf(plan, 'b').reason).toMatch(/fp32 arithmetic/);
+  });
+
   it('integer comparisons and selects of a bool constant run on the host', () => {
     const g = new Graph();
     const tokens = g.input('tokens', [16], { dtype: 'int32' });

@@ -287,14 +287,15 @@ function initialPlacement(
   return decisions;
 }
 
-const isFloat = (node: Tensor) => node.dtype === 'fp16' || node.dtype === 'fp32';
+/** The ANE computes in fp16 (rule `dtype-compute`): fp32 exists there only as a cast intermediate. */
+const isFp16 = (node: Tensor) => node.dtype === 'fp16';
 
 /**
  * Where a comparison or a select runs (rule `dtype-bool`): on the ANE a bool exists only inside a
  * kernel, between a comparison and the selects that read it, never as kernel I/O. A comparison of
- * floats whose every reader is a select of floats taking it as the condition (and that is no graph
- * output) stays on the ANE with those selects; anything else runs on the host. Returns the host
- * decision, or undefined for the ANE.
+ * fp16 values whose every reader is a select of fp16 values taking it as the condition (and that is
+ * no graph output) stays on the ANE with those selects; anything else runs on the host. Returns the
+ * host decision, or undefined for the ANE.
  */
 function boolPlacement(
   node: Tensor,
@@ -303,7 +304,7 @@ function boolPlacement(
 ): Decision | undefined {
   const host = (reason: string, ruleId: string): Decision => ({ device: 'host', reason, ruleId });
   const comparisonProblem = (comparison: Tensor): Decision | undefined => {
-    if (!comparison.inputs.every(isFloat)) {
+    if (!comparison.inputs.every(isFp16)) {
       return host(`${comparison.inputs[0]!.dtype} comparison: the ANE computes in fp16`, 'dtype-compute');
     }
     if (graphOutputs.includes(comparison)) {
@@ -319,14 +320,14 @@ function boolPlacement(
           `its bool result is read by ${opLabel(reader.op)} '${reader.name}'; on the ANE only a select's condition may be bool`,
           'dtype-bool',
         );
-      if (!isFloat(reader)) {
+      if (!isFp16(reader)) {
         return host(`its select '${reader.name}' picks ${reader.dtype} values on the host`, 'dtype-bool');
       }
     }
     return undefined;
   };
   if (node.op.kind === 'compare') return comparisonProblem(node);
-  if (!isFloat(node)) return host(`${node.dtype} arithmetic: the ANE computes in fp16`, 'dtype-compute');
+  if (!isFp16(node)) return host(`${node.dtype} arithmetic: the ANE computes in fp16`, 'dtype-compute');
   const cond = node.inputs[0]!;
   if (cond.op.kind !== 'compare') {
     return host(
