@@ -174,6 +174,22 @@ describe('comparisons and selects in the partitioner', () => {
     expect((error as ConstraintError).node).toBe('picked');
   });
 
+  it('lowering a select whose condition is a bool constant is a ConstraintError (only comparisons make bools)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const keep = g.constant(new Uint8Array(64 * 32), [64, 32], { dtype: 'bool', name: 'keep' });
+    g.output('y', select(keep, x, 0, { name: 'kept' }));
+    let error: unknown;
+    try {
+      lowerGraph(g);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConstraintError);
+    expect((error as ConstraintError).ruleId).toBe('dtype-bool');
+    expect((error as ConstraintError).message).toMatch(/select's condition 'keep' is a bool constant/);
+  });
+
   it('log lowers with its epsilon spelled out as an fp16 constant', () => {
     const g = new Graph();
     const x = g.input('x', [64, 32]);
