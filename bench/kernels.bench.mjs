@@ -2,7 +2,8 @@
 // (DESIGN.md, "Numbers we hold ourselves to"):
 //   - sgemm vs OpenBLAS sgemm (Debian libopenblas-dev, compiled into bench/native/reference.cc when
 //     installed; "reference unavailable" otherwise), GFLOP/s, on transformer shapes;
-//   - fp32<->fp16 conversion vs memcpy bandwidth on 64 MiB, GB/s counting bytes read + written;
+//   - fp32<->fp16 conversion vs memcpy bandwidth on 64 MiB, GB/s counting bytes read + written,
+//     plain and transposed (a 4096 x 4096 block written as its transpose, as weights are staged);
 //   - AdamW over 110M parameters vs STREAM-triad bandwidth, GB/s counting 28 B/param (reads p, g,
 //     m, v; writes p, m, v) against triad counted as STREAM counts fp32 (12 B/element);
 // at 1 and 2 host threads, plus the pure-TS fallbacks' figures, so users see what the addon buys.
@@ -131,13 +132,17 @@ function withThreads(threads, fn) {
   const half = new Uint16Array(n);
   const back = new Float32Array(n);
   const bytes = 6 * n; // read 4 + write 2 (or read 2 + write 4) per element
+  const side = 4096; // n = side * side: the same bytes, moved as a transpose
+  const square = { rows: side, cols: side };
   const kernels = [
     ['fp32ToFp16', (k) => k.fp32ToFp16(src, half)],
     ['fp16ToFp32', (k) => k.fp16ToFp32(half, back)],
+    ['fp32ToFp16Transposed', (k) => k.fp32ToFp16Transposed(src, half, square), { shape: [side, side] }],
+    ['fp16ToFp32Transposed', (k) => k.fp16ToFp32Transposed(half, back, square), { shape: [side, side] }],
   ];
   const memcpyByThreads = {};
   for (const threads of THREADS) {
-    for (const [name, run] of kernels) {
+    for (const [name, run, extra] of kernels) {
       const measured = alternate(
         ROUNDS.bandwidth,
         nativeSet ? () => withThreads(threads, () => oursSeconds(() => run(nativeSet))) : null,
@@ -152,7 +157,7 @@ function withThreads(threads, fn) {
         push(
           row(
             name,
-            { impl: 'native', simd, threads, elements: n },
+            { impl: 'native', simd, threads, elements: n, ...extra },
             'GB/s',
             bytes / measured.ours / 1e9,
             refName,
@@ -162,13 +167,13 @@ function withThreads(threads, fn) {
       }
     }
   }
-  for (const [name, run] of kernels) {
+  for (const [name, run, extra] of kernels) {
     const seconds = oursSeconds(() => run(hostKernels.ts), { minRuns: 3 });
     const memcpyGBs = memcpyByThreads[1];
     push(
       row(
         name,
-        { impl: 'ts', threads: 1, elements: n },
+        { impl: 'ts', threads: 1, elements: n, ...extra },
         'GB/s',
         bytes / seconds / 1e9,
         'memcpy 64 MiB (read+write), 1 thread(s)',

@@ -311,9 +311,9 @@ void fp16ToFp32(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, 
 
 
 // ---- transposed blocks ---------------------------------------------------------------------------
-// dst[c*dstStride + r] = convert(src[r*srcStride + c]). The block is cut into 64 x 64 blocks
-// (a block's source rows and destination rows stay in L1: 16 KiB of fp32 and 8 KiB of fp16), each
-// covered by square register tiles: a tile of T rows is loaded row by row, transposed in registers
+// dst[c*dstStride + r] = convert(src[r*srcStride + c]). The block is cut into cache blocks (64 x 64:
+// 16 KiB of fp32 and 8 KiB of fp16 stay in L1; see transposed() for the 128 x 128 staged case),
+// each covered by square register tiles: a tile of T rows is loaded row by row, transposed in registers
 // (unpack/shuffle networks, bit-exact: NaN payloads untouched), converted by the hardware
 // converter and stored row by row into dst. The edges that do not fill a tile go to the next
 // smaller tile (AVX-512 16x16 -> AVX2 8x8 -> scalar; NEON 4x4 -> scalar).
@@ -533,30 +533,50 @@ TransposedBlock<std::uint16_t, float> transposedBlockFor(Isa isa) {
   }
 }
 
-// The cache block: 64 x 64 elements (a multiple of every tile size).
+// The cache blocks (multiples of every tile size): 64 x 64 written straight into dst, or 128 x 128
+// staged through a scratch block when the destination row stride is a multiple of 1 KiB.
 constexpr Index kTransposeBlock = 64;
+constexpr Index kStagedTransposeBlock = 128;
 
 // Splits the block over the pool along its longer side (whole cache blocks per task) and runs
-// `block` over each 64 x 64 piece, a band of source rows at a time.
+// `block` over each cache block, a band of source rows at a time.
+//
+// When dstStride is a multiple of 1 KiB (2048 halves, 768 floats, ...), the destination rows of a
+// block fall in a few L1 sets: written a tile (half a line) at a time, each line was evicted
+// between its halves (a 4096 x 4096 block ran at a third of the speed of 4000 x 4000, and
+// 288 x 768 -> fp32 at 60% of 768 x 288). Such blocks are transposed into a contiguous scratch
+// block first, then copied out one whole destination row (128 elements) at a time. Other strides
+// write straight to dst (there the extra copy costs more than it saves).
 template <typename S, typename D>
 void transposed(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
   if (rows <= 0 || cols <= 0) return;
   const TransposedBlock<S, D> block = transposedBlockFor<S, D>(activeIsa());
+  const bool staged = (dstStride * static_cast<Index>(sizeof(D))) % 1024 == 0;
+  const Index blockSize = staged ? kStagedTransposeBlock : kTransposeBlock;
   const auto run = [&](Index r0, Index r1, Index c0, Index c1) {
-    for (Index rb = r0; rb < r1; rb += kTransposeBlock) {
-      const Index nr = std::min(kTransposeBlock, r1 - rb);
-      for (Index cb = c0; cb < c1; cb += kTransposeBlock) {
-        const Index nc = std::min(kTransposeBlock, c1 - cb);
-        block(src + rb * srcStride + cb, srcStride, dst + cb * dstStride + rb, dstStride, nr, nc, saturate);
+    alignas(64) D scratch[kStagedTransposeBlock * kStagedTransposeBlock];  // [nc, blockSize] when staged
+    for (Index rb = r0; rb < r1; rb += blockSize) {
+      const Index nr = std::min(blockSize, r1 - rb);
+      for (Index cb = c0; cb < c1; cb += blockSize) {
+        const Index nc = std::min(blockSize, c1 - cb);
+        const S* from = src + rb * srcStride + cb;
+        if (!staged) {
+          block(from, srcStride, dst + cb * dstStride + rb, dstStride, nr, nc, saturate);
+          continue;
+        }
+        block(from, srcStride, scratch, blockSize, nr, nc, saturate);
+        for (Index c = 0; c < nc; c++) {
+          std::memcpy(dst + (cb + c) * dstStride + rb, scratch + c * blockSize, static_cast<std::size_t>(nr) * sizeof(D));
+        }
       }
     }
   };
   if (cols >= rows) {
-    const Index minCols = std::max<Index>(kTransposeBlock, kMinParallel / rows);
-    parallelFor(cols, minCols, kTransposeBlock, [&](Index begin, Index end) { run(0, rows, begin, end); });
+    const Index minCols = std::max<Index>(blockSize, kMinParallel / rows);
+    parallelFor(cols, minCols, blockSize, [&](Index begin, Index end) { run(0, rows, begin, end); });
   } else {
-    const Index minRows = std::max<Index>(kTransposeBlock, kMinParallel / cols);
-    parallelFor(rows, minRows, kTransposeBlock, [&](Index begin, Index end) { run(begin, end, 0, cols); });
+    const Index minRows = std::max<Index>(blockSize, kMinParallel / cols);
+    parallelFor(rows, minRows, blockSize, [&](Index begin, Index end) { run(begin, end, 0, cols); });
   }
 }
 

@@ -46,8 +46,8 @@ void fp16ToFp32(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, 
 
 // The same conversions of a rows x cols block written transposed (staging W: [out, in] as
 // Wᵀ: [in, out]): dst[c*dstStride + r] = fp16(src[r*srcStride + c]). Cache-blocked (64 x 64
-// blocks of register-transposed 16x16 / 8x8 / 4x4 tiles, per SIMD path). src and dst must not
-// overlap.
+// blocks, or 128 x 128 staged through a scratch block when dstStride is a multiple of 1 KiB, of
+// register-transposed 16x16 / 8x8 / 4x4 tiles, per SIMD path). src and dst must not overlap.
 //   src: [rows, srcStride] fp32, dst: [cols, dstStride] fp16 bits (dstStride >= rows)
 void fp32ToFp16Transposed(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, std::ptrdiff_t dstStride,
                           std::ptrdiff_t rows, std::ptrdiff_t cols, bool saturate);

@@ -4,6 +4,7 @@
 // cache blocks), strided views, NaN/inf/subnormals, against naive double-precision references.
 // Arrays are allocated at their exact sizes so any read or write past an end is reported.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -259,6 +260,34 @@ void testFp16Transposed() {
       }
     }
   }
+  // Destination rows 4 KiB apart (2048 halves, 1024 floats; staged when a multiple of 1 KiB), with
+  // partial 128 x 128 blocks on both sides.
+  for (const auto& shape : {std::array<Index, 2>{130, 300}, std::array<Index, 2>{1, 129}, std::array<Index, 2>{257, 3}}) {
+    const Index rows = shape[0], cols = shape[1], srcStride = cols + 1;
+    std::vector<float> s = randomVector((rows - 1) * srcStride + cols, r, 70000.0f);
+    sprinkleSpecials(s, r, 16);
+    // d: [cols, 2048] halves, d[c*2048 + row] = fp16(s[row, c]).
+    std::vector<std::uint16_t> d(static_cast<std::size_t>((cols - 1) * 2048 + rows), 0xbeef);
+    fp32ToFp16Transposed(s.data(), srcStride, d.data(), 2048, rows, cols, false);
+    int bad = 0;
+    for (Index i = 0; i < static_cast<Index>(d.size()); i++) {
+      const Index c = i / 2048, row = i - c * 2048;
+      const std::uint16_t expected = row < rows ? fp32ToFp16Scalar(s[row * srcStride + c], false) : std::uint16_t{0xbeef};
+      bad += d[i] != expected;
+    }
+    EXPECT(bad == 0, "staged %tdx%td: %d mismatches", rows, cols, bad);
+    // w: [rows, 1024] floats, w[row*1024 + c] = fp32(d[c*2048 + row]).
+    std::vector<float> w(static_cast<std::size_t>((rows - 1) * 1024 + cols), -7.0f);
+    fp16ToFp32Transposed(d.data(), 2048, w.data(), 1024, cols, rows);
+    bad = 0;
+    for (Index i = 0; i < static_cast<Index>(w.size()); i++) {
+      const Index row = i / 1024, c = i - row * 1024;
+      const float expected = c < cols ? fp16ToFp32Scalar(d[c * 2048 + row]) : -7.0f;
+      bad += !sameFloat(w[i], expected);
+    }
+    EXPECT(bad == 0, "staged back %tdx%td: %d mismatches", rows, cols, bad);
+  }
+
   // Empty blocks touch nothing (null pointers are fine).
   fp32ToFp16Transposed(nullptr, 0, nullptr, 0, 0, 5, false);
   fp16ToFp32Transposed(nullptr, 0, nullptr, 0, 5, 0);

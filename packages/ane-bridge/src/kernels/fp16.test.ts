@@ -396,6 +396,23 @@ describe.each(variants().map((v) => [v.name, v] as const))('fp16 kernels: %s', (
       hostKernels.ts.fp16ToFp32Transposed(expected, backExpected, { rows: cols, cols: rows });
       k.fp16ToFp32Transposed(dst, back, { rows: cols, cols: rows });
       expect(firstDifference(new Uint32Array(back.buffer), new Uint32Array(backExpected.buffer))).toBe(-1);
+      // Destination rows 4 KiB apart (2048 halves, 1024 floats; the native kernels stage blocks
+      // through scratch when dst rows are a multiple of 1 KiB apart), partial blocks.
+      const narrow = { rows: 130, cols: 300, srcRowStride: 301 };
+      const wide = testFloats(129 * 301 + 300, 43);
+      const staged = new Uint16Array(299 * 2048 + 130);
+      const stagedExpected = new Uint16Array(staged.length);
+      k.fp32ToFp16Transposed(wide, staged, { ...narrow, dstRowStride: 2048 });
+      hostKernels.ts.fp32ToFp16Transposed(wide, stagedExpected, { ...narrow, dstRowStride: 2048 });
+      expect(firstDifference(staged, stagedExpected)).toBe(-1);
+      const unstaged = new Float32Array(129 * 1024 + 300);
+      const unstagedExpected = new Float32Array(unstaged.length);
+      const inverse = { rows: 300, cols: 130, srcRowStride: 2048, dstRowStride: 1024 };
+      await k.fp16ToFp32TransposedAsync(staged, unstaged, inverse);
+      hostKernels.ts.fp16ToFp32Transposed(staged, unstagedExpected, inverse);
+      expect(
+        firstDifference(new Uint32Array(unstaged.buffer), new Uint32Array(unstagedExpected.buffer)),
+      ).toBe(-1);
     } finally {
       restore();
     }
