@@ -418,6 +418,45 @@ describe.each(variants().map((v) => [v.name, v] as const))('fp16 kernels: %s', (
     }
   });
 
+  it('the transposed conversions over SharedArrayBuffer views, sync and async', async () => {
+    const restore = variant.enter();
+    try {
+      const k = variant.kernels;
+      const w = new Float32Array(new SharedArrayBuffer(4 * 8), 4, 6); // [2, 3] at a byte offset
+      w.set([1, 2, 3, 4, 5, 6]);
+      const wt = new Uint16Array(new SharedArrayBuffer(2 * 6));
+      await k.fp32ToFp16TransposedAsync(w, wt, { rows: 2, cols: 3 });
+      expect([...wt]).toEqual([0x3c00, 0x4400, 0x4000, 0x4500, 0x4200, 0x4600]);
+      const back = new Float32Array(new SharedArrayBuffer(4 * 6));
+      k.fp16ToFp32Transposed(wt, back, { rows: 3, cols: 2 });
+      expect([...back]).toEqual([1, 2, 3, 4, 5, 6]);
+    } finally {
+      restore();
+    }
+  });
+
+  it.skipIf(variant.name === 'ts')(
+    'an async transposed conversion whose dst is detached mid-run rejects with HostKernelBufferError (native only: the TS twins settle at once)',
+    async () => {
+      const restore = variant.enter();
+      try {
+        const rows = 1024;
+        const cols = 2048;
+        const src = new Float32Array(rows * cols).fill(1.5);
+        const dst = new Uint16Array(rows * cols);
+        const running = variant.kernels.fp32ToFp16TransposedAsync(src, dst, { rows, cols });
+        structuredClone(dst.buffer, { transfer: [dst.buffer] }); // detaches dst while the kernel runs
+        await expect(running).rejects.toMatchObject({
+          name: 'HostKernelBufferError',
+          code: 'ERR_ANE_BRIDGE_DETACHED',
+          message: expect.stringMatching(/^fp32ToFp16TransposedAsync: dst was detached/),
+        });
+      } finally {
+        restore();
+      }
+    },
+  );
+
   it('rejects mismatched lengths and blocks that leave the buffers', () => {
     within(variant, (k) => {
       expect(() => k.fp32ToFp16(new Float32Array(4), new Uint16Array(3))).toThrow(
