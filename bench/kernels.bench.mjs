@@ -3,7 +3,8 @@
 //   - sgemm vs OpenBLAS sgemm (Debian libopenblas-dev, compiled into bench/native/reference.cc when
 //     installed; "reference unavailable" otherwise), GFLOP/s, on transformer shapes;
 //   - fp32<->fp16 conversion vs memcpy bandwidth on 64 MiB, GB/s counting bytes read + written,
-//     plain and transposed (a 4096 x 4096 block written as its transpose, as weights are staged);
+//     plain and transposed (a 4096 x 4096 block written as its transpose, as weights are staged),
+//     and a Stories110M weight staged transposed vs memcpy of its 6 MiB;
 //   - AdamW over 110M parameters vs STREAM-triad bandwidth, GB/s counting 28 B/param (reads p, g,
 //     m, v; writes p, m, v) against triad counted as STREAM counts fp32 (12 B/element);
 // at 1 and 2 host threads, plus the pure-TS fallbacks' figures, so users see what the addon buys.
@@ -180,6 +181,48 @@ function withThreads(threads, fn) {
         memcpyGBs,
       ),
     );
+  }
+}
+
+// ---- a weight staged transposed (as device.load stages W [out, in] as Wᵀ) vs memcpy of its bytes --
+// Stories110M's FFN weight [2048, 768] fits the L2/L3 caches, unlike the 64 MiB rows above: the
+// reference is memcpy of the same 6 MiB fp32 array, in the same run.
+
+{
+  const [out, inDim] = [2048, 768];
+  const n = out * inDim;
+  const weight = new Float32Array(n);
+  for (let i = 0; i < n; i++) weight[i] = ((i % 1021) - 510) * 0.013;
+  const staged = new Uint16Array(n);
+  const restored = new Float32Array(n);
+  const block = { rows: out, cols: inDim };
+  const inverse = { rows: inDim, cols: out };
+  const kernels = [
+    ['fp32ToFp16Transposed', (k) => k.fp32ToFp16Transposed(weight, staged, block)],
+    ['fp16ToFp32Transposed', (k) => k.fp16ToFp32Transposed(staged, restored, inverse)],
+  ];
+  for (const threads of THREADS) {
+    for (const [name, run] of kernels) {
+      if (!nativeSet) continue;
+      const measured = alternate(
+        ROUNDS.bandwidth,
+        () => withThreads(threads, () => oursSeconds(() => run(nativeSet))),
+        () => referenceSeconds(['memcpy', 4 * n, threads]),
+      );
+      const memcpyGBs = measured.ref === null ? undefined : (2 * 4 * n) / measured.ref / 1e9;
+      push(
+        row(
+          name,
+          { impl: 'native', simd, threads, shape: [out, inDim], weight: 'stories110M ffn w1' },
+          'GB/s',
+          (6 * n) / measured.ours / 1e9,
+          memcpyGBs
+            ? `memcpy ${(4 * n) >> 20} MiB (read+write), ${threads} thread(s)`
+            : 'memcpy: harness unavailable',
+          memcpyGBs,
+        ),
+      );
+    }
   }
 }
 
