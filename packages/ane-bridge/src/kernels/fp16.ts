@@ -77,7 +77,8 @@ export function fp16ToFp32(src: Uint16Array, dst: Float32Array): void {
  * src[srcOffset + r*srcRowStride + c] and written at dst[dstOffset + r*dstRowStride + c]. With a
  * [C, S] channel-first tensor, rows are channels: packing a [C, S] weight at channel offset c0 and
  * spatial offset s0 of a [Ctot, Stot] device buffer is
- * `{ rows: C, cols: S, dstOffset: c0*Stot + s0, dstRowStride: Stot }`.
+ * `{ rows: C, cols: S, dstOffset: c0*Stot + s0, dstRowStride: Stot }`. The …Transposed kernels
+ * write element (r, c) at dst[dstOffset + c*dstRowStride + r] instead.
  */
 export interface StridedBlock {
   rows: number;
@@ -88,7 +89,7 @@ export interface StridedBlock {
   srcRowStride?: number;
   /** Default 0. */
   dstOffset?: number;
-  /** Default cols. */
+  /** Default cols (rows for the …Transposed kernels, whose dst holds the cols x rows transpose). */
   dstRowStride?: number;
 }
 
