@@ -308,6 +308,21 @@ const movementRules = {
   },
 } satisfies Record<string, VjpRule>;
 
+/** The composite kind of a weight gradient (`dW = dY · Xᵀ` of a matmul with a param operand). */
+export const WEIGHT_GRAD = 'weight_grad';
+
+/**
+ * Builds the gradient of matmul operand `operand` with `build`; when the operand is a param (a
+ * linear layer's weight), as a `weight_grad` composite call recording `{ weight, dy, x }`. dW is a
+ * GEMM over every position of the batch whose fp16 accumulation is unsafe and whose result the
+ * optimizer needs in fp32, so `valueAndGrad` places these calls on the host by default; the tag is
+ * what lets the partitioner and a native host GEMM find them.
+ */
+function asWeightGradient(operand: Tensor, other: Tensor, dy: Tensor, build: () => Tensor): Tensor {
+  if (operand.op.kind !== 'param') return build();
+  return operand.graph.composite(WEIGHT_GRAD, WEIGHT_GRAD, build, { weight: operand, dy, x: other });
+}
+
 /**
  * C = op(A) · op(B) over the last two axes, op a transpose when the flag is set:
  *   C = A B    : dA = dC Bᵀ,     dB = Aᵀ dC
@@ -329,20 +344,22 @@ const matmulRule: VjpRule = ({ node, dy, needs }) => {
   }
   const tx = op.transposeX;
   const ty = op.transposeY;
-  let da: Tensor | undefined;
-  let db: Tensor | undefined;
-  if (needs[0]) {
-    da = !tx
-      ? matmul(dy, b, { transposeY: !ty, name: 'da' })
-      : matmul(b, dy, { transposeX: ty, transposeY: true, name: 'da' });
-    da = unbroadcast(da, a.shape);
-  }
-  if (needs[1]) {
-    db = !ty
-      ? matmul(a, dy, { transposeX: !tx, name: 'db' })
-      : matmul(dy, a, { transposeX: true, transposeY: tx, name: 'db' });
-    db = unbroadcast(db, b.shape);
-  }
+  const gradA = () =>
+    unbroadcast(
+      !tx
+        ? matmul(dy, b, { transposeY: !ty, name: 'da' })
+        : matmul(b, dy, { transposeX: ty, transposeY: true, name: 'da' }),
+      a.shape,
+    );
+  const gradB = () =>
+    unbroadcast(
+      !ty
+        ? matmul(a, dy, { transposeX: !tx, name: 'db' })
+        : matmul(dy, a, { transposeX: true, transposeY: tx, name: 'db' }),
+      b.shape,
+    );
+  const da = needs[0] ? asWeightGradient(a, b, dy, gradA) : undefined;
+  const db = needs[1] ? asWeightGradient(b, a, dy, gradB) : undefined;
   return [da, db];
 };
 

@@ -10,9 +10,10 @@
  * would have to re-create all of that and keep two graphs in step. Build the forward graph for
  * training once and call `valueAndGrad` on it once.
  */
-import { type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
+import { type ExecutionTarget, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
 import { gradients } from './backward';
 import { AutogradError } from './errors';
+import { WEIGHT_GRAD } from './rules';
 
 export interface LossScaleOptions {
   /** The input's name (default `loss_scale`). */
@@ -36,6 +37,12 @@ export interface ValueAndGradOptions {
   lossScale?: boolean | LossScaleOptions;
   /** The loss output's name (default `loss`). */
   lossName?: string;
+  /**
+   * Where the weight gradients (`weight_grad` calls, dW = dY · Xᵀ) should run: 'host' (default:
+   * a GEMM over the whole batch accumulates unsafely in fp16, and the optimizer wants fp32) or
+   * 'ane'. Returned as `placement`, to pass to `partition`.
+   */
+  weightGradients?: ExecutionTarget;
 }
 
 export interface ValueAndGrad {
@@ -48,6 +55,11 @@ export interface ValueAndGrad {
   readonly grads: ReadonlyMap<string, Tensor>;
   /** Output name of each source's gradient, by source name. */
   readonly gradOutputs: ReadonlyMap<string, string>;
+  /**
+   * Placement overrides for ane-ir's `partition` (`partition(graph, { placement })`): every
+   * `weight_grad` call on the target of the `weightGradients` option.
+   */
+  readonly placement: Readonly<Record<string, ExecutionTarget>>;
 }
 
 /** The output name a source's gradient travels under: `grad.<name>`. */
@@ -131,7 +143,14 @@ export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueA
     );
   }
 
+  const firstBackwardNode = graph.nodes.length;
   const derived = gradients(loss, wrt, lossScale !== undefined ? { seed: lossScale } : {});
+  const placement: Record<string, ExecutionTarget> = {};
+  for (const node of graph.nodes.slice(firstBackwardNode)) {
+    for (const tag of node.composites) {
+      if (tag.kind === WEIGHT_GRAD) placement[tag.name] = options.weightGradients ?? 'host';
+    }
+  }
   if (existingLoss === undefined) graph.output(lossName, loss);
   const outputTensors = new Set(graph.outputs.map((o) => o.tensor));
   const grads = new Map<string, Tensor>();
@@ -157,5 +176,6 @@ export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueA
     ...(lossScale !== undefined ? { lossScale } : {}),
     grads,
     gradOutputs,
+    placement,
   };
 }
