@@ -6,7 +6,8 @@
  * differentiates (`layers.0.ffn.gate` -> `layers.0.ffn.gate.grad.da`), so the backward ops of
  * different layers carry the same local names and lower to the same programs.
  */
-import { add, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
+import { add, type CompositeTag, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
+import { COMPOSITE_VJP_RULES } from './composite-rules';
 import { AutogradError } from './errors';
 import { filled, vjpRule } from './rules';
 
@@ -34,6 +35,11 @@ export interface GradientsOptions {
    * gradients of `sum(seed * loss)`. Default: ones (a loss-scale value makes it `scale`).
    */
   seed?: Tensor;
+  /**
+   * Use the composite-level rules (`COMPOSITE_VJP_RULES`: RMSNorm) where a call's inner values are
+   * read only inside it. Default true; false differentiates every primitive.
+   */
+  compositeRules?: boolean;
 }
 
 /**
@@ -102,14 +108,29 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
     );
   }
 
+  const calls = options.compositeRules === false ? new Map() : compositeCalls(graph, loss, relevant, wrtSet);
+  const bypassed = new Set<Tensor>();
+
   const result = new Map<Tensor, Tensor>();
   const ordered = [...relevant].sort((a, b) => b.id - a.id);
   for (const node of ordered) {
+    if (bypassed.has(node)) continue;
     const dy = inScope(graph, node, () => accumulate(contributions.get(node)!));
     contributions.delete(node);
     if (wrtSet.has(node)) {
       result.set(node, dy);
       continue;
+    }
+    const call = calls.get(node);
+    if (call !== undefined) {
+      const grads = inScope(graph, node, () =>
+        COMPOSITE_VJP_RULES[call.tag.kind]!({ call: call.tag, dy, needs: (t) => relevant.has(t) }),
+      );
+      if (grads !== undefined) {
+        for (const inner of call.inner) bypassed.add(inner);
+        for (const [operand, gradient] of grads) contribute(operand, gradient);
+        continue;
+      }
     }
     const needs = node.inputs.map((input) => relevant.has(input));
     const grads = inScope(graph, node, () => vjpRule(node)({ node, dy, needs }));
@@ -125,6 +146,55 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
         graph.scope(`${source.name}.grad`, () => filled(graph, source.shape, 0, source.dtype)),
       ),
   );
+}
+
+interface CompositeCall {
+  readonly tag: CompositeTag;
+  /** The call's nodes other than its result. */
+  readonly inner: readonly Tensor[];
+}
+
+/**
+ * Calls with a composite-level rule whose result the loss reads and whose other nodes are read only
+ * inside the call (and are no `wrt` source), keyed by their result.
+ */
+function compositeCalls(
+  graph: Graph,
+  loss: Tensor,
+  relevant: ReadonlySet<Tensor>,
+  wrt: ReadonlySet<Tensor>,
+): Map<Tensor, CompositeCall> {
+  const members = new Map<number, { tag: CompositeTag; nodes: Tensor[] }>();
+  const readers = new Map<Tensor, Tensor[]>();
+  for (const node of graph.nodes) {
+    if (node.id > loss.id) break;
+    for (const input of node.inputs) {
+      const list = readers.get(input);
+      if (list === undefined) readers.set(input, [node]);
+      else list.push(node);
+    }
+    for (const tag of node.composites) {
+      if (COMPOSITE_VJP_RULES[tag.kind] === undefined) continue;
+      let entry = members.get(tag.id);
+      if (entry === undefined) {
+        entry = { tag, nodes: [] };
+        members.set(tag.id, entry);
+      }
+      entry.nodes.push(node);
+    }
+  }
+  const calls = new Map<Tensor, CompositeCall>();
+  for (const { tag, nodes } of members.values()) {
+    const result = tag.result;
+    if (result === undefined || !relevant.has(result) || !nodes.includes(result)) continue;
+    const own = new Set(nodes);
+    const inner = nodes.filter((n) => n !== result);
+    const sealed = inner.every(
+      (n) => n !== loss && !wrt.has(n) && (readers.get(n) ?? []).every((reader) => own.has(reader)),
+    );
+    if (sealed) calls.set(result, { tag, inner });
+  }
+  return calls;
 }
 
 /** Runs `build` with node names under `<node>.grad`, outside any scope or composite of the caller. */

@@ -1,4 +1,10 @@
 export { type GradientsOptions, gradients, STOP_GRADIENT, stopGradient } from './backward';
+export {
+  COMPOSITE_VJP_RULES,
+  type CompositeVjpArgs,
+  type CompositeVjpRule,
+  RMSNORM_GRAD,
+} from './composite-rules';
 export { AutogradError, UnsupportedError } from './errors';
 export { type GradcheckOptions, type GradcheckResult, gradcheck } from './gradcheck';
 export {
