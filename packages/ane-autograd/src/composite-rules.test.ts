@@ -36,10 +36,11 @@ describe('the RMSNorm composite rule', () => {
     const [cx, cg] = evaluate(composite, feeds);
     const [px, pg] = evaluate(primitive, feeds);
     const reference = referenceGradients(loss, [x, gain], feeds);
-    [
+    const triples: [Float64Array, Float64Array, Float64Array][] = [
       [cx!, px!, reference.grads[0]!],
       [cg!, pg!, reference.grads[1]!],
-    ].forEach(([c, p, r]) => {
+    ];
+    triples.forEach(([c, p, r]) => {
       c.forEach((v, i) => {
         expect(v).toBeCloseTo(p[i]!, 12);
         expect(v).toBeCloseTo(r[i]!, 12);
