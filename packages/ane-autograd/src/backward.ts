@@ -40,6 +40,22 @@ export interface GradientsOptions {
    * read only inside it. Default true; false differentiates every primitive.
    */
   compositeRules?: boolean;
+  /**
+   * What the backward does with forward values of rank 3 or more it reads (attention heads
+   * `[H, S, HD]`, probabilities `[H, S, S]`): 'recompute' (default) rebuilds them in the backward
+   * from the values they derive from, so only `[C, S]` values (q, k, v before their heads are
+   * split) cross from forward kernels to backward ones, the only values a packed ANE kernel input
+   * carries; 'save' reads the forward's own values.
+   */
+  highRank?: 'recompute' | 'save';
+}
+
+/** What `derive` returns: the gradients and the forward values the backward recomputed. */
+export interface Derivation {
+  /** In `wrt`'s order. */
+  readonly grads: Tensor[];
+  /** Forward values of rank 3 or more rebuilt in the backward, with their copies. */
+  readonly recomputed: ReadonlyMap<Tensor, Tensor>;
 }
 
 /**
@@ -48,6 +64,11 @@ export interface GradientsOptions {
  * depend on (or only through `stopGradient` or integer values) gets a gradient of zeros.
  */
 export function gradients(loss: Tensor, wrt: readonly Tensor[], options: GradientsOptions = {}): Tensor[] {
+  return derive(loss, wrt, options).grads;
+}
+
+/** `gradients`, also reporting which forward values the backward recomputed. */
+export function derive(loss: Tensor, wrt: readonly Tensor[], options: GradientsOptions = {}): Derivation {
   const graph = loss.graph;
   for (const source of wrt) {
     if (source.graph !== graph) {
@@ -108,6 +129,8 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
     );
   }
 
+  const recomputed = new Map<Tensor, Tensor>();
+  const recompute = options.highRank === 'save' ? undefined : (node: Tensor) => ruleView(node, recomputed);
   const calls = options.compositeRules === false ? new Map() : compositeCalls(graph, loss, relevant, wrtSet);
   const bypassed = new Set<Tensor>();
 
@@ -133,19 +156,59 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], options: Gradien
       }
     }
     const needs = node.inputs.map((input) => relevant.has(input));
-    const grads = inScope(graph, node, () => vjpRule(node)({ node, dy, needs }));
+    const saved = recompute === undefined ? node : recompute(node);
+    const grads = inScope(graph, node, () => vjpRule(node)({ node: saved, dy, needs }));
     node.inputs.forEach((input, i) => {
       const gradient = grads[i];
       if (needs[i] && gradient !== undefined) contribute(input, gradient);
     });
   }
-  return wrt.map(
+  const grads = wrt.map(
     (source) =>
       result.get(source) ??
       graph.unscoped(() =>
         graph.scope(`${source.name}.grad`, () => filled(graph, source.shape, 0, source.dtype)),
       ),
   );
+  return { grads, recomputed };
+}
+
+function isSource(node: Tensor): boolean {
+  return node.op.kind === 'input' || node.op.kind === 'param' || node.op.kind === 'constant';
+}
+
+/**
+ * `node` as the backward should read it: itself, or when an op result of rank 3 or more, a copy
+ * computed from copies of its inputs (down to values of rank 2 or less and sources), named
+ * `<node>.recompute.<local name>`. The copy carries no composite tag: it is backward work.
+ */
+function recomputedView(node: Tensor, memo: Map<Tensor, Tensor>): Tensor {
+  if (isSource(node) || node.rank < 3) return node;
+  return copyOf(node, memo);
+}
+
+/**
+ * The node a rule is given: its recomputed view, or for a node of lower rank that reads recomputed
+ * values (a reduce_max over heads), a copy reading them. Copies a rule does not read stay dead.
+ */
+function ruleView(node: Tensor, memo: Map<Tensor, Tensor>): Tensor {
+  if (isSource(node)) return node;
+  if (node.rank >= 3) return copyOf(node, memo);
+  return node.inputs.some((input) => recomputedView(input, memo) !== input) ? copyOf(node, memo) : node;
+}
+
+function copyOf(node: Tensor, memo: Map<Tensor, Tensor>): Tensor {
+  const known = memo.get(node);
+  if (known !== undefined) return known;
+  const inputs = node.inputs.map((input) => recomputedView(input, memo));
+  const graph = node.graph;
+  const copy = graph.unscoped(() =>
+    graph.scope(`${node.name}.recompute`, () =>
+      graph.add(node.op, inputs, { name: node.localName }, { shape: node.shape, dtype: node.dtype }),
+    ),
+  );
+  memo.set(node, copy);
+  return copy;
 }
 
 interface CompositeCall {

@@ -5,6 +5,7 @@
  * primitives. Each rule is tested against the primitive-level derivation.
  */
 import { type CompositeTag, mul, reduceSum, reshape, sub, type Tensor } from 'ane-ir';
+import { WEIGHT_GRAD } from './rules';
 
 /** What a composite rule is given. */
 export interface CompositeVjpArgs {
@@ -29,7 +30,7 @@ export const RMSNORM_GRAD = 'rmsnorm_grad';
  * RMSNorm `y = x ⊙ r ⊙ g` over the channels of x `[D, S]`, `r = (Σ_c x² / D + eps)^-½` `[1, S]`:
  *   u  = dy ⊙ g
  *   dx = r ⊙ (u − x̂ ⊙ Σ_c(u ⊙ x̂) / D)      with x̂ = x ⊙ r (the forward's own value)
- *   dg = Σ_s dy ⊙ x̂
+ *   dg = Σ_s dy ⊙ x̂                         (a `weight_grad` call, like dW)
  * It reads the forward's `r` and `x̂` (no second sum of squares) and has no fp16 overflow hazard
  * of its own: Σ_c(u ⊙ x̂) is bounded by D·|u| since |x̂| ≤ √D.
  */
@@ -66,7 +67,13 @@ const rmsnormRule: CompositeVjpRule = ({ call, dy, needs }) => {
         grads.set(x, mul(centered, rrms, { name: 'dx' }));
       }
       if (needs(gain)) {
-        const dg = reduceSum(mul(dy, normalized, { name: 'dy_xr' }), 1, { name: 'dg' });
+        // A reduction over every position of the batch, like dW: a weight gradient.
+        const dg = x.graph.composite(
+          WEIGHT_GRAD,
+          WEIGHT_GRAD,
+          () => reduceSum(mul(dy, normalized, { name: 'dy_xr' }), 1, { name: 'dg' }),
+          { weight: gain, dy, x: normalized },
+        );
         grads.set(gain, dg);
       }
       return grads;

@@ -1,4 +1,11 @@
-export { type GradientsOptions, gradients, STOP_GRADIENT, stopGradient } from './backward';
+export {
+  type Derivation,
+  derive,
+  type GradientsOptions,
+  gradients,
+  STOP_GRADIENT,
+  stopGradient,
+} from './backward';
 export {
   COMPOSITE_VJP_RULES,
   type CompositeVjpArgs,
@@ -20,6 +27,7 @@ export {
 export {
   gradOutputName,
   type LossScaleOptions,
+  type SavedValue,
   trainableParams,
   type ValueAndGrad,
   type ValueAndGradOptions,

@@ -158,6 +158,33 @@ function reshapeToOne(t: Tensor): Tensor {
       );
 }
 
+/** One GQA llamaBlock with RoPE at tiny dims, fp16 like its RoPE tables and mask. */
+function tinyBlock() {
+  const dim = 8;
+  const seq = 4;
+  const heads = 2;
+  const headDim = dim / heads;
+  const hidden = 12;
+  const graph = new Graph();
+  const x = graph.input('x', [dim, seq], { maxAbs: 4 });
+  const p = (name: string, shape: number[]) => graph.param(name, shape, { maxAbs: 1 });
+  const weights = {
+    attnNorm: p('attn_norm', [dim]),
+    ffnNorm: p('ffn_norm', [dim]),
+    wq: p('wq', [heads * headDim, dim]),
+    wk: p('wk', [headDim, dim]),
+    wv: p('wv', [headDim, dim]),
+    wo: p('wo', [dim, heads * headDim]),
+    w1: p('w1', [hidden, dim]),
+    w3: p('w3', [hidden, dim]),
+    w2: p('w2', [dim, hidden]),
+  };
+  const rope = ropeTables(graph, seq, headDim, { convention: 'rotate-half' });
+  const out = llamaBlock(x, weights, { heads, kvHeads: 1, rope, name: 'block' });
+  const loss = reshapeToOne(weightedSum(out));
+  return { graph, x, weights, loss, sources: [x, ...Object.values(weights)] };
+}
+
 describe('the derived graph partitions', () => {
   it('an fp16 MLP: forward and dx kernels on the ANE, weight gradients on the host', () => {
     const { graph, loss } = mlp('fp16');
@@ -179,30 +206,8 @@ describe('the derived graph partitions', () => {
   });
 
   it('one llamaBlock (GQA, RoPE): partitions, and its gradients match finite differences', () => {
-    const dim = 8;
-    const seq = 4;
-    const heads = 2;
-    const headDim = dim / heads;
-    const hidden = 12;
-    const graph = new Graph();
-    // fp16 like the RoPE tables and the mask; evaluate still computes in float64.
-    const x = graph.input('x', [dim, seq], { maxAbs: 4 });
-    const p = (name: string, shape: number[]) => graph.param(name, shape, { maxAbs: 1 });
-    const weights = {
-      attnNorm: p('attn_norm', [dim]),
-      ffnNorm: p('ffn_norm', [dim]),
-      wq: p('wq', [heads * headDim, dim]),
-      wk: p('wk', [headDim, dim]),
-      wv: p('wv', [headDim, dim]),
-      wo: p('wo', [dim, heads * headDim]),
-      w1: p('w1', [hidden, dim]),
-      w3: p('w3', [hidden, dim]),
-      w2: p('w2', [dim, hidden]),
-    };
-    const rope = ropeTables(graph, seq, headDim, { convention: 'rotate-half' });
-    const out = llamaBlock(x, weights, { heads, kvHeads: 1, rope, name: 'block' });
-    const loss = reshapeToOne(weightedSum(out));
-    const sources = [x, ...Object.values(weights)];
+    // fp16 graph; evaluate still computes in float64.
+    const { graph, weights, loss, sources } = tinyBlock();
     const feeds = feedsFor(sources, 21, -0.8, 0.8);
     const { grads, placement } = valueAndGrad(graph, { loss, wrt: sources });
     // Gradients of the derived graph (float64) against central differences of the loss.
@@ -229,20 +234,45 @@ describe('the derived graph partitions', () => {
     const plan = partition(graph, { placement, io: 'separate' });
     expect(plan.outputs.map((o) => o.name)).toContain('grad.wq');
     expect(plan.placements.every((p) => p.reason.length > 0)).toBe(true);
-    // Every weight gradient is one host op (a weight_grad call), the rest runs on the ANE.
     const weightGrads = plan.hostOps.filter((op) => op.kind === 'weight_grad');
-    expect(weightGrads.map((op) => op.composite!.args!.weight)).toEqual(
-      expect.arrayContaining([
-        weights.wq,
-        weights.wk,
-        weights.wv,
-        weights.wo,
-        weights.w1,
-        weights.w2,
-        weights.w3,
-      ]),
+    // Every weight gradient (7 matmul weights, 2 RMSNorm gains) is one host op, a weight_grad call.
+    expect(new Set(weightGrads.map((op) => op.composite!.args!.weight))).toEqual(
+      new Set(Object.values(weights)),
     );
-    expect(weightGrads.length).toBe(7);
+    expect(weightGrads.length).toBe(9);
     expect(plan.kernels.length).toBeGreaterThan(0);
+  });
+});
+
+describe('high-rank forward values are recomputed, not saved', () => {
+  it('the backward reads only values of rank 2 or less from the forward; the report says which', () => {
+    const { graph, loss, sources } = tinyBlock();
+    const firstBackward = graph.nodes.length;
+    const { activations, grads } = valueAndGrad(graph, { loss, wrt: sources });
+    for (const value of activations.filter((a) => a.policy === 'saved')) {
+      expect(value.shape.length, value.name).toBeLessThanOrEqual(2);
+    }
+    const recomputed = activations.filter((a) => a.policy === 'recomputed').map((a) => a.name);
+    expect(recomputed).toEqual(expect.arrayContaining(['block.attn.probs', 'block.attn.q_rope.out']));
+    for (const node of graph.nodes.slice(firstBackward)) {
+      for (const input of node.inputs) {
+        if (input.id < firstBackward && input.op.kind !== 'constant') {
+          expect(input.rank, `${node.name} reads ${input.name}`).toBeLessThanOrEqual(2);
+        }
+      }
+    }
+    // The same gradients as reading the saved values.
+    const saved = tinyBlock();
+    const savedResult = valueAndGrad(saved.graph, { loss: saved.loss, wrt: saved.sources, highRank: 'save' });
+    expect(savedResult.activations.some((a) => a.policy === 'saved' && a.shape.length === 3)).toBe(true);
+    expect(savedResult.activations.some((a) => a.policy === 'recomputed')).toBe(false);
+    const feeds = (sources: readonly Tensor[]) => feedsFor(sources, 22, -0.8, 0.8);
+    const a = evaluate([...grads.values()], feeds(sources));
+    const b = evaluate([...savedResult.grads.values()], feeds(saved.sources));
+    a.forEach((values, i) => {
+      values.forEach((v, e) => {
+        expect(v).toBeCloseTo(b[i]![e]!, 12);
+      });
+    });
   });
 });

@@ -11,7 +11,7 @@
  * training once and call `valueAndGrad` on it once.
  */
 import { type ExecutionTarget, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
-import { gradients } from './backward';
+import { derive } from './backward';
 import { AutogradError } from './errors';
 import { WEIGHT_GRAD } from './rules';
 
@@ -43,6 +43,16 @@ export interface ValueAndGradOptions {
    * 'ane'. Returned as `placement`, to pass to `partition`.
    */
   weightGradients?: ExecutionTarget;
+  /** Forward values of rank 3 or more: recomputed in the backward (default) or saved. See `GradientsOptions`. */
+  highRank?: 'recompute' | 'save';
+}
+
+/** A forward value the backward reads, and how. */
+export interface SavedValue {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** 'saved': the backward reads the forward's value; 'recomputed': it rebuilds it. */
+  readonly policy: 'saved' | 'recomputed';
 }
 
 export interface ValueAndGrad {
@@ -60,6 +70,8 @@ export interface ValueAndGrad {
    * `weight_grad` call on the target of the `weightGradients` option.
    */
   readonly placement: Readonly<Record<string, ExecutionTarget>>;
+  /** Every forward value the backward reads (saved) or rebuilds (recomputed), in creation order. */
+  readonly activations: readonly SavedValue[];
 }
 
 /** The output name a source's gradient travels under: `grad.<name>`. */
@@ -144,7 +156,10 @@ export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueA
   }
 
   const firstBackwardNode = graph.nodes.length;
-  const derived = gradients(loss, wrt, lossScale !== undefined ? { seed: lossScale } : {});
+  const { grads: derived, recomputed } = derive(loss, wrt, {
+    ...(lossScale !== undefined ? { seed: lossScale } : {}),
+    ...(options.highRank !== undefined ? { highRank: options.highRank } : {}),
+  });
   const placement: Record<string, ExecutionTarget> = {};
   for (const node of graph.nodes.slice(firstBackwardNode)) {
     for (const tag of node.composites) {
@@ -177,5 +192,38 @@ export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueA
     grads,
     gradOutputs,
     placement,
+    activations: activationReport(graph, firstBackwardNode, recomputed),
   };
+}
+
+/** The forward values (op results, not sources) the live backward reads, and those it rebuilt. */
+function activationReport(
+  graph: Graph,
+  firstBackwardNode: number,
+  recomputed: ReadonlyMap<Tensor, Tensor>,
+): SavedValue[] {
+  // Backward nodes the outputs need (copies no rule read stay dead and are not reported).
+  const live = new Set<Tensor>();
+  const stack = graph.outputs.map((o) => o.tensor);
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (live.has(node) || node.id < firstBackwardNode) continue;
+    live.add(node);
+    stack.push(...node.inputs);
+  }
+  const copies = new Map([...recomputed].map(([original, copy]) => [copy, original] as const));
+  const report = new Map<Tensor, SavedValue>();
+  for (const node of live) {
+    const original = copies.get(node);
+    if (original !== undefined) {
+      report.set(original, { name: original.name, shape: original.shape, policy: 'recomputed' });
+    }
+    for (const input of node.inputs) {
+      const kind = input.op.kind;
+      if (input.id >= firstBackwardNode || kind === 'input' || kind === 'param' || kind === 'constant')
+        continue;
+      if (!report.has(input)) report.set(input, { name: input.name, shape: input.shape, policy: 'saved' });
+    }
+  }
+  return [...report.entries()].sort(([a], [b]) => a.id - b.id).map(([, value]) => value);
 }

@@ -14,7 +14,7 @@ export interface GradientCase {
   readonly feeds: ReadonlyMap<Tensor, Float64Array>;
 }
 
-/** `sum(y * R)` with a seeded random constant R: the rule under test then sees a random dy. */
+/** `sum(y * R)` (kept as `[1, ..., 1]`) with a seeded random constant R: the rule under test then sees a random dy. */
 export function weightedSum(y: Tensor, seed = 7): Tensor {
   const weights = y.graph.constant(uniform(seededRandom(seed), y.size), y.shape, {
     dtype: y.dtype,
@@ -23,7 +23,7 @@ export function weightedSum(y: Tensor, seed = 7): Tensor {
   return reduceSum(
     mul(y, weights, { name: 'weighted' }),
     y.shape.map((_, axis) => axis),
-    { name: 'loss' },
+    { keepDims: true, name: 'loss' },
   );
 }
 
