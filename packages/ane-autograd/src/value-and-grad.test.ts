@@ -276,3 +276,42 @@ describe('high-rank forward values are recomputed, not saved', () => {
     });
   });
 });
+
+describe('every layer gets the same backward', () => {
+  it('backward ops of layers 1 and 2 match one for one: op, local name, shape (what kernels print)', () => {
+    const dim = 8;
+    const seq = 4;
+    const graph = new Graph();
+    let x = graph.input('x', [dim, seq], { maxAbs: 4 });
+    const rope = ropeTables(graph, seq, 4, { convention: 'rotate-half' });
+    for (let layer = 0; layer < 4; layer++) {
+      const p = (name: string, shape: number[]) => graph.param(`layers.${layer}.${name}`, shape);
+      x = llamaBlock(
+        x,
+        {
+          attnNorm: p('attn_norm', [dim]),
+          ffnNorm: p('ffn_norm', [dim]),
+          wq: p('wq', [8, dim]),
+          wk: p('wk', [4, dim]),
+          wv: p('wv', [4, dim]),
+          wo: p('wo', [dim, 8]),
+          w1: p('w1', [12, dim]),
+          w3: p('w3', [12, dim]),
+          w2: p('w2', [dim, 12]),
+        },
+        { heads: 2, kvHeads: 1, rope, name: `layers.${layer}` },
+      );
+    }
+    const firstBackward = graph.nodes.length;
+    valueAndGrad(graph, { loss: weightedSum(x) });
+    const backwardOf = (layer: number) =>
+      graph.nodes
+        .slice(firstBackward)
+        .filter((n) => n.name.startsWith(`layers.${layer}.`))
+        .map(
+          (n) => `${n.op.kind} ${n.name.slice(`layers.${layer}.`.length)} ${n.label} [${n.shape.join(',')}]`,
+        );
+    expect(backwardOf(1).length).toBeGreaterThan(50);
+    expect(backwardOf(2)).toEqual(backwardOf(1));
+  });
+});
