@@ -6,9 +6,10 @@
  * differentiates (`layers.0.ffn.gate` -> `layers.0.ffn.gate.grad.da`), so the backward ops of
  * different layers carry the same local names and lower to the same programs.
  */
-import { add, type CompositeTag, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
+import { type CompositeTag, type Graph, isFloatDType, type Tensor } from 'ane-ir';
 import { COMPOSITE_VJP_RULES } from './composite-rules';
 import { AutogradError } from './errors';
+import { add, reshape } from './folded-ops';
 import { filled, vjpRule } from './rules';
 
 /** The composite kind `stopGradient` tags its identity node with. */

@@ -4,7 +4,8 @@
  * one when the call's inner values are read only inside the call; otherwise it differentiates the
  * primitives. Each rule is tested against the primitive-level derivation.
  */
-import { type CompositeTag, mul, reduceSum, reshape, sub, type Tensor } from 'ane-ir';
+import type { CompositeTag, Tensor } from 'ane-ir';
+import { mul, reduceSum, reshape, sub } from './folded-ops';
 import { WEIGHT_GRAD } from './rules';
 
 /** What a composite rule is given. */

@@ -37,7 +37,7 @@ import { describe, expect, it } from 'vitest';
 import { gradients } from './backward';
 import { UnsupportedError } from './errors';
 import { gradcheck } from './gradcheck';
-import { ruleKey, unbroadcast, VJP_RULES, vjpRule } from './rules';
+import { broadcastTo, ruleKey, unbroadcast, VJP_RULES, vjpRule } from './rules';
 import { expectGradientsMatch, feedsFor, weightedSum } from './testing/check';
 
 /** A float32 graph with inputs of the given shapes (float32 keeps constants near-exact). */
@@ -99,6 +99,20 @@ describe('unbroadcast', () => {
     const [gv, hv] = evaluate([g, h], feeds);
     expect(Array.from(gv!)).toEqual([5, 7, 9]);
     expect(Array.from(hv!)).toEqual([6, 15]);
+  });
+});
+
+describe('broadcastTo', () => {
+  it('expands one axis at a time with small ones constants (values hand-checked)', () => {
+    const { graph, xs } = inputs([1, 1]);
+    const before = graph.nodes.length;
+    const wide = broadcastTo(xs[0]!, [50, 40]);
+    const constants = graph.nodes.slice(before).filter((n) => n.op.kind === 'constant');
+    expect(constants.map((c) => c.size).sort((a, b) => a - b)).toEqual([40, 50]);
+    expect(wide.shape).toEqual([50, 40]);
+    const [values] = evaluate([wide], { x0: [2.5] });
+    expect(values!.length).toBe(2000);
+    expect(values!.every((v) => v === 2.5)).toBe(true);
   });
 });
 

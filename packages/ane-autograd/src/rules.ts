@@ -8,33 +8,28 @@
  * Broadcast operands get their gradient reduced back to their own shape (`unbroadcast`); the
  * reverse sweep in `backward.ts` sums the contributions of a value used more than once.
  */
+import { constantNumbers, type Graph, isFloatDType, type Op, opLabel, type Tensor } from 'ane-ir';
+import { UnsupportedError } from './errors';
 import {
   add,
   cast,
   concat,
-  constantNumbers,
   conv2d,
   div,
   equal,
-  type Graph,
   greater,
-  isFloatDType,
   less,
   log,
   matmul,
   mul,
-  type Op,
-  opLabel,
   pow,
   reduceSum,
   reshape,
   select,
   slice,
   sub,
-  type Tensor,
   transpose,
-} from 'ane-ir';
-import { UnsupportedError } from './errors';
+} from './folded-ops';
 
 /** What a rule is given. */
 export interface VjpArgs {
@@ -94,13 +89,18 @@ export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
 }
 
 /**
- * Broadcasts `g` (same rank as `shape`, extent 1 on the axes to expand) to `shape`: a product with a
- * small constant of ones holding only the expanded extents.
+ * Broadcasts `g` (same rank as `shape`, extent 1 on the axes to expand) to `shape`: one product per
+ * expanded axis with a constant of ones holding only that axis's extent, so the constants stay
+ * small (a [1, 1] loss gradient reaches [V, S] through ones [V, 1] and [1, S], never ones [V, S]).
  */
 export function broadcastTo(g: Tensor, shape: readonly number[]): Tensor {
-  if (sameShape(g.shape, shape)) return g;
-  const onesShape = shape.map((d, axis) => (g.shape[axis] === 1 && d !== 1 ? d : 1));
-  return mul(g, filled(g.graph, onesShape, 1, g.dtype), { name: 'broadcast' });
+  let result = g;
+  shape.forEach((extent, axis) => {
+    if (result.shape[axis] !== 1 || extent === 1) return;
+    const onesShape = shape.map((_, a) => (a === axis ? extent : 1));
+    result = mul(result, filled(g.graph, onesShape, 1, g.dtype), { name: 'broadcast' });
+  });
+  return result;
 }
 
 function inversePermutation(perm: readonly number[]): number[] {

@@ -315,3 +315,33 @@ describe('every layer gets the same backward', () => {
     expect(backwardOf(2)).toEqual(backwardOf(1));
   });
 });
+
+describe('the backward of a constant seed', () => {
+  it('folds one-element constant arithmetic (seed · 1/N) so the plan lowers without a loss scale', () => {
+    const graph = new Graph();
+    const x = graph.input('x', [4, 8], { maxAbs: 1 });
+    const w = graph.param('w', [4, 4], { maxAbs: 1 });
+    const loss = mul(reduceSum(matmul(w, x), [0, 1], { keepDims: true }), 0.5, { name: 'mean' });
+    const firstBackward = graph.nodes.length;
+    const { grads, placement } = valueAndGrad(graph, { loss });
+    // No live backward op reads only constants and yields one element: those became constants.
+    const live = new Set<Tensor>();
+    const stack = graph.outputs.map((o) => o.tensor);
+    while (stack.length > 0) {
+      const node = stack.pop()!;
+      if (!live.has(node)) stack.push(...node.inputs);
+      live.add(node);
+    }
+    for (const node of graph.nodes.slice(firstBackward).filter((n) => live.has(n))) {
+      const constantOnly = node.inputs.length > 0 && node.inputs.every((i) => i.op.kind === 'constant');
+      expect(constantOnly && node.size === 1, node.name).toBe(false);
+    }
+    const plan = partition(graph, { placement });
+    expect(plan.outputs.map((o) => o.name)).toEqual(['loss', 'grad.w']);
+    // d/dw sum(0.5 · w x) = 0.5 · (row sums of x) for every row of w.
+    const xs = Float64Array.from({ length: 32 }, (_, i) => (i % 5) - 2);
+    const [dw] = evaluate([grads.get('w')!], { x: xs, w: new Float64Array(16) });
+    const rowSums = [0, 1, 2, 3].map((k) => 0.5 * xs.slice(k * 8, k * 8 + 8).reduce((a, b) => a + b, 0));
+    expect(Array.from(dw!)).toEqual([0, 1, 2, 3].flatMap(() => rowSums));
+  });
+});
