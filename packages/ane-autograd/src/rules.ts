@@ -184,20 +184,29 @@ const unaryRules = {
 const binaryRules = {
   'binary.add': ({ node, dy, needs }) => {
     const [a, b] = node.inputs as [Tensor, Tensor];
-    return [needs[0] ? unbroadcast(dy, a.shape) : undefined, needs[1] ? unbroadcast(dy, b.shape) : undefined];
+    return [
+      needs[0] ? asWeightGradient(a, b, dy, () => unbroadcast(dy, a.shape)) : undefined,
+      needs[1] ? asWeightGradient(b, a, dy, () => unbroadcast(dy, b.shape)) : undefined,
+    ];
   },
   'binary.sub': ({ node, dy, needs }) => {
     const [a, b] = node.inputs as [Tensor, Tensor];
     return [
-      needs[0] ? unbroadcast(dy, a.shape) : undefined,
-      needs[1] ? unbroadcast(mul(dy, -1, { name: 'neg' }), b.shape) : undefined,
+      needs[0] ? asWeightGradient(a, b, dy, () => unbroadcast(dy, a.shape)) : undefined,
+      needs[1]
+        ? asWeightGradient(b, a, dy, () => unbroadcast(mul(dy, -1, { name: 'neg' }), b.shape))
+        : undefined,
     ];
   },
   'binary.mul': ({ node, dy, needs }) => {
     const [a, b] = node.inputs as [Tensor, Tensor];
     return [
-      needs[0] ? unbroadcast(mul(dy, b, { name: 'da' }), a.shape) : undefined,
-      needs[1] ? unbroadcast(mul(dy, a, { name: 'db' }), b.shape) : undefined,
+      needs[0]
+        ? asWeightGradient(a, b, dy, () => unbroadcast(mul(dy, b, { name: 'da' }), a.shape))
+        : undefined,
+      needs[1]
+        ? asWeightGradient(b, a, dy, () => unbroadcast(mul(dy, a, { name: 'db' }), b.shape))
+        : undefined,
     ];
   },
   /** y = a / b: da = dy / b, db = -dy a / b² = -(dy / b) y */
@@ -311,15 +320,43 @@ const movementRules = {
 /** The composite kind of a weight gradient (`dW = dY · Xᵀ` of a matmul with a param operand). */
 export const WEIGHT_GRAD = 'weight_grad';
 
+const WEIGHT_ONLY = new WeakMap<Tensor, boolean>();
+
 /**
- * Builds the gradient of matmul operand `operand` with `build`; when the operand is a param (a
- * linear layer's weight), as a `weight_grad` composite call recording `{ weight, dy, x }`. dW is a
- * GEMM over every position of the batch whose fp16 accumulation is unsafe and whose result the
- * optimizer needs in fp32, so `valueAndGrad` places these calls on the host by default; the tag is
- * what lets the partitioner and a native host GEMM find them.
+ * Whether `t` is a trainable weight or computed from weights and constants alone (a reshaped bias,
+ * a transposed weight): its gradient is a weight gradient.
  */
-function asWeightGradient(operand: Tensor, other: Tensor, dy: Tensor, build: () => Tensor): Tensor {
-  if (operand.op.kind !== 'param') return build();
+export function isWeightOnly(t: Tensor): boolean {
+  const known = WEIGHT_ONLY.get(t);
+  if (known !== undefined) return known;
+  let result: boolean;
+  if (t.op.kind === 'param') result = t.op.trainable;
+  else if (t.op.kind === 'input' || t.op.kind === 'constant' || !isFloatDType(t.dtype)) result = false;
+  else {
+    const weights = t.inputs.filter(isWeightOnly);
+    result = weights.length > 0 && t.inputs.every((i) => weights.includes(i) || i.op.kind === 'constant');
+  }
+  WEIGHT_ONLY.set(t, result);
+  return result;
+}
+
+/**
+ * Builds the gradient of `operand` with `build`; when the operand is a weight (`isWeightOnly`) read
+ * by an op that sums its gradient over positions (a matmul, a broadcast gain or bias), as a
+ * `weight_grad` composite call recording `{ weight, dy, x }` (x: the other operand). Such a
+ * gradient sums over every position of the batch: its fp16 accumulation is unsafe and the
+ * optimizer needs it in fp32, so `valueAndGrad` places these calls on the host by default; the tag
+ * is what lets the partitioner and a native host kernel find them.
+ */
+function asWeightGradient(
+  operand: Tensor,
+  other: Tensor,
+  dy: Tensor,
+  build: () => Tensor,
+  /** Whether the gradient sums over positions: a matmul's always does, an elementwise op's when it broadcast the operand. */
+  summed = operand.size < dy.size,
+): Tensor {
+  if (!isWeightOnly(operand) || !summed) return build();
   return operand.graph.composite(WEIGHT_GRAD, WEIGHT_GRAD, build, { weight: operand, dy, x: other });
 }
 
@@ -358,8 +395,8 @@ const matmulRule: VjpRule = ({ node, dy, needs }) => {
         : matmul(dy, a, { transposeX: true, transposeY: tx, name: 'db' }),
       b.shape,
     );
-  const da = needs[0] ? asWeightGradient(a, b, dy, gradA) : undefined;
-  const db = needs[1] ? asWeightGradient(b, a, dy, gradB) : undefined;
+  const da = needs[0] ? asWeightGradient(a, b, dy, gradA, true) : undefined;
+  const db = needs[1] ? asWeightGradient(b, a, dy, gradB, true) : undefined;
   return [da, db];
 };
 
