@@ -138,8 +138,10 @@ export function derive(loss: Tensor, wrt: readonly Tensor[], options: GradientsO
   const result = new Map<Tensor, Tensor>();
   const ordered = [...relevant].sort((a, b) => b.id - a.id);
   for (const node of ordered) {
-    if (bypassed.has(node)) continue;
-    const dy = inScope(graph, node, () => accumulate(contributions.get(node)!));
+    const parts = contributions.get(node);
+    // No gradient reached it (its readers' rules pass none, e.g. a cast to int): it is zero.
+    if (bypassed.has(node) || parts === undefined) continue;
+    const dy = inScope(graph, node, () => accumulate(parts));
     contributions.delete(node);
     if (wrtSet.has(node)) {
       result.set(node, dy);
