@@ -60,7 +60,10 @@ describe('the graph builder', () => {
     expect(a!.localName).toBe('h');
     const inner = g.composite('norm', 'attn_norm', () => add(x, 3, { name: 'out' }));
     expect(inner.name).toBe('attn_norm.out');
-    expect(inner.composites).toEqual([{ kind: 'norm', id: 0, name: 'attn_norm' }]);
+    expect(inner.composites).toEqual([{ kind: 'norm', id: 0, name: 'attn_norm', result: inner }]);
+    // A call's operands and attributes are recorded when given.
+    const scaled = g.composite('scale', 'scale', () => add(x, 4), { x, by: 4 });
+    expect(scaled.composites[0]).toMatchObject({ kind: 'scale', args: { x, by: 4 }, result: scaled });
     expect(inner.label).toBe('attn_norm');
     expect(g.node('layers.0.h')).toBe(a);
   });
