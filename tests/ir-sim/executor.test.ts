@@ -3,7 +3,7 @@
  * batch 1 and 3) against the float64 interpreter, programs compiled once, `write` equal to a fresh
  * load, host ops on registered kernels, and what the executable does with bad input.
  */
-import { DeviceError, openDevice, PlanError, PlanFeedError } from 'ane-bridge';
+import { CompileBudgetError, DeviceError, openDevice, PlanError, PlanFeedError } from 'ane-bridge';
 import { evaluate, Graph, layerNorm, linear, partition, rmsNorm } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { llamaGraph } from '../../packages/ane-ir/src/testing/models.test-helper';
@@ -294,6 +294,44 @@ describe('bad input: typed errors, nothing lost', () => {
       expect(Buffer.from(exe.runSync().out!.buffer).equals(Buffer.from(good.buffer))).toBe(true);
       expect(() => exe.read('nope')).toThrow(PlanError);
       expect(() => exe.write('layers.0.h', x)).toThrow(PlanFeedError);
+    } finally {
+      device.dispose();
+    }
+  });
+
+  it('a load that runs out of compile budget fails whole, leaving no kernels behind', () => {
+    const device = openDevice({ backend: 'sim', compileBudget: 1 });
+    try {
+      expect(plan.programs.length).toBeGreaterThan(1);
+      expect(() => device.load(plan)).toThrow(CompileBudgetError);
+      expect(device.kernelCount).toBe(0);
+    } finally {
+      device.dispose();
+    }
+  });
+
+  it('copies feeds in: views of resizable buffers and Node Buffers work, a detached one is a length error', () => {
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const exe = device.load(plan);
+      const good = exe.runSync(feeds, { copy: true }).out!;
+      const x = feeds.x!;
+      const Resizable = ArrayBuffer as unknown as new (
+        n: number,
+        o: { maxByteLength: number },
+      ) => ArrayBuffer;
+      const resizable = new Float32Array(new Resizable(x.byteLength, { maxByteLength: 2 * x.byteLength }));
+      resizable.set(x);
+      expect(Buffer.from(exe.runSync({ x: resizable }).out!.buffer).equals(Buffer.from(good.buffer))).toBe(
+        true,
+      );
+      const pooled = Buffer.alloc(x.byteLength + 4);
+      const view = new Float32Array(pooled.buffer, pooled.byteOffset + 4, x.length);
+      view.set(x);
+      expect(Buffer.from(exe.runSync({ x: view }).out!.buffer).equals(Buffer.from(good.buffer))).toBe(true);
+      const detached = x.slice();
+      structuredClone(detached.buffer, { transfer: [detached.buffer] });
+      expect(() => exe.runSync({ x: detached })).toThrow(/takes 2048 values .* got 0/);
     } finally {
       device.dispose();
     }
