@@ -16,6 +16,7 @@ import {
   rope,
   ropeTables,
   silu,
+  softmaxCrossEntropy,
   swigluParts,
   zerosLike,
 } from './composites';
@@ -24,6 +25,7 @@ import { evaluate } from './graph/evaluate';
 import { Graph } from './graph/graph';
 import { type OpKind, SOURCE_KINDS } from './graph/tensor';
 import { roundToFp16 } from './mil/fp16';
+import { partition } from './partition/partition';
 
 /** Deterministic values in [-1, 1) (not random: a fixed irrational walk). */
 function walk(count: number, seed = 1): number[] {
@@ -266,5 +268,68 @@ describe('composites', () => {
     const [up] = evaluate([convTranspose2d(image, w)], { image: [1, 0, 0, 0] });
     // A single 1 at (0, 0) scatters the kernel: the output's top-left 2x2 is the weight itself.
     expect(Array.from(up!)).toEqual([1, 2, 0, 3, 4, 0, 0, 0, 0]);
+  });
+});
+
+describe('softmaxCrossEntropy', () => {
+  // Logits [V = 3, S = 3], channels-first: column s holds position s's three scores.
+  //   s = 0: [1, 2, 3], s = 1: [0, 0, 0], s = 2: [2, -1, 0.5]
+  const LOGITS = [1, 0, 2, 2, 0, -1, 3, 0, 0.5];
+  // Per position, by hand: logsumexp(column) − column[target].
+  const lse0 = Math.log(Math.E ** 1 + Math.E ** 2 + Math.E ** 3);
+  const lse2 = Math.log(Math.E ** 2 + Math.E ** -1 + Math.E ** 0.5);
+  const lossAt = { s0t2: lse0 - 3, s1t0: Math.log(3), s2t1: lse2 + 1, s2t0: lse2 - 2 };
+
+  function head(options: { ignoreIndex?: number } = {}) {
+    const g = new Graph();
+    const logits = g.input('logits', [3, 3], { dtype: 'fp32' });
+    const targets = g.input('targets', [3], { dtype: 'int32' });
+    const loss = softmaxCrossEntropy(logits, targets, { ...options, name: 'xent' });
+    return { g, logits, targets, loss };
+  }
+
+  it('is the mean over positions of logsumexp minus the target logit, one [1, 1] call', () => {
+    const { loss } = head();
+    expect(loss.shape).toEqual([1, 1]);
+    expect(loss.composites.map((t) => t.kind)).toEqual(['softmax_cross_entropy']);
+    const [value] = evaluate([loss], { logits: LOGITS, targets: Int32Array.from([2, 0, 1]) });
+    // 1/S is an fp32 constant here (the logits' dtype): agreement to fp32's precision.
+    expect(value![0]).toBeCloseTo((lossAt.s0t2 + lossAt.s1t0 + lossAt.s2t1) / 3, 6);
+    // Shifting a column by a constant changes nothing (the max-shifted form), even by 1000.
+    const shifted = LOGITS.map((v, i) => (i % 3 === 0 ? v + 1000 : v));
+    const [same] = evaluate([loss], { logits: shifted, targets: Int32Array.from([2, 0, 1]) });
+    expect(same![0]).toBeCloseTo(value![0]!, 9);
+  });
+
+  it('leaves out ignored positions and divides by the others only', () => {
+    // A negative ignore index (PyTorch's -100).
+    const negative = head({ ignoreIndex: -100 });
+    const [a] = evaluate([negative.loss], { logits: LOGITS, targets: Int32Array.from([2, -100, 0]) });
+    expect(a![0]).toBeCloseTo((lossAt.s0t2 + lossAt.s2t0) / 2, 12);
+    // An ignore index that is a class: positions with that target are left out, others count.
+    const classIndex = head({ ignoreIndex: 0 });
+    const [b] = evaluate([classIndex.loss], { logits: LOGITS, targets: Int32Array.from([2, 0, 1]) });
+    expect(b![0]).toBeCloseTo((lossAt.s0t2 + lossAt.s2t1) / 2, 12);
+    expect(classIndex.loss.composites[0]!.args).toMatchObject({ ignoreIndex: 0 });
+  });
+
+  it('records its operands for a host kernel and runs on the host (int32 targets)', () => {
+    const { g, logits, targets, loss } = head({ ignoreIndex: -1 });
+    const call = loss.composites[0]!;
+    expect(call.result).toBe(loss);
+    expect(call.args).toEqual({ logits, targets, ignoreIndex: -1 });
+    g.output('loss', loss);
+    const plan = partition(g);
+    expect(plan.kernels).toHaveLength(0);
+    expect(plan.hostOps.map((op) => op.kind)).toEqual(['softmax_cross_entropy']);
+  });
+
+  it('refuses logits that are not [V, S] or targets that are not int32 [S]', () => {
+    const g = new Graph();
+    const logits = g.input('logits', [3, 4], { dtype: 'fp32' });
+    expect(() => softmaxCrossEntropy(logits, g.input('t', [3], { dtype: 'int32' }))).toThrow(
+      /int32 targets \[S\]/,
+    );
+    expect(() => softmaxCrossEntropy(logits, g.input('f', [4], { dtype: 'fp32' }))).toThrow(/int32 targets/);
   });
 });

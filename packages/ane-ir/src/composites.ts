@@ -17,13 +17,18 @@ import {
   add,
   concat,
   conv2d,
+  div,
+  equal,
+  exp,
   gather,
+  log,
   matmul,
   mul,
   pow,
   reduceMax,
   reduceSum,
   reshape,
+  select,
   sigmoid,
   slice,
   softmax,
@@ -632,4 +637,85 @@ export function llamaBlock(x: Tensor, weights: LlamaBlockWeights, options: Llama
     const ffn = swiglu(ffnIn, weights.w1, weights.w3, weights.w2, { name: 'ffn' });
     return add(h, scaled(ffn, 'ffn_scaled'), { name: 'out' });
   });
+}
+
+// ---- loss head ----
+
+export interface SoftmaxCrossEntropyOptions {
+  /**
+   * A target value that marks a position to leave out (PyTorch's `ignore_index`): it adds nothing
+   * to the loss and is not counted in the mean. Without it every position counts.
+   */
+  ignoreIndex?: number;
+  name?: string;
+}
+
+/**
+ * Softmax cross-entropy from logits `[V, S]` (channels-first: one column of V scores per position)
+ * and int32 targets `[S]`, as one composite call (kind `softmax_cross_entropy`): the mean over the
+ * counted positions of `logsumexp(logits[:, s]) − logits[t_s, s]`, shaped `[1, 1]`. Built from
+ * primitives so `evaluate` is its float64 reference: the max-shifted log-softmax (`reduceMax`,
+ * `exp`, `log`), a one-hot made by `equal` of a vocabulary iota constant with the targets and
+ * `select`, reductions. A host op (its targets are int32), run by the native
+ * `softmaxCrossEntropy*` kernels. With `ignoreIndex`, positions whose target equals it are left
+ * out and the mean divides by the number of the others (all ignored: 0/0, NaN, as in PyTorch).
+ * A target outside [0, V) that is not the ignore index picks nothing (its loss is logsumexp).
+ */
+export function softmaxCrossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  options: SoftmaxCrossEntropyOptions = {},
+): Tensor {
+  const { ignoreIndex } = options;
+  return logits.graph.composite(
+    'softmax_cross_entropy',
+    named(options, 'cross_entropy'),
+    () => {
+      if (
+        logits.rank !== 2 ||
+        !(logits.dtype === 'fp16' || logits.dtype === 'fp32') ||
+        targets.rank !== 1 ||
+        targets.dtype !== 'int32' ||
+        targets.shape[0] !== logits.shape[1]
+      ) {
+        throw new ShapeError(
+          'softmax_cross_entropy',
+          logits.name,
+          [logits.shape, targets.shape],
+          'expects float logits [V, S] (channels-first) and int32 targets [S]',
+        );
+      }
+      if (ignoreIndex !== undefined && !Number.isInteger(ignoreIndex)) {
+        throw new IrError(`softmaxCrossEntropy: ignoreIndex must be an integer, got ${ignoreIndex}`);
+      }
+      const [vocab, seq] = logits.shape as [number, number];
+      const graph = logits.graph;
+      const max = reduceMax(logits, 0, { keepDims: true, name: 'max' });
+      const shifted = sub(logits, max, { name: 'shifted' });
+      const sumExp = reduceSum(exp(shifted, { name: 'exp' }), 0, { keepDims: true, name: 'sum_exp' });
+      const logProbs = sub(shifted, log(sumExp, { name: 'lse' }), { name: 'log_probs' });
+      const row = reshape(targets, [1, seq], { name: 'targets_row' });
+      const ids = graph.constant(
+        Array.from({ length: vocab }, (_, v) => v),
+        [vocab, 1],
+        { dtype: 'int32', name: 'vocab_ids' },
+      );
+      let picked = select(equal(ids, row, { name: 'hit' }), logProbs, 0, { name: 'picked' });
+      if (ignoreIndex === undefined) {
+        const total = reduceSum(picked, [0, 1], { keepDims: true, name: 'total' });
+        return mul(total, -1 / seq, { name: 'out' });
+      }
+      const kept = select(
+        equal(row, ignoreIndex, { name: 'ignored' }),
+        graph.scalar(0, logits.dtype, { name: 'zero' }),
+        1,
+        { name: 'kept' },
+      );
+      picked = mul(picked, kept, { name: 'picked_kept' });
+      const total = reduceSum(picked, [0, 1], { keepDims: true, name: 'total' });
+      const count = reduceSum(kept, [0, 1], { keepDims: true, name: 'count' });
+      return div(mul(total, -1, { name: 'neg_total' }), count, { name: 'out' });
+    },
+    { logits, targets, ...(ignoreIndex !== undefined ? { ignoreIndex } : {}) },
+  );
 }
