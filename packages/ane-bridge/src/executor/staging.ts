@@ -71,60 +71,46 @@ function copyRows<T extends Float32Array | Uint16Array>(src: T, dst: T, block: R
 }
 
 /**
+ * The strided block between a value (dense, graph layout) and its segment of a port, in the
+ * direction of the copy. A transposed segment holds `[in, out]` of a value `[out, in]`: the value's
+ * rows are `place.cols` long, and the transposing kernels read the value's `[out, in]` rows.
+ */
+function stagingBlock(place: SegmentPlacement, direction: 'into-port' | 'from-port'): Required<StridedBlock> {
+  const value = { offset: 0, stride: place.transposed ? place.rows : place.cols };
+  const port = { offset: place.offset, stride: place.rowStride };
+  const [src, dst] = direction === 'into-port' ? [value, port] : [port, value];
+  const [rows, cols] =
+    direction === 'into-port' && place.transposed ? [place.cols, place.rows] : [place.rows, place.cols];
+  return {
+    rows,
+    cols,
+    srcOffset: src.offset,
+    srcRowStride: src.stride,
+    dstOffset: dst.offset,
+    dstRowStride: dst.stride,
+  };
+}
+
+/**
  * Writes `values` (the value in graph layout) into its segment of a port. A transposed segment
  * takes the value `[out, in]` and writes `[in, out]` (the native transposing conversion).
  */
 export function stageValue(values: Float32Array, port: PortElements, place: SegmentPlacement): void {
-  if (place.transposed) {
-    // The value is `[out, in]` = `[place.cols, place.rows]`: read it row-major, write it transposed.
-    const block = {
-      rows: place.cols,
-      cols: place.rows,
-      srcOffset: 0,
-      srcRowStride: place.rows,
-      dstOffset: place.offset,
-      dstRowStride: place.rowStride,
-    };
-    if (port.dtype === 'fp16') fp32ToFp16Transposed(values, port.data, block);
-    else transposeFp32(values, port.data, block);
-    return;
-  }
-  const block = {
-    rows: place.rows,
-    cols: place.cols,
-    srcOffset: 0,
-    srcRowStride: place.cols,
-    dstOffset: place.offset,
-    dstRowStride: place.rowStride,
-  };
-  if (port.dtype === 'fp16') fp32ToFp16Strided(values, port.data, block);
+  const block = stagingBlock(place, 'into-port');
+  if (port.dtype === 'fp16') {
+    if (place.transposed) fp32ToFp16Transposed(values, port.data, block);
+    else fp32ToFp16Strided(values, port.data, block);
+  } else if (place.transposed) transposeFp32(values, port.data, block);
   else copyRows(values, port.data, block);
 }
 
 /** Reads a segment of a port into `out` (the value in graph layout; the inverse of `stageValue`). */
 export function unstageValue(port: PortElements, place: SegmentPlacement, out: Float32Array): void {
-  if (place.transposed) {
-    const block = {
-      rows: place.rows,
-      cols: place.cols,
-      srcOffset: place.offset,
-      srcRowStride: place.rowStride,
-      dstOffset: 0,
-      dstRowStride: place.rows,
-    };
-    if (port.dtype === 'fp16') fp16ToFp32Transposed(port.data, out, block);
-    else transposeFp32(port.data, out, block);
-    return;
-  }
-  const block = {
-    rows: place.rows,
-    cols: place.cols,
-    srcOffset: place.offset,
-    srcRowStride: place.rowStride,
-    dstOffset: 0,
-    dstRowStride: place.cols,
-  };
-  if (port.dtype === 'fp16') fp16ToFp32Strided(port.data, out, block);
+  const block = stagingBlock(place, 'from-port');
+  if (port.dtype === 'fp16') {
+    if (place.transposed) fp16ToFp32Transposed(port.data, out, block);
+    else fp16ToFp32Strided(port.data, out, block);
+  } else if (place.transposed) transposeFp32(port.data, out, block);
   else copyRows(port.data, out, block);
 }
 
