@@ -131,8 +131,6 @@ interface Decision {
   readonly ruleId?: string;
 }
 
-const MAX_ROUNDS = 16;
-
 /** Partitions `graph` (everything its outputs need) into kernels and host ops, and lowers the kernels. */
 export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
   if (graph.outputs.length === 0)
@@ -146,7 +144,8 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
   // Graph outputs travel under the names the user gave them (`g.output('y', t)` -> 'y').
   const sourceNames = new Map(graph.outputs.map((o) => [o.tensor, o.name] as const));
 
-  for (let round = 0; round < MAX_ROUNDS; round++) {
+  // Every round that does not settle moves at least one op to the host, so this ends.
+  for (let round = 0; round <= ops.length; round++) {
     const kernels = formKernels(ops, decisions, outputs, chip, options);
     const lowered: LoweredKernel[] = [];
     const bySignature = new Map<string, LoweredKernel>();
@@ -192,7 +191,7 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
     }
     if (!moved) return assemble(chip, ops, decisions, kernels, lowered, graph.outputs, sourceNames);
   }
-  throw new IrError(`partition: placement did not settle after ${MAX_ROUNDS} rounds`);
+  throw new IrError(`partition: placement did not settle after ${ops.length + 1} rounds`);
 }
 
 function innermostTag(node: Tensor) {
@@ -406,8 +405,11 @@ function newBoundaryValues(
 ): Tensor[] {
   const reads: Tensor[] = [];
   const stack = [...node.inputs];
+  const seen = new Set<Tensor>();
   while (stack.length > 0) {
     const value = stack.pop()!;
+    if (seen.has(value)) continue;
+    seen.add(value);
     if (pending.has(value) || value.op.kind === 'constant' || isConstantLike(value)) continue;
     if (weightOnly.has(value)) stack.push(...value.inputs);
     else reads.push(value);
@@ -468,7 +470,13 @@ function formKernels(
   // A comparison on the ANE never leaves a kernel (rule dtype-bool): it runs inside every kernel
   // that selects with it, recomputed from its fp16 operands (a ReLU mask in forward and backward).
   const comparisons = keepComparisonsWithSelects(ops, decisions, consumers, weightOnly, graphOutputs);
-  const inlined = new Set([...weightOnly, ...comparisons]);
+  // A value of rank 3 or more (attention heads [H, S, D], probabilities [H, S, S]) packs into no
+  // kernel input or output (rule ir-single-io): it runs inside every kernel that reads it, recomputed
+  // from the [C, S] values it derives from (heads, RoPE and probabilities in the backward).
+  const highRank = recomputedHighRank(ops, decisions, consumers, graphOutputs, [weightOnly, comparisons]);
+  const recomputedInKernels = new Set([...comparisons, ...highRank]);
+  const inlined = new Set([...weightOnly, ...recomputedInKernels]);
+  const scopes = kernelScopes(ops);
   const withWeightOnlyInputs = (nodes: readonly Tensor[]): Tensor[] => {
     const all = new Set(nodes);
     const stack = [...nodes];
@@ -485,12 +493,22 @@ function formKernels(
   const done = new Set<Tensor>(weightOnly);
   const kernels: FormedKernel[] = [];
   let current: Tensor[] = [];
-  const ready = (node: Tensor, pending: ReadonlySet<Tensor>): boolean =>
-    node.inputs.every((input) =>
-      comparisons.has(input)
-        ? ready(input, pending)
-        : !opSet.has(input) || done.has(input) || pending.has(input),
-    );
+  let currentScope: string | undefined;
+  // An op is ready when what it reads is done or in the kernel; a value recomputed in every kernel
+  // that reads it (a comparison, a high-rank value) is ready when its own inputs are.
+  const ready = (node: Tensor, pending: ReadonlySet<Tensor>): boolean => {
+    const seen = new Set<Tensor>();
+    const check = (n: Tensor): boolean =>
+      n.inputs.every((input) => {
+        if (recomputedInKernels.has(input)) {
+          if (seen.has(input)) return true;
+          seen.add(input);
+          return check(input);
+        }
+        return !opSet.has(input) || done.has(input) || pending.has(input);
+      });
+    return check(node);
+  };
   const currentBoundary = new Set<Tensor>();
   const fanOutNorms = normsFeedingManyMatmuls(ops, consumers);
   const closeKernel = () => {
@@ -498,6 +516,7 @@ function formKernels(
     kernels.push({ nodes: withWeightOnlyInputs(current), outputs: [] });
     for (const node of current) done.add(node);
     current = [];
+    currentScope = undefined;
     currentBoundary.clear();
   };
   const remaining = ops.filter((n) => !inlined.has(n));
@@ -506,7 +525,10 @@ function formKernels(
     let progressed = false;
     for (let i = 0; i < remaining.length; i++) {
       const node = remaining[i]!;
-      if (decisions.get(node)!.device !== 'ane' || !ready(node, pending)) continue;
+      if (decisions.get(node)!.device !== 'ane') continue;
+      // A kernel never spans two scopes (layers, or forward and backward of one layer).
+      if (currentScope !== undefined && scopes.get(node) !== currentScope) continue;
+      if (!ready(node, pending)) continue;
       const reads = newBoundaryValues(node, pending, inlined);
       let problem =
         current.length > 0 && reads.every((value) => currentBoundary.has(value))
@@ -535,6 +557,7 @@ function formKernels(
         continue;
       }
       current.push(node);
+      currentScope = scopes.get(node);
       pending.add(node);
       for (const value of reads) currentBoundary.add(value);
       remaining.splice(i, 1);
@@ -543,36 +566,36 @@ function formKernels(
     }
     if (progressed) continue;
     closeKernel();
-    // No ANE op is ready: run the host ops that are.
-    const hostReady = remaining.filter((n) => decisions.get(n)!.device === 'host' && ready(n, new Set()));
+    // No ANE op is ready: run the host ops that are, each host op (a composite call) as a whole, so
+    // no kernel runs between two parts of one host op.
+    const left = new Set(remaining);
+    const hostReady = hostGroups(ops, decisions).filter((group) => {
+      const members = new Set(group);
+      return left.has(group[0]!) && group.every((node) => ready(node, members));
+    });
     if (hostReady.length === 0) {
       if (remaining.some((n) => decisions.get(n)!.device === 'ane' && ready(n, new Set()))) continue;
       throw new IrError('partition: no op is ready (the graph has a cycle?)');
     }
-    for (const node of hostReady) {
+    for (const node of hostReady.flat()) {
       done.add(node);
       remaining.splice(remaining.indexOf(node), 1);
     }
   }
   closeKernel();
-  // Outputs: values read outside the kernel, or returned by the graph.
+  // Outputs: values another kernel or a host op reads (a value recomputed in another kernel reads its
+  // operands there), or the graph returns.
+  const readOutside = new Set<Tensor>(graphOutputs);
   for (const kernel of kernels) {
     const inside = new Set(kernel.nodes);
-    for (const node of kernel.nodes) {
-      if (inlined.has(node)) continue;
-      const readers = consumers.get(node) ?? [];
-      // A comparison recomputed in another kernel reads its operands there.
-      const outside =
-        readers.some((c) => !inside.has(c)) ||
-        readers.some(
-          (c) =>
-            comparisons.has(c) &&
-            kernels.some(
-              (other) => other !== kernel && other.nodes.includes(c) && !other.nodes.includes(node),
-            ),
-        );
-      if (outside || graphOutputs.includes(node)) kernel.outputs.push(node);
-    }
+    for (const node of kernel.nodes)
+      for (const input of node.inputs) if (!inside.has(input)) readOutside.add(input);
+  }
+  for (const node of ops)
+    if (decisions.get(node)!.device === 'host') for (const input of node.inputs) readOutside.add(input);
+  for (const kernel of kernels) {
+    for (const node of kernel.nodes)
+      if (!inlined.has(node) && readOutside.has(node)) kernel.outputs.push(node);
   }
   return kernels;
 }
@@ -630,25 +653,127 @@ function keepComparisonsWithSelects(
   return new Set(kept);
 }
 
-function hostGroups(ops: readonly Tensor[], decisions: Map<Tensor, Decision>): Tensor[][] {
-  const groups: Tensor[][] = [];
-  const byTag = new Map<number, Tensor[]>();
+/**
+ * Values of rank 3 or more on the ANE that run inside every kernel reading them (never kernel I/O):
+ * not graph outputs, read only by ANE ops.
+ */
+function recomputedHighRank(
+  ops: readonly Tensor[],
+  decisions: ReadonlyMap<Tensor, Decision>,
+  consumers: ReadonlyMap<Tensor, Tensor[]>,
+  graphOutputs: readonly Tensor[],
+  alreadyInlined: readonly ReadonlySet<Tensor>[],
+): Set<Tensor> {
+  const onAne = (node: Tensor) => decisions.get(node)!.device === 'ane';
+  return new Set(
+    ops.filter(
+      (node) =>
+        node.rank > 2 &&
+        onAne(node) &&
+        !graphOutputs.includes(node) &&
+        !alreadyInlined.some((set) => set.has(node)) &&
+        (consumers.get(node) ?? []).every(onAne),
+    ),
+  );
+}
+
+/** `.grad.` and `.recompute.` in a node's name: a backward node of ane-autograd, named for the forward node it derives from. */
+const BACKWARD_MARKER = /\.(?:grad|recompute)(?=\.|$)/g;
+
+/**
+ * The scope of every op, which a kernel never spans: the outermost composite call that holds other
+ * calls (a layer: `llama_block` 'layers.3', an attention), or the top level, in the forward or the
+ * backward. A backward node (ane-autograd names them `<forward node>.grad.*` and
+ * `<forward node>.recompute.*`) belongs to the backward of its forward node's scope. So every layer
+ * of a model forms the same kernels, forward and backward, and programs do not grow with depth.
+ */
+export function kernelScopes(ops: readonly Tensor[]): Map<Tensor, string> {
+  const graph = ops[0]?.graph;
+  const byName = new Map<string, Tensor>();
+  for (const node of graph?.nodes ?? []) if (!byName.has(node.name)) byName.set(node.name, node);
+  // Calls that hold another call: their nested tags appear after them on some node.
+  const layers = new Set<number>();
+  for (const node of graph?.nodes ?? []) for (const tag of node.composites.slice(0, -1)) layers.add(tag.id);
+  const forwardScope = (node: Tensor): string => {
+    const layer = node.composites.find((tag) => layers.has(tag.id));
+    return layer === undefined ? 'top' : `${layer.kind} '${layer.name}'`;
+  };
+  const scopes = new Map<Tensor, string>();
   for (const node of ops) {
-    if (decisions.get(node)!.device !== 'host') continue;
-    const tag = innermostTag(node);
-    if (tag === undefined) {
-      groups.push([node]);
-      continue;
+    let scope = `forward of ${forwardScope(node)}`;
+    for (const match of node.name.matchAll(BACKWARD_MARKER)) {
+      const forward = byName.get(node.name.slice(0, match.index));
+      if (forward !== undefined && forward !== node) {
+        scope = `backward of ${forwardScope(forward)}`;
+        break;
+      }
     }
-    let group = byTag.get(tag.id);
+    scopes.set(node, scope);
+  }
+  return scopes;
+}
+
+/**
+ * Host ops: each composite call placed on the host as a whole, with the calls nested in it that its
+ * other nodes read (an attention's RoPE: apart, they would wait on each other), is one host op; a
+ * nested call nothing else in it reads (a weight gradient inside a norm's backward) stays its own.
+ * Host nodes of no call (or of a call partly on the ANE) group by their innermost call.
+ */
+function hostGroups(ops: readonly Tensor[], decisions: Map<Tensor, Decision>): Tensor[][] {
+  const onHost = ops.filter((node) => decisions.get(node)!.device === 'host');
+  const graphNodes = ops[0]?.graph.nodes ?? [];
+  // Calls every node of which (among the ops) runs on the host.
+  const opSet = new Set(ops);
+  const partlyOnAne = new Set<number>();
+  for (const node of graphNodes) {
+    if (!opSet.has(node) || decisions.get(node)?.device === 'host') continue;
+    for (const tag of node.composites) partlyOnAne.add(tag.id);
+  }
+  const groupTag = (node: Tensor) =>
+    node.composites.find((tag) => !partlyOnAne.has(tag.id)) ?? innermostTag(node);
+  const byKey = new Map<string, Tensor[]>();
+  const groups: Tensor[][] = [];
+  const add = (key: string, node: Tensor) => {
+    let group = byKey.get(key);
     if (group === undefined) {
       group = [];
-      byTag.set(tag.id, group);
+      byKey.set(key, group);
       groups.push(group);
     }
     group.push(node);
+  };
+  const byOuterCall = new Map<number, Tensor[]>();
+  for (const node of onHost) {
+    const outer = groupTag(node);
+    if (outer === undefined) continue;
+    const members = byOuterCall.get(outer.id) ?? [];
+    members.push(node);
+    byOuterCall.set(outer.id, members);
+  }
+  const splits = new Map<string, boolean>();
+  for (const node of onHost) {
+    const outer = groupTag(node);
+    if (outer === undefined) {
+      groups.push([node]);
+      continue;
+    }
+    // Split off the innermost call when the rest of the outer call does not read it.
+    const inner = innermostTag(node)!;
+    const pair = `${inner.id}/${outer.id}`;
+    let split = splits.get(pair);
+    if (split === undefined) {
+      split = inner.id !== outer.id && !readByRestOfCall(inner.id, byOuterCall.get(outer.id)!);
+      splits.set(pair, split);
+    }
+    add(`t${split ? inner.id : outer.id}`, node);
   }
   return groups;
+}
+
+/** Whether a node of `call` outside the nested call `inner` reads a value of `inner`. */
+function readByRestOfCall(inner: number, call: readonly Tensor[]): boolean {
+  const innerNodes = new Set(call.filter((n) => innermostTag(n)?.id === inner));
+  return call.some((n) => !innerNodes.has(n) && n.inputs.some((input) => innerNodes.has(input)));
 }
 
 function assemble(
