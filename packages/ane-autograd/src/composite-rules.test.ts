@@ -1,7 +1,7 @@
-import { add, evaluate, Graph, mul, rmsNorm, type Tensor } from 'ane-ir';
+import { add, evaluate, Graph, linear, mul, rmsNorm, softmaxCrossEntropy, type Tensor } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { gradients } from './backward';
-import { RMSNORM_GRAD } from './composite-rules';
+import { RMSNORM_GRAD, SOFTMAX_CROSS_ENTROPY_GRAD } from './composite-rules';
 import { gradcheck } from './gradcheck';
 import { feedsFor, weightedSum } from './testing/check';
 import { referenceGradients } from './testing/reference';
@@ -65,5 +65,102 @@ describe('the RMSNorm composite rule', () => {
         expect(v).toBeCloseTo(reference.grads[k]![i]!, 12);
       });
     });
+  });
+});
+
+describe('the softmax cross-entropy composite rule', () => {
+  function crossEntropyGraph(ignoreIndex?: number) {
+    const graph = new Graph();
+    const x = graph.input('x', [3, 4], { dtype: 'fp32' });
+    const w = graph.param('w', [5, 3], { dtype: 'fp32' });
+    const targets = graph.input('targets', [4], { dtype: 'int32' });
+    const logits = linear(x, w, { name: 'head' });
+    const xent = softmaxCrossEntropy(logits, targets, {
+      ...(ignoreIndex !== undefined ? { ignoreIndex } : {}),
+      name: 'xent',
+    });
+    // A scaled loss: the scale reaches the rule as dloss.
+    const loss = mul(xent, 3, { name: 'scaled' });
+    return { graph, x, w, targets, logits, loss };
+  }
+
+  const cases: [string, number | undefined, number[]][] = [
+    ['every position counted', undefined, [4, 0, 2, 2]],
+    ['a negative ignore index', -100, [4, -100, 2, -100]],
+    ['an ignore index that is a class', 2, [4, 0, 2, 1]],
+  ];
+  for (const [label, ignoreIndex, targetValues] of cases) {
+    it(`equals (softmax − onehot)/N · dloss, the primitive derivation, the reference and finite differences (${label})`, () => {
+      const { graph, x, w, targets, logits, loss } = crossEntropyGraph(ignoreIndex);
+      const feeds = feedsFor([x, w], 41);
+      feeds.set(targets, Float64Array.from(targetValues));
+      const before = graph.nodes.length;
+      const [dlogits] = gradients(loss, [logits]);
+      const added = graph.nodes.slice(before);
+      expect(usesCall(added, SOFTMAX_CROSS_ENTROPY_GRAD)).toBe(true);
+      const call = dlogits!.composites.find((t) => t.kind === SOFTMAX_CROSS_ENTROPY_GRAD)!;
+      expect(call.result).toBe(dlogits);
+      expect(call.args).toMatchObject({
+        logits,
+        targets,
+        ...(ignoreIndex !== undefined ? { ignoreIndex } : {}),
+      });
+
+      // By hand, in float64: softmax over each column, minus the one-hot, over N, times 3.
+      const [z] = evaluate([logits], feeds);
+      const kept = targetValues.map((t): number => (ignoreIndex !== undefined && t === ignoreIndex ? 0 : 1));
+      const count = kept.reduce((a, b) => a + b, 0);
+      const expected = new Float64Array(20);
+      for (let s = 0; s < 4; s++) {
+        const column = [0, 1, 2, 3, 4].map((v) => z![v * 4 + s]!);
+        const max = Math.max(...column);
+        const total = column.reduce((a, v) => a + Math.exp(v - max), 0);
+        for (let v = 0; v < 5; v++) {
+          const p = Math.exp(column[v]! - max) / total;
+          expected[v * 4 + s] = (kept[s]! * (p - (targetValues[s] === v ? 1 : 0)) * 3) / count;
+        }
+      }
+      const [analytic] = evaluate([dlogits!], feeds);
+      analytic!.forEach((v, i) => {
+        expect(v).toBeCloseTo(expected[i]!, 12);
+      });
+
+      const composite = gradients(loss, [x, w]);
+      const middle = graph.nodes.length;
+      const primitive = gradients(loss, [x, w], { compositeRules: false });
+      expect(usesCall(graph.nodes.slice(middle), SOFTMAX_CROSS_ENTROPY_GRAD)).toBe(false);
+      const reference = referenceGradients(loss, [x, w], feeds);
+      const c = evaluate(composite, feeds);
+      const p = evaluate(primitive, feeds);
+      c.forEach((values, k) => {
+        values.forEach((v, i) => {
+          expect(v).toBeCloseTo(p[k]![i]!, 12);
+          expect(v).toBeCloseTo(reference.grads[k]![i]!, 12);
+        });
+      });
+      for (const check of gradcheck({ loss, wrt: [x, w], feeds })) {
+        expect(check.maxRelError, check.name).toBeLessThan(1e-6);
+      }
+    });
+  }
+
+  it('a rule that forgot the 1/N would be caught: N is the counted positions, not S', () => {
+    const { graph, x, w, targets, logits, loss } = crossEntropyGraph(-1);
+    const feeds = feedsFor([x, w], 42);
+    feeds.set(targets, Float64Array.from([1, -1, -1, 3]));
+    const [dlogits] = gradients(loss, [logits]);
+    const [analytic] = evaluate([dlogits!], feeds);
+    // Ignored columns get nothing; a counted column sums to 0 (softmax and one-hot both sum to 1)
+    // and its target entry is (p − 1)·3/2.
+    const [z] = evaluate([logits], feeds);
+    for (let s = 0; s < 4; s++) {
+      const column = [0, 1, 2, 3, 4].map((v) => analytic![v * 4 + s]!);
+      if (s === 1 || s === 2) expect(column.every((v) => v === 0)).toBe(true);
+      else expect(column.reduce((a, b) => a + b, 0)).toBeCloseTo(0, 12);
+    }
+    const column0 = [0, 1, 2, 3, 4].map((v) => z![v * 4]!);
+    const total = column0.reduce((a, v) => a + Math.exp(v), 0);
+    expect(analytic![1 * 4]).toBeCloseTo(((Math.exp(column0[1]!) / total - 1) * 3) / 2, 12);
+    expect(graph.nodes.length).toBeGreaterThan(0);
   });
 });

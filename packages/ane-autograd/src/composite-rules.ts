@@ -4,8 +4,8 @@
  * one when the call's inner values are read only inside the call; otherwise it differentiates the
  * primitives. Each rule is tested against the primitive-level derivation.
  */
-import type { CompositeTag, Tensor } from 'ane-ir';
-import { mul, reduceSum, reshape, sub } from './folded-ops';
+import { type CompositeTag, softmax, type Tensor } from 'ane-ir';
+import { div, equal, mul, reduceSum, reshape, select, sub } from './folded-ops';
 import { WEIGHT_GRAD } from './rules';
 
 /** What a composite rule is given. */
@@ -24,7 +24,10 @@ export interface CompositeVjpArgs {
  */
 export type CompositeVjpRule = (args: CompositeVjpArgs) => Map<Tensor, Tensor> | undefined;
 
-/** The composite kind of an RMSNorm's backward (`{ x, gain, dy, rrms }`). */
+/**
+ * The composite kind of an RMSNorm's input gradient (`{ x, gain, dy, rrms }`, result dx; the gain's
+ * gradient is a separate `weight_grad` call).
+ */
 export const RMSNORM_GRAD = 'rmsnorm_grad';
 
 /**
@@ -54,33 +57,99 @@ const rmsnormRule: CompositeVjpRule = ({ call, dy, needs }) => {
     return undefined;
   }
   const [channels] = x.shape as [number, number];
-  return x.graph.composite(
-    RMSNORM_GRAD,
-    RMSNORM_GRAD,
-    () => {
-      const grads = new Map<Tensor, Tensor>();
-      if (needs(x)) {
+  const grads = new Map<Tensor, Tensor>();
+  if (needs(x)) {
+    // The call returns dx alone (its recorded result), so a host kernel can bind it by its args.
+    const dx = x.graph.composite(
+      RMSNORM_GRAD,
+      RMSNORM_GRAD,
+      () => {
         const u = mul(dy, reshape(gain, [channels, 1], { name: 'g' }), { name: 'u' });
         const dot = reduceSum(mul(u, normalized, { name: 'u_xr' }), 0, { keepDims: true, name: 'dot' });
         const centered = sub(u, mul(normalized, mul(dot, 1 / channels, { name: 'mean_dot' })), {
           name: 'centered',
         });
-        grads.set(x, mul(centered, rrms, { name: 'dx' }));
-      }
-      if (needs(gain)) {
-        // A reduction over every position of the batch, like dW: a weight gradient.
-        const dg = x.graph.composite(
-          WEIGHT_GRAD,
-          WEIGHT_GRAD,
-          () => reduceSum(mul(dy, normalized, { name: 'dy_xr' }), 1, { name: 'dg' }),
-          { weight: gain, dy, x: normalized },
-        );
-        grads.set(gain, dg);
-      }
-      return grads;
+        return mul(centered, rrms, { name: 'dx' });
+      },
+      { x, gain, dy, rrms },
+    );
+    grads.set(x, dx);
+  }
+  if (needs(gain)) {
+    // A reduction over every position of the batch, like dW: a weight gradient.
+    const dg = x.graph.composite(
+      WEIGHT_GRAD,
+      WEIGHT_GRAD,
+      () => reduceSum(mul(dy, normalized, { name: 'dy_xr' }), 1, { name: 'dg' }),
+      { weight: gain, dy, x: normalized },
+    );
+    grads.set(gain, dg);
+  }
+  return grads;
+};
+
+/** The composite kind of softmax cross-entropy's backward (`{ logits, targets, dloss, ignoreIndex? }`). */
+export const SOFTMAX_CROSS_ENTROPY_GRAD = 'softmax_cross_entropy_grad';
+
+/**
+ * Softmax cross-entropy `L = −(1/N) Σ_s log softmax(logits)[t_s, s]` over the N counted positions
+ * (ane-ir's `softmaxCrossEntropy`; with `ignoreIndex`, positions whose target equals it are not
+ * counted), for an incoming `dloss` `[1, 1]` (the loss scale arrives through it):
+ *   dlogits = (softmax(logits) − onehot(t)) ⊙ kept · dloss / N
+ * one `softmax_cross_entropy_grad` call (a host op by its int32 targets, run by the native
+ * `softmaxCrossEntropyBackward`). It recomputes the probabilities from the logits rather than
+ * reading the forward's log-probabilities, so the forward call stays sealed and keeps its own
+ * native kernel. The targets have no gradient.
+ */
+const softmaxCrossEntropyRule: CompositeVjpRule = ({ call, dy, needs }) => {
+  const logits = call.args?.logits;
+  const targets = call.args?.targets;
+  const ignoreIndex = call.args?.ignoreIndex;
+  if (
+    !(isTensor(logits) && isTensor(targets)) ||
+    logits.rank !== 2 ||
+    targets.rank !== 1 ||
+    (ignoreIndex !== undefined && typeof ignoreIndex !== 'number') ||
+    dy.size !== 1
+  ) {
+    return undefined;
+  }
+  const grads = new Map<Tensor, Tensor>();
+  if (!needs(logits)) return grads;
+  const graph = logits.graph;
+  const [vocab, seq] = logits.shape as [number, number];
+  const dlogits = graph.composite(
+    SOFTMAX_CROSS_ENTROPY_GRAD,
+    SOFTMAX_CROSS_ENTROPY_GRAD,
+    () => {
+      const probs = softmax(logits, 0, { name: 'probs' });
+      const row = reshape(targets, [1, seq], { name: 'targets_row' });
+      const ids = graph.constant(
+        Array.from({ length: vocab }, (_, v) => v),
+        [vocab, 1],
+        { dtype: targets.dtype, name: 'vocab_ids' },
+      );
+      const onehot = select(equal(ids, row, { name: 'hit' }), graph.scalar(1, logits.dtype), 0, {
+        name: 'onehot',
+      });
+      const diff = sub(probs, onehot, { name: 'diff' });
+      const dloss = reshape(dy, [1, 1], { name: 'dloss' });
+      if (ignoreIndex === undefined)
+        return mul(diff, mul(dloss, 1 / seq, { name: 'scale' }), { name: 'dlogits' });
+      const kept = select(
+        equal(row, ignoreIndex, { name: 'ignored' }),
+        graph.scalar(0, logits.dtype, { name: 'zero' }),
+        1,
+        { name: 'kept' },
+      );
+      const count = reduceSum(kept, [0, 1], { keepDims: true, name: 'count' });
+      const scale = mul(kept, div(dloss, count, { name: 'dloss_n' }), { name: 'scale' });
+      return mul(diff, scale, { name: 'dlogits' });
     },
-    { x, gain, dy, rrms },
+    { logits, targets, dloss: dy, ...(ignoreIndex !== undefined ? { ignoreIndex } : {}) },
   );
+  grads.set(logits, dlogits);
+  return grads;
 };
 
 function isTensor(value: unknown): value is Tensor {
@@ -90,4 +159,5 @@ function isTensor(value: unknown): value is Tensor {
 /** Composite rules by composite kind. */
 export const COMPOSITE_VJP_RULES: Readonly<Record<string, CompositeVjpRule>> = {
   rmsnorm: rmsnormRule,
+  softmax_cross_entropy: softmaxCrossEntropyRule,
 };

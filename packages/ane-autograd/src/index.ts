@@ -11,6 +11,7 @@ export {
   type CompositeVjpArgs,
   type CompositeVjpRule,
   RMSNORM_GRAD,
+  SOFTMAX_CROSS_ENTROPY_GRAD,
 } from './composite-rules';
 export { AutogradError, UnsupportedError } from './errors';
 export { type GradcheckOptions, type GradcheckResult, gradcheck } from './gradcheck';
