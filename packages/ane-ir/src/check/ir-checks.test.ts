@@ -19,7 +19,7 @@ import { PACKING_FIX } from '../lower/io';
 import { checkKernel, lowerGraph } from '../lower/kernel';
 import { ANE_RULES, getRule } from '../mil/rules';
 import { cast, concat, conv2d, matmul, mul, reshape } from '../ops/primitives';
-import { IR_CHECKS, IR_RULE_ENFORCEMENT } from './ir-checks';
+import { IR_CHECKS, IR_RULE_ENFORCEMENT, WEIGHT_GRAD_KIND } from './ir-checks';
 
 /** The ConstraintError `build` throws (failing the test when it throws nothing). */
 function constraintError(build: () => unknown): ConstraintError {
@@ -243,6 +243,26 @@ describe('each IR rule, triggered', () => {
     const error = result.errors.find((e) => e.ruleId === 'ir-host-only-op');
     expect(error?.message).toContain("gather has no ANE lowering (op gather 'embed.rows')");
     expectRuleMessage(error!.message, 'ir-host-only-op');
+  });
+
+  it('ir-weight-grad-host: a weight gradient placed in a kernel (a warning)', () => {
+    const g = new Graph();
+    const dy = g.input('dy', [64, 32]);
+    const x = g.input('x', [48, 32]);
+    const w = g.param('w', [64, 48]);
+    const dw = g.composite(WEIGHT_GRAD_KIND, 'dw', () => matmul(dy, x, { transposeY: true, name: 'gemm' }), {
+      weight: w,
+      dy,
+      x,
+    });
+    g.output('dw', dw);
+    const warning = lowerGraph(g, { io: 'separate' }).warnings.find(
+      (w) => w.ruleId === 'ir-weight-grad-host',
+    );
+    expect(warning?.message).toContain(
+      "weight gradient 'dw' [64, 48] accumulates in fp16 on the ANE (op matmul 'dw.gemm')",
+    );
+    expectRuleMessage(warning!.message, 'ir-weight-grad-host');
   });
 });
 

@@ -44,6 +44,13 @@ export interface IrFinding {
 
 export type IrCheck = (context: IrCheckContext) => IrFinding[];
 
+/**
+ * The composite kind of a weight gradient call (`dW = dY·Xᵀ`, a gain's or a bias's gradient: a sum
+ * over every position of the batch), as ane-autograd tags it. The partitioner places these calls on
+ * the host by default (rule `ir-weight-grad-host`).
+ */
+export const WEIGHT_GRAD_KIND = 'weight_grad';
+
 export interface ConstraintViolation {
   readonly ruleId: string;
   readonly severity: RuleSeverity;
@@ -232,6 +239,21 @@ const checks: Record<string, IrCheck> = {
 
   'ir-host-only-op': ({ graph }) =>
     graph.filter((node) => node.op.kind === 'gather').map((node) => at(node, 'gather has no ANE lowering')),
+
+  'ir-weight-grad-host': ({ graph }) => {
+    const findings: IrFinding[] = [];
+    const seen = new Set<number>();
+    for (const node of graph) {
+      const call = node.composites.find((tag) => tag.kind === WEIGHT_GRAD_KIND);
+      // The kernel graph is a copy: the call's result is found by name.
+      if (call === undefined || seen.has(call.id) || call.result?.name !== node.name) continue;
+      seen.add(call.id);
+      findings.push(
+        at(node, `weight gradient '${call.name}' [${node.shape.join(', ')}] accumulates in fp16 on the ANE`),
+      );
+    }
+    return findings;
+  },
 };
 
 /** Registered kernel checks, keyed by rule id (each names an 'ir' rule of `ANE_RULES`). */

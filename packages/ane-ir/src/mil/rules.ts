@@ -1699,6 +1699,19 @@ export const ANE_RULES: readonly AneRule[] = [
     fix: 'Leave the op to the host (the partitioner places gather and embedding there), or use a one-hot matmul with the one-hot built on the host.',
     basis: 'ane-quirks `op.gather`, `train.embedding`',
   }),
+  irOnlyRule({
+    referenceId: 'ir.weight-grad-host',
+    title: 'Weight gradients on the host',
+    condition:
+      'A weight gradient (a `weight_grad` call: dW = dY·Xᵀ, or a gain or bias gradient, summed over every position of the batch) runs in an ANE kernel.',
+    chips: 'all',
+    kind: 'advice',
+    symptom:
+      'dW is a GEMM over every position of the batch: its fp16 accumulation loses small contributions and can overflow, and the optimizer needs it in fp32 (on the ANE it would be rounded to fp16 and converted back).',
+    fix: "Leave weight gradients to the host (the partitioner places `weight_grad` calls there by default, where they overlap the next kernels), or place one on the ANE with `placement: { '<call>': 'ane' }` when its accumulation is known to fit.",
+    basis:
+      'shared/DESIGN.md "One training step" (dW GEMMs on host threads, fp32 master weights) and ane-quirks `num.fp16-range`, `train.fp16-optimizer-state`',
+  }),
 ];
 
 const RULES_BY_ID: ReadonlyMap<string, AneRule> = new Map(ANE_RULES.map((r) => [r.id, r]));

@@ -1,9 +1,22 @@
 import { describe, expect, it } from 'vitest';
+import { WEIGHT_GRAD_KIND } from '../check/ir-checks';
 import { linear, rmsNorm } from '../composites';
 import { ConstraintError } from '../graph/errors';
 import { Graph } from '../graph/graph';
+import type { Tensor } from '../graph/tensor';
+import { matmul, mul } from '../ops/primitives';
 import { llamaGraph, STORIES_110M } from '../testing/models.test-helper';
-import { partition } from './partition';
+import { kernelScopes, partition } from './partition';
+
+function constraintError(run: () => unknown): ConstraintError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConstraintError) return error;
+    throw error;
+  }
+  throw new Error('expected a ConstraintError');
+}
 
 describe('the Stories110M forward plan (shapes only, no weights)', () => {
   it('lowers and prints a fixed, small number of distinct programs, not one per layer', () => {
@@ -63,7 +76,13 @@ describe('the Stories110M forward plan (shapes only, no weights)', () => {
 
   it('keeps the 32000-column classifier off the ANE on chips whose spatial cap it exceeds', () => {
     const { graph } = llamaGraph({ ...STORIES_110M, layers: 1 });
-    const plan = partition(graph, { chip: 'M2' });
+    // Not silently: the caller allows the host fallback, else it is a ConstraintError.
+    const error = constraintError(() => partition(graph, { chip: 'M2' }));
+    expect(error.ruleId).toBe('dim-spatial');
+    expect(error.node).toBe('output.y');
+    expect(error.message).toContain("no ANE kernel can hold matmul 'output.y'");
+    expect(error.message).toContain("hostFallback: 'allow'");
+    const plan = partition(graph, { chip: 'M2', hostFallback: 'allow' });
     const classifier = plan.placements.find((p) => p.node === 'output.y')!;
     expect(classifier).toMatchObject({ device: 'host', ruleId: 'dim-spatial' });
     expect(classifier.reason).toContain(
@@ -165,5 +184,98 @@ describe('the plan names the graph outputs', () => {
     const plan = partition(g);
     expect(plan.outputs.map((o) => o.name)).toEqual(['normed', 'projected']);
     expect(plan.outputs.map((o) => o.tensor)).toEqual([z, y]);
+  });
+});
+
+describe('kernels are formed within a scope', () => {
+  /** A layer: a composite call holding other calls (a linear), then an elementwise op. */
+  const layer = (x: Tensor, l: number) =>
+    x.graph.composite('block', `layers.${l}`, () =>
+      mul(linear(x, x.graph.param(`layers.${l}.w`, [64, 64]), { name: 'proj' }), 0.5, { name: 'half' }),
+    );
+
+  it('never spans two layers, so every layer runs the same program', () => {
+    const g = new Graph();
+    let h = g.input('x', [64, 32]);
+    for (let l = 0; l < 3; l++) h = layer(h, l);
+    g.output('y', h);
+    const plan = partition(g);
+    // Before scopes: one kernel of all three layers.
+    expect(plan.kernels.length).toBe(3);
+    expect(plan.programs.length).toBe(1);
+    for (const [l, kernel] of plan.kernels.entries())
+      expect(kernel.nodes.every((n) => n.name.startsWith(`layers.${l}.`))).toBe(true);
+  });
+
+  it('puts backward nodes (<forward>.grad.*, <forward>.recompute.*) in the backward of their forward node', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const y = layer(x, 0);
+    const dy = g.scope(`${y.name}.grad`, () => mul(y, 2, { name: 'dy' }));
+    const again = g.scope(`${y.name}.recompute`, () => mul(y, 3, { name: 'again' }));
+    const top = mul(x, 4, { name: 'top' });
+    const scopes = kernelScopes([y, dy, again, top]);
+    expect(scopes.get(y)).toBe("forward of block 'layers.0'");
+    expect(scopes.get(dy)).toBe("backward of block 'layers.0'");
+    expect(scopes.get(again)).toBe("backward of block 'layers.0'");
+    expect(scopes.get(top)).toBe('forward of top');
+  });
+});
+
+describe('host ops of nested composite calls', () => {
+  it('runs a call placed on the host with the nested calls it reads as one host op (no cycle)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const y = g.composite('outer', 'outer', () => {
+      const a = mul(x, 2, { name: 'a' });
+      const b = g.composite('inner', 'inner', () => mul(a, 3, { name: 'b' }));
+      return mul(b, a, { name: 'c' });
+    });
+    g.output('y', mul(y, 5, { name: 'after' }));
+    // Grouped by the innermost call, 'outer' (a, c) and 'inner' (b) each waited on the other.
+    const plan = partition(g, { placement: { outer: 'host' } });
+    expect(plan.hostOps.map((op) => [op.kind, op.nodes.map((n) => n.name)])).toEqual([
+      ['outer', ['outer.a', 'outer.inner.b', 'outer.c']],
+    ]);
+    expect(plan.steps).toEqual([
+      { kind: 'host', index: 0 },
+      { kind: 'kernel', index: 0 },
+    ]);
+  });
+});
+
+describe('weight gradients', () => {
+  function weightGradGraph() {
+    const g = new Graph();
+    const dy = g.input('dy', [64, 32]);
+    const x = g.input('x', [48, 32]);
+    const w = g.param('w', [64, 48]);
+    const dw = g.composite(WEIGHT_GRAD_KIND, 'dw', () => matmul(dy, x, { transposeY: true, name: 'gemm' }), {
+      weight: w,
+      dy,
+      x,
+    });
+    g.output('dw', dw);
+    g.output('dx', matmul(w, dy, { transposeX: true, name: 'dx' }));
+    return g;
+  }
+
+  it('places weight_grad calls on the host by rule ir-weight-grad-host', () => {
+    const plan = partition(weightGradGraph());
+    expect(plan.hostOps.map((op) => [op.kind, op.name, op.ruleId])).toEqual([
+      ['weight_grad', 'dw', 'ir-weight-grad-host'],
+    ]);
+    expect(plan.kernels.map((k) => k.nodes.map((n) => n.name))).toEqual([['dx']]);
+    expect(plan.report()).toContain('[ir-weight-grad-host]');
+    // The same placement asked by the caller keeps the rule as the reason.
+    expect(partition(weightGradGraph(), { placement: { dw: 'host' } }).hostOps[0]!.ruleId).toBe(
+      'ir-weight-grad-host',
+    );
+  });
+
+  it('runs one on the ANE when the caller places it there (with the rule as a warning)', () => {
+    const plan = partition(weightGradGraph(), { placement: { dw: 'ane' }, io: 'separate' });
+    expect(plan.hostOps).toEqual([]);
+    expect(plan.warnings.map((w) => w.ruleId)).toContain('ir-weight-grad-host');
   });
 });

@@ -15,6 +15,7 @@
  * partitioned again.
  */
 import { computeBounds, sumOfSquaresOperand } from '../check/bounds';
+import { WEIGHT_GRAD_KIND } from '../check/ir-checks';
 import { ConstraintError, IrError } from '../graph/errors';
 import type { Graph } from '../graph/graph';
 import { type CompositeTag, isConstantLike, opLabel, type Tensor } from '../graph/tensor';
@@ -43,6 +44,14 @@ export interface PartitionOptions extends LowerOptions {
    * RMSNorm on the ANE (the constraint checker still refuses it if it can overflow).
    */
   placement?: Readonly<Record<string, ExecutionTarget>>;
+  /**
+   * What to do with an op no ANE kernel can hold (the constraint checker rejects its kernel, or its
+   * values pack into no kernel input): 'error' (default) throws a `ConstraintError` naming the rule
+   * and the op; 'allow' runs it on the host, with its composite call, and the plan report says why.
+   * Structural host placements (gather and embeddings, int32 and bool arithmetic, sums of squares
+   * that can overflow fp16, weight gradients) are not fallbacks: they happen either way.
+   */
+  hostFallback?: 'error' | 'allow';
 }
 
 export interface Placement {
@@ -180,6 +189,7 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
           (name) => name !== undefined && options.placement?.[name] === 'ane',
         );
         if (culprit === undefined || forced) throw error;
+        if (options.hostFallback !== 'allow') throw fallbackError(error, culprit, chip);
         moveToHost(culprit, ops, decisions, {
           device: 'host',
           reason: `the ANE kernel would break a rule: ${error.detail}`,
@@ -192,6 +202,25 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
     if (!moved) return assemble(chip, ops, decisions, kernels, lowered, graph.outputs, sourceNames);
   }
   throw new IrError(`partition: placement did not settle after ${ops.length + 1} rounds`);
+}
+
+/**
+ * A kernel the checker rejects is not moved to the host silently: the error names the rule, the op,
+ * the composite call that would move, and how to allow it.
+ */
+function fallbackError(error: ConstraintError, culprit: Tensor, chip: ChipFamily): ConstraintError {
+  const call = innermostTag(culprit);
+  const unit =
+    call === undefined ? `${opLabel(culprit.op)} '${culprit.name}'` : `${call.kind} '${call.name}'`;
+  return new ConstraintError(
+    error.ruleId,
+    { op: error.op, node: error.node },
+    `no ANE kernel can hold ${opLabel(culprit.op)} '${culprit.name}': ${error.detail}`,
+    chip,
+    {
+      fix: `run ${unit} on the host with \`partition(graph, { hostFallback: 'allow' })\` (the plan report then says why) or \`placement: { '${call?.name ?? culprit.name}': 'host' }\`, or change the graph so its kernel keeps the rule.`,
+    },
+  );
 }
 
 function innermostTag(node: Tensor) {
@@ -219,6 +248,19 @@ function moveToHost(
   }
 }
 
+/** Places every node of a composite call on the host (the call's outermost `tag`). */
+function moveCallToHost(
+  tag: CompositeTag,
+  ops: readonly Tensor[],
+  decisions: Map<Tensor, Decision>,
+  decision: Decision,
+): void {
+  for (const member of ops) {
+    if (!member.composites.some((t) => t.id === tag.id) || decisions.get(member)?.device === 'host') continue;
+    decisions.set(member, decision);
+  }
+}
+
 function initialPlacement(
   ops: readonly Tensor[],
   bounds: ReadonlyMap<Tensor, number | undefined>,
@@ -231,6 +273,16 @@ function initialPlacement(
   for (const node of ops) decisions.set(node, { device: 'ane', reason: 'lowers to ANE primitives' });
   for (const node of ops) {
     let decision: Decision | undefined;
+    const weightGrad = node.composites.find((tag) => tag.kind === WEIGHT_GRAD_KIND);
+    if (weightGrad !== undefined) {
+      decision = {
+        device: 'host',
+        reason: `a weight gradient (dW over every position of the batch) accumulates unsafely in fp16, and the optimizer reads it in fp32`,
+        ruleId: 'ir-weight-grad-host',
+      };
+      moveCallToHost(weightGrad, ops, decisions, decision);
+      continue;
+    }
     if (node.op.kind === 'gather') {
       decision = {
         device: 'host',
@@ -277,11 +329,14 @@ function initialPlacement(
       throw new IrError(
         `partition: placement names '${name}', which is no op or composite call of the graph`,
       );
-    for (const node of matched)
+    for (const node of matched) {
+      // A placement that agrees with the default keeps the default's reason and rule.
+      if (decisions.get(node)?.device === device) continue;
       decisions.set(node, {
         device,
         reason: `placed on the ${device === 'ane' ? 'ANE' : 'host'} by the caller`,
       });
+    }
   }
   return decisions;
 }
@@ -546,6 +601,18 @@ function formKernels(
       }
       if (problem !== undefined) {
         if (current.length === 0) {
+          if (options.hostFallback !== 'allow') {
+            throw fallbackError(
+              new ConstraintError(
+                problem.ruleId,
+                { op: opLabel(node.op), node: node.name },
+                problem.detail,
+                chip,
+              ),
+              node,
+              chip,
+            );
+          }
           moveToHost(node, ops, decisions, {
             device: 'host',
             reason: `no ANE kernel can hold it: ${problem.detail}`,
