@@ -224,8 +224,7 @@ export class MilBuilder {
     const claim = (label: string): string => {
       const base = sanitize(label);
       let name = base;
-      for (let n = 1; taken.has(name) || RESERVED_WORDS.has(name) || OP_SCHEMAS.has(name); n++)
-        name = `${base}_${n}`;
+      for (let n = 1; taken.has(name) || isReservedValueName(name); n++) name = `${base}_${n}`;
       taken.add(name);
       return name;
     };
@@ -407,6 +406,11 @@ function blobTensorOf(data: ConstantData): BlobTensor {
 
 /** Words the parser reads as literals or keywords; never value names. */
 const RESERVED_WORDS = new Set(['true', 'false', 'const', 'func', 'program', 'tensor', 'BLOBFILE']);
+
+/** Whether `name` cannot name a value (a literal, a keyword or an op's name): `build` renames such labels. */
+export function isReservedValueName(name: string): boolean {
+  return RESERVED_WORDS.has(name) || OP_SCHEMAS.has(name);
+}
 
 /** A MIL identifier `[A-Za-z_][A-Za-z0-9_]*` from any label. */
 export function sanitize(label: string): string {

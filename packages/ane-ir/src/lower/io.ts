@@ -6,6 +6,7 @@
  * instead. Outputs concatenate along channels ("forward taps").
  */
 
+import { isReservedValueName } from '../emit/mil-builder';
 import { ConstraintError } from '../graph/errors';
 import { opLabel, type Tensor } from '../graph/tensor';
 import type { TensorSpec } from '../mil/program';
@@ -107,12 +108,16 @@ function spec(name: string, node: Tensor, logicalShape: readonly number[], chip:
   return { name, dtype, shape: physicalShape(logicalShape, 'cf') };
 }
 
-function uniqueNames(labels: readonly string[]): string[] {
-  const taken = new Set<string>();
+/**
+ * Port names: MIL identifiers, distinct from each other and from `taken` (the inputs' names, for
+ * the outputs), and never a name the MIL builder would rename (an op's name such as `mul`, a
+ * keyword), so the program's parameters and returns are named as its `inputs` and `outputs` say.
+ */
+function uniqueNames(labels: readonly string[], taken = new Set<string>()): string[] {
   return labels.map((label) => {
     const base = label.replace(/[^A-Za-z0-9_]/g, '_').replace(/^(?=[0-9])/, 'v_') || 'v';
     let name = base;
-    for (let n = 1; taken.has(name); n++) name = `${base}_${n}`;
+    for (let n = 1; taken.has(name) || isReservedValueName(name); n++) name = `${base}_${n}`;
     taken.add(name);
     return name;
   });
@@ -146,7 +151,10 @@ export function planIo(boundary: Boundary, mode: IoMode, chip: ChipFamily): IoPl
     }
   }
   const inputs = mode === 'separate' ? separateInputs(boundary, chip) : packedInputs(boundary, chip);
-  const outputs = mode === 'separate' ? separateOutputs(boundary, chip) : packedOutputs(boundary, chip);
+  const outputs =
+    mode === 'separate'
+      ? separateOutputs(boundary, chip, new Set(inputs.map((port) => port.spec.name)))
+      : packedOutputs(boundary, chip);
   const placements = new Map<Tensor, InputPlacement>();
   inputs.forEach((port, index) => {
     for (const segment of port.segments) {
@@ -322,8 +330,15 @@ function shapeText(node: Tensor): string {
   return `[${node.shape.join(', ')}]`;
 }
 
-function separateOutputs(boundary: Boundary, chip: ChipFamily): KernelPort[] {
-  const names = uniqueNames(boundary.outputNames ?? boundary.outputs.map((n) => n.localName));
+function separateOutputs(
+  boundary: Boundary,
+  chip: ChipFamily,
+  inputNames: ReadonlySet<string> = new Set(),
+): KernelPort[] {
+  const names = uniqueNames(
+    boundary.outputNames ?? boundary.outputs.map((n) => n.localName),
+    new Set(inputNames),
+  );
   return boundary.outputs.map((node, i) => ({
     spec: spec(names[i]!, node, node.shape, chip),
     logicalShape: node.shape,

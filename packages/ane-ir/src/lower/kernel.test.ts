@@ -208,3 +208,45 @@ describe('emission', () => {
     expect(errors.map((e) => e.ruleId)).toContain('dim-spatial');
   });
 });
+
+describe('lowering bugs found by the autograd work', () => {
+  it('names separate outputs as the MIL returns them (two unnamed muls; an op name is no value name)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const a = mul(x, 2);
+    const b = mul(x, 3);
+    const kernel = lowerKernel({ nodes: [a, b], outputs: [a, b] }, { io: 'separate' });
+    const program = parseProgram(kernel.program.mil);
+    const returned = program.functions[0]!.returns.map((r) => r.name);
+    // Before: the MIL returned (mul_1, mul_1_1) while the Program's outputs said mul, mul_1.
+    expect(kernel.program.outputs.map((o) => o.name)).toEqual(returned);
+    expect(new Set(returned).size).toBe(2);
+    expect(returned).not.toContain('mul');
+  });
+
+  it('keeps an output distinct from an input of the same name in separate mode', () => {
+    const g = new Graph();
+    const x = g.input('v', [64, 32]);
+    g.output('v_out', mul(x, 2, { name: 'v' }));
+    const kernel = lowerKernel(
+      { nodes: [g.outputs[0]!.tensor], outputs: [g.outputs[0]!.tensor], outputNames: ['v'] },
+      { io: 'separate' },
+    );
+    const fn = parseProgram(kernel.program.mil).functions[0]!;
+    expect(kernel.program.inputs.map((i) => i.name)).toEqual(fn.params.map((p) => p.name));
+    expect(kernel.program.outputs.map((o) => o.name)).toEqual(fn.returns.map((r) => r.name));
+  });
+
+  it('lowers an op of one-element constants read by a kernel (declared [1, 1], not a scalar)', () => {
+    const g = new Graph();
+    const x = g.input('x', [64, 32]);
+    const half = mul(g.constant([1], [1, 1]), 0.5, { name: 'half' });
+    g.output('y', mul(x, half, { name: 'y' }));
+    // Before: "declared type of 'half' does not match the op's result" (an internal error).
+    const plan = partition(g);
+    expect(plan.kernels.length).toBe(1);
+    const text = plan.programs[0]!.program.mil;
+    validateProgram(parseProgram(text), { weights: plan.programs[0]!.program.weights });
+    expect(text).toMatch(/tensor<fp16, \[1, 1, 1, 1\]> half/);
+  });
+});

@@ -582,7 +582,11 @@ class Layout {
 
   /** A binary operand aligned (NumPy-style, leading 1s) to the result's rank, in `view`. */
   private operand(input: Tensor, node: Tensor, view: View): Phys {
-    if (this.isConstant(input) && input.size === 1) {
+    // A one-element constant becomes a scalar const, except the first operand of an op whose every
+    // operand is one (`mul(constant([1], [1, 1]), 0.5)`): an op of scalars alone would return a
+    // scalar where the result is declared a tensor.
+    const scalarConstant = (t: Tensor) => this.isConstant(t) && t.size === 1;
+    if (scalarConstant(input) && !(node.inputs.every(scalarConstant) && input === node.inputs[0])) {
       const broadcast = broadcastShapes(input.shape, node.shape);
       if (broadcast !== undefined && sameShape(broadcast, node.shape))
         return this.constant(input, [], view, true);
