@@ -10,12 +10,20 @@
  */
 import { evaluate, type HostOp, type Tensor } from 'ane-ir';
 import {
+  embeddingBackward,
+  embeddingBackwardAsync,
   embeddingForward,
   embeddingForwardAsync,
+  rmsnormBackward,
+  rmsnormBackwardAsync,
   rmsnormForward,
   rmsnormForwardAsync,
   sgemm,
   sgemmAsync,
+  softmaxCrossEntropyBackward,
+  softmaxCrossEntropyBackwardAsync,
+  softmaxCrossEntropyForward,
+  softmaxCrossEntropyForwardAsync,
 } from '../kernels';
 
 /** A value's host array: fp32 for floating-point values, int32 for integer and bool values. */
@@ -45,6 +53,7 @@ function isTensor(value: unknown): value is Tensor {
 function compositeCall(
   op: HostOp,
   operands: readonly string[],
+  alsoReturned: readonly Tensor[] = [],
 ): { args: Record<string, Tensor>; result: Tensor } | string {
   const call = op.composite;
   if (call?.args === undefined || call.result === undefined)
@@ -55,7 +64,7 @@ function compositeCall(
     if (!isTensor(value)) return `the ${op.kind} call has no tensor operand '${name}'`;
     args[name] = value;
   }
-  const extra = op.outputs.filter((t) => t !== call.result);
+  const extra = op.outputs.filter((t) => t !== call.result && !alsoReturned.includes(t));
   if (extra.length > 0 || !op.outputs.includes(call.result))
     return `values inside the call are read outside it (${extra.map((t) => t.name).join(', ')}), and its kernel returns only the result`;
   return { args, result: call.result };
@@ -65,9 +74,18 @@ function isFloat(tensor: Tensor): boolean {
   return tensor.dtype === 'fp16' || tensor.dtype === 'fp32';
 }
 
-/** y [C, S] = x * rsqrt(mean_c x² + eps) * gain: `rmsnormForward` (rstd kept in scratch). */
+/**
+ * y [C, S] = x * rsqrt(mean_c x² + eps) * gain: `rmsnormForward` (rstd kept in scratch). In a
+ * training graph the backward reads two of the call's inner values (ane-ir's `rmsNorm` nodes
+ * `rrms` = rstd `[1, S]` and `xr` = x ⊙ rstd `[C, S]`): the kernel writes rstd straight into
+ * `rrms`, and a second call with a unit gain writes `xr`.
+ */
 const rmsnorm: HostOpBinder = (op) => {
-  const call = compositeCall(op, ['x', 'gain']);
+  // The forward's structure (ane-ir composites.ts): out = mul(xr, reshape(gain)); xr = mul(x, rrms).
+  const xr = op.composite?.result?.inputs[0];
+  const rrms = xr?.op.kind === 'binary' ? xr.inputs[1] : undefined;
+  const inner = xr !== undefined && rrms !== undefined ? [xr, rrms] : [];
+  const call = compositeCall(op, ['x', 'gain'], inner);
   if (typeof call === 'string') return { unsupported: call };
   const { x, gain } = call.args as { x: Tensor; gain: Tensor };
   const eps = op.composite?.args?.eps;
@@ -76,20 +94,32 @@ const rmsnorm: HostOpBinder = (op) => {
       unsupported: `rmsnorm over ${x.dtype} [${x.shape.join(', ')}]: the kernel takes float [C, S] with a gain [C]`,
     };
   const [C, S] = x.shape as [number, number];
-  const rstd = new Float32Array(S);
+  const returnsR = rrms !== undefined && op.outputs.includes(rrms);
+  const returnsXr = xr !== undefined && op.outputs.includes(xr);
+  if ((returnsR && rrms!.size !== S) || (returnsXr && xr!.size !== C * S))
+    return { unsupported: `rmsnorm '${op.name}': its inner values are not shaped [1, S] and [C, S]` };
+  const scratch = new Float32Array(S);
+  const ones = returnsXr ? new Float32Array(C).fill(1) : undefined;
   return {
     kernels: ['rmsnormForward'],
     run: (values, mode) => {
+      const rstd = returnsR ? (values.array(rrms!) as Float32Array) : scratch;
+      const input = values.array(x) as Float32Array;
       const args = [
         values.array(call.result) as Float32Array,
         rstd,
-        values.array(x) as Float32Array,
+        input,
         values.array(gain) as Float32Array,
         C,
         S,
         eps,
       ] as const;
-      return mode === 'sync' ? rmsnormForward(...args) : rmsnormForwardAsync(...args);
+      const first = mode === 'sync' ? rmsnormForward(...args) : rmsnormForwardAsync(...args);
+      if (ones === undefined) return first;
+      const normalized = [values.array(xr!) as Float32Array, rstd, input, ones, C, S, eps] as const;
+      return then(first, () =>
+        mode === 'sync' ? rmsnormForward(...normalized) : rmsnormForwardAsync(...normalized),
+      );
     },
   };
 };
@@ -195,6 +225,240 @@ const matmul: HostOpBinder = (op) => {
   };
 };
 
+/** Runs `first`, then `next` (after `first` settles in async mode). */
+function then(first: void | Promise<void>, next: () => void | Promise<void>): void | Promise<void> {
+  return first instanceof Promise ? first.then(next) : next();
+}
+
+/**
+ * The targets a cross-entropy kernel reads: a negative target is ignored, so an ignore index that is
+ * a class (0 ≤ i < V) is mapped to -1 in `scratch`; counted targets must be classes (the
+ * composite would pick nothing for them, the kernel refuses them). Returns the targets array and
+ * the number of counted positions (the mean's N).
+ */
+function kernelTargets(
+  kind: string,
+  targets: Int32Array,
+  scratch: Int32Array,
+  ignoreIndex: number | undefined,
+  V: number,
+): { targets: Int32Array; count: number } {
+  let count = 0;
+  let mapped = false;
+  for (let s = 0; s < targets.length; s++) {
+    const t = targets[s]!;
+    if (ignoreIndex !== undefined && t === ignoreIndex) {
+      scratch[s] = -1;
+      mapped = mapped || t >= 0;
+      continue;
+    }
+    if (t < 0 || t >= V)
+      throw new RangeError(
+        `${kind}: targets[${s}] = ${t} is not a class in [0, ${V})${ignoreIndex === undefined ? ' and the loss has no ignoreIndex' : ` nor the ignoreIndex ${ignoreIndex}`}; pass a class, or build the loss with { ignoreIndex } to leave positions out`,
+      );
+    scratch[s] = t;
+    count++;
+  }
+  return { targets: mapped ? scratch : targets, count };
+}
+
+/** The cross-entropy call's operands, checked: float logits [V, S] and int32 targets [S]. */
+function crossEntropyOperands(
+  op: HostOp,
+  operands: readonly string[],
+):
+  | { call: { args: Record<string, Tensor>; result: Tensor }; V: number; S: number; ignoreIndex?: number }
+  | string {
+  const call = compositeCall(op, operands);
+  if (typeof call === 'string') return call;
+  const { logits, targets } = call.args as { logits: Tensor; targets: Tensor };
+  const ignoreIndex = op.composite?.args?.ignoreIndex;
+  if (
+    logits.rank !== 2 ||
+    !isFloat(logits) ||
+    targets.rank !== 1 ||
+    targets.dtype !== 'int32' ||
+    targets.shape[0] !== logits.shape[1] ||
+    (ignoreIndex !== undefined && typeof ignoreIndex !== 'number')
+  )
+    return `${op.kind} of ${logits.dtype} [${logits.shape.join(', ')}] logits and ${targets.dtype} [${targets.shape.join(', ')}] targets: the kernel takes float [V, S] and int32 [S]`;
+  const [V, S] = logits.shape as [number, number];
+  return { call, V, S, ...(ignoreIndex !== undefined ? { ignoreIndex } : {}) };
+}
+
+/**
+ * loss [1, 1] = mean over counted positions of logsumexp − the target's logit:
+ * `softmaxCrossEntropyForward` (per-position losses and probs in scratch), the mean in the binder.
+ */
+const softmaxCrossEntropy: HostOpBinder = (op) => {
+  const operands = crossEntropyOperands(op, ['logits', 'targets']);
+  if (typeof operands === 'string') return { unsupported: operands };
+  const { call, V, S, ignoreIndex } = operands;
+  const { logits, targets } = call.args as { logits: Tensor; targets: Tensor };
+  const losses = new Float32Array(S);
+  const probs = new Float32Array(V * S);
+  const scratch = new Int32Array(S);
+  return {
+    kernels: ['softmaxCrossEntropyForward'],
+    run: (values, mode) => {
+      const picked = kernelTargets(op.kind, values.array(targets) as Int32Array, scratch, ignoreIndex, V);
+      const args = [losses, probs, values.array(logits) as Float32Array, picked.targets, V, S] as const;
+      return then(
+        mode === 'sync' ? softmaxCrossEntropyForward(...args) : softmaxCrossEntropyForwardAsync(...args),
+        () => {
+          let total = 0;
+          for (let s = 0; s < S; s++) total += losses[s]!;
+          // Every position ignored: 0/0, NaN, as the composite (and PyTorch) gives.
+          (values.array(call.result) as Float32Array)[0] = total / picked.count;
+        },
+      );
+    },
+  };
+};
+
+/**
+ * dlogits [V, S] = (softmax − onehot) · dloss / N: the probabilities recomputed by
+ * `softmaxCrossEntropyForward` into scratch, then `softmaxCrossEntropyBackward` with dloss / N per
+ * counted position (it writes 0 for ignored ones). A constant dloss (the seed of an unscaled loss,
+ * folded away by the backward) is read once at load.
+ */
+const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
+  const operands = crossEntropyOperands(op, ['logits', 'targets', 'dloss']);
+  if (typeof operands === 'string') return { unsupported: operands };
+  const { call, V, S, ignoreIndex } = operands;
+  const { logits, targets, dloss } = call.args as { logits: Tensor; targets: Tensor; dloss: Tensor };
+  const fed = op.inputs.includes(dloss);
+  if (dloss.size !== 1 || !isFloat(dloss) || (!fed && dloss.op.kind !== 'constant'))
+    return {
+      unsupported: `${op.kind}: dloss '${dloss.name}' [${dloss.shape.join(', ')}] is neither one value the op reads nor a constant`,
+    };
+  const constant = fed ? undefined : evaluate([dloss])[0]![0]!;
+  const losses = new Float32Array(S);
+  const probs = new Float32Array(V * S);
+  const dlosses = new Float32Array(S);
+  const scratch = new Int32Array(S);
+  return {
+    kernels: ['softmaxCrossEntropyForward', 'softmaxCrossEntropyBackward'],
+    run: (values, mode) => {
+      const picked = kernelTargets(op.kind, values.array(targets) as Int32Array, scratch, ignoreIndex, V);
+      const scale = (constant ?? values.array(dloss)[0]!) / picked.count;
+      dlosses.fill(scale);
+      const z = values.array(logits) as Float32Array;
+      const out = values.array(call.result) as Float32Array;
+      const forward = [losses, probs, z, picked.targets, V, S] as const;
+      const backward = [out, probs, picked.targets, dlosses, V, S] as const;
+      if (mode === 'sync') {
+        softmaxCrossEntropyForward(...forward);
+        return softmaxCrossEntropyBackward(...backward);
+      }
+      return softmaxCrossEntropyForwardAsync(...forward).then(() =>
+        softmaxCrossEntropyBackwardAsync(...backward),
+      );
+    },
+  };
+};
+
+/**
+ * dW = a rank-2 matmul of dy and x (any transposes): `sgemm`. A weight gradient of another form (a
+ * bias's or a gain's sum over positions) has no registered kernel.
+ */
+const weightGrad: HostOpBinder = (op) => {
+  const call = compositeCall(op, ['weight', 'dy', 'x']);
+  if (typeof call === 'string') return { unsupported: call };
+  const node = op.nodes[0]!;
+  if (op.nodes.length !== 1 || node !== call.result || node.op.kind !== 'matmul')
+    return {
+      unsupported: `weight_grad of '${call.args.weight!.name}' is ${op.nodes.map((n) => n.op.kind).join(' + ')}, not one matmul (only dW = dy·xᵀ runs on sgemm)`,
+    };
+  const bound = matmul(op);
+  if ('unsupported' in bound) return { unsupported: `weight_grad: ${bound.unsupported}` };
+  return bound;
+};
+
+/**
+ * dx [C, S] of an RMSNorm (ane-autograd's `rmsnorm_grad` call, which reads the forward's x̂ = x ⊙ r
+ * and r): `rmsnormBackward` on x̂ with a unit rstd gives dx / r, which is then scaled by r per
+ * position; the kernel's dweight goes to scratch (the gain's gradient is its own weight_grad call).
+ */
+const rmsnormGrad: HostOpBinder = (op) => {
+  const call = compositeCall(op, ['gain', 'dy', 'rrms']);
+  if (typeof call === 'string') return { unsupported: call };
+  const { gain, dy, rrms } = call.args as { gain: Tensor; dy: Tensor; rrms: Tensor };
+  const dx = call.result;
+  if (dx.rank !== 2 || gain.rank !== 1 || rrms.size !== dx.shape[1] || !isFloat(dx))
+    return {
+      unsupported: `rmsnorm_grad of [${dx.shape.join(', ')}]: the kernel takes float [C, S] with a gain [C] and r [1, S]`,
+    };
+  const [C, S] = dx.shape as [number, number];
+  const normalized = op.inputs.find(
+    (t) => t !== dy && t.rank === 2 && t.shape[0] === C && t.shape[1] === S && isFloat(t),
+  );
+  if (normalized === undefined || !op.inputs.includes(dy) || !op.inputs.includes(rrms))
+    return { unsupported: `rmsnorm_grad '${op.name}' does not read x̂, dy and r as the kernel needs` };
+  const ones = new Float32Array(S).fill(1);
+  const dgain = new Float32Array(C);
+  return {
+    kernels: ['rmsnormBackward'],
+    run: (values, mode) => {
+      const out = values.array(dx) as Float32Array;
+      const r = values.array(rrms) as Float32Array;
+      out.fill(0); // the kernel accumulates (llm.c convention)
+      dgain.fill(0);
+      const args = [
+        out,
+        dgain,
+        values.array(dy) as Float32Array,
+        values.array(normalized) as Float32Array,
+        values.array(gain) as Float32Array,
+        ones,
+        C,
+        S,
+      ] as const;
+      return then(mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args), () => {
+        for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) out[c * S + s]! *= r[s]!;
+      });
+    },
+  };
+};
+
+/**
+ * dTable [V, D] = Σ over positions of dy's rows into their tokens' rows (ane-autograd's
+ * `scatter_add` call: int32 indices [S], dy [S, D]): `embeddingBackward`, which reads dy
+ * channels-first, so dy is transposed into scratch first.
+ */
+const scatterAdd: HostOpBinder = (op) => {
+  const call = compositeCall(op, ['indices', 'dy']);
+  if (typeof call === 'string') return { unsupported: call };
+  const { indices, dy } = call.args as { indices: Tensor; dy: Tensor };
+  const table = call.result;
+  if (
+    indices.rank !== 1 ||
+    indices.dtype !== 'int32' ||
+    table.rank !== 2 ||
+    !isFloat(table) ||
+    dy.rank !== 2 ||
+    dy.shape[0] !== indices.shape[0] ||
+    dy.shape[1] !== table.shape[1]
+  )
+    return {
+      unsupported: `scatter_add of ${indices.dtype} [${indices.shape.join(', ')}] indices into [${table.shape.join(', ')}]: the kernel takes int32 [S], dy [S, D] and a table [V, D]`,
+    };
+  const [V, D] = table.shape as [number, number];
+  const S = indices.shape[0]!;
+  const transposed = new Float32Array(D * S);
+  return {
+    kernels: ['embeddingBackward'],
+    run: (values, mode) => {
+      const rows = values.array(dy) as Float32Array;
+      for (let s = 0; s < S; s++) for (let d = 0; d < D; d++) transposed[d * S + s] = rows[s * D + d]!;
+      const out = values.array(table) as Float32Array;
+      out.fill(0); // the kernel accumulates
+      const args = [out, transposed, values.array(indices) as Int32Array, V, D, S] as const;
+      return mode === 'sync' ? embeddingBackward(...args) : embeddingBackwardAsync(...args);
+    },
+  };
+};
+
 /**
  * The registry: host-op kind → binder. Kinds are ane-ir's composite kinds (`HostOp.kind`) or a
  * primitive's label for a lone primitive.
@@ -204,6 +468,11 @@ export const HOST_OP_KERNELS: ReadonlyMap<string, HostOpBinder> = new Map([
   ['embedding', embedding],
   ['linear', linear],
   ['matmul', matmul],
+  ['softmax_cross_entropy', softmaxCrossEntropy],
+  ['softmax_cross_entropy_grad', softmaxCrossEntropyGrad],
+  ['weight_grad', weightGrad],
+  ['rmsnorm_grad', rmsnormGrad],
+  ['scatter_add', scatterAdd],
 ]);
 
 /**
