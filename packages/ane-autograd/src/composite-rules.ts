@@ -133,7 +133,8 @@ const softmaxCrossEntropyRule: CompositeVjpRule = ({ call, dy, needs }) => {
         name: 'onehot',
       });
       const diff = sub(probs, onehot, { name: 'diff' });
-      const dloss = reshape(dy, [1, 1], { name: 'dloss' });
+      // dy is shaped like the loss, [1, 1]: it broadcasts as it is.
+      const dloss = dy;
       if (ignoreIndex === undefined)
         return mul(diff, mul(dloss, 1 / seq, { name: 'scale' }), { name: 'dlogits' });
       const kept = select(
