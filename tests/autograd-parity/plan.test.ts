@@ -3,7 +3,8 @@
  * layers, so the number of distinct programs does not grow with depth; every host op says why.
  */
 import { valueAndGrad } from 'ane-autograd';
-import { mul, partition, reduceSum } from 'ane-ir';
+import { openDevice } from 'ane-bridge';
+import { evaluate, mul, partition, reduceSum } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import {
   type LlamaConfig,
@@ -12,32 +13,150 @@ import {
 } from '../../packages/ane-ir/src/testing/models.test-helper';
 
 /** A Llama graph with a stand-in loss (mean of squared outputs), its backward, and its packed plan. */
-function derivedPlan(config: LlamaConfig) {
+function derivedPlan(config: LlamaConfig, lossScale = false) {
+  // Shapes only: weights are kernel inputs; the loss is a stand-in for cross-entropy.
   const started = performance.now();
   const { graph, output } = llamaGraph(config);
   const [channels, positions] = output.shape as [number, number];
   const loss = mul(reduceSum(mul(output, output), [0, 1], { keepDims: true }), 1 / (channels * positions));
-  const result = valueAndGrad(graph, { loss });
-  const plan = partition(graph, { placement: result.placement });
+  const result = valueAndGrad(graph, { loss, lossScale });
+  // Weight gradients run on the host by default (rule ir-weight-grad-host): no placement needed.
+  const plan = partition(graph);
   const report = plan.report();
   return { plan, result, report, ms: performance.now() - started };
 }
 
 describe('forward+backward plans in packed mode', () => {
-  it('has the same number of distinct programs for 2 and 12 layers', () => {
+  it('has the same number of distinct programs for 2 and 12 layers (kernels never span two layers)', () => {
     const small = { dim: 64, heads: 4, hidden: 96, seq: 32 };
     const two = derivedPlan({ ...small, layers: 2 });
     const twelve = derivedPlan({ ...small, layers: 12 });
-    console.log(two.report);
+    // Before scopes, packed mode failed here: "placement did not settle after 16 rounds".
     expect(twelve.plan.programs.length).toBe(two.plan.programs.length);
     expect(twelve.plan.kernels.length).toBeGreaterThan(two.plan.kernels.length);
+    // Every layer runs the same programs: no kernel holds ops of two layers.
+    for (const kernel of twelve.plan.kernels) {
+      const layers = new Set(kernel.nodes.map((n) => /^layers\.(\d+)\./.exec(n.name)?.[1]));
+      expect(layers.size, kernel.name).toBe(1);
+    }
+    // No attention (or anything else) moved to the host silently: every host op is structural.
+    const reasons = new Set(twelve.plan.hostOps.map((op) => op.ruleId));
+    expect([...reasons].sort()).toEqual(['ir-fp16-sum-of-squares', 'ir-weight-grad-host']);
   });
 
-  it('Stories110M', () => {
+  it('Stories110M: plans, lowers and prints like a 2-layer model, and says where every op runs and why', () => {
     const two = derivedPlan({ ...STORIES_110M, layers: 2 });
     const twelve = derivedPlan(STORIES_110M);
-    console.log(`Stories110M forward+backward: ${twelve.ms.toFixed(0)} ms; 2 layers ${two.ms.toFixed(0)} ms`);
-    console.log(twelve.report.split('\n').slice(0, 40).join('\n'));
-    expect(twelve.plan.programs.length).toBe(two.plan.programs.length);
+    // Measured, never asserted.
+    console.log(
+      `Stories110M forward+backward (packed): build + valueAndGrad + partition + lower + report ${twelve.ms.toFixed(0)} ms (2 layers: ${two.ms.toFixed(0)} ms)`,
+    );
+    const { plan, report, result } = twelve;
+    expect(plan.programs.length).toBe(two.plan.programs.length);
+    expect(result.grads.size).toBe(12 * 9 + 2);
+    const count = (kind: string) => plan.hostOps.filter((op) => op.kind === kind).length;
+    // dW of 7 matmuls and 2 gains per layer, the final norm's gain and the tied classifier.
+    expect(count('weight_grad')).toBe(12 * 9 + 2);
+    expect(count('embedding')).toBe(1);
+    for (const op of plan.hostOps) {
+      expect(op.reason.length, op.name).toBeGreaterThan(0);
+      expect(op.ruleId, op.name).toBeDefined();
+      expect(report).toContain(`host ${op.kind} '${op.name}'`);
+    }
+    expect(plan.hostOps.find((op) => op.kind === 'weight_grad')!.ruleId).toBe('ir-weight-grad-host');
+    for (const placement of plan.placements) expect(placement.reason.length).toBeGreaterThan(0);
+    for (const kernel of plan.kernels) expect(report).toContain(`ane  ${kernel.name} = P${kernel.program}`);
+  });
+});
+
+/** A seeded generator of numbers in [0, 1) (mulberry32). */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `count` values ~ N(0, scale²) (Box-Muller). */
+function normals(count: number, scale: number, seed: number): Float32Array {
+  const next = random(seed);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    const u = Math.max(next(), 1e-12);
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
+  }
+  return out;
+}
+
+/**
+ * The fp16 bound, relative to each tensor's largest magnitude: kernels store every intermediate in
+ * fp16 (11 significant bits, relative step 2⁻¹¹ ≈ 4.9e-4) and the backward of a block chains dozens
+ * of such roundings (softmax, RoPE, SwiGLU, the transposed products); measured: at most 2.3e-3 (the
+ * wk gradient). A wrong rule or a wrong plan (a missing transpose, a wrong head) is off by the order
+ * of the values themselves.
+ */
+const FP16_BOUND = 0.01;
+
+describe('a derived Llama block through device.load (packed, simulator)', () => {
+  it('matches the float64 evaluation of the same graph for the loss and every gradient', () => {
+    const config: LlamaConfig = {
+      dim: 64,
+      heads: 4,
+      hidden: 96,
+      seq: 32,
+      layers: 2,
+      convention: 'rotate-half',
+    };
+    const { plan, result } = derivedPlan(config, true);
+    const graph = result.graph;
+    const feeds: Record<string, Float32Array> = {};
+    let seed = 1;
+    for (const node of graph.nodes) {
+      if (node.op.kind === 'input' && node.name !== 'loss_scale')
+        feeds[node.name] = normals(node.size, 1, seed++);
+      else if (node.op.kind === 'param' && node.op.trainable) {
+        // Gains near 1, projections ~ N(0, 1/fan-in).
+        feeds[node.name] =
+          node.rank === 1
+            ? normals(node.size, 0.1, seed++).map((v) => 1 + v)
+            : normals(node.size, 1 / Math.sqrt(node.shape[1]!), seed++);
+      }
+    }
+    // Loss scaling keeps the fp16 gradients of the ANE kernels away from the subnormals.
+    feeds.loss_scale = new Float32Array([1024]);
+    const named = graph.outputs;
+    const reference = evaluate(
+      named.map((o) => o.tensor),
+      feeds,
+    );
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const outputs = device.load(plan).runSync(feeds);
+      const rows: string[] = [];
+      named.forEach(({ name }, i) => {
+        const expected = reference[i]!;
+        const actual = outputs[name] as Float32Array;
+        expect(actual.length, name).toBe(expected.length);
+        let maxAbs = 0;
+        let maxError = 0;
+        for (let j = 0; j < expected.length; j++) {
+          maxAbs = Math.max(maxAbs, Math.abs(expected[j]!));
+          maxError = Math.max(maxError, Math.abs(actual[j]! - expected[j]!));
+        }
+        const relative = maxError / maxAbs;
+        rows.push(
+          `${name.padEnd(28)} max |ref| ${maxAbs.toExponential(2)}  max abs err ${maxError.toExponential(2)}  rel ${relative.toExponential(2)}`,
+        );
+        expect(maxAbs, `${name} is not all zeros`).toBeGreaterThan(0);
+        expect(relative, name).toBeLessThan(FP16_BOUND);
+      });
+      console.log(rows.join('\n'));
+    } finally {
+      device.dispose();
+    }
   });
 });
