@@ -21,6 +21,7 @@ import {
   softmaxCrossEntropy,
   sub,
   type Tensor,
+  transpose,
 } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { openDevice } from '../device/device';
@@ -161,42 +162,49 @@ describe('host kernels for training through device.load', () => {
     }
   });
 
-  it('weight_grad of a matmul runs on sgemm; a bias gradient (a sum) stays generic, with its reason', async () => {
+  it('weight_grad: a matmul and a bias sum run on sgemm, a gain sum on rmsnormBackward, another form generic', async () => {
     const g = new Graph();
     const w = g.param('w', [3, 4], { dtype: 'fp32' });
     const b = g.param('b', [3], { dtype: 'fp32' });
+    const gain = g.param('gain', [3], { dtype: 'fp32' });
+    const wt = g.param('wt', [4, 3], { dtype: 'fp32' });
     const x = g.input('x', [4, 6], { dtype: 'fp32' });
     const dy = g.input('dy', [3, 6], { dtype: 'fp32' });
-    // ane-autograd's matmul rule for y = W·x: dW = dy·xᵀ, tagged { weight, dy, x }.
-    const dw = g.composite(
-      'weight_grad',
-      'weight_grad',
-      () => matmul(dy, x, { transposeY: true, name: 'da' }),
-      {
-        weight: w,
-        dy,
-        x,
-      },
+    const xhat = g.input('xhat', [3, 6], { dtype: 'fp32' });
+    const call = (weight: Tensor, other: Tensor, build: () => Tensor) =>
+      g.composite('weight_grad', `dw_${weight.name}`, build, { weight, dy, x: other });
+    // ane-autograd's forms: dW = dy·xᵀ; a bias's Σ_s dy (unbroadcast, reshaped); a gain's Σ_s dy ⊙ x̂.
+    g.output(
+      'dw',
+      call(w, x, () => matmul(dy, x, { transposeY: true, name: 'da' })),
     );
-    const db = g.composite('weight_grad', 'weight_grad', () => reduceSum(dy, 1, { name: 'db' }), {
-      weight: b,
-      dy,
-      x: dy,
-    });
-    g.output('dw', dw);
-    g.output('db', db);
+    g.output(
+      'db',
+      call(b, dy, () => reshape(reduceSum(dy, 1, { keepDims: true, name: 'sum' }), [3])),
+    );
+    g.output(
+      'dgain',
+      call(gain, xhat, () => reduceSum(mul(dy, xhat), 1, { name: 'dg' })),
+    );
+    // A transposed weight's gradient as a matmul then a transpose: no registered form.
+    g.output(
+      'dwt',
+      call(wt, x, () => transpose(matmul(dy, x, { transposeY: true }), [1, 0], { name: 't' })),
+    );
     const { exe } = await runAndCompare(
       g,
-      { x: values(24, 4), dy: values(18, 5) },
-      { partition: { placement: { weight_grad: 'host' } }, kinds: {} },
+      { x: values(24, 4), dy: values(18, 5), xhat: values(18, 6, 2) },
+      { partition: { placement: { dw_w: 'host', dw_b: 'host', dw_gain: 'host', dw_wt: 'host' } }, kinds: {} },
     );
-    const kinds = exe.report();
-    expect(kinds).toMatch(/host weight_grad[^\n]*: host kernel sgemm/);
+    const report = exe.report();
+    expect(report).toMatch(/'dw_w': host kernel sgemm/);
+    expect(report).toMatch(/'dw_b': host kernel sgemm/);
+    expect(report).toMatch(/'dw_gain': host kernel rmsnormBackward/);
     expect(exe.slowHostOps).toEqual([
       {
-        name: expect.any(String),
+        name: 'dw_wt',
         kind: 'weight_grad',
-        reason: expect.stringMatching(/reduce, not one matmul/),
+        reason: expect.stringMatching(/is matmul \+ transpose, neither one matmul/),
       },
     ]);
   });

@@ -359,20 +359,103 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
 };
 
 /**
- * dW = a rank-2 matmul of dy and x (any transposes): `sgemm`. A weight gradient of another form (a
- * bias's or a gain's sum over positions) has no registered kernel.
+ * A weight gradient that is a sum over positions (a bias's: `Σ_s dy`, or a gain's: `Σ_s dy ⊙ x̂`):
+ * one `reduceSum` over the last axis of a `[C, S]` value, or of a product of two, then reshapes.
+ * A bias's runs on `sgemm` (dy · a ones vector), a gain's on `rmsnormBackward`'s dweight (x := x̂,
+ * unit rstd; its dx goes to scratch).
+ */
+function rowSums(op: HostOp, result: Tensor): BoundHostOp | string {
+  const nodes = op.nodes;
+  const first = nodes[0]!;
+  const product = first.op.kind === 'binary' && first.op.fn === 'mul' ? first : undefined;
+  const reduce = nodes[product === undefined ? 0 : 1];
+  const rest = nodes.slice(product === undefined ? 1 : 2);
+  const summed = reduce?.inputs[0];
+  if (
+    reduce === undefined ||
+    summed === undefined ||
+    reduce.op.kind !== 'reduce' ||
+    reduce.op.fn !== 'sum' ||
+    summed.rank !== 2 ||
+    reduce.op.axes.length !== 1 ||
+    reduce.op.axes[0] !== 1 ||
+    (product === undefined ? !op.inputs.includes(summed) : summed !== product) ||
+    !rest.every((n) => n.op.kind === 'reshape') ||
+    nodes[nodes.length - 1] !== result ||
+    !isFloat(summed)
+  )
+    return `${nodes.map((n) => n.op.kind).join(' + ')}`;
+  const [C, S] = summed.shape as [number, number];
+  const operands = product?.inputs ?? [];
+  if (
+    product !== undefined &&
+    !operands.every((t) => op.inputs.includes(t) && t.shape[0] === C && t.shape[1] === S && isFloat(t))
+  )
+    return 'a product of broadcast operands';
+  const onesS = new Float32Array(S).fill(1);
+  if (product === undefined) {
+    return {
+      kernels: ['sgemm'],
+      run: (values, mode) => {
+        const args = [
+          false,
+          false,
+          C,
+          1,
+          S,
+          1,
+          values.array(summed) as Float32Array,
+          S,
+          onesS,
+          1,
+          0,
+          values.array(result) as Float32Array,
+          1,
+        ] as const;
+        return mode === 'sync' ? sgemm(...args) : sgemmAsync(...args);
+      },
+    };
+  }
+  const [a, b] = operands as [Tensor, Tensor];
+  const onesC = new Float32Array(C).fill(1);
+  const dxScratch = new Float32Array(C * S);
+  return {
+    kernels: ['rmsnormBackward'],
+    run: (values, mode) => {
+      const out = values.array(result) as Float32Array;
+      out.fill(0); // the kernel accumulates
+      const args = [
+        dxScratch,
+        out,
+        values.array(a) as Float32Array,
+        values.array(b) as Float32Array,
+        onesC,
+        onesS,
+        C,
+        S,
+      ] as const;
+      return mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args);
+    },
+  };
+}
+
+/**
+ * dW: one rank-2 matmul of dy and x (any transposes) on `sgemm`; a sum over positions (a bias's or
+ * a gain's gradient) on `sgemm` or `rmsnormBackward` (`rowSums`). Any other form is unsupported.
  */
 const weightGrad: HostOpBinder = (op) => {
   const call = compositeCall(op, ['weight', 'dy', 'x']);
   if (typeof call === 'string') return { unsupported: call };
   const node = op.nodes[0]!;
-  if (op.nodes.length !== 1 || node !== call.result || node.op.kind !== 'matmul')
-    return {
-      unsupported: `weight_grad of '${call.args.weight!.name}' is ${op.nodes.map((n) => n.op.kind).join(' + ')}, not one matmul (only dW = dy·xᵀ runs on sgemm)`,
-    };
-  const bound = matmul(op);
-  if ('unsupported' in bound) return { unsupported: `weight_grad: ${bound.unsupported}` };
-  return bound;
+  if (op.nodes.length === 1 && node === call.result && node.op.kind === 'matmul') {
+    const bound = matmul(op);
+    return 'unsupported' in bound ? { unsupported: `weight_grad: ${bound.unsupported}` } : bound;
+  }
+  const sums = rowSums(op, call.result);
+  if (typeof sums !== 'string') return sums;
+  return {
+    unsupported: `weight_grad of '${call.args.weight!.name}' is ${sums}, neither one matmul (dW = dy·xᵀ) nor a sum over positions of dy or of dy ⊙ x`,
+  };
 };
 
 /**
