@@ -24,6 +24,8 @@ import {
   add,
   causalMask,
   concat,
+  embedding,
+  evaluate,
   Graph,
   linear,
   llamaBlock,
@@ -260,5 +262,55 @@ describe('derived gradients through device.load match PyTorch within the fp16 bo
     );
     report('llama-block-gqa, wrong KV mapping', fixture, wrong);
     expect(Math.max(...wrong.rows.map((r) => r.normalized))).toBeGreaterThan(BOUND);
+  });
+
+  it('an embedding model with an ignore index: the table gradient (scatter_add) and the loss head run native and match evaluate', async () => {
+    // No PyTorch fixture here: the float64 interpreter on the derived graph is the reference.
+    const [vocab, dim, classes, seq] = [11, 16, 6, 12];
+    const g = new Graph();
+    const tokens = g.input('tokens', [seq], { dtype: 'int32' });
+    const targets = g.input('targets', [seq], { dtype: 'int32' });
+    const table = g.param('table', [vocab, dim]);
+    const head = g.param('head', [classes, dim]);
+    const hidden = embedding(tokens, table, { name: 'embed' });
+    const logits = g.scope('head', () => linear(hidden, head, { name: 'fc' }));
+    const loss = softmaxCrossEntropy(logits, targets, { ignoreIndex: 0, name: 'xent' });
+    const derived = valueAndGrad(g, { loss, lossScale: { maxAbs: LOSS_SCALE } });
+    const plan = partition(g, { placement: derived.placement });
+    const wave = (n: number, k: number, scale: number) =>
+      Float32Array.from({ length: n }, (_, i) => Math.round(Math.sin(i * 7.31 + k) * scale * 1024) / 1024);
+    const feeds = {
+      tokens: Int32Array.from({ length: seq }, (_, i) => (i * 7) % vocab),
+      // Class 0 is ignored: three positions drop out of the mean.
+      targets: Int32Array.from({ length: seq }, (_, i) => (i % 4 === 0 ? 0 : (i * 5) % classes)),
+      table: wave(vocab * dim, 1, 1),
+      head: wave(classes * dim, 2, 0.5),
+      [derived.lossScale!.name]: Float32Array.of(LOSS_SCALE),
+    };
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const exe = device.load(plan);
+      expect(plan.hostOps.map((op) => op.kind)).toEqual(
+        expect.arrayContaining([
+          'embedding',
+          'scatter_add',
+          'softmax_cross_entropy',
+          'softmax_cross_entropy_grad',
+        ]),
+      );
+      expect(exe.slowHostOps).toEqual([]);
+      const outputs = await exe.run(feeds, { copy: true });
+      const names = ['loss', ...[...derived.gradOutputs.values()]];
+      const expected = evaluate(
+        names.map((n) => g.outputs.find((o) => o.name === n)!.tensor),
+        Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, Float64Array.from(v)])),
+      );
+      names.forEach((name, k) => {
+        const row = compare(name, outputs[name] as Float32Array, Float32Array.from(expected[k]!));
+        expect(row.normalized, name).toBeLessThanOrEqual(BOUND);
+      });
+    } finally {
+      device.dispose();
+    }
   });
 });
