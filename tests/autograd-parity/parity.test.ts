@@ -15,10 +15,11 @@
  * bounded. Measured on these fixtures the worst tensor sits near 0.15% of its largest gradient
  * (elementwise relative errors up to ~6% on small entries); the bound is 1%. A loss scale of 1024 keeps the gradients (≈1e-3 to 1e-1 at scale 1) clear of fp16's
  * subnormals; the gradients are divided by it on the host. A model with query heads mapped to the
- * wrong KV heads (h mod KV instead of HF's h / (H / KV)) misses the bound.
+ * wrong KV heads (h mod KV instead of HF's h / (H / KV)) misses the bound, and so does a
+ * deliberately wrong VJP rule (a linear layer's dx computed as W·dy, missing its transpose).
  */
 
-import { valueAndGrad } from 'ane-autograd';
+import { VJP_RULES, type VjpRule, valueAndGrad } from 'ane-autograd';
 import { openDevice } from 'ane-bridge';
 import {
   add,
@@ -312,5 +313,34 @@ describe('derived gradients through device.load match PyTorch within the fp16 bo
     } finally {
       device.dispose();
     }
+  });
+
+  it("a deliberately wrong rule (a linear layer's dx missing its transpose) misses the bound", async () => {
+    const fixture = loadLlamaFixture('llama-block-mha');
+    const rules = VJP_RULES as Record<string, VjpRule>;
+    const right = rules.matmul!;
+    // dx of y = W·x with a square W computed as W·dy instead of Wᵀ·dy (shapes still agree).
+    rules.matmul = (args) => {
+      const grads = [...right(args)];
+      const [a, b] = args.node.inputs as [Tensor, Tensor];
+      const op = args.node.op as { transposeX?: boolean; transposeY?: boolean };
+      if (
+        grads[1] !== undefined &&
+        a.rank === 2 &&
+        b.rank === 2 &&
+        a.shape[0] === a.shape[1] &&
+        !op.transposeX
+      )
+        grads[1] = matmul(a, args.dy, { transposeY: op.transposeY ?? false, name: 'db_wrong' });
+      return grads;
+    };
+    let wrong: Awaited<ReturnType<typeof runParity>>;
+    try {
+      wrong = await runParity(fixture, llamaModel(fixture));
+    } finally {
+      rules.matmul = right;
+    }
+    report('llama-block-mha, dx missing a transpose', fixture, wrong);
+    expect(wrong.rows.find((r) => r.tensor === 'x')!.normalized).toBeGreaterThan(BOUND);
   });
 });
