@@ -130,7 +130,7 @@ describe('host kernels for training through device.load', () => {
     try {
       const exe = device.load(partition(g));
       expect(() => exe.runSync({ logits: values(8, 2), targets: Int32Array.from([1, 4]) })).toThrow(
-        /targets\[1\] = 4 is not a class in \[0, 4\).*ignoreIndex/,
+        /softmax_cross_entropy 'cross_entropy': targets\[1\] = 4 is not a class in \[0, 4\).*ignoreIndex/,
       );
     } finally {
       device.dispose();

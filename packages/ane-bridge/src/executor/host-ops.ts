@@ -301,7 +301,13 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
   return {
     kernels: ['softmaxCrossEntropyForward'],
     run: (values, mode) => {
-      const picked = kernelTargets(op.kind, values.array(targets) as Int32Array, scratch, ignoreIndex, V);
+      const picked = kernelTargets(
+        `${op.kind} '${op.name}'`,
+        values.array(targets) as Int32Array,
+        scratch,
+        ignoreIndex,
+        V,
+      );
       const args = [losses, probs, values.array(logits) as Float32Array, picked.targets, V, S] as const;
       return then(
         mode === 'sync' ? softmaxCrossEntropyForward(...args) : softmaxCrossEntropyForwardAsync(...args),
@@ -340,7 +346,13 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
   return {
     kernels: ['softmaxCrossEntropyForward', 'softmaxCrossEntropyBackward'],
     run: (values, mode) => {
-      const picked = kernelTargets(op.kind, values.array(targets) as Int32Array, scratch, ignoreIndex, V);
+      const picked = kernelTargets(
+        `${op.kind} '${op.name}'`,
+        values.array(targets) as Int32Array,
+        scratch,
+        ignoreIndex,
+        V,
+      );
       const scale = (constant ?? values.array(dloss)[0]!) / picked.count;
       dlosses.fill(scale);
       const z = values.array(logits) as Float32Array;
