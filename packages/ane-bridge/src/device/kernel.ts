@@ -167,17 +167,21 @@ export class Kernel implements Disposable {
   }
 }
 
-function copyOption(options: RunOptions | undefined): boolean {
+/** `options.copy` of a run, checked; `error` makes the caller's error type (a kernel's, a plan's). */
+export function copyOption(
+  options: RunOptions | undefined,
+  error: (message: string) => Error = (message) => new KernelInputError(message),
+): boolean {
   if (options === undefined) return false;
   if (options === null || typeof options !== 'object') {
-    throw new KernelInputError(`run options must be an object ({ copy?: boolean }), got ${String(options)}`);
+    throw error(`run options must be an object ({ copy?: boolean }), got ${String(options)}`);
   }
   const unknown = Object.keys(options).filter((key) => key !== 'copy');
   if (unknown.length > 0) {
-    throw new KernelInputError(`unknown run option '${unknown[0]}' (the only option is copy)`);
+    throw error(`unknown run option '${unknown[0]}' (the only option is copy)`);
   }
   if (options.copy !== undefined && typeof options.copy !== 'boolean') {
-    throw new KernelInputError(`run option copy must be true or false, got ${String(options.copy)}`);
+    throw error(`run option copy must be true or false, got ${String(options.copy)}`);
   }
   return options.copy === true;
 }

@@ -16,8 +16,8 @@
 import type { HostOp, Plan, PlanStep, Tensor } from 'ane-ir';
 import { constantNumbers } from 'ane-ir';
 import type { Device } from '../device/device';
-import type { Kernel } from '../device/kernel';
-import { closestName } from '../did-you-mean';
+import { copyOption, type Kernel } from '../device/kernel';
+import { didYouMean } from '../did-you-mean';
 import { DeviceError, PlanError, PlanFeedError } from '../errors';
 import { fp16ToFp32, hostKernels } from '../kernels';
 import { type BoundHostOp, bindHostOp, type HostArray, type HostValues } from './host-ops';
@@ -151,9 +151,8 @@ function checkOptions(options: unknown, plan: Plan): { batch: number; sumOverBat
   const known = ['batch', 'sumOverBatch'];
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      const near = closestName(key, known);
       throw new PlanError(
-        `unknown device.load option '${key}'${near ? ` (did you mean '${near}'?)` : ''}; the options are ${known.join(', ')}`,
+        `unknown device.load option '${key}'${didYouMean(key, known)}; the options are ${known.join(', ')}`,
       );
     }
   }
@@ -168,9 +167,8 @@ function checkOptions(options: unknown, plan: Plan): { batch: number; sumOverBat
   for (const name of sumOverBatch) {
     const output = plan.outputs.find((o) => o.name === name);
     if (output === undefined) {
-      const near = closestName(String(name), names);
       throw new PlanError(
-        `sumOverBatch names '${String(name)}', which is no output of the plan${near ? ` (did you mean '${near}'?)` : ''}; the outputs are ${names.join(', ')}`,
+        `sumOverBatch names '${String(name)}', which is no output of the plan${didYouMean(String(name), names)}; the outputs are ${names.join(', ')}`,
       );
     }
     if (!isFloatDtype(output.tensor.dtype))
@@ -315,9 +313,8 @@ export class PlanExecutable implements Disposable {
     const slot = this.slots.get(name);
     if (slot === undefined || slot.role === 'constant') {
       const names = [...this.slots.values()].filter((s) => s.role !== 'constant').map((s) => s.name);
-      const near = closestName(name, names);
       throw new PlanError(
-        `the plan has no value named '${name}'${near ? ` (did you mean '${near}'?)` : ''}; values inside a kernel are not kept, only those passed between steps: ${names.slice(0, 12).join(', ')}${names.length > 12 ? ', …' : ''}`,
+        `the plan has no value named '${name}'${didYouMean(name, names)}; values inside a kernel are not kept, only those passed between steps: ${names.slice(0, 12).join(', ')}${names.length > 12 ? ', …' : ''}`,
       );
     }
     if (slot.role === 'computed') {
@@ -554,17 +551,7 @@ export class PlanExecutable implements Disposable {
 
   private beginRun(feeds: PlanFeeds | undefined, options: PlanRunOptions | undefined): boolean {
     this.assertUsable();
-    let copy = false;
-    if (options !== undefined) {
-      if (options === null || typeof options !== 'object')
-        throw new PlanFeedError(`run options must be an object ({ copy?: boolean }), got ${String(options)}`);
-      const unknown = Object.keys(options).filter((k) => k !== 'copy');
-      if (unknown.length > 0)
-        throw new PlanFeedError(`unknown run option '${unknown[0]}' (the only option is copy)`);
-      if (options.copy !== undefined && typeof options.copy !== 'boolean')
-        throw new PlanFeedError(`run option copy must be true or false, got ${String(options.copy)}`);
-      copy = options.copy === true;
-    }
+    const copy = copyOption(options, (message) => new PlanFeedError(message));
     const given: [Slot, PlanFeed][] = [];
     if (feeds !== undefined) {
       if (feeds === null || typeof feeds !== 'object' || Array.isArray(feeds) || ArrayBuffer.isView(feeds))
@@ -741,7 +728,6 @@ export class PlanExecutable implements Disposable {
     const slot = this.slots.get(name);
     if (slot !== undefined && (slot.role === 'input' || slot.role === 'param')) return slot;
     const names = this.sources.map((s) => s.name);
-    const near = closestName(name, names);
     const why =
       slot === undefined
         ? 'which the plan does not read'
@@ -749,7 +735,7 @@ export class PlanExecutable implements Disposable {
           ? 'a constant or frozen weight baked into the plan (rebuild the graph to change it)'
           : 'a value the plan computes (feeds and writes set inputs and trainable weights)';
     throw new PlanFeedError(
-      `cannot feed '${name}', ${why}${near !== undefined && near !== name ? ` (did you mean '${near}'?)` : ''}; the sources are ${names.join(', ') || 'none'}`,
+      `cannot feed '${name}', ${why}${didYouMean(name, names)}; the sources are ${names.join(', ') || 'none'}`,
       name,
     );
   }
