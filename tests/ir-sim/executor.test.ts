@@ -266,6 +266,11 @@ describe('bad input: typed errors, nothing lost', () => {
       expect(() => device.load(plan, { bach: 2 } as never)).toThrow(/did you mean 'batch'/);
       expect(() => device.load(plan, { batch: 0 })).toThrow(PlanError);
       expect(() => device.load(plan, { batch: 1.5 })).toThrow(PlanError);
+      // A batch whose inputs cannot be allocated is a PlanError naming the value, not a bare RangeError.
+      expect(() => device.load(plan, { batch: 2 ** 40 })).toThrow(
+        /cannot allocate .* for 'x' .*× batch 1099511627776.*smaller batch/,
+      );
+      expect(device.kernelCount).toBe(0);
       expect(() => device.load(plan, { sumOverBatch: ['outs'] })).toThrow(/did you mean 'out'/);
     } finally {
       device.dispose();

@@ -128,7 +128,15 @@ const isFloatDtype = (dtype: string) => dtype === 'fp16' || dtype === 'fp32';
  * buffer can be detached while they run).
  */
 function allocate(tensor: Tensor, count: number): HostArray {
-  const memory = new SharedArrayBuffer(count * 4);
+  let memory: SharedArrayBuffer;
+  try {
+    memory = new SharedArrayBuffer(count * 4);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new PlanError(
+      `cannot allocate ${count * 4} bytes for '${tensor.name}' (${tensor.dtype}[${tensor.shape.join(', ')}]${count > tensor.size ? ` × batch ${count / tensor.size}` : ''}): ${error.message}; use a smaller batch or model`,
+    );
+  }
   return isFloatDtype(tensor.dtype) ? new Float32Array(memory) : new Int32Array(memory);
 }
 
