@@ -1,0 +1,16 @@
+export {
+  type LlamaConfig,
+  PRESET_NAMES,
+  PRESETS,
+  type PresetName,
+  parseLlamaConfig,
+  resolveModel,
+} from './config';
+export { initParameters, type ParameterSpec, parameterCount, parameterSpecs } from './parameters';
+export {
+  buildTrainingGraph,
+  type ChipName,
+  TRAINING_IO,
+  type TrainingGraph,
+  type TrainingGraphOptions,
+} from './training-graph';

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../errors';
+import {
+  buildTrainingGraph,
+  initParameters,
+  PRESETS,
+  parameterCount,
+  parameterSpecs,
+  parseLlamaConfig,
+  resolveModel,
+} from './index';
+
+const HF_TINY = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 64,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  max_position_embeddings: 128,
+  torch_dtype: 'float32',
+};
+
+describe('model configs', () => {
+  it('reads a Hugging Face config.json and fills its defaults', () => {
+    const config = parseLlamaConfig({
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      vocab_size: 10,
+    });
+    expect(config).toEqual({
+      model_type: 'llama',
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 4,
+      head_dim: 16,
+      vocab_size: 10,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      tie_word_embeddings: false,
+      max_position_embeddings: 2048,
+    });
+    expect(
+      parseLlamaConfig({ ...HF_TINY, model_type: undefined, architectures: ['Qwen3ForCausalLM'] }).model_type,
+    ).toBe('qwen3');
+  });
+
+  it('refuses a config that does not fit, naming the field and the file', () => {
+    const attempt = (value: unknown) => {
+      try {
+        parseLlamaConfig(value, { file: 'config.json' });
+      } catch (error) {
+        return error as ConfigError;
+      }
+      throw new Error('accepted');
+    };
+    const missing = attempt({ ...HF_TINY, hidden_size: undefined });
+    expect(missing).toBeInstanceOf(ConfigError);
+    expect(missing.field).toBe('hidden_size');
+    expect(missing.file).toBe('config.json');
+    expect(missing.message).toContain("model config in config.json: 'hidden_size'");
+    expect(attempt({ ...HF_TINY, num_key_value_heads: 3 }).field).toBe('num_key_value_heads');
+    expect(attempt({ ...HF_TINY, hidden_size: 30 }).field).toBe('head_dim');
+    expect(attempt({ ...HF_TINY, vocab_size: 1.5 }).field).toBe('vocab_size');
+    expect(attempt({ ...HF_TINY, hidden_act: 'gelu' }).field).toBe('hidden_act');
+    expect(attempt('{}').field).toBe('(root)');
+    expect(() => resolveModel('stories15m' as never)).toThrow(
+      /unknown model preset 'stories15m': the presets are tiny, stories15M/,
+    );
+  });
+
+  it('counts parameters as the published models do', () => {
+    // llama2.c's Stories110M: 109.53M (84.95M in the blocks + 24.58M embedding); Stories15M: 15.19M.
+    expect(parameterCount(PRESETS.stories110M)).toBe(109_529_856);
+    expect(parameterCount(PRESETS.stories15M)).toBe(15_191_712);
+    // Qwen3-0.6B: 596M with the tied embedding (hand count: 151936·1024 + 28·(…) + 1024).
+    const qwen = PRESETS['qwen3-0.6b'];
+    const perLayer = 2 * 1024 + 2 * 128 + 2048 * 1024 + 2 * 1024 * 1024 + 1024 * 2048 + 3 * 1024 * 3072;
+    expect(parameterCount(qwen)).toBe(151936 * 1024 + 28 * perLayer + 1024);
+  });
+
+  it('names parameters as Hugging Face does', () => {
+    const specs = parameterSpecs(parseLlamaConfig(HF_TINY));
+    expect(specs.slice(0, 10).map((s) => `${s.name} ${s.shape.join('x')}`)).toEqual([
+      'model.embed_tokens.weight 64x32',
+      'model.layers.0.input_layernorm.weight 32',
+      'model.layers.0.self_attn.q_proj.weight 32x32',
+      'model.layers.0.self_attn.k_proj.weight 16x32',
+      'model.layers.0.self_attn.v_proj.weight 16x32',
+      'model.layers.0.self_attn.o_proj.weight 32x32',
+      'model.layers.0.post_attention_layernorm.weight 32',
+      'model.layers.0.mlp.gate_proj.weight 64x32',
+      'model.layers.0.mlp.up_proj.weight 64x32',
+      'model.layers.0.mlp.down_proj.weight 32x64',
+    ]);
+    expect(specs.at(-1)!.name).toBe('lm_head.weight');
+    expect(specs.at(-2)!.name).toBe('model.norm.weight');
+    expect(parameterSpecs(PRESETS['qwen3-0.6b']).map((s) => s.name)).toContain(
+      'model.layers.27.self_attn.k_norm.weight',
+    );
+  });
+
+  it('initializes seeded: N(0, 0.02²) matrices, scaled residual projections, unit gains', () => {
+    const config = parseLlamaConfig(HF_TINY);
+    const a = initParameters(config, { seed: 7 });
+    const b = initParameters(config, { seed: 7 });
+    expect(a.get('model.layers.1.mlp.up_proj.weight')).toEqual(b.get('model.layers.1.mlp.up_proj.weight'));
+    expect(initParameters(config, { seed: 8 }).get('lm_head.weight')).not.toEqual(a.get('lm_head.weight'));
+    const embed = a.get('model.embed_tokens.weight')!;
+    const std = Math.sqrt(embed.reduce((s, v) => s + v * v, 0) / embed.length);
+    expect(std).toBeGreaterThan(0.018);
+    expect(std).toBeLessThan(0.022);
+    const down = a.get('model.layers.0.mlp.down_proj.weight')!;
+    const downStd = Math.sqrt(down.reduce((s, v) => s + v * v, 0) / down.length);
+    expect(downStd).toBeGreaterThan(0.018 / 2); // 0.02 / sqrt(2 · 2 layers) = 0.01
+    expect(downStd).toBeLessThan(0.022 / 2);
+    expect(a.get('model.norm.weight')!.every((v) => v === 1)).toBe(true);
+  });
+});
+
+describe('the training graph', () => {
+  it('shares its programs across layers: the count does not grow with depth', () => {
+    const base = parseLlamaConfig(HF_TINY);
+    const two = buildTrainingGraph(base, { seq: 16 });
+    const four = buildTrainingGraph({ ...base, num_hidden_layers: 4 }, { seq: 16 });
+    expect(four.plan.programs.length).toBe(two.plan.programs.length);
+    expect(four.plan.kernels.length).toBeGreaterThan(two.plan.kernels.length);
+    expect(two.gradOutput('model.layers.1.self_attn.q_proj.weight')).toBe('grad.layers.1.wq');
+    expect(() => two.gradOutput('model.layers.9.mlp.up_proj.weight')).toThrow(ConfigError);
+  });
+
+  it("puts a classifier wider than the chip's spatial cap on the host, and says why", () => {
+    const wide = { ...parseLlamaConfig(HF_TINY), vocab_size: 16384, tie_word_embeddings: true };
+    const m1 = buildTrainingGraph(wide, { seq: 8, chip: 'M1' });
+    expect(m1.hostPlacements.map((p) => p.op)).toEqual(['output']);
+    expect(m1.hostPlacements[0]!.reason).toContain('over the M1 spatial cap 16384 [ANE rule dim-spatial]');
+    expect(m1.plan.hostOps.map((op) => op.kind)).toContain('linear');
+    const m4 = buildTrainingGraph(wide, { seq: 8, chip: 'M4' });
+    expect(m4.hostPlacements).toEqual([]);
+    expect(m4.plan.hostOps.map((op) => op.kind)).not.toContain('linear');
+  });
+
+  it('refuses a sequence longer than the model takes', () => {
+    expect(() => buildTrainingGraph(PRESETS.tiny, { seq: 257 })).toThrow(/max_position_embeddings \(256\)/);
+    expect(() => buildTrainingGraph(PRESETS.tiny, { seq: 0 })).toThrow(ConfigError);
+  });
+});

@@ -1,0 +1,121 @@
+/**
+ * A model's parameters: their Hugging Face names (the names in safetensors files, gradients and
+ * checkpoints), the short names the graph uses, shapes, and a seeded initialization.
+ */
+import type { LlamaConfig } from './config';
+
+export interface ParameterSpec {
+  /** Hugging Face name, e.g. 'model.layers.0.self_attn.q_proj.weight'. */
+  readonly name: string;
+  /** The graph's name for it, e.g. 'layers.0.wq'. */
+  readonly source: string;
+  /** `[out, in]` for linear layers, `[V, D]` for the embedding, `[D]` for norm gains. */
+  readonly shape: readonly number[];
+  /** Norm gains are not decayed. */
+  readonly weightDecay: boolean;
+  readonly kind: 'embedding' | 'matrix' | 'norm' | 'classifier';
+}
+
+/** Every parameter of the model, in Hugging Face's order. */
+export function parameterSpecs(config: LlamaConfig): ParameterSpec[] {
+  const d = config.hidden_size;
+  const hd = config.head_dim;
+  const qDim = config.num_attention_heads * hd;
+  const kvDim = config.num_key_value_heads * hd;
+  const ffn = config.intermediate_size;
+  const specs: ParameterSpec[] = [
+    {
+      name: 'model.embed_tokens.weight',
+      source: 'embed',
+      shape: [config.vocab_size, d],
+      weightDecay: true,
+      kind: 'embedding',
+    },
+  ];
+  const matrix = (name: string, source: string, shape: number[]) =>
+    specs.push({ name, source, shape, weightDecay: true, kind: 'matrix' });
+  const norm = (name: string, source: string, size: number) =>
+    specs.push({ name, source, shape: [size], weightDecay: false, kind: 'norm' });
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const hf = `model.layers.${l}`;
+    const ours = `layers.${l}`;
+    norm(`${hf}.input_layernorm.weight`, `${ours}.attn_norm`, d);
+    matrix(`${hf}.self_attn.q_proj.weight`, `${ours}.wq`, [qDim, d]);
+    matrix(`${hf}.self_attn.k_proj.weight`, `${ours}.wk`, [kvDim, d]);
+    matrix(`${hf}.self_attn.v_proj.weight`, `${ours}.wv`, [kvDim, d]);
+    matrix(`${hf}.self_attn.o_proj.weight`, `${ours}.wo`, [d, qDim]);
+    if (config.model_type === 'qwen3') {
+      norm(`${hf}.self_attn.q_norm.weight`, `${ours}.q_norm`, hd);
+      norm(`${hf}.self_attn.k_norm.weight`, `${ours}.k_norm`, hd);
+    }
+    norm(`${hf}.post_attention_layernorm.weight`, `${ours}.ffn_norm`, d);
+    matrix(`${hf}.mlp.gate_proj.weight`, `${ours}.w1`, [ffn, d]);
+    matrix(`${hf}.mlp.up_proj.weight`, `${ours}.w3`, [ffn, d]);
+    matrix(`${hf}.mlp.down_proj.weight`, `${ours}.w2`, [d, ffn]);
+  }
+  norm('model.norm.weight', 'norm', d);
+  if (!config.tie_word_embeddings) {
+    specs.push({
+      name: 'lm_head.weight',
+      source: 'lm_head',
+      shape: [config.vocab_size, d],
+      weightDecay: true,
+      kind: 'classifier',
+    });
+  }
+  return specs;
+}
+
+/** Number of elements of every parameter together. */
+export function parameterCount(config: LlamaConfig): number {
+  return parameterSpecs(config).reduce((n, spec) => n + spec.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * A fresh model, as Hugging Face's Llama initializes one: every matrix and the embedding drawn from
+ * N(0, 0.02²), the residual projections (o_proj, down_proj) scaled by 1/sqrt(2·layers) as GPT-2 and
+ * llama2.c do, norm gains 1. Seeded: the same seed gives the same weights on every machine.
+ */
+export function initParameters(
+  config: LlamaConfig,
+  options: { seed?: number; std?: number } = {},
+): Map<string, Float32Array> {
+  const std = options.std ?? 0.02;
+  const random = normalSource(options.seed ?? 42);
+  const residualScale = 1 / Math.sqrt(2 * config.num_hidden_layers);
+  const weights = new Map<string, Float32Array>();
+  for (const spec of parameterSpecs(config)) {
+    const values = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
+    if (spec.kind === 'norm') values.fill(1);
+    else {
+      const scale = /\.(o_proj|down_proj)\.weight$/.test(spec.name) ? std * residualScale : std;
+      for (let i = 0; i < values.length; i++) values[i] = random() * scale;
+    }
+    weights.set(spec.name, values);
+  }
+  return weights;
+}
+
+/** Standard normal samples (Box–Muller over a 32-bit mulberry32 stream). */
+function normalSource(seed: number): () => number {
+  let state = seed >>> 0;
+  const uniform = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 2 ** 32;
+  };
+  let spare: number | undefined;
+  return () => {
+    if (spare !== undefined) {
+      const value = spare;
+      spare = undefined;
+      return value;
+    }
+    const radius = Math.sqrt(-2 * Math.log(uniform()));
+    const angle = 2 * Math.PI * uniform();
+    spare = radius * Math.sin(angle);
+    return radius * Math.cos(angle);
+  };
+}
