@@ -2,6 +2,7 @@
  * A model's parameters: their Hugging Face names (the names in safetensors files, gradients and
  * checkpoints), the short names the graph uses, shapes, and a seeded initialization.
  */
+import { normalSource } from '../random';
 import type { LlamaConfig } from './config';
 
 export interface ParameterSpec {
@@ -94,28 +95,4 @@ export function initParameters(
     weights.set(spec.name, values);
   }
   return weights;
-}
-
-/** Standard normal samples (Box–Muller over a 32-bit mulberry32 stream). */
-function normalSource(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 2 ** 32;
-  };
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const value = spare;
-      spare = undefined;
-      return value;
-    }
-    const radius = Math.sqrt(-2 * Math.log(uniform()));
-    const angle = 2 * Math.PI * uniform();
-    spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  };
 }
