@@ -1,0 +1,137 @@
+/**
+ * The CLI's run options file: `ane-train.config.json` in the working directory (read when present)
+ * or the file `--options` names. It holds the settings a project keeps fixed between runs; a flag
+ * given on the command line overrides the file's key of the same name.
+ *
+ * ```json
+ * { "preset": "stories15M", "batch": 4, "seq": 256, "chip": "M4", "backend": "sim" }
+ * ```
+ *
+ * Keys (all optional): `preset` (a preset name) or `config` (a Hugging Face config.json, relative
+ * to the options file), `batch`, `seq` (whole numbers ≥ 1), `chip` (M1..M5), `backend`
+ * (auto | ane | sim). Unknown keys are refused, so a typo cannot pass unnoticed.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { CHIP_FAMILIES } from 'ane-ir/mil';
+import { z } from 'zod';
+import { ConfigError } from '../errors';
+import { PRESET_NAMES, type PresetName } from '../model/config';
+import type { ChipName } from '../model/training-graph';
+
+/** The file read from the working directory when `--options` is not given. */
+export const DEFAULT_OPTIONS_FILE = 'ane-train.config.json';
+
+export const BACKENDS = ['auto', 'ane', 'sim'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+const RUN_OPTIONS = z.strictObject({
+  preset: z.enum(PRESET_NAMES as [PresetName, ...PresetName[]]).optional(),
+  config: z.string().min(1).optional(),
+  batch: z.number().int().positive().optional(),
+  seq: z.number().int().positive().optional(),
+  chip: z.enum(CHIP_FAMILIES as [ChipName, ...ChipName[]]).optional(),
+  backend: z.enum(BACKENDS).optional(),
+});
+
+export interface RunOptions {
+  preset?: PresetName;
+  /** An absolute path (resolved against the options file's directory). */
+  config?: string;
+  batch?: number;
+  seq?: number;
+  chip?: ChipName;
+  backend?: BackendName;
+}
+
+export interface LoadedRunOptions {
+  options: RunOptions;
+  /** The file they came from (undefined: no options file). */
+  file?: string;
+}
+
+const KEYS = Object.keys(RUN_OPTIONS.shape).join(', ');
+
+/** Reads and validates the options file: `explicit` (from `--options`), else `cwd/ane-train.config.json` if it exists. */
+export async function loadRunOptions(explicit: string | undefined, cwd: string): Promise<LoadedRunOptions> {
+  const file = resolve(cwd, explicit ?? DEFAULT_OPTIONS_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (explicit === undefined && code === 'ENOENT') return { options: {} };
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EISDIR'
+          ? 'is a directory'
+          : `cannot be read (${(error as Error).message})`;
+    throw new ConfigError(
+      `options file ${file} ${why}: pass --options with a JSON file (keys: ${KEYS})`,
+      'options',
+      file,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(
+      `options file ${file} is not valid JSON (${(error as Error).message}): it holds one object with the keys ${KEYS}`,
+      'options',
+      file,
+    );
+  }
+  const parsed = RUN_OPTIONS.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
+    const field = keys[0] ?? (issue.path.join('.') || '(root)');
+    const message =
+      keys.length > 0
+        ? `unknown key${keys.length === 1 ? '' : 's'} ${keys.map((k) => `'${k}'`).join(', ')}`
+        : `'${field}': ${issue.message}`;
+    throw new ConfigError(`options file ${file}: ${message}. The options file takes ${KEYS}`, field, file);
+  }
+  // Only the keys the file sets (exactOptionalPropertyTypes: an absent key is not `undefined`).
+  const options: RunOptions = {};
+  const data = parsed.data;
+  if (data.preset !== undefined) options.preset = data.preset;
+  if (data.config !== undefined) options.config = resolve(dirname(file), data.config);
+  if (data.batch !== undefined) options.batch = data.batch;
+  if (data.seq !== undefined) options.seq = data.seq;
+  if (data.chip !== undefined) options.chip = data.chip;
+  if (data.backend !== undefined) options.backend = data.backend;
+  return { options, file };
+}
+
+/** Reads a Hugging Face `config.json` and validates it (`parseLlamaConfig`); ConfigError names the file. */
+export async function readConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EISDIR'
+          ? 'is a directory'
+          : `cannot be read (${(error as Error).message})`;
+    throw new ConfigError(
+      `model config ${path} ${why}: pass --config with a Hugging Face config.json`,
+      'config',
+      path,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(
+      `model config ${path} is not valid JSON (${(error as Error).message}): a Hugging Face config.json is one JSON object`,
+      'config',
+      path,
+    );
+  }
+}

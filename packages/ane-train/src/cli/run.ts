@@ -1,0 +1,95 @@
+/**
+ * The `ane-train` command line: subcommands, help, and what a failure looks like. A user's mistake
+ * never prints a stack trace: a bad command line prints `error: …` and the command's usage and
+ * exits 2; a bad file or config (ConfigError, DataError, CheckpointError, …) prints one `error: …`
+ * line naming the file and field and exits 1.
+ */
+import { type CommandDef, defineCommand, renderUsage } from 'citty';
+import { version } from '../version';
+import { UsageError } from './args';
+import { type CliIo, processIo } from './io';
+import { planCommand, runPlan } from './plan-command';
+
+// biome-ignore lint/suspicious/noExplicitAny: citty's CommandDef is invariant in its flags; usage rendering takes any command
+type AnyCommand = CommandDef<any>;
+
+const SUBCOMMANDS: Record<
+  string,
+  { def: AnyCommand; run(args: readonly string[], io: CliIo): Promise<number> }
+> = {
+  plan: { def: planCommand, run: runPlan },
+};
+
+export const mainCommand = defineCommand({
+  meta: { name: 'ane-train', version, description: 'train Llama-family models on the Apple Neural Engine' },
+  subCommands: Object.fromEntries(Object.entries(SUBCOMMANDS).map(([name, c]) => [name, c.def])),
+});
+
+/** Errors a user causes or meets (bad files, configs, data, devices): one line, no stack. By name: ESM and CJS copies of a package are different classes. */
+const USER_ERRORS = new Set([
+  'ConfigError',
+  'DataError',
+  'CheckpointError',
+  'TrainError',
+  'ShapeError',
+  'ConstraintError',
+  'DeviceUnavailableError',
+  'CompileError',
+  'CompileBudgetError',
+]);
+
+function isHelp(arg: string): boolean {
+  return arg === '--help' || arg === '-h';
+}
+
+/** Runs the CLI on `argv` (without node and the script) and returns the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  const [name, ...rest] = argv;
+  const sub = name !== undefined ? SUBCOMMANDS[name] : undefined;
+  const usageOf = async (command: AnyCommand | undefined) =>
+    command === undefined ? renderUsage(mainCommand) : renderUsage(command, mainCommand);
+  try {
+    if (name === undefined || isHelp(name)) {
+      const usage = await usageOf(undefined);
+      if (name === undefined) {
+        io.stderr(`${usage}\n`);
+        return 2;
+      }
+      io.stdout(`${usage}\n`);
+      return 0;
+    }
+    if (name === '--version' || name === '-v') {
+      io.stdout(`${version}\n`);
+      return 0;
+    }
+    if (name === 'help') {
+      const target = rest[0] !== undefined ? SUBCOMMANDS[rest[0]] : undefined;
+      if (rest[0] !== undefined && target === undefined) throw new UsageError(`unknown command '${rest[0]}'`);
+      io.stdout(`${await usageOf(target?.def)}\n`);
+      return 0;
+    }
+    if (sub === undefined)
+      throw new UsageError(
+        `unknown command '${name}': the commands are ${Object.keys(SUBCOMMANDS).join(', ')}`,
+      );
+    if (rest.some(isHelp)) {
+      io.stdout(`${await usageOf(sub.def)}\n`);
+      return 0;
+    }
+    return await sub.run(rest, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`error: ${error.message}\n\n${await usageOf(sub?.def)}\n`);
+      return 2;
+    }
+    const named = error as Error;
+    if (named instanceof Error && USER_ERRORS.has(named.name)) {
+      io.stderr(`error: ${named.name}: ${named.message}\n`);
+      return 1;
+    }
+    io.stderr(
+      `ane-train: internal error (a bug: please report it with the command line):\n${named?.stack ?? String(error)}\n`,
+    );
+    return 1;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The `ane-train` binary as a user runs it: the built CLI (dist/cli.js) in a child process, its
+ * exit codes, what it prints on stdout and stderr. Build first (`pnpm --filter ane-train build`).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: readonly string[], cwd: string): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { cwd, env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+// A small GQA Llama as a Hugging Face config.json.
+const SMALL_LLAMA = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  max_position_embeddings: 128,
+};
+
+let dir: string;
+const write = (name: string, value: unknown): string => {
+  const path = join(dir, name);
+  writeFileSync(path, typeof value === 'string' ? value : JSON.stringify(value));
+  return path;
+};
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`pnpm --filter ane-train build\` first`);
+  dir = mkdtempSync(join(tmpdir(), 'ane-train-cli-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('ane-train plan', () => {
+  it('prints a JSON summary whose top-level programs count does not grow with depth (llama and qwen3)', async () => {
+    const counts: Record<string, number> = {};
+    for (const modelType of ['llama', 'qwen3'])
+      for (const layers of [2, 4]) {
+        const config = write(`${modelType}-${layers}.json`, {
+          ...SMALL_LLAMA,
+          model_type: modelType,
+          num_hidden_layers: layers,
+        });
+        const run = await cli(['plan', '--config', config, '--seq', '32', '--json'], dir);
+        expect(run.stderr).toBe('');
+        expect(run.code).toBe(0);
+        const summary = JSON.parse(run.stdout);
+        expect(summary.model.layers).toBe(layers);
+        counts[`${modelType}-${layers}`] = summary.programs;
+      }
+    expect(counts['llama-4']).toBe(counts['llama-2']);
+    expect(counts['qwen3-4']).toBe(counts['qwen3-2']);
+    expect(counts['llama-2']).toBeGreaterThan(0);
+  });
+
+  it('plans stories110M with at most 24 distinct programs', async () => {
+    const run = await cli(['plan', '--preset', 'stories110M', '--json'], dir);
+    expect(run.stderr).toBe('');
+    const summary = JSON.parse(run.stdout);
+    expect(summary.programs).toBeLessThanOrEqual(24);
+    expect(summary.programList).toHaveLength(summary.programs);
+    // 12 layers of 768 (q, k, v, o: 768×768; w1, w3, w2: 768×2048), norms, a tied 32000×768 table
+    expect(summary.parameters).toBe(12 * (4 * 768 * 768 + 3 * 768 * 2048 + 2 * 768) + 768 + 32000 * 768);
+    expect(summary.placements.length).toBe(summary.opsOnAne + summary.opsOnHost);
+  }, 60_000);
+
+  it('prints text by default, with the batch and seq it was given', async () => {
+    const run = await cli(['plan', '--preset', 'tiny', '--batch', '3', '--seq', '16'], dir);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('3 sequences of 16 positions on M4');
+    expect(run.stdout).toMatch(/Programs: \d+ distinct/);
+    expect(run.stdout).toContain('weight_grad');
+  });
+
+  it('reads ane-train.config.json from the working directory; flags override its keys', async () => {
+    const cwd = mkdtempSync(join(dir, 'options-'));
+    writeFileSync(join(cwd, 'ane-train.config.json'), JSON.stringify({ preset: 'tiny', batch: 3, seq: 16 }));
+    const fromFile = JSON.parse((await cli(['plan', '--json'], cwd)).stdout);
+    expect([fromFile.batch, fromFile.seq, fromFile.model.hiddenSize]).toEqual([3, 16, 64]);
+    const overridden = JSON.parse((await cli(['plan', '--json', '--batch', '2'], cwd)).stdout);
+    expect([overridden.batch, overridden.seq]).toEqual([2, 16]);
+    // --options names another file; its `config` is relative to the file
+    write('sub-config.json', { ...SMALL_LLAMA, hidden_size: 32 });
+    const options = write('opts.json', { config: 'sub-config.json', seq: 8 });
+    const named = JSON.parse((await cli(['plan', '--json', '--options', options], cwd)).stdout);
+    expect([named.model.hiddenSize, named.seq, named.batch]).toEqual([32, 8, 1]);
+  });
+});
+
+describe('ane-train usage and errors', () => {
+  it('--help works for the command and each subcommand', async () => {
+    const main = await cli(['--help'], dir);
+    expect(main.code).toBe(0);
+    expect(main.stdout).toContain('plan');
+    for (const sub of ['plan']) {
+      const run = await cli([sub, '--help'], dir);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`ane-train ${sub}`);
+      expect(run.stdout).toContain('--options');
+    }
+  });
+
+  it('a bad command line exits 2 with the error and the usage', async () => {
+    const cases: [string[], string][] = [
+      [['plan', '--preset', 'tiny', '--bacth', '2'], "unknown option '--bacth' (did you mean --batch?)"],
+      [['plan', '--preset', 'tiny', '--batch', 'two'], "--batch must be a whole number ≥ 1, got 'two'"],
+      [['plan', '--preset', 'tiny', '--batch', '0'], "--batch must be a whole number ≥ 1, got '0'"],
+      [['plan', '--preset', 'stories100M'], 'did you mean stories110M?'],
+      [['plan', '--preset', 'tiny', '--chip', 'M9'], '--chip must be one of M1, M2, M3, M4, M5'],
+      [['plan'], 'which model? give --preset P or --config config.json'],
+      [['plan', '--preset', 'tiny', '--config', 'c.json'], 'give --preset or --config, not both'],
+      [['plan', '--preset'], '--preset needs a value'],
+      [['plan', 'tiny'], "unexpected argument 'tiny'"],
+      [['train'], "unknown command 'train'"],
+    ];
+    for (const [args, message] of cases) {
+      const run = await cli(args, dir);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      const first = run.stderr.split('\n')[0]!;
+      expect(first).toMatch(/^error: /);
+      expect(first).toContain(message);
+      expect(run.stderr).toContain('USAGE');
+      expect(run.stdout).toBe('');
+    }
+  });
+
+  it('a bad model config exits 1 with one ConfigError line naming the file and the field', async () => {
+    const config = write('bad-config.json', { ...SMALL_LLAMA, num_attention_heads: 'four' });
+    const run = await cli(['plan', '--config', config], dir);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    const lines = run.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^error: ConfigError: /);
+    expect(lines[0]).toContain(config);
+    expect(lines[0]).toContain("'num_attention_heads'");
+
+    const gqa = write('bad-gqa.json', { ...SMALL_LLAMA, num_key_value_heads: 3 });
+    const second = await cli(['plan', '--config', gqa], dir);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/^error: ConfigError: .*'num_key_value_heads'/);
+    expect(second.stderr).toContain(gqa);
+
+    for (const [name, text, why] of [
+      ['missing.json', undefined, 'does not exist'],
+      ['not-json.json', '{ hidden_size: 64', 'is not valid JSON'],
+    ] as const) {
+      const path = text === undefined ? join(dir, name) : write(name, text);
+      const missing = await cli(['plan', '--config', path], dir);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe(`${missing.stderr.split('\n')[0]}\n`);
+      expect(missing.stderr).toContain(path);
+      expect(missing.stderr).toContain(why);
+    }
+  });
+
+  it('a bad options file exits 1 with one ConfigError line naming the file and the key', async () => {
+    for (const [value, key] of [
+      [{ preset: 'tiny', batch: 0 }, "'batch'"],
+      [{ preset: 'tiny', bacth: 2 }, "unknown key 'bacth'"],
+      [{ preset: 'tiny', chip: 'M9' }, "'chip'"],
+    ] as const) {
+      const options = write('options.json', value);
+      const run = await cli(['plan', '--options', options], dir);
+      expect(run.code).toBe(1);
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(run.stderr).toMatch(/^error: ConfigError: options file /);
+      expect(run.stderr).toContain(options);
+      expect(run.stderr).toContain(key);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
