@@ -63,6 +63,19 @@ describe('DynamicLossScaler', () => {
     expect(floored.scale).toBe(2);
   });
 
+  it('never grows past maxScale (a device whose loss scale is fp16 input caps it at 32768)', () => {
+    const scaler = new DynamicLossScaler({ initScale: 16384, growthInterval: 1, maxScale: 32768 });
+    scaler.update(false);
+    scaler.update(false);
+    expect(scaler.scale).toBe(32768);
+    scaler.update(true);
+    expect(scaler.scale).toBe(16384);
+    expect(() => new DynamicLossScaler({ initScale: 1024, maxScale: 512 })).toThrow(
+      'maxScale must be a number ≥ initScale (1024)',
+    );
+    expect(() => new DynamicLossScaler({ maxscale: 1 } as never)).toThrow("did you mean 'maxScale'?");
+  });
+
   it('step() runs the update only on clean steps', () => {
     const scaler = new DynamicLossScaler({ initScale: 8 });
     let applied = 0;

@@ -28,6 +28,11 @@ export interface LossScalerOptions {
   growthInterval?: number;
   /** The scale never backs off below this (PyTorch has no floor; default 0, none). */
   minScale?: number;
+  /**
+   * The scale never grows above this (PyTorch has no ceiling; default Infinity). A device whose
+   * loss scale is an fp16 input needs one: 32768 is the largest power of two fp16 holds.
+   */
+  maxScale?: number;
   /** Which ane-bridge kernels check the gradients (default 'auto'). */
   kernels?: KernelChoice;
 }
@@ -62,6 +67,7 @@ export class DynamicLossScaler {
   readonly backoffFactor: number;
   readonly growthInterval: number;
   readonly minScale: number;
+  readonly maxScale: number;
   readonly kernels: KernelChoice;
   private currentScale: number;
   private tracker = 0;
@@ -73,6 +79,7 @@ export class DynamicLossScaler {
       'backoffFactor',
       'growthInterval',
       'minScale',
+      'maxScale',
       'kernels',
     ]);
     this.currentScale = f(positive('initScale', options.initScale, 65536));
@@ -106,6 +113,18 @@ export class DynamicLossScaler {
       );
     }
     this.minScale = minScale;
+    const maxScale = options.maxScale ?? Number.POSITIVE_INFINITY;
+    if (
+      typeof maxScale !== 'number' ||
+      Number.isNaN(maxScale) ||
+      maxScale < Math.max(minScale, this.currentScale)
+    ) {
+      throw new OptimizerConfigError(
+        `DynamicLossScaler: maxScale must be a number ≥ initScale (${this.currentScale}) and ≥ minScale, got ${describeValue(maxScale)}`,
+        'maxScale',
+      );
+    }
+    this.maxScale = maxScale;
     this.kernels = checkKernelChoice(options.kernels ?? 'auto', 'DynamicLossScaler');
   }
 
@@ -159,7 +178,7 @@ export class DynamicLossScaler {
     }
     const clean = this.tracker + 1;
     if (clean === this.growthInterval) {
-      const grown = f(this.currentScale * this.growthFactor);
+      const grown = Math.min(f(this.currentScale * this.growthFactor), this.maxScale);
       if (Number.isFinite(grown)) this.currentScale = grown;
       this.tracker = 0;
     } else {
