@@ -1,0 +1,174 @@
+import { AdamW } from 'ane-optim';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, DataError } from './errors';
+import { buildTrainingGraph, initParameters } from './model';
+import type { LlamaConfig } from './model/config';
+import { type History, Trainer, type TrainerOptions } from './trainer';
+
+/** A small GQA Llama that the simulator runs in a few milliseconds per step. */
+const SMALL: LlamaConfig = {
+  model_type: 'llama',
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 8,
+  vocab_size: 32,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  max_position_embeddings: 64,
+};
+
+/** A token stream with structure to learn: a 7-token cycle with one of two branches. */
+function patternTokens(length: number, vocab: number): Uint16Array {
+  const cycle = [1, 5, 9, 2, 7, 3, 11];
+  return Uint16Array.from({ length }, (_, i) => cycle[i % cycle.length]! % vocab);
+}
+
+const open: Trainer[] = [];
+function trainer(options: TrainerOptions): Trainer {
+  const t = new Trainer(options);
+  open.push(t);
+  return t;
+}
+afterEach(async () => {
+  while (open.length > 0) await open.pop()!.dispose();
+});
+
+describe('Trainer.fit', () => {
+  it('trains the tiny preset in the simulator: loss from ln(256) ≈ 5.55 to below 1.0 in 40 steps', async () => {
+    const t = trainer({
+      model: 'tiny',
+      backend: 'sim',
+      seq: 32,
+      batch: 2,
+      optimizer: new AdamW({ learningRate: 3e-3, weightDecay: 0 }),
+    });
+    const text = new TextEncoder().encode('the cat sat on the mat. '.repeat(40));
+    const history = await t.fit(Uint16Array.from(text), { steps: 40 });
+    const losses = history.history.loss;
+    expect(losses).toHaveLength(40);
+    expect(losses[0]).toBeGreaterThan(5.3);
+    expect(losses[0]).toBeLessThan(5.8);
+    expect(Math.min(...losses.slice(-5))).toBeLessThan(1.0);
+    expect(history.history.backend.every((b) => b === 'sim')).toBe(true);
+    expect(history.skippedSteps).toBe(0);
+    const log = history.steps[39]!;
+    expect(log.tokensPerSecond).toBeGreaterThan(0);
+    expect(log.profile.deviceMs).toBeGreaterThan(0);
+    expect(log.profile.optimizerMs).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('a run forced through a small compile budget equals an unconstrained one, step for step', async () => {
+    // Two sequence lengths, alternating: each is its own plan. A budget just above one plan's
+    // program count cannot hold both, so device work keeps moving to fresh worker processes.
+    const programs = buildTrainingGraph(SMALL, { seq: 8 }).plan.programs.length;
+    const data = () =>
+      Array.from({ length: 6 }, (_, i) => {
+        const seq = i % 2 === 0 ? 8 : 12;
+        return Int32Array.from({ length: 2 * (seq + 1) }, (_, j) => (j * 5 + i) % SMALL.vocab_size);
+      });
+    const run = async (compileBudget?: number) => {
+      const events: string[] = [];
+      const t = trainer({
+        model: SMALL,
+        backend: 'sim',
+        batch: 2,
+        ...(compileBudget !== undefined ? { compileBudget } : {}),
+        optimizer: new AdamW({ learningRate: 1e-2 }),
+      });
+      const history = await t.fit(data(), {
+        steps: 6,
+        callbacks: { onRuntimeEvent: (event) => events.push(event.type) },
+      });
+      return { history, weights: t.weights, events };
+    };
+    const free = await run();
+    const tight = await run(programs + 2);
+    expect(free.history.handOvers).toBe(0);
+    expect(tight.history.handOvers).toBeGreaterThanOrEqual(2);
+    expect(tight.events).toContain('hand-over');
+    expect(tight.history.steps.map((s) => s.where)).toContain('worker');
+    expect(tight.history.history.loss).toEqual(free.history.history.loss);
+    for (const [name, values] of free.weights) expect(tight.weights.get(name), name).toEqual(values);
+  }, 180_000);
+
+  it('accumulating two micro-batches of one sequence equals one batch of two', async () => {
+    const tokens = patternTokens(200, SMALL.vocab_size);
+    const sequences = [Int32Array.from(tokens.subarray(0, 17)), Int32Array.from(tokens.subarray(3, 20))];
+    const both = new Int32Array(34);
+    both.set(sequences[0]!, 0);
+    both.set(sequences[1]!, 17);
+    const accumulated = trainer({ model: SMALL, backend: 'sim', accumulate: 2, lossScale: false });
+    const batched = trainer({ model: SMALL, backend: 'sim', batch: 2, lossScale: false });
+    const a = await accumulated.fit(sequences, { steps: 1 });
+    const b = await batched.fit([both], { steps: 1 });
+    expect(a.history.loss[0]).toBeCloseTo(b.history.loss[0]!, 5);
+    const wa = accumulated.weights.get('model.layers.0.self_attn.q_proj.weight')!;
+    const wb = batched.weights.get('model.layers.0.self_attn.q_proj.weight')!;
+    const worst = Math.max(...wa.map((v, i) => Math.abs(v - wb[i]!)));
+    expect(worst).toBeLessThan(1e-6);
+  }, 60_000);
+
+  it('skips a step whose gradients overflow, lowers the scale, and leaves the weights alone', async () => {
+    // A classifier table with entries ~3 and a loss scale of 32768: the classifier's input gradient
+    // (tableᵀ · dlogits, on the device) passes the fp16 matmul ceiling 32752 and becomes inf.
+    const weights = initParameters(SMALL, { seed: 3 });
+    for (const [i, v] of weights.get('model.embed_tokens.weight')!.entries()) {
+      weights.get('model.embed_tokens.weight')![i] = v * 150;
+    }
+    const t = trainer({ model: SMALL, backend: 'sim', seq: 2, weights, lossScale: { initScale: 32768 } });
+    const before = new Float32Array(t.weights.get('model.norm.weight')!);
+    const history = await t.fit(patternTokens(100, SMALL.vocab_size), { steps: 1 });
+    expect(history.steps[0]!.skipped).toBe(true);
+    expect(Number.isFinite(history.steps[0]!.loss)).toBe(true);
+    expect(history.skippedSteps).toBe(1);
+    expect(t.lossScaler!.scale).toBe(16384);
+    expect(t.weights.get('model.norm.weight')).toEqual(before);
+    expect(t.optimizer.step).toBe(0);
+    // It backs off until the gradients fit, then trains.
+    const more = await t.fit(patternTokens(100, SMALL.vocab_size), { steps: 12 });
+    expect(more.steps.at(-1)!.skipped).toBe(false);
+    expect(t.optimizer.step).toBe(12 - more.skippedSteps);
+    expect(t.lossScaler!.scale).toBeLessThan(16384);
+  }, 120_000);
+
+  it('stops cleanly on its AbortSignal after the step in flight, and reports each step to callbacks', async () => {
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const t = trainer({ model: SMALL, backend: 'sim', seq: 16 });
+    const history: History = await t.fit(patternTokens(100, SMALL.vocab_size), {
+      steps: 50,
+      signal: controller.signal,
+      callbacks: {
+        onStepEnd: (log) => {
+          seen.push(log.step);
+          if (log.step === 2) controller.abort();
+        },
+      },
+    });
+    expect(seen).toEqual([0, 1, 2]);
+    expect(history.aborted).toBe(true);
+    expect(history.steps).toHaveLength(3);
+    expect(t.step).toBe(3);
+  }, 60_000);
+
+  it('refuses bad options and data with typed errors that name the fix', async () => {
+    expect(() => new Trainer({ model: 'tiny', lr: 1 } as never)).toThrow(/unknown option 'lr'/);
+    expect(() => new Trainer({ model: 'tiny', batch: 0 })).toThrow(ConfigError);
+    expect(() => new Trainer({ model: 'tiny', seq: 1000 })).toThrow(/max_position_embeddings \(256\)/);
+    expect(() => new Trainer({ model: 'nope' as never })).toThrow(/unknown model preset 'nope'/);
+    expect(
+      () => new Trainer({ model: SMALL, weights: { 'model.norm.weight': new Float32Array(32) } }),
+    ).toThrow(/'model.embed_tokens.weight' is missing/);
+    const t = trainer({ model: SMALL, backend: 'sim', seq: 16 });
+    await expect(t.fit(Uint16Array.of(1, 2, 3))).rejects.toThrow(/fewer than one sequence of seq \+ 1 = 17/);
+    await expect(t.fit(patternTokens(40, 64).map((v, i) => (i === 9 ? 40 : v)))).rejects.toThrow(DataError);
+    await expect(t.fit([new Int32Array(7)], { steps: 1 })).rejects.toThrow(/micro-batch 0 holds 7 tokens/);
+    await expect(t.fit(42 as never)).rejects.toThrow(/data must be a token stream/);
+    // Nothing was trained by the refused calls.
+    expect(t.step).toBe(0);
+  }, 60_000);
+});

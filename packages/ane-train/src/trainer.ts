@@ -1,0 +1,469 @@
+/**
+ * `Trainer`: the app developer's entry point. It owns the fp32 master weights (one ane-optim arena),
+ * the optimizer, the loss scaler and the device runtime, and `fit` runs optimizer steps: per step
+ * `accumulate` micro-batches through the device (forward and input gradients on the ANE, weight
+ * gradients and the loss on the host, as the plan says), then unscale, clip, update, restage.
+ */
+import {
+  AdamW,
+  clipGradNorm,
+  DynamicLossScaler,
+  FlatArena,
+  GradientAccumulator,
+  type LossScalerOptions,
+  type Optimizer,
+} from 'ane-optim';
+import { ConfigError, DataError } from './errors';
+import type { LlamaConfig, PresetName } from './model/config';
+import { resolveModel } from './model/config';
+import { initParameters, type ParameterSpec, parameterSpecs } from './model/parameters';
+import type { ChipName } from './model/training-graph';
+import { uniformSource } from './random';
+import { DeviceRuntime, type RuntimeEvent } from './runtime/device-runtime';
+
+export type Backend = 'auto' | 'ane' | 'sim';
+
+/** The largest power of two fp16 holds: the device's loss-scale input is fp16. */
+const MAX_LOSS_SCALE = 32768;
+
+export interface TrainerOptions {
+  /** A preset name or a Hugging Face Llama/Qwen3 config object. */
+  model: PresetName | LlamaConfig | Record<string, unknown>;
+  /**
+   * An ane-optim optimizer over the model's Hugging Face parameter names; default AdamW with
+   * learning rate 3e-4, betas [0.9, 0.95], weight decay 0.1 (none on norm gains).
+   */
+  optimizer?: Optimizer;
+  /** 'auto' (default) picks the ANE on a Mac and the simulator elsewhere. */
+  backend?: Backend;
+  /** Starting weights by Hugging Face name (e.g. read from safetensors); default a seeded init. */
+  weights?: ReadonlyMap<string, Float32Array> | Readonly<Record<string, Float32Array>>;
+  /** Seed of the initial weights and of the windows drawn from a token stream (default 42). */
+  seed?: number;
+  /** Sequences per micro-batch (default 1). */
+  batch?: number;
+  /** Positions per sequence for token streams (default min(256, max_position_embeddings)). */
+  seq?: number;
+  /** Micro-batches whose mean gradient makes one optimizer step (default 1). */
+  accumulate?: number;
+  /** Global gradient-norm ceiling (default 1.0; `false`: no clipping). */
+  gradClip?: number | false;
+  /**
+   * Dynamic loss scaling (default on: initial scale 1024, grows ×2 after 1000 clean steps up to
+   * 32768, halves on a step with inf/NaN gradients, which is skipped); `false`: scale 1. The device
+   * takes the scale as an fp16 input: scales above 32768 are refused.
+   */
+  lossScale?: LossScalerOptions | false;
+  /** Programs one device process may compile (default: the device's). */
+  compileBudget?: number;
+  /** The chip to plan for (default: the device's). */
+  chip?: ChipName;
+}
+
+/** One optimizer step, as `fit` reports it to callbacks and in `history`. */
+export interface StepLog {
+  /** 0-based optimizer step (skipped steps count: they consumed data). */
+  step: number;
+  /** Mean next-token cross-entropy over the step's micro-batches. */
+  loss: number;
+  /** The learning rate this step used (the schedule's value). */
+  lr: number;
+  tokensPerSecond: number;
+  /** The loss scale this step's gradients were computed with. */
+  lossScale: number;
+  /** The gradients held inf or NaN: the update was skipped and the scale lowered. */
+  skipped: boolean;
+  /** Global gradient norm before clipping (NaN on a skipped step). */
+  gradNorm: number;
+  backend: 'ane' | 'sim';
+  /** Where device work ran: this process, or a worker process after a compile-budget hand-over. */
+  where: 'in-process' | 'worker';
+  /** Milliseconds: device, host kernels, staging and idle (summed over micro-batches), optimizer, total. */
+  profile: {
+    deviceMs: number;
+    hostMs: number;
+    stagingMs: number;
+    idleMs: number;
+    optimizerMs: number;
+    totalMs: number;
+  };
+}
+
+export interface History {
+  /** Per metric, one value per step (as tf.js's `History.history`). */
+  history: {
+    loss: number[];
+    lr: number[];
+    tokensPerSecond: number[];
+    lossScale: number[];
+    backend: string[];
+  };
+  steps: StepLog[];
+  /** Steps skipped for inf/NaN gradients. */
+  skippedSteps: number;
+  /** Times device work moved to a fresh worker process (compile budget). */
+  handOvers: number;
+  /** Whether the run stopped early on its AbortSignal. */
+  aborted: boolean;
+}
+
+export interface FitCallbacks {
+  onTrainBegin?(): void | Promise<void>;
+  onStepEnd?(log: StepLog): void | Promise<void>;
+  onTrainEnd?(history: History): void | Promise<void>;
+  /** Device-runtime events: compiles and compile-budget hand-overs. */
+  onRuntimeEvent?(event: RuntimeEvent): void;
+}
+
+export interface FitOptions {
+  /** Optimizer steps to run (default 100). */
+  steps?: number;
+  callbacks?: FitCallbacks;
+  /** Stops cleanly after the step in flight. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Training data for `fit`:
+ * - a token stream (`Uint16Array`, `Int32Array` or numbers): each micro-batch is `batch` windows of
+ *   `seq + 1` tokens drawn at seeded random offsets;
+ * - an iterable or async iterable of micro-batches, each `batch` sequences of S+1 tokens back to
+ *   back (any S ≤ max_position_embeddings: each length is its own plan, a "bucket").
+ */
+export type TrainingData =
+  | Uint16Array
+  | Int32Array
+  | readonly number[]
+  | Iterable<Int32Array | Uint16Array | readonly number[]>
+  | AsyncIterable<Int32Array | Uint16Array | readonly number[]>;
+
+const OPTION_KEYS = [
+  'model',
+  'optimizer',
+  'backend',
+  'weights',
+  'seed',
+  'batch',
+  'seq',
+  'accumulate',
+  'gradClip',
+  'lossScale',
+  'compileBudget',
+  'chip',
+] as const;
+
+export class Trainer {
+  readonly config: LlamaConfig;
+  readonly parameters: readonly ParameterSpec[];
+  readonly optimizer: Optimizer;
+  readonly lossScaler: DynamicLossScaler | undefined;
+  readonly batch: number;
+  readonly seq: number;
+  readonly accumulate: number;
+  readonly gradClip: number | false;
+  private readonly arena: FlatArena;
+  private readonly runtime: DeviceRuntime;
+  private readonly seed: number;
+  private readonly accumulator: GradientAccumulator<Record<string, Float32Array>>;
+  private stepsDone = 0;
+  private runtimeListener: ((event: RuntimeEvent) => void) | undefined;
+  private disposed = false;
+
+  constructor(options: TrainerOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new ConfigError(
+        'new Trainer(options): options must be an object with at least { model }',
+        'options',
+      );
+    }
+    for (const key of Object.keys(options)) {
+      if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+        throw new ConfigError(
+          `new Trainer: unknown option '${key}' (the options are ${OPTION_KEYS.join(', ')})`,
+          key,
+        );
+      }
+    }
+    this.config = resolveModel(options.model as PresetName);
+    this.parameters = parameterSpecs(this.config);
+    this.seed = wholeNumber(options.seed ?? 42, 'seed', 0);
+    this.batch = wholeNumber(options.batch ?? 1, 'batch', 1);
+    this.seq = wholeNumber(options.seq ?? Math.min(256, this.config.max_position_embeddings), 'seq', 1);
+    if (this.seq > this.config.max_position_embeddings) {
+      throw new ConfigError(
+        `seq ${this.seq} is longer than the model's max_position_embeddings (${this.config.max_position_embeddings})`,
+        'seq',
+      );
+    }
+    this.accumulate = wholeNumber(options.accumulate ?? 1, 'accumulate', 1);
+    const clip = options.gradClip ?? 1;
+    if (clip !== false && !(typeof clip === 'number' && clip > 0 && Number.isFinite(clip))) {
+      throw new ConfigError(`gradClip must be a positive number or false, got ${String(clip)}`, 'gradClip');
+    }
+    this.gradClip = clip;
+    const backend = options.backend ?? 'auto';
+    if (!['auto', 'ane', 'sim'].includes(backend)) {
+      throw new ConfigError(`backend must be 'auto', 'ane' or 'sim', got ${String(backend)}`, 'backend');
+    }
+
+    this.arena = new FlatArena(
+      this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]),
+    );
+    const initial = options.weights ?? initParameters(this.config, { seed: this.seed });
+    this.loadWeights(initial);
+    this.optimizer =
+      options.optimizer ??
+      new AdamW({
+        learningRate: 3e-4,
+        betas: [0.9, 0.95],
+        weightDecay: 0.1,
+        groups: [
+          { params: this.parameters.filter((p) => !p.weightDecay).map((p) => p.name), weightDecay: 0 },
+        ],
+      });
+    this.lossScaler =
+      options.lossScale === false
+        ? undefined
+        : new DynamicLossScaler({
+            initScale: 1024,
+            growthInterval: 1000,
+            maxScale: MAX_LOSS_SCALE,
+            ...(options.lossScale ?? {}),
+          });
+    this.accumulator = new GradientAccumulator(this.arena.gradsTree(), { steps: this.accumulate });
+    this.runtime = new DeviceRuntime({
+      config: this.config,
+      batch: this.batch,
+      backend,
+      ...(options.chip !== undefined ? { chip: options.chip } : {}),
+      ...(options.compileBudget !== undefined ? { compileBudget: options.compileBudget } : {}),
+      onEvent: (event) => this.runtimeListener?.(event),
+    });
+    this.runtime.setWeights(this.weights);
+  }
+
+  /** The fp32 master weights by Hugging Face name (views into the arena: read, do not keep across steps). */
+  get weights(): Map<string, Float32Array> {
+    return new Map(this.parameters.map((spec) => [spec.name, this.arena.view(spec.name)]));
+  }
+
+  /** Optimizer steps taken so far (skipped ones included). */
+  get step(): number {
+    return this.stepsDone;
+  }
+
+  /** Replaces the weights (by Hugging Face name; every parameter, fp32) and restages them. */
+  loadWeights(weights: ReadonlyMap<string, Float32Array> | Readonly<Record<string, Float32Array>>): void {
+    const entries = weights instanceof Map ? weights : new Map(Object.entries(weights));
+    for (const spec of this.parameters) {
+      const values = entries.get(spec.name);
+      const size = spec.shape.reduce((a, b) => a * b, 1);
+      if (!(values instanceof Float32Array) || values.length !== size) {
+        throw new ConfigError(
+          `weights: '${spec.name}' ${values === undefined ? 'is missing' : `must be a Float32Array of ${size} values (shape [${spec.shape.join(', ')}]), got ${values instanceof Float32Array ? values.length : typeof values}`}`,
+          spec.name,
+        );
+      }
+    }
+    const known = new Set(this.parameters.map((spec) => spec.name));
+    const unknown = [...entries.keys()].filter((name) => !known.has(name));
+    if (unknown.length > 0) {
+      throw new ConfigError(
+        `weights: ${unknown.map((n) => `'${n}'`).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not a parameter of this model (its parameters are Hugging Face names such as '${this.parameters[1]?.name}')`,
+        unknown[0],
+      );
+    }
+    for (const spec of this.parameters) this.arena.view(spec.name).set(entries.get(spec.name)!);
+    // During construction the runtime does not exist yet; it gets the weights right after.
+    (this as { runtime?: DeviceRuntime }).runtime?.setWeights(this.weights);
+  }
+
+  /** Trains for `steps` optimizer steps on `data`; resolves with the history. */
+  async fit(data: TrainingData, options: FitOptions = {}): Promise<History> {
+    if (this.disposed) throw new ConfigError('fit: this Trainer was disposed', 'trainer');
+    const steps = wholeNumber(options.steps ?? 100, 'steps', 0);
+    const callbacks = options.callbacks ?? {};
+    const batches = microBatches(data, {
+      batch: this.batch,
+      seq: this.seq,
+      seed: this.seed + this.stepsDone,
+      vocab: this.config.vocab_size,
+      maxSeq: this.config.max_position_embeddings,
+    });
+    const history: History = {
+      history: { loss: [], lr: [], tokensPerSecond: [], lossScale: [], backend: [] },
+      steps: [],
+      skippedSteps: 0,
+      handOvers: 0,
+      aborted: false,
+    };
+    this.runtimeListener = callbacks.onRuntimeEvent;
+    const handOversBefore = this.runtime.handOvers;
+    try {
+      await callbacks.onTrainBegin?.();
+      for (let i = 0; i < steps; i++) {
+        if (options.signal?.aborted) {
+          history.aborted = true;
+          break;
+        }
+        const log = await this.trainStep(batches);
+        if (log === undefined) break; // the data ran out
+        history.steps.push(log);
+        history.history.loss.push(log.loss);
+        history.history.lr.push(log.lr);
+        history.history.tokensPerSecond.push(log.tokensPerSecond);
+        history.history.lossScale.push(log.lossScale);
+        history.history.backend.push(log.backend);
+        if (log.skipped) history.skippedSteps += 1;
+        history.handOvers = this.runtime.handOvers - handOversBefore;
+        await callbacks.onStepEnd?.(log);
+      }
+      if (options.signal?.aborted) history.aborted = true;
+      await callbacks.onTrainEnd?.(history);
+      return history;
+    } finally {
+      this.runtimeListener = undefined;
+      await batches.return?.();
+    }
+  }
+
+  private async trainStep(
+    batches: AsyncIterator<{ tokens: Int32Array; seq: number }>,
+  ): Promise<StepLog | undefined> {
+    const started = performance.now();
+    const scale = this.lossScaler?.scale ?? 1;
+    const lr = this.optimizer.learningRate;
+    const profile = { deviceMs: 0, hostMs: 0, stagingMs: 0, idleMs: 0, optimizerMs: 0, totalMs: 0 };
+    let lossSum = 0;
+    let tokens = 0;
+    let backend: 'ane' | 'sim' = 'sim';
+    let where: 'in-process' | 'worker' = 'in-process';
+    for (let micro = 0; micro < this.accumulate; micro++) {
+      const next = await batches.next();
+      if (next.done) {
+        if (micro === 0) return undefined;
+        throw new DataError(
+          `the data ran out in the middle of an optimizer step (${micro} of ${this.accumulate} micro-batches): give at least steps × accumulate micro-batches`,
+        );
+      }
+      const result = await this.runtime.step(next.value.tokens, next.value.seq, scale);
+      lossSum += result.loss;
+      tokens += this.batch * next.value.seq;
+      backend = result.backend;
+      where = result.where;
+      profile.deviceMs += result.profile.deviceMs;
+      profile.hostMs += result.profile.hostMs;
+      profile.stagingMs += result.profile.stagingMs;
+      profile.idleMs += result.profile.idleMs;
+      this.accumulator.accumulate(Object.fromEntries(result.grads));
+    }
+    const optimizerStart = performance.now();
+    const grads = this.accumulator.finish();
+    let gradNorm = Number.NaN;
+    const apply = () => {
+      gradNorm = this.gradClip === false ? Number.NaN : clipGradNorm(grads, this.gradClip);
+      this.optimizer.stepArena(this.arena);
+      this.runtime.setWeights(this.weights);
+    };
+    let skipped = false;
+    if (this.lossScaler === undefined) {
+      apply();
+    } else {
+      skipped = this.lossScaler.step(grads, apply).skip;
+      // A skipped step does not advance the optimizer; the step counter still moves on (data was used).
+    }
+    profile.optimizerMs = performance.now() - optimizerStart;
+    profile.totalMs = performance.now() - started;
+    const log: StepLog = {
+      step: this.stepsDone,
+      loss: lossSum / this.accumulate,
+      lr,
+      tokensPerSecond: tokens / (profile.totalMs / 1000),
+      lossScale: scale,
+      skipped,
+      gradNorm,
+      backend,
+      where,
+      profile,
+    };
+    this.stepsDone += 1;
+    return log;
+  }
+
+  /** Frees the device (and any worker process). */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.runtime.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+}
+
+function wholeNumber(value: unknown, field: string, min: number): number {
+  if (!Number.isSafeInteger(value) || (value as number) < min) {
+    throw new ConfigError(`${field} must be a whole number ≥ ${min}, got ${String(value)}`, field);
+  }
+  return value as number;
+}
+
+/** The micro-batches of `data`: B×(S+1) int32 tokens and their S. */
+async function* microBatches(
+  data: TrainingData,
+  options: { batch: number; seq: number; seed: number; vocab: number; maxSeq: number },
+): AsyncGenerator<{ tokens: Int32Array; seq: number }> {
+  const { batch, seq, vocab } = options;
+  if (data instanceof Uint16Array || data instanceof Int32Array || Array.isArray(data)) {
+    const stream = data as ArrayLike<number>;
+    const window = seq + 1;
+    if (stream.length < window) {
+      throw new DataError(
+        `the token stream holds ${stream.length} tokens, fewer than one sequence of seq + 1 = ${window}: give more data or a shorter seq`,
+      );
+    }
+    checkIds(stream, vocab, 'the token stream');
+    const random = uniformSource(options.seed);
+    const positions = stream.length - window + 1;
+    const tokens = new Int32Array(batch * window);
+    for (;;) {
+      for (let b = 0; b < batch; b++) {
+        const start = Math.min(positions - 1, Math.floor(random() * positions));
+        for (let i = 0; i < window; i++) tokens[b * window + i] = stream[start + i]!;
+      }
+      yield { tokens, seq };
+    }
+  }
+  if (
+    data === null ||
+    typeof data !== 'object' ||
+    !(Symbol.iterator in data || Symbol.asyncIterator in data)
+  ) {
+    throw new DataError(
+      `fit(data): data must be a token stream (Uint16Array, Int32Array, number[]) or an iterable of micro-batches, got ${data === null ? 'null' : typeof data}`,
+    );
+  }
+  let index = 0;
+  for await (const item of data as AsyncIterable<ArrayLike<number>>) {
+    const tokens = Int32Array.from(item as ArrayLike<number>);
+    const length = tokens.length / batch;
+    if (!Number.isInteger(length) || length < 2 || length - 1 > options.maxSeq) {
+      throw new DataError(
+        `micro-batch ${index} holds ${tokens.length} tokens: expected ${batch} sequences (batch) of S + 1 tokens each, 1 ≤ S ≤ ${options.maxSeq}`,
+      );
+    }
+    checkIds(tokens, vocab, `micro-batch ${index}`);
+    yield { tokens, seq: length - 1 };
+    index += 1;
+  }
+}
+
+function checkIds(tokens: ArrayLike<number>, vocab: number, what: string): void {
+  for (let i = 0; i < tokens.length; i++) {
+    const id = tokens[i]!;
+    if (!(Number.isInteger(id) && id >= 0 && id < vocab)) {
+      throw new DataError(`${what}: token ${i} is ${id}, outside the vocabulary [0, ${vocab})`);
+    }
+  }
+}
