@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""The `ane-train grads` fixture: a 2-layer GQA Llama, its weights, tokens and PyTorch's gradients.
+
+What `ane-train grads` (ane-train's `computeGradients`) must reproduce: the mean next-token
+cross-entropy of a small Llama over a batch of token sequences and the gradient of every parameter
+under its Hugging Face name. The fixture is exactly what a user hands the CLI (a Hugging Face
+`config.json`, a safetensors file of weights under HF names, a token file) plus what PyTorch
+computed from them (`expected.safetensors`).
+
+The model, written out here the way Hugging Face's modeling_llama.py computes it (no transformers
+dependency), for each of the B sequences of S + 1 tokens t[0..S]:
+
+    x = embed_tokens[t[0..S-1]]                                             [S, D]
+    for each layer:
+        h = x + o_proj(attention(rmsnorm(x; input_layernorm)))
+        x = h + down_proj(silu(gate_proj(n)) * up_proj(n)),  n = rmsnorm(h; post_attention_layernorm)
+    logits = lm_head(rmsnorm(x; model.norm))                                [S, V]
+    (tie_word_embeddings: lm_head.weight IS model.embed_tokens.weight)
+    loss = mean over all B x S positions of CE(logits[s], t[s + 1])
+
+    rmsnorm(x; g) = g * x * rsqrt(mean_channels(x^2) + eps)                (LlamaRMSNorm)
+    attention: q, k, v = q_proj(x), k_proj(x), v_proj(x), split into heads of head_dim
+               (channel c = head * head_dim + d, HF's view(S, H, HD));
+               RoPE rotate-half with rope_theta, positions 0..S-1 in each sequence:
+                 inv_freq[i] = theta^(-2i/HD), angle[p, j] = p * inv_freq[j mod HD/2],
+                 q' = q cos + rotate_half(q) sin,  rotate_half([x1, x2]) = [-x2, x1];
+               GQA: query head h reads KV head h // (H / KV) (HF's repeat_kv);
+               scores = q' k'^T / sqrt(HD), causal (key <= query), softmax over keys, probs v,
+               heads merged back, o_proj.
+
+Config: 2 layers, hidden_size 128, 4 heads (head_dim 32), 2 KV heads, intermediate_size 256,
+vocab 256, rms_norm_eps 1e-5, rope_theta 10000, tie_word_embeddings true; batch 2, seq 64.
+Weights: matrices and the embedding ~ N(0, 0.02^2) (HF's initializer_range), norm gains
+1 + N(0, 0.1^2) (not all ones, so a missing gain or a wrong gain gradient shows); seeded numpy
+generator; stored as F16 in weights.safetensors, and PyTorch computes in float64 from exactly
+those F16 values. Tokens are uniform in [0, 256), stored as B x (S + 1) little-endian uint16.
+
+expected.safetensors: every parameter's gradient (d loss / d param at loss scale 1) under its HF
+name, stored as F16 (the fixture stays under 1.5 MB; the script checks that F16 storage changes no
+tensor by more than 0.05% of its largest magnitude, far inside the 1% bound the replay uses), and
+the loss (float64 repr) in the metadata under "loss".
+
+Run from the repository root:  pnpm refgen llama_grads   (or /usr/bin/python3 tools/refgen/llama_grads.py)
+Writes packages/ane-train/fixtures/llama-gqa/{config.json,weights.safetensors,tokens.bin,expected.safetensors}.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+OUT_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'packages', 'ane-train', 'fixtures', 'llama-gqa')
+
+CONFIG = {
+    'architectures': ['LlamaForCausalLM'],
+    'model_type': 'llama',
+    'hidden_act': 'silu',
+    'hidden_size': 128,
+    'intermediate_size': 256,
+    'num_hidden_layers': 2,
+    'num_attention_heads': 4,
+    'num_key_value_heads': 2,
+    'head_dim': 32,
+    'vocab_size': 256,
+    'rms_norm_eps': 1e-05,
+    'rope_theta': 10000.0,
+    'tie_word_embeddings': True,
+    'max_position_embeddings': 64,
+    'torch_dtype': 'float16',
+}
+BATCH = 2
+SEQ = 64
+SEED = 20261205
+WEIGHT_STD = 0.02
+GAIN_STD = 0.1
+# F16 storage of the expected gradients may move no element by more than this fraction of its
+# tensor's largest magnitude (the replay's bound is 1%).
+F16_STORAGE_TOLERANCE = 5e-4
+
+
+def parameter_specs(cfg):
+    """(HF name, shape, kind) in Hugging Face's order."""
+    d, f, v = cfg['hidden_size'], cfg['intermediate_size'], cfg['vocab_size']
+    hd = cfg['head_dim']
+    q_rows, kv_rows = cfg['num_attention_heads'] * hd, cfg['num_key_value_heads'] * hd
+    specs = [('model.embed_tokens.weight', (v, d), 'weight')]
+    for layer in range(cfg['num_hidden_layers']):
+        p = f'model.layers.{layer}'
+        specs += [
+            (f'{p}.self_attn.q_proj.weight', (q_rows, d), 'weight'),
+            (f'{p}.self_attn.k_proj.weight', (kv_rows, d), 'weight'),
+            (f'{p}.self_attn.v_proj.weight', (kv_rows, d), 'weight'),
+            (f'{p}.self_attn.o_proj.weight', (d, q_rows), 'weight'),
+            (f'{p}.mlp.gate_proj.weight', (f, d), 'weight'),
+            (f'{p}.mlp.up_proj.weight', (f, d), 'weight'),
+            (f'{p}.mlp.down_proj.weight', (d, f), 'weight'),
+            (f'{p}.input_layernorm.weight', (d,), 'gain'),
+            (f'{p}.post_attention_layernorm.weight', (d,), 'gain'),
+        ]
+    specs.append(('model.norm.weight', (d,), 'gain'))
+    if not cfg['tie_word_embeddings']:
+        specs.append(('lm_head.weight', (v, d), 'weight'))
+    return specs
+
+
+# ----- the model, as Hugging Face's modeling_llama.py computes it --------------------------------
+
+def rms_norm(x, gain, eps):
+    """LlamaRMSNorm: x [..., D], gain [D]."""
+    return gain * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_tables(seq, head_dim, theta):
+    """cos, sin [S, HD] (LlamaRotaryEmbedding: the frequencies concatenated twice)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    freqs = torch.outer(torch.arange(seq, dtype=torch.float64), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def repeat_kv(x, n_rep):
+    """[B, KV, S, HD] -> [B, KV * n_rep, S, HD]: query head h reads KV head h // n_rep."""
+    b, kv, seq, head_dim = x.shape
+    return x[:, :, None, :, :].expand(b, kv, n_rep, seq, head_dim).reshape(b, kv * n_rep, seq, head_dim)
+
+
+def attention(x, p, prefix, cfg):
+    b, seq, _ = x.shape
+    heads, kv_heads, head_dim = cfg['num_attention_heads'], cfg['num_key_value_heads'], cfg['head_dim']
+    q = (x @ p[f'{prefix}.q_proj.weight'].T).view(b, seq, heads, head_dim).transpose(1, 2)  # [B, H, S, HD]
+    k = (x @ p[f'{prefix}.k_proj.weight'].T).view(b, seq, kv_heads, head_dim).transpose(1, 2)
+    v = (x @ p[f'{prefix}.v_proj.weight'].T).view(b, seq, kv_heads, head_dim).transpose(1, 2)
+    cos, sin = rope_tables(seq, head_dim, cfg['rope_theta'])
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+    k = repeat_kv(k, heads // kv_heads)
+    v = repeat_kv(v, heads // kv_heads)
+    scores = q @ k.transpose(2, 3) / math.sqrt(head_dim)                      # [B, H, S(query), S(key)]
+    causal = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+    probs = torch.softmax(scores.masked_fill(causal, float('-inf')), dim=-1)
+    context = (probs @ v).transpose(1, 2).reshape(b, seq, heads * head_dim)   # [B, S, H*HD]
+    return context @ p[f'{prefix}.o_proj.weight'].T
+
+
+def llama_loss(p, tokens, cfg):
+    """tokens [B, S + 1] int64 -> mean next-token cross-entropy over all B x S positions."""
+    eps = cfg['rms_norm_eps']
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    x = p['model.embed_tokens.weight'][inputs]                                # [B, S, D]
+    for layer in range(cfg['num_hidden_layers']):
+        pre = f'model.layers.{layer}'
+        h = x + attention(rms_norm(x, p[f'{pre}.input_layernorm.weight'], eps), p, f'{pre}.self_attn', cfg)
+        n = rms_norm(h, p[f'{pre}.post_attention_layernorm.weight'], eps)
+        gate = torch.nn.functional.silu(n @ p[f'{pre}.mlp.gate_proj.weight'].T)
+        x = h + (gate * (n @ p[f'{pre}.mlp.up_proj.weight'].T)) @ p[f'{pre}.mlp.down_proj.weight'].T
+    head = p['model.embed_tokens.weight'] if cfg['tie_word_embeddings'] else p['lm_head.weight']
+    logits = rms_norm(x, p['model.norm.weight'], eps) @ head.T                # [B, S, V]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+# ----- safetensors, written by hand (the format: 8-byte LE header length, JSON header, data) -------
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: {name: (dtype 'F16' | 'F32', numpy array)}, stored in name order, header padded
+    with spaces to a multiple of 8 bytes (as the safetensors library does)."""
+    header, chunks, offset = {}, [], 0
+    if metadata:
+        header['__metadata__'] = metadata
+    for name in sorted(tensors):
+        dtype, array = tensors[name]
+        data = np.ascontiguousarray(array.astype('<f2' if dtype == 'F16' else '<f4')).tobytes()
+        header[name] = {'dtype': dtype, 'shape': list(array.shape), 'data_offsets': [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(',', ':')).encode('utf-8')
+    text += b' ' * (-len(text) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(text)))
+        f.write(text)
+        for chunk in chunks:
+            f.write(chunk)
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)  # nothing here draws from torch's generator; set anyway
+    cfg = CONFIG
+    rng = np.random.default_rng(SEED)
+    specs = parameter_specs(cfg)
+    weights = {}
+    for name, shape, kind in specs:
+        noise = rng.standard_normal(shape)
+        weights[name] = (1.0 + GAIN_STD * noise if kind == 'gain' else WEIGHT_STD * noise).astype(np.float16)
+    tokens = rng.integers(0, cfg['vocab_size'], size=(BATCH, SEQ + 1)).astype('<u2')
+
+    params = {n: torch.tensor(w.astype(np.float64), requires_grad=True) for n, w in weights.items()}
+    loss = llama_loss(params, torch.from_numpy(tokens.astype(np.int64)), cfg)
+    loss.backward()
+
+    expected = {}
+    for name, _, _ in specs:
+        grad = params[name].grad.numpy()
+        stored = grad.astype(np.float16).astype(np.float64)
+        largest = np.abs(grad).max()
+        error = np.abs(stored - grad).max() / largest
+        if not error <= F16_STORAGE_TOLERANCE:
+            raise SystemExit(f'{name}: F16 storage moves the gradient by {error:.2e} of its largest magnitude '
+                             f'(> {F16_STORAGE_TOLERANCE}); store it as F32')
+        expected[name] = ('F16', grad)
+
+    os.makedirs(OUT_DIR, exist_ok=True)
+    with open(os.path.join(OUT_DIR, 'config.json'), 'w') as f:
+        f.write(json.dumps(cfg, indent=2) + '\n')
+    write_safetensors(os.path.join(OUT_DIR, 'weights.safetensors'),
+                      {n: ('F16', w) for n, w in weights.items()}, {'format': 'pt'})
+    with open(os.path.join(OUT_DIR, 'tokens.bin'), 'wb') as f:
+        f.write(tokens.tobytes())
+    metadata = {
+        'loss': repr(float(loss)),
+        'batch': str(BATCH),
+        'seq': str(SEQ),
+        'generator': 'tools/refgen/llama_grads.py',
+        'torch': torch.__version__,
+        'numpy': np.__version__,
+        'note': 'd loss / d parameter (loss scale 1) under Hugging Face names, computed in float64 from the '
+                'F16 weights of weights.safetensors, stored as F16; loss: mean next-token cross-entropy '
+                'over all batch x seq positions.',
+    }
+    write_safetensors(os.path.join(OUT_DIR, 'expected.safetensors'), expected, metadata)
+    size = sum(os.path.getsize(os.path.join(OUT_DIR, f)) for f in os.listdir(OUT_DIR))
+    print(f'wrote {os.path.relpath(OUT_DIR)} ({size} bytes; loss {float(loss):.6f}, torch {torch.__version__})')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
