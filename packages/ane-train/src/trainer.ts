@@ -125,12 +125,13 @@ export interface FitOptions {
 
 /**
  * Training data for `fit`:
- * - a token stream (`Uint16Array`, `Int32Array` or numbers): each micro-batch is `batch` windows of
+ * - a token stream (`Uint8Array` of bytes, `Uint16Array`, `Int32Array` or numbers): each micro-batch is `batch` windows of
  *   `seq + 1` tokens drawn at seeded random offsets;
  * - an iterable or async iterable of micro-batches, each `batch` sequences of S+1 tokens back to
  *   back (any S ≤ max_position_embeddings: each length is its own plan, a "bucket").
  */
 export type TrainingData =
+  | Uint8Array
   | Uint16Array
   | Int32Array
   | readonly number[]
@@ -415,7 +416,7 @@ async function* microBatches(
   options: { batch: number; seq: number; seed: number; vocab: number; maxSeq: number },
 ): AsyncGenerator<{ tokens: Int32Array; seq: number }> {
   const { batch, seq, vocab } = options;
-  if (data instanceof Uint16Array || data instanceof Int32Array || Array.isArray(data)) {
+  if ((ArrayBuffer.isView(data) && !(data instanceof DataView)) || Array.isArray(data)) {
     const stream = data as ArrayLike<number>;
     const window = seq + 1;
     if (stream.length < window) {
