@@ -1,4 +1,11 @@
 export {
+  type CompileBudgetState,
+  DeviceRuntime,
+  type DeviceRuntimeOptions,
+  type RuntimeEvent,
+  type RuntimeStepResult,
+} from './device-runtime';
+export {
   checkSessionSpec,
   type DeviceSession,
   openSession,
@@ -6,3 +13,4 @@ export {
   type StepProfile,
   type StepResult,
 } from './session';
+export { openWorkerSession } from './worker-session';

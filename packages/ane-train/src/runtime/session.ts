@@ -48,6 +48,8 @@ export interface StepResult {
 
 export interface DeviceSession {
   readonly where: 'in-process' | 'worker';
+  /** The device's backend ('auto' resolved). */
+  readonly backend: 'ane' | 'sim';
   /** Distinct programs its plan compiles. */
   readonly programs: number;
   /**
@@ -127,6 +129,7 @@ function isPowerOfTwo(n: number): boolean {
  */
 export class InProcessSession implements DeviceSession {
   readonly where = 'in-process' as const;
+  readonly backend: 'ane' | 'sim';
   readonly programs: number;
   readonly seq: number;
   readonly batch: number;
@@ -152,6 +155,7 @@ export class InProcessSession implements DeviceSession {
     batch: number,
     private readonly options: { ownsDevice: boolean },
   ) {
+    this.backend = device.backend;
     this.seq = training.seq;
     this.batch = batch;
     this.vocab = training.config.vocab_size;
