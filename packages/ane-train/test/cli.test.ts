@@ -7,6 +7,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeSafetensors, readSafetensorsFile, tensorToFloat32 } from '../src/io/safetensors';
+import { parseLlamaConfig } from '../src/model/config';
+import { initParameters, parameterSpecs } from '../src/model/parameters';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
 
@@ -117,12 +120,117 @@ describe('ane-train plan', () => {
   });
 });
 
+describe('ane-train grads', () => {
+  // 1 layer, GQA (2 query heads on 1 KV head), untied classifier: every kind of parameter.
+  const TINY = {
+    model_type: 'llama',
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    vocab_size: 64,
+    tie_word_embeddings: false,
+    max_position_embeddings: 64,
+  };
+  const B = 2;
+  const S = 8;
+
+  function files(name: string, options: { dropTensor?: string; tokens?: number } = {}) {
+    const config = write(`${name}-config.json`, TINY);
+    const weights = initParameters(parseLlamaConfig(TINY), { seed: 7 });
+    const specs = parameterSpecs(parseLlamaConfig(TINY));
+    const tensors = new Map(
+      specs
+        .filter((spec) => spec.name !== options.dropTensor)
+        .map((spec) => [
+          spec.name,
+          { dtype: 'F32' as const, shape: [...spec.shape], values: weights.get(spec.name)! },
+        ]),
+    );
+    const weightsPath = join(dir, `${name}-weights.safetensors`);
+    writeFileSync(weightsPath, encodeSafetensors(tensors));
+    // B × (S+1) little-endian uint16 ids below the vocabulary
+    const ids = new Uint16Array(options.tokens ?? B * (S + 1)).map((_, i) => (i * 37 + 11) % TINY.vocab_size);
+    const tokensPath = join(dir, `${name}-tokens.bin`);
+    writeFileSync(tokensPath, new Uint8Array(ids.buffer));
+    const out = join(dir, `${name}-grads.safetensors`);
+    const args = ['grads', '--config', config, '--weights', weightsPath, '--tokens', tokensPath];
+    return {
+      specs,
+      weightsPath,
+      tokensPath,
+      out,
+      args: [...args, '--batch', `${B}`, '--seq', `${S}`, '--out', out],
+    };
+  }
+
+  it('prints the loss and writes every parameter gradient as F32 under its HF name', async () => {
+    const { specs, out, args } = files('ok');
+    const run = await cli([...args, '--backend', 'sim'], dir);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const loss = Number(/^loss (\S+)$/m.exec(run.stdout)?.[1]);
+    // Weights of std 0.02 give logits near 0: the cross-entropy of a near-uniform guess is ln V.
+    expect(Math.abs(loss - Math.log(TINY.vocab_size))).toBeLessThan(0.05);
+    expect(run.stdout).toContain(`wrote ${specs.length} gradients`);
+    expect(run.stdout).toContain(out);
+
+    const { tensors } = await readSafetensorsFile(out);
+    expect([...tensors.keys()].sort()).toEqual(specs.map((s) => s.name).sort());
+    for (const spec of specs) {
+      const tensor = tensors.get(spec.name)!;
+      expect({ name: spec.name, dtype: tensor.dtype, shape: tensor.shape }).toEqual({
+        name: spec.name,
+        dtype: 'F32',
+        shape: [...spec.shape],
+      });
+      const values = tensorToFloat32(tensor);
+      expect(values.every(Number.isFinite)).toBe(true);
+      expect(values.some((v) => v !== 0)).toBe(true);
+    }
+    // Softmax gradients sum to zero over the vocabulary at every position, so the classifier's
+    // gradient (Σ_pos dlogits ⊗ h) sums to zero over its vocabulary rows, column by column.
+    const head = tensorToFloat32(tensors.get('lm_head.weight')!);
+    const D = TINY.hidden_size;
+    for (let j = 0; j < D; j++) {
+      let sum = 0;
+      let magnitude = 0;
+      for (let v = 0; v < TINY.vocab_size; v++) {
+        sum += head[v * D + j]!;
+        magnitude += Math.abs(head[v * D + j]!);
+      }
+      expect(Math.abs(sum)).toBeLessThan(1e-3 * magnitude);
+    }
+  }, 60_000);
+
+  it('a bad weights or tokens file exits 1 with one line naming the file', async () => {
+    const missing = files('missing', { dropTensor: 'model.layers.0.self_attn.k_proj.weight' });
+    const run = await cli(missing.args, dir);
+    expect(run.code).toBe(1);
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/^error: CheckpointError: /);
+    expect(run.stderr).toContain(missing.weightsPath);
+    expect(run.stderr).toContain('model.layers.0.self_attn.k_proj.weight');
+    expect(existsSync(missing.out)).toBe(false);
+
+    const short = files('short', { tokens: B * (S + 1) - 1 });
+    const second = await cli(short.args, dir);
+    expect(second.code).toBe(1);
+    expect(second.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(second.stderr).toMatch(/^error: DataError: /);
+    expect(second.stderr).toContain(short.tokensPath);
+    expect(existsSync(short.out)).toBe(false);
+  });
+});
+
 describe('ane-train usage and errors', () => {
   it('--help works for the command and each subcommand', async () => {
     const main = await cli(['--help'], dir);
     expect(main.code).toBe(0);
+    expect(main.stdout).toContain('grads');
     expect(main.stdout).toContain('plan');
-    for (const sub of ['plan']) {
+    for (const sub of ['plan', 'grads']) {
       const run = await cli([sub, '--help'], dir);
       expect(run.code).toBe(0);
       expect(run.stdout).toContain(`ane-train ${sub}`);
@@ -141,6 +249,9 @@ describe('ane-train usage and errors', () => {
       [['plan', '--preset', 'tiny', '--config', 'c.json'], 'give --preset or --config, not both'],
       [['plan', '--preset'], '--preset needs a value'],
       [['plan', 'tiny'], "unexpected argument 'tiny'"],
+      [['grads', '--config', 'c.json'], 'missing --weights'],
+      [['grads', '--config', 'c.json', '--weights', 'w', '--tokens', 't', '--out', 'o'], 'missing --batch'],
+      [['grads', '--backend', 'gpu'], "--backend must be one of auto, ane, sim, got 'gpu'"],
       [['train'], "unknown command 'train'"],
     ];
     for (const [args, message] of cases) {

@@ -7,6 +7,7 @@
 import { type CommandDef, defineCommand, renderUsage } from 'citty';
 import { version } from '../version';
 import { UsageError } from './args';
+import { gradsCommandDef, runGrads } from './grads-command';
 import { type CliIo, processIo } from './io';
 import { planCommand, runPlan } from './plan-command';
 
@@ -17,6 +18,7 @@ const SUBCOMMANDS: Record<
   string,
   { def: AnyCommand; run(args: readonly string[], io: CliIo): Promise<number> }
 > = {
+  grads: { def: gradsCommandDef, run: runGrads },
   plan: { def: planCommand, run: runPlan },
 };
 
