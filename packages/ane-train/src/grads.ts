@@ -28,8 +28,11 @@ export interface ComputeGradientsOptions {
   /**
    * The loss scale of the device step (default 1024, a power of two, so exact): the device keeps
    * gradients in fp16, where the small gradients of a mean over many positions (≈1e-5 and below)
-   * would fall into subnormals at scale 1. The gradients are divided by it on the host; if any
-   * comes back infinite or NaN, the step is run again at a scale 32× smaller, down to 1.
+   * would fall into subnormals at scale 1 (for Stories' vocabulary of 32000 and seq 256, a logit's
+   * gradient is ~1e-7, below fp16's smallest subnormal). The gradients are divided by it on the
+   * host; if any comes back infinite or NaN, the step is run again at a scale 32× smaller, down
+   * to 1. (On the refgen fixture both 1 and 1024 stay within 0.33% of each tensor's largest
+   * gradient against PyTorch; 1024 is for models whose gradients are smaller.)
    */
   lossScale?: number;
   /** Opens the device session (default: `openSession`, in this process). Tests inject variants. */
