@@ -283,6 +283,16 @@ describe('gradsCommand checks everything before running', () => {
     await expect(run({ configPath: noHeads })).rejects.toMatchObject({ name: 'ConfigError', file: noHeads });
     await expect(run({ weightsPath: dir })).rejects.toThrow(CheckpointError);
   });
+
+  it('an output path in a missing directory, or that is a directory', async () => {
+    await expect(run({ outPath: join(dir, 'no-such-dir', 'g.safetensors') })).rejects.toThrow(
+      /cannot write the gradients to .*does not exist; create it first/,
+    );
+    await expect(run({ outPath: dir })).rejects.toMatchObject({
+      name: 'CheckpointError',
+      details: { file: dir },
+    });
+  });
 });
 
 describe('computeGradients and the loss scale', () => {

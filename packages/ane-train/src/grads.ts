@@ -8,7 +8,9 @@
  * `gradsCommand` is the file-level version: it reads and checks the config, the weights and the
  * tokens before running anything, and writes the gradients as F32 safetensors (atomically).
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 import { readSafetensorsFile, tensorToFloat32, writeSafetensorsFile } from './io/safetensors';
 import { checkTokens, readTokenFile } from './io/tokens';
@@ -182,10 +184,31 @@ export interface GradsCommandOptions {
   openSession?: typeof openSession;
 }
 
+/** The gradients file can be written: its directory exists and is writable, it is not a directory. */
+async function checkWritable(outPath: string): Promise<void> {
+  const refuse = (why: string): never => {
+    throw new CheckpointError(`cannot write the gradients to ${outPath}: ${why}`, { file: outPath });
+  };
+  const existing = await stat(outPath).catch(() => undefined);
+  if (existing !== undefined && !existing.isFile())
+    refuse('it exists and is not a regular file; choose a file path');
+  const directory = dirname(outPath);
+  try {
+    await access(directory, constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    refuse(
+      code === 'ENOENT'
+        ? `the directory ${directory} does not exist; create it first`
+        : `the directory ${directory} is not writable (${code ?? (error as Error).message})`,
+    );
+  }
+}
+
 /**
  * `ane-train grads`: reads and checks the config (parseLlamaConfig), the weights (F32/F16/BF16
  * safetensors under HF names: every parameter, the right shapes, no unknown tensors) and the
- * tokens (B × (S + 1) ids below vocab_size) BEFORE running anything, computes the gradients and
+ * tokens (B × (S + 1) ids below vocab_size) and that the output can be written, BEFORE running anything, computes the gradients and
  * writes them as F32 safetensors under their HF names (atomically; the loss in the metadata).
  * Prints nothing: the CLI prints the loss.
  */
@@ -212,6 +235,7 @@ export async function gradsCommand(options: GradsCommandOptions): Promise<Gradie
     );
   }
   const config = parseLlamaConfig(json, { file: configPath });
+  await checkWritable(outPath);
   const tokens = await readTokenFile(tokensPath);
   checkBatchShape(batch, seq, tokens.length, tokensPath);
   checkTokens(tokens, config.vocab_size, { file: tokensPath });

@@ -2,9 +2,14 @@
  * File plumbing shared by the readers and writers of io/: reading only regular files (a FIFO must
  * never hang the reader) and writing atomically (a failure leaves no partial file).
  */
+
+import { constants as bufferConstants } from 'node:buffer';
 import { constants } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+const CHUNK_BYTES = 64 * 1024 * 1024;
 
 /**
  * Refuses anything but a regular file before opening it for reading (a FIFO would block the open,
@@ -23,7 +28,24 @@ export async function readRegularFile(path: string, refuse: (why: string) => nev
   try {
     const opened = await handle.stat();
     if (!opened.isFile()) refuse(`is ${kindOf(opened)}, not a regular file`);
-    return await handle.readFile();
+    // Read in chunks into one buffer: fs's readFile stops at 2 GiB, and an F32 checkpoint of a
+    // 0.6B-parameter model is 2.4 GB.
+    if (opened.size > MAX_LENGTH) {
+      refuse(`is ${opened.size} bytes, more than the ${MAX_LENGTH} bytes one buffer can hold in Node.js`);
+    }
+    const bytes = new Uint8Array(opened.size);
+    let filled = 0;
+    while (filled < bytes.length) {
+      const { bytesRead } = await handle.read(
+        bytes,
+        filled,
+        Math.min(CHUNK_BYTES, bytes.length - filled),
+        filled,
+      );
+      if (bytesRead === 0) refuse(`shrank while being read (${filled} of ${bytes.length} bytes)`);
+      filled += bytesRead;
+    }
+    return bytes;
   } finally {
     await handle.close();
   }

@@ -138,6 +138,10 @@ describe('safetensors encode/decode', () => {
     const { tensors } = readSafetensors(bytes);
     expect(tensors.get('b')!.data.byteOffset % 4).toBe(2);
     expect([...tensorToFloat32(tensors.get('b')!)]).toEqual([...Float32Array.of(0.1, -7)]);
+    // the same from a Node Buffer (whose slice() is a view, not a copy)
+    const buffer = Buffer.from(bytes);
+    const fromBuffer = readSafetensors(buffer).tensors.get('b')!;
+    expect([...tensorToFloat32(fromBuffer)]).toEqual([...Float32Array.of(0.1, -7)]);
   });
 
   it('refuses to encode values that do not match the shape', () => {

@@ -316,8 +316,9 @@ function firstDuplicateTopLevelKey(text: string): string | undefined {
 export function tensorToFloat32(tensor: SafetensorsTensor): Float32Array {
   const { dtype, data } = tensor;
   const count = data.byteLength / BYTES_PER_ELEMENT[dtype];
-  // Typed-array views need aligned offsets; a misaligned tensor (allowed by the format) is copied.
-  const aligned = data.byteOffset % 4 === 0 ? data : data.slice();
+  // Typed-array views need aligned offsets; a misaligned tensor (allowed by the format) is copied
+  // (with the Uint8Array constructor: a Buffer's slice() would be a view at the same offset).
+  const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
   if (dtype === 'F32') return new Float32Array(aligned.buffer, aligned.byteOffset, count).slice();
   const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
   const out = new Float32Array(count);
