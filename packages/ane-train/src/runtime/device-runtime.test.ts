@@ -159,6 +159,42 @@ describe('DeviceRuntime', () => {
     }
   }, 60_000);
 
+  it('with a shared budget (the default on the ANE), a second runtime in this process counts the first one’s compiles', async () => {
+    const programs = programHashes(8).length;
+    const open = (sharedBudget: boolean, events: RuntimeEvent[]) =>
+      new DeviceRuntime({
+        config: TINY,
+        batch: 1,
+        backend: 'sim',
+        compileBudget: programs + 1,
+        sharedBudget,
+        workerEntry,
+        onEvent: (e) => events.push(e),
+      });
+    const firstEvents: RuntimeEvent[] = [];
+    const first = open(true, firstEvents);
+    const separate = open(false, []);
+    const secondEvents: RuntimeEvent[] = [];
+    const second = open(true, secondEvents);
+    try {
+      for (const runtime of [first, separate, second]) runtime.setWeights(tinyWeights());
+      expect((await first.step(tinyTokens(1, 8), 8, SCALE)).where).toBe('in-process');
+      // Not sharing: its own device's count only.
+      expect((await separate.step(tinyTokens(1, 8), 8, SCALE)).where).toBe('in-process');
+      // Sharing: the process has 1 compile left, the plan needs `programs` (a fresh device would not know).
+      const result = await second.step(tinyTokens(1, 8), 8, SCALE);
+      expect(result.where).toBe('worker');
+      expect(secondEvents[0]).toMatchObject({
+        type: 'hand-over',
+        from: 'in-process',
+        budget: { used: programs, limit: programs + 1 },
+      });
+      expect(first.compiles).toEqual({ used: programs, limit: programs + 1 });
+    } finally {
+      await Promise.all([first.dispose(), separate.dispose(), second.dispose()]);
+    }
+  }, 60_000);
+
   it('checks weights when they are set and before the first step', async () => {
     const runtime = new DeviceRuntime({ config: TINY, batch: 1, backend: 'sim' });
     try {

@@ -60,8 +60,27 @@ export interface DeviceRuntimeOptions {
   /** Programs one device process may compile (default ane-bridge's, 119). */
   compileBudget?: number;
   onEvent?: (event: RuntimeEvent) => void;
+  /**
+   * Whether this runtime's in-process compiles count against one budget shared by every
+   * DeviceRuntime of the process that shares it, as the hardware's limit is per process (ane-bridge
+   * counts per device). Default: true on the Neural Engine, false on the simulator.
+   */
+  sharedBudget?: boolean;
   /** The worker entry to fork (default: dist/worker-main.{js,cjs} beside this module). */
   workerEntry?: string;
+}
+
+/** What a run over given sequence lengths will compile (`DeviceRuntime.compilePlan`). */
+export interface CompilePlan {
+  /** Each bucket's distinct programs, in order of first use. */
+  buckets: { seq: number; programs: number }[];
+  /** Compiles over the whole run, every process counted. */
+  compiles: number;
+  /** Device processes used: this one, then one per hand-over. */
+  processes: number;
+  handOvers: number;
+  /** The per-process budget it was planned against. */
+  limit: number;
 }
 
 export type RuntimeStepResult = StepResult & {
@@ -80,8 +99,16 @@ interface DeviceProcess {
   budget: CompileBudgetState;
   sessions: Map<number, Bucket>;
   device?: Device;
+  /** In-process: the budget is shared with the process's other sharing runtimes. */
+  shared?: boolean;
   worker?: WorkerProcess;
 }
+
+/**
+ * Programs compiled in this process by the in-process devices of every DeviceRuntime that shares the
+ * process budget (never decreases: on the hardware a disposed model's compile is not given back).
+ */
+let sharedProcessCompiles = 0;
 
 interface Bucket {
   session: DeviceSession;
@@ -97,6 +124,7 @@ export class DeviceRuntime {
   private readonly budgetOption: number | undefined;
   private readonly onEvent: ((event: RuntimeEvent) => void) | undefined;
   private readonly workerEntry: string | undefined;
+  private readonly sharedBudget: boolean | undefined;
   private readonly parameters: Map<string, number>;
   /** The training graph of every bucket seen (built once; the plan says what a load compiles). */
   private readonly graphs = new Map<number, TrainingGraph>();
@@ -147,6 +175,7 @@ export class DeviceRuntime {
     this.budgetOption = options.compileBudget;
     this.onEvent = options.onEvent;
     this.workerEntry = options.workerEntry;
+    this.sharedBudget = options.sharedBudget;
     this.parameters = new Map(
       parameterSpecs(config).map((p) => [p.name, p.shape.reduce((a, b) => a * b, 1)]),
     );
@@ -166,6 +195,58 @@ export class DeviceRuntime {
   /** Distinct programs a bucket's plan compiles in a fresh process (builds and keeps its graph). */
   programsFor(seq: number): number {
     return this.graph(seq).plan.programs.length;
+  }
+
+  /**
+   * Before a run: what stepping through `seqs` in this order will compile, from a fresh runtime
+   * (the same rule `step` follows: a bucket already loaded in the current process is free, its
+   * plan's programs that process compiled are cache hits, and a plan that does not fit what is left
+   * moves device work to a fresh process). Throws the ConfigError `step` would for a plan larger
+   * than the whole budget.
+   */
+  compilePlan(seqs: readonly number[]): CompilePlan {
+    const limit = this.budgetOption ?? DEFAULT_COMPILE_BUDGET;
+    const buckets = new Map<number, number>();
+    let compiled = new Set<string>();
+    let loaded = new Set<number>();
+    let compiles = 0;
+    let used = 0;
+    let processes = 1;
+    for (const seq of seqs) {
+      const hashes = this.graph(seq).plan.programs.map((p) => p.hash);
+      buckets.set(seq, new Set(hashes).size);
+      if (loaded.has(seq)) continue;
+      this.checkFitsBudget(seq, new Set(hashes).size, limit);
+      let fresh = hashes.filter((h) => !compiled.has(h)).length;
+      if (fresh > limit - used) {
+        processes += 1;
+        compiled = new Set();
+        loaded = new Set();
+        used = 0;
+        fresh = new Set(hashes).size;
+      }
+      for (const h of hashes) compiled.add(h);
+      loaded.add(seq);
+      used += fresh;
+      compiles += fresh;
+    }
+    return {
+      buckets: [...buckets].map(([seq, programs]) => ({ seq, programs })),
+      compiles,
+      processes,
+      handOvers: processes - 1,
+      limit,
+    };
+  }
+
+  private checkFitsBudget(seq: number, needed: number, limit: number): void {
+    if (needed > limit) {
+      throw new ConfigError(
+        `the plan for seq ${seq} compiles ${needed} programs, more than a whole process may compile (compileBudget ${limit}): ` +
+          'raise compileBudget (at most about 119 on the hardware), or use a smaller model or fewer programs',
+        'compileBudget',
+      );
+    }
   }
 
   /**
@@ -295,6 +376,7 @@ export class DeviceRuntime {
     seq: number,
   ): Promise<{ bucket: Bucket; process: DeviceProcess; handedOver: boolean }> {
     let gone: string | undefined;
+    if (this.current?.device !== undefined) this.refresh(this.current);
     if (this.current?.worker?.dead) {
       gone = this.current.label;
       await this.abandon(this.current);
@@ -308,13 +390,7 @@ export class DeviceRuntime {
     const hashes = training.plan.programs.map((p) => p.hash);
     const needed = new Set(hashes).size;
     const limit = this.budgetOption ?? this.current?.budget.limit ?? DEFAULT_COMPILE_BUDGET;
-    if (needed > limit) {
-      throw new ConfigError(
-        `the plan for seq ${seq} compiles ${needed} programs, more than a whole process may compile (compileBudget ${limit}): ` +
-          'raise compileBudget (at most about 119 on the hardware), or use a smaller model or fewer programs',
-        'compileBudget',
-      );
-    }
+    this.checkFitsBudget(seq, needed, limit);
     let handedOver = false;
     let process = this.current;
     const fresh = process === undefined ? needed : hashes.filter((h) => !process!.compiled.has(h)).length;
@@ -351,15 +427,23 @@ export class DeviceRuntime {
     });
     this.resolvedBackend = device.backend;
     this.resolvedChip = device.chip as ChipName;
-    const { used, limit } = device.compileBudget;
-    return {
+    const process: DeviceProcess = {
       label: 'in-process',
       where: 'in-process',
       compiled: new Set(),
-      budget: { used, limit },
+      budget: { used: 0, limit: 0 },
       sessions: new Map(),
       device,
+      shared: this.sharedBudget ?? device.backend === 'ane',
     };
+    this.refresh(process);
+    return process;
+  }
+
+  /** An in-process budget: the device's count, or the process-wide one when shared. */
+  private refresh(process: DeviceProcess): void {
+    const { used, limit } = process.device!.compileBudget;
+    process.budget = { used: process.shared ? Math.max(used, sharedProcessCompiles) : used, limit };
   }
 
   private async startWorker(): Promise<DeviceProcess> {
@@ -384,9 +468,14 @@ export class DeviceRuntime {
     const before = process.budget.used;
     let session: DeviceSession;
     if (process.device !== undefined) {
-      session = new InProcessSession(process.device, training, this.batch, { ownsDevice: false });
-      const { used, limit } = process.device.compileBudget;
-      process.budget = { used, limit };
+      const deviceBefore = process.device.compileBudget.used;
+      try {
+        session = new InProcessSession(process.device, training, this.batch, { ownsDevice: false });
+      } finally {
+        // A load that failed part-way still spent what it compiled.
+        if (process.shared) sharedProcessCompiles += process.device.compileBudget.used - deviceBefore;
+        this.refresh(process);
+      }
     } else {
       const spec: SessionSpec = {
         config: this.config,
