@@ -13,6 +13,7 @@
  * 1e-3 relative. A model whose query heads read the wrong KV heads (h mod KV instead of HF's
  * h / (H / KV)) misses the bound through the same check.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,21 +203,16 @@ describe('gradsCommand checks everything before running', () => {
       ...overrides,
     });
   const weightsFile = (name: string, change: (t: Map<string, SafetensorsInput>) => void): string => {
-    const tensors = new Map<string, SafetensorsInput>();
-    for (const [n, values] of weights) {
-      const shape = n.includes('embed') ? [256, 128] : n.endsWith('norm.weight') ? [128] : [];
-      tensors.set(n, { dtype: 'F32', shape: shape.length > 0 ? shape : shapeOf(n), values });
-    }
+    const tensors = new Map<string, SafetensorsInput>(
+      parameterSpecs(config).map((p) => [
+        p.name,
+        { dtype: 'F32', shape: [...p.shape], values: weights.get(p.name)! },
+      ]),
+    );
     change(tensors);
     const path = join(dir, name);
     writeFileSync(path, encodeSafetensors(tensors));
     return path;
-  };
-  const shapeOf = (n: string): number[] => {
-    if (n.includes('q_proj') || n.includes('o_proj')) return [128, 128];
-    if (n.includes('k_proj') || n.includes('v_proj')) return [64, 128];
-    if (n.includes('down_proj')) return [128, 256];
-    return [256, 128];
   };
 
   it('a missing parameter, an unknown tensor (a typo), lm_head in a tied model, a wrong shape', async () => {
@@ -283,6 +279,20 @@ describe('gradsCommand checks everything before running', () => {
     await expect(run({ configPath: noHeads })).rejects.toMatchObject({ name: 'ConfigError', file: noHeads });
     await expect(run({ weightsPath: dir })).rejects.toThrow(CheckpointError);
   });
+
+  it('a config that is a FIFO or a directory is refused without reading it (no hang)', async () => {
+    const fifo = join(dir, 'config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    await expect(run({ configPath: fifo })).rejects.toMatchObject({
+      name: 'ConfigError',
+      file: fifo,
+      message: expect.stringMatching(/FIFO/),
+    });
+    await expect(run({ configPath: dir })).rejects.toMatchObject({
+      name: 'ConfigError',
+      message: expect.stringMatching(/directory/),
+    });
+  }, 5000);
 
   it('an output path in a missing directory, or that is a directory', async () => {
     await expect(run({ outPath: join(dir, 'no-such-dir', 'g.safetensors') })).rejects.toThrow(

@@ -52,8 +52,11 @@ describe('checkTokens', () => {
       expect(error).toBeInstanceOf(DataError);
       expect((error as DataError).details).toEqual({ file: 't.bin', offset: 4 });
       expect((error as DataError).message).toMatch(
-        /t\.bin.*token id 256 at index 2 \(byte offset 4\).*vocabulary size 256/,
+        /t\.bin.*token id 256 at index 2 \(byte offset 4\).*vocabulary \[0, 256\)/,
       );
     }
+    // arrays from code: negative and fractional ids too, by index (no file offset)
+    expect(() => checkTokens([3, -1], 256)).toThrow(/token id -1 at index 1 is not in the vocabulary/);
+    expect(() => checkTokens(Float32Array.of(1.5), 256)).toThrow(DataError);
   });
 });

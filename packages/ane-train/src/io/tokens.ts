@@ -41,8 +41,8 @@ export async function readTokenFile(path: string): Promise<Uint16Array> {
 }
 
 /**
- * Checks every id is below `vocabSize`: a DataError naming the first one that is not, its index
- * and its byte offset in the file (2 × index).
+ * Checks every id is a whole number in [0, vocabSize): a DataError naming the first one that is
+ * not and its index, and for a file its byte offset (2 × index).
  */
 export function checkTokens(
   tokens: ArrayLike<number>,
@@ -51,11 +51,11 @@ export function checkTokens(
 ): void {
   for (let i = 0; i < tokens.length; i++) {
     const id = tokens[i]!;
-    if (id >= vocabSize) {
-      const where = options.file !== undefined ? `token file ${options.file}` : 'the tokens';
+    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+      const file = options.file;
       throw new DataError(
-        `${where}: token id ${id} at index ${i} (byte offset ${2 * i}) is not below the vocabulary size ${vocabSize}: check the tokenizer matches the model config (vocab_size)`,
-        { ...(options.file !== undefined ? { file: options.file } : {}), offset: 2 * i },
+        `${file !== undefined ? `token file ${file}` : 'the tokens'}: token id ${id} at index ${i}${file !== undefined ? ` (byte offset ${2 * i})` : ''} is not in the vocabulary [0, ${vocabSize}): check the tokenizer matches the model config (vocab_size)`,
+        file !== undefined ? { file, offset: 2 * i } : {},
       );
     }
   }
