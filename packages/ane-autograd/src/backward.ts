@@ -6,7 +6,7 @@
  * differentiates (`layers.0.ffn.gate` -> `layers.0.ffn.gate.grad.da`), so the backward ops of
  * different layers carry the same local names and lower to the same programs.
  */
-import { type CompositeTag, type Graph, isFloatDType, type Tensor } from 'ane-ir';
+import { type CompositeTag, type Graph, isFloatDType, type Tensor, WEIGHT_GRAD_SUM_KIND } from 'ane-ir';
 import { COMPOSITE_VJP_RULES } from './composite-rules';
 import { AutogradError } from './errors';
 import { add, reshape } from './folded-ops';
@@ -141,7 +141,7 @@ export function derive(loss: Tensor, wrt: readonly Tensor[], options: GradientsO
     const parts = contributions.get(node);
     // No gradient reached it (its readers' rules pass none, e.g. a cast to int): it is zero.
     if (bypassed.has(node) || parts === undefined) continue;
-    const dy = inScope(graph, node, () => accumulate(parts));
+    const dy = inScope(graph, node, () => accumulate(parts, node));
     contributions.delete(node);
     if (wrtSet.has(node)) {
       result.set(node, dy);
@@ -268,9 +268,25 @@ function inScope<T>(graph: Graph, node: Tensor, build: () => T): T {
   return graph.unscoped(() => graph.scope(`${node.name}.grad`, build));
 }
 
-/** The sum of a value's gradient contributions, in the order they arrived. */
-function accumulate(parts: readonly Tensor[]): Tensor {
-  let total = parts[0]!;
-  for (let i = 1; i < parts.length; i++) total = add(total, parts[i]!, { name: 'acc' });
-  return total;
+/**
+ * The composite kind of the sum of a weight's gradient contributions (a tied embedding table read by
+ * the lookup and the classifier: its `scatter_add` and its `weight_grad`), recording `{ weight }`.
+ * Those contributions are weight gradients computed on the host in fp32, so their sum belongs
+ * there too (ane-ir places it by rule `ir-weight-grad-host`, as it places `weight_grad`): through
+ * the ANE it would be an fp16 round trip of the whole table.
+ */
+export const WEIGHT_GRAD_SUM = WEIGHT_GRAD_SUM_KIND;
+
+/**
+ * The sum of a value's gradient contributions, in the order they arrived; for a weight (a param)
+ * with several, one `weight_grad_sum` call.
+ */
+function accumulate(parts: readonly Tensor[], node: Tensor): Tensor {
+  const sum = () => {
+    let total = parts[0]!;
+    for (let i = 1; i < parts.length; i++) total = add(total, parts[i]!, { name: 'acc' });
+    return total;
+  };
+  if (parts.length < 2 || node.op.kind !== 'param') return sum();
+  return node.graph.composite(WEIGHT_GRAD_SUM, WEIGHT_GRAD_SUM, sum, { weight: node });
 }

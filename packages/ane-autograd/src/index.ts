@@ -5,6 +5,7 @@ export {
   gradients,
   STOP_GRADIENT,
   stopGradient,
+  WEIGHT_GRAD_SUM,
 } from './backward';
 export {
   COMPOSITE_VJP_RULES,

@@ -1,5 +1,6 @@
 import {
   add,
+  embedding,
   evaluate,
   Graph,
   linear,
@@ -10,6 +11,7 @@ import {
   reduceSum,
   ropeTables,
   sigmoid,
+  softmaxCrossEntropy,
   type Tensor,
   tanh,
 } from 'ane-ir';
@@ -206,6 +208,55 @@ describe('the derived graph partitions', () => {
     const backward = plan.placements.filter((p) => p.node.includes('.grad.'));
     expect(backward.length).toBeGreaterThan(0);
     for (const placement of plan.placements) expect(placement.reason.length).toBeGreaterThan(0);
+  });
+
+  it('a tied embedding table: its two contributions are summed on the host (no ANE kernel), gradients exact', () => {
+    const graph = new Graph();
+    const [vocab, dim, seq] = [12, 8, 8]; // seq a power of two: the fp16 constant 1/seq is exact
+    const tokens = graph.input('tokens', [seq], { dtype: 'int32' });
+    const targets = graph.input('targets', [seq], { dtype: 'int32' });
+    const table = graph.param('embed', [vocab, dim]);
+    const hidden = embedding(tokens, table, { name: 'embed' });
+    const logits = linear(hidden, table, { name: 'output' });
+    const loss = softmaxCrossEntropy(logits, targets, { name: 'xent' });
+    const { grads, placement } = valueAndGrad(graph, { loss });
+    expect(placement['embed.grad.weight_grad_sum']).toBe('host');
+    const plan = partition(graph, { placement });
+    const sum = plan.hostOps.find((op) => op.kind === 'weight_grad_sum')!;
+    expect(sum.ruleId).toBe('ir-weight-grad-host');
+    expect(sum.inputs.map((t) => t.composites[0]?.kind)).toEqual(['weight_grad', 'scatter_add']);
+    expect(plan.outputs.find((o) => o.name === 'grad.embed')!.tensor).toBe(sum.composite!.result);
+    for (const kernel of plan.kernels) expect(kernel.nodes).not.toContain(sum.composite!.result);
+    // The table's gradient by hand (float64): for the logits z = T·h, h = T[tokens]ᵀ,
+    // dT = dzᵀ·... : the classifier's part Σ_s dz[:, s] h[:, s]ᵀ plus each looked-up row's Tᵀ dz.
+    const feeds = {
+      tokens: Int32Array.from([1, 4, 4, 0, 11, 7, 4, 2]),
+      targets: Int32Array.from([3, 3, 9, 0, 2, 11, 5, 5]),
+      // Multiples of 1/256 in [-0.5, 0.5]: exact in the fp16 param.
+      embed: Float64Array.from({ length: vocab * dim }, (_, i) => Math.round(Math.sin(i * 0.37) * 128) / 256),
+    };
+    const [got] = evaluate([grads.get('embed')!], feeds);
+    const T = feeds.embed;
+    const expected = new Float64Array(vocab * dim);
+    for (let s = 0; s < seq; s++) {
+      const row = feeds.tokens[s]!;
+      const z = Array.from({ length: vocab }, (_, v) => {
+        let dot = 0;
+        for (let d = 0; d < dim; d++) dot += T[v * dim + d]! * T[row * dim + d]!;
+        return dot;
+      });
+      const max = Math.max(...z);
+      const total = z.reduce((n, x) => n + Math.exp(x - max), 0);
+      const dz = z.map((x, v) => (Math.exp(x - max) / total - (v === feeds.targets[s] ? 1 : 0)) / seq);
+      for (let v = 0; v < vocab; v++)
+        for (let d = 0; d < dim; d++) {
+          expected[v * dim + d]! += dz[v]! * T[row * dim + d]!; // classifier: dz · hᵀ
+          expected[row * dim + d]! += dz[v]! * T[v * dim + d]!; // lookup: (Tᵀ dz) into the row
+        }
+    }
+    expected.forEach((want, i) => {
+      expect(got![i]!, `dT[${i}]`).toBeCloseTo(want, 12);
+    });
   });
 
   it('one llamaBlock (GQA, RoPE): partitions, and its gradients match finite differences', () => {

@@ -11,7 +11,7 @@
  * training once and call `valueAndGrad` on it once.
  */
 import { type ExecutionTarget, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
-import { derive } from './backward';
+import { derive, WEIGHT_GRAD_SUM } from './backward';
 import { AutogradError } from './errors';
 import { WEIGHT_GRAD } from './rules';
 
@@ -163,7 +163,9 @@ export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueA
   const placement: Record<string, ExecutionTarget> = {};
   for (const node of graph.nodes.slice(firstBackwardNode)) {
     for (const tag of node.composites) {
-      if (tag.kind === WEIGHT_GRAD) placement[tag.name] = options.weightGradients ?? 'host';
+      // A weight's gradient contributions are summed where they are computed.
+      if (tag.kind === WEIGHT_GRAD || tag.kind === WEIGHT_GRAD_SUM)
+        placement[tag.name] = options.weightGradients ?? 'host';
     }
   }
   if (existingLoss === undefined) graph.output(lossName, loss);

@@ -65,6 +65,7 @@ export {
   type PlanOutput,
   type PlanStep,
   partition,
+  WEIGHT_GRAD_SUM_KIND,
 } from './partition/partition';
 export { formatPlan } from './partition/report';
 export { version } from './version';

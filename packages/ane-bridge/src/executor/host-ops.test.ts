@@ -5,6 +5,7 @@
  * native kernel ran it, not the generic evaluator.
  */
 import {
+  add,
   div,
   equal,
   evaluate,
@@ -272,5 +273,32 @@ describe('host kernels for training through device.load', () => {
     const out = outputs.dtable as Float32Array;
     expect(Array.from(out.subarray(4, 8))).toEqual([0, 0, 0, 0]);
     expect(Array.from(out.subarray(12, 16))).toEqual([0, 0, 0, 0]);
+  });
+  it("weight_grad_sum (a weight's gradient contributions) runs on the host on sgdUpdate as p += g, in fp32", async () => {
+    const g = new Graph();
+    const weight = g.param('table', [40, 8], { dtype: 'fp32' });
+    const parts = [0, 1, 2].map((k) => g.input(`part${k}`, [40, 8], { dtype: 'fp32' }));
+    // ane-autograd's accumulation of a weight's contributions: a chain of adds, tagged { weight }.
+    const sum = g.composite(
+      'weight_grad_sum',
+      'weight_grad_sum',
+      () => add(add(parts[0]!, parts[1]!, { name: 'acc' }), parts[2]!, { name: 'acc' }),
+      { weight },
+    );
+    g.output('grad.table', sum);
+    const feeds = {
+      part0: values(320, 21, 3000),
+      part1: values(320, 22, 1e-3),
+      part2: values(320, 23, 70000),
+    };
+    const { plan, outputs } = await runAndCompare(g, feeds, { kinds: { weight_grad_sum: 'sgdUpdate' } });
+    // Placed on the host by rule (no ANE kernel), and summed in fp32: a value past fp16's range
+    // and one far below fp16's resolution of its neighbours both survive.
+    expect(plan.kernels).toEqual([]);
+    expect(plan.hostOps[0]!.ruleId).toBe('ir-weight-grad-host');
+    const out = outputs['grad.table'] as Float32Array;
+    for (const i of [0, 5, 319]) {
+      expect(out[i]).toBe(Math.fround(Math.fround(feeds.part0[i]! + feeds.part1[i]!) + feeds.part2[i]!));
+    }
   });
 });

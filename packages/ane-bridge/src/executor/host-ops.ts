@@ -18,6 +18,8 @@ import {
   rmsnormBackwardAsync,
   rmsnormForward,
   rmsnormForwardAsync,
+  sgdUpdate,
+  sgdUpdateAsync,
   sgemm,
   sgemmAsync,
   softmaxCrossEntropyBackward,
@@ -554,6 +556,47 @@ const scatterAdd: HostOpBinder = (op) => {
   };
 };
 
+/** `sgdUpdate` with these options is `params += grads` (p − (−1)·g, no momentum, no decay). */
+const PLAIN_ADD = { lr: -1, momentum: 0, dampening: 0, nesterov: false, weightDecay: 0, firstStep: false };
+
+/**
+ * The sum of a weight's gradient contributions (ane-autograd's `weight_grad_sum` call: a chain of
+ * adds of same-shaped fp32 values, e.g. a tied embedding table's scatter_add and classifier dW):
+ * the first copied, each other added in place by `sgdUpdate` as `p += g` (memory-bound, native).
+ */
+const weightGradSum: HostOpBinder = (op) => {
+  const result = op.composite?.result;
+  const adds = op.nodes.every((n) => n.op.kind === 'binary' && n.op.fn === 'add');
+  const parts = op.inputs;
+  if (
+    result === undefined ||
+    !adds ||
+    op.outputs.length !== 1 ||
+    op.outputs[0] !== result ||
+    parts.length !== op.nodes.length + 1 ||
+    !parts.every((t) => t.size === result.size && isFloat(t) && t.op.kind !== 'constant')
+  )
+    return {
+      unsupported: `weight_grad_sum '${op.name}' is not a chain of adds of ${parts.length} same-shaped fp32 values the op reads`,
+    };
+  return {
+    kernels: ['sgdUpdate'],
+    run: (values, mode) => {
+      const out = values.array(result) as Float32Array;
+      let chain: void | Promise<void> = out.set(values.array(parts[0]!) as Float32Array);
+      for (const part of parts.slice(1)) {
+        const grads = values.array(part) as Float32Array;
+        chain = then(chain, () =>
+          mode === 'sync'
+            ? sgdUpdate(out, grads, null, PLAIN_ADD)
+            : sgdUpdateAsync(out, grads, null, PLAIN_ADD),
+        );
+      }
+      return chain;
+    },
+  };
+};
+
 /**
  * The registry: host-op kind → binder. Kinds are ane-ir's composite kinds (`HostOp.kind`) or a
  * primitive's label for a lone primitive.
@@ -568,6 +611,7 @@ export const HOST_OP_KERNELS: ReadonlyMap<string, HostOpBinder> = new Map([
   ['weight_grad', weightGrad],
   ['rmsnorm_grad', rmsnormGrad],
   ['scatter_add', scatterAdd],
+  ['weight_grad_sum', weightGradSum],
 ]);
 
 /**

@@ -35,6 +35,13 @@ import { type ChipFamily, DEFAULT_CHIP, getRule, ruleLimit } from '../mil/rules'
 import { formatPlan } from './report';
 import { kernelSignature } from './signature';
 
+/**
+ * The composite kind of the sum of a weight's gradient contributions (a tied embedding table's
+ * `scatter_add` plus its classifier `weight_grad`), as ane-autograd tags it: placed on the host
+ * with the weight gradients it sums (rule `ir-weight-grad-host`).
+ */
+export const WEIGHT_GRAD_SUM_KIND = 'weight_grad_sum';
+
 /** Where an op runs: on the Neural Engine (in a kernel) or on the host CPU (a host op). */
 export type ExecutionTarget = 'ane' | 'host';
 
@@ -273,11 +280,16 @@ function initialPlacement(
   for (const node of ops) decisions.set(node, { device: 'ane', reason: 'lowers to ANE primitives' });
   for (const node of ops) {
     let decision: Decision | undefined;
-    const weightGrad = node.composites.find((tag) => tag.kind === WEIGHT_GRAD_KIND);
+    const weightGrad = node.composites.find(
+      (tag) => tag.kind === WEIGHT_GRAD_KIND || tag.kind === WEIGHT_GRAD_SUM_KIND,
+    );
     if (weightGrad !== undefined) {
       decision = {
         device: 'host',
-        reason: `a weight gradient (dW over every position of the batch) accumulates unsafely in fp16, and the optimizer reads it in fp32`,
+        reason:
+          weightGrad.kind === WEIGHT_GRAD_KIND
+            ? `a weight gradient (dW over every position of the batch) accumulates unsafely in fp16, and the optimizer reads it in fp32`
+            : `the sum of a weight's gradient contributions (computed on the host in fp32) stays on the host: through the ANE it would be an fp16 round trip of the whole weight`,
         ruleId: 'ir-weight-grad-host',
       };
       moveCallToHost(weightGrad, ops, decisions, decision);
