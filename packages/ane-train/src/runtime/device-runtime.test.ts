@@ -92,6 +92,29 @@ describe('DeviceRuntime', () => {
       ),
     );
     expect(handOvers[1]!.from).toBe(handOvers[0]!.to);
+    // Known before the run: compilePlan predicts the hand-overs and every compile the run made.
+    const compiled = (events: RuntimeEvent[]) =>
+      events.reduce((sum, e) => sum + (e.type === 'compile' ? e.programs : 0), 0);
+    const plan = (compileBudget?: number) =>
+      new DeviceRuntime({
+        config: TINY,
+        batch: 2,
+        backend: 'sim',
+        ...(compileBudget ? { compileBudget } : {}),
+      }).compilePlan(seqs);
+    expect(plan(budget)).toEqual({
+      buckets: [
+        { seq: 8, programs: a.length },
+        { seq: 12, programs: b.length },
+      ],
+      compiles: compiled(tight.events),
+      processes: 4,
+      handOvers: 3,
+      limit: budget,
+    });
+    expect(compiled(tight.events)).toBe(2 * a.length + 2 * b.length);
+    expect(plan()).toMatchObject({ compiles: a.length + fresh12, processes: 1, handOvers: 0 });
+    expect(compiled(free.events)).toBe(a.length + fresh12);
     for (const [i, expected] of free.results.entries()) {
       const got = tight.results[i]!;
       expect(got.loss, `step ${i}`).toBe(expected.loss);
@@ -112,6 +135,9 @@ describe('DeviceRuntime', () => {
       workerEntry,
     });
     runtime.setWeights(tinyWeights());
+    expect(() => runtime.compilePlan([8])).toThrow(
+      /compiles \d+ programs, more than a whole process may compile/,
+    );
     try {
       const error = await runtime.step(tinyTokens(2, 8), 8, SCALE).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConfigError);

@@ -1,5 +1,6 @@
 export {
   type CompileBudgetState,
+  type CompilePlan,
   DeviceRuntime,
   type DeviceRuntimeOptions,
   type RuntimeEvent,
