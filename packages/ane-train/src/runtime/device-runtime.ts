@@ -138,6 +138,8 @@ export class DeviceRuntime {
   private resolvedBackend: 'ane' | 'sim' | undefined;
   private resolvedChip: ChipName | undefined;
   private handOverCount = 0;
+  /** The worker that died, until a fresh one takes over. */
+  private lostWorker: string | undefined;
   private busy = false;
   private disposed = false;
 
@@ -321,7 +323,10 @@ export class DeviceRuntime {
         result = await bucket.session.step(tokens, lossScale);
       } catch (error) {
         // A dead worker takes its device state with it: the next step starts a fresh one.
-        if (process.worker?.dead) await this.abandon(process);
+        if (process.worker?.dead) {
+          this.lostWorker = process.label;
+          await this.abandon(process);
+        }
         throw error;
       }
       const finished = performance.now();
@@ -375,12 +380,12 @@ export class DeviceRuntime {
   private async bucketFor(
     seq: number,
   ): Promise<{ bucket: Bucket; process: DeviceProcess; handedOver: boolean }> {
-    let gone: string | undefined;
     if (this.current?.device !== undefined) this.refresh(this.current);
     if (this.current?.worker?.dead) {
-      gone = this.current.label;
+      this.lostWorker = this.current.label;
       await this.abandon(this.current);
     }
+    const gone = this.lostWorker;
     if (this.current === undefined && !this.inProcessDone) this.current = this.openInProcess();
     const existing = this.current?.sessions.get(seq);
     if (existing !== undefined && this.current !== undefined) {
@@ -398,13 +403,16 @@ export class DeviceRuntime {
       const from = process;
       const reason =
         from === undefined
-          ? `${gone ?? 'the previous worker process'} died; its device state is rebuilt from this process's weights`
+          ? gone !== undefined
+            ? `${gone} died; its device state is rebuilt from this process's weights`
+            : 'no device process is running (the last worker was lost or could not start)'
           : `the plan for seq ${seq} needs ${fresh} more compiles and ${from.label} has ${
               from.budget.limit - from.budget.used
             } of its ${from.budget.limit} left`;
       if (from !== undefined) await this.abandon(from);
       process = await this.startWorker();
       this.handOverCount += 1;
+      this.lostWorker = undefined;
       handedOver = true;
       this.emit({
         type: 'hand-over',
