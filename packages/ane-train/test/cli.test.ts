@@ -97,6 +97,35 @@ describe('ane-train plan', () => {
     expect(summary.placements.length).toBe(summary.opsOnAne + summary.opsOnHost);
   }, 60_000);
 
+  it('plans qwen3-0.6b with as many programs at 28 layers as at 4, its classifier on the host as reported', async () => {
+    const run = await cli(['plan', '--preset', 'qwen3-0.6b', '--json'], dir);
+    expect(run.stderr).toBe('');
+    const summary = JSON.parse(run.stdout);
+    expect(summary.model.layers).toBe(28);
+    expect(summary.programs).toBeLessThanOrEqual(24);
+    // 151936 vocabulary columns next to the positions exceed M4's spatial cap (65536)
+    expect(summary.hostPlacements.map((p: { op: string }) => p.op)).toContain('output');
+    // At full width the top layers' backward kernels fuse differently from the middle layers' (a
+    // 2- or 3-layer model has one program fewer); from 4 layers on the count stays put.
+    const shallow = write('qwen3-0.6b-4.json', {
+      model_type: 'qwen3',
+      hidden_size: 1024,
+      intermediate_size: 3072,
+      num_hidden_layers: 4,
+      num_attention_heads: 16,
+      num_key_value_heads: 8,
+      head_dim: 128,
+      vocab_size: 151936,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000,
+      tie_word_embeddings: true,
+      max_position_embeddings: 40960,
+    });
+    const four = JSON.parse((await cli(['plan', '--config', shallow, '--json'], dir)).stdout);
+    expect(four.model.layers).toBe(4);
+    expect(four.programs).toBe(summary.programs);
+  }, 60_000);
+
   it('prints text by default, with the batch and seq it was given', async () => {
     const run = await cli(['plan', '--preset', 'tiny', '--batch', '3', '--seq', '16'], dir);
     expect(run.code).toBe(0);
