@@ -9,9 +9,10 @@
  * tokens before running anything, and writes the gradients as F32 safetensors (atomically).
  */
 import { constants } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CheckpointError, ConfigError, DataError, TrainError } from './errors';
+import { readRegularFile } from './io/files';
 import { readSafetensorsFile, tensorToFloat32, writeSafetensorsFile } from './io/safetensors';
 import { checkTokens, readTokenFile } from './io/tokens';
 import { type LlamaConfig, parseLlamaConfig } from './model/config';
@@ -214,16 +215,15 @@ async function checkWritable(outPath: string): Promise<void> {
  */
 export async function gradsCommand(options: GradsCommandOptions): Promise<GradientsResult> {
   const { configPath, weightsPath, tokensPath, batch, seq, outPath } = options;
-  let configText: string;
-  try {
-    configText = await readFile(configPath, 'utf8');
-  } catch (error) {
+  // A regular file only: readFile on a FIFO would block forever, on a directory fail obscurely.
+  const configBytes = await readRegularFile(configPath, (why) => {
     throw new ConfigError(
-      `cannot read the model config ${configPath} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): pass a Hugging Face config.json`,
+      `the model config ${configPath} ${why}: pass a Hugging Face config.json`,
       'config',
       configPath,
     );
-  }
+  });
+  const configText = new TextDecoder().decode(configBytes);
   let json: unknown;
   try {
     json = JSON.parse(configText);
