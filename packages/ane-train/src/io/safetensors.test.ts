@@ -151,6 +151,14 @@ describe('safetensors encode/decode', () => {
       ),
     ).toThrow(/'t'.*needs a Float32Array of 4 values, got 3/);
   });
+
+  it('tensorToFloat32 refuses a hand-built tensor whose bytes do not match dtype × shape', () => {
+    const wrong = { dtype: 'F32' as const, shape: [2], data: new Uint8Array(6) };
+    expect(() => tensorToFloat32(wrong)).toThrow(CheckpointError);
+    expect(() => tensorToFloat32(wrong)).toThrow(/holds 6 bytes but F32 \[2\] needs 8/);
+    const bad = { dtype: 'F8' as unknown as 'F32', shape: [1], data: new Uint8Array(1) };
+    expect(() => tensorToFloat32(bad)).toThrow(/unknown dtype "F8"/);
+  });
 });
 
 describe('safetensors: malformed files are CheckpointErrors naming the file and the tensor or field', () => {

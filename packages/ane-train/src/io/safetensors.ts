@@ -314,8 +314,22 @@ function firstDuplicateTopLevelKey(text: string): string | undefined {
 
 /** A tensor's values as fp32 (F16 exactly through the fp16 codec, BF16 as the upper half of an fp32). */
 export function tensorToFloat32(tensor: SafetensorsTensor): Float32Array {
-  const { dtype, data } = tensor;
-  const count = data.byteLength / BYTES_PER_ELEMENT[dtype];
+  const { dtype, data, shape } = tensor;
+  // A tensor from readSafetensors is consistent; one built by hand may not be (a silent
+  // truncation to whole elements otherwise).
+  if (!Object.hasOwn(BYTES_PER_ELEMENT, dtype)) {
+    fail(undefined, `tensorToFloat32: unknown dtype ${JSON.stringify(dtype)}: expected F32, F16 or BF16`, {
+      field: 'dtype',
+    });
+  }
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (data.byteLength !== count * BYTES_PER_ELEMENT[dtype]) {
+    fail(
+      undefined,
+      `tensorToFloat32: the tensor holds ${data.byteLength} bytes but ${dtype} [${shape.join(', ')}] needs ${count * BYTES_PER_ELEMENT[dtype]}`,
+      { field: 'data' },
+    );
+  }
   // Typed-array views need aligned offsets; a misaligned tensor (allowed by the format) is copied
   // (with the Uint8Array constructor: a Buffer's slice() would be a view at the same offset).
   const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
