@@ -14,7 +14,7 @@
  * h / (H / KV)) misses the bound through the same check.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -302,6 +302,22 @@ describe('gradsCommand checks everything before running', () => {
       name: 'CheckpointError',
       details: { file: dir },
     });
+  });
+
+  it('an output path that is one of the inputs (a typo would overwrite the weights with gradients)', async () => {
+    const weightsCopy = join(dir, 'weights-copy.safetensors');
+    copyFileSync(files.weightsPath, weightsCopy);
+    const before = readFileSync(weightsCopy);
+    // the same file under another spelling of its path
+    const sameFile = `${dir}/./sub/../weights-copy.safetensors`;
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    await expect(run({ weightsPath: weightsCopy, outPath: sameFile })).rejects.toMatchObject({
+      name: 'CheckpointError',
+      message: expect.stringMatching(/is the weights file/),
+    });
+    await expect(run({ outPath: files.tokensPath })).rejects.toThrow(/is the tokens file/);
+    await expect(run({ outPath: files.configPath })).rejects.toThrow(/is the config file/);
+    expect(readFileSync(weightsCopy).equals(before)).toBe(true);
   });
 });
 

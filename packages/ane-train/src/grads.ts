@@ -207,6 +207,24 @@ async function checkWritable(outPath: string): Promise<void> {
 }
 
 /**
+ * The gradients file is none of the inputs (compared as files: device and inode, so any spelling
+ * of the path counts): `--out w.safetensors` would replace the weights with their gradients.
+ */
+async function checkNotAnInput(outPath: string, inputs: Record<'config' | 'weights' | 'tokens', string>) {
+  const out = await stat(outPath).catch(() => undefined);
+  if (out === undefined) return; // a new file cannot be an existing input
+  for (const [kind, path] of Object.entries(inputs)) {
+    const input = await stat(path).catch(() => undefined);
+    if (input !== undefined && input.dev === out.dev && input.ino === out.ino) {
+      throw new CheckpointError(
+        `cannot write the gradients to ${outPath}: it is the ${kind} file (${path}); name a new file for --out`,
+        { file: outPath },
+      );
+    }
+  }
+}
+
+/**
  * `ane-train grads`: reads and checks the config (parseLlamaConfig), the weights (F32/F16/BF16
  * safetensors under HF names: every parameter, the right shapes, no unknown tensors) and the
  * tokens (B × (S + 1) ids below vocab_size) and that the output can be written, BEFORE running anything, computes the gradients and
@@ -236,6 +254,7 @@ export async function gradsCommand(options: GradsCommandOptions): Promise<Gradie
   }
   const config = parseLlamaConfig(json, { file: configPath });
   await checkWritable(outPath);
+  await checkNotAnInput(outPath, { config: configPath, weights: weightsPath, tokens: tokensPath });
   const tokens = await readTokenFile(tokensPath);
   checkBatchShape(batch, seq, tokens.length, tokensPath);
   checkTokens(tokens, config.vocab_size, { file: tokensPath });
