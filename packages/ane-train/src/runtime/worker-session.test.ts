@@ -4,7 +4,7 @@
  * session bit for bit, the worker's errors re-thrown here as the same class, and a worker killed
  * mid-step is a TrainError naming the signal, not a hang.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointError, DataError, TrainError } from '../errors';
 import { buildWorkerEntryForTests, TINY, tinyTokens, tinyWeights } from './runtime.test-helper';
 import { openSession } from './session';
@@ -93,4 +93,74 @@ describe('a session in a worker process', () => {
   });
 });
 
-afterAll(() => {});
+describe('a parent that never disposes its worker', () => {
+  it('still exits when its work is done (the idle worker holds no handle open), and the worker exits with it', async () => {
+    // A parent script bundled from the current source (a child Node cannot run TypeScript).
+    const { build } = await import('esbuild');
+    const { spawn } = await import('node:child_process');
+    const { writeFileSync } = await import('node:fs');
+    const { dirname, join } = await import('node:path');
+    const source = join(dirname(entry), `forgetful-parent-${process.pid}.ts`);
+    const outfile = source.replace(/\.ts$/, '.mjs');
+    const here = dirname(new URL(import.meta.url).pathname);
+    writeFileSync(
+      source,
+      `import { openWorkerSession } from ${JSON.stringify(join(here, 'worker-session.ts'))};\n` +
+        `import { TINY, tinyTokens, tinyWeights } from ${JSON.stringify(join(here, 'runtime.test-helper.ts'))};\n` +
+        `const s = await openWorkerSession({ config: TINY, seq: 8, batch: 1, backend: 'sim' }, { entry: ${JSON.stringify(entry)} });\n` +
+        `await s.writeWeights(tinyWeights());\n` +
+        `const { loss } = await s.step(tinyTokens(1, 8), 1024);\n` +
+        'console.log(`loss ${loss.toFixed(3)} worker ${s.worker.pid}`);\n',
+    );
+    await build({
+      entryPoints: [source],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      external: ['esbuild'],
+      outfile,
+      logLevel: 'error',
+    });
+    const child = spawn(process.execPath, [outfile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const code = await new Promise<number | string>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('hung');
+      }, 20_000);
+      child.on('exit', (exitCode) => {
+        clearTimeout(timer);
+        resolve(exitCode ?? -1);
+      });
+    });
+    expect(code).toBe(0);
+    const match = /loss (\d+\.\d+) worker (\d+)/.exec(output);
+    expect(match, output).not.toBeNull();
+    // The worker saw its channel close and ended too.
+    const workerPid = Number(match![2]);
+    const { existsSync, readFileSync } = await import('node:fs');
+    const alive = () => {
+      if (!existsSync('/proc')) {
+        try {
+          process.kill(workerPid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      }
+      try {
+        // Field 3 of /proc/PID/stat is the state; a zombie (Z) has exited, waiting for a reaper.
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${workerPid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(alive()).toBe(false);
+  }, 40_000);
+});

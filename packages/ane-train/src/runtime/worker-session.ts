@@ -205,12 +205,18 @@ export class WorkerProcess {
   /** Keeps the parent alive only while a request is outstanding. */
   private updateRef(extra = 0): void {
     const busy = this.pending.size + extra > 0;
+    // The process, its IPC channel and its stderr pipe each hold the event loop open.
+    const handles = [this.child.channel, this.child.stderr] as (
+      | { ref?(): void; unref?(): void }
+      | null
+      | undefined
+    )[];
     if (busy) {
       this.child.ref();
-      (this.child.channel as { ref?: () => void } | undefined)?.ref?.();
+      for (const handle of handles) handle?.ref?.();
     } else {
       this.child.unref();
-      (this.child.channel as { unref?: () => void } | undefined)?.unref?.();
+      for (const handle of handles) handle?.unref?.();
     }
   }
 
