@@ -110,7 +110,7 @@ describe('a parent that never disposes its worker', () => {
         `const s = await openWorkerSession({ config: TINY, seq: 8, batch: 1, backend: 'sim' }, { entry: ${JSON.stringify(entry)} });\n` +
         `await s.writeWeights(tinyWeights());\n` +
         `const { loss } = await s.step(tinyTokens(1, 8), 1024);\n` +
-        'console.log(`loss ${loss.toFixed(3)} worker ${s.worker.pid}`);\n',
+        "console.log('loss', loss.toFixed(3), 'worker', s.worker.pid);\n",
     );
     await build({
       entryPoints: [source],
