@@ -38,21 +38,6 @@ export function resolveWorkerEntry(): string {
   return join(dirname(here), `worker-main${extension}`);
 }
 
-/**
- * The weights as they cross to the worker: a view into a larger buffer (an optimizer arena) is
- * copied, since structured cloning a view clones its whole buffer.
- */
-function ownBuffers(weights: ReadonlyMap<string, Float32Array>): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
-  for (const [name, values] of weights) {
-    const whole =
-      !(values instanceof Float32Array) ||
-      (values.byteOffset === 0 && values.byteLength === values.buffer.byteLength);
-    out.set(name, whole ? values : values.slice());
-  }
-  return out;
-}
-
 interface Pending {
   resolve(value: unknown): void;
   reject(error: Error): void;
@@ -256,14 +241,21 @@ export class WorkerSession implements DeviceSession {
     await this.worker.request('writeWeights', {
       type: 'writeWeights',
       session: this.id,
-      weights: weights instanceof Map ? ownBuffers(weights) : (weights as Map<string, Float32Array>),
+      // Sent as they are: Node's advanced serialization writes a typed array's own bytes only
+      // (not the rest of its buffer, e.g. an optimizer arena), at the call, so no copy is needed.
+      weights: weights instanceof Map ? weights : new Map(weights),
     });
   }
 
   async step(tokens: Int32Array, lossScale: number): Promise<StepResult> {
     this.checkUsable('step');
     const started = performance.now();
-    const result = await this.worker.request('step', { type: 'step', session: this.id, tokens, lossScale });
+    const result = await this.worker.request('step', {
+      type: 'step',
+      session: this.id,
+      tokens,
+      lossScale,
+    });
     // The messages to and from the worker count as idle time: neither device nor host worked on it here.
     const totalMs = performance.now() - started;
     result.profile.idleMs += Math.max(0, totalMs - result.profile.totalMs);
