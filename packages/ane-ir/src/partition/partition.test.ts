@@ -279,3 +279,59 @@ describe('weight gradients', () => {
     expect(plan.warnings.map((w) => w.ruleId)).toContain('ir-weight-grad-host');
   });
 });
+
+describe("a vocabulary beyond the chip's limits", () => {
+  /** The classifier's input gradient as ane-autograd derives it: tableᵀ · dlogits, table trainable. */
+  function classifierDx(vocab: number, options: { trainable?: boolean } = {}) {
+    const g = new Graph();
+    const dlogits = g.input('dlogits', [vocab, 64]);
+    const table = g.param('embed', [vocab, 64], { trainable: options.trainable ?? true });
+    g.output('dx', matmul(table, dlogits, { transposeX: true, name: 'output.y.grad.db' }));
+    return g;
+  }
+
+  it('puts the classifier dx on the host on M1 (its table laid out over the spatial cap), with the rule', () => {
+    // The lowering names the error for the table's matmul layout ('embed_mm', from the input
+    // 'embed'), not a graph op: the partitioner maps it to the op that reads the table.
+    const error = constraintError(() => partition(classifierDx(32000), { chip: 'M1' }));
+    expect(error.ruleId).toBe('dim-spatial');
+    expect(error.message).toContain("no ANE kernel can hold matmul 'output.y.grad.db'");
+    const plan = partition(classifierDx(32000), { chip: 'M1', hostFallback: 'allow' });
+    expect(plan.kernels).toEqual([]);
+    expect(plan.hostOps.map((op) => [op.kind, op.name, op.ruleId])).toEqual([
+      ['matmul', 'output.y.grad.db', 'dim-spatial'],
+    ]);
+    expect(plan.report()).toContain('over the M1 cap of 16384 [dim-spatial]');
+    // Under the cap it stays on the ANE.
+    expect(partition(classifierDx(16000), { chip: 'M1' }).hostOps).toEqual([]);
+  });
+
+  it('puts a 151936-row classifier dx on the host on M4 (over the 65536 channel cap)', () => {
+    const plan = partition(classifierDx(151936), { chip: 'M4', hostFallback: 'allow' });
+    expect(plan.kernels).toEqual([]);
+    expect(plan.hostOps.map((op) => [op.kind, op.ruleId])).toEqual([['matmul', 'dim-channel']]);
+  });
+
+  it('applies dim-conv-32000-cin to convs (as the rule table says), not to the classifier dx matmul', () => {
+    // The classifier dx contracts over 32000 rows as a matmul, trainable or frozen table alike
+    // (maderix/ANE's classifier backward is such a matmul): no conv, and the M4 checker passes it.
+    for (const trainable of [true, false]) {
+      const plan = partition(classifierDx(32000, { trainable }), { chip: 'M4' });
+      expect(plan.hostOps).toEqual([]);
+      expect(plan.programs[0]!.program.inputs[0]!.shape[1]).toBe(32000);
+      expect(plan.programs[0]!.program.mil).not.toMatch(/= conv\(/);
+    }
+    // A conv with 32000 input channels (a frozen projection from 32000 features) is refused by
+    // the rule, and falls back to the host with it when allowed.
+    const conv = () => {
+      const g = new Graph();
+      const x = g.input('x', [32000, 64], { maxAbs: 1 });
+      g.output('y', linear(x, g.param('w', [8, 32000], { trainable: false }), { name: 'proj' }));
+      return g;
+    };
+    expect(constraintError(() => partition(conv())).ruleId).toBe('dim-conv-32000-cin');
+    expect(partition(conv(), { hostFallback: 'allow' }).hostOps.map((op) => [op.kind, op.ruleId])).toEqual([
+      ['linear', 'dim-conv-32000-cin'],
+    ]);
+  });
+});

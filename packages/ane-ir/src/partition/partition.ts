@@ -191,7 +191,7 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
         lowered.push(result);
       } catch (error) {
         if (!(error instanceof ConstraintError)) throw error;
-        const culprit = kernel.nodes.find((n) => n.name === error.node);
+        const culprit = culpritOf(error, kernel.nodes);
         const forced = [culprit?.name, ...(culprit?.composites.map((t) => t.name) ?? [])].some(
           (name) => name !== undefined && options.placement?.[name] === 'ane',
         );
@@ -209,6 +209,18 @@ export function partition(graph: Graph, options: PartitionOptions = {}): Plan {
     if (!moved) return assemble(chip, ops, decisions, kernels, lowered, graph.outputs, sourceNames);
   }
   throw new IrError(`partition: placement did not settle after ${ops.length + 1} rounds`);
+}
+
+/**
+ * The kernel op a checker error is about: the op it names, or, when it names a value the lowering
+ * made from a kernel input (a weight's matmul layout, named for the weight: a `[32000, 768]` table
+ * laid out over the M1 spatial cap), the first op of the kernel that reads that input.
+ */
+function culpritOf(error: ConstraintError, nodes: readonly Tensor[]): Tensor | undefined {
+  return (
+    nodes.find((n) => n.name === error.node) ??
+    nodes.find((n) => n.inputs.some((input) => input.name === error.node && !nodes.includes(input)))
+  );
 }
 
 /**
