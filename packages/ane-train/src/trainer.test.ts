@@ -1,4 +1,4 @@
-import { AdamW } from 'ane-optim';
+import { AdamW, SGD } from 'ane-optim';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, DataError } from './errors';
 import { buildTrainingGraph, initParameters } from './model';
@@ -101,15 +101,23 @@ describe('Trainer.fit', () => {
     const both = new Int32Array(34);
     both.set(sequences[0]!, 0);
     both.set(sequences[1]!, 17);
-    const accumulated = trainer({ model: SMALL, backend: 'sim', accumulate: 2, lossScale: false });
-    const batched = trainer({ model: SMALL, backend: 'sim', batch: 2, lossScale: false });
+    // SGD with learning rate 1 and no clipping: each weight moves by exactly minus its gradient.
+    const sgd = () => new SGD({ learningRate: 1 });
+    const common = { model: SMALL, backend: 'sim', gradClip: false, lossScale: false } as const;
+    const accumulated = trainer({ ...common, accumulate: 2, optimizer: sgd() });
+    const batched = trainer({ ...common, batch: 2, optimizer: sgd() });
+    const start = accumulated.weights.get('model.layers.0.self_attn.q_proj.weight')!.slice();
     const a = await accumulated.fit(sequences, { steps: 1 });
     const b = await batched.fit([both], { steps: 1 });
     expect(a.history.loss[0]).toBeCloseTo(b.history.loss[0]!, 5);
     const wa = accumulated.weights.get('model.layers.0.self_attn.q_proj.weight')!;
     const wb = batched.weights.get('model.layers.0.self_attn.q_proj.weight')!;
+    const largest = Math.max(...wa.map((v, i) => Math.abs(v - start[i]!)));
+    expect(largest).toBeGreaterThan(1e-4);
     const worst = Math.max(...wa.map((v, i) => Math.abs(v - wb[i]!)));
-    expect(worst).toBeLessThan(1e-6);
+    // Not bit-equal: the batch sums its sequences' gradients inside the executor, the accumulator
+    // outside, in another order (0.2% of the largest update measured): well inside fp16's bound.
+    expect(worst).toBeLessThan(1e-2 * largest);
   }, 60_000);
 
   it('skips a step whose gradients overflow, lowers the scale, and leaves the weights alone', async () => {
@@ -166,7 +174,7 @@ describe('Trainer.fit', () => {
     const t = trainer({ model: SMALL, backend: 'sim', seq: 16 });
     await expect(t.fit(Uint16Array.of(1, 2, 3))).rejects.toThrow(/fewer than one sequence of seq \+ 1 = 17/);
     await expect(t.fit(patternTokens(40, 64).map((v, i) => (i === 9 ? 40 : v)))).rejects.toThrow(DataError);
-    await expect(t.fit([new Int32Array(7)], { steps: 1 })).rejects.toThrow(/micro-batch 0 holds 7 tokens/);
+    await expect(t.fit([new Int32Array(1)], { steps: 1 })).rejects.toThrow(/micro-batch 0 holds 1 tokens/);
     await expect(t.fit(42 as never)).rejects.toThrow(/data must be a token stream/);
     // Nothing was trained by the refused calls.
     expect(t.step).toBe(0);

@@ -6,6 +6,7 @@
  */
 import {
   AdamW,
+  type BaseHyperParameters,
   clipGradNorm,
   DynamicLossScaler,
   FlatArena,
@@ -23,6 +24,9 @@ import { DeviceRuntime, type RuntimeEvent } from './runtime/device-runtime';
 
 export type Backend = 'auto' | 'ane' | 'sim';
 
+// biome-ignore lint/suspicious/noExplicitAny: any optimizer's own state fields
+type AnyOptimizer = Optimizer<BaseHyperParameters, any>;
+
 /** The largest power of two fp16 holds: the device's loss-scale input is fp16. */
 const MAX_LOSS_SCALE = 32768;
 
@@ -33,7 +37,7 @@ export interface TrainerOptions {
    * An ane-optim optimizer over the model's Hugging Face parameter names; default AdamW with
    * learning rate 3e-4, betas [0.9, 0.95], weight decay 0.1 (none on norm gains).
    */
-  optimizer?: Optimizer;
+  optimizer?: AnyOptimizer;
   /** 'auto' (default) picks the ANE on a Mac and the simulator elsewhere. */
   backend?: Backend;
   /** Starting weights by Hugging Face name (e.g. read from safetensors); default a seeded init. */
@@ -156,7 +160,7 @@ const OPTION_KEYS = [
 export class Trainer {
   readonly config: LlamaConfig;
   readonly parameters: readonly ParameterSpec[];
-  readonly optimizer: Optimizer;
+  readonly optimizer: AnyOptimizer;
   readonly lossScaler: DynamicLossScaler | undefined;
   readonly batch: number;
   readonly seq: number;
@@ -210,8 +214,7 @@ export class Trainer {
     this.arena = new FlatArena(
       this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]),
     );
-    const initial = options.weights ?? initParameters(this.config, { seed: this.seed });
-    this.loadWeights(initial);
+    this.copyWeights(options.weights ?? initParameters(this.config, { seed: this.seed }));
     this.optimizer =
       options.optimizer ??
       new AdamW({
@@ -255,6 +258,13 @@ export class Trainer {
 
   /** Replaces the weights (by Hugging Face name; every parameter, fp32) and restages them. */
   loadWeights(weights: ReadonlyMap<string, Float32Array> | Readonly<Record<string, Float32Array>>): void {
+    this.copyWeights(weights);
+    this.runtime.setWeights(this.weights);
+  }
+
+  private copyWeights(
+    weights: ReadonlyMap<string, Float32Array> | Readonly<Record<string, Float32Array>>,
+  ): void {
     const entries = weights instanceof Map ? weights : new Map(Object.entries(weights));
     for (const spec of this.parameters) {
       const values = entries.get(spec.name);
@@ -275,8 +285,6 @@ export class Trainer {
       );
     }
     for (const spec of this.parameters) this.arena.view(spec.name).set(entries.get(spec.name)!);
-    // During construction the runtime does not exist yet; it gets the weights right after.
-    (this as { runtime?: DeviceRuntime }).runtime?.setWeights(this.weights);
   }
 
   /** Trains for `steps` optimizer steps on `data`; resolves with the history. */
@@ -324,7 +332,7 @@ export class Trainer {
       return history;
     } finally {
       this.runtimeListener = undefined;
-      await batches.return?.();
+      await batches.return?.(undefined);
     }
   }
 
@@ -416,7 +424,10 @@ async function* microBatches(
   options: { batch: number; seq: number; seed: number; vocab: number; maxSeq: number },
 ): AsyncGenerator<{ tokens: Int32Array; seq: number }> {
   const { batch, seq, vocab } = options;
-  if ((ArrayBuffer.isView(data) && !(data instanceof DataView)) || Array.isArray(data)) {
+  const isStream =
+    (ArrayBuffer.isView(data) && !(data instanceof DataView)) ||
+    (Array.isArray(data) && (data.length === 0 || typeof data[0] === 'number'));
+  if (isStream) {
     const stream = data as ArrayLike<number>;
     const window = seq + 1;
     if (stream.length < window) {
