@@ -47,6 +47,13 @@ describe('describePlan', () => {
     expect(summary.memory.optimizerStateBytes).toBe(params * 8); // AdamW m and v
     // tokens + targets: int32 [S] each, two sequences
     expect(summary.memory.inputBytes).toBe(2 * S * 4 * 2);
+    // Values passed between steps, gradients excluded: [D, S] ones (embed.out, proj.y, norm.xr,
+    // norm.out, the classifier's dx, the norm backward's centered and dx, the embedding's dx),
+    // [V, S] ones (logits, dlogits), [V, D] ones (the classifier's dW part of the tied table, the
+    // scatter-add of the lookup), and the norm's 1/rms [1, S].
+    expect(summary.memory.activationBytesPerSequence).toBe((8 * D * S + 2 * V * S + 2 * V * D + S) * 4);
+    // the loss [1, 1] and one fp32 gradient per parameter, each sequence's and the batch sum
+    expect(summary.memory.outputBytes).toBe(2 * (1 + params) * 4);
   });
 
   it('reads the matmul kernels FLOPs and scales per-step figures by the batch', () => {

@@ -90,8 +90,13 @@ export interface MemorySummary {
   stagedWeightBytes: number;
   /** Every kernel run's own input and output buffers (staged weights included). */
   deviceBufferBytes: number;
-  /** Values passed between steps (kernel outputs, host-op results) for one sequence, on the host in fp32/int32. */
+  /** Values passed between steps (kernel outputs, host-op results; not the graph's outputs) for one sequence, on the host in fp32/int32. */
   activationBytesPerSequence: number;
+  /**
+   * The graph's outputs (the loss, one gradient per parameter) as the executor holds them: each
+   * sequence's value and the sum over the batch (fp32).
+   */
+  outputBytes: number;
   /** Activations held during a step: the executor runs a batch one sequence at a time and reuses them. */
   activationBytes: number;
   /** The step's token inputs and targets (int32, B sequences). */
@@ -326,7 +331,13 @@ function estimateMemory(
     op.outputs.forEach((tensor, i) => {
       activations.set(op.outputSources[i] ?? tensor.name, tensor.size * 4);
     });
+  let outputValueBytes = 0;
+  for (const output of plan.outputs) {
+    outputValueBytes += output.tensor.size * 4;
+    activations.delete(output.name);
+  }
   const activationBytesPerSequence = [...activations.values()].reduce((n, b) => n + b, 0);
+  const outputBytes = 2 * outputValueBytes;
   const masterWeightBytes = parameters * 4;
   const gradientBytes = parameters * 4;
   const optimizerStateBytes = parameters * 8;
@@ -341,6 +352,7 @@ function estimateMemory(
     deviceBufferBytes,
     activationBytesPerSequence,
     activationBytes,
+    outputBytes,
     inputBytes,
     totalBytes:
       masterWeightBytes +
@@ -348,6 +360,7 @@ function estimateMemory(
       optimizerStateBytes +
       deviceBufferBytes +
       activationBytes +
+      outputBytes +
       inputBytes,
   };
 }
@@ -447,6 +460,9 @@ export function formatPlanSummary(summary: PlanSummary): string {
   );
   lines.push(
     `  activations           ${formatBytes(mem.activationBytes)} (one sequence's; the batch runs one sequence at a time)`,
+  );
+  lines.push(
+    `  step outputs          ${formatBytes(mem.outputBytes)} (loss and gradients: per sequence and summed)`,
   );
   lines.push(`  tokens and targets    ${formatBytes(mem.inputBytes)}`);
   if (summary.warnings.length > 0) {
