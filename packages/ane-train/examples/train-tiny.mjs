@@ -1,11 +1,10 @@
 // The main job of `pnpm start`: train the tiny preset (a byte-level Llama with GQA) on a short text,
 // on the default backend: the Neural Engine on a Mac, the simulator elsewhere.
-import { Trainer } from 'ane-train';
-import { AdamW } from 'ane-optim';
+import { AdamW, Trainer } from 'ane-train';
 
 const text = `Once upon a time there was a little robot who lived in a lighthouse. Every night the robot
 climbed the stairs, polished the great lamp and watched the ships sail home. `.repeat(8);
-const steps = Number(process.env.STEPS ?? 60);
+const steps = Number(process.env.STEPS ?? 100);
 
 const trainer = new Trainer({
   model: 'tiny',
