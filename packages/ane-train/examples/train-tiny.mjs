@@ -29,7 +29,9 @@ try {
     },
   });
   const losses = history.history.loss;
-  console.log(`loss ${losses[0].toFixed(3)} -> ${losses.at(-1).toFixed(3)} (ln 256 = ${Math.log(256).toFixed(3)} is chance)`);
+  console.log(
+    `loss ${losses[0].toFixed(3)} -> ${losses.at(-1).toFixed(3)} (ln 256 = ${Math.log(256).toFixed(3)} is chance)`,
+  );
 } finally {
   await trainer.dispose();
 }
