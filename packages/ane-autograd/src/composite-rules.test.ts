@@ -1,7 +1,17 @@
-import { add, evaluate, Graph, linear, mul, rmsNorm, softmaxCrossEntropy, type Tensor } from 'ane-ir';
+import {
+  add,
+  evaluate,
+  Graph,
+  headRmsNorm,
+  linear,
+  mul,
+  rmsNorm,
+  softmaxCrossEntropy,
+  type Tensor,
+} from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { gradients } from './backward';
-import { RMSNORM_GRAD, SOFTMAX_CROSS_ENTROPY_GRAD } from './composite-rules';
+import { HEAD_RMSNORM_GRAD, RMSNORM_GRAD, SOFTMAX_CROSS_ENTROPY_GRAD } from './composite-rules';
 import { gradcheck } from './gradcheck';
 import { feedsFor, weightedSum } from './testing/check';
 import { referenceGradients } from './testing/reference';
@@ -17,6 +27,42 @@ function rmsnormGraph() {
   const y = rmsNorm(x, gain, { eps: 1e-3, name: 'norm' });
   return { graph, x, gain, y };
 }
+
+describe('the per-head RMSNorm (Qwen3 q/k norm) composite rule', () => {
+  it('equals the primitive-level derivation, the reference autograd and finite differences', () => {
+    const graph = new Graph();
+    const [H, HD, S] = [3, 4, 5];
+    const x = graph.input('x', [H * HD, S], { dtype: 'fp32' });
+    const gain = graph.param('gain', [HD], { dtype: 'fp32' });
+    const y = headRmsNorm(x, gain, H, { eps: 1e-3, name: 'q_norm' });
+    // x read twice (a residual around the call): fan-out next to a composite rule.
+    const loss = weightedSum(add(y, mul(x, 0.5)));
+    const feeds = feedsFor([x, gain], 41);
+    const before = graph.nodes.length;
+    const composite = gradients(loss, [x, gain]);
+    expect(usesCall(graph.nodes.slice(before), HEAD_RMSNORM_GRAD)).toBe(true);
+    const middle = graph.nodes.length;
+    const primitive = gradients(loss, [x, gain], { compositeRules: false });
+    expect(usesCall(graph.nodes.slice(middle), HEAD_RMSNORM_GRAD)).toBe(false);
+
+    const [cx, cg] = evaluate(composite, feeds);
+    const [px, pg] = evaluate(primitive, feeds);
+    const reference = referenceGradients(loss, [x, gain], feeds);
+    const triples: [Float64Array, Float64Array, Float64Array][] = [
+      [cx!, px!, reference.grads[0]!],
+      [cg!, pg!, reference.grads[1]!],
+    ];
+    triples.forEach(([c, p, r]) => {
+      c.forEach((v, i) => {
+        expect(v).toBeCloseTo(p[i]!, 12);
+        expect(v).toBeCloseTo(r[i]!, 12);
+      });
+    });
+    for (const check of gradcheck({ loss, wrt: [x, gain], feeds })) {
+      expect(check.maxRelError, check.name).toBeLessThan(1e-6);
+    }
+  });
+});
 
 describe('the RMSNorm composite rule', () => {
   it('equals the primitive-level derivation, the reference autograd and finite differences', () => {

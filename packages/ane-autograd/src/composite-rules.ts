@@ -88,6 +88,73 @@ const rmsnormRule: CompositeVjpRule = ({ call, dy, needs }) => {
   return grads;
 };
 
+/**
+ * The composite kind of a per-head RMSNorm's input gradient (`{ x, gain, dy, rrms, xr, heads }`,
+ * result dx `[H * HD, S]`; the gain's gradient is a separate `weight_grad` call).
+ */
+export const HEAD_RMSNORM_GRAD = 'head_rmsnorm_grad';
+
+/**
+ * ane-ir's `headRmsNorm` (Qwen3's q/k norm): the RMSNorm rule applied to each head, a row block
+ * `[HD, S]` of x `[H * HD, S]`, reading the forward's `rrms` `[H, S]` and `xr` = x ⊙ r
+ * `[H * HD, S]` (rank 2: they cross kernels and host ops; no second sum of squares):
+ *   u  = dy ⊙ g,   dx = r ⊙ (u − x̂ ⊙ Σ_d(u ⊙ x̂) / HD)     per head
+ *   dg = Σ_h Σ_s dy ⊙ x̂                                   (a `weight_grad` call)
+ */
+const headRmsnormRule: CompositeVjpRule = ({ call, dy, needs }) => {
+  const x = call.args?.x;
+  const gain = call.args?.gain;
+  const heads = call.args?.heads;
+  const result = call.result;
+  if (!(isTensor(x) && isTensor(gain) && typeof heads === 'number' && result !== undefined)) return undefined;
+  // The forward's structure (ane-ir composites.ts): out = reshape(y3); y3 = mul(reshape(xr), g);
+  // xr = reshape(xr3); xr3 = mul(x3, reshape(rrms)).
+  const normalized = result.inputs[0]?.inputs[0]?.inputs[0];
+  const rrms = normalized?.inputs[0]?.inputs[1]?.inputs[0];
+  if (
+    normalized === undefined ||
+    rrms === undefined ||
+    x.rank !== 2 ||
+    normalized.rank !== 2 ||
+    rrms.rank !== 2
+  )
+    return undefined;
+  const [channels, seq] = x.shape as [number, number];
+  const headDim = channels / heads;
+  const grads = new Map<Tensor, Tensor>();
+  if (needs(x)) {
+    const dx = x.graph.composite(
+      HEAD_RMSNORM_GRAD,
+      HEAD_RMSNORM_GRAD,
+      () => {
+        const dy3 = reshape(dy, [heads, headDim, seq], { name: 'dy3' });
+        const u = mul(dy3, reshape(gain, [1, headDim, 1], { name: 'g' }), { name: 'u' });
+        const xr3 = reshape(normalized, [heads, headDim, seq], { name: 'xr3' });
+        const dot = reduceSum(mul(u, xr3, { name: 'u_xr' }), 1, { keepDims: true, name: 'dot' });
+        const centered = sub(u, mul(xr3, mul(dot, 1 / headDim, { name: 'mean_dot' })), { name: 'centered' });
+        const r3 = reshape(rrms, [heads, 1, seq], { name: 'r3' });
+        return reshape(mul(centered, r3, { name: 'dx3' }), [channels, seq], { name: 'dx' });
+      },
+      { x, gain, dy, rrms, xr: normalized, heads },
+    );
+    grads.set(x, dx);
+  }
+  if (needs(gain)) {
+    // Σ over positions (a [C] row sum, like an RMSNorm gain's), then over heads.
+    const dg = x.graph.composite(
+      WEIGHT_GRAD,
+      WEIGHT_GRAD,
+      () => {
+        const rows = reduceSum(mul(dy, normalized, { name: 'dy_xr' }), 1, { name: 'rows' });
+        return reduceSum(reshape(rows, [heads, headDim], { name: 'by_head' }), 0, { name: 'dg' });
+      },
+      { weight: gain, dy, x: normalized },
+    );
+    grads.set(gain, dg);
+  }
+  return grads;
+};
+
 /** The composite kind of softmax cross-entropy's backward (`{ logits, targets, dloss, ignoreIndex? }`). */
 export const SOFTMAX_CROSS_ENTROPY_GRAD = 'softmax_cross_entropy_grad';
 
@@ -160,5 +227,6 @@ function isTensor(value: unknown): value is Tensor {
 /** Composite rules by composite kind. */
 export const COMPOSITE_VJP_RULES: Readonly<Record<string, CompositeVjpRule>> = {
   rmsnorm: rmsnormRule,
+  head_rmsnorm: headRmsnormRule,
   softmax_cross_entropy: softmaxCrossEntropyRule,
 };

@@ -11,6 +11,7 @@ export {
   COMPOSITE_VJP_RULES,
   type CompositeVjpArgs,
   type CompositeVjpRule,
+  HEAD_RMSNORM_GRAD,
   RMSNORM_GRAD,
   SOFTMAX_CROSS_ENTROPY_GRAD,
 } from './composite-rules';

@@ -12,6 +12,7 @@
  */
 import { type ExecutionTarget, type Graph, isFloatDType, reshape, type Tensor } from 'ane-ir';
 import { derive, WEIGHT_GRAD_SUM } from './backward';
+import { HEAD_RMSNORM_GRAD } from './composite-rules';
 import { AutogradError } from './errors';
 import { WEIGHT_GRAD } from './rules';
 
@@ -166,6 +167,9 @@ export function valueAndGrad(graph: Graph, options: ValueAndGradOptions): ValueA
       // A weight's gradient contributions are summed where they are computed.
       if (tag.kind === WEIGHT_GRAD || tag.kind === WEIGHT_GRAD_SUM)
         placement[tag.name] = options.weightGradients ?? 'host';
+      // A per-head RMSNorm's dx reads r [H, S] beside [H·HD, S] values, which share no axis a
+      // packed kernel input can use: it runs on the host (ane-bridge: per-head rmsnormBackward).
+      if (tag.kind === HEAD_RMSNORM_GRAD) placement[tag.name] = 'host';
     }
   }
   if (existingLoss === undefined) graph.output(lossName, loss);

@@ -7,6 +7,7 @@ import {
   embedding,
   fullLike,
   gelu,
+  headRmsNorm,
   layerNorm,
   llamaBlock,
   MASK_VALUE,
@@ -118,6 +119,101 @@ describe('composites', () => {
         );
       }
     }
+  });
+
+  it('headRmsNorm (Qwen3 q/k norm) normalizes each head over its HD features, with one gain [HD]', () => {
+    const g = new Graph();
+    const [H, HD, S] = [3, 4, 5];
+    const x = g.input('x', [H * HD, S], { dtype: 'fp32' });
+    const gains = [0.5, 1.25, -2, 0.75];
+    const gain = g.constant(gains, [HD], { dtype: 'fp32' });
+    const eps = 2 ** -10; // exact in fp16, like 1/HD
+    const y = headRmsNorm(x, gain, H, { eps, name: 'q_norm' });
+    expect(y.composites[0]).toMatchObject({ kind: 'head_rmsnorm', name: 'q_norm', args: { heads: H, eps } });
+    const xs = walk(H * HD * S).map((v) => v * 7);
+    const [got] = evaluate([y], { x: xs });
+    // float64 by hand: channel c = h·HD + d; each (h, s) column of HD values has its own RMS.
+    for (let h = 0; h < H; h++)
+      for (let s = 0; s < S; s++) {
+        let ss = 0;
+        for (let d = 0; d < HD; d++) ss += xs[(h * HD + d) * S + s]! ** 2;
+        const r = 1 / Math.sqrt(ss / HD + eps);
+        for (let d = 0; d < HD; d++) {
+          const c = h * HD + d;
+          expect(got![c * S + s], `y[${c}, ${s}]`).toBeCloseTo(xs[c * S + s]! * r * gains[d]!, 12);
+        }
+      }
+    // An RMSNorm over all 12 channels differs (a norm over heads, not over the whole vector).
+    const [whole] = evaluate(
+      [rmsNorm(x, g.constant([...gains, ...gains, ...gains], [H * HD], { dtype: 'fp32' }), { eps })],
+      { x: xs },
+    );
+    expect(Math.max(...got!.map((v, i) => Math.abs(v - whole![i]!)))).toBeGreaterThan(0.1);
+    // Its sum of squares is the fp16 hazard: the partitioner runs the call on the host, as a whole.
+    g.output('y', y);
+    const plan = partition(g);
+    expect(plan.hostOps.map((op) => [op.kind, op.ruleId])).toEqual([
+      ['head_rmsnorm', 'ir-fp16-sum-of-squares'],
+    ]);
+  });
+
+  it('attention with qkNorm normalizes every query and key head before RoPE', () => {
+    const g = new Graph();
+    const [D, H, KV, HD, S] = [8, 2, 1, 4, 3];
+    const x = g.input('x', [D, S]); // fp16 graph; evaluate computes in float64 from the feeds
+    const w = (name: string, rows: number) => g.param(name, [rows, D]);
+    const qGain = [1, 0.5, 2, -1];
+    const kGain = [0.25, 1, 1.5, 3];
+    const eps = 2 ** -10;
+    const parts = causalSelfAttentionParts(
+      x,
+      { wq: w('wq', H * HD), wk: w('wk', KV * HD), wv: w('wv', KV * HD), wo: w('wo', D) },
+      {
+        heads: H,
+        kvHeads: KV,
+        qkNorm: {
+          q: g.param('q_gain', [HD]),
+          k: g.param('k_gain', [HD]),
+          eps,
+        },
+      },
+    );
+    const xs = walk(D * S, 9);
+    const [q, k] = evaluate([parts.q, parts.k], {
+      x: xs,
+      wq: walk(H * HD * D, 1),
+      wk: walk(KV * HD * D, 2),
+      wv: walk(KV * HD * D, 3),
+      wo: walk(D * H * HD, 4),
+      q_gain: qGain,
+      k_gain: kGain,
+    });
+    const project = (seed: number, rows: number) => {
+      const weights = walk(rows * D, seed);
+      return Array.from({ length: rows * S }, (_, i) => {
+        const [r, s] = [Math.floor(i / S), i % S];
+        let dot = 0;
+        for (let c = 0; c < D; c++) dot += weights[r * D + c]! * xs[c * S + s]!;
+        return dot;
+      });
+    };
+    // heads [H, S, HD] of the per-head-normalized projection (keys expanded to H heads).
+    const check = (got: Float64Array, projected: number[], gain: number[], heads: number) => {
+      for (let h = 0; h < H; h++)
+        for (let s = 0; s < S; s++) {
+          const source = Math.floor(h / (H / heads));
+          let ss = 0;
+          for (let d = 0; d < HD; d++) ss += projected[(source * HD + d) * S + s]! ** 2;
+          const r = 1 / Math.sqrt(ss / HD + eps);
+          for (let d = 0; d < HD; d++)
+            expect(got[(h * S + s) * HD + d]).toBeCloseTo(
+              projected[(source * HD + d) * S + s]! * r * gain[d]!,
+              12,
+            );
+        }
+    };
+    check(q!, project(1, H * HD), qGain, H);
+    check(k!, project(2, KV * HD), kGain, KV);
   });
 
   it('SiLU, GELU (tanh and sigmoid forms), SwiGLU', () => {

@@ -380,7 +380,70 @@ export interface AttentionOptions {
   mask?: Tensor;
   /** Score scale; default 1/sqrt(HD). */
   scale?: number;
+  /**
+   * Per-head RMSNorm of queries and keys (Qwen3's `q_norm` / `k_norm`): each head of q and of k is
+   * normalized over its HD features with a gain `[HD]` after the projections and before RoPE.
+   * `eps` defaults to 1e-5 (`llamaBlock`: its own `eps`).
+   */
+  qkNorm?: QkNormOptions;
   name?: string;
+}
+
+export interface QkNormOptions {
+  /** Query-head gain `[HD]`. */
+  readonly q: Tensor;
+  /** Key-head gain `[HD]`. */
+  readonly k: Tensor;
+  readonly eps?: number;
+}
+
+/**
+ * RMSNorm of every head of x `[H * HD, S]` over its HD features, with one gain `[HD]` shared by the
+ * heads (Qwen3's q/k norm), as one `head_rmsnorm` call recording `{ x, gain, heads, eps }`:
+ *   rrms[h, s] = (Σ_d x[h·HD + d, s]² / HD + eps)^-½            `[H, S]`
+ *   xr = x ⊙ rrms (per head), out = xr ⊙ gain (per feature)       `[H * HD, S]`
+ * Head h is the contiguous row block h·HD..(h+1)·HD of x, so on the host it is H ordinary
+ * RMSNorms over `[HD, S]` (ane-bridge's native `rmsnormForward`). Its sum of squares is the fp16
+ * hazard: the partitioner places it like `rmsNorm`. `rrms` and `xr` are rank-2 nodes, so the
+ * backward (ane-autograd's composite rule) reads them rather than a second sum of squares.
+ */
+export function headRmsNorm(x: Tensor, gain: Tensor, heads: number, options: NormOptions = {}): Tensor {
+  const eps = options.eps ?? 1e-5;
+  return x.graph.composite(
+    'head_rmsnorm',
+    named(options, 'head_norm'),
+    () => {
+      const [channels, seq] = x.shape as [number, number];
+      if (x.rank !== 2 || channels % heads !== 0) {
+        throw new ShapeError('head_rmsnorm', x.name, [x.shape], `channels must divide into ${heads} heads`);
+      }
+      const headDim = channels / heads;
+      if (gain.rank !== 1 || gain.shape[0] !== headDim) {
+        throw new ShapeError(
+          'head_rmsnorm',
+          x.name,
+          [x.shape, gain.shape],
+          `gain must be [${headDim}] (the head dimension)`,
+        );
+      }
+      const byHead = reshape(x, [heads, headDim, seq], { name: 'x3' });
+      const squares = mul(byHead, byHead, { name: 'sq' });
+      const sum = reduceSum(squares, 1, { name: 'ss' }); // [H, S]
+      const meanSquare = mul(sum, 1 / headDim, { name: 'ms' });
+      const inverse = pow(add(meanSquare, eps, { name: 'ms_eps' }), -0.5, { name: 'rrms' });
+      const normalized3 = mul(byHead, reshape(inverse, [heads, 1, seq], { name: 'r3' }), { name: 'xr3' });
+      const normalized = reshape(normalized3, [channels, seq], { name: 'xr' });
+      const scaled = mul(
+        reshape(normalized, [heads, headDim, seq], { name: 'xr_h' }),
+        reshape(gain, [1, headDim, 1], { name: 'g' }),
+        {
+          name: 'y3',
+        },
+      );
+      return reshape(scaled, [channels, seq], { name: 'out' });
+    },
+    { x, gain, heads, eps },
+  );
 }
 
 export interface AttentionParts {
@@ -435,8 +498,12 @@ export function causalSelfAttentionParts(
       );
     }
     const headDim = q.shape[0]! / heads;
-    let qh = splitHeads(q, heads, { name: 'qh' });
-    let kh = splitHeads(k, kvHeads, { name: 'kh' });
+    const qkNorm = options.qkNorm;
+    const eps = qkNorm?.eps ?? 1e-5;
+    const qn = qkNorm === undefined ? q : headRmsNorm(q, qkNorm.q, heads, { eps, name: 'q_norm' });
+    const kn = qkNorm === undefined ? k : headRmsNorm(k, qkNorm.k, kvHeads, { eps, name: 'k_norm' });
+    let qh = splitHeads(qn, heads, { name: 'qh' });
+    let kh = splitHeads(kn, kvHeads, { name: 'kh' });
     let vh = splitHeads(v, kvHeads, { name: 'vh' });
     if (options.rope !== undefined) {
       qh = rope(qh, options.rope, { name: 'q_rope' });
@@ -631,7 +698,13 @@ export function llamaBlock(x: Tensor, weights: LlamaBlockWeights, options: Llama
     const scaled = (t: Tensor, name: string) => (alpha === 1 ? t : mul(t, alpha, { name }));
     const { name: _name, eps: _eps, residualScale: _alpha, ...attention } = options;
     const attnIn = rmsNorm(x, weights.attnNorm, { eps, name: 'attn_norm' });
-    const attn = causalSelfAttention(attnIn, weights, { ...attention, name: 'attn' });
+    const qkNorm =
+      attention.qkNorm === undefined ? undefined : { ...attention.qkNorm, eps: attention.qkNorm.eps ?? eps };
+    const attn = causalSelfAttention(attnIn, weights, {
+      ...attention,
+      ...(qkNorm !== undefined ? { qkNorm } : {}),
+      name: 'attn',
+    });
     const h = add(x, scaled(attn, 'attn_scaled'), { name: 'h' });
     const ffnIn = rmsNorm(h, weights.ffnNorm, { eps, name: 'ffn_norm' });
     const ffn = swiglu(ffnIn, weights.w1, weights.w3, weights.w2, { name: 'ffn' });

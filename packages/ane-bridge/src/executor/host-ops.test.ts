@@ -10,6 +10,7 @@ import {
   equal,
   evaluate,
   Graph,
+  headRmsNorm,
   matmul,
   mul,
   type PartitionOptions,
@@ -300,5 +301,15 @@ describe('host kernels for training through device.load', () => {
     for (const i of [0, 5, 319]) {
       expect(out[i]).toBe(Math.fround(Math.fround(feeds.part0[i]! + feeds.part1[i]!) + feeds.part2[i]!));
     }
+  });
+  it('head_rmsnorm (Qwen3 q/k norm) runs per head on rmsnormForward, sync and async, like evaluate', async () => {
+    const g = new Graph();
+    const [H, HD, S] = [3, 8, 6];
+    const x = g.input('x', [H * HD, S], { dtype: 'fp32' });
+    const gain = g.param('gain', [HD], { dtype: 'fp32' });
+    g.output('y', headRmsNorm(x, gain, H, { eps: 1e-6, name: 'q_norm' }));
+    // Heads of very different scales: a norm over all H·HD channels would not give these values.
+    const xs = values(H * HD * S, 31, 1).map((v, i) => v * 10 ** Math.floor(i / (HD * S)));
+    await runAndCompare(g, { x: xs, gain: values(HD, 32, 2) }, { kinds: { head_rmsnorm: 'rmsnormForward' } });
   });
 });

@@ -467,6 +467,8 @@ const weightGrad: HostOpBinder = (op) => {
   }
   const sums = rowSums(op, call.result);
   if (typeof sums !== 'string') return sums;
+  const folded = headFoldedRowSums(op, call.result);
+  if (folded !== undefined) return folded;
   return {
     unsupported: `weight_grad of '${call.args.weight!.name}' is ${sums}, neither one matmul (dW = dy·xᵀ) nor a sum over positions of dy or of dy ⊙ x`,
   };
@@ -597,6 +599,213 @@ const weightGradSum: HostOpBinder = (op) => {
   };
 };
 
+/** Row block h of a `[H * rows, S]` value (head h's `[rows, S]`), as a view. */
+function block(array: Float32Array, h: number, size: number): Float32Array {
+  return array.subarray(h * size, (h + 1) * size);
+}
+
+/** Runs `step(h)` for h = 0..H-1 in order (each after the previous settles in async mode). */
+function eachHead(heads: number, step: (h: number) => void | Promise<void>): void | Promise<void> {
+  let chain = step(0);
+  for (let h = 1; h < heads; h++) chain = then(chain, () => step(h));
+  return chain;
+}
+
+/**
+ * A per-head RMSNorm (ane-ir's `headRmsNorm`, Qwen3's q/k norm) of x `[H * HD, S]` with a gain
+ * `[HD]`: head h is the contiguous row block `[HD, S]`, so `rmsnormForward` runs once per head,
+ * writing its rstd straight into row h of `rrms` `[H, S]`; when the backward reads `xr` = x ⊙ r, a
+ * second call per head with a unit gain writes it.
+ */
+const headRmsnorm: HostOpBinder = (op) => {
+  // The forward's structure (ane-ir composites.ts): out = reshape(y3); y3 = mul(reshape(xr), g);
+  // xr = reshape(xr3); xr3 = mul(x3, reshape(rrms)).
+  const xr = op.composite?.result?.inputs[0]?.inputs[0]?.inputs[0];
+  const rrms = xr?.inputs[0]?.inputs[1]?.inputs[0];
+  const inner = xr !== undefined && rrms !== undefined ? [xr, rrms] : [];
+  const call = compositeCall(op, ['x', 'gain'], inner);
+  if (typeof call === 'string') return { unsupported: call };
+  const { x, gain } = call.args as { x: Tensor; gain: Tensor };
+  const heads = op.composite?.args?.heads;
+  const eps = op.composite?.args?.eps;
+  if (
+    x.rank !== 2 ||
+    gain.rank !== 1 ||
+    typeof heads !== 'number' ||
+    typeof eps !== 'number' ||
+    x.shape[0] !== heads * gain.shape[0]! ||
+    !isFloat(x) ||
+    !isFloat(gain)
+  )
+    return {
+      unsupported: `head_rmsnorm over ${x.dtype} [${x.shape.join(', ')}]: the kernel takes float [H * HD, S] with a gain [HD]`,
+    };
+  const [C, S] = x.shape as [number, number];
+  const HD = C / heads;
+  const returnsR = rrms !== undefined && op.outputs.includes(rrms);
+  const returnsXr = xr !== undefined && op.outputs.includes(xr);
+  if ((returnsR && rrms!.size !== heads * S) || (returnsXr && xr!.size !== C * S))
+    return {
+      unsupported: `head_rmsnorm '${op.name}': its inner values are not shaped [H, S] and [H * HD, S]`,
+    };
+  const scratch = new Float32Array(heads * S);
+  const ones = new Float32Array(HD).fill(1);
+  return {
+    kernels: ['rmsnormForward'],
+    run: (values, mode) => {
+      const rstd = returnsR ? (values.array(rrms!) as Float32Array) : scratch;
+      const input = values.array(x) as Float32Array;
+      const out = values.array(call.result) as Float32Array;
+      const g = values.array(gain) as Float32Array;
+      const normalized = returnsXr ? (values.array(xr!) as Float32Array) : undefined;
+      return eachHead(heads, (h) => {
+        const args = [
+          block(out, h, HD * S),
+          block(rstd, h, S),
+          block(input, h, HD * S),
+          g,
+          HD,
+          S,
+          eps,
+        ] as const;
+        const first = mode === 'sync' ? rmsnormForward(...args) : rmsnormForwardAsync(...args);
+        if (normalized === undefined) return first;
+        const unit = [
+          block(normalized, h, HD * S),
+          block(rstd, h, S),
+          block(input, h, HD * S),
+          ones,
+          HD,
+          S,
+          eps,
+        ] as const;
+        return then(first, () => (mode === 'sync' ? rmsnormForward(...unit) : rmsnormForwardAsync(...unit)));
+      });
+    },
+  };
+};
+
+/**
+ * dx `[H * HD, S]` of a per-head RMSNorm (ane-autograd's `head_rmsnorm_grad`, reading the
+ * forward's x̂ `[H * HD, S]` and r `[H, S]`): per head, `rmsnormBackward` on x̂ with a unit rstd
+ * gives dx / r, then scaled by r per position (as `rmsnorm_grad`); its dweight goes to scratch.
+ */
+const headRmsnormGrad: HostOpBinder = (op) => {
+  const call = compositeCall(op, ['gain', 'dy', 'rrms', 'xr']);
+  if (typeof call === 'string') return { unsupported: call };
+  const { gain, dy, rrms, xr } = call.args as { gain: Tensor; dy: Tensor; rrms: Tensor; xr: Tensor };
+  const heads = op.composite?.args?.heads;
+  const dx = call.result;
+  if (
+    typeof heads !== 'number' ||
+    dx.rank !== 2 ||
+    gain.rank !== 1 ||
+    dx.shape[0] !== heads * gain.shape[0]! ||
+    rrms.size !== heads * dx.shape[1]! ||
+    xr.size !== dx.size ||
+    dy.size !== dx.size ||
+    !isFloat(dx) ||
+    ![dy, rrms, xr].every((t) => op.inputs.includes(t))
+  )
+    return {
+      unsupported: `head_rmsnorm_grad of [${dx.shape.join(', ')}]: the kernel takes float dy and x̂ [H * HD, S], r [H, S] and a gain [HD], all read by the op`,
+    };
+  const [C, S] = dx.shape as [number, number];
+  const HD = C / heads;
+  const ones = new Float32Array(S).fill(1);
+  const dgain = new Float32Array(HD);
+  return {
+    kernels: ['rmsnormBackward'],
+    run: (values, mode) => {
+      const out = values.array(dx) as Float32Array;
+      const r = values.array(rrms) as Float32Array;
+      const dys = values.array(dy) as Float32Array;
+      const normalized = values.array(xr) as Float32Array;
+      const g = values.array(gain) as Float32Array;
+      out.fill(0); // the kernel accumulates (llm.c convention)
+      return then(
+        eachHead(heads, (h) => {
+          const args = [
+            block(out, h, HD * S),
+            dgain,
+            block(dys, h, HD * S),
+            block(normalized, h, HD * S),
+            g,
+            ones,
+            HD,
+            S,
+          ] as const;
+          return mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args);
+        }),
+        () => {
+          for (let c = 0; c < C; c++) {
+            const h = Math.floor(c / HD);
+            for (let s = 0; s < S; s++) out[c * S + s]! *= r[h * S + s]!;
+          }
+        },
+      );
+    },
+  };
+};
+
+/**
+ * A per-head norm gain's gradient (ane-autograd's head_rmsnorm rule): `Σ_s dy ⊙ x̂` per row of
+ * `[H * HD, S]` on `rmsnormBackward`'s dweight (as `rowSums`), then the H rows of each feature
+ * summed (H·HD additions).
+ */
+function headFoldedRowSums(op: HostOp, result: Tensor): BoundHostOp | undefined {
+  const [product, rows, byHead, fold] = op.nodes;
+  if (
+    op.nodes.length !== 4 ||
+    product?.op.kind !== 'binary' ||
+    product.op.fn !== 'mul' ||
+    rows?.op.kind !== 'reduce' ||
+    rows.op.fn !== 'sum' ||
+    rows.op.axes.length !== 1 ||
+    rows.op.axes[0] !== 1 ||
+    rows.inputs[0] !== product ||
+    byHead?.op.kind !== 'reshape' ||
+    byHead.rank !== 2 ||
+    fold?.op.kind !== 'reduce' ||
+    fold.op.fn !== 'sum' ||
+    fold.op.axes.length !== 1 ||
+    fold.op.axes[0] !== 0 ||
+    fold !== result ||
+    product.rank !== 2
+  )
+    return undefined;
+  const [C, S] = product.shape as [number, number];
+  const [a, b] = product.inputs as [Tensor, Tensor];
+  if (![a, b].every((t) => op.inputs.includes(t) && t.shape[0] === C && t.shape[1] === S && isFloat(t)))
+    return undefined;
+  const [heads, HD] = byHead.shape as [number, number];
+  const onesC = new Float32Array(C).fill(1);
+  const onesS = new Float32Array(S).fill(1);
+  const dxScratch = new Float32Array(C * S);
+  const rowScratch = new Float32Array(C);
+  return {
+    kernels: ['rmsnormBackward'],
+    run: (values, mode) => {
+      rowScratch.fill(0); // the kernel accumulates
+      const args = [
+        dxScratch,
+        rowScratch,
+        values.array(a) as Float32Array,
+        values.array(b) as Float32Array,
+        onesC,
+        onesS,
+        C,
+        S,
+      ] as const;
+      return then(mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args), () => {
+        const out = values.array(result) as Float32Array;
+        out.fill(0);
+        for (let h = 0; h < heads; h++) for (let d = 0; d < HD; d++) out[d]! += rowScratch[h * HD + d]!;
+      });
+    },
+  };
+}
+
 /**
  * The registry: host-op kind → binder. Kinds are ane-ir's composite kinds (`HostOp.kind`) or a
  * primitive's label for a lone primitive.
@@ -610,6 +819,8 @@ export const HOST_OP_KERNELS: ReadonlyMap<string, HostOpBinder> = new Map([
   ['softmax_cross_entropy_grad', softmaxCrossEntropyGrad],
   ['weight_grad', weightGrad],
   ['rmsnorm_grad', rmsnormGrad],
+  ['head_rmsnorm', headRmsnorm],
+  ['head_rmsnorm_grad', headRmsnormGrad],
   ['scatter_add', scatterAdd],
   ['weight_grad_sum', weightGradSum],
 ]);
