@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The `ane-train grads` fixture: a 2-layer GQA Llama, its weights, tokens and PyTorch's gradients.
+"""The `ane-train grads` fixtures: a 2-layer GQA Llama and a 2-layer Qwen3-style model (per-head
+q/k RMSNorm), their weights, tokens and PyTorch's gradients.
 
 What `ane-train grads` (ane-train's `computeGradients`) must reproduce: the mean next-token
 cross-entropy of a small Llama over a batch of token sequences and the gradient of every parameter
@@ -21,6 +22,9 @@ dependency), for each of the B sequences of S + 1 tokens t[0..S]:
     rmsnorm(x; g) = g * x * rsqrt(mean_channels(x^2) + eps)                (LlamaRMSNorm)
     attention: q, k, v = q_proj(x), k_proj(x), v_proj(x), split into heads of head_dim
                (channel c = head * head_dim + d, HF's view(S, H, HD));
+               Qwen3 only (model_type 'qwen3'): each head of q and of k is RMS-normalized over its
+               head_dim features with the gain self_attn.q_norm.weight / k_norm.weight [head_dim]
+               (eps rms_norm_eps), after the projections and BEFORE RoPE (Qwen3Attention);
                RoPE rotate-half with rope_theta, positions 0..S-1 in each sequence:
                  inv_freq[i] = theta^(-2i/HD), angle[p, j] = p * inv_freq[j mod HD/2],
                  q' = q cos + rotate_half(q) sin,  rotate_half([x1, x2]) = [-x2, x1];
@@ -28,20 +32,29 @@ dependency), for each of the B sequences of S + 1 tokens t[0..S]:
                scores = q' k'^T / sqrt(HD), causal (key <= query), softmax over keys, probs v,
                heads merged back, o_proj.
 
-Config: 2 layers, hidden_size 128, 4 heads (head_dim 32), 2 KV heads, intermediate_size 256,
-vocab 256, rms_norm_eps 1e-5, rope_theta 10000, tie_word_embeddings true; batch 2, seq 64.
+The fixtures (one model implementation; the q/k norm is the only difference in the computation):
+  llama-gqa: 2 layers, hidden_size 128, 4 heads (head_dim 32), 2 KV heads, intermediate_size 256,
+             vocab 256, rms_norm_eps 1e-5, rope_theta 10000, tie_word_embeddings true; batch 2, seq 64.
+  qwen3-gqa: model_type qwen3, 2 layers, hidden_size 128, 4 heads, 2 KV heads, head_dim 48 (set
+             explicitly and != hidden / heads = 32, as Qwen3 does: q_proj is [192, 128]),
+             intermediate_size 256, vocab 256, rms_norm_eps 1e-6, rope_theta 1e6, tied; batch 2,
+             seq 32. Its expected.safetensors metadata also holds "loss_without_qk_norm": PyTorch's
+             loss of the same weights with the q/k norms left out (the model a Llama config gives),
+             so a test can show that a model missing the q/k norm is told apart.
 Weights: matrices and the embedding ~ N(0, 0.02^2) (HF's initializer_range), norm gains
-1 + N(0, 0.1^2) (not all ones, so a missing gain or a wrong gain gradient shows); seeded numpy
-generator; stored as F16 in weights.safetensors, and PyTorch computes in float64 from exactly
+(q_norm and k_norm included) 1 + N(0, 0.1^2) (not all ones, so a missing gain or a wrong gain
+gradient shows); one seeded numpy generator per fixture, drawn in Hugging Face's parameter order; stored as F16 in weights.safetensors, and PyTorch computes in float64 from exactly
 those F16 values. Tokens are uniform in [0, 256), stored as B x (S + 1) little-endian uint16.
 
 expected.safetensors: every parameter's gradient (d loss / d param at loss scale 1) under its HF
 name, stored as F16 (the fixture stays under 1.5 MB; the script checks that F16 storage changes no
 tensor by more than 0.05% of its largest magnitude, far inside the 1% bound the replay uses), and
-the loss (float64 repr) in the metadata under "loss".
+the loss (float64 repr) in the metadata under "loss". (At these sizes the qwen3-gqa fixture is
+about 0.75 MB of F16 weights plus 0.75 MB of F16 gradients.)
 
-Run from the repository root:  pnpm refgen llama_grads   (or /usr/bin/python3 tools/refgen/llama_grads.py)
-Writes packages/ane-train/fixtures/llama-gqa/{config.json,weights.safetensors,tokens.bin,expected.safetensors}.
+Run from the repository root:  pnpm refgen llama_grads   (or /usr/bin/python3 tools/refgen/llama_grads.py
+[llama-gqa] [qwen3-gqa]: the named fixtures only; both when none is named)
+Writes packages/ane-train/fixtures/{llama-gqa,qwen3-gqa}/{config.json,weights.safetensors,tokens.bin,expected.safetensors}.
 """
 import json
 import math
@@ -52,9 +65,9 @@ import sys
 import numpy as np
 import torch
 
-OUT_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'packages', 'ane-train', 'fixtures', 'llama-gqa')
+FIXTURES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'packages', 'ane-train', 'fixtures')
 
-CONFIG = {
+LLAMA_CONFIG = {
     'architectures': ['LlamaForCausalLM'],
     'model_type': 'llama',
     'hidden_act': 'silu',
@@ -71,14 +84,40 @@ CONFIG = {
     'max_position_embeddings': 64,
     'torch_dtype': 'float16',
 }
-BATCH = 2
-SEQ = 64
-SEED = 20261205
+QWEN3_CONFIG = {
+    'architectures': ['Qwen3ForCausalLM'],
+    'model_type': 'qwen3',
+    'hidden_act': 'silu',
+    'hidden_size': 128,
+    'intermediate_size': 256,
+    'num_hidden_layers': 2,
+    'num_attention_heads': 4,
+    'num_key_value_heads': 2,
+    'head_dim': 48,
+    'vocab_size': 256,
+    'rms_norm_eps': 1e-06,
+    'rope_theta': 1000000.0,
+    'tie_word_embeddings': True,
+    'max_position_embeddings': 32,
+    'attention_bias': False,
+    'use_sliding_window': False,
+    'torch_dtype': 'float16',
+}
+# name -> (config, batch, seq, seed)
+FIXTURES = {
+    'llama-gqa': (LLAMA_CONFIG, 2, 64, 20261205),
+    'qwen3-gqa': (QWEN3_CONFIG, 2, 32, 20261206),
+}
 WEIGHT_STD = 0.02
 GAIN_STD = 0.1
 # F16 storage of the expected gradients may move no element by more than this fraction of its
 # tensor's largest magnitude (the replay's bound is 1%).
 F16_STORAGE_TOLERANCE = 5e-4
+
+
+def has_qk_norm(cfg):
+    """Qwen3 normalizes each head of q and k (q_norm, k_norm); Llama does not."""
+    return cfg['model_type'] == 'qwen3'
 
 
 def parameter_specs(cfg):
@@ -94,6 +133,13 @@ def parameter_specs(cfg):
             (f'{p}.self_attn.k_proj.weight', (kv_rows, d), 'weight'),
             (f'{p}.self_attn.v_proj.weight', (kv_rows, d), 'weight'),
             (f'{p}.self_attn.o_proj.weight', (d, q_rows), 'weight'),
+        ]
+        if has_qk_norm(cfg):
+            specs += [
+                (f'{p}.self_attn.q_norm.weight', (hd,), 'gain'),
+                (f'{p}.self_attn.k_norm.weight', (hd,), 'gain'),
+            ]
+        specs += [
             (f'{p}.mlp.gate_proj.weight', (f, d), 'weight'),
             (f'{p}.mlp.up_proj.weight', (f, d), 'weight'),
             (f'{p}.mlp.down_proj.weight', (d, f), 'weight'),
@@ -132,12 +178,15 @@ def repeat_kv(x, n_rep):
     return x[:, :, None, :, :].expand(b, kv, n_rep, seq, head_dim).reshape(b, kv * n_rep, seq, head_dim)
 
 
-def attention(x, p, prefix, cfg):
+def attention(x, p, prefix, cfg, qk_norm):
     b, seq, _ = x.shape
     heads, kv_heads, head_dim = cfg['num_attention_heads'], cfg['num_key_value_heads'], cfg['head_dim']
     q = (x @ p[f'{prefix}.q_proj.weight'].T).view(b, seq, heads, head_dim).transpose(1, 2)  # [B, H, S, HD]
     k = (x @ p[f'{prefix}.k_proj.weight'].T).view(b, seq, kv_heads, head_dim).transpose(1, 2)
     v = (x @ p[f'{prefix}.v_proj.weight'].T).view(b, seq, kv_heads, head_dim).transpose(1, 2)
+    if qk_norm:  # Qwen3Attention: per head, over head_dim, before RoPE
+        q = rms_norm(q, p[f'{prefix}.q_norm.weight'], cfg['rms_norm_eps'])
+        k = rms_norm(k, p[f'{prefix}.k_norm.weight'], cfg['rms_norm_eps'])
     cos, sin = rope_tables(seq, head_dim, cfg['rope_theta'])
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
@@ -150,14 +199,17 @@ def attention(x, p, prefix, cfg):
     return context @ p[f'{prefix}.o_proj.weight'].T
 
 
-def llama_loss(p, tokens, cfg):
-    """tokens [B, S + 1] int64 -> mean next-token cross-entropy over all B x S positions."""
+def llama_loss(p, tokens, cfg, qk_norm=None):
+    """tokens [B, S + 1] int64 -> mean next-token cross-entropy over all B x S positions.
+    qk_norm: apply Qwen3's q/k norm (default: when the config is a Qwen3 one); False gives the control
+    model, the same weights without it."""
+    qk_norm = has_qk_norm(cfg) if qk_norm is None else qk_norm
     eps = cfg['rms_norm_eps']
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     x = p['model.embed_tokens.weight'][inputs]                                # [B, S, D]
     for layer in range(cfg['num_hidden_layers']):
         pre = f'model.layers.{layer}'
-        h = x + attention(rms_norm(x, p[f'{pre}.input_layernorm.weight'], eps), p, f'{pre}.self_attn', cfg)
+        h = x + attention(rms_norm(x, p[f'{pre}.input_layernorm.weight'], eps), p, f'{pre}.self_attn', cfg, qk_norm)
         n = rms_norm(h, p[f'{pre}.post_attention_layernorm.weight'], eps)
         gate = torch.nn.functional.silu(n @ p[f'{pre}.mlp.gate_proj.weight'].T)
         x = h + (gate * (n @ p[f'{pre}.mlp.up_proj.weight'].T)) @ p[f'{pre}.mlp.down_proj.weight'].T
@@ -189,44 +241,46 @@ def write_safetensors(path, tensors, metadata):
             f.write(chunk)
 
 
-def main():
+def write_fixture(name):
+    cfg, batch, seq, seed = FIXTURES[name]
+    out_dir = os.path.join(FIXTURES_DIR, name)
     torch.set_num_threads(1)
     torch.manual_seed(0)  # nothing here draws from torch's generator; set anyway
-    cfg = CONFIG
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     specs = parameter_specs(cfg)
     weights = {}
-    for name, shape, kind in specs:
+    for param_name, shape, kind in specs:
         noise = rng.standard_normal(shape)
-        weights[name] = (1.0 + GAIN_STD * noise if kind == 'gain' else WEIGHT_STD * noise).astype(np.float16)
-    tokens = rng.integers(0, cfg['vocab_size'], size=(BATCH, SEQ + 1)).astype('<u2')
+        weights[param_name] = (1.0 + GAIN_STD * noise if kind == 'gain' else WEIGHT_STD * noise).astype(np.float16)
+    tokens = rng.integers(0, cfg['vocab_size'], size=(batch, seq + 1)).astype('<u2')
+    token_ids = torch.from_numpy(tokens.astype(np.int64))
 
     params = {n: torch.tensor(w.astype(np.float64), requires_grad=True) for n, w in weights.items()}
-    loss = llama_loss(params, torch.from_numpy(tokens.astype(np.int64)), cfg)
+    loss = llama_loss(params, token_ids, cfg)
     loss.backward()
 
     expected = {}
-    for name, _, _ in specs:
-        grad = params[name].grad.numpy()
+    for param_name, _, _ in specs:
+        grad = params[param_name].grad.numpy()
         stored = grad.astype(np.float16).astype(np.float64)
         largest = np.abs(grad).max()
         error = np.abs(stored - grad).max() / largest
         if not error <= F16_STORAGE_TOLERANCE:
-            raise SystemExit(f'{name}: F16 storage moves the gradient by {error:.2e} of its largest magnitude '
+            raise SystemExit(f'{param_name}: F16 storage moves the gradient by {error:.2e} of its largest magnitude '
                              f'(> {F16_STORAGE_TOLERANCE}); store it as F32')
-        expected[name] = ('F16', grad)
+        expected[param_name] = ('F16', grad)
 
-    os.makedirs(OUT_DIR, exist_ok=True)
-    with open(os.path.join(OUT_DIR, 'config.json'), 'w') as f:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, 'config.json'), 'w') as f:
         f.write(json.dumps(cfg, indent=2) + '\n')
-    write_safetensors(os.path.join(OUT_DIR, 'weights.safetensors'),
+    write_safetensors(os.path.join(out_dir, 'weights.safetensors'),
                       {n: ('F16', w) for n, w in weights.items()}, {'format': 'pt'})
-    with open(os.path.join(OUT_DIR, 'tokens.bin'), 'wb') as f:
+    with open(os.path.join(out_dir, 'tokens.bin'), 'wb') as f:
         f.write(tokens.tobytes())
     metadata = {
         'loss': repr(float(loss)),
-        'batch': str(BATCH),
-        'seq': str(SEQ),
+        'batch': str(batch),
+        'seq': str(seq),
         'generator': 'tools/refgen/llama_grads.py',
         'torch': torch.__version__,
         'numpy': np.__version__,
@@ -234,10 +288,25 @@ def main():
                 'F16 weights of weights.safetensors, stored as F16; loss: mean next-token cross-entropy '
                 'over all batch x seq positions.',
     }
-    write_safetensors(os.path.join(OUT_DIR, 'expected.safetensors'), expected, metadata)
-    size = sum(os.path.getsize(os.path.join(OUT_DIR, f)) for f in os.listdir(OUT_DIR))
-    print(f'wrote {os.path.relpath(OUT_DIR)} ({size} bytes; loss {float(loss):.6f}, torch {torch.__version__})')
+    if has_qk_norm(cfg):
+        with torch.no_grad():
+            control = llama_loss(params, token_ids, cfg, qk_norm=False)
+        metadata['loss_without_qk_norm'] = repr(float(control))
+        metadata['note'] += (' loss_without_qk_norm: the same weights and tokens with the q/k norms left out '
+                             '(the control: a model that misses them).')
+    write_safetensors(os.path.join(out_dir, 'expected.safetensors'), expected, metadata)
+    size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
+    print(f'wrote {os.path.relpath(out_dir)} ({size} bytes; loss {float(loss):.6f}, torch {torch.__version__})')
+
+
+def main(argv):
+    names = argv or list(FIXTURES)
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        raise SystemExit(f'llama_grads.py: unknown fixture(s) {unknown}; expected some of {list(FIXTURES)}')
+    for name in names:
+        write_fixture(name)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

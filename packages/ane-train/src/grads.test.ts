@@ -18,6 +18,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compareGradients, gradientTable as table } from '../test/grads-parity';
 import { CheckpointError, ConfigError, DataError } from './errors';
 import { computeGradients, gradsCommand } from './grads';
 import {
@@ -44,48 +45,6 @@ const LOSS_RELATIVE = 1e-3;
 
 const dir = mkdtempSync(join(tmpdir(), 'ane-train-grads-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-interface Row {
-  tensor: string;
-  maxAbs: number;
-  /** max |ours − PyTorch| / max |PyTorch|: what BOUND bounds. */
-  normalized: number;
-}
-
-/** The one comparison both the passing test and the wrong-mapping test use. */
-function compareGradients(
-  ours: ReadonlyMap<string, Float32Array>,
-  expected: ReadonlyMap<string, Float32Array>,
-): { rows: Row[]; withinBound: boolean } {
-  const rows: Row[] = [];
-  for (const [name, reference] of expected) {
-    const mine = ours.get(name);
-    if (mine === undefined || mine.length !== reference.length) {
-      rows.push({ tensor: name, maxAbs: Number.NaN, normalized: Number.NaN });
-      continue;
-    }
-    let largest = 0;
-    let maxAbs = 0;
-    for (let i = 0; i < reference.length; i++) {
-      largest = Math.max(largest, Math.abs(reference[i]!));
-      const error = Math.abs(mine[i]! - reference[i]!);
-      if (!(error <= maxAbs)) maxAbs = error; // NaN sticks
-    }
-    rows.push({ tensor: name, maxAbs, normalized: maxAbs / largest });
-  }
-  const extra = [...ours.keys()].filter((name) => !expected.has(name));
-  for (const name of extra) rows.push({ tensor: name, maxAbs: Number.NaN, normalized: Number.NaN });
-  return { rows, withinBound: rows.every((r) => r.normalized <= BOUND) };
-}
-
-function table(rows: Row[]): string {
-  return rows
-    .map(
-      (r) =>
-        `${r.tensor.padEnd(48)} maxAbs ${r.maxAbs.toExponential(2)}  of max ${(100 * r.normalized).toFixed(3)}%`,
-    )
-    .join('\n');
-}
 
 let expected: Map<string, Float32Array>;
 let expectedLoss: number;
@@ -118,7 +77,7 @@ describe('ane-train grads: parity with PyTorch (sim)', () => {
     expect(written.tensors.get('model.layers.1.self_attn.k_proj.weight')!.shape).toEqual([64, 128]);
     expect(Number(written.metadata.loss)).toBe(result.loss);
     const ours = new Map([...written.tensors].map(([name, t]) => [name, tensorToFloat32(t)]));
-    const { rows, withinBound } = compareGradients(ours, expected);
+    const { rows, withinBound } = compareGradients(ours, expected, BOUND);
     expect(withinBound, table(rows)).toBe(true);
   }, 120_000);
 
@@ -178,12 +137,12 @@ describe('ane-train grads: parity with PyTorch (sim)', () => {
       }
       return grads;
     };
-    const wrong = compareGradients(await gradientsWithHeadsAt(slot), expected);
+    const wrong = compareGradients(await gradientsWithHeadsAt(slot), expected, BOUND);
     expect(wrong.withinBound, table(wrong.rows)).toBe(false);
     // The control: swapping heads 0 and 1, which read the same KV head under HF's mapping, changes
     // nothing, so the moves are sound and the miss above is the mapping's.
     const swapWithinGroup = (h: number) => (h === 0 ? 1 : h === 1 ? 0 : h);
-    const control = compareGradients(await gradientsWithHeadsAt(swapWithinGroup), expected);
+    const control = compareGradients(await gradientsWithHeadsAt(swapWithinGroup), expected, BOUND);
     expect(control.withinBound, table(control.rows)).toBe(true);
   }, 120_000);
 });
