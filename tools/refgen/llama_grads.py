@@ -43,14 +43,14 @@ The fixtures (one model implementation; the q/k norm is the only difference in t
              so a test can show that a model missing the q/k norm is told apart.
 Weights: matrices and the embedding ~ N(0, 0.02^2) (HF's initializer_range), norm gains
 (q_norm and k_norm included) 1 + N(0, 0.1^2) (not all ones, so a missing gain or a wrong gain
-gradient shows); one seeded numpy generator per fixture, drawn in Hugging Face's parameter order; stored as F16 in weights.safetensors, and PyTorch computes in float64 from exactly
-those F16 values. Tokens are uniform in [0, 256), stored as B x (S + 1) little-endian uint16.
+gradient shows); one seeded numpy generator per fixture, drawn in Hugging Face's parameter order;
+stored as F16 in weights.safetensors, and PyTorch computes in float64 from exactly those F16 values. Tokens are uniform in [0, 256), stored as B x (S + 1) little-endian uint16.
 
 expected.safetensors: every parameter's gradient (d loss / d param at loss scale 1) under its HF
-name, stored as F16 (the fixture stays under 1.5 MB; the script checks that F16 storage changes no
-tensor by more than 0.05% of its largest magnitude, far inside the 1% bound the replay uses), and
-the loss (float64 repr) in the metadata under "loss". (At these sizes the qwen3-gqa fixture is
-about 0.75 MB of F16 weights plus 0.75 MB of F16 gradients.)
+name, stored as F16 (the script checks that F16 storage changes no tensor by more than 0.05% of its
+largest magnitude, far inside the 1% bound the replay uses), and the loss (float64 repr) in the
+metadata under "loss". Sizes: llama-gqa 1.32 MB, qwen3-gqa 1.52 MB (378k parameters: 0.76 MB of F16
+weights plus 0.76 MB of F16 gradients; F16 is the smallest dtype ane-train reads).
 
 Run from the repository root:  pnpm refgen llama_grads   (or /usr/bin/python3 tools/refgen/llama_grads.py
 [llama-gqa] [qwen3-gqa]: the named fixtures only; both when none is named)
