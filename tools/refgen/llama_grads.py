@@ -40,7 +40,9 @@ The fixtures (one model implementation; the q/k norm is the only difference in t
              intermediate_size 256, vocab 256, rms_norm_eps 1e-6, rope_theta 1e6, tied; batch 2,
              seq 32. Its expected.safetensors metadata also holds "loss_without_qk_norm": PyTorch's
              loss of the same weights with the q/k norms left out (the model a Llama config gives),
-             so a test can show that a model missing the q/k norm is told apart.
+             so a test can show that a model missing the q/k norm is told apart. The script also
+             refuses weights at which the replay's 1% bound could not tell the q/k norm before RoPE
+             (Qwen3) from the same norm after it (check_tells_qk_norm_apart; the loss cannot).
 Weights: matrices and the embedding ~ N(0, 0.02^2) (HF's initializer_range), norm gains
 (q_norm and k_norm included) 1 + N(0, 0.1^2) (not all ones, so a missing gain or a wrong gain
 gradient shows); one seeded numpy generator per fixture, drawn in Hugging Face's parameter order;
@@ -113,6 +115,8 @@ GAIN_STD = 0.1
 # F16 storage of the expected gradients may move no element by more than this fraction of its
 # tensor's largest magnitude (the replay's bound is 1%).
 F16_STORAGE_TOLERANCE = 5e-4
+# The replay's bound: max |ours - PyTorch| <= 1% of the tensor's largest PyTorch gradient.
+REPLAY_BOUND = 0.01
 
 
 def has_qk_norm(cfg):
@@ -184,12 +188,16 @@ def attention(x, p, prefix, cfg, qk_norm):
     q = (x @ p[f'{prefix}.q_proj.weight'].T).view(b, seq, heads, head_dim).transpose(1, 2)  # [B, H, S, HD]
     k = (x @ p[f'{prefix}.k_proj.weight'].T).view(b, seq, kv_heads, head_dim).transpose(1, 2)
     v = (x @ p[f'{prefix}.v_proj.weight'].T).view(b, seq, kv_heads, head_dim).transpose(1, 2)
-    if qk_norm:  # Qwen3Attention: per head, over head_dim, before RoPE
-        q = rms_norm(q, p[f'{prefix}.q_norm.weight'], cfg['rms_norm_eps'])
-        k = rms_norm(k, p[f'{prefix}.k_norm.weight'], cfg['rms_norm_eps'])
+    def norm_heads(q, k):  # per head, over head_dim
+        return (rms_norm(q, p[f'{prefix}.q_norm.weight'], cfg['rms_norm_eps']),
+                rms_norm(k, p[f'{prefix}.k_norm.weight'], cfg['rms_norm_eps']))
+    if qk_norm == 'before-rope':  # Qwen3Attention
+        q, k = norm_heads(q, k)
     cos, sin = rope_tables(seq, head_dim, cfg['rope_theta'])
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
+    if qk_norm == 'after-rope':  # not Qwen3: only the generator's check that the fixture tells the two apart
+        q, k = norm_heads(q, k)
     k = repeat_kv(k, heads // kv_heads)
     v = repeat_kv(v, heads // kv_heads)
     scores = q @ k.transpose(2, 3) / math.sqrt(head_dim)                      # [B, H, S(query), S(key)]
@@ -201,9 +209,11 @@ def attention(x, p, prefix, cfg, qk_norm):
 
 def llama_loss(p, tokens, cfg, qk_norm=None):
     """tokens [B, S + 1] int64 -> mean next-token cross-entropy over all B x S positions.
-    qk_norm: apply Qwen3's q/k norm (default: when the config is a Qwen3 one); False gives the control
-    model, the same weights without it."""
-    qk_norm = has_qk_norm(cfg) if qk_norm is None else qk_norm
+    qk_norm: None (the default) applies Qwen3's q/k norm before RoPE when the config is a Qwen3 one;
+    False leaves it out (the control model, the same weights without it); 'before-rope' (Qwen3) or
+    'after-rope' (a wrong model) place it."""
+    if qk_norm is None:
+        qk_norm = 'before-rope' if has_qk_norm(cfg) else False
     eps = cfg['rms_norm_eps']
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     x = p['model.embed_tokens.weight'][inputs]                                # [B, S, D]
@@ -241,6 +251,24 @@ def write_safetensors(path, tensors, metadata):
             f.write(chunk)
 
 
+def check_tells_qk_norm_apart(params, token_ids, cfg, expected):
+    """The fixture must let the replay's bound (1% of a tensor's largest gradient) tell Qwen3's q/k
+    norm from the same norm placed after RoPE, through the q/k gains' gradients and through the
+    others'. With gains of exactly 1 the two models are the same function (RoPE rotates pairs of
+    features, which keeps each head's RMS), so only the gains' own gradients would differ; hence
+    gains 1 + N(0, 0.1^2). The loss alone cannot tell them apart here (about 4e-6 relative)."""
+    wrong = {n: t.detach().clone().requires_grad_(True) for n, t in params.items()}
+    llama_loss(wrong, token_ids, cfg, qk_norm='after-rope').backward()
+    gains, others = [], []
+    for name, (_, grad) in expected.items():
+        miss = np.abs(wrong[name].grad.numpy() - grad).max() / np.abs(grad).max()
+        (gains if name.endswith(('.q_norm.weight', '.k_norm.weight')) else others).append(miss)
+    if not (max(gains) > 10 * REPLAY_BOUND and max(others) > 10 * REPLAY_BOUND):
+        raise SystemExit(f'the q/k norm after RoPE moves the q/k gains\' gradients by at most {max(gains):.2e} and '
+                         f'the others\' by {max(others):.2e} of their largest: the replay could not tell it from '
+                         f'Qwen3 (make the gains differ more from 1)')
+
+
 def write_fixture(name):
     cfg, batch, seq, seed = FIXTURES[name]
     out_dir = os.path.join(FIXTURES_DIR, name)
@@ -270,6 +298,11 @@ def write_fixture(name):
                              f'(> {F16_STORAGE_TOLERANCE}); store it as F32')
         expected[param_name] = ('F16', grad)
 
+    if has_qk_norm(cfg):  # checked before anything is written
+        check_tells_qk_norm_apart(params, token_ids, cfg, expected)
+        with torch.no_grad():
+            control = llama_loss(params, token_ids, cfg, qk_norm=False)
+
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'config.json'), 'w') as f:
         f.write(json.dumps(cfg, indent=2) + '\n')
@@ -289,8 +322,6 @@ def write_fixture(name):
                 'over all batch x seq positions.',
     }
     if has_qk_norm(cfg):
-        with torch.no_grad():
-            control = llama_loss(params, token_ids, cfg, qk_norm=False)
         metadata['loss_without_qk_norm'] = repr(float(control))
         metadata['note'] += (' loss_without_qk_norm: the same weights and tokens with the q/k norms left out '
                              '(the control: a model that misses them).')
