@@ -556,6 +556,13 @@ function formKernels(
   const recomputedInKernels = new Set([...comparisons, ...highRank]);
   const inlined = new Set([...weightOnly, ...recomputedInKernels]);
   const scopes = kernelScopes(ops);
+  // Backward ops that read no gradient (a SiLU's 1 - σ, recomputed values) are ready as soon as
+  // their layer's forward is done. Opening a kernel with one while the gradient it waits for is
+  // still on the host would split that layer's backward differently from the others (the layers
+  // whose backward the scheduler reached during such a wait): one program more, depending on
+  // depth. They join a kernel that a gradient op opens, and open one only when nothing else can.
+  const forwardOnly = forwardOnlyBackwardOps(ops, scopes);
+  let stalled = false;
   const withWeightOnlyInputs = (nodes: readonly Tensor[]): Tensor[] => {
     const all = new Set(nodes);
     const stack = [...nodes];
@@ -605,6 +612,7 @@ function formKernels(
     for (let i = 0; i < remaining.length; i++) {
       const node = remaining[i]!;
       if (decisions.get(node)!.device !== 'ane') continue;
+      if (current.length === 0 && !stalled && forwardOnly.has(node)) continue;
       // A kernel never spans two scopes (layers, or forward and backward of one layer).
       if (currentScope !== undefined && scopes.get(node) !== currentScope) continue;
       if (!ready(node, pending)) continue;
@@ -649,6 +657,7 @@ function formKernels(
       }
       current.push(node);
       currentScope = scopes.get(node);
+      stalled = false;
       pending.add(node);
       for (const value of reads) currentBoundary.add(value);
       remaining.splice(i, 1);
@@ -665,7 +674,10 @@ function formKernels(
       return left.has(group[0]!) && group.every((node) => ready(node, members));
     });
     if (hostReady.length === 0) {
-      if (remaining.some((n) => decisions.get(n)!.device === 'ane' && ready(n, new Set()))) continue;
+      if (remaining.some((n) => decisions.get(n)!.device === 'ane' && ready(n, new Set()))) {
+        stalled = true;
+        continue;
+      }
       throw new IrError('partition: no op is ready (the graph has a cycle?)');
     }
     for (const node of hostReady.flat()) {
@@ -689,6 +701,24 @@ function formKernels(
       if (!inlined.has(node) && readOutside.has(node)) kernel.outputs.push(node);
   }
   return kernels;
+}
+
+/**
+ * Ops of a layer's backward scope (not the top level's) whose inputs are all sources, forward ops
+ * or other such ops (no gradient).
+ */
+function forwardOnlyBackwardOps(ops: readonly Tensor[], scopes: ReadonlyMap<Tensor, string>): Set<Tensor> {
+  const result = new Set<Tensor>();
+  for (const node of ops) {
+    const own = scopes.get(node);
+    if (own === undefined || !own.startsWith('backward') || own === 'backward of top') continue;
+    const noGradient = node.inputs.every((input) => {
+      const scope = scopes.get(input);
+      return scope === undefined || scope.startsWith('forward') || result.has(input);
+    });
+    if (noGradient) result.add(node);
+  }
+  return result;
 }
 
 /**
