@@ -1,3 +1,16 @@
+// The optimizers and schedules a Trainer takes, so an app needs only ane-train.
+export {
+  Adam,
+  AdamW,
+  constant,
+  cosineDecay,
+  joinSchedules,
+  Lion,
+  linearSchedule,
+  linearWarmup,
+  SGD,
+  stepDecay,
+} from 'ane-optim';
 export { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 export {
   type ComputeGradientsOptions,
@@ -33,16 +46,3 @@ export {
   type TrainingData,
 } from './trainer';
 export { version } from './version';
-// The optimizers and schedules a Trainer takes, so an app needs only ane-train.
-export {
-  Adam,
-  AdamW,
-  constant,
-  cosineDecay,
-  joinSchedules,
-  Lion,
-  linearSchedule,
-  linearWarmup,
-  SGD,
-  stepDecay,
-} from 'ane-optim';
