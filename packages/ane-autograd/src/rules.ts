@@ -60,16 +60,36 @@ function size(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }
 
-/** A constant of `shape` filled with `value` (zeros pad slices, ones broadcast reductions back). */
+const FILLED = new WeakMap<Graph, Map<string, Tensor>>();
+
+/**
+ * A constant of `shape` filled with `value` (zeros pad slices, ones broadcast reductions back): one
+ * node per graph, value, shape and dtype, created outside any scope and shared by every rule that
+ * asks for it (as `causalMask` is). Every layer's backward then reads the very same constants, so
+ * the partitioner sees identical kernels and lowers (and encodes the blobs of) one per program
+ * rather than one per layer; the graph also holds each table once, not once per layer.
+ */
 export function filled(
   graph: Graph,
   shape: readonly number[],
   value: number,
   dtype: Tensor['dtype'],
 ): Tensor {
+  let cache = FILLED.get(graph);
+  if (cache === undefined) {
+    cache = new Map();
+    FILLED.set(graph, cache);
+  }
+  const key = `${dtype}:${value}:${shape.join('x')}`;
+  const known = cache.get(key);
+  if (known !== undefined) return known;
   const values = new Float64Array(size(shape));
   if (value !== 0) values.fill(value);
-  return graph.constant(values, shape, { dtype, name: value === 0 ? 'zeros' : 'ones' });
+  const constant = graph.unscoped(() =>
+    graph.constant(values, shape, { dtype, name: value === 0 ? 'zeros' : 'ones' }),
+  );
+  cache.set(key, constant);
+  return constant;
 }
 
 /**

@@ -367,6 +367,20 @@ describe('every layer gets the same backward', () => {
         );
     expect(backwardOf(1).length).toBeGreaterThan(50);
     expect(backwardOf(2)).toEqual(backwardOf(1));
+    // The filled constants the rules emit (zeros padding a slice's gradient, ones broadcasting a
+    // reduction back) are one node per shape and value, shared by every layer: the layers' kernels
+    // then read the same constants (the partitioner lowers one per program, not one per layer).
+    const constantsOf = (layer: number) => {
+      const read = new Set<Tensor>();
+      for (const node of graph.nodes.slice(firstBackward)) {
+        if (!node.name.startsWith(`layers.${layer}.`)) continue;
+        for (const input of node.inputs) if (input.op.kind === 'constant' && input.size > 1) read.add(input);
+      }
+      return read;
+    };
+    const [one, two] = [constantsOf(1), constantsOf(2)];
+    expect(one.size).toBeGreaterThan(0);
+    expect([...two]).toEqual([...one]);
   });
 });
 

@@ -290,12 +290,16 @@ function initialPlacement(
   const limit = ruleLimit(getRule('ir-fp16-sum-of-squares'), options.chip ?? DEFAULT_CHIP)!;
   const consumers = consumersOf(ops);
   for (const node of ops) decisions.set(node, { device: 'ane', reason: 'lowers to ANE primitives' });
+  const movedCalls = new Set<number>();
   for (const node of ops) {
     let decision: Decision | undefined;
     const weightGrad = node.composites.find(
       (tag) => tag.kind === WEIGHT_GRAD_KIND || tag.kind === WEIGHT_GRAD_SUM_KIND,
     );
     if (weightGrad !== undefined) {
+      // Every node of the call is placed by its first one (moveCallToHost walks every op).
+      if (movedCalls.has(weightGrad.id)) continue;
+      movedCalls.add(weightGrad.id);
       decision = {
         device: 'host',
         reason:
@@ -563,6 +567,7 @@ function formKernels(
   // depth. They join a kernel that a gradient op opens, and open one only when nothing else can.
   const forwardOnly = forwardOnlyBackwardOps(ops, scopes);
   let stalled = false;
+  let groups: Tensor[][] | undefined;
   const withWeightOnlyInputs = (nodes: readonly Tensor[]): Tensor[] => {
     const all = new Set(nodes);
     const stack = [...nodes];
@@ -650,6 +655,7 @@ function formKernels(
             reason: `no ANE kernel can hold it: ${problem.detail}`,
             ruleId: problem.ruleId,
           });
+          groups = undefined;
           progressed = true;
           break;
         }
@@ -669,7 +675,9 @@ function formKernels(
     // No ANE op is ready: run the host ops that are, each host op (a composite call) as a whole, so
     // no kernel runs between two parts of one host op.
     const left = new Set(remaining);
-    const hostReady = hostGroups(ops, decisions).filter((group) => {
+    // Host groups change only when an op moves to the host (then the cache is dropped).
+    groups ??= hostGroups(ops, decisions);
+    const hostReady = groups.filter((group) => {
       const members = new Set(group);
       return left.has(group[0]!) && group.every((node) => ready(node, members));
     });
