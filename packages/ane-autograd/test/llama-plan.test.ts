@@ -2,20 +2,10 @@
  * The derived forward+backward plan of a Stories110M-shaped model (shapes only, no weights): the
  * number of distinct programs does not grow with depth, and every host op says why it is there.
  */
-import {
-  embedding,
-  Graph,
-  linear,
-  llamaBlock,
-  mul,
-  partition,
-  reduceSum,
-  rmsNorm,
-  ropeTables,
-  softmaxCrossEntropy,
-} from 'ane-ir';
+import { embedding, Graph, linear, llamaBlock, mul, partition, reduceSum, rmsNorm, ropeTables } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { valueAndGrad } from '../src/value-and-grad';
+import { qwen3TrainingGraph } from './qwen3-graph';
 
 const STORIES_110M = { dim: 768, seq: 256, heads: 12, hidden: 2048, vocab: 32000 };
 
@@ -77,36 +67,7 @@ describe('a Stories110M forward+backward plan', () => {
 const QWEN3_06B = { dim: 1024, heads: 16, kvHeads: 8, headDim: 128, hidden: 3072, vocab: 151936, seq: 256 };
 
 function qwen3Plan(layers: number) {
-  const { dim, heads, kvHeads, headDim, hidden, vocab, seq } = QWEN3_06B;
-  const graph = new Graph();
-  const tokens = graph.input('tokens', [seq], { dtype: 'int32' });
-  const targets = graph.input('targets', [seq], { dtype: 'int32' });
-  const table = graph.param('embed', [vocab, dim]);
-  let x = embedding(tokens, table, { name: 'embed' });
-  const rope = ropeTables(graph, seq, headDim, { convention: 'rotate-half', base: 1e6 });
-  for (let layer = 0; layer < layers; layer++) {
-    const p = (name: string, shape: number[]) => graph.param(`layers.${layer}.${name}`, shape);
-    const weights = {
-      attnNorm: p('attn_norm', [dim]),
-      ffnNorm: p('ffn_norm', [dim]),
-      wq: p('wq', [heads * headDim, dim]),
-      wk: p('wk', [kvHeads * headDim, dim]),
-      wv: p('wv', [kvHeads * headDim, dim]),
-      wo: p('wo', [dim, heads * headDim]),
-      w1: p('w1', [hidden, dim]),
-      w3: p('w3', [hidden, dim]),
-      w2: p('w2', [dim, hidden]),
-    };
-    const qkNorm = { q: p('q_norm', [headDim]), k: p('k_norm', [headDim]) };
-    x = graph.scope(`layers.${layer}`, () =>
-      llamaBlock(x, weights, { heads, kvHeads, rope, qkNorm, eps: 1e-6, name: 'block' }),
-    );
-  }
-  const logits = linear(rmsNorm(x, graph.param('norm', [dim]), { eps: 1e-6, name: 'norm' }), table, {
-    name: 'output',
-  });
-  const loss = softmaxCrossEntropy(logits, targets, { name: 'xent' });
-  const result = valueAndGrad(graph, { loss, lossScale: true });
+  const { graph, result } = qwen3TrainingGraph(QWEN3_06B, layers);
   // The 151936-entry classifier is over the M4's 65536 cap: on the host, by rule.
   return partition(graph, { placement: result.placement, hostFallback: 'allow' });
 }

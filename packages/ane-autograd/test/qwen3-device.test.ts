@@ -5,53 +5,14 @@
  * graph within the fp16 bound, and the number of distinct programs independent of depth.
  */
 import { openDevice } from 'ane-bridge';
-import {
-  embedding,
-  evaluate,
-  Graph,
-  linear,
-  llamaBlock,
-  partition,
-  rmsNorm,
-  ropeTables,
-  softmaxCrossEntropy,
-} from 'ane-ir';
+import { evaluate, partition } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
-import { valueAndGrad } from '../src/value-and-grad';
+import { qwen3TrainingGraph } from './qwen3-graph';
 
 const TINY_QWEN3 = { dim: 64, heads: 4, kvHeads: 2, headDim: 16, hidden: 128, vocab: 256, seq: 32 };
 
 function qwen3Graph(layers: number) {
-  const { dim, heads, kvHeads, headDim, hidden, vocab, seq } = TINY_QWEN3;
-  const graph = new Graph();
-  const tokens = graph.input('tokens', [seq], { dtype: 'int32' });
-  const targets = graph.input('targets', [seq], { dtype: 'int32' });
-  const table = graph.param('embed', [vocab, dim]);
-  const rope = ropeTables(graph, seq, headDim, { convention: 'rotate-half', base: 1e6 });
-  let h = embedding(tokens, table, { name: 'embed' });
-  for (let layer = 0; layer < layers; layer++) {
-    const p = (name: string, shape: number[]) => graph.param(`layers.${layer}.${name}`, shape);
-    const weights = {
-      attnNorm: p('attn_norm', [dim]),
-      ffnNorm: p('ffn_norm', [dim]),
-      wq: p('wq', [heads * headDim, dim]),
-      wk: p('wk', [kvHeads * headDim, dim]),
-      wv: p('wv', [kvHeads * headDim, dim]),
-      wo: p('wo', [dim, heads * headDim]),
-      w1: p('w1', [hidden, dim]),
-      w3: p('w3', [hidden, dim]),
-      w2: p('w2', [dim, hidden]),
-    };
-    const qkNorm = { q: p('q_norm', [headDim]), k: p('k_norm', [headDim]) };
-    h = graph.scope(`layers.${layer}`, () =>
-      llamaBlock(h, weights, { heads, kvHeads, rope, qkNorm, eps: 1e-6, name: 'block' }),
-    );
-  }
-  const logits = linear(rmsNorm(h, graph.param('norm', [dim]), { eps: 1e-6, name: 'norm' }), table, {
-    name: 'output',
-  });
-  const loss = softmaxCrossEntropy(logits, targets, { name: 'xent' });
-  const result = valueAndGrad(graph, { loss, lossScale: true });
+  const { graph, result } = qwen3TrainingGraph(TINY_QWEN3, layers);
   return { graph, plan: partition(graph, { placement: result.placement }) };
 }
 
