@@ -211,6 +211,27 @@ describe('a fresh npm consumer of the tarballs', () => {
       expect(result.adamw).toBe('0.8900');
     });
   }
+
+  for (const system of ['esm', 'cjs'] as const) {
+    it(`hands device work over to a worker process over the compile budget, from ${system === 'esm' ? 'import' : 'require'}`, () => {
+      // A budget just above one plan's programs and two sequence lengths: the installed package must
+      // find and fork its own worker entry, and the worker must train exactly as this process does.
+      const script = system === 'esm' ? 'handover.mjs' : 'handover.cjs';
+      const output = runOrThrow(process.execPath, [script], consumer, userEnv());
+      const result = JSON.parse(output.split('\n').at(-1)!) as {
+        handOvers: number;
+        where: string[];
+        loss: number[];
+        freeHandOvers: number;
+        freeLoss: number[];
+      };
+      expect(result.handOvers).toBeGreaterThan(0);
+      expect(result.where).toContain('worker');
+      expect(result.freeHandOvers).toBe(0);
+      expect(result.loss).toHaveLength(4);
+      expect(result.loss).toEqual(result.freeLoss);
+    }, 120_000);
+  }
 });
 
 /**
