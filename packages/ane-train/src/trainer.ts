@@ -14,7 +14,7 @@ import {
   type LossScalerOptions,
   type Optimizer,
 } from 'ane-optim';
-import { ConfigError, DataError } from './errors';
+import { ConfigError, DataError, TrainError } from './errors';
 import type { LlamaConfig, PresetName } from './model/config';
 import { resolveModel } from './model/config';
 import { initParameters, type ParameterSpec, parameterSpecs } from './model/parameters';
@@ -173,6 +173,10 @@ export class Trainer {
   private stepsDone = 0;
   private runtimeListener: ((event: RuntimeEvent) => void) | undefined;
   private disposed = false;
+  /** The fit in progress (one at a time: they would share the runtime, accumulator and optimizer). */
+  private fitting = false;
+  /** The optimizer step in flight: dispose waits for it before freeing the device. */
+  private inFlight: Promise<unknown> | undefined;
 
   constructor(options: TrainerOptions) {
     if (options === null || typeof options !== 'object') {
@@ -211,8 +215,24 @@ export class Trainer {
       throw new ConfigError(`backend must be 'auto', 'ane' or 'sim', got ${String(backend)}`, 'backend');
     }
 
-    this.arena = new FlatArena(
-      this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]),
+    if (
+      options.optimizer !== undefined &&
+      (options.optimizer === null ||
+        typeof (options.optimizer as Partial<AnyOptimizer>).stepArena !== 'function' ||
+        typeof (options.optimizer as Partial<AnyOptimizer>).learningRate !== 'number')
+    ) {
+      throw new ConfigError(
+        `optimizer must be an ane-optim optimizer (new AdamW({ learningRate: 3e-4 }), SGD, Adam, Lion), got ${describeValue(options.optimizer)}`,
+        'optimizer',
+      );
+    }
+    this.arena = allocate(
+      () => new FlatArena(this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]])),
+      () =>
+        new ConfigError(
+          `the model's ${this.parameters.reduce((n, spec) => n + spec.shape.reduce((a, b) => a * b, 1), 0)} fp32 parameters (with their gradients) cannot be allocated in this process: check the config's sizes (hidden_size, vocab_size, …) or use a smaller model`,
+          'model',
+        ),
     );
     this.copyWeights(options.weights ?? initParameters(this.config, { seed: this.seed }));
     this.optimizer =
@@ -275,6 +295,13 @@ export class Trainer {
           spec.name,
         );
       }
+      const bad = values.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) {
+        throw new ConfigError(
+          `weights: '${spec.name}' holds ${values[bad]} at index ${bad}: starting weights must be finite (check the checkpoint or the code that made it)`,
+          spec.name,
+        );
+      }
     }
     const known = new Set(this.parameters.map((spec) => spec.name));
     const unknown = [...entries.keys()].filter((name) => !known.has(name));
@@ -289,7 +316,17 @@ export class Trainer {
 
   /** Trains for `steps` optimizer steps on `data`; resolves with the history. */
   async fit(data: TrainingData, options: FitOptions = {}): Promise<History> {
-    if (this.disposed) throw new ConfigError('fit: this Trainer was disposed', 'trainer');
+    if (this.disposed) {
+      throw new TrainError(
+        'fit: this Trainer was disposed: create a new Trainer (and loadWeights) to train again',
+      );
+    }
+    if (this.fitting) {
+      throw new TrainError(
+        'fit is already running on this Trainer: await it before calling fit again (or use a second Trainer)',
+      );
+    }
+    checkFitOptions(options);
     const steps = wholeNumber(options.steps ?? 100, 'steps', 0);
     const callbacks = options.callbacks ?? {};
     const batches = microBatches(data, {
@@ -308,6 +345,7 @@ export class Trainer {
     };
     this.runtimeListener = callbacks.onRuntimeEvent;
     const handOversBefore = this.runtime.handOvers;
+    this.fitting = true;
     try {
       await callbacks.onTrainBegin?.();
       for (let i = 0; i < steps; i++) {
@@ -315,7 +353,9 @@ export class Trainer {
           history.aborted = true;
           break;
         }
-        const log = await this.trainStep(batches);
+        const inFlight = this.trainStep(batches);
+        this.inFlight = inFlight;
+        const log = await inFlight;
         if (log === undefined) break; // the data ran out
         history.steps.push(log);
         history.history.loss.push(log.loss);
@@ -326,11 +366,18 @@ export class Trainer {
         if (log.skipped) history.skippedSteps += 1;
         history.handOvers = this.runtime.handOvers - handOversBefore;
         await callbacks.onStepEnd?.(log);
+        if (this.disposed) {
+          throw new TrainError(
+            `the Trainer was disposed during fit, after ${history.steps.length} steps of ${steps}: the weights are as that step left them; await fit before dispose, or stop the run with an AbortSignal`,
+          );
+        }
       }
       if (options.signal?.aborted) history.aborted = true;
       await callbacks.onTrainEnd?.(history);
       return history;
     } finally {
+      this.fitting = false;
+      this.inFlight = undefined;
       this.runtimeListener = undefined;
       await batches.return?.(undefined);
     }
@@ -347,6 +394,9 @@ export class Trainer {
     let tokens = 0;
     let backend: 'ane' | 'sim' = 'sim';
     let where: 'in-process' | 'worker' = 'in-process';
+    // A round that failed part-way (bad data, a callback that threw) left partial sums behind:
+    // drop them, so this step averages its own micro-batches only.
+    if (this.accumulator.count > 0) this.accumulator.finish();
     for (let micro = 0; micro < this.accumulate; micro++) {
       const next = await batches.next();
       if (next.done) {
@@ -403,6 +453,8 @@ export class Trainer {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    // Let the step in flight finish (its fit then stops with a TrainError) before the device goes.
+    await this.inFlight?.catch(() => {});
     await this.runtime.dispose();
   }
 
@@ -413,9 +465,74 @@ export class Trainer {
 
 function wholeNumber(value: unknown, field: string, min: number): number {
   if (!Number.isSafeInteger(value) || (value as number) < min) {
-    throw new ConfigError(`${field} must be a whole number ≥ ${min}, got ${String(value)}`, field);
+    throw new ConfigError(`${field} must be a whole number ≥ ${min}, got ${describeValue(value)}`, field);
   }
   return value as number;
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return `the string '${value}'`;
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? 'an array' : `a ${value.constructor?.name ?? 'object'}`;
+}
+
+/** Runs `make`; an allocation that does not fit (RangeError) becomes `refusal()`. */
+function allocate<T>(make: () => T, refusal: () => Error): T {
+  try {
+    return make();
+  } catch (error) {
+    if (error instanceof RangeError) throw refusal();
+    throw error;
+  }
+}
+
+const FIT_OPTION_KEYS = ['steps', 'callbacks', 'signal'];
+const CALLBACK_KEYS = ['onTrainBegin', 'onStepEnd', 'onTrainEnd', 'onRuntimeEvent'];
+
+function checkFitOptions(options: FitOptions): void {
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(
+      `fit(data, options): options must be an object { steps?, callbacks?, signal? }, got ${describeValue(options)}`,
+      'options',
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!FIT_OPTION_KEYS.includes(key)) {
+      throw new ConfigError(
+        `unknown fit option '${key}' (the options are ${FIT_OPTION_KEYS.join(', ')}; run length is steps)`,
+        key,
+      );
+    }
+  }
+  const { callbacks, signal } = options;
+  if (callbacks !== undefined) {
+    if (callbacks === null || typeof callbacks !== 'object') {
+      throw new ConfigError(
+        `fit: callbacks must be an object of functions, got ${describeValue(callbacks)}`,
+        'callbacks',
+      );
+    }
+    for (const [key, value] of Object.entries(callbacks)) {
+      if (!CALLBACK_KEYS.includes(key)) {
+        throw new ConfigError(
+          `fit: unknown callback '${key}' (the callbacks are ${CALLBACK_KEYS.join(', ')})`,
+          'callbacks',
+        );
+      }
+      if (value !== undefined && typeof value !== 'function') {
+        throw new ConfigError(
+          `fit: callbacks.${key} must be a function, got ${describeValue(value)}`,
+          'callbacks',
+        );
+      }
+    }
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new ConfigError(
+      `fit: signal must be an AbortSignal (new AbortController().signal), got ${describeValue(signal)}`,
+      'signal',
+    );
+  }
 }
 
 /** The micro-batches of `data`: B×(S+1) int32 tokens and their S. */
@@ -427,8 +544,14 @@ async function* microBatches(
   const isStream =
     (ArrayBuffer.isView(data) && !(data instanceof DataView)) ||
     (Array.isArray(data) && (data.length === 0 || typeof data[0] === 'number'));
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    throw new DataError(
+      `fit(data): a ${data.constructor.name} token stream is not supported: convert it to an Int32Array (Int32Array.from(data, Number))`,
+    );
+  }
   if (isStream) {
     const stream = data as ArrayLike<number>;
+    const length = stream.length;
     const window = seq + 1;
     if (stream.length < window) {
       throw new DataError(
@@ -437,9 +560,22 @@ async function* microBatches(
     }
     checkIds(stream, vocab, 'the token stream');
     const random = uniformSource(options.seed);
-    const positions = stream.length - window + 1;
-    const tokens = new Int32Array(batch * window);
+    const positions = length - window + 1;
+    const tokens = allocate(
+      () => new Int32Array(batch * window),
+      () =>
+        new ConfigError(
+          `a micro-batch of batch ${batch} × (seq ${seq} + 1) tokens cannot be allocated in this process: use a smaller batch (and accumulate micro-batches for a larger effective batch)`,
+          'batch',
+        ),
+    );
     for (;;) {
+      // A resizable buffer (or a length-tracking view) may shrink between steps: never read past it.
+      if (stream.length !== length) {
+        throw new DataError(
+          `the token stream changed length during fit (${length} → ${stream.length} tokens): do not resize its buffer while fit runs, or pass a copy`,
+        );
+      }
       for (let b = 0; b < batch; b++) {
         const start = Math.min(positions - 1, Math.floor(random() * positions));
         for (let i = 0; i < window; i++) tokens[b * window + i] = stream[start + i]!;
@@ -458,6 +594,19 @@ async function* microBatches(
   }
   let index = 0;
   for await (const item of data as AsyncIterable<ArrayLike<number>>) {
+    if (
+      item === null ||
+      typeof item !== 'object' ||
+      typeof (item as ArrayLike<number>).length !== 'number' ||
+      item instanceof BigInt64Array ||
+      item instanceof BigUint64Array
+    ) {
+      throw new DataError(
+        `micro-batch ${index} is ${item === null ? 'null' : describeValue(item)}: each micro-batch must be an Int32Array, Uint16Array or number[] of token ids`,
+      );
+    }
+    // Check the ids as given: Int32Array.from would turn 1.5 into 1, 'a' into 0 and 2^32 + 1 into 1.
+    checkIds(item as ArrayLike<number>, vocab, `micro-batch ${index}`);
     const tokens = Int32Array.from(item as ArrayLike<number>);
     const length = tokens.length / batch;
     if (!Number.isInteger(length) || length < 2 || length - 1 > options.maxSeq) {
@@ -465,7 +614,6 @@ async function* microBatches(
         `micro-batch ${index} holds ${tokens.length} tokens: expected ${batch} sequences (batch) of S + 1 tokens each, 1 ≤ S ≤ ${options.maxSeq}`,
       );
     }
-    checkIds(tokens, vocab, `micro-batch ${index}`);
     yield { tokens, seq: length - 1 };
     index += 1;
   }
