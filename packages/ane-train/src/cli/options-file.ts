@@ -11,11 +11,11 @@
  * to the options file), `batch`, `seq` (whole numbers ≥ 1), `chip` (M1..M5), `backend`
  * (auto | ane | sim). Unknown keys are refused, so a typo cannot pass unnoticed.
  */
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { CHIP_FAMILIES } from 'ane-ir/mil';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
+import { readRegularFile } from '../io/files';
 import { PRESET_NAMES, type PresetName } from '../model/config';
 import type { ChipName } from '../model/training-graph';
 
@@ -55,23 +55,23 @@ const KEYS = Object.keys(RUN_OPTIONS.shape).join(', ');
 /** Reads and validates the options file: `explicit` (from `--options`), else `cwd/ane-train.config.json` if it exists. */
 export async function loadRunOptions(explicit: string | undefined, cwd: string): Promise<LoadedRunOptions> {
   const file = resolve(cwd, explicit ?? DEFAULT_OPTIONS_FILE);
+  // Only regular files: opening a FIFO for reading would wait for a writer forever.
+  const absent = Symbol('absent');
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (explicit === undefined && code === 'ENOENT') return { options: {} };
-    const why =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EISDIR'
-          ? 'is a directory'
-          : `cannot be read (${(error as Error).message})`;
-    throw new ConfigError(
-      `options file ${file} ${why}: pass --options with a JSON file (keys: ${KEYS})`,
-      'options',
-      file,
+    text = readText(
+      await readRegularFile(file, (why) => {
+        if (explicit === undefined && why === 'does not exist') throw absent;
+        throw new ConfigError(
+          `options file ${file} ${why}: pass --options with a JSON file (keys: ${KEYS})`,
+          'options',
+          file,
+        );
+      }),
     );
+  } catch (error) {
+    if (error === absent) return { options: {} };
+    throw error;
   }
   let value: unknown;
   try {
@@ -108,23 +108,15 @@ export async function loadRunOptions(explicit: string | undefined, cwd: string):
 
 /** Reads a Hugging Face `config.json` and validates it (`parseLlamaConfig`); ConfigError names the file. */
 export async function readConfigFile(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EISDIR'
-          ? 'is a directory'
-          : `cannot be read (${(error as Error).message})`;
-    throw new ConfigError(
-      `model config ${path} ${why}: pass --config with a Hugging Face config.json`,
-      'config',
-      path,
-    );
-  }
+  const text = readText(
+    await readRegularFile(path, (why) => {
+      throw new ConfigError(
+        `model config ${path} ${why}: pass --config with a Hugging Face config.json`,
+        'config',
+        path,
+      );
+    }),
+  );
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -134,4 +126,8 @@ export async function readConfigFile(path: string): Promise<unknown> {
       path,
     );
   }
+}
+
+function readText(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes);
 }
