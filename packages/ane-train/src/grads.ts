@@ -133,7 +133,33 @@ function checkBatchShape(batch: number, seq: number, tokens: number, file?: stri
 
 /** The loss and d loss / d param (by HF name) of `weights` on one batch, on a device session. */
 export async function computeGradients(options: ComputeGradientsOptions): Promise<GradientsResult> {
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(
+      `computeGradients(options): options must be an object { config, weights, tokens, batch, seq }, got ${String(options)}`,
+      'options',
+    );
+  }
   const { config, weights, tokens, batch, seq } = options;
+  if (config === null || typeof config !== 'object') {
+    throw new ConfigError(
+      `computeGradients: config must be a model config object (parseLlamaConfig(json) or PRESETS.tiny), got ${typeof config === 'string' ? `the string '${config}'` : String(config)}`,
+      'config',
+    );
+  }
+  if (!(weights instanceof Map)) {
+    throw new CheckpointError(
+      `computeGradients: weights must be a Map from Hugging Face parameter name to Float32Array, got ${weights === null ? 'null' : typeof weights}: new Map(Object.entries(weights)) converts an object`,
+    );
+  }
+  if (
+    tokens === null ||
+    (typeof tokens !== 'object' && typeof tokens !== 'function') ||
+    typeof tokens.length !== 'number'
+  ) {
+    throw new DataError(
+      `computeGradients: tokens must be an array of token ids (Uint16Array, Int32Array, number[]), got ${tokens === null ? 'null' : typeof tokens}`,
+    );
+  }
   checkBatchShape(batch, seq, tokens.length);
   checkWeights(config, weights);
   checkTokens(tokens, config.vocab_size);
@@ -232,6 +258,12 @@ async function checkNotAnInput(outPath: string, inputs: Record<'config' | 'weigh
  * Prints nothing: the CLI prints the loss.
  */
 export async function gradsCommand(options: GradsCommandOptions): Promise<GradientsResult> {
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(
+      `gradsCommand(options): options must be an object { configPath, weightsPath, tokensPath, batch, seq, outPath }, got ${String(options)}`,
+      'options',
+    );
+  }
   const { configPath, weightsPath, tokensPath, batch, seq, outPath } = options;
   // A regular file only: readFile on a FIFO would block forever, on a directory fail obscurely.
   const configBytes = await readRegularFile(configPath, (why) => {

@@ -74,6 +74,12 @@ function fail(
 /** Parses a whole safetensors file's bytes. The tensors' data are views into `bytes`. */
 export function readSafetensors(bytes: Uint8Array, options: { file?: string } = {}): SafetensorsContents {
   const file = options.file;
+  if (!(bytes instanceof Uint8Array)) {
+    fail(
+      file,
+      `readSafetensors takes the file's bytes as a Uint8Array (a Buffer is one), got ${bytes === null ? 'null' : typeof bytes === 'object' ? (bytes as object).constructor?.name : typeof bytes}: wrap an ArrayBuffer in new Uint8Array(buffer), or use readSafetensorsFile(path) for a path`,
+    );
+  }
   if (bytes.length < 8) {
     fail(
       file,
