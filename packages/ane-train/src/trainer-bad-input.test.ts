@@ -128,6 +128,11 @@ describe('Trainer: bad input is a typed, actionable error', () => {
     await expect(run).rejects.toThrow(/the Trainer was disposed during fit, after 2 steps/);
     await disposed;
     expect(t.step).toBe(2);
+    // Disposed before the first step (here from onTrainBegin): the same TrainError, no device call.
+    const early = trainer();
+    await expect(
+      early.fit(STREAM, { steps: 3, callbacks: { onTrainBegin: () => early.dispose() } }),
+    ).rejects.toThrow(/the Trainer was disposed during fit, after 0 steps of 3/);
   }, 60_000);
 
   it('a callback that throws stops the run with its own error; the Trainer stays usable and disposable', async () => {

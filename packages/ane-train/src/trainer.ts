@@ -349,6 +349,11 @@ export class Trainer {
     try {
       await callbacks.onTrainBegin?.();
       for (let i = 0; i < steps; i++) {
+        if (this.disposed) {
+          throw new TrainError(
+            `the Trainer was disposed during fit, after ${history.steps.length} steps of ${steps}: the weights are as that step left them; await fit before dispose, or stop the run with an AbortSignal`,
+          );
+        }
         if (options.signal?.aborted) {
           history.aborted = true;
           break;
@@ -366,11 +371,6 @@ export class Trainer {
         if (log.skipped) history.skippedSteps += 1;
         history.handOvers = this.runtime.handOvers - handOversBefore;
         await callbacks.onStepEnd?.(log);
-        if (this.disposed) {
-          throw new TrainError(
-            `the Trainer was disposed during fit, after ${history.steps.length} steps of ${steps}: the weights are as that step left them; await fit before dispose, or stop the run with an AbortSignal`,
-          );
-        }
       }
       if (options.signal?.aborted) history.aborted = true;
       await callbacks.onTrainEnd?.(history);
