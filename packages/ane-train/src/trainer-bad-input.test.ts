@@ -188,6 +188,20 @@ describe('Trainer: bad input is a typed, actionable error', () => {
     expect(() => new Trainer({ model: SMALL, backend: 'sim', optimizer: {} as never })).toThrow(
       /optimizer must be an ane-optim optimizer/,
     );
+    // Refused when constructed, not at the first step (chip) or thousands of steps in (a loss scale
+    // that grows past fp16's range), and as ane-train's ConfigError.
+    expect(() => new Trainer({ model: SMALL, backend: 'sim', chip: 'M9' as never })).toThrow(
+      /chip must be one of M1, M2, M3, M4, M5, got the string 'M9'/,
+    );
+    expect(() => new Trainer({ model: SMALL, backend: 'sim', lossScale: { maxScale: 65536 } })).toThrow(
+      /lossScale\.maxScale 65536 is above 32768/,
+    );
+    expect(() => new Trainer({ model: SMALL, backend: 'sim', lossScale: { initScale: -1 } })).toThrow(
+      ConfigError,
+    );
+    expect(() => new Trainer({ model: SMALL, backend: 'sim', lossScale: 1024 as never })).toThrow(
+      /lossScale must be DynamicLossScaler options/,
+    );
     const weights = trainer().weights;
     weights.get('model.norm.weight')![3] = Number.NaN;
     expect(() => new Trainer({ model: SMALL, backend: 'sim', weights })).toThrow(

@@ -4,6 +4,8 @@
  * `accumulate` micro-batches through the device (forward and input gradients on the ANE, weight
  * gradients and the loss on the host, as the plan says), then unscale, clip, update, restage.
  */
+
+import { CHIP_FAMILIES } from 'ane-ir/mil';
 import {
   AdamW,
   type BaseHyperParameters,
@@ -210,6 +212,12 @@ export class Trainer {
       throw new ConfigError(`gradClip must be a positive number or false, got ${String(clip)}`, 'gradClip');
     }
     this.gradClip = clip;
+    if (options.chip !== undefined && !(CHIP_FAMILIES as readonly unknown[]).includes(options.chip)) {
+      throw new ConfigError(
+        `chip must be one of ${CHIP_FAMILIES.join(', ')}, got ${describeValue(options.chip)}: leave it out to plan for the device's own chip`,
+        'chip',
+      );
+    }
     const backend = options.backend ?? 'auto';
     if (!['auto', 'ane', 'sim'].includes(backend)) {
       throw new ConfigError(`backend must be 'auto', 'ane' or 'sim', got ${String(backend)}`, 'backend');
@@ -245,15 +253,7 @@ export class Trainer {
           { params: this.parameters.filter((p) => !p.weightDecay).map((p) => p.name), weightDecay: 0 },
         ],
       });
-    this.lossScaler =
-      options.lossScale === false
-        ? undefined
-        : new DynamicLossScaler({
-            initScale: 1024,
-            growthInterval: 1000,
-            maxScale: MAX_LOSS_SCALE,
-            ...(options.lossScale ?? {}),
-          });
+    this.lossScaler = options.lossScale === false ? undefined : lossScaler(options.lossScale);
     this.accumulator = new GradientAccumulator(this.arena.gradsTree(), { steps: this.accumulate });
     this.runtime = new DeviceRuntime({
       config: this.config,
@@ -468,6 +468,34 @@ function wholeNumber(value: unknown, field: string, min: number): number {
     throw new ConfigError(`${field} must be a whole number ≥ ${min}, got ${describeValue(value)}`, field);
   }
   return value as number;
+}
+
+/** The dynamic loss scaler of `options` (ane-train's defaults under them), checked for fp16. */
+function lossScaler(options: LossScalerOptions | undefined): DynamicLossScaler {
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new ConfigError(
+      `lossScale must be DynamicLossScaler options ({ initScale, growthInterval, maxScale, … }) or false, got ${describeValue(options)}`,
+      'lossScale',
+    );
+  }
+  const merged = { initScale: 1024, growthInterval: 1000, maxScale: MAX_LOSS_SCALE, ...(options ?? {}) };
+  for (const key of ['initScale', 'maxScale'] as const) {
+    const value = merged[key];
+    if (typeof value === 'number' && value > MAX_LOSS_SCALE) {
+      throw new ConfigError(
+        `lossScale.${key} ${value} is above ${MAX_LOSS_SCALE}: the device takes the loss scale as an fp16 input (largest power of two ${MAX_LOSS_SCALE})`,
+        'lossScale',
+      );
+    }
+  }
+  try {
+    return new DynamicLossScaler(merged);
+  } catch (error) {
+    if (error instanceof Error && error.name === 'OptimizerConfigError') {
+      throw new ConfigError(`lossScale: ${error.message}`, 'lossScale');
+    }
+    throw error;
+  }
 }
 
 function describeValue(value: unknown): string {
