@@ -108,8 +108,13 @@ describe('Trainer: bad input is a typed, actionable error', () => {
     await expect(t.fit(STREAM, { steps: 2 })).rejects.toThrow(
       /fit is already running on this Trainer: await it/,
     );
+    expect(() => t.loadWeights(t.weights)).toThrow(/loadWeights: fit is running on this Trainer/);
     expect((await first).steps).toHaveLength(2);
+    const before = t.weights.get('model.norm.weight')!.slice();
     await t.dispose();
+    const zeros = new Map([...t.weights].map(([name, values]) => [name, new Float32Array(values.length)]));
+    expect(() => t.loadWeights(zeros)).toThrow(/loadWeights: this Trainer was disposed/);
+    expect(t.weights.get('model.norm.weight')).toEqual(before); // the refused call changed nothing
     await expect(t.fit(STREAM, { steps: 1 })).rejects.toThrow(TrainError);
     await expect(t.fit(STREAM, { steps: 1 })).rejects.toThrow(/disposed: create a new Trainer/);
   }, 60_000);

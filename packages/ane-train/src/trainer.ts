@@ -278,6 +278,14 @@ export class Trainer {
 
   /** Replaces the weights (by Hugging Face name; every parameter, fp32) and restages them. */
   loadWeights(weights: ReadonlyMap<string, Float32Array> | Readonly<Record<string, Float32Array>>): void {
+    if (this.disposed) {
+      throw new TrainError('loadWeights: this Trainer was disposed: create a new Trainer with { weights }');
+    }
+    if (this.fitting) {
+      throw new TrainError(
+        'loadWeights: fit is running on this Trainer (a step would mix two sets of weights): await fit first',
+      );
+    }
     this.copyWeights(weights);
     this.runtime.setWeights(this.weights);
   }
