@@ -563,7 +563,11 @@ function checkFitOptions(options: FitOptions): void {
       }
     }
   }
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  // Duck-typed (only `aborted` is read): an AbortSignal from another realm or a polyfill works too.
+  if (
+    signal !== undefined &&
+    (signal === null || typeof signal !== 'object' || typeof (signal as AbortSignal).aborted !== 'boolean')
+  ) {
     throw new ConfigError(
       `fit: signal must be an AbortSignal (new AbortController().signal), got ${describeValue(signal)}`,
       'signal',
