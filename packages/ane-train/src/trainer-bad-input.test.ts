@@ -6,23 +6,8 @@
 import { SGD } from 'ane-optim';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, DataError, TrainError } from './errors';
-import type { LlamaConfig } from './model/config';
+import { SMALL } from './testing/small-model';
 import { Trainer, type TrainerOptions } from './trainer';
-
-const SMALL: LlamaConfig = {
-  model_type: 'llama',
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 8,
-  vocab_size: 32,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: true,
-  max_position_embeddings: 64,
-};
 
 const STREAM = Uint16Array.from({ length: 200 }, (_, i) => (i * 7) % SMALL.vocab_size);
 

@@ -2,24 +2,8 @@ import { AdamW, SGD } from 'ane-optim';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, DataError } from './errors';
 import { buildTrainingGraph, initParameters } from './model';
-import type { LlamaConfig } from './model/config';
+import { SMALL } from './testing/small-model';
 import { type History, Trainer, type TrainerOptions } from './trainer';
-
-/** A small GQA Llama that the simulator runs in a few milliseconds per step. */
-const SMALL: LlamaConfig = {
-  model_type: 'llama',
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 8,
-  vocab_size: 32,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: true,
-  max_position_embeddings: 64,
-};
 
 /** A token stream with structure to learn: a 7-token cycle with one of two branches. */
 function patternTokens(length: number, vocab: number): Uint16Array {
