@@ -35,6 +35,7 @@ export { checkTokens, readTokenFile } from './io/tokens';
 export * from './model';
 export * from './plan-summary';
 export * from './runtime';
+export * from './sample';
 export {
   type Backend,
   type FitCallbacks,

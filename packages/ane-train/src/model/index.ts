@@ -6,6 +6,12 @@ export {
   parseLlamaConfig,
   resolveModel,
 } from './config';
+export {
+  buildForwardGraph,
+  FORWARD_IO,
+  type ForwardGraph,
+  type ForwardGraphOptions,
+} from './forward-graph';
 export { initParameters, type ParameterSpec, parameterCount, parameterSpecs } from './parameters';
 export {
   buildTrainingGraph,

@@ -5,24 +5,20 @@
  * every layer shares.
  */
 import { gradOutputName, valueAndGrad } from 'ane-autograd';
-import {
-  embedding,
-  Graph,
-  linear,
-  llamaBlock,
-  type Plan,
-  partition,
-  rmsNorm,
-  ropeTables,
-  softmaxCrossEntropy,
-  type Tensor,
-} from 'ane-ir';
-import { type ChipFamily, DEFAULT_CHIP, getRule, ruleLimit } from 'ane-ir/mil';
+import { Graph, type Plan, partition, softmaxCrossEntropy } from 'ane-ir';
+import { DEFAULT_CHIP } from 'ane-ir/mil';
 import { ConfigError } from '../errors';
 import type { LlamaConfig } from './config';
+import {
+  type ChipName,
+  checkSeq,
+  classifierHostReason,
+  declareParameters,
+  modelLogits,
+} from './forward-graph';
 import { type ParameterSpec, parameterSpecs } from './parameters';
 
-export type ChipName = ChipFamily;
+export type { ChipName } from './forward-graph';
 
 /** Names of the training graph's inputs and outputs (what a plan executable is fed and returns). */
 export const TRAINING_IO = Object.freeze({
@@ -54,61 +50,16 @@ export interface TrainingGraph {
 
 export function buildTrainingGraph(config: LlamaConfig, options: TrainingGraphOptions): TrainingGraph {
   const seq = options.seq;
-  if (!Number.isSafeInteger(seq) || seq < 1) {
-    throw new ConfigError(`seq must be a whole number ≥ 1, got ${String(seq)}`, 'seq');
-  }
-  if (seq > config.max_position_embeddings) {
-    throw new ConfigError(
-      `seq ${seq} is longer than the model's max_position_embeddings (${config.max_position_embeddings}): use a shorter sequence`,
-      'seq',
-    );
-  }
+  checkSeq(config, seq);
   const chip = options.chip ?? DEFAULT_CHIP;
   const parameters = parameterSpecs(config);
   const g = new Graph();
-  const params = new Map<string, Tensor>();
-  for (const spec of parameters) params.set(spec.source, g.param(spec.source, [...spec.shape]));
-  const param = (source: string) => params.get(source)!;
+  const param = declareParameters(g, parameters);
 
   const tokens = g.input(TRAINING_IO.tokens, [seq], { dtype: 'int32' });
   const targets = g.input(TRAINING_IO.targets, [seq], { dtype: 'int32' });
-  const rope = ropeTables(g, seq, config.head_dim, {
-    base: config.rope_theta,
-    convention: 'rotate-half',
-  });
-  let h = embedding(tokens, param('embed'), { name: 'embed' });
-  for (let l = 0; l < config.num_hidden_layers; l++) {
-    const p = (name: string) => param(`layers.${l}.${name}`);
-    const weights = {
-      attnNorm: p('attn_norm'),
-      ffnNorm: p('ffn_norm'),
-      wq: p('wq'),
-      wk: p('wk'),
-      wv: p('wv'),
-      wo: p('wo'),
-      w1: p('w1'),
-      w3: p('w3'),
-      w2: p('w2'),
-    };
-    const qkNorm =
-      config.model_type === 'qwen3'
-        ? { qkNorm: { q: p('q_norm'), k: p('k_norm'), eps: config.rms_norm_eps } }
-        : {};
-    const input = h;
-    h = g.scope(`layers.${l}`, () =>
-      llamaBlock(input, weights, {
-        heads: config.num_attention_heads,
-        kvHeads: config.num_key_value_heads,
-        rope,
-        eps: config.rms_norm_eps,
-        name: 'block',
-        ...qkNorm,
-      }),
-    );
-  }
-  const normed = rmsNorm(h, param('norm'), { eps: config.rms_norm_eps, name: 'norm' });
-  const classifier = config.tie_word_embeddings ? param('embed') : param('lm_head');
-  const logits = linear(normed, classifier, { name: 'output' });
+  // The forward is the sampler's (forward-graph.ts), built by the same function.
+  const logits = modelLogits(g, config, seq, tokens, param);
   const loss = softmaxCrossEntropy(logits, targets, { name: 'xent' });
 
   const derived = valueAndGrad(g, {
@@ -121,8 +72,8 @@ export function buildTrainingGraph(config: LlamaConfig, options: TrainingGraphOp
   // chip's spatial cap no kernel can hold it, so it runs on the host (sgemm).
   const hostPlacements: { op: string; reason: string }[] = [];
   const placement: Record<string, 'host' | 'ane'> = { ...derived.placement };
-  const spatialCap = ruleLimit(getRule('dim-spatial'), chip) ?? Number.POSITIVE_INFINITY;
-  if (config.vocab_size + seq > spatialCap) {
+  const classifierReason = classifierHostReason(config, seq, chip);
+  if (classifierReason !== undefined) {
     placement.output = 'host';
     // Its input gradient (tableᵀ · dlogits) contracts over the vocabulary: on the host as well.
     for (const node of g.nodes) {
@@ -130,10 +81,7 @@ export function buildTrainingGraph(config: LlamaConfig, options: TrainingGraphOp
         placement[node.name] = 'host';
       }
     }
-    hostPlacements.push({
-      op: 'output',
-      reason: `the classifier's packed input is ${seq} positions + ${config.vocab_size} vocabulary columns wide, over the ${chip} spatial cap ${spatialCap} [ANE rule dim-spatial]: it runs on the host`,
-    });
+    hostPlacements.push({ op: 'output', reason: classifierReason });
   }
   const plan = partition(g, { placement, chip });
 
