@@ -14,9 +14,11 @@ import {
   FlatArena,
   GradientAccumulator,
   type LossScalerOptions,
+  type LossScalerState,
   type Optimizer,
+  type OptimizerState,
 } from 'ane-optim';
-import { ConfigError, DataError, TrainError } from './errors';
+import { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 import type { LlamaConfig, PresetName } from './model/config';
 import { resolveModel } from './model/config';
 import { initParameters, type ParameterSpec, parameterSpecs } from './model/parameters';
@@ -144,6 +146,27 @@ export type TrainingData =
   | Iterable<Int32Array | Uint16Array | readonly number[]>
   | AsyncIterable<Int32Array | Uint16Array | readonly number[]>;
 
+/**
+ * Everything besides the weights that a resumed run needs to continue exactly as if it had never
+ * stopped: `Trainer.saveState()` returns it, `Trainer.loadState()` takes it back. JSON-serializable
+ * except `optimizer.data` (every optimizer buffer, fp32, concatenated; see ane-optim's
+ * `OptimizerState`).
+ */
+export interface TrainerState {
+  /** Optimizer steps taken (skipped ones included): the next step's token-stream windows depend on it. */
+  step: number;
+  /** The seed of the token-stream windows. */
+  seed: number;
+  optimizer: OptimizerState;
+  /** The dynamic loss scaler's scale and growth counter; null when loss scaling is off. */
+  lossScaler: LossScalerState | null;
+}
+
+export interface EvaluateOptions {
+  /** Micro-batches to average (default: every one the data holds; give it for an endless sampler). */
+  batches?: number;
+}
+
 const OPTION_KEYS = [
   'model',
   'optimizer',
@@ -170,7 +193,7 @@ export class Trainer {
   readonly gradClip: number | false;
   private readonly arena: FlatArena;
   private readonly runtime: DeviceRuntime;
-  private readonly seed: number;
+  private seed: number;
   private readonly accumulator: GradientAccumulator<Record<string, Float32Array>>;
   private stepsDone = 0;
   private runtimeListener: ((event: RuntimeEvent) => void) | undefined;
@@ -340,7 +363,9 @@ export class Trainer {
     const batches = microBatches(data, {
       batch: this.batch,
       seq: this.seq,
-      seed: this.seed + this.stepsDone,
+      seed: this.seed,
+      firstStep: this.stepsDone,
+      accumulate: this.accumulate,
       vocab: this.config.vocab_size,
       maxSeq: this.config.max_position_embeddings,
     });
@@ -455,6 +480,222 @@ export class Trainer {
     };
     this.stepsDone += 1;
     return log;
+  }
+
+  /**
+   * The step counter, the seed, the optimizer's state (copied) and the loss scaler's state: with the
+   * weights, what `loadState` needs to continue this run bit for bit. Safe to call at any time, also
+   * from a `fit` callback or while a step is in flight (it then describes the state before that step).
+   */
+  saveState(): TrainerState {
+    return {
+      step: this.stepsDone,
+      seed: this.seed,
+      optimizer: this.optimizer.saveState(),
+      lossScaler: this.lossScaler?.saveState() ?? null,
+    };
+  }
+
+  /**
+   * Restores a state from `saveState` (of a Trainer of the same model, optimizer and loss-scaling
+   * setting). Everything is checked before anything changes: a state that does not fit throws a
+   * CheckpointError naming the field or tensor and leaves this Trainer as it was. Load the weights
+   * too (`loadWeights`, or `restoreTrainer` for a checkpoint) to resume a run.
+   */
+  loadState(state: TrainerState): void {
+    if (this.disposed) {
+      throw new TrainError(
+        'loadState: this Trainer was disposed: create a new Trainer and load the state into it',
+      );
+    }
+    if (this.fitting) {
+      throw new TrainError(
+        'loadState: fit is running on this Trainer (the next step would mix two states): await fit first',
+      );
+    }
+    const checked = this.checkState(state);
+    if (checked.optimizer !== undefined) {
+      try {
+        this.optimizer.loadState(checked.optimizer);
+      } catch (error) {
+        // ane-optim checks the whole state before it changes anything.
+        if (error instanceof Error && error.name === 'OptimizerStateError') {
+          const { tensor, field } = (error as Error & { details: { tensor?: string; field?: string } })
+            .details;
+          throw new CheckpointError(`loadState: ${error.message}`, {
+            ...(tensor !== undefined ? { tensor } : {}),
+            ...(field !== undefined ? { field } : {}),
+          });
+        }
+        throw error;
+      }
+    }
+    // Checked above in full, so this cannot refuse now.
+    if (this.lossScaler !== undefined) this.lossScaler.loadState(state.lossScaler!);
+    this.stepsDone = state.step;
+    this.seed = state.seed;
+  }
+
+  /** Checks `state` against this Trainer; returns the optimizer state to load. */
+  private checkState(state: TrainerState): { optimizer: OptimizerState | undefined } {
+    const fail: (message: string, details: { tensor?: string; field?: string }) => never = (
+      message,
+      details,
+    ) => {
+      throw new CheckpointError(`loadState: ${message}`, details);
+    };
+    if (state === null || typeof state !== 'object') {
+      fail(
+        `expected a state from Trainer.saveState() ({ step, seed, optimizer, lossScaler }), got ${describeValue(state)}`,
+        { field: 'state' },
+      );
+    }
+    for (const field of ['step', 'seed'] as const) {
+      if (!Number.isSafeInteger(state[field]) || state[field] < 0) {
+        fail(`${field} must be a whole number ≥ 0, got ${describeValue(state[field])}`, { field });
+      }
+    }
+    const optimizer = state.optimizer;
+    if (
+      optimizer === null ||
+      typeof optimizer !== 'object' ||
+      optimizer.meta === null ||
+      typeof optimizer.meta !== 'object' ||
+      !(optimizer.data instanceof Float32Array) ||
+      !Array.isArray(optimizer.meta.tensors)
+    ) {
+      fail(
+        `optimizer must be an ane-optim OptimizerState { meta, data: Float32Array }, got ${describeValue(optimizer)}`,
+        { field: 'optimizer' },
+      );
+    }
+    if (optimizer.meta.optimizer !== this.optimizer.name) {
+      fail(
+        `the state is of a ${String(optimizer.meta.optimizer)} optimizer but this Trainer's is ${this.optimizer.name}: create the Trainer with the optimizer the run used`,
+        { field: 'optimizer' },
+      );
+    }
+    const shapes = new Map(this.parameters.map((spec) => [spec.name, spec.shape]));
+    for (const tensor of optimizer.meta.tensors) {
+      const shape = shapes.get(tensor?.name);
+      if (shape === undefined) {
+        fail(
+          `the optimizer state has tensor '${String(tensor?.name)}', which this model does not have: the state was saved from another model`,
+          { tensor: String(tensor?.name), field: 'optimizer' },
+        );
+      }
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (
+        tensor.length !== size ||
+        (tensor.shape !== undefined && tensor.shape.join(',') !== shape.join(','))
+      ) {
+        fail(
+          `the optimizer state of '${tensor.name}' is for ${tensor.shape !== undefined ? `shape [${tensor.shape.join(', ')}]` : `${tensor.length} elements`} but the parameter has shape [${shape.join(', ')}]: the state was saved from a model of another shape`,
+          { tensor: tensor.name, field: 'shape' },
+        );
+      }
+    }
+    if ((state.lossScaler === null || state.lossScaler === undefined) !== (this.lossScaler === undefined)) {
+      fail(
+        this.lossScaler === undefined
+          ? 'the state has a loss scaler but this Trainer was created with lossScale: false: create it with the loss scaling the run used'
+          : 'the state has no loss scaler (the run used lossScale: false) but this Trainer scales the loss: create it with lossScale: false',
+        { field: 'lossScaler' },
+      );
+    }
+    if (state.lossScaler !== null && state.lossScaler !== undefined) {
+      const { scale, growthTracker } = state.lossScaler;
+      if (!(typeof scale === 'number' && scale > 0 && scale <= MAX_LOSS_SCALE)) {
+        fail(`lossScaler.scale must be in (0, ${MAX_LOSS_SCALE}], got ${describeValue(scale)}`, {
+          field: 'lossScaler',
+        });
+      }
+      if (!Number.isSafeInteger(growthTracker) || growthTracker < 0) {
+        fail(`lossScaler.growthTracker must be a whole number ≥ 0, got ${describeValue(growthTracker)}`, {
+          field: 'lossScaler',
+        });
+      }
+    }
+    if (optimizer.meta.tensors.length === 0 && this.optimizer.state.size === 0) {
+      // Saved before the first update, loaded before the first update: nothing to load.
+      return { optimizer: undefined };
+    }
+    if (optimizer.meta.tensors.length === 0) {
+      // A state saved before the first update: this optimizer has taken steps since; load zeros
+      // (what a fresh optimizer starts from) instead of leaving its moments in place.
+      const current = this.optimizer.saveState();
+      return {
+        optimizer: {
+          meta: {
+            ...current.meta,
+            step: optimizer.meta.step,
+            tensors: current.meta.tensors.map((tensor) => ({ ...tensor, step: 0 })),
+          },
+          data: new Float32Array(current.data.length),
+        },
+      };
+    }
+    return { optimizer };
+  }
+
+  /**
+   * The mean loss of `data`'s micro-batches under the current weights, without any update (the
+   * gradients the device computes are ignored; loss scale 1). `data` is an iterable of micro-batches
+   * (`batch` sequences of S + 1 tokens, as `fit` takes; e.g. a BatchSampler over validation tokens),
+   * or a token stream, cut into consecutive windows of `seq + 1` tokens, `batch` per micro-batch.
+   */
+  async evaluate(data: TrainingData, options: EvaluateOptions = {}): Promise<number> {
+    if (this.disposed) {
+      throw new TrainError('evaluate: this Trainer was disposed: create a new Trainer to evaluate');
+    }
+    if (this.fitting) {
+      throw new TrainError(
+        'evaluate: fit is running on this Trainer (both use its device): call it between fit calls, or from onStepEnd (awaited, it runs between steps)',
+      );
+    }
+    if (options === null || typeof options !== 'object') {
+      throw new ConfigError(
+        `evaluate: options must be an object { batches? }, got ${describeValue(options)}`,
+        'options',
+      );
+    }
+    const limit =
+      options.batches === undefined ? Number.POSITIVE_INFINITY : wholeNumber(options.batches, 'batches', 1);
+    const batches = isTokenStream(data)
+      ? consecutiveWindows(data as ArrayLike<number>, this.batch, this.seq, this.config.vocab_size)
+      : microBatches(data, {
+          batch: this.batch,
+          seq: this.seq,
+          seed: this.seed,
+          firstStep: 0,
+          accumulate: 1,
+          vocab: this.config.vocab_size,
+          maxSeq: this.config.max_position_embeddings,
+        });
+    this.fitting = true;
+    let sum = 0;
+    let count = 0;
+    try {
+      while (count < limit) {
+        const next = await batches.next();
+        if (next.done) break;
+        const inFlight = this.runtime.step(next.value.tokens, next.value.seq, 1);
+        this.inFlight = inFlight;
+        sum += (await inFlight).loss;
+        count += 1;
+        if (this.disposed) throw new TrainError('the Trainer was disposed during evaluate');
+      }
+    } finally {
+      this.fitting = false;
+      this.inFlight = undefined;
+      await batches.return?.(undefined);
+    }
+    if (count === 0) {
+      throw new DataError(
+        'evaluate: the data holds no micro-batch: give at least one (for a token stream, batch × (seq + 1) tokens)',
+      );
+    }
+    return sum / count;
   }
 
   /** Frees the device (and any worker process). */
@@ -575,15 +816,78 @@ function checkFitOptions(options: FitOptions): void {
   }
 }
 
+/** Whether `data` is a token stream (a typed array or an array of numbers), not micro-batches. */
+function isTokenStream(data: unknown): boolean {
+  return (
+    (ArrayBuffer.isView(data) && !(data instanceof DataView)) ||
+    (Array.isArray(data) && (data.length === 0 || typeof data[0] === 'number'))
+  );
+}
+
+/**
+ * A 32-bit seed for one micro-batch's windows: a hash of the run's seed, the optimizer step and the
+ * micro-batch index (murmur3's finalizer after each word), so the windows of step k are the same
+ * whether the run got there in one fit or resumed from a checkpoint.
+ */
+function windowSeed(seed: number, step: number, micro: number): number {
+  let h = 0x9e3779b9;
+  for (const word of [
+    seed >>> 0,
+    Math.floor(seed / 2 ** 32) >>> 0,
+    step >>> 0,
+    Math.floor(step / 2 ** 32) >>> 0,
+    micro >>> 0,
+  ]) {
+    h = Math.imul(h ^ word, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+/** A token stream cut into consecutive windows of seq + 1 tokens, `batch` per micro-batch (for evaluate). */
+async function* consecutiveWindows(
+  stream: ArrayLike<number>,
+  batch: number,
+  seq: number,
+  vocab: number,
+): AsyncGenerator<{ tokens: Int32Array; seq: number }> {
+  if (stream instanceof BigInt64Array || stream instanceof BigUint64Array) {
+    throw new DataError(
+      `evaluate(data): a ${stream.constructor.name} token stream is not supported: convert it to an Int32Array (Int32Array.from(data, Number))`,
+    );
+  }
+  const window = seq + 1;
+  if (stream.length < batch * window) {
+    throw new DataError(
+      `evaluate: the token stream holds ${stream.length} tokens, fewer than one micro-batch of batch × (seq + 1) = ${batch * window}: give more validation data or a shorter seq`,
+    );
+  }
+  checkIds(stream, vocab, 'the token stream');
+  const tokens = new Int32Array(batch * window);
+  for (let start = 0; start + batch * window <= stream.length; start += batch * window) {
+    for (let i = 0; i < batch * window; i++) tokens[i] = stream[start + i]!;
+    yield { tokens, seq };
+  }
+}
+
 /** The micro-batches of `data`: B×(S+1) int32 tokens and their S. */
 async function* microBatches(
   data: TrainingData,
-  options: { batch: number; seq: number; seed: number; vocab: number; maxSeq: number },
+  options: {
+    batch: number;
+    seq: number;
+    seed: number;
+    /** The optimizer step the first micro-batch belongs to. */
+    firstStep: number;
+    accumulate: number;
+    vocab: number;
+    maxSeq: number;
+  },
 ): AsyncGenerator<{ tokens: Int32Array; seq: number }> {
   const { batch, seq, vocab } = options;
-  const isStream =
-    (ArrayBuffer.isView(data) && !(data instanceof DataView)) ||
-    (Array.isArray(data) && (data.length === 0 || typeof data[0] === 'number'));
+  const isStream = isTokenStream(data);
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
     throw new DataError(
       `fit(data): a ${data.constructor.name} token stream is not supported: convert it to an Int32Array (Int32Array.from(data, Number))`,
@@ -599,7 +903,6 @@ async function* microBatches(
       );
     }
     checkIds(stream, vocab, 'the token stream');
-    const random = uniformSource(options.seed);
     const positions = length - window + 1;
     const tokens = allocate(
       () => new Int32Array(batch * window),
@@ -609,7 +912,10 @@ async function* microBatches(
           'batch',
         ),
     );
-    for (;;) {
+    for (let index = 0; ; index++) {
+      // The windows of micro-batch m of step k are a function of (seed, k, m) alone.
+      const step = options.firstStep + Math.floor(index / options.accumulate);
+      const random = uniformSource(windowSeed(options.seed, step, index % options.accumulate));
       // A resizable buffer (or a length-tracking view) may shrink between steps: never read past it.
       if (stream.length !== length) {
         throw new DataError(
