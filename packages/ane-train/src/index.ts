@@ -11,6 +11,7 @@ export {
   SGD,
   stepDecay,
 } from 'ane-optim';
+export * from './convert';
 export { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 export {
   type ComputeGradientsOptions,
