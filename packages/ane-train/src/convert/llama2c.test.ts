@@ -120,7 +120,9 @@ function fileOf(headerInts: number[], floats: number, options: { prefix?: Uint8A
   const out = new Uint8Array(prefix.length + 28 + 4 * floats);
   out.set(prefix);
   const view = new DataView(out.buffer);
-  headerInts.forEach((v, i) => view.setInt32(prefix.length + 4 * i, v, true));
+  headerInts.forEach((v, i) => {
+    view.setInt32(prefix.length + 4 * i, v, true);
+  });
   for (let i = 0; i < floats; i++) view.setFloat32(prefix.length + 28 + 4 * i, i + 1, true);
   return out;
 }
@@ -184,7 +186,9 @@ describe('readLlama2cCheckpoint: layouts', () => {
     const view = new DataView(bytes.buffer);
     view.setUint32(0, 0x616b3432, true);
     view.setInt32(4, 1, true);
-    TINY_HEADER.forEach((v, i) => view.setInt32(8 + 4 * i, v, true));
+    TINY_HEADER.forEach((v, i) => {
+      view.setInt32(8 + 4 * i, v, true);
+    });
     bytes[36] = 0; // not shared
     for (let i = 0; i < floats; i++) view.setFloat32(256 + 4 * i, i + 1, true);
     const { config, weights } = parseLlama2cCheckpoint(bytes);
@@ -340,7 +344,7 @@ describe('readLlama2cCheckpoint: malformed files are CheckpointErrors naming the
     view.setInt32(4, 9, true);
     expect((await checkpointError(() => parseLlama2cCheckpoint(bytes))).details.field).toBe('version');
     view.setInt32(4, 1, true);
-    [32, 64, 2, 4, 2, 32, 16].forEach((v, i) => view.setInt32(8 + 4 * i, v, true));
+    for (const [i, v] of [32, 64, 2, 4, 2, 32, 16].entries()) view.setInt32(8 + 4 * i, v, true);
     bytes[36] = 7;
     expect((await checkpointError(() => parseLlama2cCheckpoint(bytes))).details.field).toBe(
       'shared_classifier',
