@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CheckpointError } from '../errors';
-import type { LlamaConfig } from '../model/config';
+import { type LlamaConfig, PRESETS } from '../model/config';
 import { initParameters, parameterCount } from '../model/parameters';
 import { SMALL } from '../testing/small-model';
 import {
@@ -164,6 +164,16 @@ describe('readLlama2cCheckpoint: layouts', () => {
     expect(config.vocab_size).toBe(1);
     expect([...weights.get('lm_head.weight')!]).toEqual([floats - 1, floats]);
     expect([...weights.keys()].at(-1)).toBe('lm_head.weight');
+  });
+
+  it('a stories15M-shaped file is exactly the published size of stories15M.bin (60816028 bytes) and reads as the stories15M preset', () => {
+    // karpathy/tinyllamas stories15M.bin: dim 288, hidden_dim 768, 6 layers, 6 heads, 6 KV heads,
+    // vocab 32000 (shared), seq_len 256; 60,816,028 bytes on the Hugging Face hub.
+    const bytes = new Uint8Array(60_816_028);
+    const view = new DataView(bytes.buffer);
+    for (const [i, v] of [288, 768, 6, 6, 6, 32000, 256].entries()) view.setInt32(4 * i, v, true);
+    const { config } = parseLlama2cCheckpoint(bytes);
+    expect(config).toEqual(PRESETS.stories15M);
   });
 
   it('reads version 1 ("ak42", 256-byte header, shared flag; norms first, then the embedding, no freq tables)', () => {
