@@ -346,3 +346,47 @@ describe('importHuggingFace', () => {
     await expect(importHuggingFace(badConfig)).rejects.toThrow(/not valid JSON/);
   });
 });
+
+describe('wrong inputs to the writers are typed errors, and nothing is written', () => {
+  const weights = initParameters(SMALL, { seed: 4 });
+
+  it('a preset name or an invalid object as config is a ConfigError', async () => {
+    const dir = fresh('bad-config');
+    await expect(exportHuggingFace(dir, { config: 'tiny' as never, weights })).rejects.toThrow(
+      CheckpointError,
+    );
+    await expect(
+      exportHuggingFace(dir, { config: { ...SMALL, num_key_value_heads: 3 }, weights }),
+    ).rejects.toBeInstanceOf(ConfigError);
+    await expect(
+      writeLlama2cCheckpoint(join(root, 'bad.bin'), { ...SMALL, hidden_size: 0 }, weights),
+    ).rejects.toBeInstanceOf(ConfigError);
+    expect(() => readdirSync(dir)).toThrow();
+  });
+
+  it('weights as a plain object, a tensor that is not a Float32Array, a non-finite weight', async () => {
+    const dir = fresh('bad-weights');
+    let error = await checkpointError(() =>
+      exportHuggingFace(dir, { config: SMALL, weights: Object.fromEntries(weights) as never }),
+    );
+    expect(error.message).toMatch(/new Map\(Object\.entries/);
+    const asArray = new Map<string, Float32Array>(weights);
+    asArray.set('model.norm.weight', Array.from(weights.get('model.norm.weight')!) as never);
+    error = await checkpointError(() => exportHuggingFace(dir, { config: SMALL, weights: asArray }));
+    expect(error.details.tensor).toBe('model.norm.weight');
+    const diverged = new Map(weights);
+    const embed = weights.get('model.embed_tokens.weight')!.slice();
+    embed[7] = Number.NaN;
+    diverged.set('model.embed_tokens.weight', embed);
+    for (const write of [
+      () => exportHuggingFace(dir, { config: SMALL, weights: diverged }),
+      () => writeLlama2cCheckpoint(join(root, 'diverged.bin'), SMALL, diverged),
+    ]) {
+      error = await checkpointError(write);
+      expect(error.details.tensor).toBe('model.embed_tokens.weight');
+      expect(error.message).toMatch(/NaN at index 7.*nothing was written/);
+    }
+    expect(() => readdirSync(dir)).toThrow();
+    expect(readdirSync(root).filter((f) => f.startsWith('diverged') || f.startsWith('bad.bin'))).toEqual([]);
+  });
+});

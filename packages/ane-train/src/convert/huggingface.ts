@@ -29,6 +29,7 @@ import {
 } from '../io/safetensors';
 import { type LlamaConfig, parseLlamaConfig } from '../model/config';
 import { parameterSpecs } from '../model/parameters';
+import { checkModelToWrite } from './check-model';
 import type { ConvertedModel } from './llama2c';
 
 export interface ExportHuggingFaceOptions {
@@ -98,17 +99,8 @@ export async function exportHuggingFace(
       },
     );
   }
-  const { config, weights } = model;
-  if (!(weights instanceof Map)) {
-    refuse(
-      undefined,
-      `exportHuggingFace: model.weights must be a Map of Hugging Face names to Float32Arrays, got ${describe(weights)}`,
-      {
-        field: 'weights',
-      },
-    );
-  }
-  checkWeights(config, weights);
+  const config = checkModelToWrite(model.config, model.weights, { what: 'exportHuggingFace' });
+  const weights = model.weights;
   const ids = generationIds(config, options.generation);
 
   const tensors = new Map<string, SafetensorsInput>();

@@ -24,9 +24,9 @@
  */
 import { endianness } from 'node:os';
 import { CheckpointError } from '../errors';
-import { checkWeights } from '../grads';
 import { readRegularFile, writeFileAtomically } from '../io/files';
-import type { LlamaConfig } from '../model/config';
+import { type LlamaConfig, resolveModel } from '../model/config';
+import { checkModelToWrite } from './check-model';
 import { interleavedToRotateHalf, rotateHalfToInterleaved } from './rope-layout';
 
 /** A model in memory: its config and every parameter by Hugging Face name (fp32). */
@@ -351,23 +351,15 @@ export async function writeLlama2cCheckpoint(
 
 /** The bytes of a legacy llama2.c `.bin` of a model (see `writeLlama2cCheckpoint`). */
 export function encodeLlama2cCheckpoint(
-  config: LlamaConfig,
+  given: LlamaConfig,
   weights: ReadonlyMap<string, Float32Array>,
   options: { file?: string } = {},
 ): Uint8Array {
   const file = options.file;
-  if (config === null || typeof config !== 'object') {
-    refuse(file, `the config must be a LlamaConfig object, got ${describe(config)}`, { field: 'config' });
+  if (given === null || typeof given !== 'object') {
+    refuse(file, `the config must be a LlamaConfig object, got ${describe(given)}`, { field: 'config' });
   }
-  if (!(weights instanceof Map)) {
-    refuse(
-      file,
-      `the weights must be a Map of Hugging Face names to Float32Arrays, got ${describe(weights)}`,
-      {
-        field: 'weights',
-      },
-    );
-  }
+  const config = resolveModel(given); // a ConfigError for an invalid config, before anything else
   const unsupported = (field: keyof LlamaConfig, why: string): never =>
     refuse(file, `llama2.c cannot express this model: ${why}`, { field });
   if (config.model_type !== 'llama') {
@@ -388,7 +380,10 @@ export function encodeLlama2cCheckpoint(
   if (config.rope_theta !== ROPE_THETA) {
     unsupported('rope_theta', `rope_theta is ${config.rope_theta}; run.c uses ${ROPE_THETA}`);
   }
-  checkWeights(config, weights, file !== undefined ? { file } : {});
+  checkModelToWrite(config, weights, {
+    ...(file !== undefined ? { file } : {}),
+    what: 'writeLlama2cCheckpoint',
+  });
   checkLittleEndianHost(file);
 
   const dim = config.hidden_size;
