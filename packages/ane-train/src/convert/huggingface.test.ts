@@ -187,6 +187,16 @@ describe('exportHuggingFace', () => {
     expect(() => readdirSync(dir)).toThrow();
   });
 
+  it('refuses a directory path that is a file', async () => {
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'x');
+    const error = await checkpointError(() =>
+      exportHuggingFace(join(file, 'hf'), { config: SMALL, weights: initParameters(SMALL) }),
+    );
+    expect(error.details.field).toBe('dir');
+    expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+
   it('refuses weights that do not fit the config and a bad dtype', async () => {
     const weights = initParameters(SMALL);
     weights.delete('model.layers.1.self_attn.v_proj.weight');
@@ -230,10 +240,12 @@ describe('importHuggingFace', () => {
   const weights = initParameters(SMALL, { seed: 2 });
   const config = { ...SMALL } as unknown as Record<string, unknown>;
 
-  it('reads a .safetensors path with config.json beside it', async () => {
+  it('reads a .safetensors path with config.json beside it, or the config.json path', async () => {
     const dir = await writeModelDir(config, weights, shapesOf(SMALL));
-    const back = await importHuggingFace(join(dir, 'model.safetensors'));
-    for (const [name, values] of weights) expect(sameBits(back.weights.get(name)!, values)).toBe(true);
+    for (const path of [join(dir, 'model.safetensors'), join(dir, 'config.json')]) {
+      const back = await importHuggingFace(path);
+      for (const [name, values] of weights) expect(sameBits(back.weights.get(name)!, values)).toBe(true);
+    }
   });
 
   it('reads sharded weights through model.safetensors.index.json', async () => {

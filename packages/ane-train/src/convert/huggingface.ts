@@ -268,9 +268,11 @@ export async function importHuggingFace(path: string): Promise<ConvertedModel> {
       },
     );
   }
+  // A directory, or its config.json, stands for the model directory.
+  const whole = info.isDirectory() || basename(path) === 'config.json';
   const dir = info.isDirectory() ? path : dirname(path);
   let weightsPath: string;
-  if (info.isDirectory()) {
+  if (whole) {
     const single = join(dir, 'model.safetensors');
     const index = join(dir, 'model.safetensors.index.json');
     if (await exists(single)) weightsPath = single;
