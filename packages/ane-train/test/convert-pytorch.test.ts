@@ -11,7 +11,9 @@
  *    python3-torch python3-numpy): exportHuggingFace's directory is read by
  *    `llama2c_fixture.py check-hf`, a hand-written safetensors reader and Hugging Face's Llama forward
  *    (rotate-half RoPE, tools/refgen/llama_grads.py), which must give the same loss: the export is
- *    what Hugging Face's LlamaForCausalLM computes with. Run it with
+ *    what Hugging Face's LlamaForCausalLM computes with. Likewise a tied Llama (no lm_head.weight in
+ *    the file) and a Qwen3 model (q/k norms): HF's forward in PyTorch on the export gives our
+ *    device step's loss within 1e-3. Run it with
  *    `cd packages/ane-train && npx vitest run test/convert-pytorch.test.ts`.
  */
 import { execFile, spawnSync } from 'node:child_process';
@@ -23,6 +25,9 @@ import { exportHuggingFace } from '../src/convert/huggingface';
 import { readLlama2cCheckpoint } from '../src/convert/llama2c';
 import { rotateHalfToInterleaved } from '../src/convert/rope-layout';
 import { computeGradients } from '../src/grads';
+import type { LlamaConfig } from '../src/model/config';
+import { initParameters } from '../src/model/parameters';
+import { SMALL } from '../src/testing/small-model';
 
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'convert');
 const SCRIPT = join(import.meta.dirname, '..', '..', '..', 'tools', 'refgen', 'llama2c_fixture.py');
@@ -113,6 +118,39 @@ it.skipIf(!hasTorch)(
         architectures: ['LlamaForCausalLM'],
         tie_word_embeddings: false,
       });
+    }
+  },
+  120_000,
+);
+
+it.skipIf(!hasTorch)(
+  `a tied Llama and a Qwen3 export give our device step's loss under HF's forward in PyTorch${hasTorch ? '' : ` (skipped: ${PYTHON} has no torch)`}`,
+  async () => {
+    const tied: LlamaConfig = { ...SMALL };
+    const qwen3: LlamaConfig = {
+      ...SMALL,
+      model_type: 'qwen3',
+      head_dim: 16,
+      rope_theta: 1e6,
+      rms_norm_eps: 1e-6,
+    };
+    for (const config of [tied, qwen3]) {
+      const weights = initParameters(config, { seed: 11, std: 0.2 });
+      const out = join(dir, `${config.model_type}-tied`);
+      await exportHuggingFace(out, { config, weights });
+      const result = await checkHf(out);
+      expect(result.tensors).not.toContain('lm_head.weight');
+      const ours = await computeGradients({
+        config,
+        weights,
+        tokens,
+        batch: expected.batch,
+        seq: expected.seq,
+        backend: 'sim',
+      });
+      expect(relative(ours.loss, result.loss)).toBeLessThan(LOSS_RELATIVE);
+      // The loss is not the uniform guess (ln 32): the weights matter.
+      expect(Math.abs(result.loss - Math.log(32))).toBeGreaterThan(0.05);
     }
   },
   120_000,
