@@ -99,7 +99,7 @@ export function parseLlama2cCheckpoint(bytes: Uint8Array, options: { file?: stri
   const qDim = heads * headDim;
   const kvDim = kvHeads * headDim;
 
-  // The tensors in file order: [name, values, HF name template or null when skipped].
+  // The tensors in file order: HF name (empty for the skipped freq tables) and float count.
   const perLayer = (hf: string, size: number) =>
     Array.from({ length: layers }, (_, l) => ({ name: `model.layers.${l}.${hf}`, size, layer: l }));
   const embed = [{ name: 'model.embed_tokens.weight', size: vocab * dim, layer: -1 }];
