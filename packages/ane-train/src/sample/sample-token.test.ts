@@ -1,0 +1,134 @@
+/**
+ * `sampleToken` / `tokenDistribution` on host logits with hand-computed distributions: logits
+ * ln(1), ln(2), ln(3), ln(4) are the probabilities 0.1, 0.2, 0.3, 0.4 at temperature 1.
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, TrainError } from '../errors';
+import { uniformSource } from '../random';
+import { argmax, sampleToken, tokenDistribution } from './sample-token';
+
+const LOGITS = Float32Array.from([1, 2, 3, 4].map(Math.log)); // p = 0.1, 0.2, 0.3, 0.4
+
+describe('tokenDistribution', () => {
+  it('is the softmax at temperature 1, most likely first', () => {
+    const { ids, probabilities } = tokenDistribution(LOGITS);
+    expect([...ids]).toEqual([3, 2, 1, 0]);
+    for (const [i, p] of [0.4, 0.3, 0.2, 0.1].entries()) expect(probabilities[i]).toBeCloseTo(p, 6);
+  });
+
+  it('divides the logits by the temperature: at T = 2 the weights are sqrt(1..4)', () => {
+    const { probabilities } = tokenDistribution(LOGITS, { temperature: 2 });
+    const roots = [4, 3, 2, 1].map(Math.sqrt);
+    const total = roots.reduce((a, b) => a + b);
+    for (const [i, r] of roots.entries()) expect(probabilities[i]).toBeCloseTo(r / total, 6);
+  });
+
+  it('keeps the top k and renormalizes', () => {
+    const { ids, probabilities } = tokenDistribution(LOGITS, { topK: 2 });
+    expect([...ids]).toEqual([3, 2]);
+    expect(probabilities[0]).toBeCloseTo(4 / 7, 6);
+    expect(probabilities[1]).toBeCloseTo(3 / 7, 6);
+    expect(tokenDistribution(LOGITS, { topK: 100 }).ids.length).toBe(4); // k beyond the vocabulary: all
+  });
+
+  it('keeps the smallest nucleus reaching top-p (after top-k), then renormalizes', () => {
+    // cumulative 0.4, 0.7, 0.9, 1.0
+    expect([...tokenDistribution(LOGITS, { topP: 0.5 }).ids]).toEqual([3, 2]);
+    expect([...tokenDistribution(LOGITS, { topP: 0.8 }).ids]).toEqual([3, 2, 1]);
+    const p = tokenDistribution(LOGITS, { topP: 0.8 }).probabilities;
+    expect(p[2]).toBeCloseTo(2 / 9, 6);
+    // after top-k 3 the masses are 4/9, 3/9, 2/9: top-p 0.7 needs two (7/9 ≥ 0.7)
+    expect([...tokenDistribution(LOGITS, { topK: 3, topP: 0.7 }).ids]).toEqual([3, 2]);
+    // the most likely token is kept however small p is
+    expect([...tokenDistribution(LOGITS, { topP: 1e-9 }).ids]).toEqual([3]);
+  });
+
+  it('temperature 0 and top-k 1 are the argmax with probability 1; ties go to the lower id', () => {
+    const tied = Float32Array.from([0.5, 2, -1, 2, 1]);
+    expect(argmax(tied)).toBe(1);
+    for (const options of [{ temperature: 0 }, { topK: 1 }, { topP: 1e-6 }]) {
+      expect([...tokenDistribution(tied, options).ids]).toEqual([1]);
+    }
+    expect([...tokenDistribution(tied).ids]).toEqual([1, 3, 4, 0, 2]);
+  });
+});
+
+describe('sampleToken', () => {
+  it('draws with the distribution: counts over 20000 seeded draws pass a chi-square test', () => {
+    const random = uniformSource(7);
+    for (const [options, expected] of [
+      [{}, [0.1, 0.2, 0.3, 0.4]],
+      [{ topK: 2 }, [0, 0, 3 / 7, 4 / 7]],
+      [{ temperature: 2, topP: 0.8 }, null],
+    ] as const) {
+      const counts = [0, 0, 0, 0];
+      const draws = 20_000;
+      for (let i = 0; i < draws; i++) counts[sampleToken(LOGITS, options, random)]!++;
+      let probabilities: number[];
+      if (expected === null) {
+        // T = 2: weights 1, sqrt2, sqrt3, 2 → masses 0.163, 0.231, 0.283, 0.326; nucleus 0.8 keeps
+        // ids 3, 2, 1 (0.326 + 0.283 + 0.231 = 0.84)
+        const w = [1, 2, 3, 4].map(Math.sqrt);
+        const kept = w[1]! + w[2]! + w[3]!;
+        probabilities = [0, w[1]! / kept, w[2]! / kept, w[3]! / kept];
+      } else probabilities = [...expected];
+      let chiSquare = 0;
+      let degrees = -1;
+      for (let id = 0; id < 4; id++) {
+        if (probabilities[id] === 0) {
+          expect(counts[id], `id ${id} is outside the kept set`).toBe(0);
+          continue;
+        }
+        const e = probabilities[id]! * draws;
+        chiSquare += (counts[id]! - e) ** 2 / e;
+        degrees++;
+      }
+      // 99.9th percentile of chi-square with 3 / 2 degrees of freedom: 16.27 / 13.82
+      expect(chiSquare, JSON.stringify({ options, counts })).toBeLessThan(degrees === 3 ? 16.27 : 13.82);
+    }
+  });
+
+  it('greedy choices consume no draw; the same seed gives the same tokens', () => {
+    let calls = 0;
+    const counting = () => {
+      calls++;
+      return 0.5;
+    };
+    expect(sampleToken(LOGITS, { temperature: 0 }, counting)).toBe(3);
+    expect(sampleToken(LOGITS, { topK: 1 }, counting)).toBe(3);
+    expect(calls).toBe(0);
+    // u = 0.5 falls in the second bucket (0.4 ≤ u < 0.7): id 2
+    expect(sampleToken(LOGITS, {}, counting)).toBe(2);
+    const a = uniformSource(3);
+    const b = uniformSource(3);
+    const first = Array.from({ length: 50 }, () => sampleToken(LOGITS, {}, a));
+    const second = Array.from({ length: 50 }, () => sampleToken(LOGITS, {}, b));
+    expect(first).toEqual(second);
+  });
+
+  it('refuses bad options with a ConfigError naming the option, and NaN logits', () => {
+    const random = uniformSource(1);
+    const cases: [object, string][] = [
+      [{ temperature: -1 }, 'temperature'],
+      [{ temperature: Number.NaN }, 'temperature'],
+      [{ temperature: Number.POSITIVE_INFINITY }, 'temperature'],
+      [{ topK: 0 }, 'topK'],
+      [{ topK: 1.5 }, 'topK'],
+      [{ topP: 0 }, 'topP'],
+      [{ topP: 1.5 }, 'topP'],
+      [{ topP: Number.NaN }, 'topP'],
+    ];
+    for (const [options, field] of cases) {
+      let caught: unknown;
+      try {
+        sampleToken(LOGITS, options, random);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, JSON.stringify(options)).toBeInstanceOf(ConfigError);
+      expect((caught as ConfigError).field).toBe(field);
+    }
+    expect(() => sampleToken(new Float32Array(0), {}, random)).toThrow(ConfigError);
+    expect(() => sampleToken(Float32Array.from([0, Number.NaN]), {}, random)).toThrow(TrainError);
+  });
+});
