@@ -10,15 +10,15 @@ import { argmax, sampleToken, tokenDistribution } from './sample-token';
 const LOGITS = Float32Array.from([1, 2, 3, 4].map(Math.log)); // p = 0.1, 0.2, 0.3, 0.4
 
 describe('tokenDistribution', () => {
-  it('is the softmax at temperature 1, most likely first', () => {
+  it('is the softmax at temperature 1, in id order when nothing is cut', () => {
     const { ids, probabilities } = tokenDistribution(LOGITS);
-    expect([...ids]).toEqual([3, 2, 1, 0]);
-    for (const [i, p] of [0.4, 0.3, 0.2, 0.1].entries()) expect(probabilities[i]).toBeCloseTo(p, 6);
+    expect([...ids]).toEqual([0, 1, 2, 3]);
+    for (const [i, p] of [0.1, 0.2, 0.3, 0.4].entries()) expect(probabilities[i]).toBeCloseTo(p, 6);
   });
 
   it('divides the logits by the temperature: at T = 2 the weights are sqrt(1..4)', () => {
     const { probabilities } = tokenDistribution(LOGITS, { temperature: 2 });
-    const roots = [4, 3, 2, 1].map(Math.sqrt);
+    const roots = [1, 2, 3, 4].map(Math.sqrt);
     const total = roots.reduce((a, b) => a + b);
     for (const [i, r] of roots.entries()) expect(probabilities[i]).toBeCloseTo(r / total, 6);
   });
@@ -49,7 +49,54 @@ describe('tokenDistribution', () => {
     for (const options of [{ temperature: 0 }, { topK: 1 }, { topP: 1e-6 }]) {
       expect([...tokenDistribution(tied, options).ids]).toEqual([1]);
     }
-    expect([...tokenDistribution(tied).ids]).toEqual([1, 3, 4, 0, 2]);
+    expect([...tokenDistribution(tied).ids]).toEqual([0, 1, 2, 3, 4]);
+    expect([...tokenDistribution(tied, { topK: 4 }).ids]).toEqual([1, 3, 4, 0]);
+    expect([...tokenDistribution(tied, { topP: 0.95 }).ids]).toEqual([1, 3, 4, 0]); // masses .379 .379 .139 .085 .019
+  });
+});
+
+describe('tokenDistribution on a large vocabulary', () => {
+  /** The definition, by brute force: sort every id, take k, take the nucleus, renormalize. */
+  function reference(logits: Float32Array, temperature: number, topK: number, topP: number) {
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    const kept = order.slice(0, topK);
+    const max = logits[kept[0]!]!;
+    const w = kept.map((id) => Math.exp((logits[id]! - max) / temperature));
+    const total = w.reduce((a, b) => a + b);
+    let count = kept.length;
+    let mass = 0;
+    for (let i = 0; i < kept.length; i++) {
+      mass += w[i]! / total;
+      if (mass >= topP) {
+        count = i + 1;
+        break;
+      }
+    }
+    const keptTotal = w.slice(0, count).reduce((a, b) => a + b);
+    return { ids: kept.slice(0, count), probabilities: w.slice(0, count).map((x) => x / keptTotal) };
+  }
+
+  it('top-k selection and the cropped nucleus equal the brute-force definition (with ties)', () => {
+    const random = uniformSource(5);
+    for (let trial = 0; trial < 20; trial++) {
+      // Rounded values make many ties; some trials peaked, some flat.
+      const spread = trial % 2 === 0 ? 8 : 1;
+      const logits = Float32Array.from({ length: 3000 }, () => Math.round(random() * spread * 20) / 20);
+      const temperature = [0.5, 1, 2][trial % 3]!;
+      const topK = [3000, 40, 2, 700][trial % 4]!;
+      const topP = [1, 0.9, 0.5, 0.05, 0.999][trial % 5]!;
+      const ours = tokenDistribution(logits, { temperature, topK, topP });
+      const expected = reference(logits, temperature, topK, topP);
+      const label = JSON.stringify({ trial, temperature, topK, topP });
+      if (topK === 3000 && topP === 1) {
+        expect([...ours.ids], label).toEqual(Array.from(logits.keys())); // id order, nothing cut
+        continue;
+      }
+      expect([...ours.ids], label).toEqual(expected.ids);
+      for (let i = 0; i < expected.ids.length; i++) {
+        expect(ours.probabilities[i], label).toBeCloseTo(expected.probabilities[i]!, 9);
+      }
+    }
   });
 });
 

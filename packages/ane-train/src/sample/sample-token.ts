@@ -63,9 +63,11 @@ export function argmax(logits: ArrayLike<number>): number {
 }
 
 /**
- * The distribution `sampleToken` draws from, as the candidate token ids (most likely first, ties
- * by lower id) and their probabilities (summing to 1): softmax(logits / temperature) over the top
- * k, cut to the top-p nucleus and renormalized. Temperature 0 gives the argmax with probability 1.
+ * The distribution `sampleToken` draws from: candidate token ids and their probabilities (summing
+ * to 1), softmax(logits / temperature) over the top k, cut to the top-p nucleus and renormalized.
+ * When top-k or top-p cut the vocabulary the ids come most likely first (ties by lower id);
+ * otherwise every id, in id order (no sort: O(vocab) per token). Temperature 0 or top-k 1 give the
+ * argmax with probability 1.
  */
 export function tokenDistribution(
   logits: Float32Array,
@@ -74,42 +76,85 @@ export function tokenDistribution(
   checkTokenChoiceOptions(options);
   checkLogits(logits);
   const temperature = options.temperature ?? 1;
+  const topP = options.topP ?? 1;
   const vocab = logits.length;
   const topK = Math.min(options.topK ?? vocab, vocab);
+  const best = argmax(logits);
   if (temperature === 0 || topK === 1) {
-    return { ids: Int32Array.of(argmax(logits)), probabilities: Float64Array.of(1) };
+    return { ids: Int32Array.of(best), probabilities: Float64Array.of(1) };
   }
-  // Candidates by decreasing logit; a stable sort keeps ties in id order.
-  const order = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]!);
-  const kept = order.slice(0, topK);
-  const max = logits[kept[0]!]!;
-  const weights = new Float64Array(kept.length);
+  // The top k (unordered), or every id.
+  let ids = topK < vocab ? topKIds(logits, topK) : Int32Array.from({ length: vocab }, (_, i) => i);
+  const max = logits[best]!;
+  const weights = new Float64Array(vocab); // exp((logit − max) / T) of the candidates
   let total = 0;
-  for (let i = 0; i < kept.length; i++) {
-    weights[i] = Math.exp((logits[kept[i]!]! - max) / temperature);
-    total += weights[i]!;
+  for (const id of ids) {
+    weights[id] = Math.exp((logits[id]! - max) / temperature);
+    total += weights[id]!;
   }
-  const topP = options.topP ?? 1;
-  let count = kept.length;
+  const weightOf = (id: number) => weights[id]!;
   if (topP < 1) {
-    let mass = 0;
-    for (let i = 0; i < kept.length; i++) {
-      mass += weights[i]! / total;
-      if (mass >= topP) {
-        count = i + 1;
-        break;
+    // A token of weight w ≤ total·(1 − p)/(n − 1) cannot be in the nucleus: were it, the tokens from
+    // it down (at most n − 1, each ≤ w) would hold more than 1 − p. Crop those before sorting
+    // (llama2.c's trick); the slack keeps rounding from cropping a boundary token.
+    const n = ids.length;
+    const cutoff = ((total * (1 - topP)) / (n - 1)) * (1 - 1e-6);
+    ids = ids.filter((id) => id === best || weightOf(id) > cutoff);
+  }
+  if (topP < 1 || topK < vocab) {
+    ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+    let count = ids.length;
+    if (topP < 1) {
+      let mass = 0;
+      for (let i = 0; i < ids.length; i++) {
+        mass += weightOf(ids[i]!) / total;
+        if (mass >= topP) {
+          count = i + 1;
+          break;
+        }
       }
+      ids = ids.slice(0, count);
     }
   }
+  const probabilities = new Float64Array(ids.length);
   let keptTotal = 0;
-  for (let i = 0; i < count; i++) keptTotal += weights[i]!;
-  const ids = new Int32Array(count);
-  const probabilities = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    ids[i] = kept[i]!;
-    probabilities[i] = weights[i]! / keptTotal;
+  for (let i = 0; i < ids.length; i++) {
+    probabilities[i] = weightOf(ids[i]!);
+    keptTotal += probabilities[i]!;
   }
+  for (let i = 0; i < ids.length; i++) probabilities[i]! /= keptTotal;
   return { ids, probabilities };
+}
+
+/** The ids of the k largest logits (ties: lower id first), in no particular order: a size-k min-heap. */
+function topKIds(logits: Float32Array, k: number): Int32Array {
+  const heap = new Int32Array(k); // heap[0] is the worst kept id
+  // a is worse than b: a smaller logit, or the same logit and a higher id.
+  const worse = (a: number, b: number) => logits[a]! < logits[b]! || (logits[a] === logits[b] && a > b);
+  const siftDown = (start: number) => {
+    let i = start;
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let worst = i;
+      if (left < k && worse(heap[left]!, heap[worst]!)) worst = left;
+      if (right < k && worse(heap[right]!, heap[worst]!)) worst = right;
+      if (worst === i) return;
+      const swap = heap[i]!;
+      heap[i] = heap[worst]!;
+      heap[worst] = swap;
+      i = worst;
+    }
+  };
+  for (let i = 0; i < k; i++) heap[i] = i;
+  for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i);
+  for (let id = k; id < logits.length; id++) {
+    if (worse(heap[0]!, id)) {
+      heap[0] = id;
+      siftDown(0);
+    }
+  }
+  return heap;
 }
 
 /**

@@ -62,7 +62,7 @@ const OPTION_KEYS = ['model', 'weights', 'backend', 'chip', 'seq'];
 const SAMPLE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'eosId', 'onToken', 'slide'];
 const DEFAULT_MAX_TOKENS = 256;
 
-export class Sampler implements AsyncDisposable {
+export class Sampler {
   /** The device's backend ('auto' resolved). */
   readonly backend: 'ane' | 'sim';
   readonly chip: ChipName;
