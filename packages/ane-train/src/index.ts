@@ -11,7 +11,9 @@ export {
   SGD,
   stepDecay,
 } from 'ane-optim';
+export * from './checkpoint';
 export * from './convert';
+export * from './data';
 export { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 export {
   type ComputeGradientsOptions,

@@ -5,7 +5,7 @@
 
 import { constants as bufferConstants } from 'node:buffer';
 import { constants } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
@@ -65,28 +65,109 @@ function kindOf(info: {
   return 'not a regular file';
 }
 
-/** Writes `bytes` to `path` through a temporary file in the same directory and a rename. */
+/** Writes a file's content through an open handle (e.g. a large file in pieces). */
+export type FileContentWriter = (handle: FileHandle) => Promise<void>;
+
+/** Temporary files this process is writing now (never removed as stale). */
+const activeTemporaries = new Set<string>();
+
+/** `.<name>.<pid>.<random>.tmp`: the temporary files `writeFileAtomically` makes beside `<name>`. */
+function temporaryPattern(name: string): RegExp {
+  return new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[a-z0-9]+\\.tmp$`);
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files a killed writer left beside `path` (ours by name, their process gone
+ * or this process not writing them any more). Best effort: a file that cannot be removed stays.
+ */
+export async function removeStaleTemporaries(path: string): Promise<string[]> {
+  const directory = dirname(path);
+  const pattern = temporaryPattern(basename(path));
+  let names: string[];
+  try {
+    names = await readdir(directory);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = pattern.exec(name);
+    if (match === null) continue;
+    const full = join(directory, name);
+    const pid = Number(match[1]);
+    if (activeTemporaries.has(full) || (pid !== process.pid && processIsAlive(pid))) continue;
+    try {
+      await rm(full, { force: true });
+      removed.push(full);
+    } catch {
+      // Someone else's file, or already gone.
+    }
+  }
+  return removed;
+}
+
+/**
+ * Flushes a directory's entries (a rename inside it) to the disk. Platforms that cannot open or
+ * sync a directory (EISDIR, EINVAL, EPERM, EACCES: Windows, some network file systems) skip it.
+ */
+export async function syncDirectory(directory: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(directory, constants.O_RDONLY);
+    await handle.sync();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (!['EISDIR', 'EINVAL', 'EPERM', 'EACCES', 'ENOTSUP', 'EBADF'].includes(code ?? '')) throw error;
+  } finally {
+    await handle?.close();
+  }
+}
+
+/**
+ * Writes `content` (bytes, or a function writing through the open handle) to `path` atomically: a
+ * temporary file in the same directory (`.<name>.<pid>.<random>.tmp`) is written, flushed (fsync),
+ * renamed over `path`, and the directory flushed, so a crash or `kill -9` at any moment leaves
+ * either the old file or the new one, whole. On a failure the temporary file is removed and `path`
+ * is left as it was; a failure of the file system calls `refuse(errno code)`, any other error (from
+ * `content`) is rethrown. After a success, temporary files of earlier killed writers are removed.
+ */
 export async function writeFileAtomically(
   path: string,
-  bytes: Uint8Array,
+  content: Uint8Array | FileContentWriter,
   refuse: (why: string) => never,
 ): Promise<void> {
   const temporary = join(
     dirname(path),
     `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`,
   );
+  activeTemporaries.add(temporary);
   try {
     const handle = await open(temporary, 'wx');
     try {
-      await handle.writeFile(bytes);
+      if (typeof content === 'function') await content(handle);
+      else await handle.writeFile(content);
       await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(temporary, path);
+    activeTemporaries.delete(temporary);
+    await syncDirectory(dirname(path));
   } catch (error) {
     await rm(temporary, { force: true });
+    activeTemporaries.delete(temporary);
     const code = (error as NodeJS.ErrnoException).code;
+    if (typeof code !== 'string' && typeof content === 'function') throw error;
     refuse(code ?? (error as Error).message);
   }
+  await removeStaleTemporaries(path);
 }

@@ -1,0 +1,409 @@
+/**
+ * Checkpoints: the file layout (read back with the plain safetensors reader and a checksum computed
+ * here), resume from a checkpoint bit for bit, and every damaged or mismatched file refused with a
+ * CheckpointError naming the problem while the file on disk stays as it was.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AdamW } from 'ane-optim';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CheckpointError } from '../errors';
+import {
+  encodeSafetensors,
+  readSafetensors,
+  type SafetensorsInput,
+  tensorToFloat32,
+} from '../io/safetensors';
+import { initParameters, parameterSpecs } from '../model/parameters';
+import { SMALL } from '../testing/small-model';
+import { Trainer, type TrainerOptions } from '../trainer';
+import {
+  type Checkpoint,
+  loadCheckpoint,
+  restoreTrainer,
+  saveCheckpoint,
+  saveTrainerCheckpoint,
+} from './checkpoint';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ane-train-checkpoint-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const open: Trainer[] = [];
+function trainer(options: Partial<TrainerOptions> = {}): Trainer {
+  const t = new Trainer({
+    model: SMALL,
+    backend: 'sim',
+    seq: 8,
+    batch: 2,
+    seed: 5,
+    optimizer: new AdamW({ learningRate: 1e-2, weightDecay: 0.1 }),
+    lossScale: { initScale: 128, growthInterval: 2 },
+    ...options,
+  });
+  open.push(t);
+  return t;
+}
+afterEach(async () => {
+  while (open.length > 0) await open.pop()!.dispose();
+});
+
+/**
+ * A stand-in for the data module's BatchSampler: consecutive micro-batches of 2 × 9 tokens from a
+ * fixed stream, with a JSON state (its position) and restore.
+ */
+class LocalSampler implements Iterable<Int32Array> {
+  position = 0;
+  constructor(private readonly tokens: Uint16Array) {}
+  next(): Int32Array {
+    const size = 2 * 9;
+    if (this.position + size > this.tokens.length) this.position = 0;
+    const batch = Int32Array.from(this.tokens.subarray(this.position, this.position + size));
+    this.position += size;
+    return batch;
+  }
+  state(): { position: number } {
+    return { position: this.position };
+  }
+  restore(state: { position: number }): void {
+    this.position = state.position;
+  }
+  *[Symbol.iterator](): Iterator<Int32Array> {
+    for (;;) yield this.next();
+  }
+}
+const TOKENS = Uint16Array.from(
+  { length: 400 },
+  (_, i) => ([3, 1, 4, 1, 5, 9, 2, 6][i % 8]! * (1 + (i >> 7))) % 32,
+);
+
+function bits(values: Float32Array): Uint32Array {
+  return new Uint32Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+}
+
+/** sha256 of a file's bytes with the checksum's 64 hex digits read as '0' (the documented rule). */
+function documentedChecksum(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes).toString('latin1');
+  const key = '"checksum":"sha256:';
+  const at = text.indexOf(key) + key.length;
+  const copy = Buffer.from(bytes);
+  copy.fill('0', at, at + 64);
+  return `sha256:${createHash('sha256').update(copy).digest('hex')}`;
+}
+
+/** Re-encodes a checkpoint's tensors and metadata after `edit`, with a valid checksum. */
+function rewritten(
+  bytes: Uint8Array,
+  edit: (tensors: Map<string, SafetensorsInput>, metadata: Record<string, string>) => void,
+): Uint8Array {
+  const contents = readSafetensors(bytes);
+  const tensors = new Map<string, SafetensorsInput>();
+  for (const [name, tensor] of contents.tensors) {
+    tensors.set(name, { dtype: tensor.dtype, shape: tensor.shape, values: tensorToFloat32(tensor) });
+  }
+  const metadata = { ...contents.metadata, checksum: `sha256:${'0'.repeat(64)}` };
+  edit(tensors, metadata);
+  const out = encodeSafetensors(tensors, metadata);
+  const sum = documentedChecksum(out);
+  const text = Buffer.from(out).toString('latin1');
+  const at = text.indexOf('"checksum":"sha256:') + '"checksum":"sha256:'.length;
+  Buffer.from(out.buffer, out.byteOffset).write(sum.slice(7), at, 'latin1');
+  return out;
+}
+
+describe('saveCheckpoint / loadCheckpoint', () => {
+  it('writes HF-named F32 weights, optimizer state under optimizer/<param>/<field>, JSON metadata and a whole-file checksum', async () => {
+    const t = trainer();
+    await t.fit(TOKENS, { steps: 2 });
+    const path = join(dir, 'layout.safetensors');
+    await saveTrainerCheckpoint(path, t, { data: { position: 36 }, metadata: { tokenizer: 'byte' } });
+    const bytes = readFileSync(path);
+    const { tensors, metadata } = readSafetensors(bytes);
+    expect(metadata.format).toBe('ane-train/checkpoint');
+    expect(metadata.version).toBe('1');
+    expect(JSON.parse(metadata.config!)).toEqual(SMALL);
+    expect(JSON.parse(metadata.data!)).toEqual({ position: 36 });
+    expect(metadata.tokenizer).toBe('byte');
+    expect(metadata.checksum).toBe(documentedChecksum(bytes));
+    const trainerMeta = JSON.parse(metadata.trainer!);
+    expect(trainerMeta.step).toBe(2);
+    expect(trainerMeta.lossScaler).toEqual(t.lossScaler!.saveState());
+    for (const spec of parameterSpecs(SMALL)) {
+      const weight = tensors.get(spec.name)!;
+      expect(weight.dtype).toBe('F32');
+      expect(weight.shape).toEqual(spec.shape);
+      expect(bits(tensorToFloat32(weight))).toEqual(bits(t.weights.get(spec.name)!));
+      // AdamW's moments, shaped like their parameter.
+      for (const field of ['m', 'v']) {
+        const state = tensors.get(`optimizer/${spec.name}/${field}`)!;
+        expect(state.shape).toEqual(spec.shape);
+        expect(bits(tensorToFloat32(state))).toEqual(
+          bits((t.optimizer.state.get(spec.name) as unknown as Record<string, Float32Array>)[field]!),
+        );
+      }
+    }
+    expect(tensors.size).toBe(3 * parameterSpecs(SMALL).length);
+
+    const loaded = await loadCheckpoint(path, { config: SMALL });
+    expect(loaded.config).toEqual(SMALL);
+    expect(loaded.data).toEqual({ position: 36 });
+    expect(loaded.metadata).toEqual({ tokenizer: 'byte' });
+    const state = t.saveState();
+    expect(loaded.trainer!.step).toBe(2);
+    expect(loaded.trainer!.seed).toBe(5);
+    expect(loaded.trainer!.optimizer.meta).toEqual(state.optimizer.meta);
+    expect(bits(loaded.trainer!.optimizer.data)).toEqual(bits(state.optimizer.data));
+    for (const [name, values] of t.weights) expect(bits(loaded.weights.get(name)!)).toEqual(bits(values));
+  }, 60_000);
+
+  it('a weights-only checkpoint round-trips and leaves trainer and data out', async () => {
+    const weights = initParameters(SMALL, { seed: 9 });
+    const path = join(dir, 'weights-only.safetensors');
+    await saveCheckpoint(path, { config: SMALL, weights });
+    const loaded = await loadCheckpoint(path);
+    expect(loaded.trainer).toBeUndefined();
+    expect(loaded.data).toBeUndefined();
+    expect(loaded.metadata).toBeUndefined();
+    for (const [name, values] of weights) expect(bits(loaded.weights.get(name)!)).toEqual(bits(values));
+  });
+
+  it('resume from a checkpoint continues bit for bit: losses and final weights equal an uninterrupted run', async () => {
+    const steps = 8;
+    const k = 3;
+    const reference = trainer();
+    const referenceLosses = (await reference.fit(new LocalSampler(TOKENS), { steps })).history.loss;
+
+    const path = join(dir, 'resume.safetensors');
+    const firstSampler = new LocalSampler(TOKENS);
+    const first = trainer();
+    const firstLosses = (await first.fit(firstSampler, { steps: k })).history.loss;
+    await saveTrainerCheckpoint(path, first, { data: firstSampler.state() });
+    await first.dispose();
+
+    const checkpoint = await loadCheckpoint(path, { config: SMALL });
+    const resumed = trainer({ seed: 1234 });
+    restoreTrainer(resumed, checkpoint);
+    const sampler = new LocalSampler(TOKENS);
+    sampler.restore(checkpoint.data as { position: number });
+    const restLosses = (await resumed.fit(sampler, { steps: steps - k })).history.loss;
+
+    expect([...firstLosses, ...restLosses]).toEqual(referenceLosses);
+    for (const [name, values] of reference.weights)
+      expect(bits(resumed.weights.get(name)!), name).toEqual(bits(values));
+    expect(resumed.lossScaler!.scale).toBe(reference.lossScaler!.scale);
+    expect(resumed.step).toBe(steps);
+  }, 120_000);
+});
+
+describe('loadCheckpoint refuses damaged and mismatched files, and leaves them as they were', () => {
+  let good: Uint8Array;
+  beforeAll(async () => {
+    const t = new Trainer({ model: SMALL, backend: 'sim', seq: 8, seed: 2 });
+    try {
+      await t.fit(TOKENS, { steps: 1 });
+      const path = join(dir, 'good.safetensors');
+      await saveTrainerCheckpoint(path, t, { data: { position: 9 } });
+      good = readFileSync(path);
+    } finally {
+      await t.dispose();
+    }
+  }, 60_000);
+
+  /** Writes `bytes` as a file, loads it, expects a CheckpointError matching `pattern`, checks the file is unchanged. */
+  async function refused(
+    name: string,
+    bytes: Uint8Array,
+    pattern: RegExp,
+    options: Parameters<typeof loadCheckpoint>[1] = {},
+  ): Promise<CheckpointError> {
+    const path = join(dir, name);
+    writeFileSync(path, bytes);
+    let error: unknown;
+    try {
+      await loadCheckpoint(path, options);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error, name).toBeInstanceOf(CheckpointError);
+    expect((error as Error).message).toMatch(pattern);
+    expect((error as CheckpointError).details.file).toBe(path);
+    expect(Buffer.compare(readFileSync(path), Buffer.from(bytes)), `${name} changed on disk`).toBe(0);
+    return error as CheckpointError;
+  }
+
+  it('the good file loads (the control)', async () => {
+    const path = join(dir, 'control.safetensors');
+    writeFileSync(path, good);
+    await expect(loadCheckpoint(path, { config: SMALL })).resolves.toMatchObject({ data: { position: 9 } });
+  });
+
+  it('truncated anywhere: in the length, in the header, in the data, by one byte', async () => {
+    const headerLength = Number(Buffer.from(good).readBigUInt64LE(0));
+    for (const length of [
+      0,
+      5,
+      8 + (headerLength >> 1),
+      8 + headerLength,
+      good.length - 100,
+      good.length - 1,
+    ]) {
+      await refused(`truncated-${length}.safetensors`, good.subarray(0, length), /truncated/);
+    }
+  });
+
+  it('a flipped byte in the data, in a header number, in the checksum: checksum mismatch, the file is corrupted', async () => {
+    const data = Buffer.from(good);
+    data[data.length - 7]! ^= 0x01;
+    const error = await refused('flip-data.safetensors', data, /checksum mismatch .* the file is corrupted/);
+    expect(error.details.field).toBe('checksum');
+
+    // A digit of the stored step count: still valid JSON, a valid checkpoint, but not the one written.
+    const header = Buffer.from(good);
+    const text = header.toString('latin1');
+    const at = text.indexOf('\\"step\\":1') + '\\"step\\":'.length;
+    expect(header[at]).toBe('1'.charCodeAt(0));
+    header[at] = '7'.charCodeAt(0);
+    await refused('flip-header.safetensors', header, /checksum mismatch/);
+
+    const sum = Buffer.from(good);
+    const digit = sum.toString('latin1').indexOf('"checksum":"sha256:') + 25;
+    sum[digit] = sum[digit] === 0x61 ? 0x62 : 0x61;
+    await refused('flip-checksum.safetensors', sum, /checksum mismatch/);
+
+    // A flip that breaks the header's JSON is found by the safetensors reader first.
+    const broken = Buffer.from(good);
+    broken[8] = 0x7b ^ 0x01; // the header's opening '{'
+    await refused('flip-json.safetensors', broken, /not valid JSON/);
+  });
+
+  it('a model config that differs from the expected one: names the field', async () => {
+    const error = await refused(
+      'config.safetensors',
+      good,
+      /model with hidden_size 32, but the model here has hidden_size 64/,
+      {
+        config: { ...SMALL, hidden_size: 64, head_dim: 16 },
+      },
+    );
+    expect(error.details.field).toBe('config.hidden_size');
+  });
+
+  it('a missing weight, a wrong shape, a wrong dtype, an extra tensor, a missing optimizer buffer (with valid checksums)', async () => {
+    const name = 'model.layers.1.mlp.up_proj.weight';
+    let error = await refused(
+      'missing.safetensors',
+      rewritten(good, (tensors) => tensors.delete(name)),
+      /weight 'model\.layers\.1\.mlp\.up_proj\.weight' is missing/,
+    );
+    expect(error.details.tensor).toBe(name);
+
+    error = await refused(
+      'shape.safetensors',
+      rewritten(good, (tensors) => {
+        tensors.set(name, { ...tensors.get(name)!, shape: [32, 64] });
+      }),
+      /has shape \[32, 64\], expected \[64, 32\]/,
+    );
+    expect(error.details).toMatchObject({ tensor: name, field: 'shape' });
+
+    error = await refused(
+      'dtype.safetensors',
+      rewritten(good, (tensors) => {
+        tensors.set(name, { ...tensors.get(name)!, dtype: 'F16' });
+      }),
+      /is F16, expected F32/,
+    );
+    expect(error.details).toMatchObject({ tensor: name, field: 'dtype' });
+
+    await refused(
+      'extra.safetensors',
+      rewritten(good, (tensors) => {
+        tensors.set('lm_head.weight', { dtype: 'F32', shape: [32, 32], values: new Float32Array(1024) });
+      }),
+      /tensor 'lm_head\.weight' is not a parameter/,
+    );
+
+    await refused(
+      'optimizer.safetensors',
+      rewritten(good, (tensors) => tensors.delete('optimizer/model.norm.weight/v')),
+      /optimizer state 'optimizer\/model\.norm\.weight\/v' is missing/,
+    );
+
+    await refused(
+      'format.safetensors',
+      rewritten(good, (_, metadata) => {
+        metadata.format = 'pt';
+      }),
+      /is not an ane-train checkpoint \(__metadata__\.format is 'pt'/,
+    );
+  });
+
+  it('a directory, a missing file: one-line CheckpointErrors', async () => {
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/is a directory/);
+    await expect(loadCheckpoint(join(dir, 'nope.safetensors'))).rejects.toThrow(CheckpointError);
+  });
+});
+
+describe('saveCheckpoint is atomic and never damages the previous checkpoint', () => {
+  it('a refused save (weights that do not fit, reserved metadata) leaves the previous file byte for byte', async () => {
+    const path = join(dir, 'keep.safetensors');
+    const weights = initParameters(SMALL, { seed: 1 });
+    await saveCheckpoint(path, { config: SMALL, weights });
+    const before = readFileSync(path);
+    const bad: Checkpoint[] = [
+      { config: SMALL, weights: new Map([...weights].slice(1)) },
+      { config: { ...SMALL, hidden_size: 48, head_dim: 12 }, weights },
+      { config: SMALL, weights, metadata: { format: 'pt' } },
+      { config: SMALL, weights, data: 10n },
+    ];
+    for (const checkpoint of bad)
+      await expect(saveCheckpoint(path, checkpoint)).rejects.toThrow(CheckpointError);
+    await expect(
+      saveCheckpoint(join(dir, 'no-such-dir', 'x.safetensors'), { config: SMALL, weights }),
+    ).rejects.toThrow(/cannot be written \(ENOENT\)/);
+    expect(Buffer.compare(readFileSync(path), before)).toBe(0);
+    expect(readdirSync(dir).filter((name) => name.startsWith('.keep.safetensors'))).toEqual([]);
+  });
+
+  it("the next save removes a dead writer's leftover temporary file, and keeps other files", async () => {
+    const path = join(dir, 'stale.safetensors');
+    // The pid of a process that has exited.
+    const dead = spawnSync(process.execPath, [
+      '-e',
+      'process.stdout.write(String(process.pid))',
+    ]).stdout.toString();
+    const leftover = join(dir, `.stale.safetensors.${dead}.abc123.tmp`);
+    const unrelated = join(dir, '.other.safetensors.1.abc.tmp');
+    writeFileSync(leftover, 'partial');
+    writeFileSync(unrelated, 'not ours');
+    await saveCheckpoint(path, { config: SMALL, weights: initParameters(SMALL, { seed: 1 }) });
+    const names = readdirSync(dir);
+    expect(names).not.toContain(`.stale.safetensors.${dead}.abc123.tmp`);
+    expect(names).toContain('.other.safetensors.1.abc.tmp');
+    await expect(loadCheckpoint(path)).resolves.toBeDefined();
+  });
+});
+
+describe('restoreTrainer', () => {
+  it('refuses a checkpoint of another model or another optimizer, leaving the Trainer as it was', async () => {
+    const source = trainer();
+    await source.fit(TOKENS, { steps: 1 });
+    const path = join(dir, 'restore.safetensors');
+    await saveTrainerCheckpoint(path, source);
+    const checkpoint = await loadCheckpoint(path);
+
+    const other = trainer({ model: { ...SMALL, intermediate_size: 96 } });
+    expect(() => restoreTrainer(other, checkpoint)).toThrow(/intermediate_size 64, this Trainer's 96/);
+
+    const unscaled = trainer({ lossScale: false });
+    const before = new Map([...unscaled.weights].map(([n, v]) => [n, v.slice()]));
+    expect(() => restoreTrainer(unscaled, checkpoint)).toThrow(/lossScale: false/);
+    for (const [name, values] of unscaled.weights) expect(bits(values)).toEqual(bits(before.get(name)!));
+    expect(unscaled.step).toBe(0);
+  }, 60_000);
+});

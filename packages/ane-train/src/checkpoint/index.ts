@@ -1,0 +1,11 @@
+export type { EvaluateOptions, TrainerState } from '../trainer';
+export {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  type Checkpoint,
+  type LoadCheckpointOptions,
+  loadCheckpoint,
+  restoreTrainer,
+  saveCheckpoint,
+  saveTrainerCheckpoint,
+} from './checkpoint';
