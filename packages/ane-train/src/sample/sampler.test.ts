@@ -1,6 +1,6 @@
 /**
- * `Sampler` on the simulator: its forward logits against PyTorch (the llama-gqa fixture of
- * tools/refgen/llama_grads.py: the mean cross-entropy of our logits at the fixture's targets is
+ * `Sampler` on the simulator: its forward logits against PyTorch (the llama-gqa and qwen3-gqa
+ * fixtures of tools/refgen/llama_grads.py: the mean cross-entropy of our logits at the fixture's targets is
  * PyTorch's float64 loss within 1e-3 relative, the fp16 bound grads.test.ts uses) and against the
  * training graph's loss on the same tokens; generation replayed on the host from `logits` and
  * `sampleToken` (greedy = host argmax, seeded draws, the window sliding, EOS), and its errors.
@@ -18,8 +18,6 @@ import { openSession } from '../runtime/session';
 import { SMALL } from '../testing/small-model';
 import { argmax, sampleToken } from './sample-token';
 import { Sampler } from './sampler';
-
-const FIXTURE = join(__dirname, '..', '..', 'fixtures', 'llama-gqa');
 
 /** Mean over positions of −log softmax(row)[target], in float64; logits [n, V] row-major. */
 function meanCrossEntropy(logits: Float32Array, vocab: number, targets: ArrayLike<number>): number {
@@ -40,28 +38,33 @@ function lastRow(logits: Float32Array, vocab: number): Float32Array {
   return logits.subarray(logits.length - vocab);
 }
 
-describe('Sampler.logits against PyTorch (llama-gqa fixture, sim)', () => {
-  it("gives the fixture's loss as the mean cross-entropy at the targets (1e-3 relative)", async () => {
-    const config = parseLlamaConfig(JSON.parse(await readFile(join(FIXTURE, 'config.json'), 'utf8')));
-    const w = await readSafetensorsFile(join(FIXTURE, 'weights.safetensors'));
-    const weights = new Map([...w.tensors].map(([name, t]) => [name, tensorToFloat32(t)]));
-    const expectedLoss = Number(
-      (await readSafetensorsFile(join(FIXTURE, 'expected.safetensors'))).metadata.loss,
-    );
-    const tokens = await readTokenFile(join(FIXTURE, 'tokens.bin')); // 2 sequences of 65
-    const seq = 64;
-    expect(tokens.length).toBe(2 * (seq + 1));
-    await using sampler = await Sampler.open({ model: config, weights, backend: 'sim' });
-    expect(sampler.seq).toBe(64); // min(256, max_position_embeddings 64)
-    let loss = 0;
-    for (let b = 0; b < 2; b++) {
-      const row = tokens.subarray(b * (seq + 1), (b + 1) * (seq + 1));
-      const logits = await sampler.logits(row.subarray(0, seq));
-      expect(logits.length).toBe(seq * config.vocab_size);
-      loss += meanCrossEntropy(logits, config.vocab_size, row.subarray(1)) / 2;
-    }
-    expect(Math.abs(loss - expectedLoss) / expectedLoss).toBeLessThan(1e-3);
-  }, 120_000);
+describe('Sampler.logits against PyTorch (sim)', () => {
+  // llama-gqa: seq 64; qwen3-gqa (q/k norms, head_dim 48, theta 1e6): seq 32; two sequences each.
+  it.each(['llama-gqa', 'qwen3-gqa'])(
+    "%s: the mean cross-entropy at the targets is the fixture's loss (1e-3 relative)",
+    async (name) => {
+      const fixture = join(__dirname, '..', '..', 'fixtures', name);
+      const config = parseLlamaConfig(JSON.parse(await readFile(join(fixture, 'config.json'), 'utf8')));
+      const w = await readSafetensorsFile(join(fixture, 'weights.safetensors'));
+      const weights = new Map([...w.tensors].map(([key, t]) => [key, tensorToFloat32(t)]));
+      const expected = await readSafetensorsFile(join(fixture, 'expected.safetensors'));
+      const expectedLoss = Number(expected.metadata.loss);
+      const tokens = await readTokenFile(join(fixture, 'tokens.bin')); // 2 sequences of seq + 1
+      const seq = config.max_position_embeddings;
+      expect(tokens.length).toBe(2 * (seq + 1));
+      await using sampler = await Sampler.open({ model: config, weights, backend: 'sim' });
+      expect(sampler.seq).toBe(seq); // min(256, max_position_embeddings)
+      let loss = 0;
+      for (let b = 0; b < 2; b++) {
+        const row = tokens.subarray(b * (seq + 1), (b + 1) * (seq + 1));
+        const logits = await sampler.logits(row.subarray(0, seq));
+        expect(logits.length).toBe(seq * config.vocab_size);
+        loss += meanCrossEntropy(logits, config.vocab_size, row.subarray(1)) / 2;
+      }
+      expect(Math.abs(loss - expectedLoss) / expectedLoss).toBeLessThan(1e-3);
+    },
+    120_000,
+  );
 });
 
 describe('Sampler (SMALL model, sim)', () => {
