@@ -208,6 +208,27 @@ describe('Sampler (SMALL model, sim)', () => {
   });
 });
 
+describe('Sampler with the classifier on the host (over the chip spatial cap)', () => {
+  it('gives the logits the on-device classifier gives (M3 host sgemm vs M4 kernel, fp16 bound)', async () => {
+    // 16 positions + 16384 vocabulary columns: over M3's spatial cap (16384), within M4's.
+    const wide = { ...SMALL, vocab_size: 16384 };
+    const weights = initParameters(wide, { seed: 4, std: 0.3 });
+    const tokens = Array.from({ length: 16 }, (_, i) => (i * 977 + 5) % wide.vocab_size);
+    const targets = Array.from({ length: 15 }, (_, i) => tokens[i + 1]!);
+    const losses: number[] = [];
+    for (const chip of ['M3', 'M4'] as const) {
+      await using sampler = await Sampler.open({ model: wide, weights, backend: 'sim', chip, seq: 16 });
+      expect(sampler.chip).toBe(chip);
+      const logits = await sampler.logits(tokens.slice(0, 15));
+      losses.push(meanCrossEntropy(logits, wide.vocab_size, targets));
+      const greedy = await sampler.generate(tokens.slice(0, 3), { temperature: 0, maxTokens: 1 });
+      const first = await sampler.logits(tokens.slice(0, 3));
+      expect(greedy.tokens[0]).toBe(argmax(lastRow(first, wide.vocab_size)));
+    }
+    expect(Math.abs(losses[0]! - losses[1]!) / losses[1]!).toBeLessThan(1e-3);
+  }, 60_000);
+});
+
 describe('Sampler.open and dispose', () => {
   const weights = initParameters(SMALL, { seed: 1 });
 
