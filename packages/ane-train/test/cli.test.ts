@@ -233,10 +233,10 @@ describe('ane-train grads', () => {
     }
   }, 60_000);
 
-  it('a bad weights or tokens file exits 1 with one line naming the file', async () => {
+  it('a bad weights or tokens file exits 2 with one line naming the file', async () => {
     const missing = files('missing', { dropTensor: 'model.layers.0.self_attn.k_proj.weight' });
     const run = await cli(missing.args, dir);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2);
     expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/^error: CheckpointError: /);
     expect(run.stderr).toContain(missing.weightsPath);
@@ -245,7 +245,7 @@ describe('ane-train grads', () => {
 
     const short = files('short', { tokens: B * (S + 1) - 1 });
     const second = await cli(short.args, dir);
-    expect(second.code).toBe(1);
+    expect(second.code).toBe(2);
     expect(second.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(second.stderr).toMatch(/^error: DataError: /);
     expect(second.stderr).toContain(short.tokensPath);
@@ -281,7 +281,7 @@ describe('ane-train usage and errors', () => {
       [['grads', '--config', 'c.json'], 'missing --weights'],
       [['grads', '--config', 'c.json', '--weights', 'w', '--tokens', 't', '--out', 'o'], 'missing --batch'],
       [['grads', '--backend', 'gpu'], "--backend must be one of auto, ane, sim, got 'gpu'"],
-      [['train'], "unknown command 'train'"],
+      [['fly'], "unknown command 'fly'"],
     ];
     for (const [args, message] of cases) {
       const run = await cli(args, dir);
@@ -294,10 +294,10 @@ describe('ane-train usage and errors', () => {
     }
   });
 
-  it('a bad model config exits 1 with one ConfigError line naming the file and the field', async () => {
+  it('a bad model config exits 2 with one ConfigError line naming the file and the field', async () => {
     const config = write('bad-config.json', { ...SMALL_LLAMA, num_attention_heads: 'four' });
     const run = await cli(['plan', '--config', config], dir);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
     const lines = run.stderr.trimEnd().split('\n');
     expect(lines).toHaveLength(1);
@@ -307,7 +307,7 @@ describe('ane-train usage and errors', () => {
 
     const gqa = write('bad-gqa.json', { ...SMALL_LLAMA, num_key_value_heads: 3 });
     const second = await cli(['plan', '--config', gqa], dir);
-    expect(second.code).toBe(1);
+    expect(second.code).toBe(2);
     expect(second.stderr).toMatch(/^error: ConfigError: .*'num_key_value_heads'/);
     expect(second.stderr).toContain(gqa);
 
@@ -317,14 +317,14 @@ describe('ane-train usage and errors', () => {
     ] as const) {
       const path = text === undefined ? join(dir, name) : write(name, text);
       const missing = await cli(['plan', '--config', path], dir);
-      expect(missing.code).toBe(1);
+      expect(missing.code).toBe(2);
       expect(missing.stderr).toBe(`${missing.stderr.split('\n')[0]}\n`);
       expect(missing.stderr).toContain(path);
       expect(missing.stderr).toContain(why);
     }
   });
 
-  it('a bad options file exits 1 with one ConfigError line naming the file and the key', async () => {
+  it('a bad options file exits 2 with one ConfigError line naming the file and the key', async () => {
     for (const [value, key] of [
       [{ preset: 'tiny', batch: 0 }, "'batch'"],
       [{ preset: 'tiny', bacth: 2 }, "unknown key 'bacth'"],
@@ -332,7 +332,7 @@ describe('ane-train usage and errors', () => {
     ] as const) {
       const options = write('options.json', value);
       const run = await cli(['plan', '--options', options], dir);
-      expect(run.code).toBe(1);
+      expect(run.code).toBe(2);
       expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
       expect(run.stderr).toMatch(/^error: ConfigError: options file /);
       expect(run.stderr).toContain(options);

@@ -41,18 +41,36 @@ function suggestion(given: string, candidates: readonly string[]): string {
  * Checks `rawArgs` against `def` (flags only: the commands take no positional arguments) and parses
  * them with citty. Throws UsageError for an unknown flag, a flag without its value or an operand.
  */
-export function parseStrictArgs(rawArgs: readonly string[], def: ArgsDef): Record<string, unknown> {
+export function parseStrictArgs(
+  rawArgs: readonly string[],
+  def: ArgsDef,
+  options: { positionals?: number; positionalHint?: string } = {},
+): Record<string, unknown> & { _: string[] } {
   const names = Object.keys(def);
+  const allowed = options.positionals ?? 0;
+  /** The operands, and the flags with their values (what citty parses). */
+  const positionals: string[] = [];
+  const flagArgs: string[] = [];
+  const operand = (arg: string) => {
+    if (positionals.length >= allowed)
+      throw new UsageError(
+        allowed === 0
+          ? `unexpected argument '${arg}': this command takes only --flags`
+          : `unexpected argument '${arg}': this command takes ${allowed === 1 ? 'one' : allowed} ${options.positionalHint ?? 'argument'} and --flags`,
+      );
+    positionals.push(arg);
+  };
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i]!;
     if (!arg.startsWith('-') || arg === '-') {
-      throw new UsageError(`unexpected argument '${arg}': this command takes only --flags`);
+      operand(arg);
+      continue;
     }
     if (arg === '--') {
-      if (i + 1 < rawArgs.length)
-        throw new UsageError(`unexpected argument '${rawArgs[i + 1]}': this command takes only --flags`);
+      for (const rest of rawArgs.slice(i + 1)) operand(rest);
       break;
     }
+    flagArgs.push(arg);
     if (!arg.startsWith('--'))
       throw new UsageError(`unknown option '${arg}'${suggestion(arg.slice(1), names)}`);
     const equals = arg.indexOf('=');
@@ -75,9 +93,48 @@ export function parseStrictArgs(rawArgs: readonly string[], def: ArgsDef): Recor
       throw new UsageError(
         `--${name} needs a value${spec.valueHint !== undefined ? ` (${spec.valueHint})` : ''}`,
       );
+    flagArgs.push(value);
     i++;
   }
-  return parseArgs([...rawArgs], def) as Record<string, unknown>;
+  return { ...(parseArgs(flagArgs, def) as Record<string, unknown>), _: positionals };
+}
+
+/**
+ * A flag's value as a finite number within [min, max] (`exclusiveMin`: above min), or undefined when
+ * the flag is absent.
+ */
+export function numberFlag(
+  args: Record<string, unknown>,
+  name: string,
+  range: { min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean } = {},
+): number | undefined {
+  const raw = args[name];
+  if (raw === undefined) return undefined;
+  const text = String(raw).trim();
+  const value = Number(text);
+  const { min, max } = range;
+  const low = min === undefined || (range.exclusiveMin === true ? value > min : value >= min);
+  const high = max === undefined || (range.exclusiveMax === true ? value < max : value <= max);
+  if (text === '' || !Number.isFinite(value) || !low || !high) {
+    const bounds = [
+      min !== undefined ? `${range.exclusiveMin === true ? '>' : '≥'} ${min}` : '',
+      max !== undefined ? `${range.exclusiveMax === true ? '<' : '≤'} ${max}` : '',
+    ]
+      .filter((b) => b !== '')
+      .join(' and ');
+    throw new UsageError(`--${name} must be a number${bounds !== '' ? ` ${bounds}` : ''}, got '${text}'`);
+  }
+  return value;
+}
+
+/** A flag's value as a whole number ≥ 0 (0 allowed: "never"), or undefined when absent. */
+export function countFlag(args: Record<string, unknown>, name: string): number | undefined {
+  const raw = args[name];
+  if (raw === undefined) return undefined;
+  const text = String(raw);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text)))
+    throw new UsageError(`--${name} must be a whole number ≥ 0, got '${text}'`);
+  return Number(text);
 }
 
 /** A flag's value as a whole number ≥ 1, or undefined when the flag is absent. */

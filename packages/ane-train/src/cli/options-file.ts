@@ -9,7 +9,11 @@
  *
  * Keys (all optional): `preset` (a preset name) or `config` (a Hugging Face config.json, relative
  * to the options file), `batch`, `seq` (whole numbers ≥ 1), `chip` (M1..M5), `backend`
- * (auto | ane | sim). Unknown keys are refused, so a typo cannot pass unnoticed.
+ * (auto | ane | sim), and the `train` command's settings under the camelCase names of its flags
+ * (`steps`, `lr`, `minLr`, `warmup`, `weightDecay`, `accumulate`, `evalEvery`, `evalBatches`,
+ * `valFraction`, `checkpointEvery`, `logEvery`, `seed`, `data`, `tokenizer`, `init`, `out`,
+ * `sampleTokens`, `prompt`; paths relative to the options file). Unknown keys are refused, so a
+ * typo cannot pass unnoticed.
  */
 import { dirname, resolve } from 'node:path';
 import { CHIP_FAMILIES } from 'ane-ir/mil';
@@ -32,9 +36,55 @@ const RUN_OPTIONS = z.strictObject({
   seq: z.number().int().positive().optional(),
   chip: z.enum(CHIP_FAMILIES as [ChipName, ...ChipName[]]).optional(),
   backend: z.enum(BACKENDS).optional(),
+  // `ane-train train`
+  steps: z.number().int().positive().optional(),
+  lr: z.number().positive().finite().optional(),
+  minLr: z.number().nonnegative().finite().optional(),
+  warmup: z.number().int().nonnegative().optional(),
+  weightDecay: z.number().nonnegative().finite().optional(),
+  accumulate: z.number().int().positive().optional(),
+  evalEvery: z.number().int().nonnegative().optional(),
+  evalBatches: z.number().int().positive().optional(),
+  valFraction: z.number().min(0).lt(1).optional(),
+  checkpointEvery: z.number().int().nonnegative().optional(),
+  logEvery: z.number().int().positive().optional(),
+  seed: z.number().int().nonnegative().optional(),
+  data: z.string().min(1).optional(),
+  tokenizer: z.string().min(1).optional(),
+  init: z.string().min(1).optional(),
+  out: z.string().min(1).optional(),
+  sampleTokens: z.number().int().nonnegative().optional(),
+  prompt: z.string().optional(),
 });
 
-export interface RunOptions {
+/** The options file's keys that name files: resolved against the options file's directory. */
+const PATH_KEYS = ['config', 'data', 'init', 'out'] as const;
+
+/** The `train` command's settings an options file may hold (see the module comment). */
+export interface TrainFileOptions {
+  steps?: number;
+  lr?: number;
+  minLr?: number;
+  warmup?: number;
+  weightDecay?: number;
+  accumulate?: number;
+  evalEvery?: number;
+  evalBatches?: number;
+  valFraction?: number;
+  checkpointEvery?: number;
+  logEvery?: number;
+  seed?: number;
+  /** Absolute paths (resolved against the options file's directory). */
+  data?: string;
+  /** 'byte', 'llama2' or a tokenizer.json path (a path is resolved like the other paths). */
+  tokenizer?: string;
+  init?: string;
+  out?: string;
+  sampleTokens?: number;
+  prompt?: string;
+}
+
+export interface RunOptions extends TrainFileOptions {
   preset?: PresetName;
   /** An absolute path (resolved against the options file's directory). */
   config?: string;
@@ -95,15 +145,16 @@ export async function loadRunOptions(explicit: string | undefined, cwd: string):
     throw new ConfigError(`options file ${file}: ${message}. The options file takes ${KEYS}`, field, file);
   }
   // Only the keys the file sets (exactOptionalPropertyTypes: an absent key is not `undefined`).
-  const options: RunOptions = {};
-  const data = parsed.data;
-  if (data.preset !== undefined) options.preset = data.preset;
-  if (data.config !== undefined) options.config = resolve(dirname(file), data.config);
-  if (data.batch !== undefined) options.batch = data.batch;
-  if (data.seq !== undefined) options.seq = data.seq;
-  if (data.chip !== undefined) options.chip = data.chip;
-  if (data.backend !== undefined) options.backend = data.backend;
-  return { options, file };
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(parsed.data)) {
+    if (value === undefined) continue;
+    options[key] = (PATH_KEYS as readonly string[]).includes(key)
+      ? resolve(dirname(file), value as string)
+      : key === 'tokenizer' && value !== 'byte' && value !== 'llama2'
+        ? resolve(dirname(file), value as string)
+        : value;
+  }
+  return { options: options as RunOptions, file };
 }
 
 /** Reads a Hugging Face `config.json` and validates it (`parseLlamaConfig`); ConfigError names the file. */

@@ -1,15 +1,21 @@
 /**
  * The `ane-train` command line: subcommands, help, and what a failure looks like. A user's mistake
- * never prints a stack trace: a bad command line prints `error: …` and the command's usage and
- * exits 2; a bad file or config (ConfigError, DataError, CheckpointError, …) prints one `error: …`
- * line naming the file and field and exits 1.
+ * never prints a stack trace and exits 2: a bad command line prints `error: …` and the command's
+ * usage; a bad file or config (ConfigError, DataError, CheckpointError, …) prints one `error: …`
+ * line naming the file and field. Anything else is a bug: the stack and a line asking for a report,
+ * exit 1.
  */
 import { type CommandDef, defineCommand, renderUsage } from 'citty';
 import { version } from '../version';
 import { UsageError } from './args';
+import { benchCommandDef, runBench } from './bench-command';
+import { exportCommandDef, runExport } from './export-command';
 import { gradsCommandDef, runGrads } from './grads-command';
+import { importCommandDef, runImport } from './import-command';
 import { type CliIo, processIo } from './io';
 import { planCommand, runPlan } from './plan-command';
+import { runSample, sampleCommandDef } from './sample-command';
+import { runTrain, trainCommandDef } from './train-command';
 
 // biome-ignore lint/suspicious/noExplicitAny: citty's CommandDef is invariant in its flags; usage rendering takes any command
 type AnyCommand = CommandDef<any>;
@@ -18,8 +24,13 @@ const SUBCOMMANDS: Record<
   string,
   { def: AnyCommand; run(args: readonly string[], io: CliIo): Promise<number> }
 > = {
-  grads: { def: gradsCommandDef, run: runGrads },
+  train: { def: trainCommandDef, run: runTrain },
+  sample: { def: sampleCommandDef, run: runSample },
   plan: { def: planCommand, run: runPlan },
+  grads: { def: gradsCommandDef, run: runGrads },
+  import: { def: importCommandDef, run: runImport },
+  export: { def: exportCommandDef, run: runExport },
+  bench: { def: benchCommandDef, run: runBench },
 };
 
 export const mainCommand = defineCommand({
@@ -38,7 +49,12 @@ const USER_ERRORS = new Set([
   'DeviceUnavailableError',
   'CompileError',
   'CompileBudgetError',
+  'DeviceOptionsError',
+  'OptimizerConfigError',
 ]);
+
+/** The exit code of a mistake a user can fix (a command line, a file, a config, data). */
+export const USER_ERROR_EXIT = 2;
 
 function isHelp(arg: string): boolean {
   return arg === '--help' || arg === '-h';
@@ -82,15 +98,17 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
   } catch (error) {
     if (error instanceof UsageError) {
       io.stderr(`error: ${error.message}\n\n${await usageOf(sub?.def)}\n`);
-      return 2;
+      return USER_ERROR_EXIT;
     }
     const named = error as Error;
     if (named instanceof Error && USER_ERRORS.has(named.name)) {
-      io.stderr(`error: ${named.name}: ${named.message}\n`);
-      return 1;
+      // One line: a message with newlines in it is joined.
+      io.stderr(`error: ${named.name}: ${named.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      return USER_ERROR_EXIT;
     }
     io.stderr(
-      `ane-train: internal error (a bug: please report it with the command line):\n${named?.stack ?? String(error)}\n`,
+      `ane-train: internal error (a bug: please report it with the command line):\n${named?.stack ?? String(error)}\n` +
+        'Please report this at https://github.com/ane-sdk/ane-sdk/issues with the command line and the output above.\n',
     );
     return 1;
   }

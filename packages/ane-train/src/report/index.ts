@@ -1,0 +1,15 @@
+export {
+  lossChartSvg,
+  type RunReport,
+  renderReportHtml,
+  type StepProfile,
+} from './html-report';
+export { type MetricsRecord, MetricsWriter, readMetrics } from './metrics';
+export {
+  type BarChartOptions,
+  barChartSvg,
+  type ChartSeries,
+  escapeXml,
+  type LineChartOptions,
+  lineChartSvg,
+} from './svg-chart';
