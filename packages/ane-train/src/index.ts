@@ -13,6 +13,7 @@ export {
 } from 'ane-optim';
 export * from './checkpoint';
 export * from './convert';
+export * from './data';
 export { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 export {
   type ComputeGradientsOptions,

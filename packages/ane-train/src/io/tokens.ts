@@ -31,6 +31,11 @@ export async function readTokenFile(path: string): Promise<Uint16Array> {
   }
   const count = bytes.length / 2;
   if (endianness() === 'LE') {
+    // readRegularFile returns a fresh buffer of exactly the file: view it, no second copy of a
+    // large shard.
+    if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) {
+      return new Uint16Array(bytes.buffer, 0, count);
+    }
     const copy = new Uint8Array(bytes.length);
     copy.set(bytes);
     return new Uint16Array(copy.buffer, 0, count);
