@@ -136,6 +136,8 @@ describe('sequentialBatches', () => {
       [10, 15],
     ]);
     expect(sequentialBatches(ramp(26), { batch: 1, seq: 5, maxBatches: 3 }).length).toBe(3);
-    expect(() => sequentialBatches(ramp(5), { batch: 1, seq: 5, file: 'v.bin' })).toThrow(DataError);
+    expect(() => sequentialBatches(ramp(5), { batch: 1, seq: 5, file: 'v.bin' })).toThrow(
+      /^validation: v\.bin: 5 tokens are fewer than one batch needs \(batch 1 × seq 5 \+ 1 = 6\): use a larger validation fraction/,
+    );
   });
 });

@@ -226,7 +226,16 @@ export function sequentialBatches(
   tokens: Tokens,
   options: { batch: number; seq: number; maxBatches?: number; file?: string },
 ): Int32Array[] {
-  const sampler = new BatchSampler(tokens, { ...options, shuffle: false });
+  let sampler: BatchSampler;
+  try {
+    sampler = new BatchSampler(tokens, { ...options, shuffle: false });
+  } catch (error) {
+    if (!(error instanceof DataError)) throw error;
+    throw new DataError(
+      `validation: ${error.message.replace(/: use more data.*$/, '')}: use a larger validation fraction, more data, or a smaller batch or seq`,
+      error.details,
+    );
+  }
   const count = Math.min(
     Math.floor(sampler.windows / sampler.batch),
     options.maxBatches ?? Number.POSITIVE_INFINITY,
