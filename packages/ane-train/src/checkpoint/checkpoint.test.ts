@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdamW } from 'ane-optim';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BatchSampler, type SamplerState } from '../data';
 import { CheckpointError } from '../errors';
 import {
   encodeSafetensors,
@@ -53,30 +54,6 @@ afterEach(async () => {
   while (open.length > 0) await open.pop()!.dispose();
 });
 
-/**
- * A stand-in for the data module's BatchSampler: consecutive micro-batches of 2 × 9 tokens from a
- * fixed stream, with a JSON state (its position) and restore.
- */
-class LocalSampler implements Iterable<Int32Array> {
-  position = 0;
-  constructor(private readonly tokens: Uint16Array) {}
-  next(): Int32Array {
-    const size = 2 * 9;
-    if (this.position + size > this.tokens.length) this.position = 0;
-    const batch = Int32Array.from(this.tokens.subarray(this.position, this.position + size));
-    this.position += size;
-    return batch;
-  }
-  state(): { position: number } {
-    return { position: this.position };
-  }
-  restore(state: { position: number }): void {
-    this.position = state.position;
-  }
-  *[Symbol.iterator](): Iterator<Int32Array> {
-    for (;;) yield this.next();
-  }
-}
 const TOKENS = Uint16Array.from(
   { length: 400 },
   (_, i) => ([3, 1, 4, 1, 5, 9, 2, 6][i % 8]! * (1 + (i >> 7))) % 32,
@@ -175,11 +152,14 @@ describe('saveCheckpoint / loadCheckpoint', () => {
   it('resume from a checkpoint continues bit for bit: losses and final weights equal an uninterrupted run', async () => {
     const steps = 8;
     const k = 3;
+    // 14 windows of 8 + 1 tokens: 7 batches an epoch, so the run crosses an epoch (a new shuffle).
+    const tokens = TOKENS.subarray(0, 120);
+    const sampler = () => new BatchSampler(tokens, { batch: 2, seq: 8, seed: 3 });
     const reference = trainer();
-    const referenceLosses = (await reference.fit(new LocalSampler(TOKENS), { steps })).history.loss;
+    const referenceLosses = (await reference.fit(sampler(), { steps })).history.loss;
 
     const path = join(dir, 'resume.safetensors');
-    const firstSampler = new LocalSampler(TOKENS);
+    const firstSampler = sampler();
     const first = trainer();
     const firstLosses = (await first.fit(firstSampler, { steps: k })).history.loss;
     await saveTrainerCheckpoint(path, first, { data: firstSampler.state() });
@@ -188,15 +168,22 @@ describe('saveCheckpoint / loadCheckpoint', () => {
     const checkpoint = await loadCheckpoint(path, { config: SMALL });
     const resumed = trainer({ seed: 1234 });
     restoreTrainer(resumed, checkpoint);
-    const sampler = new LocalSampler(TOKENS);
-    sampler.restore(checkpoint.data as { position: number });
-    const restLosses = (await resumed.fit(sampler, { steps: steps - k })).history.loss;
+    const restored = sampler();
+    restored.restore(checkpoint.data as SamplerState);
+    const restLosses = (await resumed.fit(restored, { steps: steps - k })).history.loss;
 
     expect([...firstLosses, ...restLosses]).toEqual(referenceLosses);
     for (const [name, values] of reference.weights)
       expect(bits(resumed.weights.get(name)!), name).toEqual(bits(values));
     expect(resumed.lossScaler!.scale).toBe(reference.lossScaler!.scale);
     expect(resumed.step).toBe(steps);
+    expect(restored.state()).toEqual(
+      (() => {
+        const s = sampler();
+        for (let i = 0; i < steps; i++) s.next();
+        return s.state();
+      })(),
+    );
   }, 120_000);
 });
 
