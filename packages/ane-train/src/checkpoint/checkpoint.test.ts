@@ -357,7 +357,7 @@ describe('saveCheckpoint is atomic and never damages the previous checkpoint', (
     expect(readdirSync(dir).filter((name) => name.startsWith('.keep.safetensors'))).toEqual([]);
   });
 
-  it("the next save removes a dead writer's leftover temporary file, and keeps other files", async () => {
+  it("the next save in the directory removes dead writers' leftover temporary files, and keeps other files", async () => {
     const path = join(dir, 'stale.safetensors');
     // The pid of a process that has exited.
     const dead = spawnSync(process.execPath, [
@@ -365,13 +365,16 @@ describe('saveCheckpoint is atomic and never damages the previous checkpoint', (
       'process.stdout.write(String(process.pid))',
     ]).stdout.toString();
     const leftover = join(dir, `.stale.safetensors.${dead}.abc123.tmp`);
-    const unrelated = join(dir, '.other.safetensors.1.abc.tmp');
-    writeFileSync(leftover, 'partial');
-    writeFileSync(unrelated, 'not ours');
+    const otherName = join(dir, `.step-4.safetensors.${dead}.x9.tmp`);
+    const live = join(dir, '.other.safetensors.1.abc.tmp'); // pid 1 is alive
+    const unrelated = join(dir, '.notes.tmp');
+    for (const file of [leftover, otherName, live, unrelated]) writeFileSync(file, 'partial');
     await saveCheckpoint(path, { config: SMALL, weights: initParameters(SMALL, { seed: 1 }) });
     const names = readdirSync(dir);
     expect(names).not.toContain(`.stale.safetensors.${dead}.abc123.tmp`);
+    expect(names).not.toContain(`.step-4.safetensors.${dead}.x9.tmp`);
     expect(names).toContain('.other.safetensors.1.abc.tmp');
+    expect(names).toContain('.notes.tmp');
     await expect(loadCheckpoint(path)).resolves.toBeDefined();
   });
 });

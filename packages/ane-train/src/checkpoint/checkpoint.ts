@@ -139,7 +139,19 @@ function tensorsToWrite(
   }
   const trainer = checkpoint.trainer;
   if (trainer !== undefined) {
-    const optimizer = trainer?.optimizer;
+    if (trainer === null || typeof trainer !== 'object') {
+      fail(file, `trainer must be a TrainerState from Trainer.saveState(), got ${describe(trainer)}`, {
+        field: 'trainer',
+      });
+    }
+    for (const field of ['step', 'seed'] as const) {
+      if (!Number.isSafeInteger(trainer[field]) || trainer[field] < 0) {
+        fail(file, `trainer.${field} must be a whole number ≥ 0, got ${String(trainer[field])}`, {
+          field: 'trainer',
+        });
+      }
+    }
+    const optimizer = trainer.optimizer;
     if (
       optimizer === null ||
       typeof optimizer !== 'object' ||
@@ -389,6 +401,15 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     fail(undefined, `loadCheckpoint(path): path must be a file path, got ${describe(path)}`, {
       field: 'path',
     });
+  }
+  if (options === null || typeof options !== 'object') {
+    fail(
+      path,
+      `loadCheckpoint(path, options): options must be an object { config? }, got ${describe(options)}`,
+      {
+        field: 'options',
+      },
+    );
   }
   const bytes = await readRegularFile(path, (why) =>
     fail(path, `${why}: pass the path of a checkpoint (.safetensors) written by saveCheckpoint`, {

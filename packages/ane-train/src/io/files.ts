@@ -72,9 +72,7 @@ export type FileContentWriter = (handle: FileHandle) => Promise<void>;
 const activeTemporaries = new Set<string>();
 
 /** `.<name>.<pid>.<random>.tmp`: the temporary files `writeFileAtomically` makes beside `<name>`. */
-function temporaryPattern(name: string): RegExp {
-  return new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[a-z0-9]+\\.tmp$`);
-}
+const TEMPORARY = /^\.(.+)\.(\d+)\.[a-z0-9]{1,16}\.tmp$/;
 
 function processIsAlive(pid: number): boolean {
   try {
@@ -86,12 +84,12 @@ function processIsAlive(pid: number): boolean {
 }
 
 /**
- * Removes the temporary files a killed writer left beside `path` (ours by name, their process gone
- * or this process not writing them any more). Best effort: a file that cannot be removed stays.
+ * Removes the temporary files killed writers left in `path`'s directory (ours by their name
+ * `.<name>.<pid>.<random>.tmp`, their process gone, or this process and not being written any
+ * more). Best effort: a file that cannot be removed stays.
  */
 export async function removeStaleTemporaries(path: string): Promise<string[]> {
   const directory = dirname(path);
-  const pattern = temporaryPattern(basename(path));
   let names: string[];
   try {
     names = await readdir(directory);
@@ -100,10 +98,10 @@ export async function removeStaleTemporaries(path: string): Promise<string[]> {
   }
   const removed: string[] = [];
   for (const name of names) {
-    const match = pattern.exec(name);
+    const match = TEMPORARY.exec(name);
     if (match === null) continue;
     const full = join(directory, name);
-    const pid = Number(match[1]);
+    const pid = Number(match[2]);
     if (activeTemporaries.has(full) || (pid !== process.pid && processIsAlive(pid))) continue;
     try {
       await rm(full, { force: true });
