@@ -1,0 +1,277 @@
+/**
+ * `ane-train train | sample | import | export` as a user runs them: the built CLI (dist/cli.js) in a
+ * child process, on the simulator, with stdout a pipe (so progress is plain lines). Build first
+ * (`pnpm --filter ane-train build`).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCheckpoint } from '../src/checkpoint';
+import { writeLlama2cCheckpoint } from '../src/convert';
+import { PRESETS } from '../src/model/config';
+import { initParameters } from '../src/model/parameters';
+import type { MetricsRecord } from '../src/report/metrics';
+import { checkWellFormed } from '../src/report/xml-check.test-helper';
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let dir: string;
+function cli(args: readonly string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { cwd: dir, env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+// English text: ~12 KB of short sentences (bytes: the tiny preset's vocabulary).
+const SENTENCES = [
+  'The cat sat on the warm mat and looked at the bird.',
+  'A little girl named Lily found a red ball in the park.',
+  'Tom and his dog ran to the river to see the big boat.',
+  'The sun was bright, and the children played all day.',
+  'Mom made a cake, and everyone said it was very good.',
+];
+const TEXT = Array.from({ length: 48 }, (_, i) => SENTENCES[(i * 3) % SENTENCES.length]).join(' ');
+/** A short run with a constant learning rate, so a shorter run resumed to more steps is the same run. */
+const SMALL = [
+  '--preset',
+  'tiny',
+  '--data',
+  'story.txt',
+  '--seq',
+  '16',
+  '--batch',
+  '2',
+  '--lr',
+  '0.003',
+  '--min-lr',
+  '0.003',
+  '--warmup',
+  '0',
+  '--eval-every',
+  '3',
+  '--eval-batches',
+  '2',
+  '--log-every',
+  '1',
+  '--checkpoint-every',
+  '0',
+  '--sample-tokens',
+  '8',
+  '--backend',
+  'sim',
+  '--seed',
+  '5',
+];
+
+const metricsOf = (run: string): MetricsRecord[] =>
+  readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as MetricsRecord);
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`pnpm --filter ane-train build\` first`);
+  dir = mkdtempSync(join(tmpdir(), 'ane-train-cli-train-'));
+  writeFileSync(join(dir, 'story.txt'), TEXT);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('ane-train train', () => {
+  it('writes metrics.jsonl, a checkpoint, loss.svg and report.html; plain progress lines off a TTY; ends with a sample', async () => {
+    const run = await cli(['train', ...SMALL, '--steps', '6', '--out', 'runA']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    // One plain line per logged step, and the validation lines.
+    const stepLines = run.stdout.split('\n').filter((l) => /^step +\d+\/6 {2}loss /.test(l));
+    expect(stepLines.map((l) => Number(/^step +(\d+)/.exec(l)![1]))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(run.stdout).toMatch(/^step 0\/6 {2}val loss \d+\.\d{4}$/m);
+    expect(run.stdout).toMatch(/^step 3\/6 {2}val loss \d+\.\d{4} \(start \d+\.\d{4}\)$/m);
+    expect(run.stdout).not.toContain('\r');
+    expect(run.stdout).toContain('A sample (prompt "Once upon a time"):\nOnce upon a time');
+    expect(run.stdout).toContain('report.html');
+
+    const records = metricsOf('runA');
+    expect(records.map((r) => r.step)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(Object.keys(records[0]!).sort()).toEqual(['step', 'time', 'valLoss']);
+    for (const r of records.slice(1)) {
+      expect(r.loss).toBeGreaterThan(0);
+      expect(r.lr).toBe(0.003);
+      expect(r.tokensPerSec).toBeGreaterThan(0);
+    }
+    expect(records.filter((r) => r.valLoss !== undefined).map((r) => r.step)).toEqual([0, 3, 6]);
+    // The first loss of a byte model at init is about ln 256.
+    expect(Math.abs(records[1]!.loss! - Math.log(256))).toBeLessThan(0.3);
+
+    const svg = readFileSync(join(dir, 'runA', 'loss.svg'), 'utf8');
+    checkWellFormed(svg);
+    const polyline = /<polyline[^>]*data-series="training"[^>]*points="([^"]+)"/.exec(svg);
+    expect(polyline![1]!.split(' ')).toHaveLength(6);
+    const html = readFileSync(join(dir, 'runA', 'report.html'), 'utf8');
+    expect(html.match(/<svg /g)!.length).toBeGreaterThanOrEqual(4);
+    expect(html).toContain('The plan of a step');
+    expect(html).toMatch(/\d+ distinct programs/);
+    expect(html).not.toMatch(/<script/);
+
+    const checkpoint = await loadCheckpoint(join(dir, 'runA', 'checkpoints', 'latest.safetensors'));
+    expect(checkpoint.trainer?.step).toBe(6);
+    expect(checkpoint.metadata?.tokenizer).toBe('byte');
+  }, 120_000);
+
+  it('--resume continues the run: step numbers go on, metrics are appended, and the losses equal an uninterrupted run', async () => {
+    const first = await cli(['train', ...SMALL, '--steps', '4', '--out', 'runB']);
+    expect(first.code).toBe(0);
+    const resumed = await cli(['train', '--resume', 'runB', '--steps', '6']);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain('steps 4 → 6');
+    const lines = resumed.stdout.split('\n').filter((l) => /^step +\d+\/6 {2}loss /.test(l));
+    expect(lines.map((l) => Number(/^step +(\d+)/.exec(l)![1]))).toEqual([5, 6]);
+    const records = metricsOf('runB');
+    expect(records.filter((r) => r.loss !== undefined).map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    // The same losses, bit for bit, as the 6-step run that never stopped (runA of the test above).
+    const straight = metricsOf('runA');
+    const losses = (rs: MetricsRecord[]) => rs.filter((r) => r.loss !== undefined).map((r) => r.loss);
+    expect(losses(records)).toEqual(losses(straight));
+  }, 120_000);
+
+  it('Ctrl-C saves a checkpoint after the step in flight, prints how to resume and exits 130', async () => {
+    const child = spawn(process.execPath, [CLI, 'train', ...SMALL, '--steps', '100000', '--out', 'runC'], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (!sent && /^step +3\/100000 {2}loss/m.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(130);
+    expect(stdout).toMatch(/continue with: ane-train train --resume runC/);
+    const saved = Number(/stopped at step (\d+) of 100000/.exec(stdout)![1]);
+    expect(saved).toBeGreaterThanOrEqual(3);
+    const checkpoint = await loadCheckpoint(join(dir, 'runC', 'checkpoints', 'latest.safetensors'));
+    expect(checkpoint.trainer?.step).toBe(saved);
+    expect(metricsOf('runC').at(-1)!.step).toBe(saved);
+  }, 120_000);
+});
+
+describe('sample, import and export', () => {
+  it('a llama2.c file imports, exports to Hugging Face, and samples the same text from either, deterministically by seed', async () => {
+    const config = { ...PRESETS.tiny, num_key_value_heads: 4 };
+    await writeLlama2cCheckpoint(join(dir, 'model.bin'), config, initParameters(config, { seed: 3 }));
+    const imported = await cli(['import', 'model.bin', '--out', 'imported.safetensors']);
+    expect(imported.stderr).toBe('');
+    expect(imported.code).toBe(0);
+    const exported = await cli(['export', 'imported.safetensors', '--out', 'hf']);
+    expect(exported.code).toBe(0);
+    for (const file of ['model.safetensors', 'config.json', 'generation_config.json'])
+      expect(existsSync(join(dir, 'hf', file))).toBe(true);
+    const args = [
+      '--max-tokens',
+      '12',
+      '--seed',
+      '9',
+      '--temperature',
+      '1',
+      '--backend',
+      'sim',
+      '--prompt',
+      'Hi',
+    ];
+    const a = await cli(['sample', '--checkpoint', 'imported.safetensors', ...args]);
+    const b = await cli(['sample', '--checkpoint', 'imported.safetensors', ...args]);
+    const c = await cli(['sample', '--checkpoint', 'hf', ...args]);
+    const d = await cli(['sample', '--checkpoint', 'hf', ...args.slice(0, 3), '10', ...args.slice(4)]);
+    expect(a.code).toBe(0);
+    expect(a.stderr).toMatch(/^[\d.]+ tokens\/s \(seed 9\)\n$/);
+    expect(a.stdout.startsWith('Hi')).toBe(true);
+    expect(b.stdout).toBe(a.stdout);
+    expect(c.stdout).toBe(a.stdout);
+    expect(d.stdout).not.toBe(a.stdout);
+  }, 120_000);
+});
+
+describe('user errors: one line, exit 2', () => {
+  it('bad data, tokenizer, checkpoint and run directories are one error line naming the file', async () => {
+    writeFileSync(join(dir, 'empty.txt'), '');
+    writeFileSync(join(dir, 'binary.txt'), Buffer.from([0x48, 0x69, 0x00, 0xff, 0x10]));
+    writeFileSync(join(dir, 'short.txt'), 'Too short.');
+    writeFileSync(join(dir, 'tokenizer.json'), '{ not json');
+    writeFileSync(join(dir, 'odd.bin'), Buffer.from([1, 0, 2]));
+    const corrupt = join(dir, 'corrupt.safetensors');
+    writeFileSync(corrupt, Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 0x7b]));
+    const base = ['--preset', 'tiny', '--seq', '16', '--batch', '2', '--steps', '2', '--backend', 'sim'];
+    const cases: [string[], RegExp, string][] = [
+      [['train', ...base, '--data', 'missing.txt', '--out', 'e1'], /^error: DataError: /, 'missing.txt'],
+      [['train', ...base, '--data', 'empty.txt', '--out', 'e2'], /^error: DataError: /, 'empty.txt'],
+      [['train', ...base, '--data', 'binary.txt', '--out', 'e3'], /^error: DataError: /, 'binary.txt'],
+      [['train', ...base, '--data', 'short.txt', '--out', 'e4'], /^error: DataError: /, 'short.txt'],
+      [['train', ...base, '--data', 'odd.bin', '--out', 'e5'], /^error: DataError: /, 'odd.bin'],
+      [
+        ['train', ...base, '--data', 'story.txt', '--tokenizer', 'tokenizer.json', '--out', 'e6'],
+        /^error: DataError: /,
+        'tokenizer.json',
+      ],
+      [['sample', '--checkpoint', 'corrupt.safetensors'], /^error: CheckpointError: /, 'corrupt.safetensors'],
+      [['import', 'nothing.bin', '--out', 'x.safetensors'], /^error: CheckpointError: /, 'nothing.bin'],
+    ];
+    for (const [args, pattern, file] of cases) {
+      const run = await cli(args);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(run.stderr).toMatch(pattern);
+      expect(run.stderr).toContain(file);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    }
+  }, 120_000);
+
+  it('a bad command line is the error and the usage, exit 2', async () => {
+    const cases: [string[], string][] = [
+      [['train', '--steps', 'many'], "--steps must be a whole number ≥ 1, got 'many'"],
+      [['train', '--lr', '-1'], "--lr must be a number > 0, got '-1'"],
+      [['train', '--val-fraction', '1'], '--val-fraction must be a number ≥ 0 and < 1'],
+      [['train', '--resume', 'nowhere'], 'no run.json there'],
+      [['train', '--resume', 'runA', '--batch', '4'], '--batch cannot change when resuming'],
+      [
+        ['train', '--out', 'runA', '--preset', 'tiny'],
+        'already holds a training run: continue it with --resume',
+      ],
+      [['sample'], 'missing --checkpoint'],
+      [['import', 'a.bin'], 'missing --out'],
+      [['export', 'a', 'b', '--out', 'c'], "unexpected argument 'b'"],
+      [['export', 'a', '--out', 'c', '--dtype', 'F64'], '--dtype must be one of F32, F16, BF16'],
+    ];
+    for (const [args, message] of cases) {
+      const run = await cli(args);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      const first = run.stderr.split('\n')[0]!;
+      expect(first).toMatch(/^error: /);
+      expect(first).toContain(message);
+    }
+  }, 120_000);
+});
