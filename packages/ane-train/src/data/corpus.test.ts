@@ -75,6 +75,23 @@ describe('loadCorpus: text files', () => {
     expect(error.details.file).toBe(path);
   });
 
+  it('a byte-order mark is not text; a vocabulary above 65536 gives Int32Array ids', async () => {
+    const bom = file('bom.txt', Uint8Array.of(0xef, 0xbb, 0xbf, 0x68, 0x69));
+    expect([...(await loadCorpus(bom, { tokenizer: byte, vocabSize: 256 })).tokens]).toEqual([104, 105, 0]);
+    // a made-up tokenizer: one id per character, 65536 + its code; EOS 70000
+    const wide = {
+      name: 'wide',
+      vocabSize: 70001,
+      bosId: undefined,
+      eosId: 70000,
+      encode: (text: string) => [...text].map((c) => 65536 + c.charCodeAt(0)),
+      decode: () => '',
+    };
+    const corpus = await loadCorpus(file('wide.txt', 'ab'), { tokenizer: wide, vocabSize: 70001 });
+    expect(corpus.tokens).toBeInstanceOf(Int32Array);
+    expect([...corpus.tokens]).toEqual([65536 + 97, 65536 + 98, 70000]);
+  });
+
   it('binary text: NUL or invalid UTF-8 at the offset of the first bad byte', async () => {
     const cases: [string, number[], number, RegExp][] = [
       ['nul.txt', [0x61, 0x62, 0x00, 0x63], 2, /a NUL byte at byte offset 2/],
