@@ -205,5 +205,16 @@ describe('Trainer.evaluate', () => {
     await expect(t.evaluate((function* () {})())).rejects.toThrow(/holds no micro-batch/);
     await expect(t.evaluate(Uint16Array.of(1, 2, 3))).rejects.toThrow(/fewer than one micro-batch/);
     await expect(t.evaluate(STREAM, { batches: 0 })).rejects.toThrow(/batches must be a whole number/);
+    let during: unknown;
+    await t.fit(STREAM, {
+      steps: 1,
+      callbacks: {
+        onStepEnd: async () => {
+          during = await t.evaluate(STREAM).catch((error: unknown) => error);
+        },
+      },
+    });
+    expect(during).toBeInstanceOf(TrainError);
+    expect((during as Error).message).toMatch(/between fit calls/);
   }, 60_000);
 });

@@ -650,7 +650,7 @@ export class Trainer {
     }
     if (this.fitting) {
       throw new TrainError(
-        'evaluate: fit is running on this Trainer (both use its device): call it between fit calls, or from onStepEnd (awaited, it runs between steps)',
+        'evaluate: fit is running on this Trainer (both use its device): call it between fit calls (run fit in chunks of steps, evaluating after each)',
       );
     }
     if (options === null || typeof options !== 'object') {
