@@ -275,3 +275,11 @@ describe('user errors: one line, exit 2', () => {
     }
   }, 120_000);
 });
+
+describe('pnpm hands on a `--`', () => {
+  it('`ane-train train -- --flags` reads the flags after the `--` (as `pnpm train -- --steps 2` calls it)', async () => {
+    const run = await cli(['train', '--', '--steps', 'x']);
+    expect(run.code).toBe(2);
+    expect(run.stderr.split('\n')[0]).toBe("error: --steps must be a whole number ≥ 1, got 'x'");
+  });
+});

@@ -62,7 +62,9 @@ function isHelp(arg: string): boolean {
 
 /** Runs the CLI on `argv` (without node and the script) and returns the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...given] = argv;
+  // `pnpm train -- --steps 5` hands the `--` on: flags after a leading `--` are still flags.
+  const rest = given[0] === '--' ? given.slice(1) : given;
   const sub = name !== undefined ? SUBCOMMANDS[name] : undefined;
   const usageOf = async (command: AnyCommand | undefined) =>
     command === undefined ? renderUsage(mainCommand) : renderUsage(command, mainCommand);
