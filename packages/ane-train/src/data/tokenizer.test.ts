@@ -50,6 +50,29 @@ describe("loadTokenizer('llama2')", () => {
     expect(llama.encode('')).toEqual([]);
   });
 
+  it('a long text is encoded in pieces cut at newlines, to exactly the tokens of a whole encode', async () => {
+    const llama = await loadTokenizer('llama2');
+    const { default: reference } = await import('llama-tokenizer-js');
+    const lines: string[] = [];
+    for (let i = 0; lines.join('\n').length < 7000; i++) {
+      // trailing and double spaces, empty lines, byte fallback, one line longer than a piece
+      lines.push(
+        i % 7 === 3 ? '' : `Tom  saw ${i} frogs 🦙 at the pond. `.repeat(i === 5 ? 80 : 1 + (i % 4)),
+      );
+    }
+    const text = lines.join('\n');
+    expect(text.length).toBeGreaterThan(3 * 2048);
+    const ids = llama.encode(text);
+    expect(ids).toEqual(reference.encode(text, false, true));
+    expect(llama.decode(ids)).toBe(text);
+    // no newline at all: cut before single spaces; runs of spaces stay whole
+    const oneLine = `${'Lily  and   Ben ran.   '.repeat(300)}🦙`;
+    expect(oneLine.length).toBeGreaterThan(3 * 2048);
+    expect(llama.encode(oneLine)).toEqual(reference.encode(oneLine, false, true));
+    const spaces = 'ab      '.repeat(1000); // a cut inside a run of spaces would change its tokens
+    expect(llama.encode(spaces)).toEqual(reference.encode(spaces, false, true));
+  });
+
   it('decodes ▁ as spaces and byte-fallback tokens as bytes, dropping BOS/EOS and the dummy prefix', async () => {
     const llama = await loadTokenizer('llama2');
     expect(llama.decode([1, 15043, 3186, 29991, 2])).toBe('Hello world!');

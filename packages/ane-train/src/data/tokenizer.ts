@@ -77,6 +77,17 @@ interface LlamaTokenizerModule {
 
 let llama2: Promise<Tokenizer> | undefined;
 
+/** Texts longer than this are encoded in pieces cut at newlines (see encode). */
+const LLAMA_CHUNK_CHARS = 2048;
+
+/** Where the piece of `text` from `start` ends: a safe cut near start + LLAMA_CHUNK_CHARS. */
+function llamaCut(text: string, start: number): number {
+  const safe = (p: number): boolean => text[p] === '\n' || (text[p] === ' ' && text[p - 1] !== ' ');
+  for (let p = start + LLAMA_CHUNK_CHARS; p > start; p--) if (safe(p)) return p;
+  for (let p = start + LLAMA_CHUNK_CHARS + 1; p < text.length; p++) if (safe(p)) return p;
+  return text.length;
+}
+
 /**
  * The Llama-2 SentencePiece vocabulary (32000 tokens; <unk> 0, BOS 1, EOS 2; byte fallback
  * `<0x00>`..`<0xFF>` at 3..258). `encode` adds SentencePiece's dummy-prefix space like
@@ -95,7 +106,20 @@ function loadLlama2(): Promise<Tokenizer> {
       encode(text: string): number[] {
         checkText('llama2', text);
         if (text.length === 0) return [];
-        return llama.encode(text, false, true);
+        if (text.length <= LLAMA_CHUNK_CHARS) return llama.encode(text, false, true);
+        // llama-tokenizer-js slows down more than linearly with the length of one text (100 KB:
+        // seconds), so a long text is encoded in pieces. No Llama-2 piece holds '▁' after another
+        // character, nor a newline (a byte-fallback token no merge joins), so a cut just before a
+        // newline, or before a space that follows a non-space, gives exactly the tokens of the
+        // whole; only the first piece gets SentencePiece's dummy-prefix space.
+        const ids: number[] = [];
+        let start = 0;
+        while (start < text.length) {
+          const end = text.length - start > LLAMA_CHUNK_CHARS ? llamaCut(text, start) : text.length;
+          for (const id of llama.encode(text.slice(start, end), false, start === 0)) ids.push(id);
+          start = end;
+        }
+        return ids;
       },
       decode(ids: ArrayLike<number>): string {
         checkIds('llama2', ids, vocabSize);
