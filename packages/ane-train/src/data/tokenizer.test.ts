@@ -85,6 +85,16 @@ describe("loadTokenizer('llama2')", () => {
     const pieces = llama.encode('Once upon 🦙').map((id) => stream.push(id));
     expect(pieces.join('') + stream.flush()).toBe('Once upon 🦙');
     expect(pieces[1]).toBe(' upon');
+    // after a prompt: the generated text keeps its leading space
+    const prompt = [1, ...llama.encode('Once upon a')];
+    const afterPrompt = decodeStream(llama, { prompt });
+    expect(
+      llama
+        .encode('Once upon a time')
+        .slice(prompt.length - 1)
+        .map((id) => afterPrompt.push(id)),
+    ).toEqual([' time']);
+    expect(decodeStream(llama).push(931)).toBe('time'); // the same piece alone loses it
   });
 });
 

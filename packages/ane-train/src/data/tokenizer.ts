@@ -266,12 +266,18 @@ export async function loadTokenizer(spec: TokenizerName | string): Promise<Token
 
 /**
  * Incremental decoding for streaming output: `push(id)` returns the text that became certain with
- * that token (a multi-byte character split over byte tokens is held back until complete; the
- * SentencePiece leading space is handled as in a whole decode).
+ * that token (a multi-byte character split over byte tokens is held back until complete). Pass the
+ * prompt's ids as `prompt` to stream only what follows it: the text is decoded in context, so the
+ * space before the first generated word is kept (Llama-2's SentencePiece drops a leading space when
+ * a piece is decoded alone).
  */
-export function decodeStream(tokenizer: Tokenizer): { push(id: number): string; flush(): string } {
-  const ids: number[] = [];
-  let emitted = 0;
+export function decodeStream(
+  tokenizer: Tokenizer,
+  options: { prompt?: ArrayLike<number> } = {},
+): { push(id: number): string; flush(): string } {
+  const ids: number[] = Array.from(options?.prompt ?? []);
+  const promptText = tokenizer.decode(ids);
+  let emitted = promptText.endsWith('\uFFFD') ? promptText.length - 1 : promptText.length;
   return {
     push(id: number): string {
       ids.push(id);
