@@ -222,7 +222,7 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     io.stdout(
       `${resume ? 'Resuming' : 'Training'} ${settings.modelName} (${(parameterCount(settings.model) / 1e6).toFixed(2)}M parameters) on ${describeCorpus(data.corpus, io)}\n` +
         `  batch ${settings.batch} × seq ${settings.seq}${settings.accumulate > 1 ? ` × accumulate ${settings.accumulate}` : ''} = ${tokensPerStep} tokens/step; ` +
-        `${resume ? `steps ${startStep} → ${total}` : `${total} steps`}; lr ${settings.lr} (warmup ${settings.warmup}, cosine to ${settings.minLr}); ` +
+        `${resume ? `steps ${startStep} → ${total}` : `${total} steps`}; lr ${settings.lr} (warmup ${settings.warmup}, cosine to ${Number(settings.minLr.toPrecision(4))}); ` +
         `${plan.programs} programs to compile; backend ${settings.backend}\n` +
         `  writing to ${rel(io, out)}\n`,
     );
