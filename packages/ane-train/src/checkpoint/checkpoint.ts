@@ -20,8 +20,8 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { LossScalerState, OptimizerStateMeta } from 'ane-optim';
 import { CheckpointError, ConfigError } from '../errors';
-import { readRegularFile, writeFileAtomically } from '../io/files';
-import { readSafetensors, type SafetensorsTensor } from '../io/safetensors';
+import { openRegularFile, readExactly, writeFileAtomically } from '../io/files';
+import { parseSafetensorsHeader, type SafetensorsDType, safetensorsHeaderLength } from '../io/safetensors';
 import { type LlamaConfig, parseLlamaConfig } from '../model/config';
 import { type ParameterSpec, parameterSpecs } from '../model/parameters';
 import type { Trainer, TrainerState } from '../trainer';
@@ -332,15 +332,6 @@ function checksumOffset(bytes: Uint8Array): number | undefined {
   return at + pattern.length;
 }
 
-/** sha256 of `bytes` with the 64 bytes at `at` read as '0's. */
-function checksumOf(bytes: Uint8Array, at: number): string {
-  const hash = createHash('sha256');
-  hash.update(bytes.subarray(0, at));
-  hash.update(Buffer.alloc(HEX_DIGITS, '0'));
-  hash.update(bytes.subarray(at + HEX_DIGITS));
-  return hash.digest('hex');
-}
-
 function parseJson(file: string, metadata: Record<string, string>, key: string): unknown {
   try {
     return JSON.parse(metadata[key]!);
@@ -351,16 +342,16 @@ function parseJson(file: string, metadata: Record<string, string>, key: string):
   }
 }
 
-/** A tensor's F32 values as a Float32Array (a view into the file's bytes when aligned). */
-function float32Of(tensor: SafetensorsTensor): Float32Array {
-  const { data } = tensor;
-  const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
-  return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+/** A tensor as read from the file: F32 data as fp32 values, any other dtype as its raw bytes. */
+interface StoredTensor {
+  dtype: SafetensorsDType;
+  shape: number[];
+  values: Float32Array | Uint8Array;
 }
 
 function checkTensor(
   file: string,
-  tensors: Map<string, SafetensorsTensor>,
+  tensors: Map<string, StoredTensor>,
   name: string,
   shape: readonly number[],
   what: string,
@@ -388,12 +379,84 @@ function checkTensor(
       { tensor: name, field: 'shape' },
     );
   }
-  return float32Of(tensor);
+  return tensor.values as Float32Array;
 }
 
 /**
- * Reads and verifies a checkpoint (see the module comment). The weights are fp32 views into one
- * buffer holding the file. `options.config`: the config the caller expects (e.g. the model it is
+ * Reads a checkpoint file tensor by tensor (each into its own array: memory is the data's size, and
+ * a file larger than one Node.js buffer reads too), checking the safetensors structure, the format
+ * and version, and the checksum over every byte.
+ */
+async function readVerified(
+  path: string,
+): Promise<{ tensors: Map<string, StoredTensor>; metadata: Record<string, string> }> {
+  const refuse = (why: string): never =>
+    fail(path, `${why}: pass the path of a checkpoint (.safetensors) written by saveCheckpoint`, {
+      field: 'file',
+    });
+  const { handle, size } = await openRegularFile(path, refuse);
+  try {
+    const prefix = new Uint8Array(Math.min(8, size));
+    await readExactly(handle, prefix, 0, refuse);
+    const n = safetensorsHeaderLength(prefix, size, { file: path });
+    const header = new Uint8Array(n);
+    await readExactly(handle, header, 8, refuse);
+    const { entries, metadata } = parseSafetensorsHeader(header, size - 8 - n, { file: path });
+
+    if (metadata.format !== CHECKPOINT_FORMAT) {
+      fail(
+        path,
+        `is not an ane-train checkpoint (__metadata__.format is ${metadata.format === undefined ? 'missing' : `'${metadata.format}'`}, expected '${CHECKPOINT_FORMAT}'): for Hugging Face weights use importHuggingFace, for llama2.c use readLlama2cCheckpoint`,
+        { field: 'format' },
+      );
+    }
+    if (metadata.version !== String(CHECKPOINT_VERSION)) {
+      fail(
+        path,
+        `is checkpoint version ${metadata.version ?? '(none)'}; this ane-train reads version ${CHECKPOINT_VERSION}: load it with the ane-train that wrote it`,
+        { field: 'version' },
+      );
+    }
+    const stored = metadata.checksum;
+    const at = checksumOffset(header);
+    if (stored === undefined || !/^sha256:[0-9a-f]{64}$/.test(stored) || at === undefined) {
+      fail(
+        path,
+        `__metadata__.checksum is missing or malformed (${JSON.stringify(stored)}): the file is corrupted`,
+        { field: 'checksum' },
+      );
+    }
+    // The hash of the file with the checksum's own digits read as '0's, in file order.
+    const hash = createHash('sha256');
+    hash.update(prefix);
+    hash.update(header.subarray(0, at));
+    hash.update(Buffer.alloc(HEX_DIGITS, '0'));
+    hash.update(header.subarray(at + HEX_DIGITS));
+    const tensors = new Map<string, StoredTensor>();
+    const update = (chunk: Uint8Array) => hash.update(chunk);
+    for (const entry of [...entries].sort((x, y) => x.begin - y.begin)) {
+      const length = entry.end - entry.begin;
+      const values = entry.dtype === 'F32' ? new Float32Array(length / 4) : new Uint8Array(length);
+      const bytes = new Uint8Array(values.buffer, 0, length);
+      await readExactly(handle, bytes, 8 + n + entry.begin, refuse, update);
+      tensors.set(entry.name, { dtype: entry.dtype, shape: entry.shape, values });
+    }
+    const actual = hash.digest('hex');
+    if (`${CHECKSUM_PREFIX}${actual}` !== stored) {
+      fail(
+        path,
+        `checksum mismatch (stored ${stored.slice(0, 19)}…, the bytes hash to sha256:${actual.slice(0, 12)}…): the file is corrupted; load an earlier checkpoint`,
+        { field: 'checksum' },
+      );
+    }
+    return { tensors, metadata };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads and verifies a checkpoint (see the module comment), tensor by tensor. `options.config`: the config the caller expects (e.g. the model it is
  * about to resume); a difference is a CheckpointError naming the field.
  */
 export async function loadCheckpoint(path: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
@@ -411,49 +474,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
       },
     );
   }
-  const bytes = await readRegularFile(path, (why) =>
-    fail(path, `${why}: pass the path of a checkpoint (.safetensors) written by saveCheckpoint`, {
-      field: 'file',
-    }),
-  );
-  const { tensors, metadata } = readSafetensors(bytes, { file: path });
-
-  if (metadata.format !== CHECKPOINT_FORMAT) {
-    fail(
-      path,
-      `is not an ane-train checkpoint (__metadata__.format is ${metadata.format === undefined ? 'missing' : `'${metadata.format}'`}, expected '${CHECKPOINT_FORMAT}'): for Hugging Face weights use importHuggingFace, for llama2.c use readLlama2cCheckpoint`,
-      { field: 'format' },
-    );
-  }
-  if (metadata.version !== String(CHECKPOINT_VERSION)) {
-    fail(
-      path,
-      `is checkpoint version ${metadata.version ?? '(none)'}; this ane-train reads version ${CHECKPOINT_VERSION}: load it with the ane-train that wrote it`,
-      { field: 'version' },
-    );
-  }
-  const stored = metadata.checksum;
-  // readSafetensors checked the header length; the checksum is looked for in the header only.
-  const headerEnd = 8 + Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  const at = checksumOffset(bytes.subarray(0, headerEnd));
-  if (stored === undefined || !/^sha256:[0-9a-f]{64}$/.test(stored) || at === undefined) {
-    fail(
-      path,
-      `__metadata__.checksum is missing or malformed (${JSON.stringify(stored)}): the file is corrupted`,
-      {
-        field: 'checksum',
-      },
-    );
-  }
-  const actual = checksumOf(bytes, at);
-  if (`${CHECKSUM_PREFIX}${actual}` !== stored) {
-    fail(
-      path,
-      `checksum mismatch (stored ${stored.slice(0, 19)}…, the bytes hash to sha256:${actual.slice(0, 12)}…): the file is corrupted; load an earlier checkpoint`,
-      { field: 'checksum' },
-    );
-  }
-
+  const { tensors, metadata } = await readVerified(path);
   const config = checkedConfig(parseJson(path, metadata, 'config'), path, '__metadata__.config');
   if (options.config !== undefined) {
     const expected = checkedConfig(options.config, path, 'options.config');
@@ -516,7 +537,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
 function trainerStateOf(
   file: string,
   value: unknown,
-  tensors: Map<string, SafetensorsTensor>,
+  tensors: Map<string, StoredTensor>,
   specs: readonly ParameterSpec[],
   optimizerTensors: Set<string>,
 ): TrainerState {

@@ -13,9 +13,13 @@ const CHUNK_BYTES = 64 * 1024 * 1024;
 
 /**
  * Refuses anything but a regular file before opening it for reading (a FIFO would block the open,
- * a directory fails late), then opens it non-blocking and checks again on the open handle.
+ * a directory fails late), then opens it non-blocking and checks again on the open handle. The
+ * caller closes the handle.
  */
-export async function readRegularFile(path: string, refuse: (why: string) => never): Promise<Uint8Array> {
+export async function openRegularFile(
+  path: string,
+  refuse: (why: string) => never,
+): Promise<{ handle: FileHandle; size: number }> {
   let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
@@ -28,23 +32,52 @@ export async function readRegularFile(path: string, refuse: (why: string) => nev
   try {
     const opened = await handle.stat();
     if (!opened.isFile()) refuse(`is ${kindOf(opened)}, not a regular file`);
+    return { handle, size: opened.size };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+/**
+ * Fills `bytes` from the file at `position`, in chunks (one read call takes at most 2 GiB); each
+ * chunk read is passed to `onChunk` (e.g. a hash). A file that ends early is refused.
+ */
+export async function readExactly(
+  handle: FileHandle,
+  bytes: Uint8Array,
+  position: number,
+  refuse: (why: string) => never,
+  onChunk?: (chunk: Uint8Array) => void,
+): Promise<void> {
+  let filled = 0;
+  while (filled < bytes.length) {
+    const { bytesRead } = await handle.read(
+      bytes,
+      filled,
+      Math.min(CHUNK_BYTES, bytes.length - filled),
+      position + filled,
+    );
+    if (bytesRead === 0)
+      refuse(
+        `shrank while being read (it ends at byte ${position + filled}, before ${position + bytes.length})`,
+      );
+    onChunk?.(bytes.subarray(filled, filled + bytesRead));
+    filled += bytesRead;
+  }
+}
+
+/** Reads a whole regular file (see `openRegularFile`) into one buffer. */
+export async function readRegularFile(path: string, refuse: (why: string) => never): Promise<Uint8Array> {
+  const { handle, size } = await openRegularFile(path, refuse);
+  try {
     // Read in chunks into one buffer: fs's readFile stops at 2 GiB, and an F32 checkpoint of a
     // 0.6B-parameter model is 2.4 GB.
-    if (opened.size > MAX_LENGTH) {
-      refuse(`is ${opened.size} bytes, more than the ${MAX_LENGTH} bytes one buffer can hold in Node.js`);
+    if (size > MAX_LENGTH) {
+      refuse(`is ${size} bytes, more than the ${MAX_LENGTH} bytes one buffer can hold in Node.js`);
     }
-    const bytes = new Uint8Array(opened.size);
-    let filled = 0;
-    while (filled < bytes.length) {
-      const { bytesRead } = await handle.read(
-        bytes,
-        filled,
-        Math.min(CHUNK_BYTES, bytes.length - filled),
-        filled,
-      );
-      if (bytesRead === 0) refuse(`shrank while being read (${filled} of ${bytes.length} bytes)`);
-      filled += bytesRead;
-    }
+    const bytes = new Uint8Array(size);
+    await readExactly(handle, bytes, 0, refuse);
     return bytes;
   } finally {
     await handle.close();

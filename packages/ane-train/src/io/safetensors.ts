@@ -80,21 +80,53 @@ export function readSafetensors(bytes: Uint8Array, options: { file?: string } = 
       `readSafetensors takes the file's bytes as a Uint8Array (a Buffer is one), got ${bytes === null ? 'null' : typeof bytes === 'object' ? (bytes as object).constructor?.name : typeof bytes}: wrap an ArrayBuffer in new Uint8Array(buffer), or use readSafetensorsFile(path) for a path`,
     );
   }
-  if (bytes.length < 8) {
+  const n = safetensorsHeaderLength(bytes.subarray(0, 8), bytes.length, {
+    ...(file !== undefined ? { file } : {}),
+  });
+  const dataStart = 8 + n;
+  const { entries, metadata } = parseSafetensorsHeader(
+    bytes.subarray(8, dataStart),
+    bytes.length - dataStart,
+    {
+      ...(file !== undefined ? { file } : {}),
+    },
+  );
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const entry of entries) {
+    tensors.set(entry.name, {
+      dtype: entry.dtype,
+      shape: entry.shape,
+      data: bytes.subarray(dataStart + entry.begin, dataStart + entry.end),
+    });
+  }
+  return { tensors, metadata };
+}
+
+/**
+ * The header length N of a safetensors file from its first 8 bytes (`prefix`), checked against the
+ * file's length: a CheckpointError when the file is too short or N runs past its end.
+ */
+export function safetensorsHeaderLength(
+  prefix: Uint8Array,
+  fileLength: number,
+  options: { file?: string } = {},
+): number {
+  const file = options.file;
+  if (fileLength < 8 || prefix.length < 8) {
     fail(
       file,
-      `is ${bytes.length} bytes long, shorter than the 8-byte header length: the file is truncated or not safetensors`,
+      `is ${fileLength} bytes long, shorter than the 8-byte header length: the file is truncated or not safetensors`,
       {
         field: 'header length',
       },
     );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = new DataView(prefix.buffer, prefix.byteOffset, 8);
   const headerLength = view.getBigUint64(0, true);
-  if (headerLength > BigInt(bytes.length - 8)) {
+  if (headerLength > BigInt(fileLength - 8)) {
     fail(
       file,
-      `the header length says ${headerLength} bytes but only ${bytes.length - 8} follow it: the file is truncated or not safetensors`,
+      `the header length says ${headerLength} bytes but only ${fileLength - 8} follow it: the file is truncated or not safetensors`,
       { field: 'header length' },
     );
   }
@@ -104,9 +136,25 @@ export function readSafetensors(bytes: Uint8Array, options: { file?: string } = 
       field: 'header length',
     });
   }
+  return n;
+}
+
+/**
+ * Parses and checks a safetensors header (the N bytes of JSON after the length) for a data region
+ * of `dataLength` bytes: every entry's dtype, shape and offsets, which must tile the data exactly.
+ */
+export function parseSafetensorsHeader(
+  headerBytes: Uint8Array,
+  dataLength: number,
+  options: { file?: string } = {},
+): {
+  entries: { name: string; dtype: SafetensorsDType; shape: number[]; begin: number; end: number }[];
+  metadata: Record<string, string>;
+} {
+  const file = options.file;
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     fail(file, 'the header is not valid UTF-8: the file is corrupt or not safetensors', { field: 'header' });
   }
@@ -138,8 +186,6 @@ export function readSafetensors(bytes: Uint8Array, options: { file?: string } = 
     });
   }
 
-  const dataStart = 8 + n;
-  const dataLength = bytes.length - dataStart;
   const metadata: Record<string, string> = {};
   const entries: { name: string; dtype: SafetensorsDType; shape: number[]; begin: number; end: number }[] =
     [];
@@ -193,15 +239,7 @@ export function readSafetensors(bytes: Uint8Array, options: { file?: string } = 
     );
   }
 
-  const tensors = new Map<string, SafetensorsTensor>();
-  for (const entry of entries) {
-    tensors.set(entry.name, {
-      dtype: entry.dtype,
-      shape: entry.shape,
-      data: bytes.subarray(dataStart + entry.begin, dataStart + entry.end),
-    });
-  }
-  return { tensors, metadata };
+  return { entries, metadata };
 }
 
 function checkEntry(
