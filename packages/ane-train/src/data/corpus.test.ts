@@ -145,6 +145,22 @@ describe('loadCorpus: text files', () => {
 });
 
 describe('demoTokenCorpus', () => {
+  it("the byte tokenizer's fast path gives the ids its encode gives", () => {
+    // a tokenizer that only delegates takes the generic path (encode per document)
+    const delegating = { ...byte, encode: (text: string) => byte.encode(text), decode: byte.decode };
+    const fast = demoTokenCorpus(byte, { stories: 20 }).tokens;
+    expect([...fast]).toEqual([...demoTokenCorpus(delegating, { stories: 20 }).tokens]);
+    expect(fast.length).toBeGreaterThan(5000);
+  });
+
+  it('the fast path on non-ASCII text: UTF-8 bytes', async () => {
+    const path = file('utf8.txt', 'é 🦙\n\nжук');
+    const corpus = await loadCorpus(path, { tokenizer: byte, vocabSize: 256 });
+    expect([...corpus.tokens]).toEqual([
+      0xc3, 0xa9, 0x20, 0xf0, 0x9f, 0xa6, 0x99, 0, 0xd0, 0xb6, 0xd1, 0x83, 0xd0, 0xba, 0,
+    ]);
+  });
+
   it('is the demo text encoded document by document', () => {
     const corpus = demoTokenCorpus(byte, { seed: 3, stories: 2 });
     const [first, second] = demoCorpus({ seed: 3, stories: 2 }).split('\n\n');

@@ -9,7 +9,7 @@ import { DataError } from '../errors';
 import { readRegularFile } from '../io/files';
 import { checkTokens, readTokenFile } from '../io/tokens';
 import { demoCorpus } from './demo-corpus';
-import type { Tokenizer } from './tokenizer';
+import { isByteTokenizer, type Tokenizer } from './tokenizer';
 
 export interface TokenCorpus {
   /** Undefined for the built-in demo corpus. */
@@ -173,12 +173,15 @@ function firstInvalidUtf8(bytes: Uint8Array, end: number): number {
  * when the tokenizer has them (what a model learns to start and stop on).
  */
 function encodeDocuments(text: string, tokenizer: Tokenizer, vocabSize: number): Uint16Array | Int32Array {
-  const parts: number[][] = [];
+  // The byte tokenizer's ids are the UTF-8 bytes: encode to bytes, not to an array of numbers
+  // (8 bytes per token in a JS array; a 256 MiB document would not fit the heap).
+  const encoder = isByteTokenizer(tokenizer) ? new TextEncoder() : undefined;
+  const parts: ArrayLike<number>[] = [];
   let total = 0;
   for (const raw of text.split(/\r?\n(?:[ \t]*\r?\n)+/)) {
     const document = raw.trim();
     if (document.length === 0) continue;
-    const ids = tokenizer.encode(document);
+    const ids = encoder !== undefined ? encoder.encode(document) : tokenizer.encode(document);
     parts.push(ids);
     total += ids.length + (tokenizer.bosId !== undefined ? 1 : 0) + (tokenizer.eosId !== undefined ? 1 : 0);
   }

@@ -46,11 +46,19 @@ function checkText(name: string, text: string): void {
   }
 }
 
+/** The tokenizers byteTokenizer() made: their ids are the UTF-8 bytes (a fast path for corpora). */
+const byteTokenizers = new WeakSet<Tokenizer>();
+
+/** Whether `tokenizer` is one of byteTokenizer()'s, so its ids are exactly the UTF-8 bytes. */
+export function isByteTokenizer(tokenizer: Tokenizer): boolean {
+  return byteTokenizers.has(tokenizer);
+}
+
 /** One id per UTF-8 byte (vocab 256). EOS is 0 (NUL, which text files never contain); no BOS. */
 export function byteTokenizer(): Tokenizer {
   const encoder = new TextEncoder();
   const decoder = new TextDecoder('utf-8');
-  return Object.freeze({
+  const tokenizer: Tokenizer = Object.freeze({
     name: 'byte',
     vocabSize: 256,
     bosId: undefined,
@@ -67,6 +75,8 @@ export function byteTokenizer(): Tokenizer {
       return decoder.decode(bytes.subarray(0, n));
     },
   });
+  byteTokenizers.add(tokenizer);
+  return tokenizer;
 }
 
 interface LlamaTokenizerModule {
