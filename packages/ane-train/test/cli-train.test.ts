@@ -180,6 +180,48 @@ describe('ane-train train', () => {
   }, 120_000);
 });
 
+describe('fine-tuning and bench', () => {
+  it("--init starts from a run's weights: the first loss is that run's, not chance", async () => {
+    const run = await cli(['train', '--init', 'runA', ...SMALL.slice(2), '--steps', '2', '--out', 'runD']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const first = metricsOf('runD').find((r) => r.step === 1)!.loss!;
+    const trained = metricsOf('runA').at(-1)!.loss!;
+    expect(first).toBeLessThan(Math.log(256) - 0.5);
+    expect(Math.abs(first - trained)).toBeLessThan(0.5);
+    const wrong = await cli(['train', '--init', 'runA', '--preset', 'tiny']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('--init brings its own model');
+  }, 120_000);
+
+  it('bench --json reports ms/step and tokens/s that agree with each other', async () => {
+    const run = await cli([
+      'bench',
+      '--seq',
+      '16',
+      '--batch',
+      '2',
+      '--steps',
+      '2',
+      '--warmup',
+      '1',
+      '--backend',
+      'sim',
+      '--json',
+    ]);
+    expect(run.code).toBe(0);
+    const result = JSON.parse(run.stdout) as {
+      steps: number;
+      msPerStep: number;
+      tokensPerSecond: number;
+      backend: string;
+    };
+    expect(result.steps).toBe(2);
+    expect(result.backend).toBe('sim');
+    expect(result.tokensPerSecond).toBeCloseTo((2 * 16) / (result.msPerStep / 1000), 6);
+  }, 120_000);
+});
+
 describe('sample, import and export', () => {
   it('a llama2.c file imports, exports to Hugging Face, and samples the same text from either, deterministically by seed', async () => {
     const config = { ...PRESETS.tiny, num_key_value_heads: 4 };
