@@ -232,6 +232,51 @@ describe('a fresh npm consumer of the tarballs', () => {
       expect(result.loss).toEqual(result.freeLoss);
     }, 120_000);
   }
+
+  it('trains on a text file, writes its report and ends with a sample (node_modules/.bin/ane-train)', () => {
+    const dir = join(consumer, 'cli-run');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      join(dir, 'story.txt'),
+      'The cat sat on the mat and looked at the little bird. '.repeat(40),
+    );
+    const output = runOrThrow(
+      join(consumer, 'node_modules', '.bin', 'ane-train'),
+      [
+        'train',
+        '--data',
+        'story.txt',
+        '--steps',
+        '3',
+        '--seq',
+        '16',
+        '--batch',
+        '2',
+        '--eval-every',
+        '3',
+        '--eval-batches',
+        '1',
+        '--sample-tokens',
+        '4',
+        '--backend',
+        'sim',
+        '--out',
+        'run',
+      ],
+      dir,
+      userEnv(),
+    );
+    expect(output).toMatch(/^step 3\/3 {2}loss /m);
+    expect(output).toContain('A sample (prompt "Once upon a time")');
+    for (const file of [
+      'metrics.jsonl',
+      'loss.svg',
+      'report.html',
+      'run.json',
+      'checkpoints/latest.safetensors',
+    ])
+      expect(existsSync(join(dir, 'run', file)), file).toBe(true);
+  }, 120_000);
 });
 
 /**
