@@ -37,6 +37,7 @@ export {
 export { checkTokens, readTokenFile } from './io/tokens';
 export * from './model';
 export * from './plan-summary';
+export * from './report';
 export * from './runtime';
 export * from './sample';
 export {

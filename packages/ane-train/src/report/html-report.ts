@@ -10,7 +10,7 @@ import type { MetricsRecord } from './metrics';
 import { barChartSvg, escapeXml, lineChartSvg } from './svg-chart';
 
 /** Mean milliseconds per optimizer step. */
-export interface StepProfile {
+export interface ReportStepProfile {
   deviceMs: number;
   hostMs: number;
   stagingMs: number;
@@ -23,7 +23,7 @@ export interface RunReport {
   title: string;
   metrics: readonly MetricsRecord[];
   /** Mean per-step profile over the run. */
-  profile?: StepProfile;
+  profile?: ReportStepProfile;
   plan?: PlanSummary;
   device: { backend: string; chip?: string; hostKernels?: string; platform?: string; node?: string };
   /** The model's config (Hugging Face names). */

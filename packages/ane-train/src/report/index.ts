@@ -1,8 +1,8 @@
 export {
   lossChartSvg,
+  type ReportStepProfile,
   type RunReport,
   renderReportHtml,
-  type StepProfile,
 } from './html-report';
 export { type MetricsRecord, MetricsWriter, readMetrics } from './metrics';
 export {
