@@ -17,6 +17,7 @@ import {
   type LossScalerState,
   type Optimizer,
   type OptimizerState,
+  type OptimizerStateMeta,
 } from 'ane-optim';
 import { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 import type { LlamaConfig, PresetName } from './model/config';
@@ -162,6 +163,17 @@ export interface TrainerState {
   lossScaler: LossScalerState | null;
 }
 
+/** A Trainer's weights and state for a checkpoint (see `Trainer.withCheckpointView`). */
+export interface TrainerCheckpointView {
+  weights: Map<string, Float32Array>;
+  state: TrainerState;
+  /**
+   * The optimizer's buffers, one per `state.optimizer.meta.buffers` entry, in that order (then
+   * `state.optimizer.data` is empty); undefined when `state.optimizer.data` holds them.
+   */
+  optimizerBuffers: Float32Array[] | undefined;
+}
+
 export interface EvaluateOptions {
   /** Micro-batches to average (default: every one the data holds; give it for an endless sampler). */
   batches?: number;
@@ -202,6 +214,10 @@ export class Trainer {
   private fitting = false;
   /** The optimizer step in flight: dispose waits for it before freeing the device. */
   private inFlight: Promise<unknown> | undefined;
+  /** Checkpoints being written from the live arrays: steps wait, loadWeights/loadState refuse. */
+  private holds = 0;
+  private released: Promise<void> = Promise.resolve();
+  private release: (() => void) | undefined;
 
   constructor(options: TrainerOptions) {
     if (options === null || typeof options !== 'object') {
@@ -309,8 +325,17 @@ export class Trainer {
         'loadWeights: fit is running on this Trainer (a step would mix two sets of weights): await fit first',
       );
     }
+    this.checkNotHeld('loadWeights');
     this.copyWeights(weights);
     this.runtime.setWeights(this.weights);
+  }
+
+  private checkNotHeld(what: string): void {
+    if (this.holds > 0) {
+      throw new TrainError(
+        `${what}: a checkpoint is being written from this Trainer's weights and state: await saveTrainerCheckpoint first`,
+      );
+    }
   }
 
   private copyWeights(
@@ -382,6 +407,8 @@ export class Trainer {
     try {
       await callbacks.onTrainBegin?.();
       for (let i = 0; i < steps; i++) {
+        // A checkpoint written from the live arrays (saveTrainerCheckpoint) must see them unchanged.
+        while (this.holds > 0) await this.released;
         if (this.disposed) {
           throw new TrainError(
             `the Trainer was disposed during fit, after ${history.steps.length} steps of ${steps}: the weights are as that step left them; await fit before dispose, or stop the run with an AbortSignal`,
@@ -513,6 +540,7 @@ export class Trainer {
         'loadState: fit is running on this Trainer (the next step would mix two states): await fit first',
       );
     }
+    this.checkNotHeld('loadState');
     const checked = this.checkState(state);
     if (checked.optimizer !== undefined) {
       try {
@@ -636,6 +664,99 @@ export class Trainer {
       };
     }
     return { optimizer };
+  }
+
+  /**
+   * For `saveTrainerCheckpoint`: runs `work` with this Trainer's weights and state. Between fit
+   * calls they are views of the live arrays (no copy: a large model's weights and optimizer state
+   * are not held twice), and fit steps wait, loadWeights and loadState refuse, until `work`
+   * settles; during fit (e.g. from a callback) they are copies taken at once.
+   * @internal
+   */
+  async withCheckpointView<T>(work: (view: TrainerCheckpointView) => Promise<T>): Promise<T> {
+    const live = this.fitting ? undefined : this.liveOptimizerState();
+    if (live === undefined) {
+      const weights = new Map([...this.weights].map(([name, values]) => [name, values.slice()]));
+      return work({ weights, state: this.saveState(), optimizerBuffers: undefined });
+    }
+    if (this.holds === 0) this.released = new Promise((resolve) => (this.release = resolve));
+    this.holds += 1;
+    try {
+      return await work({
+        weights: this.weights,
+        state: {
+          step: this.stepsDone,
+          seed: this.seed,
+          optimizer: { meta: live.meta, data: new Float32Array(0) },
+          lossScaler: this.lossScaler?.saveState() ?? null,
+        },
+        optimizerBuffers: live.buffers,
+      });
+    } finally {
+      this.holds -= 1;
+      if (this.holds === 0) this.release?.();
+    }
+  }
+
+  /**
+   * The optimizer's state as ane-optim's saveState describes it, with views of its buffers instead
+   * of one copy (undefined when a tensor's state is not one of this model's parameters).
+   */
+  private liveOptimizerState(): { meta: OptimizerStateMeta; buffers: Float32Array[] } | undefined {
+    const optimizer = this.optimizer;
+    const specs = new Map(this.parameters.map((spec) => [spec.name, spec]));
+    const names = [...optimizer.state.keys()];
+    const fields: string[] = [];
+    for (const name of names) {
+      if (!specs.has(name)) return undefined;
+      for (const [key, value] of Object.entries(optimizer.state.get(name)!)) {
+        if (value instanceof Float32Array && !fields.includes(key)) fields.push(key);
+      }
+    }
+    const tensors = names.map((name) => {
+      const spec = specs.get(name)!;
+      return {
+        name,
+        length: spec.shape.reduce((a, b) => a * b, 1),
+        shape: [...spec.shape],
+        step: optimizer.state.get(name)!.step,
+      };
+    });
+    const entries: OptimizerStateMeta['buffers'] = [];
+    const buffers: Float32Array[] = [];
+    let offset = 0;
+    for (const field of fields) {
+      for (const name of names) {
+        const buffer = (optimizer.state.get(name) as Record<string, unknown>)[field];
+        if (!(buffer instanceof Float32Array)) continue;
+        entries.push({ tensor: name, field, offset, length: buffer.length });
+        buffers.push(buffer);
+        offset += buffer.length;
+      }
+    }
+    // For the record (loadState does not restore them): the groups these parameters use.
+    const groups = new Map<string, Record<string, unknown>>();
+    for (const spec of this.parameters) {
+      const group = optimizer.groupNameOf(spec.name);
+      if (groups.has(group)) continue;
+      const described: Record<string, unknown> = { group };
+      for (const [key, value] of Object.entries(optimizer.hyperParametersOf(spec.name))) {
+        described[key] = typeof value === 'function' ? 'schedule' : value;
+      }
+      groups.set(group, described);
+    }
+    return {
+      meta: {
+        format: 'ane-optim/optimizer-state',
+        version: 1,
+        optimizer: optimizer.name,
+        step: optimizer.step,
+        tensors,
+        buffers: entries,
+        hyperParameters: [...groups.values()],
+      },
+      buffers,
+    };
   }
 
   /**

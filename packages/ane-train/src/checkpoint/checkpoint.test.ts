@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { AdamW } from 'ane-optim';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BatchSampler, type SamplerState } from '../data';
-import { CheckpointError } from '../errors';
+import { CheckpointError, TrainError } from '../errors';
 import {
   encodeSafetensors,
   readSafetensors,
@@ -377,6 +377,61 @@ describe('saveCheckpoint is atomic and never damages the previous checkpoint', (
     expect(names).toContain('.notes.tmp');
     await expect(loadCheckpoint(path)).resolves.toBeDefined();
   });
+});
+
+describe('saveTrainerCheckpoint while the Trainer is used', () => {
+  it('between fits it writes from the live arrays: a fit started meanwhile waits, loadWeights and loadState refuse', async () => {
+    const t = trainer();
+    await t.fit(TOKENS, { steps: 2 });
+    const weightsAtSave = new Map([...t.weights].map(([n, v]) => [n, v.slice()]));
+    const stateAtSave = t.saveState();
+    const path = join(dir, 'live.safetensors');
+    const saving = saveTrainerCheckpoint(path, t);
+    expect(() => t.loadWeights(weightsAtSave)).toThrow(/a checkpoint is being written/);
+    expect(() => t.loadState(stateAtSave)).toThrow(TrainError);
+    const training = t.fit(TOKENS, { steps: 2 }); // must not change the arrays under the writer
+    await saving;
+    await training;
+    expect(t.step).toBe(4);
+    const checkpoint = await loadCheckpoint(path);
+    expect(checkpoint.trainer!.step).toBe(2);
+    for (const [name, values] of weightsAtSave)
+      expect(bits(checkpoint.weights.get(name)!), name).toEqual(bits(values));
+    expect(bits(checkpoint.trainer!.optimizer.data)).toEqual(bits(stateAtSave.optimizer.data));
+    expect(checkpoint.trainer!.optimizer.meta.tensors).toEqual(stateAtSave.optimizer.meta.tensors);
+    expect(checkpoint.trainer!.optimizer.meta.buffers).toEqual(stateAtSave.optimizer.meta.buffers);
+    t.loadWeights(weightsAtSave); // released afterwards
+  }, 60_000);
+
+  it('during fit (from a callback, not awaited) it copies at once: the file holds that step while training goes on', async () => {
+    const t = trainer();
+    const path = join(dir, 'during.safetensors');
+    let saving: Promise<void> | undefined;
+    let weightsAtSave: Map<string, Float32Array> | undefined;
+    let dataAtSave: Float32Array | undefined;
+    await t.fit(TOKENS, {
+      steps: 4,
+      callbacks: {
+        onStepEnd: (log) => {
+          if (log.step !== 1) return;
+          weightsAtSave = new Map([...t.weights].map(([n, v]) => [n, v.slice()]));
+          dataAtSave = t.saveState().optimizer.data;
+          saving = saveTrainerCheckpoint(path, t);
+        },
+      },
+    });
+    await saving;
+    const checkpoint = await loadCheckpoint(path);
+    expect(checkpoint.trainer!.step).toBe(2);
+    for (const [name, values] of weightsAtSave!)
+      expect(bits(checkpoint.weights.get(name)!), name).toEqual(bits(values));
+    expect(bits(checkpoint.trainer!.optimizer.data)).toEqual(bits(dataAtSave!));
+    // and the run went on past it
+    expect(t.step).toBe(4);
+    expect(bits(t.weights.get('model.norm.weight')!)).not.toEqual(
+      bits(weightsAtSave!.get('model.norm.weight')!),
+    );
+  }, 60_000);
 });
 
 describe('restoreTrainer', () => {

@@ -109,6 +109,8 @@ function tensorsToWrite(
   checkpoint: Checkpoint,
   specs: readonly ParameterSpec[],
   file: string,
+  /** The optimizer's buffers, one per meta.buffers entry, when not in `optimizer.data`. */
+  optimizerBuffers: Float32Array[] | undefined,
 ): TensorToWrite[] {
   const { weights } = checkpoint;
   if (!(weights instanceof Map)) {
@@ -155,7 +157,7 @@ function tensorsToWrite(
     if (
       optimizer === null ||
       typeof optimizer !== 'object' ||
-      !(optimizer.data instanceof Float32Array) ||
+      !(optimizer.data instanceof Float32Array || optimizerBuffers !== undefined) ||
       optimizer.meta === null ||
       typeof optimizer.meta !== 'object' ||
       !Array.isArray(optimizer.meta.tensors) ||
@@ -166,7 +168,7 @@ function tensorsToWrite(
       });
     }
     const shapes = new Map(specs.map((spec) => [spec.name, spec.shape]));
-    for (const entry of optimizer.meta.buffers) {
+    for (const [index, entry] of optimizer.meta.buffers.entries()) {
       const shape = shapes.get(entry.tensor);
       if (shape === undefined || entry.length !== elementsOf(shape)) {
         fail(
@@ -175,16 +177,18 @@ function tensorsToWrite(
           { tensor: `${OPTIMIZER_PREFIX}${entry.tensor}/${entry.field}` },
         );
       }
-      if (entry.offset + entry.length > optimizer.data.length) {
+      const values =
+        optimizerBuffers !== undefined
+          ? optimizerBuffers[index]
+          : entry.offset + entry.length <= optimizer.data.length
+            ? optimizer.data.subarray(entry.offset, entry.offset + entry.length)
+            : undefined;
+      if (!(values instanceof Float32Array) || values.length !== entry.length) {
         fail(file, `the optimizer's '${entry.field}' buffer of '${entry.tensor}' runs past its data`, {
           tensor: `${OPTIMIZER_PREFIX}${entry.tensor}/${entry.field}`,
         });
       }
-      out.push({
-        name: `${OPTIMIZER_PREFIX}${entry.tensor}/${entry.field}`,
-        shape,
-        values: optimizer.data.subarray(entry.offset, entry.offset + entry.length),
-      });
+      out.push({ name: `${OPTIMIZER_PREFIX}${entry.tensor}/${entry.field}`, shape, values });
     }
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -244,6 +248,15 @@ function metadataOf(checkpoint: Checkpoint, config: LlamaConfig, file: string): 
  * the arrays while the promise is pending (`saveTrainerCheckpoint` copies them first).
  */
 export async function saveCheckpoint(path: string, checkpoint: Checkpoint): Promise<void> {
+  await writeCheckpoint(path, checkpoint, undefined);
+}
+
+/** saveCheckpoint, with the optimizer's buffers given one by one (views) instead of in `data`. */
+async function writeCheckpoint(
+  path: string,
+  checkpoint: Checkpoint,
+  optimizerBuffers: Float32Array[] | undefined,
+): Promise<void> {
   if (typeof path !== 'string' || path === '') {
     fail(undefined, `saveCheckpoint(path, checkpoint): path must be a file path, got ${describe(path)}`, {
       field: 'path',
@@ -255,7 +268,7 @@ export async function saveCheckpoint(path: string, checkpoint: Checkpoint): Prom
     });
   }
   const config = checkedConfig(checkpoint.config, path, 'config');
-  const tensors = tensorsToWrite(checkpoint, parameterSpecs(config), path);
+  const tensors = tensorsToWrite(checkpoint, parameterSpecs(config), path, optimizerBuffers);
   const metadata = metadataOf(checkpoint, config, path);
 
   // The header: __metadata__ first, then the tensors in name order, back to back.
@@ -619,23 +632,29 @@ function trainerStateOf(
 }
 
 /**
- * Saves `trainer`'s weights and state (copied at once, synchronously: training may go on while the
- * file is written) with `extra.data` (e.g. the sampler's state) and `extra.metadata`.
+ * Saves `trainer`'s weights and state with `extra.data` (e.g. the sampler's state) and
+ * `extra.metadata`. Between fit calls it writes straight from the live arrays (no copy of a large
+ * model): meanwhile the Trainer's steps wait and loadWeights/loadState refuse. Called during fit
+ * (from a callback), it copies them at once, so the steps may go on while the file is written.
  */
 export async function saveTrainerCheckpoint(
   path: string,
   trainer: Trainer,
   extra: { data?: unknown; metadata?: Record<string, string> } = {},
 ): Promise<void> {
-  const weights = new Map([...trainer.weights].map(([name, values]) => [name, values.slice()]));
-  const state = trainer.saveState();
-  await saveCheckpoint(path, {
-    config: trainer.config,
-    weights,
-    trainer: state,
-    ...(extra.data !== undefined ? { data: extra.data } : {}),
-    ...(extra.metadata !== undefined ? { metadata: extra.metadata } : {}),
-  });
+  await trainer.withCheckpointView(({ weights, state, optimizerBuffers }) =>
+    writeCheckpoint(
+      path,
+      {
+        config: trainer.config,
+        weights,
+        trainer: state,
+        ...(extra.data !== undefined ? { data: extra.data } : {}),
+        ...(extra.metadata !== undefined ? { metadata: extra.metadata } : {}),
+      },
+      optimizerBuffers,
+    ),
+  );
 }
 
 /**

@@ -1,4 +1,4 @@
-export type { EvaluateOptions, TrainerState } from '../trainer';
+export type { EvaluateOptions, TrainerCheckpointView, TrainerState } from '../trainer';
 export {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
