@@ -119,6 +119,9 @@ export function createProgress(options: ProgressOptions): TrainingProgress {
         'step {value}/{total} {bar} {percentage}% | loss {loss} {spark} | lr {lr} | {rate} tok/s | ETA {etaText}',
       barsize: 24,
       hideCursor: true,
+      // Ctrl-C and SIGTERM are the train command's to handle (cli-progress would take the first
+      // SIGTERM for itself, and the process would not end).
+      gracefulExit: false,
       clearOnComplete: false,
       stopOnComplete: false,
       etaBuffer: 50,
@@ -150,6 +153,8 @@ export function createProgress(options: ProgressOptions): TrainingProgress {
       bars.log(text.endsWith('\n') ? text : `${text}\n`);
     },
     stop() {
+      // Draw once more: messages logged since the last redraw (the last validation) come out.
+      bars.update();
       bars.stop();
     },
   };
