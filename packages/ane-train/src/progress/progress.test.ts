@@ -54,7 +54,7 @@ describe('createProgress', () => {
     expect(text).toMatch(/5\.000 ┼/); // asciichart: the top value on the axis
   });
 
-  it('leaves SIGINT and SIGTERM to the command (cli-progress would take the first SIGTERM, and the process would live on)', () => {
+  it('leaves SIGINT and SIGTERM to the command (cli-progress with gracefulExit would take the first SIGTERM)', () => {
     const before = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
     const progress = createProgress({
       tty: true,

@@ -119,8 +119,9 @@ export function createProgress(options: ProgressOptions): TrainingProgress {
         'step {value}/{total} {bar} {percentage}% | loss {loss} {spark} | lr {lr} | {rate} tok/s | ETA {etaText}',
       barsize: 24,
       hideCursor: true,
-      // Ctrl-C and SIGTERM are the train command's to handle (cli-progress would take the first
-      // SIGTERM for itself, and the process would not end).
+      // Ctrl-C and SIGTERM are the train command's to handle: never let cli-progress take them
+      // (with gracefulExit it would take the first SIGTERM, and the process would not end). Its
+      // default is already false; stated so that it stays so.
       gracefulExit: false,
       clearOnComplete: false,
       stopOnComplete: false,
