@@ -363,6 +363,9 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
       return 130;
     }
 
+    // Training is over and saved: from here Ctrl-C ends the process as usual.
+    for (const stop of stopInterrupts.splice(0)) stop();
+
     // The end: a sample, the charts and the report.
     let sample: { prompt: string; text: string; tokensPerSecond: number } | undefined;
     if (settings.sampleTokens > 0) {
