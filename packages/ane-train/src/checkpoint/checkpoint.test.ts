@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AdamW } from 'ane-optim';
+import { Adam, AdamW, Lion, SGD } from 'ane-optim';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BatchSampler, type SamplerState } from '../data';
 import { CheckpointError, TrainError } from '../errors';
@@ -185,6 +185,31 @@ describe('saveCheckpoint / loadCheckpoint', () => {
       })(),
     );
   }, 120_000);
+});
+
+describe('every optimizer resumes through a checkpoint', () => {
+  const optimizers = {
+    'SGD with momentum': () => new SGD({ learningRate: 0.05, momentum: 0.9 }),
+    'SGD without state': () => new SGD({ learningRate: 0.05 }),
+    Adam: () => new Adam({ learningRate: 1e-2 }),
+    Lion: () => new Lion({ learningRate: 1e-3 }),
+  };
+  for (const [label, make] of Object.entries(optimizers)) {
+    it(`${label}: fit(2) + checkpoint + restore + fit(2) equals fit(4)`, async () => {
+      const reference = trainer({ optimizer: make() });
+      const all = (await reference.fit(TOKENS, { steps: 4 })).history.loss;
+      const first = trainer({ optimizer: make() });
+      const a = (await first.fit(TOKENS, { steps: 2 })).history.loss;
+      const path = join(dir, `optimizer-${label.replace(/ /g, '-')}.safetensors`);
+      await saveTrainerCheckpoint(path, first);
+      const resumed = trainer({ optimizer: make() });
+      restoreTrainer(resumed, await loadCheckpoint(path));
+      const b = (await resumed.fit(TOKENS, { steps: 2 })).history.loss;
+      expect([...a, ...b]).toEqual(all);
+      for (const [name, values] of reference.weights)
+        expect(bits(resumed.weights.get(name)!), name).toEqual(bits(values));
+    }, 60_000);
+  }
 });
 
 describe('loadCheckpoint refuses damaged and mismatched files, and leaves them as they were', () => {
