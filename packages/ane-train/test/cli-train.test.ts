@@ -180,6 +180,54 @@ describe('ane-train train', () => {
   }, 120_000);
 });
 
+describe('a second Ctrl-C', () => {
+  it('exits 130 at once, without waiting for the step in flight or saving', async () => {
+    const child = spawn(
+      process.execPath, // Steps of ~0.2 s (demo corpus, batch 8 × 64): the second Ctrl-C comes during the step in flight.
+      [
+        CLI,
+        'train',
+        '--seq',
+        '64',
+        '--batch',
+        '8',
+        '--eval-every',
+        '0',
+        '--log-every',
+        '1',
+        '--backend',
+        'sim',
+        '--steps',
+        '100000',
+        '--out',
+        'runE',
+      ],
+      {
+        cwd: dir,
+        env: { ...process.env, NO_COLOR: '1' },
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (!sent && /^step +2\/100000 {2}loss/m.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+        setTimeout(() => child.kill('SIGINT'), 1);
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code).toBe(130);
+    expect(stderr).toContain('second Ctrl-C: exiting without saving');
+    expect(stdout).not.toContain('continue with:');
+  }, 120_000);
+});
+
 describe('fine-tuning and bench', () => {
   it("--init starts from a run's weights: the first loss is that run's, not chance", async () => {
     const run = await cli(['train', '--init', 'runA', ...SMALL.slice(2), '--steps', '2', '--out', 'runD']);
