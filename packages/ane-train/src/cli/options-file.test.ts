@@ -43,3 +43,41 @@ describe('the CLI reads only regular files', () => {
     expect(await readConfigFile(good)).toEqual({ hidden_size: 8 });
   }, 5_000);
 });
+
+describe('the train settings in an options file', () => {
+  it('are validated and their paths resolved against the options file', async () => {
+    const sub = join(dir, 'project');
+    mkdirSync(sub, { recursive: true });
+    const file = join(sub, 'train.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        steps: 50,
+        lr: 0.001,
+        data: 'story.txt',
+        out: 'runs/a',
+        tokenizer: 'tok.json',
+        evalEvery: 0,
+      }),
+    );
+    expect((await loadRunOptions(file, dir)).options).toEqual({
+      steps: 50,
+      lr: 0.001,
+      data: join(sub, 'story.txt'),
+      out: join(sub, 'runs/a'),
+      tokenizer: join(sub, 'tok.json'),
+      evalEvery: 0,
+    });
+    writeFileSync(file, JSON.stringify({ tokenizer: 'llama2' }));
+    expect((await loadRunOptions(file, dir)).options).toEqual({ tokenizer: 'llama2' });
+    for (const [value, key] of [
+      [{ lr: -1 }, "'lr'"],
+      [{ valFraction: 1 }, "'valFraction'"],
+      [{ steps: 1.5 }, "'steps'"],
+      [{ evalevery: 5 }, "unknown key 'evalevery'"],
+    ] as const) {
+      writeFileSync(file, JSON.stringify(value));
+      await expect(loadRunOptions(file, dir)).rejects.toThrow(key);
+    }
+  });
+});
