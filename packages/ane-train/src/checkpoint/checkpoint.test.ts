@@ -459,6 +459,35 @@ describe('saveTrainerCheckpoint while the Trainer is used', () => {
   }, 60_000);
 });
 
+describe('bad arguments are CheckpointErrors that name the fix', () => {
+  it('a path that is not a string, options or a checkpoint that is not an object, something that is not a Trainer', async () => {
+    const weights = initParameters(SMALL, { seed: 1 });
+    await expect(saveCheckpoint(42 as never, { config: SMALL, weights })).rejects.toThrow(
+      /path must be a file path/,
+    );
+    await expect(saveCheckpoint(join(dir, 'x.safetensors'), null as never)).rejects.toThrow(CheckpointError);
+    await expect(
+      saveCheckpoint(join(dir, 'x.safetensors'), { config: SMALL, weights: {} as never }),
+    ).rejects.toThrow(/weights must be a Map/);
+    await expect(loadCheckpoint(undefined as never)).rejects.toThrow(/path must be a file path/);
+    await expect(loadCheckpoint(join(dir, 'x.safetensors'), null as never)).rejects.toThrow(
+      /options must be an object/,
+    );
+    await expect(saveTrainerCheckpoint(join(dir, 'x.safetensors'), {} as never)).rejects.toThrow(
+      /trainer must be a Trainer/,
+    );
+    expect(() => restoreTrainer({} as never, { config: SMALL, weights })).toThrow(
+      /trainer must be a Trainer/,
+    );
+    const t = trainer();
+    expect(() => restoreTrainer(t, null as never)).toThrow(/the result of loadCheckpoint/);
+    await expect(saveTrainerCheckpoint(join(dir, 'x.safetensors'), t, null as never)).rejects.toThrow(
+      /extra must be an object/,
+    );
+    expect(readdirSync(dir)).not.toContain('x.safetensors');
+  });
+});
+
 describe('restoreTrainer', () => {
   it('refuses a checkpoint of another model or another optimizer, leaving the Trainer as it was', async () => {
     const source = trainer();

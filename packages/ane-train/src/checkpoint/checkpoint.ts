@@ -24,7 +24,7 @@ import { openRegularFile, readExactly, writeFileAtomically } from '../io/files';
 import { parseSafetensorsHeader, type SafetensorsDType, safetensorsHeaderLength } from '../io/safetensors';
 import { type LlamaConfig, parseLlamaConfig } from '../model/config';
 import { type ParameterSpec, parameterSpecs } from '../model/parameters';
-import type { Trainer, TrainerState } from '../trainer';
+import { Trainer, type TrainerState } from '../trainer';
 
 export const CHECKPOINT_FORMAT = 'ane-train/checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -642,6 +642,16 @@ export async function saveTrainerCheckpoint(
   trainer: Trainer,
   extra: { data?: unknown; metadata?: Record<string, string> } = {},
 ): Promise<void> {
+  checkTrainer(trainer, 'saveTrainerCheckpoint(path, trainer)');
+  if (extra === null || typeof extra !== 'object') {
+    fail(
+      path,
+      `saveTrainerCheckpoint: extra must be an object { data?, metadata? }, got ${describe(extra)}`,
+      {
+        field: 'extra',
+      },
+    );
+  }
   await trainer.withCheckpointView(({ weights, state, optimizerBuffers }) =>
     writeCheckpoint(
       path,
@@ -663,6 +673,7 @@ export async function saveTrainerCheckpoint(
  * vs off), is a CheckpointError, and the trainer is left as it was.
  */
 export function restoreTrainer(trainer: Trainer, checkpoint: Checkpoint): void {
+  checkTrainer(trainer, 'restoreTrainer(trainer, checkpoint)');
   if (checkpoint === null || typeof checkpoint !== 'object' || !(checkpoint.weights instanceof Map)) {
     fail(
       undefined,
@@ -697,5 +708,16 @@ export function restoreTrainer(trainer: Trainer, checkpoint: Checkpoint): void {
   } catch (error) {
     trainer.loadWeights(previous);
     throw error;
+  }
+}
+
+function checkTrainer(trainer: unknown, call: string): void {
+  if (!(trainer instanceof Trainer)) {
+    throw new CheckpointError(
+      `${call}: trainer must be a Trainer (new Trainer({ model, … })), got ${describe(trainer)}`,
+      {
+        field: 'trainer',
+      },
+    );
   }
 }
