@@ -205,6 +205,8 @@ describe('Trainer.evaluate', () => {
     await expect(t.evaluate((function* () {})())).rejects.toThrow(/holds no micro-batch/);
     await expect(t.evaluate(Uint16Array.of(1, 2, 3))).rejects.toThrow(/fewer than one micro-batch/);
     await expect(t.evaluate(STREAM, { batches: 0 })).rejects.toThrow(/batches must be a whole number/);
+    await expect(t.evaluate(null as never)).rejects.toThrow(/^evaluate\(data\): data must be a token stream/);
+    await expect(t.evaluate(STREAM, null as never)).rejects.toThrow(/options must be an object/);
     let during: unknown;
     await t.fit(STREAM, {
       steps: 1,

@@ -393,6 +393,7 @@ export class Trainer {
       accumulate: this.accumulate,
       vocab: this.config.vocab_size,
       maxSeq: this.config.max_position_embeddings,
+      caller: 'fit',
     });
     const history: History = {
       history: { loss: [], lr: [], tokensPerSecond: [], lossScale: [], backend: [] },
@@ -792,6 +793,7 @@ export class Trainer {
           accumulate: 1,
           vocab: this.config.vocab_size,
           maxSeq: this.config.max_position_embeddings,
+          caller: 'evaluate',
         });
     this.fitting = true;
     let sum = 0;
@@ -1005,13 +1007,15 @@ async function* microBatches(
     accumulate: number;
     vocab: number;
     maxSeq: number;
+    /** Named in errors. */
+    caller: 'fit' | 'evaluate';
   },
 ): AsyncGenerator<{ tokens: Int32Array; seq: number }> {
   const { batch, seq, vocab } = options;
   const isStream = isTokenStream(data);
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
     throw new DataError(
-      `fit(data): a ${data.constructor.name} token stream is not supported: convert it to an Int32Array (Int32Array.from(data, Number))`,
+      `${options.caller}(data): a ${data.constructor.name} token stream is not supported: convert it to an Int32Array (Int32Array.from(data, Number))`,
     );
   }
   if (isStream) {
@@ -1056,7 +1060,7 @@ async function* microBatches(
     !(Symbol.iterator in data || Symbol.asyncIterator in data)
   ) {
     throw new DataError(
-      `fit(data): data must be a token stream (Uint16Array, Int32Array, number[]) or an iterable of micro-batches, got ${data === null ? 'null' : typeof data}`,
+      `${options.caller}(data): data must be a token stream (Uint16Array, Int32Array, number[]) or an iterable of micro-batches, got ${data === null ? 'null' : typeof data}`,
     );
   }
   let index = 0;
