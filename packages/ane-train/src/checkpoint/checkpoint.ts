@@ -10,11 +10,13 @@
  *
  * The checksum is 'sha256:<hex>' of the whole file with the 64 hex digits themselves read as '0's:
  * a changed byte anywhere (header or data) is found. Writing is atomic (a temporary file in the same
- * directory, fsync, rename, fsync of the directory) and streams the tensors in pieces, so a large
- * model is never built twice in memory; a `kill -9` at any moment leaves the previous checkpoint
- * whole. Loading checks the structure, the format, the checksum, the config, every parameter's and
- * optimizer buffer's name, dtype and shape, and throws a CheckpointError naming the file and the
- * tensor or field; a failed load or save never changes a file.
+ * directory, fsync, rename, fsync of the directory) and streams the tensors from their arrays in
+ * pieces (saveTrainerCheckpoint, between fit calls, from the Trainer's live arrays), so a large
+ * model is never held twice in memory; a `kill -9` at any moment leaves the previous checkpoint
+ * whole. Loading reads tensor by tensor (no file-sized buffer: a checkpoint past Node's 4 GiB
+ * buffer limit loads) and checks the structure, the format, the checksum, the config, every
+ * parameter's and optimizer buffer's name, dtype and shape, and throws a CheckpointError naming the
+ * file and the tensor or field; a failed load or save never changes a file.
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
