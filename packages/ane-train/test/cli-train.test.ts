@@ -4,7 +4,7 @@
  * (`pnpm --filter ane-train build`).
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -341,6 +341,8 @@ describe('user errors: one line, exit 2', () => {
   }, 120_000);
 
   it('a bad command line is the error and the usage, exit 2', async () => {
+    mkdirSync(join(dir, 'existing'), { recursive: true });
+    writeFileSync(join(dir, 'existing', 'metrics.jsonl'), '');
     const cases: [string[], string][] = [
       [['train', '--steps', 'many'], "--steps must be a whole number ≥ 1, got 'many'"],
       [['train', '--lr', '-1'], "--lr must be a number > 0, got '-1'"],
@@ -348,7 +350,7 @@ describe('user errors: one line, exit 2', () => {
       [['train', '--resume', 'nowhere'], 'no run.json there'],
       [['train', '--resume', 'runA', '--batch', '4'], '--batch cannot change when resuming'],
       [
-        ['train', '--out', 'runA', '--preset', 'tiny'],
+        ['train', '--out', 'existing', '--preset', 'tiny'],
         'already holds a training run: continue it with --resume',
       ],
       [['sample'], 'missing --checkpoint'],

@@ -38,7 +38,7 @@ function suggestion(given: string, candidates: readonly string[]): string {
 }
 
 /**
- * Checks `rawArgs` against `def` (flags only: the commands take no positional arguments) and parses
+ * Checks `rawArgs` against `def` (flags; operands only as many as `options.positionals`) and parses
  * them with citty. Throws UsageError for an unknown flag, a flag without its value or an operand.
  */
 export function parseStrictArgs(
@@ -46,7 +46,7 @@ export function parseStrictArgs(
   def: ArgsDef,
   options: { positionals?: number; positionalHint?: string } = {},
 ): Record<string, unknown> & { _: string[] } {
-  const names = Object.keys(def);
+  const names = Object.keys(def).filter((name) => def[name]?.type !== 'positional');
   const allowed = options.positionals ?? 0;
   /** The operands, and the flags with their values (what citty parses). */
   const positionals: string[] = [];
@@ -76,8 +76,9 @@ export function parseStrictArgs(
     const equals = arg.indexOf('=');
     const name = arg.slice(2, equals === -1 ? undefined : equals);
     const negated = name.startsWith('no-') ? name.slice(3) : undefined;
+    const declared = def[name]?.type === 'positional' ? undefined : def[name];
     const spec =
-      def[name] ?? (negated !== undefined && def[negated]?.type === 'boolean' ? def[negated] : undefined);
+      declared ?? (negated !== undefined && def[negated]?.type === 'boolean' ? def[negated] : undefined);
     if (spec === undefined) throw new UsageError(`unknown option '--${name}'${suggestion(name, names)}`);
     if (spec.type === 'boolean') {
       if (equals !== -1 && !['true', 'false'].includes(arg.slice(equals + 1)))

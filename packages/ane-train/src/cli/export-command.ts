@@ -8,6 +8,12 @@ import { defaultTokenizerFor, loadModelSource } from './model-source';
 const DTYPES = ['F32', 'F16', 'BF16'] as const;
 
 export const exportArgs = {
+  checkpoint: {
+    type: 'positional',
+    required: false,
+    valueHint: 'checkpoint',
+    description: 'an ane-train checkpoint or a run directory (its latest)',
+  },
   out: { type: 'string', valueHint: 'dir', description: 'the directory to write (created if missing)' },
   dtype: { type: 'string', valueHint: DTYPES.join('|'), description: "the weights' dtype (default F32)" },
 } satisfies ArgsDef;

@@ -7,6 +7,12 @@ import type { CliIo } from './io';
 import { defaultTokenizerFor, loadModelSource } from './model-source';
 
 export const importArgs = {
+  source: {
+    type: 'positional',
+    required: false,
+    valueHint: 'source',
+    description: 'a llama2.c checkpoint (.bin) or a Hugging Face model directory',
+  },
   out: {
     type: 'string',
     valueHint: 'model.safetensors',
