@@ -1,5 +1,6 @@
-// The main job of `pnpm start`: train the tiny preset (a byte-level Llama with GQA) on a short text,
-// on the default backend: the Neural Engine on a Mac, the simulator elsewhere.
+// Trainer.fit from code: train the tiny preset (a byte-level Llama with GQA) on a short text, on the
+// default backend: the Neural Engine on a Mac, the simulator elsewhere. (The main job, `pnpm train`,
+// is the `ane-train train` command.) Run: node packages/ane-train/examples/train-tiny.mjs
 import { AdamW, Trainer } from 'ane-train';
 
 const text = `Once upon a time there was a little robot who lived in a lighthouse. Every night the robot
