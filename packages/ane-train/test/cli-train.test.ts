@@ -8,12 +8,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCheckpoint } from '../src/checkpoint';
+import { loadCheckpoint, saveCheckpoint } from '../src/checkpoint';
 import { writeLlama2cCheckpoint } from '../src/convert';
-import { PRESETS } from '../src/model/config';
+import { loadTokenizer } from '../src/data';
+import { PRESETS, parseLlamaConfig } from '../src/model/config';
 import { initParameters } from '../src/model/parameters';
 import type { MetricsRecord } from '../src/report/metrics';
 import { checkWellFormed } from '../src/report/xml-check.test-helper';
+import { Sampler } from '../src/sample';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
 
@@ -303,6 +305,54 @@ describe('sample, import and export', () => {
     expect(b.stdout).toBe(a.stdout);
     expect(c.stdout).toBe(a.stdout);
     expect(d.stdout).not.toBe(a.stdout);
+  }, 120_000);
+});
+
+describe('sample with a SentencePiece vocabulary', () => {
+  it('streams the text a whole decode of prompt + generated ids gives (the first generated token keeps its leading space)', async () => {
+    // A small model over Llama 2's 32000-token vocabulary, random weights, greedy.
+    const config = parseLlamaConfig({
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      vocab_size: 32000,
+      max_position_embeddings: 32,
+      tie_word_embeddings: true,
+    });
+    const weights = initParameters(config, { seed: 11 });
+    await saveCheckpoint(join(dir, 'sp.safetensors'), { config, weights, metadata: { tokenizer: 'llama2' } });
+    const run = await cli([
+      'sample',
+      '--checkpoint',
+      'sp.safetensors',
+      '--temperature',
+      '0',
+      '--max-tokens',
+      '6',
+      '--seq',
+      '32',
+      '--backend',
+      'sim',
+    ]);
+    expect(run.stderr).toMatch(/tokens\/s/);
+    expect(run.code).toBe(0);
+    const tokenizer = await loadTokenizer('llama2');
+    const prompt = [tokenizer.bosId!, ...tokenizer.encode('Once upon a time')];
+    const sampler = await Sampler.open({ model: config, weights, backend: 'sim', seq: 32 });
+    try {
+      const result = await sampler.generate(prompt, {
+        temperature: 0,
+        maxTokens: 6,
+        eosId: tokenizer.eosId!,
+      });
+      // The case that matters: the first generated token starts a word (decoded alone, it would lose its space).
+      expect(tokenizer.decode([...prompt, result.tokens[0]!])).toMatch(/^Once upon a time /);
+      expect(tokenizer.decode([result.tokens[0]!])).not.toMatch(/^ /);
+      expect(run.stdout).toBe(`${tokenizer.decode([...prompt, ...result.tokens])}\n`);
+    } finally {
+      await sampler.dispose();
+    }
   }, 120_000);
 });
 

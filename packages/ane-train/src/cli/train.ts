@@ -463,7 +463,15 @@ export async function generateSample(
       ...(tokenizer.bosId !== undefined ? [tokenizer.bosId] : []),
       ...tokenizer.encode(settings.prompt),
     ];
+    // Decode after the prompt's ids, so the first generated token keeps its leading space
+    // (SentencePiece drops the space of a text's first token).
     const stream = decodeStream(tokenizer);
+    for (const id of prompt) stream.push(id);
+    let generated = '';
+    const write = (piece: string) => {
+      generated += piece;
+      io.stdout(piece);
+    };
     io.stdout(settings.prompt);
     const result = await sampler.generate(prompt, {
       maxTokens: settings.sampleTokens,
@@ -472,13 +480,13 @@ export async function generateSample(
       ...(settings.topP !== undefined ? { topP: settings.topP } : {}),
       seed: settings.seed,
       ...(tokenizer.eosId !== undefined ? { eosId: tokenizer.eosId } : {}),
-      onToken: (id) => io.stdout(stream.push(id)),
+      onToken: (id) => write(stream.push(id)),
     });
-    io.stdout(stream.flush());
+    write(stream.flush());
     io.stdout('\n');
     return {
       prompt: settings.prompt,
-      text: settings.prompt + tokenizer.decode(result.tokens),
+      text: settings.prompt + generated,
       tokensPerSecond: result.tokensPerSecond,
     };
   } finally {
