@@ -393,6 +393,12 @@ describe('user errors: one line, exit 2', () => {
   it('a bad command line is the error and the usage, exit 2', async () => {
     mkdirSync(join(dir, 'existing'), { recursive: true });
     writeFileSync(join(dir, 'existing', 'metrics.jsonl'), '');
+    // A run killed before its first checkpoint: run.json only.
+    mkdirSync(join(dir, 'no-checkpoint'), { recursive: true });
+    writeFileSync(
+      join(dir, 'no-checkpoint', 'run.json'),
+      JSON.stringify({ format: 'ane-train/run', settings: {} }),
+    );
     const cases: [string[], string][] = [
       [['train', '--steps', 'many'], "--steps must be a whole number ≥ 1, got 'many'"],
       [['train', '--lr', '-1'], "--lr must be a number > 0, got '-1'"],
@@ -403,6 +409,7 @@ describe('user errors: one line, exit 2', () => {
         ['train', '--out', 'existing', '--preset', 'tiny'],
         'already holds a training run: continue it with --resume',
       ],
+      [['train', '--resume', 'no-checkpoint'], 'the run has no checkpoint yet'],
       [['sample'], 'missing --checkpoint'],
       [['import', 'a.bin'], 'missing --out'],
       [['export', 'a', 'b', '--out', 'c'], "unexpected argument 'b'"],

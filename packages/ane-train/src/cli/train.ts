@@ -163,6 +163,10 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
   const metricsFile = join(out, 'metrics.jsonl');
   const checkpointDir = join(out, 'checkpoints');
   const latest = latestCheckpointOf(out);
+  if (resume && !existsSync(latest))
+    throw new UsageError(
+      `--resume ${out}: the run has no checkpoint yet (${latest} is missing: it stopped before its first one): start it again with a new --out`,
+    );
   if (!resume && (existsSync(metricsFile) || existsSync(latest)))
     throw new UsageError(
       `--out ${out} already holds a training run: continue it with --resume ${out}, or choose another --out`,
