@@ -179,3 +179,47 @@ describe('sampleToken', () => {
     expect(() => sampleToken(Float32Array.from([0, Number.NaN]), {}, random)).toThrow(TrainError);
   });
 });
+
+describe('logits that overflowed (fp16 saturates to ±Infinity on the device)', () => {
+  it('+Infinity logits share the probability equally (the softmax limit), never NaN', () => {
+    const logits = Float32Array.of(0, Number.POSITIVE_INFINITY, 1, Number.POSITIVE_INFINITY);
+    const { ids, probabilities } = tokenDistribution(logits);
+    expect([...ids]).toEqual([1, 3]);
+    expect([...probabilities]).toEqual([0.5, 0.5]);
+    // a draw below 1/2 picks id 1, above it id 3; never the last id by default (was: always 3 of 4)
+    expect(sampleToken(logits, {}, () => 0.25)).toBe(1);
+    expect(sampleToken(logits, {}, () => 0.75)).toBe(3);
+    expect(sampleToken(Float32Array.of(0, Number.POSITIVE_INFINITY, 1, 2), {}, () => 0.99)).toBe(1);
+    // top-k keeps only the overflowed ones it contains; top-p cuts the tie by lower id
+    expect([...tokenDistribution(logits, { topK: 3 }).ids]).toEqual([1, 3]);
+    expect([...tokenDistribution(logits, { topP: 0.5 }).ids]).toEqual([1]);
+    expect([...tokenDistribution(logits, { temperature: 0.5, topP: 0.6 }).probabilities]).toEqual([0.5, 0.5]);
+  });
+
+  it('-Infinity logits have probability 0; all -Infinity is a TrainError', () => {
+    const { ids, probabilities } = tokenDistribution(Float32Array.of(Number.NEGATIVE_INFINITY, 0, 0));
+    expect([...ids]).toEqual([0, 1, 2]);
+    expect([...probabilities]).toEqual([0, 0.5, 0.5]);
+    expect(() =>
+      tokenDistribution(Float32Array.of(Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY)),
+    ).toThrow(/all -Infinity/);
+  });
+});
+
+describe('sampleToken checks its random source', () => {
+  it('a missing random is a ConfigError; a draw outside [0, 1) is refused, not read as the last id', () => {
+    const field = (run: () => unknown) => {
+      try {
+        run();
+      } catch (error) {
+        return error instanceof ConfigError ? error.field : String(error);
+      }
+      return 'no error';
+    };
+    expect(field(() => sampleToken(LOGITS, {}, undefined as never))).toBe('random');
+    expect(field(() => sampleToken(LOGITS, {}, () => Number.NaN))).toBe('random');
+    expect(field(() => sampleToken(LOGITS, {}, () => 1))).toBe('random');
+    expect(field(() => sampleToken(LOGITS, {}, () => -0.1))).toBe('random');
+    expect(sampleToken(LOGITS, {}, () => 0)).toBe(0);
+  });
+});

@@ -80,12 +80,18 @@ export function tokenDistribution(
   const vocab = logits.length;
   const topK = Math.min(options.topK ?? vocab, vocab);
   const best = argmax(logits);
+  const max = logits[best]!;
+  if (max === Number.NEGATIVE_INFINITY) {
+    throw new TrainError(
+      `the model's logits are all -Infinity (${vocab} entries): no token has any probability; check the weights are finite and were trained without divergence`,
+    );
+  }
   if (temperature === 0 || topK === 1) {
     return { ids: Int32Array.of(best), probabilities: Float64Array.of(1) };
   }
   // The top k (unordered), or every id.
   let ids = topK < vocab ? topKIds(logits, topK) : Int32Array.from({ length: vocab }, (_, i) => i);
-  const max = logits[best]!;
+  if (max === Number.POSITIVE_INFINITY) return infiniteDistribution(logits, ids, topP);
   const weights = new Float64Array(vocab); // exp((logit − max) / T) of the candidates
   let total = 0;
   for (const id of ids) {
@@ -126,6 +132,31 @@ export function tokenDistribution(
   return { ids, probabilities };
 }
 
+/**
+ * Logits that overflowed to +Infinity (fp16 saturates at 65504): softmax's limit gives the
+ * +Infinity entries equal shares and every other token none (exp(∞ − ∞) would be NaN). Ids in
+ * ascending order (ties by lower id, as elsewhere), cut to the top-p nucleus.
+ */
+function infiniteDistribution(
+  logits: Float32Array,
+  candidates: Int32Array,
+  topP: number,
+): { ids: Int32Array; probabilities: Float64Array } {
+  let ids = candidates.filter((id) => logits[id] === Number.POSITIVE_INFINITY).sort();
+  if (topP < 1) {
+    const n = ids.length;
+    let count = n;
+    for (let i = 0; i < n; i++) {
+      if ((i + 1) / n >= topP) {
+        count = i + 1;
+        break;
+      }
+    }
+    ids = ids.slice(0, count);
+  }
+  return { ids, probabilities: new Float64Array(ids.length).fill(1 / ids.length) };
+}
+
 /** The ids of the k largest logits (ties: lower id first), in no particular order: a size-k min-heap. */
 function topKIds(logits: Float32Array, k: number): Int32Array {
   const heap = new Int32Array(k); // heap[0] is the worst kept id
@@ -159,13 +190,25 @@ function topKIds(logits: Float32Array, k: number): Int32Array {
 
 /**
  * Draws the next token id from `logits` (one position, `[vocab]`) with `random` (uniform in
- * (0, 1), e.g. `uniformSource(seed)`): one draw per call, none for greedy choices (temperature 0
+ * [0, 1), e.g. `Math.random` or a seeded source): one draw per call, none for greedy choices (temperature 0
  * or top-k 1). Throws ConfigError for bad options.
  */
 export function sampleToken(logits: Float32Array, options: TokenChoiceOptions, random: () => number): number {
+  if (typeof random !== 'function') {
+    throw new ConfigError(
+      `sampleToken(logits, options, random): random must be a function returning uniform numbers in [0, 1) (e.g. Math.random), got ${random === null ? 'null' : typeof random}`,
+      'random',
+    );
+  }
   const { ids, probabilities } = tokenDistribution(logits, options);
   if (ids.length === 1) return ids[0]!;
   const u = random();
+  if (!(typeof u === 'number' && u >= 0 && u < 1)) {
+    throw new ConfigError(
+      `sampleToken: random() returned ${String(u)}; it must return a number in [0, 1) (a uniform draw, like Math.random)`,
+      'random',
+    );
+  }
   let cumulative = 0;
   for (let i = 0; i < ids.length; i++) {
     cumulative += probabilities[i]!;
