@@ -187,6 +187,24 @@ describe('exportHuggingFace', () => {
     expect(() => readdirSync(dir)).toThrow();
   });
 
+  it('refuses BF16 for a value that rounds to infinity in BF16 (finite in F32); the largest BF16 still exports', async () => {
+    // BF16's largest finite value is 0x7f7f (3.3895e38); fp32 0x7f7f8000 (3.3962e38) and above round to inf
+    const f32 = (bits: number) => new Float32Array(Uint32Array.of(bits).buffer)[0]!;
+    const weights = initParameters(SMALL);
+    weights.get('model.norm.weight')![5] = -f32(0x7f7f8000);
+    const dir = fresh('bf16-overflow');
+    const error = await checkpointError(() =>
+      exportHuggingFace(dir, { config: SMALL, weights }, { dtype: 'BF16' }),
+    );
+    expect(error.details.tensor).toBe('model.norm.weight');
+    expect(error.message).toMatch(/at index 5, which rounds to infinity in BF16.*export as F32/);
+    expect(() => readdirSync(dir)).toThrow();
+    weights.get('model.norm.weight')![5] = -f32(0x7f7f7fff); // rounds down to -0x7f7f: finite
+    const ok = fresh('bf16-max');
+    await exportHuggingFace(ok, { config: SMALL, weights }, { dtype: 'BF16' });
+    expect((await importHuggingFace(ok)).weights.get('model.norm.weight')![5]).toBe(-f32(0x7f7f0000));
+  });
+
   it('refuses a directory path that is a file', async () => {
     const file = join(root, 'a-file');
     writeFileSync(file, 'x');

@@ -44,6 +44,10 @@ export interface ExportHuggingFaceOptions {
 
 const TORCH_DTYPE: Record<SafetensorsDType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 const FP16_MAX = 65504;
+const f32OfBits = (bits: number) => new Float32Array(Uint32Array.of(bits).buffer)[0]!;
+/** The largest finite BF16 (0x7f7f), and the smallest magnitude that rounds (to nearest even) to infinity. */
+const BF16_MAX = f32OfBits(0x7f7f0000);
+const BF16_OVERFLOW = f32OfBits(0x7f7f8000);
 const LLAMA2_VOCAB = 32000;
 
 function refuse(
@@ -112,6 +116,17 @@ export async function exportHuggingFace(
           refuse(
             undefined,
             `exportHuggingFace: tensor '${spec.name}' holds ${values[i]} at index ${i}, outside F16's range (±${FP16_MAX}): export as F32 or BF16`,
+            { tensor: spec.name, field: 'dtype' },
+          );
+        }
+      }
+    }
+    if (dtype === 'BF16') {
+      for (let i = 0; i < values.length; i++) {
+        if (!(Math.abs(values[i]!) < BF16_OVERFLOW)) {
+          refuse(
+            undefined,
+            `exportHuggingFace: tensor '${spec.name}' holds ${values[i]} at index ${i}, which rounds to infinity in BF16 (largest ±${BF16_MAX.toExponential(4)}): export as F32`,
             { tensor: spec.name, field: 'dtype' },
           );
         }

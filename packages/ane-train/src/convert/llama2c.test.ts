@@ -246,6 +246,23 @@ describe('writeLlama2cCheckpoint → readLlama2cCheckpoint', () => {
     });
   }
 
+  it('parses a Node Buffer that is a view at an unaligned offset into a larger (pooled) buffer, bit for bit', async () => {
+    const weights = initParameters(CONFIG, { seed: 5 });
+    const bytes = encodeLlama2cCheckpoint(CONFIG, weights);
+    for (const shift of [1, 2, 3, 5]) {
+      // a Buffer's slice is a view, so a copy through it must not read the whole pool from byte 0
+      const pool = Buffer.alloc(bytes.length + 8 + shift, 0x7f);
+      pool.set(bytes, shift);
+      const view = pool.subarray(shift, shift + bytes.length);
+      const back = parseLlama2cCheckpoint(view);
+      for (const [name, values] of weights) {
+        const got = back.weights.get(name)!;
+        const bytesOf = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+        expect(bytesOf(got).equals(bytesOf(values)), name).toBe(true);
+      }
+    }
+  });
+
   it('refuses models llama2.c cannot express, naming the field, and writes nothing', async () => {
     const file = join(dir, 'refused.bin');
     const weights = initParameters(CONFIG);

@@ -172,7 +172,8 @@ export function parseLlama2cCheckpoint(bytes: Uint8Array, options: { file?: stri
       const values =
         start % 4 === 0
           ? new Float32Array(bytes.buffer, start, tensor.size).slice()
-          : new Float32Array(bytes.slice(offset, offset + byteLength).buffer);
+          : // Uint8Array's slice copies; a Buffer's slice is a view of its (pooled) ArrayBuffer.
+            new Float32Array(Uint8Array.prototype.slice.call(bytes, offset, offset + byteLength).buffer);
       const bad = firstNonFinite(values);
       if (bad >= 0) {
         refuse(
