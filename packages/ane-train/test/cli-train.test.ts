@@ -425,6 +425,88 @@ describe('user errors: one line, exit 2', () => {
   }, 120_000);
 });
 
+describe('nothing a user already has is overwritten or lost', () => {
+  const oneLineError = (run: Run, pattern: RegExp) => {
+    expect(run.code).toBe(2);
+    expect(run.stderr.split('\n')[0]).toMatch(pattern);
+    expect(run.stderr).not.toMatch(/internal error|\n\s+at /);
+  };
+
+  it('train --out onto a file (or below one) is a usage error, not an internal error', async () => {
+    writeFileSync(join(dir, 'a-file'), 'mine\n');
+    for (const out of ['a-file', 'a-file/run']) {
+      const run = await cli(['train', ...SMALL, '--steps', '2', '--out', out]);
+      oneLineError(run, /^error: --out .*a-file.* cannot be the run directory \(.*a file, not a directory\)/);
+    }
+    expect(readFileSync(join(dir, 'a-file'), 'utf8')).toBe('mine\n');
+  }, 120_000);
+
+  it("import --out an existing file (a run's checkpoint) keeps it; --force replaces it", async () => {
+    const config = { ...PRESETS.tiny, num_key_value_heads: 4 };
+    await writeLlama2cCheckpoint(join(dir, 'keep.bin'), config, initParameters(config, { seed: 4 }));
+    mkdirSync(join(dir, 'keep'), { recursive: true });
+    const target = join(dir, 'keep', 'latest.safetensors');
+    writeFileSync(target, 'a checkpoint of a run');
+    const refused = await cli(['import', 'keep.bin', '--out', 'keep/latest.safetensors']);
+    oneLineError(refused, /^error: --out keep\/latest\.safetensors already exists: .*--force/);
+    expect(readFileSync(target, 'utf8')).toBe('a checkpoint of a run');
+    const forced = await cli(['import', 'keep.bin', '--out', 'keep/latest.safetensors', '--force']);
+    expect(forced.code).toBe(0);
+    expect((await loadCheckpoint(target)).config.hidden_size).toBe(config.hidden_size);
+  }, 120_000);
+
+  it('export --out a non-empty directory keeps its files; --force writes the model into it', async () => {
+    const config = { ...PRESETS.tiny, num_key_value_heads: 4 };
+    await writeLlama2cCheckpoint(join(dir, 'exp.bin'), config, initParameters(config, { seed: 5 }));
+    mkdirSync(join(dir, 'other-model'), { recursive: true });
+    writeFileSync(join(dir, 'other-model', 'config.json'), '{"mine":true}');
+    const refused = await cli(['export', 'exp.bin', '--out', 'other-model']);
+    oneLineError(refused, /^error: --out other-model is not empty \(config\.json\): .*--force/);
+    expect(readFileSync(join(dir, 'other-model', 'config.json'), 'utf8')).toBe('{"mine":true}');
+    expect(existsSync(join(dir, 'other-model', 'model.safetensors'))).toBe(false);
+    const forced = await cli(['export', 'exp.bin', '--out', 'other-model', '--force']);
+    expect(forced.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir, 'other-model', 'config.json'), 'utf8')).hidden_size).toBe(
+      config.hidden_size,
+    );
+  }, 120_000);
+
+  it('--resume of a run whose checkpoint holds weights only refuses, and keeps metrics.jsonl', async () => {
+    const first = await cli(['train', ...SMALL, '--steps', '2', '--out', 'runW']);
+    expect(first.code).toBe(0);
+    const latest = join(dir, 'runW', 'checkpoints', 'latest.safetensors');
+    const weightsOnly = await loadCheckpoint(latest);
+    await saveCheckpoint(latest, { config: weightsOnly.config, weights: weightsOnly.weights });
+    const metricsBefore = readFileSync(join(dir, 'runW', 'metrics.jsonl'), 'utf8');
+    expect(metricsBefore.trim().split('\n')).toHaveLength(3);
+    const resumed = await cli(['train', '--resume', 'runW', '--steps', '4']);
+    oneLineError(resumed, /^error: CheckpointError: --resume .*runW: .* holds weights only .*--init/);
+    expect(resumed.stdout).not.toMatch(/^step /m);
+    expect(readFileSync(join(dir, 'runW', 'metrics.jsonl'), 'utf8')).toBe(metricsBefore);
+  }, 120_000);
+
+  it("--resume with --steps at or below the run's warmup names --steps, not a --warmup never given", async () => {
+    const first = await cli([
+      'train',
+      ...SMALL.filter((_, i, all) => all[i] !== '--warmup' && all[i - 1] !== '--warmup'),
+      '--warmup',
+      '3',
+      '--steps',
+      '4',
+      '--out',
+      'runWarm',
+    ]);
+    expect(first.code).toBe(0);
+    const resumed = await cli(['train', '--resume', 'runWarm', '--steps', '2']);
+    oneLineError(resumed, /^error: --steps 2 must be above the run's warmup \(3 steps\)/);
+  }, 120_000);
+
+  it('sample --max-tokens 0 is a flag error', async () => {
+    const run = await cli(['sample', '--checkpoint', 'whatever', '--max-tokens', '0']);
+    oneLineError(run, /^error: --max-tokens must be a whole number ≥ 1, got '0'/);
+  });
+});
+
 describe('pnpm hands on a `--`', () => {
   it('`ane-train train -- --flags` reads the flags after the `--` (as `pnpm train -- --steps 2` calls it)', async () => {
     const run = await cli(['train', '--', '--steps', 'x']);

@@ -1,4 +1,5 @@
 /** `ane-train export`: a checkpoint or run → a Hugging Face model directory (safetensors + config.json). */
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { type ArgsDef, defineCommand } from 'citty';
 import { exportHuggingFace } from '../convert';
 import { choiceFlag, parseStrictArgs, stringFlag, UsageError } from './args';
@@ -16,6 +17,10 @@ export const exportArgs = {
   },
   out: { type: 'string', valueHint: 'dir', description: 'the directory to write (created if missing)' },
   dtype: { type: 'string', valueHint: DTYPES.join('|'), description: "the weights' dtype (default F32)" },
+  force: {
+    type: 'boolean',
+    description: 'write into --out even when it is not empty (its model files are replaced)',
+  },
 } satisfies ArgsDef;
 
 export const exportCommandDef = defineCommand({
@@ -35,6 +40,17 @@ export async function runExport(rawArgs: readonly string[], io: CliIo): Promise<
   const out = stringFlag(args, 'out');
   if (out === undefined) throw new UsageError('missing --out (the directory to write)');
   const dtype = choiceFlag(args, 'dtype', DTYPES) ?? 'F32';
+  // A directory with files in it may be another model (its config.json would be replaced silently).
+  const target = io.resolve(out);
+  if (
+    args.force !== true &&
+    existsSync(target) &&
+    statSync(target).isDirectory() &&
+    readdirSync(target).length > 0
+  )
+    throw new UsageError(
+      `--out ${out} is not empty (${readdirSync(target).slice(0, 3).join(', ')}${readdirSync(target).length > 3 ? ', …' : ''}): choose a new or empty directory, or add --force to replace its model files`,
+    );
   const model = await loadModelSource(io.resolve(source));
   const tokenizer = model.tokenizer ?? defaultTokenizerFor(model.config.vocab_size);
   const generation =

@@ -1,4 +1,5 @@
 /** `ane-train import`: a llama2.c .bin or a Hugging Face model → an ane-train checkpoint (weights only). */
+import { existsSync, statSync } from 'node:fs';
 import { type ArgsDef, defineCommand } from 'citty';
 import { saveCheckpoint } from '../checkpoint';
 import { parameterCount } from '../model/parameters';
@@ -17,6 +18,10 @@ export const importArgs = {
     type: 'string',
     valueHint: 'model.safetensors',
     description: 'the ane-train checkpoint to write (weights, config; train from it with --init)',
+  },
+  force: {
+    type: 'boolean',
+    description: 'replace --out when it exists (by default an existing file is kept)',
   },
 } satisfies ArgsDef;
 
@@ -38,6 +43,12 @@ export async function runImport(rawArgs: readonly string[], io: CliIo): Promise<
     );
   const out = stringFlag(args, 'out');
   if (out === undefined) throw new UsageError('missing --out (the checkpoint file to write)');
+  // An existing file may be a training run's checkpoint: replacing it with weights only would end
+  // that run (its --resume would have nothing to continue from). Refuse before reading the source.
+  if (existsSync(io.resolve(out)) && args.force !== true)
+    throw new UsageError(
+      `--out ${out} already exists${statSync(io.resolve(out)).isDirectory() ? ' (a directory: --out is the checkpoint file to write)' : ''}: choose another --out, or add --force to replace it`,
+    );
   const model = await loadModelSource(io.resolve(source));
   const tokenizer = model.tokenizer ?? defaultTokenizerFor(model.config.vocab_size);
   await saveCheckpoint(io.resolve(out), {

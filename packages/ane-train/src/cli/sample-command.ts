@@ -43,7 +43,7 @@ export const sampleCommandDef = defineCommand({
 
 export async function runSample(rawArgs: readonly string[], io: CliIo): Promise<number> {
   const args = parseStrictArgs(rawArgs, sampleArgs);
-  const maxTokens = countFlag(args, 'max-tokens') ?? 256;
+  const maxTokens = wholeNumberFlag(args, 'max-tokens') ?? 256;
   const temperature = numberFlag(args, 'temperature', { min: 0 }) ?? 0.8;
   const topK = wholeNumberFlag(args, 'top-k');
   const topP = numberFlag(args, 'top-p', { min: 0, max: 1, exclusiveMin: true });

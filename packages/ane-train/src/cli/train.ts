@@ -6,8 +6,8 @@
  * `checkpoints/latest.safetensors` (+ `step-N.safetensors` with keepCheckpoints), `loss.svg`,
  * `report.html`.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { capabilities } from 'ane-bridge';
 import { AdamW, constant, cosineDecay, linearWarmup, type Schedule } from 'ane-optim';
 import { loadCheckpoint, restoreTrainer, saveTrainerCheckpoint } from '../checkpoint';
@@ -23,7 +23,7 @@ import {
   type TokenCorpus,
   type Tokenizer,
 } from '../data';
-import { ConfigError } from '../errors';
+import { CheckpointError, ConfigError } from '../errors';
 import { writeFileAtomically } from '../io/files';
 import type { LlamaConfig } from '../model/config';
 import { parameterCount, parameterSpecs } from '../model/parameters';
@@ -172,14 +172,19 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
       `--out ${out} already holds a training run: continue it with --resume ${out}, or choose another --out`,
     );
   if (settings.warmup >= settings.steps && settings.steps > 1)
-    throw new UsageError(`--warmup ${settings.warmup} must be below --steps ${settings.steps}`);
+    throw new UsageError(
+      resume
+        ? `--steps ${settings.steps} must be above the run's warmup (${settings.warmup} steps): give a larger --steps`
+        : `--warmup ${settings.warmup} must be below --steps ${settings.steps}`,
+    );
   if (settings.minLr > settings.lr)
     throw new UsageError(`--min-lr ${settings.minLr} must not exceed --lr ${settings.lr}`);
 
+  if (!resume) checkRunDirectory(out);
   const data = await prepareData(settings);
   let initWeights: Map<string, Float32Array> | undefined;
   if (settings.init !== undefined && !resume) initWeights = (await loadModelSource(settings.init)).weights;
-  mkdirSync(checkpointDir, { recursive: true });
+  makeRunDirectory(checkpointDir, out);
   if (!resume)
     await writeFileAtomically(
       join(out, RUN_FILE),
@@ -207,6 +212,13 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     let previous: MetricsRecord[] = [];
     if (resume) {
       const checkpoint = await loadCheckpoint(latest, { config: settings.model });
+      // A weights-only checkpoint (an import written over the run's) would restart at step 0 and
+      // drop the run's metrics: refuse it before anything is changed.
+      if (checkpoint.trainer === undefined || checkpoint.data === undefined)
+        throw new CheckpointError(
+          `--resume ${out}: ${latest} holds weights only (no ${checkpoint.trainer === undefined ? 'trainer state' : 'data position'}: not a checkpoint of this run, e.g. an ane-train import written over it), so the run cannot continue from it: start a new run from its weights with --init ${latest} --out <new dir>`,
+          { file: latest, field: checkpoint.trainer === undefined ? 'trainer' : 'data' },
+        );
       restoreTrainer(trainer, checkpoint);
       if (checkpoint.data !== undefined) data.train.restore(checkpoint.data as SamplerState);
       // Records after the checkpoint were written by steps the checkpoint does not hold: drop them.
@@ -428,6 +440,41 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
   } finally {
     for (const stop of stopInterrupts) stop();
     await trainer.dispose();
+  }
+}
+
+/** The reason `path` cannot be a directory we create and write in, or undefined when it can. */
+function whyNotADirectory(path: string): string | undefined {
+  let at = path;
+  // The nearest part of the path that exists must be a directory we may write in.
+  while (!existsSync(at)) {
+    const parent = dirname(at);
+    if (parent === at) return undefined;
+    at = parent;
+  }
+  if (!statSync(at).isDirectory())
+    return at === path ? 'it is a file, not a directory' : `${at} is a file, not a directory`;
+  try {
+    accessSync(at, constants.W_OK | constants.X_OK);
+  } catch {
+    return at === path ? 'it is not writable' : `${at} is not writable`;
+  }
+  return undefined;
+}
+
+/** Refuses (before the data is read) an --out that cannot be a run directory. */
+function checkRunDirectory(out: string): void {
+  const why = whyNotADirectory(out);
+  if (why !== undefined)
+    throw new UsageError(`--out ${out} cannot be the run directory (${why}): choose another --out`);
+}
+
+function makeRunDirectory(checkpointDir: string, out: string): void {
+  try {
+    mkdirSync(checkpointDir, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new UsageError(`--out ${out}: cannot create ${checkpointDir} (${code}): choose another --out`);
   }
 }
 
