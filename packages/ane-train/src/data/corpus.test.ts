@@ -169,3 +169,47 @@ describe('demoTokenCorpus', () => {
     expect([...corpus.tokens]).toEqual(expected);
   });
 });
+
+describe('a tokenizer of your own is checked, not trusted', () => {
+  const base = { name: 'mine', vocabSize: 100, bosId: undefined, eosId: 99, decode: () => '' };
+
+  it('ids it returns outside the vocabulary (70005 would wrap to 4469 in a Uint16Array), a string, NaN are DataErrors', async () => {
+    const path = file('mine.txt', 'hello\n\nworld');
+    for (const encode of [
+      () => [1, 65536 + 5],
+      () => 'abc',
+      () => [Number.NaN],
+      () => [-1],
+      () => [1.5],
+      () => null,
+    ]) {
+      const error = await dataError(
+        loadCorpus(path, { tokenizer: { ...base, encode } as never, vocabSize: 65536 }),
+      );
+      expect(error.message).toMatch(/the tokenizer mine('s encode returned| encoded document 0)/);
+    }
+    // 65536 + 5 with a vocabulary of 100: was reported as id 4469, not the id the tokenizer gave
+    const error = await dataError(
+      loadCorpus(path, { tokenizer: { ...base, encode: () => [65536 + 5] }, vocabSize: 100 }),
+    );
+    expect(error.message).toContain('id 65541');
+  });
+
+  it('a vocabSize, bosId or eosId that is not a whole number in range is a DataError (bosId "a" was stored as 0)', async () => {
+    const path = file('mine2.txt', 'hello');
+    const encode = () => [1, 2];
+    for (const bad of [
+      { vocabSize: 'x' },
+      { bosId: 'a' },
+      { eosId: 100 },
+      { bosId: -1 },
+      { vocabSize: Number.NaN },
+    ]) {
+      await dataError(loadCorpus(path, { tokenizer: { ...base, encode, ...bad } as never, vocabSize: 100 }));
+      expect(() => demoTokenCorpus({ ...base, encode, ...bad } as never)).toThrow(DataError);
+    }
+    expect(() => demoTokenCorpus(null as never)).toThrow(DataError);
+    const ok = await loadCorpus(path, { tokenizer: { ...base, encode }, vocabSize: 100 });
+    expect([...ok.tokens]).toEqual([1, 2, 99]);
+  });
+});

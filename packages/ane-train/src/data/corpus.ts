@@ -56,7 +56,7 @@ export async function loadCorpus(
     checkTokens(tokens, vocabSize, { file });
     return Object.freeze({ file, kind: 'tokens', tokens, tokenizer: undefined });
   }
-  if (tokenizer === undefined || typeof tokenizer?.encode !== 'function') {
+  if (tokenizer === undefined || tokenizer === null || typeof tokenizer?.encode !== 'function') {
     throw new DataError(
       `text file ${file} needs a tokenizer: pass one (byteTokenizer(), loadTokenizer('llama2') or a tokenizer.json), or a .bin uint16 token file`,
       { file },
@@ -90,12 +90,35 @@ export function demoTokenCorpus(
   tokenizer: Tokenizer,
   options: { seed?: number; stories?: number } = {},
 ): TokenCorpus {
-  checkTokenizerFits(tokenizer, tokenizer.vocabSize);
+  checkTokenizerFits(tokenizer, tokenizer?.vocabSize);
   const tokens = encodeDocuments(demoCorpus(options), tokenizer, tokenizer.vocabSize);
   return Object.freeze({ file: undefined, kind: 'demo', tokens, tokenizer });
 }
 
 function checkTokenizerFits(tokenizer: Tokenizer, vocabSize: number, file?: string): void {
+  const where = file !== undefined ? `text file ${file}: ` : '';
+  const details = file !== undefined ? { file } : {};
+  if (tokenizer === null || typeof tokenizer !== 'object' || typeof tokenizer.encode !== 'function') {
+    throw new DataError(
+      `${where}expected a tokenizer ({ vocabSize, bosId, eosId, encode, decode }: byteTokenizer(), await loadTokenizer('llama2') or a tokenizer.json), got ${tokenizer === null ? 'null' : typeof tokenizer}`,
+      details,
+    );
+  }
+  if (!(Number.isSafeInteger(tokenizer.vocabSize) && tokenizer.vocabSize >= 1)) {
+    throw new DataError(
+      `${where}the tokenizer ${String(tokenizer.name)} has vocabSize ${String(tokenizer.vocabSize)}; expected a whole number ≥ 1`,
+      details,
+    );
+  }
+  for (const key of ['bosId', 'eosId'] as const) {
+    const id = tokenizer[key];
+    if (id !== undefined && !(Number.isSafeInteger(id) && id >= 0 && id < tokenizer.vocabSize)) {
+      throw new DataError(
+        `${where}the tokenizer ${String(tokenizer.name)} has ${key} ${String(id)}; expected undefined or a token id in [0, ${tokenizer.vocabSize})`,
+        details,
+      );
+    }
+  }
   if (tokenizer.vocabSize > vocabSize) {
     throw new DataError(
       `${file !== undefined ? `text file ${file}: ` : ''}the tokenizer ${tokenizer.name} has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${vocabSize}: use a tokenizer that fits the model (the byte tokenizer for 'tiny', 'llama2' for the Stories models)`,
@@ -169,6 +192,27 @@ function firstInvalidUtf8(bytes: Uint8Array, end: number): number {
 }
 
 /**
+ * What a tokenizer's encode returned: whole ids in [0, vocabSize), checked before they go into a
+ * Uint16Array (which would wrap 65536 + k to k, and store a string or NaN as 0, silently).
+ */
+function checkEncoded(ids: unknown, tokenizer: Tokenizer, vocabSize: number, document: number): void {
+  if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) {
+    throw new DataError(
+      `the tokenizer ${String(tokenizer.name)}'s encode returned ${ids === null ? 'null' : typeof ids} for document ${document}; expected an array of token ids`,
+    );
+  }
+  const list = ids as ArrayLike<number>;
+  for (let i = 0; i < list.length; i++) {
+    const id = list[i]!;
+    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+      throw new DataError(
+        `the tokenizer ${String(tokenizer.name)} encoded document ${document} to the id ${String(id)} (token ${i}), not in the model's vocabulary [0, ${vocabSize}): use a tokenizer that fits the model`,
+      );
+    }
+  }
+}
+
+/**
  * Documents (split at blank lines, trimmed) encoded one by one, each with BOS before and EOS after
  * when the tokenizer has them (what a model learns to start and stop on).
  */
@@ -182,6 +226,7 @@ function encodeDocuments(text: string, tokenizer: Tokenizer, vocabSize: number):
     const document = raw.trim();
     if (document.length === 0) continue;
     const ids = encoder !== undefined ? encoder.encode(document) : tokenizer.encode(document);
+    if (encoder === undefined) checkEncoded(ids, tokenizer, vocabSize, parts.length);
     parts.push(ids);
     total += ids.length + (tokenizer.bosId !== undefined ? 1 : 0) + (tokenizer.eosId !== undefined ? 1 : 0);
   }

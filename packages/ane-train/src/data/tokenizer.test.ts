@@ -209,3 +209,46 @@ describe('loadTokenizer(tokenizer.json)', () => {
     await expect(loadTokenizer('')).rejects.toThrow(/expected 'byte', 'llama2' or the path/);
   }, 5000);
 });
+
+describe('invalid UTF-16 strings (lone surrogates)', () => {
+  it('every tokenizer refuses a lone surrogate with a DataError naming its index (it became U+FFFD silently)', async () => {
+    const llama = await loadTokenizer('llama2');
+    const path = join(dir, 'surrogate-tokenizer.json');
+    writeFileSync(
+      path,
+      JSON.stringify({
+        model: { type: 'WordLevel', vocab: { a: 0, b: 1, '[UNK]': 2 }, unk_token: '[UNK]' },
+        normalizer: null,
+        pre_tokenizer: { type: 'Whitespace' },
+        post_processor: null,
+        decoder: null,
+        added_tokens: [],
+      }),
+    );
+    const hf = await loadTokenizer(path);
+    for (const tokenizer of [byteTokenizer(), llama, hf]) {
+      for (const [text, index] of [
+        ['a\uD800b', 1],
+        ['ab \uDC00', 3],
+        ['\uDE00\uD83D', 0], // a low half before a high half: both lone
+        ['😀 \uD83D', 3], // a well-formed pair, then a high half at the end
+      ] as const) {
+        let caught: unknown;
+        try {
+          tokenizer.encode(text);
+        } catch (error) {
+          caught = error;
+        }
+        expect(caught, `${tokenizer.name} ${JSON.stringify(text)}`).toBeInstanceOf(DataError);
+        expect((caught as Error).message).toContain(`at index ${index}`);
+      }
+      // well-formed text with surrogate pairs still encodes and round-trips
+      expect(byteTokenizer().decode(byteTokenizer().encode('a😀b'))).toBe('a😀b');
+    }
+    expect(llama.decode(llama.encode('a😀b'))).toBe('a😀b');
+  });
+
+  it('decodeStream without a tokenizer is a DataError, not a TypeError', () => {
+    expect(() => decodeStream(null as never)).toThrow(DataError);
+  });
+});

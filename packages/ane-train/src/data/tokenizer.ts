@@ -40,9 +40,21 @@ function checkIds(name: string, ids: ArrayLike<number>, vocabSize: number): void
   }
 }
 
+/** A UTF-16 surrogate half without its partner: a string no UTF-8 text can hold. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function checkText(name: string, text: string): void {
   if (typeof text !== 'string') {
     throw new DataError(`tokenizer ${name}: encode expects a string, got ${typeof text}`);
+  }
+  // UTF-8 cannot encode a lone surrogate: it would silently become U+FFFD's bytes (or whatever the
+  // tokenizer library makes of it), so decode(encode(text)) would not give the text back.
+  const lone = LONE_SURROGATE.exec(text);
+  if (lone !== null) {
+    const unit = lone[0].charCodeAt(0).toString(16).toUpperCase();
+    throw new DataError(
+      `tokenizer ${name}: the text has a lone UTF-16 surrogate (\\u${unit}) at index ${lone.index}, which is not a character (a string cut in the middle of an emoji?): pass well-formed text, e.g. text.toWellFormed() replaces it with U+FFFD`,
+    );
   }
 }
 
@@ -285,6 +297,11 @@ export function decodeStream(
   tokenizer: Tokenizer,
   options: { prompt?: ArrayLike<number> } = {},
 ): { push(id: number): string; flush(): string } {
+  if (tokenizer === null || typeof tokenizer !== 'object' || typeof tokenizer.decode !== 'function') {
+    throw new DataError(
+      `decodeStream(tokenizer): expected a tokenizer (byteTokenizer(), await loadTokenizer('llama2') or a tokenizer.json), got ${tokenizer === null ? 'null' : typeof tokenizer}`,
+    );
+  }
   const ids: number[] = Array.from(options?.prompt ?? []);
   const promptText = tokenizer.decode(ids);
   let emitted = promptText.endsWith('\uFFFD') ? promptText.length - 1 : promptText.length;

@@ -60,3 +60,11 @@ describe('checkTokens', () => {
     expect(() => checkTokens(Float32Array.of(1.5), 256)).toThrow(DataError);
   });
 });
+
+describe('checkTokens: wrong arguments', () => {
+  it('null tokens or a vocabSize that is not a whole number are DataErrors saying so (null was a TypeError)', () => {
+    expect(() => checkTokens(null as never, 256)).toThrow(/tokens must be an array or typed array/);
+    expect(() => checkTokens(Uint16Array.of(1), Number.NaN)).toThrow(/vocabSize must be a whole number/);
+    expect(() => checkTokens(Uint16Array.of(1), '256' as never)).toThrow(DataError);
+  });
+});

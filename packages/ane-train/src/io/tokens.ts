@@ -54,6 +54,14 @@ export function checkTokens(
   vocabSize: number,
   options: { file?: string } = {},
 ): void {
+  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') {
+    throw new DataError(
+      `checkTokens(tokens, vocabSize): tokens must be an array or typed array of token ids, got ${tokens === null ? 'null' : typeof tokens}`,
+    );
+  }
+  if (!(Number.isSafeInteger(vocabSize) && vocabSize >= 1)) {
+    throw new DataError(`checkTokens: vocabSize must be a whole number ≥ 1, got ${String(vocabSize)}`);
+  }
   for (let i = 0; i < tokens.length; i++) {
     const id = tokens[i]!;
     if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
