@@ -122,7 +122,7 @@ describe('BatchSampler', () => {
     expect(() => sampler.restore(other({ seq: 5 }))).toThrow(/batch 2 × seq 5/);
     expect(() => sampler.restore(other({ shuffle: false }))).toThrow(/shuffle false/);
     expect(() => sampler.restore(other({ position: 25 }))).toThrow(/outside these 24 windows/);
-    expect(() => sampler.restore(other({ epoch: 1.5 }))).toThrow(/epoch is 1.5, not an integer/);
+    expect(() => sampler.restore(other({ epoch: 1.5 }))).toThrow(/epoch is 1.5, not a whole number/);
     expect(() => sampler.restore(other({ format: 'x' }))).toThrow(DataError);
     expect(() => sampler.restore(null as unknown as SamplerState)).toThrow(DataError);
   });
@@ -139,5 +139,46 @@ describe('sequentialBatches', () => {
     expect(() => sequentialBatches(ramp(5), { batch: 1, seq: 5, file: 'v.bin' })).toThrow(
       /^validation: v\.bin: 5 tokens are fewer than one batch needs \(batch 1 × seq 5 \+ 1 = 6\): use a larger validation fraction/,
     );
+  });
+});
+
+describe('BatchSampler: edited states, odd options and changing buffers', () => {
+  it('restore refuses a position that is not a multiple of the batch and numbers beyond 2^53 (an edited state)', () => {
+    const sampler = new BatchSampler(ramp(100), { batch: 2, seq: 4, seed: 1 });
+    const state = sampler.state();
+    const other = (patch: Partial<Record<keyof SamplerState, unknown>>) =>
+      ({ ...state, ...patch }) as unknown as SamplerState;
+    // position 3 of batch 2 was taken: windows 3 and 4, a batch no run ever drew
+    expect(() => sampler.restore(other({ position: 3 }))).toThrow(
+      /position 3 is not a multiple of the batch \(2\)/,
+    );
+    expect(() => sampler.restore(other({ epoch: 1e300 }))).toThrow(/epoch is 1e\+300, not a whole number/);
+    expect(() => sampler.restore(other({ seed: 2 ** 60 }))).toThrow(DataError);
+    expect(sampler.state()).toEqual(state); // nothing changed
+    sampler.restore(other({ position: 4, epoch: 2 }));
+    expect(sampler.state()).toMatchObject({ position: 4, epoch: 2 });
+  });
+
+  it('shuffle must be a boolean ("no" shuffled and was saved as "no"); file must be a string', () => {
+    expect(() => new BatchSampler(ramp(100), { batch: 2, seq: 4, shuffle: 'no' as never })).toThrow(
+      /shuffle must be true or false/,
+    );
+    expect(() => new BatchSampler(ramp(100), { batch: 2, seq: 4, file: 7 as never })).toThrow(ConfigError);
+  });
+
+  it('tokens on a resizable ArrayBuffer that shrinks: a DataError, not batches of zeros', () => {
+    const buffer = new ArrayBuffer(200, { maxByteLength: 400 });
+    const tokens = new Uint16Array(buffer); // length-tracking
+    tokens.set(ramp(100));
+    const sampler = new BatchSampler(tokens, { batch: 2, seq: 4, shuffle: false });
+    expect(starts(sampler.next(), 4)).toEqual([0, 4]);
+    buffer.resize(40);
+    expect(() => sampler.next()).toThrow(/tokens were 100 long and are now 20/);
+  });
+
+  it('sequentialBatches: maxBatches 0, negative or NaN is a ConfigError (it silently gave no batches)', () => {
+    for (const maxBatches of [0, -1, Number.NaN, 1.5]) {
+      expect(() => sequentialBatches(ramp(26), { batch: 1, seq: 5, maxBatches })).toThrow(ConfigError);
+    }
   });
 });

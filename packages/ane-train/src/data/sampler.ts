@@ -91,6 +91,8 @@ export class BatchSampler implements Iterable<Int32Array> {
   /** Windows of S + 1 tokens in the stream. */
   readonly windows: number;
   private readonly tokens: Tokens;
+  /** tokens.length when the sampler was made. */
+  private readonly length: number;
   private readonly file: string | undefined;
   private seed: number;
   private epoch = 0;
@@ -109,9 +111,20 @@ export class BatchSampler implements Iterable<Int32Array> {
       throw new ConfigError(`seed must be an integer, got ${String(seed)}`, 'seed');
     }
     this.seed = seed;
-    this.shuffle = options.shuffle ?? true;
+    const shuffle = options.shuffle ?? true;
+    if (typeof shuffle !== 'boolean') {
+      throw new ConfigError(`shuffle must be true or false, got ${describe(shuffle)}`, 'shuffle');
+    }
+    this.shuffle = shuffle;
+    if (options.file !== undefined && typeof options.file !== 'string') {
+      throw new ConfigError(
+        `file must be the path the tokens came from, got ${describe(options.file)}`,
+        'file',
+      );
+    }
     this.file = options.file;
     this.tokens = tokens;
+    this.length = tokens.length;
     this.windows = tokens.length > this.seq ? Math.floor((tokens.length - 1) / this.seq) : 0;
     if (this.windows < this.batch) {
       const needed = this.batch * this.seq + 1;
@@ -125,6 +138,13 @@ export class BatchSampler implements Iterable<Int32Array> {
 
   next(): Int32Array {
     const { batch, seq } = this;
+    if (this.tokens.length !== this.length) {
+      // A view of a resizable (or transferred) ArrayBuffer that shrank: its windows would read zeros.
+      throw new DataError(
+        `BatchSampler: the tokens were ${this.length} long and are now ${this.tokens.length} (their ArrayBuffer was resized or transferred): keep the token array unchanged while sampling from it, or make a new BatchSampler`,
+        this.file !== undefined ? { file: this.file } : {},
+      );
+    }
     if (this.position + batch > this.windows) {
       this.epoch++;
       this.position = 0;
@@ -148,7 +168,7 @@ export class BatchSampler implements Iterable<Int32Array> {
       seed: this.seed,
       epoch: this.epoch,
       position: this.position,
-      tokens: this.tokens.length,
+      tokens: this.length,
       batch: this.batch,
       seq: this.seq,
       shuffle: this.shuffle,
@@ -169,12 +189,12 @@ export class BatchSampler implements Iterable<Int32Array> {
     }
     if (state.version !== 1) refuse(`state version ${String(state.version)} is not supported (expected 1)`);
     for (const field of ['seed', 'epoch', 'position', 'tokens', 'batch', 'seq'] as const) {
-      if (typeof state[field] !== 'number' || !Number.isInteger(state[field])) {
-        refuse(`state field ${field} is ${String(state[field])}, not an integer`);
+      if (typeof state[field] !== 'number' || !Number.isSafeInteger(state[field])) {
+        refuse(`state field ${field} is ${String(state[field])}, not a whole number`);
       }
     }
-    if (state.tokens !== this.tokens.length) {
-      refuse(`the state is of a stream of ${state.tokens} tokens, these tokens are ${this.tokens.length}`);
+    if (state.tokens !== this.length) {
+      refuse(`the state is of a stream of ${state.tokens} tokens, these tokens are ${this.length}`);
     }
     if (state.batch !== this.batch || state.seq !== this.seq) {
       refuse(
@@ -188,6 +208,12 @@ export class BatchSampler implements Iterable<Int32Array> {
     }
     if (state.epoch < 0 || state.position < 0 || state.position > this.windows) {
       refuse(`epoch ${state.epoch} position ${state.position} is outside these ${this.windows} windows`);
+    }
+    if (state.position % this.batch !== 0) {
+      // next() hands out whole batches from position 0, so a saved position is a multiple of batch.
+      refuse(
+        `position ${state.position} is not a multiple of the batch (${this.batch}): the state was edited`,
+      );
     }
     this.seed = state.seed;
     this.epoch = state.epoch;
@@ -226,6 +252,13 @@ export function sequentialBatches(
   tokens: Tokens,
   options: { batch: number; seq: number; maxBatches?: number; file?: string },
 ): Int32Array[] {
+  const { maxBatches } = options ?? {};
+  if (maxBatches !== undefined && !(Number.isSafeInteger(maxBatches) && maxBatches >= 1)) {
+    throw new ConfigError(
+      `maxBatches must be a whole number ≥ 1 (or left out for every batch), got ${String(maxBatches)}`,
+      'maxBatches',
+    );
+  }
   let sampler: BatchSampler;
   try {
     sampler = new BatchSampler(tokens, { ...options, shuffle: false });
