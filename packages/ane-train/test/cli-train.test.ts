@@ -4,7 +4,7 @@
  * (`pnpm --filter ane-train build`).
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -505,6 +505,56 @@ describe('nothing a user already has is overwritten or lost', () => {
     const run = await cli(['sample', '--checkpoint', 'whatever', '--max-tokens', '0']);
     oneLineError(run, /^error: --max-tokens must be a whole number ≥ 1, got '0'/);
   });
+});
+
+describe('a file the user may not read or write', () => {
+  // As root every file is readable: run the CLI as nobody (uid 65534) then; else chmod is enough.
+  const root = process.getuid?.() === 0;
+  const asUser = root ? { uid: 65534, gid: 65534 } : {};
+  function cliAs(args: readonly string[], cwd: string): Promise<Run> {
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [CLI, ...args],
+        { cwd, env: { ...process.env, NO_COLOR: '1' }, ...asUser },
+        (error, stdout, stderr) => {
+          const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+          resolve({ code, stdout, stderr });
+        },
+      );
+    });
+  }
+
+  it.skipIf(process.platform === 'win32')(
+    'is one line naming the file and EACCES, exit 2 (was an internal error with a stack)',
+    async () => {
+      const open = join(dir, 'perm');
+      mkdirSync(open, { recursive: true });
+      chmodSync(dir, 0o755);
+      chmodSync(open, 0o777);
+      const locked = (name: string, content: string | Buffer) => {
+        writeFileSync(join(open, name), content);
+        chmodSync(join(open, name), 0o000);
+      };
+      locked('secret.txt', TEXT);
+      locked('secret.json', '{"steps": 2}');
+      locked('secret.safetensors', 'x');
+      const cases: [string[], string][] = [
+        [['train', ...SMALL.slice(4), '--data', 'secret.txt', '--out', 'p1'], 'secret.txt'],
+        [['train', '--options', 'secret.json', '--out', 'p2'], 'secret.json'],
+        [['sample', '--checkpoint', 'secret.safetensors', '--max-tokens', '2'], 'secret.safetensors'],
+      ];
+      for (const [args, file] of cases) {
+        const run = await cliAs(args, open);
+        expect({ args, code: run.code }).toEqual({ args, code: 2 });
+        expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+        expect(run.stderr).toMatch(/^error: .*EACCES/);
+        expect(run.stderr).toContain(join(open, file));
+        expect(run.stderr).not.toMatch(/internal error|\n\s+at /);
+      }
+    },
+    120_000,
+  );
 });
 
 describe('pnpm hands on a `--`', () => {

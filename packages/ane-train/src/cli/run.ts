@@ -53,6 +53,37 @@ const USER_ERRORS = new Set([
   'OptimizerConfigError',
 ]);
 
+/** What to do about a file-system error a user meets (a permission, a full disk), by its code. */
+const FILE_SYSTEM_FIXES: Record<string, string> = {
+  EACCES: "permission denied: check its permissions (and its directory's), or use a path you may use",
+  EPERM: 'operation not permitted: check its permissions, or use a path you may use',
+  EROFS: 'the file system is read-only: use a path on a writable disk',
+  ENOSPC: 'no space left on the device: free some space or write somewhere else',
+  EDQUOT: 'the disk quota is used up: free some space or write somewhere else',
+  ENOENT: 'no such file or directory: check the path',
+  ENOTDIR: 'a part of the path is a file, not a directory: check the path',
+  EISDIR: 'it is a directory: give a file',
+  EEXIST: 'it already exists: choose another path',
+  ENAMETOOLONG: 'the name is too long: use a shorter path',
+  ELOOP: 'too many symbolic links: check the path',
+  EMFILE: 'too many open files: raise the limit (ulimit -n) or close other programs',
+  ENFILE: 'too many open files on the system: close other programs',
+  EIO: 'an input/output error: check the disk',
+};
+
+/**
+ * One line for a Node file-system error that names a path and whose cause the user can fix (a
+ * permission, a full or read-only disk), else undefined (a bug).
+ */
+export function fileSystemErrorLine(error: unknown): string | undefined {
+  const e = error as NodeJS.ErrnoException | undefined;
+  if (!(e instanceof Error) || typeof e.code !== 'string' || typeof e.path !== 'string') return undefined;
+  const fix = FILE_SYSTEM_FIXES[e.code];
+  if (fix === undefined) return undefined;
+  const what = e.syscall !== undefined ? `${e.syscall} ${e.path}` : e.path;
+  return `error: cannot ${what} (${e.code}): ${fix}`;
+}
+
 /** The exit code of a mistake a user can fix (a command line, a file, a config, data). */
 export const USER_ERROR_EXIT = 2;
 
@@ -106,6 +137,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     if (named instanceof Error && USER_ERRORS.has(named.name)) {
       // One line: a message with newlines in it is joined.
       io.stderr(`error: ${named.name}: ${named.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      return USER_ERROR_EXIT;
+    }
+    const fileSystem = fileSystemErrorLine(error);
+    if (fileSystem !== undefined) {
+      io.stderr(`${fileSystem}\n`);
       return USER_ERROR_EXIT;
     }
     io.stderr(
