@@ -205,6 +205,26 @@ describe('exportHuggingFace', () => {
     expect((await importHuggingFace(ok)).weights.get('model.norm.weight')![5]).toBe(-f32(0x7f7f0000));
   });
 
+  it('a target file that is a directory is refused before anything is written (the previous export stays whole)', async () => {
+    const dir = fresh('half-export');
+    await exportHuggingFace(dir, { config: SMALL, weights: initParameters(SMALL, { seed: 1 }) });
+    const before = readFileSync(join(dir, 'model.safetensors'));
+    const config = readFileSync(join(dir, 'config.json'), 'utf8');
+    rmSync(join(dir, 'generation_config.json'));
+    mkdirSync(join(dir, 'generation_config.json'));
+    const error = await checkpointError(() =>
+      exportHuggingFace(dir, {
+        config: { ...SMALL, rms_norm_eps: 1e-6 },
+        weights: initParameters(SMALL, { seed: 2 }),
+      }),
+    );
+    expect(error.message).toMatch(
+      /generation_config\.json exists and is not a regular file \(a directory\).*nothing was written/,
+    );
+    expect(readFileSync(join(dir, 'model.safetensors')).equals(before)).toBe(true);
+    expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(config);
+  });
+
   it('refuses a directory path that is a file', async () => {
     const file = join(root, 'a-file');
     writeFileSync(file, 'x');

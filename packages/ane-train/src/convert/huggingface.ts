@@ -149,6 +149,19 @@ export async function exportHuggingFace(
   const weightsPath = join(dir, 'model.safetensors');
   const configPath = join(dir, 'config.json');
   const generationPath = join(dir, 'generation_config.json');
+  // The three files are replaced one after the other: refuse a target that cannot be replaced
+  // (a directory, a FIFO) before the first is written, so a refusal never leaves a half-exported
+  // directory (new weights beside the previous model's config).
+  for (const target of [weightsPath, configPath, generationPath]) {
+    const info = await stat(target).catch(() => undefined);
+    if (info !== undefined && !info.isFile()) {
+      refuse(
+        target,
+        `exportHuggingFace: ${target} exists and is not a regular file (${info.isDirectory() ? 'a directory' : 'a FIFO, socket or device'}): move it away or export into another directory; nothing was written`,
+        { field: 'file' },
+      );
+    }
+  }
   await writeSafetensorsFile(weightsPath, tensors, { format: 'pt' });
   await writeJson(configPath, hfConfigJson(config, dtype, ids));
   await writeJson(generationPath, {
