@@ -507,6 +507,34 @@ describe('nothing a user already has is overwritten or lost', () => {
   });
 });
 
+describe('the closing sample', () => {
+  const args = (out: string) => [
+    'train',
+    ...SMALL.filter((_, i, all) => all[i] !== '--seq' && all[i - 1] !== '--seq'),
+    '--steps',
+    '2',
+    '--out',
+    out,
+  ];
+
+  it('a prompt longer than --seq is sampled in a longer window (was a DataError after the whole run)', async () => {
+    // "Once upon a time" is 16 bytes: more than a window of 8.
+    const run = await cli([...args('sample-seq8'), '--seq', '8']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('A sample (prompt "Once upon a time"):\nOnce upon a time');
+    expect(existsSync(join(dir, 'sample-seq8', 'report.html'))).toBe(true);
+  }, 120_000);
+
+  it('an empty --prompt with the byte tokenizer is refused before training', async () => {
+    const run = await cli([...args('sample-empty'), '--seq', '16', '--prompt', '']);
+    expect(run.code).toBe(2);
+    expect(run.stderr.split('\n')[0]).toMatch(/^error: --prompt is empty .*--sample-tokens 0/);
+    expect(run.stdout).not.toMatch(/^step /m);
+    expect(existsSync(join(dir, 'sample-empty'))).toBe(false);
+  }, 120_000);
+});
+
 describe('a file the user may not read or write', () => {
   // As root every file is readable: run the CLI as nobody (uid 65534) then; else chmod is enough.
   const root = process.getuid?.() === 0;

@@ -182,6 +182,10 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
 
   if (!resume) checkRunDirectory(out);
   const data = await prepareData(settings);
+  // The closing sample's prompt is checked now, not after the whole run: its window is the
+  // training seq, or longer (up to the model's positions) when the prompt needs it.
+  const sampleWindow =
+    settings.sampleTokens > 0 ? closingSampleWindow(settings, data.tokenizer) : settings.seq;
   let initWeights: Map<string, Float32Array> | undefined;
   if (settings.init !== undefined && !resume) initWeights = (await loadModelSource(settings.init)).weights;
   makeRunDirectory(checkpointDir, out);
@@ -386,7 +390,7 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     let sample: { prompt: string; text: string; tokensPerSecond: number } | undefined;
     if (settings.sampleTokens > 0) {
       io.stdout(`\nA sample (prompt ${JSON.stringify(settings.prompt)}):\n`);
-      sample = await generateSample(settings, trainer.weights, data.tokenizer, io);
+      sample = await generateSample({ ...settings, seq: sampleWindow }, trainer.weights, data.tokenizer, io);
     }
     const records = metrics.records;
     const lastVal = [...records].reverse().find((r) => r.valLoss !== undefined)?.valLoss;
@@ -441,6 +445,21 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     for (const stop of stopInterrupts) stop();
     await trainer.dispose();
   }
+}
+
+/** The window of the closing sample; a prompt it cannot take is a UsageError before training. */
+function closingSampleWindow(settings: TrainSettings, tokenizer: Tokenizer): number {
+  const ids = (tokenizer.bosId !== undefined ? 1 : 0) + tokenizer.encode(settings.prompt).length;
+  const positions = settings.model.max_position_embeddings;
+  if (ids === 0)
+    throw new UsageError(
+      `--prompt is empty and the ${tokenizer.name} tokenizer has no BOS token to start from: give a --prompt, or --sample-tokens 0 for no closing sample`,
+    );
+  if (ids > positions)
+    throw new UsageError(
+      `--prompt is ${ids} tokens, more than the model's ${positions} positions: give a shorter --prompt, or --sample-tokens 0 for no closing sample`,
+    );
+  return Math.max(settings.seq, ids);
 }
 
 /** The reason `path` cannot be a directory we create and write in, or undefined when it can. */
