@@ -382,6 +382,27 @@ describe('saveCheckpoint is atomic and never damages the previous checkpoint', (
     expect(readdirSync(dir).filter((name) => name.startsWith('.keep.safetensors'))).toEqual([]);
   });
 
+  it('data holding NaN or ±Infinity is refused, naming the key (JSON would store null and load back something else)', async () => {
+    const path = join(dir, 'nan-data.safetensors');
+    const weights = initParameters(SMALL, { seed: 1 });
+    await saveCheckpoint(path, { config: SMALL, weights, data: { lr: 0.5 } });
+    const before = readFileSync(path);
+    for (const data of [
+      { lr: Number.NaN },
+      { nested: { best: Number.POSITIVE_INFINITY } },
+      [1, Number.NEGATIVE_INFINITY],
+      Number.NaN,
+    ]) {
+      const error = await saveCheckpoint(path, { config: SMALL, weights, data }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CheckpointError);
+      expect((error as CheckpointError).message).toMatch(
+        /data must be JSON-serializable \(.* is (NaN|-?Infinity), which JSON stores as null\)/,
+      );
+    }
+    expect(Buffer.compare(readFileSync(path), before)).toBe(0);
+    expect((await loadCheckpoint(path)).data).toEqual({ lr: 0.5 });
+  });
+
   it("the next save in the directory removes dead writers' leftover temporary files, and keeps other files", async () => {
     const path = join(dir, 'stale.safetensors');
     // The pid of a process that has exited.

@@ -216,7 +216,13 @@ function metadataOf(checkpoint: Checkpoint, config: LlamaConfig, file: string): 
   if (checkpoint.data !== undefined) {
     let text: string | undefined;
     try {
-      text = JSON.stringify(checkpoint.data);
+      // JSON writes NaN and ±Infinity as null: refuse them rather than load back something else.
+      text = JSON.stringify(checkpoint.data, (key, value) => {
+        if (typeof value === 'number' && !Number.isFinite(value)) {
+          throw new Error(`${key === '' ? 'the data' : `'${key}'`} is ${value}, which JSON stores as null`);
+        }
+        return value;
+      });
     } catch (error) {
       fail(file, `data must be JSON-serializable (${(error as Error).message})`, { field: 'data' });
     }
