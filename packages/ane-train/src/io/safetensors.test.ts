@@ -152,6 +152,29 @@ describe('safetensors encode/decode', () => {
     ).toThrow(/'t'.*needs a Float32Array of 4 values, got 3/);
   });
 
+  it('refuses a finite value that F16 or BF16 would store as infinity, naming the tensor and index; infinities given stay', () => {
+    const f32 = (bits: number) => new Float32Array(Uint32Array.of(bits).buffer)[0]!;
+    const write = (dtype: 'F16' | 'BF16', values: Float32Array) =>
+      encodeSafetensors(new Map([['w', { dtype, shape: [values.length], values }]]));
+    // F16: 65504 is the largest; 65520 is halfway to the next power and rounds (to even) to infinity
+    expect(() => write('F16', Float32Array.of(1, -65520))).toThrow(
+      /tensor 'w': -65520 at index 1 is beyond F16's range/,
+    );
+    expect(() => write('F16', Float32Array.of(1e6))).toThrow(CheckpointError);
+    expect([
+      ...tensorToFloat32(readSafetensors(write('F16', Float32Array.of(65519, -65504))).tensors.get('w')!),
+    ]).toEqual([65504, -65504]);
+    expect(() => write('BF16', Float32Array.of(0, f32(0x7f7f8000)))).toThrow(
+      /index 1 is beyond BF16's range/,
+    );
+    // an infinity or NaN that is in the tensor is written as it is (the file holds what was given)
+    const kept = tensorToFloat32(
+      readSafetensors(write('F16', Float32Array.of(Number.POSITIVE_INFINITY, Number.NaN))).tensors.get('w')!,
+    );
+    expect(kept[0]).toBe(Number.POSITIVE_INFINITY);
+    expect(kept[1]).toBeNaN();
+  });
+
   it('tensorToFloat32 refuses a hand-built tensor whose bytes do not match dtype × shape', () => {
     const wrong = { dtype: 'F32' as const, shape: [2], data: new Uint8Array(6) };
     expect(() => tensorToFloat32(wrong)).toThrow(CheckpointError);

@@ -399,6 +399,25 @@ function bf16Bits(values: Float32Array, out: Uint16Array): void {
   }
 }
 
+/** A finite value that became ±infinity in F16 / BF16 is refused: the file would not hold the tensor given. */
+function checkNoOverflow(
+  name: string,
+  dtype: SafetensorsDType,
+  values: Float32Array,
+  halves: Uint16Array,
+): void {
+  const infinity = dtype === 'F16' ? 0x7c00 : 0x7f80; // the bits of +inf without the sign
+  for (let i = 0; i < halves.length; i++) {
+    if ((halves[i]! & 0x7fff) === infinity && Number.isFinite(values[i]!)) {
+      fail(
+        undefined,
+        `tensor '${name}': ${values[i]} at index ${i} is beyond ${dtype}'s range (largest ${dtype === 'F16' ? '65504' : '3.3895e38'}) and would be stored as infinity: write it as ${dtype === 'F16' ? 'F32 or BF16' : 'F32'}, or scale the values`,
+        { tensor: name },
+      );
+    }
+  }
+}
+
 /** A safetensors file's bytes: tensors in name order, the header padded with spaces to 8 bytes. */
 export function encodeSafetensors(
   tensors: ReadonlyMap<string, SafetensorsInput>,
@@ -459,6 +478,7 @@ export function encodeSafetensors(
       const halves = new Uint16Array(out.buffer, position, values.length);
       if (dtype === 'F16') fp32ToFp16(values, halves);
       else bf16Bits(values, halves);
+      checkNoOverflow(name, dtype, values, halves);
       position += values.length * 2;
     }
   }
