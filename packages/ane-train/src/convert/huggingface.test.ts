@@ -225,6 +225,27 @@ describe('exportHuggingFace', () => {
     expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(config);
   });
 
+  it('importHuggingFace of an ane-train training checkpoint says to use loadCheckpoint (was: a list of unknown optimizer tensors)', async () => {
+    const dir = fresh('ane-train-checkpoint');
+    await exportHuggingFace(dir, { config: SMALL, weights: initParameters(SMALL, { seed: 1 }) });
+    const path = join(dir, 'latest.safetensors');
+    const weights = initParameters(SMALL, { seed: 2 });
+    const tensors = new Map<string, SafetensorsInput>();
+    for (const spec of parameterSpecs(SMALL)) {
+      tensors.set(spec.name, { dtype: 'F32', shape: [...spec.shape], values: weights.get(spec.name)! });
+    }
+    // what saveTrainerCheckpoint writes beside the weights (here one AdamW buffer)
+    tensors.set('optimizer/model.norm.weight/m', {
+      dtype: 'F32',
+      shape: [SMALL.hidden_size],
+      values: new Float32Array(SMALL.hidden_size),
+    });
+    await writeSafetensorsFile(path, tensors, { format: 'ane-train/checkpoint', version: '1' });
+    const error = await checkpointError(() => importHuggingFace(path));
+    expect(error.message).toMatch(/is an ane-train checkpoint .*read it with loadCheckpoint/);
+    expect(error.details.file).toBe(path);
+  });
+
   it('refuses a directory path that is a file', async () => {
     const file = join(root, 'a-file');
     writeFileSync(file, 'x');

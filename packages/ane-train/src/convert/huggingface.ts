@@ -358,6 +358,16 @@ export async function importHuggingFace(path: string): Promise<ConvertedModel> {
     }
   } else {
     const contents = await readSafetensorsFile(weightsPath);
+    if (
+      contents.metadata.format === 'ane-train/checkpoint' &&
+      [...contents.tensors.keys()].some((name) => name.startsWith('optimizer/'))
+    ) {
+      refuse(
+        weightsPath,
+        `importHuggingFace: ${weightsPath} is an ane-train checkpoint (weights with optimizer and trainer state), not a Hugging Face model: read it with loadCheckpoint, or export it first (exportHuggingFace, ane-train export)`,
+        { field: 'file' },
+      );
+    }
     for (const [name, tensor] of contents.tensors) found.set(name, { tensor, file: weightsPath });
   }
 

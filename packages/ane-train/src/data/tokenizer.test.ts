@@ -207,6 +207,8 @@ describe('loadTokenizer(tokenizer.json)', () => {
     expect(unsupported).toBeInstanceOf(DataError);
     expect((unsupported as DataError).details.file).toBe(wordLevel);
     await expect(loadTokenizer('')).rejects.toThrow(/expected 'byte', 'llama2' or the path/);
+    // a misspelt built-in name is read as a path: the error names the built-in ones too
+    await expect(loadTokenizer('Llama2')).rejects.toThrow(/does not exist.*the built-in 'byte' or 'llama2'/);
   }, 5000);
 });
 

@@ -179,7 +179,10 @@ function tokenContent(value: unknown): string | undefined {
 
 async function readJson(path: string, what: string): Promise<Record<string, unknown>> {
   const refuse = (why: string): never => {
-    throw new DataError(`${what} ${path} ${why}: pass a Hugging Face tokenizer.json file`, { file: path });
+    const names = what === 'tokenizer' ? ` (or the built-in 'byte' or 'llama2', spelled so)` : '';
+    throw new DataError(`${what} ${path} ${why}: pass a Hugging Face tokenizer.json file${names}`, {
+      file: path,
+    });
   };
   const bytes = await readRegularFile(path, refuse);
   let value: unknown;
