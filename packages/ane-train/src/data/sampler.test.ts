@@ -167,7 +167,13 @@ describe('BatchSampler: edited states, odd options and changing buffers', () => 
   });
 
   it('tokens on a resizable ArrayBuffer that shrinks: a DataError, not batches of zeros', () => {
-    const buffer = new ArrayBuffer(200, { maxByteLength: 400 });
+    // Node 20 has resizable ArrayBuffers; the es2022 lib has no types for them
+    type Resizable = ArrayBuffer & { resize(byteLength: number): void };
+    const Resizable = ArrayBuffer as unknown as new (
+      byteLength: number,
+      options: { maxByteLength: number },
+    ) => Resizable;
+    const buffer = new Resizable(200, { maxByteLength: 400 });
     const tokens = new Uint16Array(buffer); // length-tracking
     tokens.set(ramp(100));
     const sampler = new BatchSampler(tokens, { batch: 2, seq: 4, shuffle: false });
