@@ -526,4 +526,33 @@ describe('restoreTrainer', () => {
     for (const [name, values] of unscaled.weights) expect(bits(values)).toEqual(bits(before.get(name)!));
     expect(unscaled.step).toBe(0);
   }, 60_000);
+
+  it('during fit it is a TrainError naming restoreTrainer, and the run goes on unchanged', async () => {
+    const source = trainer();
+    await source.fit(TOKENS, { steps: 1 });
+    const path = join(dir, 'restore-during-fit.safetensors');
+    await saveTrainerCheckpoint(path, source);
+    const checkpoint = await loadCheckpoint(path);
+    const reference = trainer();
+    const expected = (await reference.fit(TOKENS, { steps: 2 })).history.loss;
+    const running = trainer();
+    let refused: unknown;
+    const history = await running.fit(TOKENS, {
+      steps: 2,
+      callbacks: {
+        onStepEnd: () => {
+          if (refused !== undefined) return;
+          try {
+            restoreTrainer(running, checkpoint);
+            refused = 'nothing thrown';
+          } catch (error) {
+            refused = error;
+          }
+        },
+      },
+    });
+    expect(refused).toBeInstanceOf(TrainError);
+    expect((refused as Error).message).toMatch(/^restoreTrainer: fit is running on this Trainer/);
+    expect(history.history.loss).toEqual(expected);
+  }, 60_000);
 });

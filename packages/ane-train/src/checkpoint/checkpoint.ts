@@ -21,7 +21,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { LossScalerState, OptimizerStateMeta } from 'ane-optim';
-import { CheckpointError, ConfigError } from '../errors';
+import { CheckpointError, ConfigError, TrainError } from '../errors';
 import { openRegularFile, readExactly, writeFileAtomically } from '../io/files';
 import { parseSafetensorsHeader, type SafetensorsDType, safetensorsHeaderLength } from '../io/safetensors';
 import { type LlamaConfig, parseLlamaConfig } from '../model/config';
@@ -703,6 +703,10 @@ export function restoreTrainer(trainer: Trainer, checkpoint: Checkpoint): void {
   try {
     trainer.loadWeights(checkpoint.weights);
   } catch (error) {
+    if (error instanceof TrainError) {
+      // fit running, a checkpoint being written, disposed: say which call was refused
+      throw new TrainError(`restoreTrainer: ${error.message.replace(/^loadWeights: /, '')}`);
+    }
     if (error instanceof ConfigError) {
       fail(undefined, `restoreTrainer: ${error.message}`, {
         ...(error.field !== undefined ? { tensor: error.field } : {}),
