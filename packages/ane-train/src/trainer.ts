@@ -22,7 +22,12 @@ import {
 import { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 import type { LlamaConfig, PresetName } from './model/config';
 import { resolveModel } from './model/config';
-import { initParameters, type ParameterSpec, parameterSpecs } from './model/parameters';
+import {
+  checkParametersFitMemory,
+  initParameters,
+  type ParameterSpec,
+  parameterSpecs,
+} from './model/parameters';
 import type { ChipName } from './model/training-graph';
 import { uniformSource } from './random';
 import { DeviceRuntime, type RuntimeEvent } from './runtime/device-runtime';
@@ -273,6 +278,7 @@ export class Trainer {
         'optimizer',
       );
     }
+    checkParametersFitMemory(this.parameters, 8, 'new Trainer'); // fp32 weights and gradients
     this.arena = allocate(
       () => new FlatArena(this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]])),
       () =>

@@ -125,6 +125,34 @@ describe('model configs', () => {
     expect(downStd).toBeLessThan(0.022 / 2);
     expect(a.get('model.norm.weight')!.every((v) => v === 1)).toBe(true);
   });
+
+  it('initParameters, parameterCount and parameterSpecs take a preset name; null or bad options are ConfigErrors', () => {
+    // 'tiny' was read as a config object: parameterCount NaN, initParameters 3 tensors of junk
+    expect(parameterCount('tiny')).toBe(parameterCount(PRESETS.tiny));
+    expect([...initParameters('tiny', { seed: 1 }).keys()]).toEqual(
+      parameterSpecs(PRESETS.tiny).map((s) => s.name),
+    );
+    expect(() => parameterCount('tiny2' as never)).toThrow(/unknown model preset 'tiny2'/);
+    for (const run of [
+      () => initParameters(null as never),
+      () => parameterCount(null as never),
+      () => parameterSpecs(undefined as never),
+      () => initParameters(PRESETS.tiny, null as never),
+      () => initParameters(PRESETS.tiny, { std: Number.NaN }), // NaN weights, silently
+      () => initParameters(PRESETS.tiny, { std: -1 }),
+      () => initParameters(PRESETS.tiny, { seed: 1.5 }),
+      () => initParameters(PRESETS.tiny, { sed: 3 } as never), // a typo was ignored
+    ]) {
+      expect(run).toThrow(ConfigError);
+    }
+  });
+
+  it('a model too large for this machine is a ConfigError at once, not an allocation that crashes or runs for minutes', () => {
+    const huge = { ...PRESETS.tiny, vocab_size: 2 ** 40 }; // 2^46 fp32 values: 256 TiB
+    expect(() => initParameters(huge)).toThrow(
+      /the model has \d+ parameters; 4 bytes each is .* GiB, more than this machine's/,
+    );
+  });
 });
 
 describe('the training graph', () => {

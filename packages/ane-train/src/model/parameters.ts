@@ -2,8 +2,42 @@
  * A model's parameters: their Hugging Face names (the names in safetensors files, gradients and
  * checkpoints), the short names the graph uses, shapes, and a seeded initialization.
  */
+import { totalmem } from 'node:os';
+import { ConfigError } from '../errors';
 import { normalSource } from '../random';
-import type { LlamaConfig } from './config';
+import { type LlamaConfig, type PresetName, resolveModel } from './config';
+
+/** A preset name resolved; anything but a config object refused (a TypeError or NaN otherwise). */
+function configOf(config: LlamaConfig | PresetName, call: string): LlamaConfig {
+  if (typeof config === 'string') return resolveModel(config);
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new ConfigError(
+      `${call}: config must be a model config (PRESETS.tiny, parseLlamaConfig(json)) or a preset name, got ${config === null ? 'null' : typeof config}`,
+      'config',
+    );
+  }
+  return config;
+}
+
+/**
+ * Refuses a model whose parameters, at `bytesPerParameter`, would not fit this machine's memory
+ * (a config with a typo in a size would otherwise allocate for minutes and then crash the process).
+ */
+export function checkParametersFitMemory(
+  specs: readonly ParameterSpec[],
+  bytesPerParameter: number,
+  call: string,
+): void {
+  const count = specs.reduce((n, spec) => n + spec.shape.reduce((a, b) => a * b, 1), 0);
+  const bytes = count * bytesPerParameter;
+  if (bytes > totalmem()) {
+    const gib = (value: number) => `${(value / 2 ** 30).toFixed(1)} GiB`;
+    throw new ConfigError(
+      `${call}: the model has ${count} parameters; ${bytesPerParameter} bytes each is ${gib(bytes)}, more than this machine's ${gib(totalmem())} of memory: check the config's sizes (hidden_size, intermediate_size, num_hidden_layers, vocab_size) or use a smaller model`,
+      'model',
+    );
+  }
+}
 
 export interface ParameterSpec {
   /** Hugging Face name, e.g. 'model.layers.0.self_attn.q_proj.weight'. */
@@ -18,7 +52,8 @@ export interface ParameterSpec {
 }
 
 /** Every parameter of the model, in Hugging Face's order. */
-export function parameterSpecs(config: LlamaConfig): ParameterSpec[] {
+export function parameterSpecs(model: LlamaConfig | PresetName): ParameterSpec[] {
+  const config = configOf(model, 'parameterSpecs');
   const d = config.hidden_size;
   const hd = config.head_dim;
   const qDim = config.num_attention_heads * hd;
@@ -68,8 +103,11 @@ export function parameterSpecs(config: LlamaConfig): ParameterSpec[] {
 }
 
 /** Number of elements of every parameter together. */
-export function parameterCount(config: LlamaConfig): number {
-  return parameterSpecs(config).reduce((n, spec) => n + spec.shape.reduce((a, b) => a * b, 1), 0);
+export function parameterCount(config: LlamaConfig | PresetName): number {
+  return parameterSpecs(configOf(config, 'parameterCount')).reduce(
+    (n, spec) => n + spec.shape.reduce((a, b) => a * b, 1),
+    0,
+  );
 }
 
 /**
@@ -78,14 +116,37 @@ export function parameterCount(config: LlamaConfig): number {
  * llama2.c do, norm gains 1. Seeded: the same seed gives the same weights on every machine.
  */
 export function initParameters(
-  config: LlamaConfig,
+  model: LlamaConfig | PresetName,
   options: { seed?: number; std?: number } = {},
 ): Map<string, Float32Array> {
+  const config = configOf(model, 'initParameters');
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(
+      `initParameters: options must be an object { seed?, std? }, got ${options === null ? 'null' : typeof options}`,
+      'options',
+    );
+  }
+  const unknown = Object.keys(options).find((key) => key !== 'seed' && key !== 'std');
+  if (unknown !== undefined) {
+    throw new ConfigError(`initParameters has no option '${unknown}': the options are seed and std`, unknown);
+  }
   const std = options.std ?? 0.02;
-  const random = normalSource(options.seed ?? 42);
+  if (!(typeof std === 'number' && Number.isFinite(std) && std >= 0)) {
+    throw new ConfigError(
+      `initParameters: std must be a finite number ≥ 0 (default 0.02), got ${String(std)}`,
+      'std',
+    );
+  }
+  const seed = options.seed ?? 42;
+  if (!Number.isSafeInteger(seed)) {
+    throw new ConfigError(`initParameters: seed must be a whole number, got ${String(seed)}`, 'seed');
+  }
+  const specs = parameterSpecs(config);
+  checkParametersFitMemory(specs, 4, 'initParameters');
+  const random = normalSource(seed);
   const residualScale = 1 / Math.sqrt(2 * config.num_hidden_layers);
   const weights = new Map<string, Float32Array>();
-  for (const spec of parameterSpecs(config)) {
+  for (const spec of specs) {
     const values = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
     if (spec.kind === 'norm') values.fill(1);
     else {
