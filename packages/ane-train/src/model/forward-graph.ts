@@ -15,9 +15,9 @@ import {
   ropeTables,
   type Tensor,
 } from 'ane-ir';
-import { type ChipFamily, DEFAULT_CHIP, getRule, ruleLimit } from 'ane-ir/mil';
+import { CHIP_FAMILIES, type ChipFamily, DEFAULT_CHIP, getRule, ruleLimit } from 'ane-ir/mil';
 import { ConfigError } from '../errors';
-import type { LlamaConfig } from './config';
+import { type LlamaConfig, type PresetName, resolveModel } from './config';
 import { type ParameterSpec, parameterSpecs } from './parameters';
 
 export type ChipName = ChipFamily;
@@ -48,6 +48,37 @@ export interface ForwardGraph {
 }
 
 /** Refuses a window length the model cannot run (shared by the training and forward graphs). */
+/**
+ * The arguments of buildForwardGraph / buildTrainingGraph checked: a preset name resolved, a config
+ * that is not an object, options that are not { seq, chip? } or an unknown chip refused (a
+ * TypeError, or a plain Error from the rule table, deep inside otherwise).
+ */
+export function checkGraphArguments(
+  call: string,
+  model: LlamaConfig | PresetName,
+  options: { seq: number; chip?: ChipFamily },
+): { config: LlamaConfig; seq: number; chip: ChipFamily } {
+  const config = typeof model === 'string' ? resolveModel(model) : (model as LlamaConfig | null | undefined);
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new ConfigError(
+      `${call}: config must be a model config (PRESETS.tiny, parseLlamaConfig(json)) or a preset name, got ${config === null ? 'null' : typeof config}`,
+      'config',
+    );
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(`${call} takes options { seq, chip? }, got ${String(options)}`, 'seq');
+  }
+  checkSeq(config, options.seq);
+  const chip = options.chip ?? DEFAULT_CHIP;
+  if (!(CHIP_FAMILIES as readonly unknown[]).includes(chip)) {
+    throw new ConfigError(
+      `${call}: chip must be one of ${CHIP_FAMILIES.join(', ')}, got ${String(chip)}`,
+      'chip',
+    );
+  }
+  return { config, seq: options.seq, chip };
+}
+
 export function checkSeq(config: LlamaConfig, seq: number): void {
   if (!Number.isSafeInteger(seq) || seq < 1) {
     throw new ConfigError(`seq must be a whole number ≥ 1, got ${String(seq)}`, 'seq');
@@ -137,13 +168,11 @@ export function classifierHostReason(config: LlamaConfig, seq: number, chip: Chi
  * a trainable graph parameter, so its values are staged as data exactly as in training (fp16 on
  * the device) and the programs are independent of the weights.
  */
-export function buildForwardGraph(config: LlamaConfig, options: ForwardGraphOptions): ForwardGraph {
-  if (options === null || typeof options !== 'object') {
-    throw new ConfigError(`buildForwardGraph takes options { seq, chip? }, got ${String(options)}`, 'seq');
-  }
-  const seq = options.seq;
-  checkSeq(config, seq);
-  const chip = options.chip ?? DEFAULT_CHIP;
+export function buildForwardGraph(
+  model: LlamaConfig | PresetName,
+  options: ForwardGraphOptions,
+): ForwardGraph {
+  const { config, seq, chip } = checkGraphArguments('buildForwardGraph', model, options);
   const parameters = parameterSpecs(config);
   const g = new Graph();
   const param = declareParameters(g, parameters);

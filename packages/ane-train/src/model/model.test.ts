@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors';
 import {
+  buildForwardGraph,
   buildTrainingGraph,
   initParameters,
   PRESETS,
@@ -145,6 +146,22 @@ describe('model configs', () => {
     ]) {
       expect(run).toThrow(ConfigError);
     }
+  });
+
+  it('buildForwardGraph / buildTrainingGraph: a preset name is resolved; null config or an unknown chip are ConfigErrors', () => {
+    // null was a TypeError; chip 'M9' a plain Error from the rule table ('rule dim-spatial has no limit for M9')
+    for (const build of [buildForwardGraph, buildTrainingGraph]) {
+      expect(() => build(null as never, { seq: 8 })).toThrow(ConfigError);
+      expect(() => build(PRESETS.tiny, { seq: 8, chip: 'M9' as never })).toThrow(
+        /chip must be one of M1, M2, M3, M4, M5/,
+      );
+      expect(() => build(PRESETS.tiny, null as never)).toThrow(ConfigError);
+    }
+    const forward = buildForwardGraph('tiny', { seq: 8 });
+    expect(forward.config).toEqual(PRESETS.tiny);
+    expect(forward.plan.programs.length).toBe(
+      buildForwardGraph(PRESETS.tiny, { seq: 8 }).plan.programs.length,
+    );
   });
 
   it('a model too large for this machine is a ConfigError at once, not an allocation that crashes or runs for minutes', () => {

@@ -6,12 +6,11 @@
  */
 import { gradOutputName, valueAndGrad } from 'ane-autograd';
 import { Graph, type Plan, partition, softmaxCrossEntropy } from 'ane-ir';
-import { DEFAULT_CHIP } from 'ane-ir/mil';
 import { ConfigError } from '../errors';
-import type { LlamaConfig } from './config';
+import type { LlamaConfig, PresetName } from './config';
 import {
   type ChipName,
-  checkSeq,
+  checkGraphArguments,
   classifierHostReason,
   declareParameters,
   modelLogits,
@@ -48,10 +47,11 @@ export interface TrainingGraph {
   readonly hostPlacements: readonly { op: string; reason: string }[];
 }
 
-export function buildTrainingGraph(config: LlamaConfig, options: TrainingGraphOptions): TrainingGraph {
-  const seq = options.seq;
-  checkSeq(config, seq);
-  const chip = options.chip ?? DEFAULT_CHIP;
+export function buildTrainingGraph(
+  model: LlamaConfig | PresetName,
+  options: TrainingGraphOptions,
+): TrainingGraph {
+  const { config, seq, chip } = checkGraphArguments('buildTrainingGraph', model, options);
   const parameters = parameterSpecs(config);
   const g = new Graph();
   const param = declareParameters(g, parameters);
