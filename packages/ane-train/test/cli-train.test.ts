@@ -535,6 +535,48 @@ describe('the closing sample', () => {
   }, 120_000);
 });
 
+describe('a run that diverges', () => {
+  const diverging = (steps: number, out: string) => [
+    'train',
+    ...SMALL.filter(
+      (_, i, all) => !['--lr', '--min-lr'].includes(all[i]!) && !['--lr', '--min-lr'].includes(all[i - 1]!),
+    ),
+    '--lr',
+    '1000',
+    '--min-lr',
+    '1000',
+    '--steps',
+    String(steps),
+    '--checkpoint-every',
+    '1',
+    '--out',
+    out,
+  ];
+  const firstNaNStep = (stdout: string) => Number(/^step +(\d+)\/\d+ {2}loss NaN/m.exec(stdout)?.[1]);
+
+  it('stops after 10 steps of NaN loss with one TrainError line; no checkpoint holds weights that give NaN', async () => {
+    const run = await cli(diverging(60, 'diverged'));
+    expect(run.code).toBe(2);
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(
+      /^error: TrainError: training diverged: .*lower --lr \(this one's peak was 1000\)/,
+    );
+    const first = firstNaNStep(run.stdout);
+    expect(first).toBeGreaterThanOrEqual(1);
+    const steps = [...run.stdout.matchAll(/^step +(\d+)\/60 {2}loss /gm)].map((m) => Number(m[1]));
+    expect(Math.max(...steps)).toBe(first + 9);
+    const latest = join(dir, 'diverged', 'checkpoints', 'latest.safetensors');
+    if (existsSync(latest)) expect((await loadCheckpoint(latest)).trainer!.step).toBeLessThan(first);
+  }, 120_000);
+
+  it('a short run that ends diverged is the same error, not a failure of the closing sample', async () => {
+    const run = await cli(diverging(6, 'diverged-short'));
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/^error: TrainError: training diverged: /);
+    expect(run.stdout).not.toContain('A sample');
+  }, 120_000);
+});
+
 describe('a file the user may not read or write', () => {
   // As root every file is readable: run the CLI as nobody (uid 65534) then; else chmod is enough.
   const root = process.getuid?.() === 0;

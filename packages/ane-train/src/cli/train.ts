@@ -23,7 +23,7 @@ import {
   type TokenCorpus,
   type Tokenizer,
 } from '../data';
-import { CheckpointError, ConfigError } from '../errors';
+import { CheckpointError, ConfigError, TrainError } from '../errors';
 import { writeFileAtomically } from '../io/files';
 import type { LlamaConfig } from '../model/config';
 import { parameterCount, parameterSpecs } from '../model/parameters';
@@ -289,8 +289,20 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     let backendUsed = settings.backend as string;
     let interval = { loss: 0, steps: 0, tokens: 0, ms: 0 };
     const started = performance.now();
+    // Divergence: a NaN/inf loss comes from the forward pass (the weights overflow fp16), which the
+    // loss scaler cannot fix; weights that give it are never checkpointed over the last good ones.
+    let nonFiniteSteps = 0;
+    let divergedSince: { step: number; lr: number } | undefined;
     const onStepEnd = (log: StepLog) => {
       const step = log.step + 1;
+      if (Number.isFinite(log.loss)) {
+        nonFiniteSteps = 0;
+        divergedSince = undefined;
+      } else {
+        nonFiniteSteps += 1;
+        divergedSince ??= { step, lr: log.lr };
+        if (nonFiniteSteps >= DIVERGED_AFTER) controller.abort();
+      }
       backendUsed = log.backend;
       for (const key of Object.keys(profileSum) as (keyof typeof profileSum)[])
         profileSum[key] += log.profile[key];
@@ -322,7 +334,13 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
       metrics.write(valLoss !== undefined ? { ...pending, valLoss } : pending);
       pending = undefined;
     };
+    const diverged = (): TrainError =>
+      new TrainError(
+        `training diverged: the loss has been NaN or infinite since step ${divergedSince!.step} (learning rate ${Number(divergedSince!.lr.toPrecision(3))}): the weights overflow fp16. ` +
+          `Nothing was saved over ${existsSync(latest) ? `${rel(io, latest)}, which keeps the last good weights` : 'the run'}; start a new run with a lower --lr (this one's peak was ${settings.lr})`,
+      );
     const save = async () => {
+      if (nonFiniteSteps > 0) return;
       await saveTrainerCheckpoint(latest, trainer, {
         data: data.train.state(),
         metadata: { tokenizer: data.tokenizer.name },
@@ -350,6 +368,11 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
         callbacks: { onStepEnd },
       });
       const now = trainer.step;
+      if (nonFiniteSteps >= DIVERGED_AFTER) {
+        flush();
+        progress.stop();
+        throw diverged();
+      }
       if (history.aborted || controller.signal.aborted) {
         flush();
         interrupted = true;
@@ -373,11 +396,15 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
       if (due(settings.checkpointEvery, now) && now < total) await save();
     }
     progress.stop();
+    // The last step's loss and the last validation are both non-finite: the final weights are broken.
+    const lastValLoss = [...metrics.records].reverse().find((r) => r.valLoss !== undefined)?.valLoss;
+    if (!interrupted && nonFiniteSteps > 0 && (lastValLoss === undefined || !Number.isFinite(lastValLoss)))
+      throw diverged();
     await save();
     const elapsed = performance.now() - started;
     if (interrupted) {
       io.stdout(
-        `\nstopped at step ${trainer.step} of ${total}; checkpoint saved to ${rel(io, latest)}\n` +
+        `\nstopped at step ${trainer.step} of ${total}; ${nonFiniteSteps > 0 ? `the loss is not finite, so the checkpoint was not updated: ${rel(io, latest)}` : `checkpoint saved to ${rel(io, latest)}`}\n` +
           `continue with: ane-train train --resume ${rel(io, out)}\n`,
       );
       return 130;
@@ -496,6 +523,9 @@ function makeRunDirectory(checkpointDir: string, out: string): void {
     throw new UsageError(`--out ${out}: cannot create ${checkpointDir} (${code}): choose another --out`);
   }
 }
+
+/** Steps in a row with a NaN or infinite loss after which a run has diverged and stops. */
+const DIVERGED_AFTER = 10;
 
 function nextMultiple(step: number, every: number): number {
   return every > 0 ? (Math.floor(step / every) + 1) * every : Number.POSITIVE_INFINITY;
