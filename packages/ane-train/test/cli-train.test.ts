@@ -410,6 +410,8 @@ describe('user errors: one line, exit 2', () => {
         'already holds a training run: continue it with --resume',
       ],
       [['train', '--resume', 'no-checkpoint'], 'the run has no checkpoint yet'],
+      // It was accepted and silently ignored.
+      [['train', '--resume', 'no-checkpoint', '--options', 'o.json'], '--options is not read with --resume'],
       [['sample'], 'missing --checkpoint'],
       [['import', 'a.bin'], 'missing --out'],
       [['export', 'a', 'b', '--out', 'c'], "unexpected argument 'b'"],

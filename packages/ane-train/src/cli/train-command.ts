@@ -145,6 +145,14 @@ export async function runTrain(rawArgs: readonly string[], io: CliIo): Promise<n
           .map((k) => `--${k}`)
           .join(', ')}`,
       );
+    if (stringFlag(args, 'options') !== undefined)
+      throw new UsageError(
+        `--options is not read with --resume (the run keeps the options in its run.json): leave it out; with --resume you may give ${RESUMABLE.filter(
+          (k) => k !== 'resume' && k !== 'options',
+        )
+          .map((k) => `--${k}`)
+          .join(', ')}`,
+      );
     const dir = io.resolve(resumeDir);
     const saved = readRunFile(dir);
     const settings: TrainSettings = {
