@@ -390,7 +390,7 @@ describe('user errors: one line, exit 2', () => {
     }
   }, 120_000);
 
-  it('a bad command line is the error and the usage, exit 2', async () => {
+  it('a bad command line is one error line, exit 2', async () => {
     mkdirSync(join(dir, 'existing'), { recursive: true });
     writeFileSync(join(dir, 'existing', 'metrics.jsonl'), '');
     // A run killed before its first checkpoint: run.json only.
@@ -423,6 +423,7 @@ describe('user errors: one line, exit 2', () => {
       const first = run.stderr.split('\n')[0]!;
       expect(first).toMatch(/^error: /);
       expect(first).toContain(message);
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
     }
   }, 120_000);
 });

@@ -1,7 +1,7 @@
 /**
  * The `ane-train` command line: subcommands, help, and what a failure looks like. A user's mistake
- * never prints a stack trace and exits 2: a bad command line prints `error: …` and the command's
- * usage; a bad file or config (ConfigError, DataError, CheckpointError, …) prints one `error: …`
+ * never prints a stack trace and exits 2: a bad command line prints one `error: …` line pointing at
+ * the command's --help; a bad file or config (ConfigError, DataError, CheckpointError, …) prints one `error: …`
  * line naming the file and field. Anything else is a bug: the stack and a line asking for a report,
  * exit 1.
  */
@@ -130,7 +130,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     return await sub.run(rest, io);
   } catch (error) {
     if (error instanceof UsageError) {
-      io.stderr(`error: ${error.message}\n\n${await usageOf(sub?.def)}\n`);
+      // One line (the usage is 15-35 lines: in a terminal it would push the error off the screen).
+      const help =
+        sub !== undefined
+          ? `ane-train ${name} --help lists its options`
+          : 'ane-train --help lists the commands';
+      io.stderr(`error: ${error.message} (${help})\n`);
       return USER_ERROR_EXIT;
     }
     const named = error as Error;
