@@ -5,7 +5,8 @@
  */
 import { AdamW, cosineDecay, SGD } from 'ane-optim';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CheckpointError, TrainError } from './errors';
+import { BatchSampler } from './data/sampler';
+import { CheckpointError, ConfigError, TrainError } from './errors';
 import { SMALL } from './testing/small-model';
 import { Trainer, type TrainerOptions, type TrainerState } from './trainer';
 
@@ -218,5 +219,21 @@ describe('Trainer.evaluate', () => {
     });
     expect(during).toBeInstanceOf(TrainError);
     expect((during as Error).message).toMatch(/between fit calls/);
+  }, 60_000);
+
+  it('a BatchSampler (endless) without batches is a ConfigError at once, not a loop that never returns', async () => {
+    const t = trainer({ accumulate: 1, lossScale: false });
+    const sampler = new BatchSampler(STREAM, { batch: 2, seq: 8, shuffle: false });
+    const state = sampler.state();
+    const error = await Promise.race([
+      t.evaluate(sampler).catch((e: unknown) => e),
+      new Promise((resolve) => setTimeout(() => resolve('still running after 10 s'), 10_000)),
+    ]);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/a BatchSampler never ends.*pass \{ batches: N \}/);
+    expect(sampler.state()).toEqual(state); // nothing drawn
+    // with a limit it is the mean of that many of its batches
+    const first = [new BatchSampler(STREAM, { batch: 2, seq: 8, shuffle: false }).next()];
+    expect(await t.evaluate(sampler, { batches: 1 })).toBeCloseTo(await t.evaluate(first), 6);
   }, 60_000);
 });

@@ -19,6 +19,7 @@ import {
   type OptimizerState,
   type OptimizerStateMeta,
 } from 'ane-optim';
+import { BatchSampler } from './data/sampler';
 import { CheckpointError, ConfigError, DataError, TrainError } from './errors';
 import type { LlamaConfig, PresetName } from './model/config';
 import { resolveModel } from './model/config';
@@ -769,8 +770,9 @@ export class Trainer {
   /**
    * The mean loss of `data`'s micro-batches under the current weights, without any update (the
    * gradients the device computes are ignored; loss scale 1). `data` is an iterable of micro-batches
-   * (`batch` sequences of S + 1 tokens, as `fit` takes; e.g. a BatchSampler over validation tokens),
-   * or a token stream, cut into consecutive windows of `seq + 1` tokens, `batch` per micro-batch.
+   * (`batch` sequences of S + 1 tokens, as `fit` takes; e.g. `sequentialBatches` of validation
+   * tokens; an endless one, like a BatchSampler, needs `batches`), or a token stream, cut into
+   * consecutive windows of `seq + 1` tokens, `batch` per micro-batch.
    */
   async evaluate(data: TrainingData, options: EvaluateOptions = {}): Promise<number> {
     if (this.disposed) {
@@ -785,6 +787,13 @@ export class Trainer {
       throw new ConfigError(
         `evaluate: options must be an object { batches? }, got ${describeValue(options)}`,
         'options',
+      );
+    }
+    if (data instanceof BatchSampler && options.batches === undefined) {
+      // A BatchSampler never ends (epoch after epoch): without a limit this would never return.
+      throw new ConfigError(
+        `evaluate: a BatchSampler never ends (it starts another epoch): pass { batches: N }, or evaluate sequentialBatches(tokens, { batch: ${this.batch}, seq: ${this.seq} }) (every window once, in order)`,
+        'batches',
       );
     }
     const limit =
