@@ -580,6 +580,28 @@ describe('a run that diverges', () => {
   }, 120_000);
 });
 
+describe('--backend ane where there is no Neural Engine', () => {
+  it.skipIf(process.platform === 'darwin' && process.arch === 'arm64')(
+    'names the flag that fixes it (the device error names only the library call), skipped on Apple silicon',
+    async () => {
+      const run = await cli([
+        'train',
+        ...SMALL.slice(0, -4),
+        '--backend',
+        'ane',
+        '--steps',
+        '2',
+        '--out',
+        'no-ane',
+      ]);
+      expect(run.code).toBe(2);
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(run.stderr).toMatch(/^error: DeviceUnavailableError: .*--backend sim/);
+    },
+    120_000,
+  );
+});
+
 describe('a file the user may not read or write', () => {
   // As root every file is readable: run the CLI as nobody (uid 65534) then; else chmod is enough.
   const root = process.getuid?.() === 0;

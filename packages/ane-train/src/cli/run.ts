@@ -141,7 +141,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     const named = error as Error;
     if (named instanceof Error && USER_ERRORS.has(named.name)) {
       // One line: a message with newlines in it is joined.
-      io.stderr(`error: ${named.name}: ${named.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      // ane-bridge's device error names the library call; on the command line the fix is a flag.
+      const cliFix =
+        named.name === 'DeviceUnavailableError'
+          ? ' (on the ane-train command line: --backend sim, or --backend auto to pick what this machine has)'
+          : '';
+      io.stderr(`error: ${named.name}: ${named.message.replace(/\s*\n\s*/g, ' ')}${cliFix}\n`);
       return USER_ERROR_EXIT;
     }
     const fileSystem = fileSystemErrorLine(error);
