@@ -5,6 +5,7 @@
  */
 import { SGD } from 'ane-optim';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BatchSampler } from './data/sampler';
 import { ConfigError, DataError, TrainError } from './errors';
 import { SMALL } from './testing/small-model';
 import { Trainer, type TrainerOptions } from './trainer';
@@ -197,5 +198,24 @@ describe('Trainer: bad input is a typed, actionable error', () => {
     expect(() => new Trainer({ model: SMALL, backend: 'sim', weights })).toThrow(
       /'model.norm.weight' holds NaN at index 3/,
     );
+  }, 60_000);
+});
+
+describe('Trainer: a BatchSampler of another batch size', () => {
+  it('is a DataError before any step (its micro-batches were read as fewer, longer sequences of glued windows)', async () => {
+    const t = trainer({ batch: 2 });
+    // batch 4 × (seq 8 + 1) = 36 tokens = 2 × 18: it passed as two sequences of S = 17
+    const sampler = new BatchSampler(STREAM, { batch: 4, seq: 8, seed: 1 });
+    for (const run of [() => t.fit(sampler, { steps: 1 }), () => t.evaluate(sampler, { batches: 1 })]) {
+      const error = await run().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DataError);
+      expect((error as DataError).message).toMatch(
+        /the BatchSampler draws batch 4 × \(seq 8 \+ 1\) tokens, but this Trainer's batch is 2: create the BatchSampler with batch 2/,
+      );
+    }
+    expect(t.step).toBe(0);
+    // the same batch size trains, at the sampler's seq
+    const history = await t.fit(new BatchSampler(STREAM, { batch: 2, seq: 8, seed: 1 }), { steps: 1 });
+    expect(history.steps.length).toBe(1);
   }, 60_000);
 });

@@ -1078,6 +1078,13 @@ async function* microBatches(
       `${options.caller}(data): data must be a token stream (Uint16Array, Int32Array, number[]) or an iterable of micro-batches, got ${data === null ? 'null' : typeof data}`,
     );
   }
+  if (data instanceof BatchSampler && data.batch !== batch) {
+    // Its micro-batches would pass the size check as `batch` sequences of other, longer windows
+    // (two unrelated windows glued together), and the model would silently learn from those.
+    throw new DataError(
+      `${options.caller}(data): the BatchSampler draws batch ${data.batch} × (seq ${data.seq} + 1) tokens, but this Trainer's batch is ${batch}: create the BatchSampler with batch ${batch} (or the Trainer with batch ${data.batch})`,
+    );
+  }
   let index = 0;
   for await (const item of data as AsyncIterable<ArrayLike<number>>) {
     if (
