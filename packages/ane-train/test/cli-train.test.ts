@@ -504,6 +504,38 @@ describe('nothing a user already has is overwritten or lost', () => {
     oneLineError(resumed, /^error: --steps 2 must be above the run's warmup \(3 steps\)/);
   }, 120_000);
 
+  it('--resume of a run whose data file moved, or whose run.json lacks settings, says so in one line', async () => {
+    writeFileSync(join(dir, 'moving.txt'), TEXT);
+    const first = await cli([
+      'train',
+      ...SMALL.slice(4),
+      '--data',
+      'moving.txt',
+      '--steps',
+      '2',
+      '--out',
+      'runMoved',
+    ]);
+    expect(first.code).toBe(0);
+    rmSync(join(dir, 'moving.txt'));
+    const moved = await cli(['train', '--resume', 'runMoved', '--steps', '4']);
+    oneLineError(
+      moved,
+      /^error: --resume .*runMoved: the run's data file .*moving\.txt is gone: put it back there/,
+    );
+    const runFile = join(dir, 'runMoved', 'run.json');
+    const saved = JSON.parse(readFileSync(runFile, 'utf8'));
+    writeFileSync(
+      runFile,
+      JSON.stringify({ ...saved, settings: { ...saved.settings, tokenizer: undefined } }),
+    );
+    const partial = await cli(['train', '--resume', 'runMoved', '--steps', '4']);
+    oneLineError(
+      partial,
+      /^error: ConfigError: .*run\.json is not an ane-train run file \(its settings lack tokenizer\)/,
+    );
+  }, 120_000);
+
   it('sample --max-tokens 0 is a flag error', async () => {
     const run = await cli(['sample', '--checkpoint', 'whatever', '--max-tokens', '0']);
     oneLineError(run, /^error: --max-tokens must be a whole number ≥ 1, got '0'/);

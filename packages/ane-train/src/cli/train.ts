@@ -83,6 +83,30 @@ export function learningRateSchedule(
   return warmup >= 1 ? linearWarmup(warmup, decay) : decay;
 }
 
+/** The settings every run.json holds (init, data and chip are optional). */
+const RUN_SETTINGS = [
+  'modelName',
+  'model',
+  'tokenizer',
+  'steps',
+  'batch',
+  'seq',
+  'lr',
+  'minLr',
+  'warmup',
+  'weightDecay',
+  'accumulate',
+  'evalEvery',
+  'evalBatches',
+  'valFraction',
+  'checkpointEvery',
+  'logEvery',
+  'seed',
+  'backend',
+  'sampleTokens',
+  'prompt',
+] as const satisfies readonly (keyof TrainSettings)[];
+
 export function readRunFile(dir: string): TrainSettings {
   const file = join(dir, RUN_FILE);
   if (!existsSync(file))
@@ -92,6 +116,8 @@ export function readRunFile(dir: string): TrainSettings {
   try {
     const value = JSON.parse(readFileSync(file, 'utf8')) as { format?: string; settings?: TrainSettings };
     if (value.format !== 'ane-train/run' || value.settings === undefined) throw new Error('not a run file');
+    const missing = RUN_SETTINGS.filter((key) => value.settings![key] === undefined);
+    if (missing.length > 0) throw new Error(`its settings lack ${missing.join(', ')}`);
     return value.settings;
   } catch (error) {
     throw new ConfigError(
@@ -181,6 +207,10 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     throw new UsageError(`--min-lr ${settings.minLr} must not exceed --lr ${settings.lr}`);
 
   if (!resume) checkRunDirectory(out);
+  if (resume && settings.data !== undefined && !existsSync(settings.data))
+    throw new UsageError(
+      `--resume ${out}: the run's data file ${settings.data} is gone: put it back there (a run resumes on its own data; its position in the data is in the checkpoint)`,
+    );
   const data = await prepareData(settings);
   // The closing sample's prompt is checked now, not after the whole run: its window is the
   // training seq, or longer (up to the model's positions) when the prompt needs it.
