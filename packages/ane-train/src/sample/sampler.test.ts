@@ -171,6 +171,34 @@ describe('Sampler (SMALL model, sim)', () => {
     expect(streamed).toEqual(result.tokens);
   });
 
+  it('an async onToken is awaited token by token, and its rejection rejects generate (was an unhandled rejection: the process crashed)', async () => {
+    const greedy = await sampler.generate(prompt, { temperature: 0, maxTokens: 4 });
+    const events: string[] = [];
+    await sampler.generate(prompt, {
+      temperature: 0,
+      maxTokens: 4,
+      onToken: async (id) => {
+        events.push(`start ${id}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        events.push(`end ${id}`);
+      },
+    });
+    expect(events).toEqual(greedy.tokens.flatMap((id) => [`start ${id}`, `end ${id}`]));
+    let calls = 0;
+    const failing = sampler.generate(prompt, {
+      temperature: 0,
+      maxTokens: 4,
+      onToken: async () => {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        throw new Error('the stream closed');
+      },
+    });
+    await expect(failing).rejects.toThrow('the stream closed');
+    expect(calls).toBe(1); // no token after the failure
+    expect((await sampler.generate(prompt, { temperature: 0, maxTokens: 4 })).tokens).toEqual(greedy.tokens);
+  });
+
   it('refuses bad generate options and prompts with typed errors, changing nothing', async () => {
     const cases: [ArrayLike<number>, object, typeof ConfigError | typeof DataError, string][] = [
       [prompt, { temperature: -0.5 }, ConfigError, 'temperature'],

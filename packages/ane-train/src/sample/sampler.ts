@@ -24,8 +24,11 @@ export interface SampleOptions extends TokenChoiceOptions {
   seed?: number;
   /** Generation stops when this token is drawn (it is not included in the result). */
   eosId?: number;
-  /** Called with each generated token as soon as it is drawn (streaming); not for the EOS. */
-  onToken?: (id: number) => void;
+  /**
+   * Called with each generated token as soon as it is drawn (streaming); not for the EOS. A promise
+   * it returns is awaited before the next token (backpressure), and its rejection rejects generate.
+   */
+  onToken?: (id: number) => void | Promise<void>;
   /**
    * When prompt + generated tokens fill the window: true (default) slides it (the window keeps the
    * last `seq` tokens); false stops with `stoppedBy: 'context'`.
@@ -187,7 +190,8 @@ export class Sampler {
         }
         tokens.push(id);
         context.push(id);
-        options.onToken?.(id);
+        const pending = options.onToken?.(id);
+        if (pending !== undefined && typeof (pending as Promise<void>)?.then === 'function') await pending;
       }
       const ms = performance.now() - started;
       return {
