@@ -28,7 +28,7 @@ export interface SampleOptions extends TokenChoiceOptions {
    * Called with each generated token as soon as it is drawn (streaming); not for the EOS. A promise
    * it returns is awaited before the next token (backpressure), and its rejection rejects generate.
    */
-  onToken?: (id: number) => void | Promise<void>;
+  onToken?: (id: number) => unknown;
   /**
    * When prompt + generated tokens fill the window: true (default) slides it (the window keeps the
    * last `seq` tokens); false stops with `stoppedBy: 'context'`.
