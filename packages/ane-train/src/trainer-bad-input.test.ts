@@ -219,3 +219,21 @@ describe('Trainer: a BatchSampler of another batch size', () => {
     expect(history.steps.length).toBe(1);
   }, 60_000);
 });
+
+describe('Trainer: an async onRuntimeEvent that rejects', () => {
+  it('fails the run with its error (it was an unhandled rejection, which ends a Node process)', async () => {
+    const t = trainer();
+    const run = t.fit(STREAM, {
+      steps: 2,
+      callbacks: {
+        onRuntimeEvent: async (event) => {
+          throw new Error(`listener failed on ${event.type}`);
+        },
+      },
+    });
+    await expect(run).rejects.toThrow('listener failed on compile');
+    // the Trainer stays usable, and the next run does not inherit the error
+    const history = await t.fit(STREAM, { steps: 1 });
+    expect(history.steps.length).toBe(1);
+  }, 60_000);
+});

@@ -126,7 +126,10 @@ export interface FitCallbacks {
   onTrainBegin?(): void | Promise<void>;
   onStepEnd?(log: StepLog): void | Promise<void>;
   onTrainEnd?(history: History): void | Promise<void>;
-  /** Device-runtime events: compiles and compile-budget hand-overs. */
+  /**
+   * Device-runtime events: compiles and compile-budget hand-overs. Not awaited (it is called from
+   * inside a step); a throw, or the rejection of a promise it returns, fails the run.
+   */
   onRuntimeEvent?(event: RuntimeEvent): void;
 }
 
@@ -215,6 +218,8 @@ export class Trainer {
   private readonly accumulator: GradientAccumulator<Record<string, Float32Array>>;
   private stepsDone = 0;
   private runtimeListener: ((event: RuntimeEvent) => void) | undefined;
+  /** The rejection of an async onRuntimeEvent, rethrown by fit. */
+  private runtimeListenerError: { error: unknown } | undefined;
   private disposed = false;
   /** The fit in progress (one at a time: they would share the runtime, accumulator and optimizer). */
   private fitting = false;
@@ -307,7 +312,16 @@ export class Trainer {
       backend,
       ...(options.chip !== undefined ? { chip: options.chip } : {}),
       ...(options.compileBudget !== undefined ? { compileBudget: options.compileBudget } : {}),
-      onEvent: (event) => this.runtimeListener?.(event),
+      onEvent: (event) => {
+        const result: unknown = this.runtimeListener?.(event);
+        // An async listener's rejection fails the run like a throw would (unhandled, it would end
+        // the process); fit rethrows it after the step in flight.
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+          (result as PromiseLike<unknown>).then(undefined, (error: unknown) => {
+            this.runtimeListenerError ??= { error };
+          });
+        }
+      },
     });
     this.runtime.setWeights(this.weights);
   }
@@ -410,6 +424,14 @@ export class Trainer {
       aborted: false,
     };
     this.runtimeListener = callbacks.onRuntimeEvent;
+    this.runtimeListenerError = undefined;
+    const rethrowListenerError = () => {
+      const failed = this.runtimeListenerError;
+      if (failed !== undefined) {
+        this.runtimeListenerError = undefined;
+        throw failed.error;
+      }
+    };
     const handOversBefore = this.runtime.handOvers;
     this.fitting = true;
     try {
@@ -429,6 +451,7 @@ export class Trainer {
         const inFlight = this.trainStep(batches);
         this.inFlight = inFlight;
         const log = await inFlight;
+        rethrowListenerError();
         if (log === undefined) break; // the data ran out
         history.steps.push(log);
         history.history.loss.push(log.loss);
@@ -441,6 +464,8 @@ export class Trainer {
         await callbacks.onStepEnd?.(log);
       }
       if (options.signal?.aborted) history.aborted = true;
+      await Promise.resolve(); // a listener that rejected during the last step has run its handler
+      rethrowListenerError();
       await callbacks.onTrainEnd?.(history);
       return history;
     } finally {
