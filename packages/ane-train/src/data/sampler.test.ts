@@ -154,6 +154,8 @@ describe('BatchSampler: edited states, odd options and changing buffers', () => 
     );
     expect(() => sampler.restore(other({ epoch: 1e300 }))).toThrow(/epoch is 1e\+300, not a whole number/);
     expect(() => sampler.restore(other({ seed: 2 ** 60 }))).toThrow(DataError);
+    // and the constructor refuses such a seed too (its own state() would not restore)
+    expect(() => new BatchSampler(ramp(100), { batch: 2, seq: 4, seed: 2 ** 60 })).toThrow(ConfigError);
     expect(sampler.state()).toEqual(state); // nothing changed
     sampler.restore(other({ position: 4, epoch: 2 }));
     expect(sampler.state()).toMatchObject({ position: 4, epoch: 2 });

@@ -107,8 +107,8 @@ export class BatchSampler implements Iterable<Int32Array> {
     this.batch = positiveInteger(options.batch, 'batch', 'pass the number of sequences per batch, e.g. 8');
     this.seq = positiveInteger(options.seq, 'seq', 'pass the sequence length, e.g. 256');
     const seed = options.seed ?? 0;
-    if (typeof seed !== 'number' || !Number.isInteger(seed)) {
-      throw new ConfigError(`seed must be an integer, got ${String(seed)}`, 'seed');
+    if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) {
+      throw new ConfigError(`seed must be a whole number within ±2^53, got ${String(seed)}`, 'seed');
     }
     this.seed = seed;
     const shuffle = options.shuffle ?? true;
