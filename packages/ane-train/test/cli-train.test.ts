@@ -397,7 +397,31 @@ describe('user errors: one line, exit 2', () => {
     mkdirSync(join(dir, 'no-checkpoint'), { recursive: true });
     writeFileSync(
       join(dir, 'no-checkpoint', 'run.json'),
-      JSON.stringify({ format: 'ane-train/run', settings: {} }),
+      JSON.stringify({
+        format: 'ane-train/run',
+        settings: {
+          modelName: 'tiny',
+          model: PRESETS.tiny,
+          tokenizer: 'byte',
+          steps: 4,
+          batch: 2,
+          seq: 16,
+          lr: 0.003,
+          minLr: 0.003,
+          warmup: 0,
+          weightDecay: 0.1,
+          accumulate: 1,
+          evalEvery: 0,
+          evalBatches: 1,
+          valFraction: 0.1,
+          checkpointEvery: 0,
+          logEvery: 1,
+          seed: 1,
+          backend: 'sim',
+          sampleTokens: 0,
+          prompt: 'Once upon a time',
+        },
+      }),
     );
     const cases: [string[], string][] = [
       [['train', '--steps', 'many'], "--steps must be a whole number ≥ 1, got 'many'"],
@@ -561,6 +585,64 @@ describe('the closing sample', () => {
     expect(existsSync(join(dir, 'sample-seq8', 'report.html'))).toBe(true);
   }, 120_000);
 
+  it('with a Hugging Face tokenizer.json, streams the sample (a decode of no ids crashed it: internal error)', async () => {
+    const words = [...new Set(TEXT.toLowerCase().match(/[a-z]+|[.,]/g)!)];
+    const vocab: Record<string, number> = { '[UNK]': 0, '</s>': 1 };
+    for (const word of words) vocab[word] ??= Object.keys(vocab).length;
+    const special = (id: number, content: string) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    });
+    writeFileSync(
+      join(dir, 'words-tokenizer.json'),
+      JSON.stringify({
+        version: '1.0',
+        truncation: null,
+        padding: null,
+        added_tokens: [special(0, '[UNK]'), special(1, '</s>')],
+        normalizer: { type: 'Lowercase' },
+        pre_tokenizer: { type: 'Whitespace' },
+        post_processor: null,
+        decoder: null,
+        model: { type: 'WordLevel', vocab, unk_token: '[UNK]' },
+      }),
+    );
+    const run = await cli([
+      ...args('sample-words'),
+      '--seq',
+      '16',
+      '--tokenizer',
+      'words-tokenizer.json',
+      '--prompt',
+      'the cat',
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('A sample (prompt "the cat"):\nthe cat');
+    const sample = await cli([
+      'sample',
+      '--checkpoint',
+      'sample-words',
+      '--prompt',
+      'the dog',
+      '--max-tokens',
+      '3',
+    ]);
+    expect(sample.stderr).toMatch(/tokens\/s/);
+    expect(sample.code).toBe(0);
+    expect(sample.stdout).toMatch(/^the dog/);
+    // The untrained ids above the tokenizer's 48 have no text: counted, not a crash.
+    expect(sample.stdout).toMatch(/generated ids are beyond the .* tokenizer's \d+ tokens/);
+    const empty = await cli(['sample', '--checkpoint', 'sample-words', '--prompt', '', '--max-tokens', '3']);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/^error: --prompt is empty and the .* tokenizer has no BOS token/);
+  }, 120_000);
+
   it('an empty --prompt with the byte tokenizer is refused before training', async () => {
     const run = await cli([...args('sample-empty'), '--seq', '16', '--prompt', '']);
     expect(run.code).toBe(2);
@@ -688,6 +770,8 @@ describe('pnpm hands on a `--`', () => {
   it('`ane-train train -- --flags` reads the flags after the `--` (as `pnpm train -- --steps 2` calls it)', async () => {
     const run = await cli(['train', '--', '--steps', 'x']);
     expect(run.code).toBe(2);
-    expect(run.stderr.split('\n')[0]).toBe("error: --steps must be a whole number ≥ 1, got 'x'");
+    expect(run.stderr.split('\n')[0]).toBe(
+      "error: --steps must be a whole number ≥ 1, got 'x' (ane-train train --help lists its options)",
+    );
   });
 });

@@ -593,11 +593,16 @@ export async function generateSample(
       ...(tokenizer.bosId !== undefined ? [tokenizer.bosId] : []),
       ...tokenizer.encode(settings.prompt),
     ];
+    if (prompt.length === 0)
+      throw new UsageError(
+        `--prompt is empty and the ${tokenizer.name} tokenizer has no BOS token to start from: give a --prompt`,
+      );
     // Decode after the prompt's ids, so the first generated token keeps its leading space
-    // (SentencePiece drops the space of a text's first token).
-    const stream = decodeStream(tokenizer);
-    for (const id of prompt) stream.push(id);
+    // (SentencePiece drops the space of a text's first token). The prompt goes in whole: a
+    // Hugging Face tokenizer's decode refuses an empty list of ids.
+    const stream = decodeStream(tokenizer, { prompt });
     let generated = '';
+    let beyond = 0;
     const write = (piece: string) => {
       generated += piece;
       io.stdout(piece);
@@ -610,10 +615,19 @@ export async function generateSample(
       ...(settings.topP !== undefined ? { topP: settings.topP } : {}),
       seed: settings.seed,
       ...(tokenizer.eosId !== undefined ? { eosId: tokenizer.eosId } : {}),
-      onToken: (id) => write(stream.push(id)),
+      // A model may have more ids than its tokenizer (a vocabulary padded for speed, or a small
+      // tokenizer.json): such an id has no text, so it is left out of the stream and counted.
+      onToken: (id) => {
+        if (id < tokenizer.vocabSize) write(stream.push(id));
+        else beyond += 1;
+      },
     });
     write(stream.flush());
     io.stdout('\n');
+    if (beyond > 0)
+      io.stdout(
+        `(${beyond} of the ${result.tokens.length} generated ids are beyond the ${tokenizer.name} tokenizer's ${tokenizer.vocabSize} tokens: they have no text and were left out)\n`,
+      );
     return {
       prompt: settings.prompt,
       text: settings.prompt + generated,
