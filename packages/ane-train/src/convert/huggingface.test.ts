@@ -254,6 +254,12 @@ describe('exportHuggingFace', () => {
     );
     expect(error.details.field).toBe('dir');
     expect(readFileSync(file, 'utf8')).toBe('x');
+    // the file itself as the directory: said in words, not as EEXIST
+    const same = await checkpointError(() =>
+      exportHuggingFace(file, { config: SMALL, weights: initParameters(SMALL) }),
+    );
+    expect(same.message).toMatch(/a-file is a file \(or under one\), not a directory/);
+    expect(readFileSync(file, 'utf8')).toBe('x');
   });
 
   it('refuses weights that do not fit the config and a bad dtype', async () => {

@@ -138,9 +138,12 @@ export async function exportHuggingFace(
   try {
     await mkdir(dir, { recursive: true });
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
     refuse(
       dir,
-      `exportHuggingFace: cannot create the directory ${dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): pass a directory path you can write`,
+      code === 'EEXIST' || code === 'ENOTDIR'
+        ? `exportHuggingFace: ${dir} is a file (or under one), not a directory: pass the path of a directory to create or to write into`
+        : `exportHuggingFace: cannot create the directory ${dir} (${code ?? (error as Error).message}): pass a directory path you can write`,
       {
         field: 'dir',
       },

@@ -156,6 +156,11 @@ describe('loadTokenizer(tokenizer.json)', () => {
     expect(tokenizer.encode('once zap')).toEqual([15, 0, 3, 10]); // 'z' is not in the vocabulary
     expect(tokenizer.encode('tone')).toEqual([11, 13, 5]); // t on e: no merge makes 'one'
     expect(tokenizer.decode([1, 15, 20, 3, 18, 2])).toBe('once upon a time');
+    // no ids (or only BOS/EOS) are no text, as for byte and llama2 (the library threw an untyped Error)
+    expect(tokenizer.decode([])).toBe('');
+    expect(tokenizer.decode([1, 2])).toBe('');
+    const stream = decodeStream(tokenizer);
+    expect(stream.push(15) + stream.push(20) + stream.flush()).toBe(tokenizer.decode([15, 20]));
     expect(() => tokenizer.decode([22])).toThrow(DataError);
   });
 

@@ -269,6 +269,8 @@ async function loadHuggingFace(path: string): Promise<Tokenizer> {
       checkIds(path, ids, vocabSize);
       const kept: number[] = [];
       for (let i = 0; i < ids.length; i++) if (ids[i] !== bosId && ids[i] !== eosId) kept.push(ids[i]!);
+      // @huggingface/tokenizers throws on an empty array: no ids are no text, as for byte and llama2
+      if (kept.length === 0) return '';
       return tokenizer.decode(kept, { skip_special_tokens: true });
     },
   } satisfies Tokenizer);

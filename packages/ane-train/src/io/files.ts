@@ -28,7 +28,17 @@ export async function openRegularFile(
     refuse(code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (error as Error).message})`);
   }
   if (!info.isFile()) refuse(`is ${kindOf(info)}, not a regular file`);
-  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    refuse(
+      code === 'EACCES' || code === 'EPERM'
+        ? `cannot be read (${code}: permission denied; check its permissions)`
+        : `cannot be read (${code ?? (error as Error).message})`,
+    );
+  }
   try {
     const opened = await handle.stat();
     if (!opened.isFile()) refuse(`is ${kindOf(opened)}, not a regular file`);
