@@ -101,7 +101,7 @@ describe('BatchSampler', () => {
       expect(error).toBeInstanceOf(DataError);
       expect((error as DataError).details.file).toBe('tiny.bin');
       expect((error as DataError).message).toMatch(
-        /tiny\.bin: 8 tokens are fewer than one batch needs \(batch 2 × seq 4 \+ 1 = 9\)/,
+        /tiny\.bin: 8 tokens are fewer than one batch needs \(batch 2 × seq 4 \+ 1 = 9\): use more data, a smaller batch or seq, or a smaller validation fraction \(when part of the data is held out for validation, these are the training tokens only\)$/,
       );
     }
     expect(() => new BatchSampler(ramp(100), { batch: 0, seq: 4 })).toThrow(ConfigError);

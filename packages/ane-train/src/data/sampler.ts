@@ -130,7 +130,7 @@ export class BatchSampler implements Iterable<Int32Array> {
       const needed = this.batch * this.seq + 1;
       const where = this.file !== undefined ? `${this.file}: ` : '';
       throw new DataError(
-        `${where}${tokens.length} tokens are fewer than one batch needs (batch ${this.batch} × seq ${this.seq} + 1 = ${needed}): use more data, a smaller batch or seq${this.file !== undefined ? '' : ', or a smaller validation fraction'}`,
+        `${where}${tokens.length} tokens are fewer than one batch needs (batch ${this.batch} × seq ${this.seq} + 1 = ${needed}): use more data, a smaller batch or seq, or a smaller validation fraction (when part of the data is held out for validation, these are the training tokens only)`,
         this.file !== undefined ? { file: this.file } : {},
       );
     }
