@@ -468,6 +468,15 @@ describe('nothing a user already has is overwritten or lost', () => {
     expect(readFileSync(join(dir, 'a-file'), 'utf8')).toBe('mine\n');
   }, 120_000);
 
+  it('train --out a directory of other files is refused before anything is written there', async () => {
+    mkdirSync(join(dir, 'my-project'), { recursive: true });
+    writeFileSync(join(dir, 'my-project', 'report.html'), '<p>my report</p>');
+    const run = await cli(['train', ...SMALL, '--steps', '2', '--out', 'my-project']);
+    oneLineError(run, /^error: --out .*my-project is a directory with other files in it \(report\.html\)/);
+    expect(readFileSync(join(dir, 'my-project', 'report.html'), 'utf8')).toBe('<p>my report</p>');
+    expect(existsSync(join(dir, 'my-project', 'run.json'))).toBe(false);
+  }, 120_000);
+
   it("import --out an existing file (a run's checkpoint) keeps it; --force replaces it", async () => {
     const config = { ...PRESETS.tiny, num_key_value_heads: 4 };
     await writeLlama2cCheckpoint(join(dir, 'keep.bin'), config, initParameters(config, { seed: 4 }));

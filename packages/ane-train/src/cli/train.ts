@@ -6,7 +6,16 @@
  * `checkpoints/latest.safetensors` (+ `step-N.safetensors` with keepCheckpoints), `loss.svg`,
  * `report.html`.
  */
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { capabilities } from 'ane-bridge';
 import { AdamW, constant, cosineDecay, linearWarmup, type Schedule } from 'ane-optim';
@@ -543,6 +552,13 @@ function checkRunDirectory(out: string): void {
   const why = whyNotADirectory(out);
   if (why !== undefined)
     throw new UsageError(`--out ${out} cannot be the run directory (${why}): choose another --out`);
+  // A directory of other files (`--out .` in a project) would get its report.html, loss.svg or
+  // run.json replaced; a run's own directory (run.json, e.g. stopped before its first checkpoint) may start again.
+  const present = existsSync(out) ? readdirSync(out) : [];
+  if (present.length > 0 && !present.includes(RUN_FILE))
+    throw new UsageError(
+      `--out ${out} is a directory with other files in it (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', …' : ''}): a run writes run.json, metrics.jsonl, loss.svg, report.html and checkpoints/ there; choose a new or empty --out`,
+    );
 }
 
 function makeRunDirectory(checkpointDir: string, out: string): void {
