@@ -30,6 +30,9 @@ describe('the CLI reads only regular files', () => {
     expect(await loadRunOptions(undefined, dir)).toEqual({ options: {} });
     writeFileSync(join(dir, 'ane-train.config.json'), JSON.stringify({ seq: 8 }));
     expect((await loadRunOptions(undefined, dir)).options).toEqual({ seq: 8 });
+    // Every train flag has its camelCase key; --keep-checkpoints's was refused as unknown.
+    writeFileSync(join(dir, 'ane-train.config.json'), JSON.stringify({ keepCheckpoints: true }));
+    expect((await loadRunOptions(undefined, dir)).options).toEqual({ keepCheckpoints: true });
   }, 5_000);
 
   it('a model config that is a FIFO or a directory is a ConfigError naming the file', async () => {

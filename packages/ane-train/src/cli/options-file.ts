@@ -11,7 +11,7 @@
  * to the options file), `batch`, `seq` (whole numbers ≥ 1), `chip` (M1..M5), `backend`
  * (auto | ane | sim), and the `train` command's settings under the camelCase names of its flags
  * (`steps`, `lr`, `minLr`, `warmup`, `weightDecay`, `accumulate`, `evalEvery`, `evalBatches`,
- * `valFraction`, `checkpointEvery`, `logEvery`, `seed`, `data`, `tokenizer`, `init`, `out`,
+ * `valFraction`, `checkpointEvery`, `keepCheckpoints`, `logEvery`, `seed`, `data`, `tokenizer`, `init`, `out`,
  * `sampleTokens`, `prompt`; paths relative to the options file). Unknown keys are refused, so a
  * typo cannot pass unnoticed.
  */
@@ -47,6 +47,7 @@ const RUN_OPTIONS = z.strictObject({
   evalBatches: z.number().int().positive().optional(),
   valFraction: z.number().min(0).lt(1).optional(),
   checkpointEvery: z.number().int().nonnegative().optional(),
+  keepCheckpoints: z.boolean().optional(),
   logEvery: z.number().int().positive().optional(),
   seed: z.number().int().nonnegative().optional(),
   data: z.string().min(1).optional(),
@@ -72,6 +73,7 @@ export interface TrainFileOptions {
   evalBatches?: number;
   valFraction?: number;
   checkpointEvery?: number;
+  keepCheckpoints?: boolean;
   logEvery?: number;
   seed?: number;
   /** Absolute paths (resolved against the options file's directory). */

@@ -231,7 +231,10 @@ export async function runTrain(rawArgs: readonly string[], io: CliIo): Promise<n
     evalBatches: flags.evalBatches ?? file.evalBatches ?? TRAIN_DEFAULTS.evalBatches,
     valFraction: flags.valFraction ?? file.valFraction ?? TRAIN_DEFAULTS.valFraction,
     checkpointEvery: flags.checkpointEvery ?? file.checkpointEvery ?? TRAIN_DEFAULTS.checkpointEvery,
-    keepCheckpoints: args['keep-checkpoints'] === true,
+    keepCheckpoints:
+      args['keep-checkpoints'] !== undefined
+        ? args['keep-checkpoints'] === true
+        : file.keepCheckpoints === true,
     logEvery: flags.logEvery ?? file.logEvery ?? Math.max(1, Math.round(steps / 60)),
     seed: flags.seed ?? file.seed ?? TRAIN_DEFAULTS.seed,
     backend: flags.backend ?? file.backend ?? 'auto',
