@@ -143,6 +143,18 @@ describe('Sampler (SMALL model, sim)', () => {
     );
   });
 
+  it('seeds 2^32 apart draw different tokens (0, 2^32 and 2^40 drew the same: only 32 bits were kept)', async () => {
+    const options = { temperature: 1.5, maxTokens: 12 };
+    const seeds = [0, 2 ** 32, 2 ** 40, 2 ** 32 - 1, -1, Number.MAX_SAFE_INTEGER];
+    const runs: string[] = []; // one generation at a time
+    for (const seed of seeds) runs.push((await sampler.generate(prompt, { ...options, seed })).tokens.join());
+    expect(new Set(runs).size).toBe(seeds.length);
+    // the reported seed is the one given, and it reproduces the run
+    const big = await sampler.generate(prompt, { ...options, seed: 2 ** 40 });
+    expect(big.seed).toBe(2 ** 40);
+    expect(big.tokens.join()).toBe(runs[2]);
+  });
+
   it('slides the window past seq tokens (the last seq tokens), or stops with slide: false', async () => {
     const long = await sampler.generate(prompt, { temperature: 0, maxTokens: SEQ + 4 });
     expect(long.tokens.length).toBe(SEQ + 4);

@@ -61,6 +61,17 @@ export interface SamplerOptions {
   seq?: number;
 }
 
+/**
+ * The 32-bit seed of the draws: a seed in [0, 2^32) as it is; any other whole number with its high
+ * part folded in (uniformSource keeps 32 bits, so 2^32, 2^40 and 0, or -1 and 2^32 - 1, drew the same
+ * tokens). An odd multiplier maps every non-zero high part to a non-zero change.
+ */
+function seed32(seed: number): number {
+  if (seed >= 0 && seed < 2 ** 32) return seed;
+  const high = Math.floor(seed / 2 ** 32); // |high| ≤ 2^21 for a safe integer
+  return ((seed >>> 0) ^ Math.imul(high, 0x9e3779b1)) >>> 0;
+}
+
 const OPTION_KEYS = ['model', 'weights', 'backend', 'chip', 'seq'];
 const SAMPLE_KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'eosId', 'onToken', 'slide'];
 const DEFAULT_MAX_TOKENS = 256;
@@ -169,7 +180,7 @@ export class Sampler {
     const context = this.checkTokens(prompt, 'prompt');
     return this.exclusive(async () => {
       const started = performance.now();
-      const random = uniformSource(checked.seed);
+      const random = uniformSource(seed32(checked.seed));
       const tokens: number[] = [];
       let passes = 0;
       let stoppedBy: SampleResult['stoppedBy'] = 'maxTokens';
