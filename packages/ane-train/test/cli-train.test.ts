@@ -434,6 +434,8 @@ describe('user errors: one line, exit 2', () => {
         'already holds a training run: continue it with --resume',
       ],
       [['train', '--resume', 'no-checkpoint'], 'the run has no checkpoint yet'],
+      // It was cut to --steps - 1 without a word.
+      [['train', '--warmup', '10', '--steps', '5'], '--warmup 10 must be below --steps 5'],
       // It was accepted and silently ignored.
       [['train', '--resume', 'no-checkpoint', '--options', 'o.json'], '--options is not read with --resume'],
       [['sample'], 'missing --checkpoint'],

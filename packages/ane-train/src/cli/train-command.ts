@@ -209,7 +209,8 @@ export async function runTrain(rawArgs: readonly string[], io: CliIo): Promise<n
   const steps = flags.steps ?? file.steps ?? TRAIN_DEFAULTS.steps;
   const lr = flags.lr ?? file.lr ?? TRAIN_DEFAULTS.lr;
   const seq = flags.seq ?? file.seq ?? Math.min(TRAIN_DEFAULTS.seq, model.max_position_embeddings);
-  const warmup = Math.min(flags.warmup ?? file.warmup ?? TRAIN_DEFAULTS.warmup, Math.max(0, steps - 1));
+  // The default warmup shrinks to fit a short run; a warmup the user gave is checked against --steps.
+  const warmup = flags.warmup ?? file.warmup ?? Math.min(TRAIN_DEFAULTS.warmup, Math.max(0, steps - 1));
   const data = pathFlag('data') ?? file.data;
   const out = pathFlag('out') ?? file.out ?? io.resolve(`runs/${timestamp()}`);
   const chip = flags.chip ?? file.chip;
