@@ -211,17 +211,27 @@ describe('a second Ctrl-C', () => {
     );
     let stdout = '';
     let stderr = '';
-    let sent = false;
+    // Signals do not queue: two SIGINTs sent back to back can arrive as one. The second is sent only
+    // once the run has said it took the first.
+    let sentFirst = false;
+    let sentSecond = false;
+    const onOutput = () => {
+      if (!sentFirst && /^step +2\/100000 {2}loss/m.test(stdout)) {
+        sentFirst = true;
+        child.kill('SIGINT');
+      }
+      if (sentFirst && !sentSecond && /Ctrl-C: saving a checkpoint/.test(stdout + stderr)) {
+        sentSecond = true;
+        child.kill('SIGINT');
+      }
+    };
     child.stdout.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
-      if (!sent && /^step +2\/100000 {2}loss/m.test(stdout)) {
-        sent = true;
-        child.kill('SIGINT');
-        setTimeout(() => child.kill('SIGINT'), 1);
-      }
+      onOutput();
     });
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
+      onOutput();
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     expect(code).toBe(130);
