@@ -13,6 +13,8 @@
         "native/kernels/napi_kernels.cc",
         "native/kernels/optimizers.cc",
         "native/kernels/rowwise.cc",
+        "native/kernels/napi_sim_ops.cc",
+        "native/kernels/sim_ops.cc",
         "native/kernels/simd.cc",
         "native/kernels/thread_pool.cc"
       ],

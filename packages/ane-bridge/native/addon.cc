@@ -4,6 +4,7 @@
 
 #include "cpu_features.h"
 #include "kernels/napi_kernels.h"
+#include "kernels/napi_sim_ops.h"
 #include "kernels/simd.h"
 #include "kernels/thread_pool.h"
 
@@ -46,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, 4));
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   ane::kernels::registerKernels(env, exports);
+  ane::sim::registerSimOps(env, exports);
 #ifdef ANE_BRIDGE_HAS_MAC_ANE
   // The ANE device (native/ane/ane_addon.h) over the real platform.
   ane::addAneExports(env, exports, ane::macPlatform());

@@ -19,6 +19,14 @@ type Check = (value: string, name: string) => { problem: string; fix: string } |
 
 const MAX_THREADS = 256;
 
+/**
+ * How the simulator runs its hot ops (`ANE_BRIDGE_SIM_OPS`, or `setSimOpsMode`): `native` (the
+ * default when the addon is loaded), `ts` (the readable twins), `compare` (both, every result
+ * checked bit for bit: a mismatch throws).
+ */
+export const SIM_OPS_MODES = ['native', 'ts', 'compare'] as const;
+export type SimOpsMode = (typeof SIM_OPS_MODES)[number];
+
 function flag(meaning: string): Check {
   return (value, name) =>
     value === '1' || value === '0'
@@ -53,6 +61,13 @@ const KNOWN: Record<string, Check | undefined> = {
   ANE_BRIDGE_FORCE_TS: flag('use the TypeScript fallbacks'),
   // Checked by the loader, which says what the file is (hostKernels.reason).
   ANE_BRIDGE_NATIVE_PATH: undefined,
+  ANE_BRIDGE_SIM_OPS: (value, name) =>
+    SIM_OPS_MODES.includes(value as SimOpsMode)
+      ? undefined
+      : {
+          problem: `${JSON.stringify(value)} is not a simulator op mode, so the simulator runs its native ops`,
+          fix: `set ${name} to ${SIM_OPS_MODES.join(', ')}, or unset it`,
+        },
   // native/kernels/thread_pool.cc reads it with atoi (leading digits) and caps it.
   ANE_BRIDGE_THREADS: (value, name) => {
     const fix = `set ${name} to a whole number from 1 to ${MAX_THREADS}, or unset it`;

@@ -46,6 +46,47 @@ export interface NativeAddon {
    * elsewhere. Optional only so that test doubles of the addon may leave it out.
    */
   ane?: NativeAne | null;
+  /**
+   * The simulator's native ops (native/kernels/napi_sim_ops.cc); src/sim/native-ops.ts is the
+   * typed face. Absent from builds before they existed: the simulator then runs its TS twins.
+   */
+  simOps?: NativeSimOpsBindings;
+}
+
+/** Positional, synchronous; the op codes and walks are planned by src/sim (see native-ops.ts). */
+export interface NativeSimOpsBindings {
+  binary(
+    op: number,
+    out: Float32Array,
+    x: Float32Array,
+    y: Float32Array,
+    rows: number,
+    inner: number,
+    xStride: number,
+    yStride: number,
+    xRowOffsets: Int32Array,
+    yRowOffsets: Int32Array,
+    roundFp16: boolean,
+  ): void;
+  unary(op: number, out: Float32Array, x: Float32Array, epsilon: number, roundFp16: boolean): void;
+  roundToFp16(data: Float32Array): void;
+  saturateToInfinity(data: Float32Array, threshold: number, inclusive: boolean): void;
+  gather<T extends Float32Array | Int32Array | Int8Array | Uint8Array>(
+    out: T,
+    src: T,
+    rows: number,
+    inner: number,
+    stride: number,
+    rowOffsets: Int32Array,
+  ): void;
+  softmax(
+    out: Float32Array,
+    x: Float32Array,
+    outer: number,
+    reduced: number,
+    inner: number,
+    roundFp16: boolean,
+  ): void;
 }
 
 type Sync<Args extends unknown[], Result = void> = (...args: Args) => Result;

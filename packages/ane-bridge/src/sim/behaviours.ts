@@ -6,6 +6,7 @@
  */
 import type { AneRule, ChipFamily } from 'ane-ir/mil';
 import { getRule, ruleAppliesTo, ruleLimit, SIMULATED_RULE_IDS } from 'ane-ir/mil';
+import { runSimOp } from './native-ops';
 
 /** What the op planners do differently because of the chip's hardware rules. */
 export interface BehaviourSettings {
@@ -97,6 +98,15 @@ export function behaviourSettingsFor(
 
 /** Replaces every element with |v| >= threshold by ±inf (its sign); NaN stays NaN. */
 export function saturateToInfinity(values: Float32Array, threshold: number, inclusive: boolean): void {
+  runSimOp(
+    'saturateToInfinity',
+    values,
+    (ops) => ops.saturateToInfinity(values, threshold, inclusive),
+    () => saturateToInfinityTwin(values, threshold, inclusive),
+  );
+}
+
+function saturateToInfinityTwin(values: Float32Array, threshold: number, inclusive: boolean): void {
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     const magnitude = Math.abs(v);

@@ -3,6 +3,7 @@
  * once at compile time; the run-time loops only read offsets. Broadcasting, transpose and slicing
  * are all a walk with different per-axis strides.
  */
+import { runSimOp } from './native-ops';
 import { broadcastShapes, contiguousStrides } from './tensor';
 
 /**
@@ -116,6 +117,19 @@ export function planBroadcast(
 
 /** out[dense] = src[walk]: the copy behind transpose, slicing and broadcasting moves. */
 export function gatherCopy<T extends Float32Array | Int8Array | Uint8Array | Int32Array>(
+  out: T,
+  src: T,
+  layout: StridedLayout,
+): void {
+  runSimOp(
+    'gather',
+    out,
+    (ops) => ops.gather(out, src, layout.rows, layout.inner, layout.innerStrides[0]!, layout.rowOffsets[0]!),
+    () => gatherCopyTwin(out, src, layout),
+  );
+}
+
+function gatherCopyTwin<T extends Float32Array | Int8Array | Uint8Array | Int32Array>(
   out: T,
   src: T,
   layout: StridedLayout,

@@ -9,11 +9,22 @@
  *   are float64 sums stored once, i.e. "accumulate in fp32, round once" with a wider accumulator.
  */
 import { roundToFp16InPlace } from 'ane-ir/mil';
+import { runSimOp } from './native-ops';
 import type { FloatTensor } from './tensor';
 
 /** Rounds an op's fp32 result to fp16 in place when the op's result type is fp16. */
 export function finishFloat(out: FloatTensor): void {
-  if (out.dtype === 'fp16') roundToFp16InPlace(out.data);
+  if (out.dtype === 'fp16') roundToFp16(out.data);
+}
+
+/** Rounds every value to its nearest fp16 in place (ane-ir/mil roundToFp16InPlace, or native). */
+export function roundToFp16(values: Float32Array): void {
+  runSimOp(
+    'roundToFp16',
+    values,
+    (ops) => ops.roundToFp16(values),
+    () => roundToFp16InPlace(values),
+  );
 }
 
 /** Round half to even, the rounding of `quantize` (and of IEEE's default mode). */

@@ -5,6 +5,7 @@
  */
 
 import type { StridedLayout } from '../layout';
+import { runSimOp } from '../native-ops';
 import { erfc, finishFloat } from '../numerics';
 import type { FloatTensor, SimTensor } from '../tensor';
 
@@ -34,6 +35,34 @@ export const COMPARISON_OPS: readonly ComparisonOp[] = [
 
 /** out = x OP y with NumPy broadcasting; out, x, y are fp16 or fp32 (evaluated in float64, rounded once). */
 export function binaryArithmetic(
+  op: BinaryArithmeticOp,
+  out: FloatTensor,
+  x: Float32Array,
+  y: Float32Array,
+  layout: StridedLayout,
+): void {
+  runSimOp(
+    op,
+    out.data,
+    (ops) =>
+      ops.binary(
+        BINARY_ARITHMETIC_OPS.indexOf(op),
+        out.data,
+        x,
+        y,
+        layout.rows,
+        layout.inner,
+        layout.innerStrides[0]!,
+        layout.innerStrides[1]!,
+        layout.rowOffsets[0]!,
+        layout.rowOffsets[1]!,
+        out.dtype === 'fp16',
+      ),
+    () => binaryArithmeticTwin(op, out, x, y, layout),
+  );
+}
+
+function binaryArithmeticTwin(
   op: BinaryArithmeticOp,
   out: FloatTensor,
   x: Float32Array,
@@ -210,8 +239,36 @@ export function unaryValue(op: UnaryOp, v: number, params: UnaryParams = {}): nu
   }
 }
 
+/** The unary ops the native addon runs, in its op-code order (native/kernels/sim_ops.h). */
+const NATIVE_UNARY_OPS: readonly UnaryOp[] = [
+  'exp',
+  'log',
+  'sqrt',
+  'rsqrt',
+  'inverse',
+  'tanh',
+  'sigmoid',
+  'silu',
+  'relu',
+];
+
 /** out = f(x) elementwise; out and x have the same element count. */
 export function unary(op: UnaryOp, out: FloatTensor, x: Float32Array, params: UnaryParams = {}): void {
+  const code = NATIVE_UNARY_OPS.indexOf(op);
+  // The gelu forms stay TS-only: their erfc and tanh polynomials are not on a hot path.
+  if (code < 0) {
+    unaryTwin(op, out, x, params);
+    return;
+  }
+  runSimOp(
+    op,
+    out.data,
+    (ops) => ops.unary(code, out.data, x, params.epsilon ?? 0, out.dtype === 'fp16'),
+    () => unaryTwin(op, out, x, params),
+  );
+}
+
+function unaryTwin(op: UnaryOp, out: FloatTensor, x: Float32Array, params: UnaryParams): void {
   const o = out.data;
   const n = o.length;
   switch (op) {

@@ -8,6 +8,7 @@
  */
 import { roundToFp16 } from 'ane-ir/mil';
 import type { StridedLayout } from '../layout';
+import { runSimOp } from '../native-ops';
 import { finishFloat } from '../numerics';
 import type { FloatTensor } from '../tensor';
 import { contiguousStrides, normalizeAxis } from '../tensor';
@@ -195,6 +196,15 @@ export function planAxis(shape: readonly number[], axis: number): ReductionGeome
  * each exp stored in fp32, the quotient rounded once.
  */
 export function softmax(out: FloatTensor, x: Float32Array, g: ReductionGeometry): void {
+  runSimOp(
+    'softmax',
+    out.data,
+    (ops) => ops.softmax(out.data, x, g.outer, g.reduced, g.inner, out.dtype === 'fp16'),
+    () => softmaxTwin(out, x, g),
+  );
+}
+
+function softmaxTwin(out: FloatTensor, x: Float32Array, g: ReductionGeometry): void {
   const { outer, reduced, inner } = g;
   const o = out.data;
   if (inner === 1) {

@@ -1,0 +1,169 @@
+// The JS face of the simulator's native ops (sim_ops.h). They are synchronous: the simulator calls
+// them from its planned run closures (src/sim/native-ops.ts, which also picks the op codes). The
+// arrays are the simulator's own planned buffers, but every pointer a kernel follows is checked
+// here first, so a direct caller cannot make one read or write outside its arrays.
+#include "napi_sim_ops.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "sim_ops.h"
+
+namespace ane {
+namespace sim {
+
+namespace {
+
+template <typename T>
+struct Array {
+  T* data = nullptr;
+  Index length = 0;
+};
+
+[[noreturn]] void fail(Napi::Env env, const std::string& message) { throw Napi::RangeError::New(env, message); }
+
+template <typename T>
+Array<T> array(const Napi::CallbackInfo& info, std::size_t i, napi_typedarray_type type, const char* name) {
+  const Napi::Value value = info[i];
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type) {
+    throw Napi::TypeError::New(info.Env(), std::string("simOps: ") + name + " has the wrong array type");
+  }
+  void* data = nullptr;
+  std::size_t length = 0;
+  if (napi_get_typedarray_info(info.Env(), value, nullptr, &length, &data, nullptr, nullptr) != napi_ok) {
+    throw Napi::TypeError::New(info.Env(), std::string("simOps: cannot read ") + name);
+  }
+  return {static_cast<T*>(data), static_cast<Index>(length)};
+}
+
+Array<float> f32(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
+  return array<float>(info, i, napi_float32_array, name);
+}
+
+Index whole(const Napi::CallbackInfo& info, std::size_t i, const char* name, bool allowNegative = false) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string("simOps: ") + name + " must be a number");
+  const double value = info[i].As<Napi::Number>().DoubleValue();
+  if (value != std::floor(value) || std::fabs(value) > 2147483647.0 || (!allowNegative && value < 0)) {
+    fail(info.Env(), std::string("simOps: ") + name + " must be a whole number in range");
+  }
+  return static_cast<Index>(value);
+}
+
+// Reads operands [first, first + count) of a walk: strides then row-offset arrays, and checks that
+// every element each operand's runs touch lies inside that operand's array.
+Walk walk(const Napi::CallbackInfo& info, std::size_t at, int count, const Index* lengths) {
+  Walk w;
+  w.rows = whole(info, at, "rows");
+  w.inner = whole(info, at + 1, "inner");
+  if (w.rows * w.inner > (Index(1) << 40)) fail(info.Env(), "simOps: walk too large");
+  for (int k = 0; k < count; k++) {
+    w.strides[k] = whole(info, at + 2 + k, "stride", true);
+    const Array<std::int32_t> offsets = array<std::int32_t>(info, at + 2 + count + k, napi_int32_array, "rowOffsets");
+    if (offsets.length < w.rows) fail(info.Env(), "simOps: rowOffsets is shorter than rows");
+    w.rowOffsets[k] = offsets.data;
+    if (w.inner == 0) continue;
+    const Index reach = (w.inner - 1) * w.strides[k];
+    for (Index r = 0; r < w.rows; r++) {
+      const Index start = offsets.data[r];
+      const Index end = start + reach;
+      if (start < 0 || end < 0 || start >= lengths[k] || end >= lengths[k]) {
+        fail(info.Env(), "simOps: walk reads outside operand " + std::to_string(k) + " (row " + std::to_string(r) + ")");
+      }
+    }
+  }
+  return w;
+}
+
+void needLength(const Napi::CallbackInfo& info, Index have, Index need, const char* name) {
+  if (have < need) fail(info.Env(), std::string("simOps: ") + name + " is too short");
+}
+
+// binary(op, out, x, y, rows, inner, xStride, yStride, xRowOffsets, yRowOffsets, roundFp16)
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  const Index op = whole(info, 0, "op");
+  if (op > static_cast<Index>(BinaryOp::Minimum)) fail(info.Env(), "simOps: unknown binary op");
+  const Array<float> out = f32(info, 1, "out"), x = f32(info, 2, "x"), y = f32(info, 3, "y");
+  const Index lengths[2] = {x.length, y.length};
+  const Walk w = walk(info, 4, 2, lengths);
+  needLength(info, out.length, w.rows * w.inner, "out");
+  binary(static_cast<BinaryOp>(op), out.data, x.data, y.data, w, info[10].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// unary(op, out, x, epsilon, roundFp16)
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  const Index op = whole(info, 0, "op");
+  if (op > static_cast<Index>(UnaryOp::Relu)) fail(info.Env(), "simOps: unknown unary op");
+  const Array<float> out = f32(info, 1, "out"), x = f32(info, 2, "x");
+  needLength(info, x.length, out.length, "x");
+  if (!info[3].IsNumber()) throw Napi::TypeError::New(info.Env(), "simOps: epsilon must be a number");
+  const double epsilon = info[3].As<Napi::Number>().DoubleValue();
+  unary(static_cast<UnaryOp>(op), out.data, x.data, out.length, epsilon, info[4].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// roundToFp16(data)
+Napi::Value RoundToFp16(const Napi::CallbackInfo& info) {
+  const Array<float> data = f32(info, 0, "data");
+  roundToFp16(data.data, data.length);
+  return info.Env().Undefined();
+}
+
+// saturateToInfinity(data, threshold, inclusive)
+Napi::Value SaturateToInfinity(const Napi::CallbackInfo& info) {
+  const Array<float> data = f32(info, 0, "data");
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "simOps: threshold must be a number");
+  saturateToInfinity(data.data, data.length, info[1].As<Napi::Number>().DoubleValue(), info[2].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// gather(out, src, rows, inner, stride, rowOffsets): out and src of one type, 4- or 1-byte elements.
+Napi::Value Gather(const Napi::CallbackInfo& info) {
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "simOps: gather needs typed arrays");
+  const napi_typedarray_type type = info[0].As<Napi::TypedArray>().TypedArrayType();
+  if (info[1].As<Napi::TypedArray>().TypedArrayType() != type) throw Napi::TypeError::New(info.Env(), "simOps: gather arrays differ in type");
+  const bool wide = type == napi_float32_array || type == napi_int32_array || type == napi_uint32_array;
+  const bool narrow = type == napi_int8_array || type == napi_uint8_array;
+  if (!wide && !narrow) throw Napi::TypeError::New(info.Env(), "simOps: gather takes 4- or 1-byte elements");
+  if (wide) {
+    const Array<std::uint32_t> out = array<std::uint32_t>(info, 0, type, "out");
+    const Array<std::uint32_t> src = array<std::uint32_t>(info, 1, type, "src");
+    const Walk w = walk(info, 2, 1, &src.length);
+    needLength(info, out.length, w.rows * w.inner, "out");
+    gather32(out.data, src.data, w);
+  } else {
+    const Array<std::uint8_t> out = array<std::uint8_t>(info, 0, type, "out");
+    const Array<std::uint8_t> src = array<std::uint8_t>(info, 1, type, "src");
+    const Walk w = walk(info, 2, 1, &src.length);
+    needLength(info, out.length, w.rows * w.inner, "out");
+    gather8(out.data, src.data, w);
+  }
+  return info.Env().Undefined();
+}
+
+// softmax(out, x, outer, reduced, inner, roundFp16)
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const Array<float> out = f32(info, 0, "out"), x = f32(info, 1, "x");
+  const Index outer = whole(info, 2, "outer"), reduced = whole(info, 3, "reduced"), inner = whole(info, 4, "inner");
+  const double total = static_cast<double>(outer) * static_cast<double>(reduced) * static_cast<double>(inner);
+  if (total > static_cast<double>(out.length) || total > static_cast<double>(x.length)) fail(info.Env(), "simOps: softmax arrays are too short");
+  softmax(out.data, x.data, outer, reduced, inner, info[5].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void registerSimOps(Napi::Env env, Napi::Object exports) {
+  Napi::Object ops = Napi::Object::New(env);
+  ops.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  ops.Set("unary", Napi::Function::New(env, Unary, "unary"));
+  ops.Set("roundToFp16", Napi::Function::New(env, RoundToFp16, "roundToFp16"));
+  ops.Set("saturateToInfinity", Napi::Function::New(env, SaturateToInfinity, "saturateToInfinity"));
+  ops.Set("gather", Napi::Function::New(env, Gather, "gather"));
+  ops.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  exports.Set("simOps", ops);
+}
+
+}  // namespace sim
+}  // namespace ane

@@ -1,0 +1,417 @@
+// The simulator's hot ops; see sim_ops.h for the arithmetic contract. Large ops spread over the
+// host thread pool by output element ranges: every element's arithmetic depends only on its own
+// inputs (softmax: on its own row or column), so the split never changes a bit.
+#include "sim_ops.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "simd.h"
+#include "thread_pool.h"
+#include "warnings.h"
+
+#if ANE_X86
+#include <immintrin.h>
+#endif
+#if ANE_ARM64
+#include <arm_neon.h>
+#endif
+
+namespace ane {
+namespace sim {
+
+namespace {
+
+using kernels::Isa;
+
+// Below this many elements an op runs on the calling thread alone.
+constexpr Index kMinParallel = 1 << 15;
+// Ops that compute then round work in blocks this long, so the rounding pass reads a hot cache.
+constexpr Index kBlock = 2048;
+
+inline std::uint32_t floatBits(float x) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return bits;
+}
+
+inline float bitsFloat(std::uint32_t bits) {
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// ane-ir/mil roundToFp16InPlace on one value: normal halves by a round-half-even of the mantissa,
+// overflow to +-inf, NaN unchanged, the subnormal range through the exact conversion.
+inline float roundHalf(float v) {
+  const std::uint32_t u = floatBits(v);
+  const std::uint32_t magnitude = u & 0x7fffffffu;
+  if (magnitude >= 0x38800000u && magnitude < 0x477ff000u) {
+    return bitsFloat((u & 0x80000000u) | ((magnitude + 0xfffu + ((magnitude >> 13) & 1u)) & ~0x1fffu));
+  }
+  if (magnitude >= 0x477ff000u && magnitude <= 0x7f800000u) return bitsFloat((u & 0x80000000u) | 0x7f800000u);
+  if (magnitude > 0x7f800000u) return v;
+  return kernels::fp16ToFp32Scalar(kernels::fp32ToFp16Scalar(v, false));
+}
+
+void roundScalar(float* p, Index n) {
+  for (Index i = 0; i < n; i++) p[i] = roundHalf(p[i]);
+}
+
+// The hardware round trip (vcvtps2ph with round-to-nearest-even, then back) gives the same value
+// for every non-NaN input, subnormal halves included; a NaN keeps its fp32 bits, as in the twin.
+#if ANE_X86
+ANE_TARGET_AVX2 void roundAvx2(float* p, Index n) {
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(p + i);
+    const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm256_storeu_ps(p + i, _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+  }
+  roundScalar(p + i, n - i);
+}
+
+ANE_TARGET_AVX512 void roundAvx512(float* p, Index n) {
+  Index i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(p + i);
+    const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm512_storeu_ps(p + i, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v));
+  }
+  roundAvx2(p + i, n - i);
+}
+#endif
+
+#if ANE_ARM64
+void roundNeon(float* p, Index n) {
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t v = vld1q_f32(p + i);
+    const float32x4_t r = vcvt_f32_f16(vcvt_f16_f32(v));
+    vst1q_f32(p + i, vbslq_f32(vceqq_f32(v, v), r, v));
+  }
+  roundScalar(p + i, n - i);
+}
+#endif
+
+void roundSpan(float* p, Index n) {
+  switch (kernels::activeIsa()) {
+#if ANE_X86
+    case Isa::Avx512:
+      return roundAvx512(p, n);
+    case Isa::Avx2:
+      return roundAvx2(p, n);
+#endif
+#if ANE_ARM64
+    case Isa::Neon:
+      return roundNeon(p, n);
+#endif
+    default:
+      return roundScalar(p, n);
+  }
+}
+
+// Splits [0, n) over the pool (one range when small).
+template <typename Body>
+void forRanges(Index n, const Body& body) {
+  if (n < kMinParallel || kernels::hostThreads() < 2) {
+    body(0, n);
+    return;
+  }
+  kernels::parallelFor(n, kMinParallel / 2, 64, [&](Index begin, Index end) { body(begin, end); });
+}
+
+// ---- the twins' float64 arithmetic -----------------------------------------------------------
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// JS `a ** b`: NaN for a NaN exponent and for (+-1) ** (+-inf), where C's pow says 1.
+inline double jsPow(double a, double b) {
+  if (std::isnan(b)) return kNaN;
+  if (std::isinf(b) && std::fabs(a) == 1.0) return kNaN;
+  return std::pow(a, b);
+}
+// Math.max / Math.min: NaN wins, and +0 is above -0.
+inline double jsMax(double a, double b) {
+  if (a != a || b != b) return kNaN;
+  if (a == b) return std::signbit(a) ? b : a;
+  return a > b ? a : b;
+}
+inline double jsMin(double a, double b) {
+  if (a != a || b != b) return kNaN;
+  if (a == b) return std::signbit(a) ? a : b;
+  return a < b ? a : b;
+}
+
+template <BinaryOp Op>
+inline double applyBinary(double a, double b) {
+  switch (Op) {
+    case BinaryOp::Add:
+      return a + b;
+    case BinaryOp::Sub:
+      return a - b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::RealDiv:
+      return a / b;
+    case BinaryOp::Pow:
+      return jsPow(a, b);
+    case BinaryOp::Maximum:
+      return jsMax(a, b);
+    case BinaryOp::Minimum:
+      return jsMin(a, b);
+  }
+  return kNaN;
+}
+
+inline double sigmoidOf(double v) {
+  if (v >= 0) return 1 / (1 + std::exp(-v));
+  const double e = std::exp(v);
+  return e / (1 + e);
+}
+
+template <UnaryOp Op>
+inline double applyUnary(double v, double epsilon) {
+  switch (Op) {
+    case UnaryOp::Exp:
+      return std::exp(v);
+    case UnaryOp::Log:
+      return std::log(v + epsilon);
+    case UnaryOp::Sqrt:
+      return std::sqrt(v);
+    case UnaryOp::Rsqrt:
+      return 1 / std::sqrt(v + epsilon);
+    case UnaryOp::Inverse:
+      return 1 / (v + epsilon);
+    case UnaryOp::Tanh:
+      return std::tanh(v);
+    case UnaryOp::Sigmoid:
+      return sigmoidOf(v);
+    case UnaryOp::Silu:
+      return v * sigmoidOf(v);
+    case UnaryOp::Relu:
+      return v > 0 || std::isnan(v) ? v : 0.0;
+  }
+  return kNaN;
+}
+
+// out[begin, end) of a walk over two operands; rounds each finished block when asked.
+template <BinaryOp Op>
+void binaryRange(float* out, const float* x, const float* y, const Walk& w, Index begin, Index end, bool round) {
+  const Index xs = w.strides[0], ys = w.strides[1];
+  Index i = begin;
+  while (i < end) {
+    const Index row = i / w.inner;
+    const Index col = i - row * w.inner;
+    const Index stop = std::min(end, (row + 1) * w.inner);
+    const float* xp = x + w.rowOffsets[0][row] + col * xs;
+    const float* yp = y + w.rowOffsets[1][row] + col * ys;
+    float* o = out + i;
+    const Index n = stop - i;
+    if (xs == 1 && ys == 1) {
+      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k], yp[k]));
+    } else if (xs == 1 && ys == 0) {
+      const double b = yp[0];
+      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k], b));
+    } else if (xs == 0 && ys == 1) {
+      const double a = xp[0];
+      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(a, yp[k]));
+    } else {
+      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k * xs], yp[k * ys]));
+    }
+    if (round) roundSpan(o, n);
+    i = stop;
+  }
+}
+
+template <BinaryOp Op>
+void binaryOp(float* out, const float* x, const float* y, const Walk& w, bool round) {
+  forRanges(w.rows * w.inner, [&](Index begin, Index end) {
+    for (Index b = begin; b < end; b += kBlock) binaryRange<Op>(out, x, y, w, b, std::min(end, b + kBlock), round);
+  });
+}
+
+template <UnaryOp Op>
+void unaryOp(float* out, const float* x, Index n, double epsilon, bool round) {
+  forRanges(n, [&](Index begin, Index end) {
+    for (Index b = begin; b < end; b += kBlock) {
+      const Index stop = std::min(end, b + kBlock);
+      for (Index i = b; i < stop; i++) out[i] = static_cast<float>(applyUnary<Op>(x[i], epsilon));
+      if (round) roundSpan(out + b, stop - b);
+    }
+  });
+}
+
+template <typename T>
+void gather(T* out, const T* src, const Walk& w) {
+  const Index stride = w.strides[0];
+  const std::int32_t* offsets = w.rowOffsets[0];
+  const Index inner = w.inner;
+  auto rows = [&](Index first, Index last) {
+    for (Index row = first; row < last; row++) {
+      const T* s = src + offsets[row];
+      T* o = out + row * inner;
+      if (stride == 1) {
+        std::memcpy(o, s, static_cast<std::size_t>(inner) * sizeof(T));
+      } else {
+        for (Index k = 0; k < inner; k++) o[k] = s[k * stride];
+      }
+    }
+  };
+  if (w.rows * inner < kMinParallel || kernels::hostThreads() < 2 || w.rows < 2) {
+    rows(0, w.rows);
+    return;
+  }
+  const Index minRows = std::max<Index>(1, kMinParallel / 2 / std::max<Index>(inner, 1));
+  kernels::parallelFor(w.rows, minRows, 1, rows);
+}
+
+// Rows of a last-axis softmax: x[rows, length].
+void softmaxRows(float* out, const float* x, Index first, Index last, Index length, bool round) {
+  for (Index row = first; row < last; row++) {
+    const float* xr = x + row * length;
+    float* o = out + row * length;
+    double max = -std::numeric_limits<double>::infinity();
+    for (Index j = 0; j < length; j++)
+      if (xr[j] > max) max = xr[j];
+    double sum = 0;
+    for (Index j = 0; j < length; j++) {
+      o[j] = static_cast<float>(std::exp(static_cast<double>(xr[j]) - max));
+      sum += o[j];
+    }
+    for (Index j = 0; j < length; j++) o[j] = static_cast<float>(o[j] / sum);
+    if (round) roundSpan(o, length);
+  }
+}
+
+// Columns [first, last) of one outer block of x[reduced, inner] (softmax down each column).
+void softmaxColumns(float* out, const float* x, Index reduced, Index inner, Index first, Index last,
+                    std::vector<double>& scratch) {
+  const Index width = last - first;
+  scratch.assign(static_cast<std::size_t>(2 * width), 0.0);
+  double* max = scratch.data();
+  double* sum = max + width;
+  for (Index i = 0; i < width; i++) max[i] = -std::numeric_limits<double>::infinity();
+  for (Index r = 0; r < reduced; r++) {
+    const float* xr = x + r * inner + first;
+    for (Index i = 0; i < width; i++)
+      if (xr[i] > max[i]) max[i] = xr[i];
+  }
+  for (Index r = 0; r < reduced; r++) {
+    const float* xr = x + r * inner + first;
+    float* o = out + r * inner + first;
+    for (Index i = 0; i < width; i++) {
+      o[i] = static_cast<float>(std::exp(static_cast<double>(xr[i]) - max[i]));
+      sum[i] += o[i];
+    }
+  }
+  for (Index r = 0; r < reduced; r++) {
+    float* o = out + r * inner + first;
+    for (Index i = 0; i < width; i++) o[i] = static_cast<float>(o[i] / sum[i]);
+  }
+}
+
+}  // namespace
+
+void binary(BinaryOp op, float* out, const float* x, const float* y, const Walk& walk, bool roundFp16) {
+  switch (op) {
+    case BinaryOp::Add:
+      return binaryOp<BinaryOp::Add>(out, x, y, walk, roundFp16);
+    case BinaryOp::Sub:
+      return binaryOp<BinaryOp::Sub>(out, x, y, walk, roundFp16);
+    case BinaryOp::Mul:
+      return binaryOp<BinaryOp::Mul>(out, x, y, walk, roundFp16);
+    case BinaryOp::RealDiv:
+      return binaryOp<BinaryOp::RealDiv>(out, x, y, walk, roundFp16);
+    case BinaryOp::Pow:
+      return binaryOp<BinaryOp::Pow>(out, x, y, walk, roundFp16);
+    case BinaryOp::Maximum:
+      return binaryOp<BinaryOp::Maximum>(out, x, y, walk, roundFp16);
+    case BinaryOp::Minimum:
+      return binaryOp<BinaryOp::Minimum>(out, x, y, walk, roundFp16);
+  }
+}
+
+void unary(UnaryOp op, float* out, const float* x, Index n, double epsilon, bool roundFp16) {
+  switch (op) {
+    case UnaryOp::Exp:
+      return unaryOp<UnaryOp::Exp>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Log:
+      return unaryOp<UnaryOp::Log>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Sqrt:
+      return unaryOp<UnaryOp::Sqrt>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Rsqrt:
+      return unaryOp<UnaryOp::Rsqrt>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Inverse:
+      return unaryOp<UnaryOp::Inverse>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Tanh:
+      return unaryOp<UnaryOp::Tanh>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Sigmoid:
+      return unaryOp<UnaryOp::Sigmoid>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Silu:
+      return unaryOp<UnaryOp::Silu>(out, x, n, epsilon, roundFp16);
+    case UnaryOp::Relu:
+      return unaryOp<UnaryOp::Relu>(out, x, n, epsilon, roundFp16);
+  }
+}
+
+void roundToFp16(float* data, Index n) {
+  forRanges(n, [&](Index begin, Index end) { roundSpan(data + begin, end - begin); });
+}
+
+void saturateToInfinity(float* data, Index n, double threshold, bool inclusive) {
+  const double limit = threshold;
+  forRanges(n, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; i++) {
+      const double magnitude = std::fabs(static_cast<double>(data[i]));
+      if (inclusive ? magnitude >= limit : magnitude > limit) {
+        data[i] = data[i] > 0 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+      }
+    }
+  });
+}
+
+void gather32(std::uint32_t* out, const std::uint32_t* src, const Walk& walk) { gather(out, src, walk); }
+void gather8(std::uint8_t* out, const std::uint8_t* src, const Walk& walk) { gather(out, src, walk); }
+
+void softmax(float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16) {
+  if (outer == 0 || reduced == 0 || inner == 0) return;
+  if (inner == 1) {
+    const Index minRows = std::max<Index>(1, kMinParallel / 4 / reduced);
+    if (outer * reduced < kMinParallel || kernels::hostThreads() < 2 || outer < 2) {
+      softmaxRows(out, x, 0, outer, reduced, roundFp16);
+    } else {
+      kernels::parallelFor(outer, minRows, 1,
+                           [&](Index first, Index last) { softmaxRows(out, x, first, last, reduced, roundFp16); });
+    }
+    return;
+  }
+  // Columns of each outer block, split into chunks the pool shares; a chunk never spans two blocks.
+  const Index chunk = 256;
+  const Index chunksPerBlock = (inner + chunk - 1) / chunk;
+  auto run = [&](Index firstTask, Index lastTask) {
+    std::vector<double> scratch;
+    for (Index task = firstTask; task < lastTask; task++) {
+      const Index b = task / chunksPerBlock;
+      const Index first = (task - b * chunksPerBlock) * chunk;
+      const Index last = std::min(inner, first + chunk);
+      const Index base = b * reduced * inner;
+      softmaxColumns(out + base, x + base, reduced, inner, first, last, scratch);
+      if (roundFp16) {
+        for (Index r = 0; r < reduced; r++) roundSpan(out + base + r * inner + first, last - first);
+      }
+    }
+  };
+  const Index tasks = outer * chunksPerBlock;
+  if (outer * reduced * inner < kMinParallel || kernels::hostThreads() < 2 || tasks < 2) {
+    run(0, tasks);
+  } else {
+    kernels::parallelFor(tasks, 1, 1, run);
+  }
+}
+
+}  // namespace sim
+}  // namespace ane

@@ -1,0 +1,47 @@
+// The simulator's hot ops (src/sim/ops/*.ts are their readable TS twins). Each one reproduces its
+// twin's arithmetic exactly: evaluate in float64 as the JS numbers do, store binary32 (one rounding),
+// then round an fp16 result to fp16 (nearest even; overflow to +-inf; NaN kept). Identical bits to
+// the twins, NaN payloads aside (a NaN stays a NaN); src/sim/native-ops.test.ts and the `compare`
+// mode of the simulator hold them to it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ane {
+namespace sim {
+
+using Index = std::ptrdiff_t;
+
+// A strided walk of `operands` operands in step with a dense output (src/sim/layout.ts): the output
+// is `rows` runs of `inner` elements; operand k's run r starts at rowOffsets[k][r] and advances by
+// strides[k] per element (0 = broadcast).
+struct Walk {
+  Index rows = 0;
+  Index inner = 0;
+  Index strides[3] = {0, 0, 0};
+  const std::int32_t* rowOffsets[3] = {nullptr, nullptr, nullptr};
+};
+
+// The op codes are the index of the op in the TS lists (src/sim/native-ops.ts).
+enum class BinaryOp : int { Add, Sub, Mul, RealDiv, Pow, Maximum, Minimum };
+enum class UnaryOp : int { Exp, Log, Sqrt, Rsqrt, Inverse, Tanh, Sigmoid, Silu, Relu };
+
+//   out: [rows * inner]; x, y: read through the walk
+void binary(BinaryOp op, float* out, const float* x, const float* y, const Walk& walk, bool roundFp16);
+//   out, x: [n]; epsilon: log/rsqrt/inverse add it first (as the twin does)
+void unary(UnaryOp op, float* out, const float* x, Index n, double epsilon, bool roundFp16);
+// In place: every value to its nearest fp16 (as ane-ir/mil roundToFp16InPlace).  data: [n]
+void roundToFp16(float* data, Index n);
+// In place: |v| past threshold (>= when inclusive) becomes +-inf (src/sim/behaviours.ts).  data: [n]
+void saturateToInfinity(float* data, Index n, double threshold, bool inclusive);
+// out[dense] = src[walk] with operand 0 of the walk (transpose, slice, broadcast moves), for
+// 4-byte and 1-byte elements.  out: [rows * inner]
+void gather32(std::uint32_t* out, const std::uint32_t* src, const Walk& walk);
+void gather8(std::uint8_t* out, const std::uint8_t* src, const Walk& walk);
+// softmax over the middle axis of x[outer, reduced, inner] (max-shifted, each exp stored as
+// binary32 and summed in float64 in order, the quotient rounded once).  out, x: [outer*reduced*inner]
+void softmax(float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16);
+
+}  // namespace sim
+}  // namespace ane

@@ -1,0 +1,262 @@
+import { roundToFp16InPlace } from 'ane-ir/mil';
+import { afterEach, describe, expect, it } from 'vitest';
+import { nativeAddon } from '../native/loader';
+import { saturateToInfinity } from './behaviours';
+import { gatherCopy, planBroadcast, planStridedWalk } from './layout';
+import { runSimOp, SimOpsMismatchError, setSimOpsMode, simOpsMode } from './native-ops';
+import { roundToFp16 } from './numerics';
+import type { BinaryArithmeticOp, UnaryOp } from './ops/elementwise';
+import { BINARY_ARITHMETIC_OPS, binaryArithmetic, unary } from './ops/elementwise';
+import { planAxis, softmax } from './ops/reduce';
+import type { FloatTensor } from './tensor';
+
+const native = nativeAddon().addon?.simOps !== undefined;
+const initialMode = simOpsMode();
+afterEach(() => {
+  setSimOpsMode(initialMode);
+});
+
+/** Deterministic values: fp16-exact numbers over the whole range plus the special values. */
+function fp16Values(count: number, seed: number): Float32Array {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+  const specials = [
+    0,
+    -0,
+    1,
+    -1,
+    65504,
+    -65504,
+    2 ** -24,
+    -(2 ** -24),
+    2 ** -14,
+    Infinity,
+    -Infinity,
+    Number.NaN,
+    0.5,
+    2048,
+    65519,
+  ];
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    if (i < specials.length) out[i] = specials[i]!;
+    else {
+      const magnitude = 2 ** (next() * 40 - 24) * (1 + next());
+      out[i] = next() < 0.5 ? -magnitude : magnitude;
+    }
+  }
+  roundToFp16InPlace(out);
+  return out;
+}
+
+function tensor(dtype: 'fp16' | 'fp32', shape: number[]): FloatTensor {
+  return { dtype, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };
+}
+
+function bits(values: Float32Array): number[] {
+  return [...new Uint32Array(values.buffer, values.byteOffset, values.length)].map((b, i) =>
+    Number.isNaN(values[i]) ? -1 : b,
+  );
+}
+
+/** Runs `op` once per mode into fresh outputs and returns both results' bits. */
+function bothModes(run: () => Float32Array): { ts: number[]; native: number[] } {
+  setSimOpsMode('ts');
+  const ts = bits(run());
+  setSimOpsMode('native');
+  const nativeBits = bits(run());
+  return { ts, native: nativeBits };
+}
+
+describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit (NaN payloads aside)', () => {
+  const shapes: [number[], number[], number[]][] = [
+    [
+      [3, 70],
+      [3, 70],
+      [3, 70],
+    ],
+    [
+      [1, 8, 1, 300],
+      [1, 8, 1, 1],
+      [1, 8, 1, 300],
+    ],
+    [
+      [1, 1, 1, 300],
+      [1, 8, 1, 300],
+      [1, 8, 1, 300],
+    ],
+    [
+      [4, 1],
+      [1, 5],
+      [4, 5],
+    ],
+    [[], [2, 3], [2, 3]],
+    [[64, 600], [600], [64, 600]],
+  ];
+  for (const op of BINARY_ARITHMETIC_OPS as readonly BinaryArithmeticOp[]) {
+    for (const dtype of ['fp16', 'fp32'] as const) {
+      it(`${op} ${dtype} with broadcasting`, () => {
+        shapes.forEach(([xShape, yShape, outShape], k) => {
+          const x = fp16Values(
+            xShape.reduce((a, b) => a * b, 1),
+            11 + k,
+          );
+          const y = fp16Values(
+            yShape.reduce((a, b) => a * b, 1),
+            97 + k,
+          ).reverse();
+          const layout = planBroadcast(outShape, [xShape, yShape]);
+          const result = bothModes(() => {
+            const out = tensor(dtype, outShape);
+            binaryArithmetic(op, out, x, y, layout);
+            return out.data;
+          });
+          expect(result.native).toEqual(result.ts);
+        });
+      });
+    }
+  }
+
+  const unaryOps: UnaryOp[] = ['exp', 'log', 'sqrt', 'rsqrt', 'inverse', 'tanh', 'sigmoid', 'silu', 'relu'];
+  for (const op of unaryOps) {
+    it(`${op}, fp16 and fp32, with an epsilon`, () => {
+      const x = fp16Values(5000, 3);
+      for (const dtype of ['fp16', 'fp32'] as const) {
+        for (const epsilon of [undefined, 1e-5]) {
+          const result = bothModes(() => {
+            const out = tensor(dtype, [x.length]);
+            unary(op, out, x, epsilon === undefined ? {} : { epsilon });
+            return out.data;
+          });
+          expect(result.native).toEqual(result.ts);
+        }
+      }
+    });
+  }
+
+  it('rounds every sampled binary32 pattern to fp16 as ane-ir/mil does (normal, subnormal, overflow, NaN)', () => {
+    const patterns = new Uint32Array(1 << 20);
+    for (let i = 0; i < patterns.length; i++) patterns[i] = Math.imul(i, 4099) >>> 0;
+    // Every rounding boundary of the top of the range and of the subnormal halves.
+    patterns.set([
+      0x477fefff, 0x477ff000, 0x477ff001, 0x33000000, 0x33000001, 0x387fe000, 0x387ff000, 0x7f800000,
+      0x7fc00001,
+    ]);
+    const values = new Float32Array(patterns.buffer);
+    const result = bothModes(() => {
+      const copy = values.slice();
+      roundToFp16(copy);
+      return copy;
+    });
+    expect(result.native).toEqual(result.ts);
+    // NaN payloads are kept, as the twin keeps them.
+    setSimOpsMode('native');
+    const nan = new Float32Array(new Uint32Array([0x7fc00123, 0xffa00001]).buffer);
+    roundToFp16(nan);
+    expect([...new Uint32Array(nan.buffer)]).toEqual([0x7fc00123, 0xffa00001]);
+  });
+
+  it('saturates to infinity past a threshold (inclusive and not)', () => {
+    const x = fp16Values(4000, 5);
+    for (const inclusive of [true, false]) {
+      for (const threshold of [32759, 4094, 0.1]) {
+        const result = bothModes(() => {
+          const copy = x.slice();
+          saturateToInfinity(copy, threshold, inclusive);
+          return copy;
+        });
+        expect(result.native).toEqual(result.ts);
+      }
+    }
+  });
+
+  it('gathers transposes, slices and broadcasts of 4- and 1-byte elements', () => {
+    const walks = [
+      planStridedWalk([300, 70], [[1, 300]]), // a transpose
+      planStridedWalk([5, 40], [[100, 2]], [7]), // a strided slice
+      planStridedWalk([4, 200], [[0, 1]]), // a broadcast
+      planStridedWalk([2, 3, 50], [[150, 1, 3]]),
+    ];
+    for (const walk of walks) {
+      const size = walk.rows * walk.inner;
+      for (const make of [
+        (n: number) => new Float32Array(n).map((_, i) => i * 0.5 - 3),
+        (n: number) => new Int32Array(n).map((_, i) => i * 7 - 11),
+        (n: number) => new Int8Array(n).map((_, i) => (i % 200) - 100),
+        (n: number) => new Uint8Array(n).map((_, i) => i % 2),
+      ]) {
+        const src = make(30000);
+        setSimOpsMode('ts');
+        const ts = make(size);
+        gatherCopy(ts, src as typeof ts, walk);
+        setSimOpsMode('native');
+        const out = make(size);
+        gatherCopy(out, src as typeof out, walk);
+        expect([...out]).toEqual([...ts]);
+      }
+    }
+  });
+
+  it('softmax over the last axis and over a middle axis, with -inf and NaN rows', () => {
+    const x = fp16Values(6 * 40 * 33, 9).map((v) => (Number.isFinite(v) ? v / 1000 : v));
+    x.fill(Number.NEGATIVE_INFINITY, 0, 40); // a fully masked row: NaN, as the twin gives
+    for (const [shape, axis] of [
+      [[6 * 33, 40], -1],
+      [[6, 40, 33], 1],
+      [[1, 6 * 40, 1, 33], 1],
+      [[6, 40, 33], 0],
+    ] as [number[], number][]) {
+      for (const dtype of ['fp16', 'fp32'] as const) {
+        const result = bothModes(() => {
+          const out = tensor(dtype, shape);
+          softmax(out, x, planAxis(shape, axis));
+          return out.data;
+        });
+        expect(result.native).toEqual(result.ts);
+      }
+    }
+  });
+
+  it('compare mode runs both and throws SimOpsMismatchError when they differ', () => {
+    setSimOpsMode('compare');
+    const out = new Float32Array(4);
+    expect(() =>
+      runSimOp(
+        'test-op',
+        out,
+        () => out.fill(1),
+        () => out.fill(2),
+      ),
+    ).toThrow(SimOpsMismatchError);
+    // An in-place op starts from the same contents in both runs.
+    const data = new Float32Array([1.00001, 3]);
+    roundToFp16(data);
+    expect([...data]).toEqual([1, 3]);
+  });
+
+  it('the native ops refuse walks and sizes outside their arrays (a RangeError, no crash)', () => {
+    const ops = nativeAddon().addon!.simOps!;
+    const small = new Float32Array(4);
+    const offsets = Int32Array.of(0, 2);
+    expect(() => ops.binary(0, small, small, small, 2, 4, 1, 1, offsets, offsets, true)).toThrow(RangeError);
+    expect(() => ops.binary(0, small, small, small, 1, 4, 1, 1, Int32Array.of(-1), offsets, true)).toThrow(
+      RangeError,
+    );
+    expect(() => ops.gather(small, small, 1, 3, 2, Int32Array.of(0))).toThrow(RangeError);
+    expect(() => ops.softmax(small, small, 2, 2, 2, true)).toThrow(RangeError);
+    expect(() => ops.unary(0, new Float32Array(8), small, 0, true)).toThrow(RangeError);
+    expect(() => ops.binary(99, small, small, small, 1, 4, 1, 1, offsets, offsets, true)).toThrow(RangeError);
+    expect(() => ops.gather(small, new Int32Array(4) as never, 1, 1, 1, Int32Array.of(0))).toThrow(TypeError);
+  });
+});
+
+describe('the simulator op mode', () => {
+  it('is ts without the addon, and refuses an unknown mode', () => {
+    expect(() => setSimOpsMode('fast' as never)).toThrow(RangeError);
+    expect(setSimOpsMode('ts')).toBe('ts');
+    expect(setSimOpsMode('native')).toBe(native ? 'native' : 'ts');
+  });
+});

@@ -1,0 +1,114 @@
+/**
+ * The simulator's hot ops, run by the native addon (native/kernels/sim_ops.cc) when it is loaded and
+ * by their readable TS twins (./ops) otherwise. Both give the same bits (NaN payloads aside: a NaN
+ * stays a NaN). `compare` mode runs both and throws SimOpsMismatchError on the first differing
+ * element: the ir-sim and autograd suites run in it, so every op they execute is held to its twin.
+ *
+ * The mode comes from `ANE_BRIDGE_SIM_OPS` (native | ts | compare) and can be changed with
+ * `setSimOpsMode`; without the addon (or with ANE_BRIDGE_FORCE_TS=1) only `ts` is possible.
+ */
+import { SIM_OPS_MODES, type SimOpsMode } from '../native/environment';
+import type { NativeSimOpsBindings } from '../native/loader';
+import { nativeAddon } from '../native/loader';
+
+export type { SimOpsMode } from '../native/environment';
+
+/** A native op and its TS twin disagreed (compare mode): a bug in one of them. */
+export class SimOpsMismatchError extends Error {
+  override readonly name = 'SimOpsMismatchError';
+  constructor(
+    readonly op: string,
+    readonly index: number,
+    readonly nativeValue: number,
+    readonly tsValue: number,
+  ) {
+    super(
+      `simulator op ${op}: the native op and its TS twin differ at element ${index} (native ${nativeValue}, ts ${tsValue}); please report this with the program`,
+    );
+  }
+}
+
+let bindings: NativeSimOpsBindings | null | undefined;
+let mode: SimOpsMode | undefined;
+
+function loadBindings(): NativeSimOpsBindings | null {
+  if (bindings === undefined) bindings = nativeAddon().addon?.simOps ?? null;
+  return bindings;
+}
+
+function initialMode(): SimOpsMode {
+  const requested = process.env.ANE_BRIDGE_SIM_OPS;
+  const wanted = SIM_OPS_MODES.includes(requested as SimOpsMode) ? (requested as SimOpsMode) : 'native';
+  return loadBindings() === null ? 'ts' : wanted;
+}
+
+/** The mode in use: `ts` whenever the native ops are not available. */
+export function simOpsMode(): SimOpsMode {
+  mode ??= initialMode();
+  return mode;
+}
+
+/**
+ * Sets the mode; returns the mode now in use (`ts` when `native` or `compare` was asked for and
+ * the addon is not loaded). Anything but the three modes is a RangeError.
+ */
+export function setSimOpsMode(next: SimOpsMode): SimOpsMode {
+  if (!SIM_OPS_MODES.includes(next)) {
+    throw new RangeError(`setSimOpsMode: expected one of ${SIM_OPS_MODES.join(', ')}, got ${String(next)}`);
+  }
+  mode = loadBindings() === null ? 'ts' : next;
+  return mode;
+}
+
+/** Whether two binary32 values are the same bits (any NaN equals any NaN). */
+function sameBits(
+  a: Float32Array | Int32Array | Int8Array | Uint8Array,
+  b: typeof a,
+  i: number,
+  bitsA: Uint32Array | null,
+  bitsB: Uint32Array | null,
+): boolean {
+  if (bitsA !== null && bitsB !== null) {
+    if (bitsA[i] === bitsB[i]) return true;
+    return Number.isNaN(a[i]) && Number.isNaN(b[i]);
+  }
+  return a[i] === b[i];
+}
+
+/**
+ * Runs one op: `native(ops)` or `twin()`, which both write `out` (and nothing else). In compare
+ * mode the native result is kept aside, the twin runs, and the two are compared element by element.
+ */
+export function runSimOp(
+  op: string,
+  out: Float32Array | Int32Array | Int8Array | Uint8Array,
+  native: (ops: NativeSimOpsBindings) => void,
+  twin: () => void,
+): void {
+  const current = simOpsMode();
+  if (current === 'ts') {
+    twin();
+    return;
+  }
+  const ops = bindings!;
+  if (current === 'native') {
+    native(ops);
+    return;
+  }
+  // Both write `out` from the same starting contents (in-place ops read it).
+  const before = out.slice();
+  native(ops);
+  const nativeResult = out.slice();
+  out.set(before as never);
+  twin();
+  const float = out instanceof Float32Array;
+  const nativeBits = float
+    ? new Uint32Array(nativeResult.buffer, nativeResult.byteOffset, nativeResult.length)
+    : null;
+  const twinBits = float ? new Uint32Array(out.buffer, out.byteOffset, out.length) : null;
+  for (let i = 0; i < out.length; i++) {
+    if (!sameBits(nativeResult, out, i, nativeBits, twinBits)) {
+      throw new SimOpsMismatchError(op, i, nativeResult[i]!, out[i]!);
+    }
+  }
+}
