@@ -3,6 +3,7 @@
  * take their mean (or sum) for one optimizer step, which then sees the gradient of the whole batch.
  */
 import { describeValue, OptimizerConfigError, OptimizerInputError, OptimizerStateError } from './errors';
+import { addInPlace, checkKernelChoice, type KernelChoice, scaleInPlace } from './kernels';
 import { checkOptionKeys } from './options';
 import { describePath, flattenTree, type ParamTree } from './tree';
 
@@ -11,6 +12,8 @@ export interface GradientAccumulatorOptions {
   steps: number;
   /** 'mean' (default) divides the sum by the number of micro-batches; 'sum' leaves it. */
   reduction?: 'mean' | 'sum';
+  /** Which ane-bridge kernels add and divide (default 'auto'); every choice gives the same bits. */
+  kernels?: KernelChoice;
 }
 
 export interface GradientAccumulatorState {
@@ -27,6 +30,7 @@ export interface GradientAccumulatorState {
 export class GradientAccumulator<T extends ParamTree = ParamTree> {
   readonly steps: number;
   readonly reduction: 'mean' | 'sum';
+  readonly kernels: KernelChoice;
   private readonly leaves: Array<[string, Float32Array]>;
   private accumulated = 0;
 
@@ -34,7 +38,7 @@ export class GradientAccumulator<T extends ParamTree = ParamTree> {
     readonly target: T,
     options: GradientAccumulatorOptions,
   ) {
-    checkOptionKeys('GradientAccumulator', options, ['steps', 'reduction']);
+    checkOptionKeys('GradientAccumulator', options, ['steps', 'reduction', 'kernels']);
     const steps = options?.steps;
     if (!Number.isInteger(steps) || steps < 1) {
       throw new OptimizerConfigError(
@@ -51,6 +55,7 @@ export class GradientAccumulator<T extends ParamTree = ParamTree> {
     }
     this.steps = steps;
     this.reduction = reduction;
+    this.kernels = checkKernelChoice(options.kernels ?? 'auto', 'GradientAccumulator');
     this.leaves = flattenTree(target, 'GradientAccumulator target');
   }
 
@@ -87,7 +92,7 @@ export class GradientAccumulator<T extends ParamTree = ParamTree> {
       const grad = incoming.get(path) as Float32Array;
       if (grad === leaf) continue; // accumulated in place by the caller
       if (this.accumulated === 0) leaf.set(grad);
-      else for (let i = 0; i < leaf.length; i++) leaf[i] = (leaf[i] as number) + (grad[i] as number);
+      else addInPlace(leaf, grad, this.kernels); // leaf[i] = leaf[i] + grad[i], in fp32
     }
     this.accumulated += 1;
     return this.ready;
@@ -105,8 +110,13 @@ export class GradientAccumulator<T extends ParamTree = ParamTree> {
     }
     if (this.reduction === 'mean' && this.accumulated > 1) {
       const count = this.accumulated;
-      for (const [, leaf] of this.leaves)
-        for (let i = 0; i < leaf.length; i++) leaf[i] = (leaf[i] as number) / count;
+      // For a power-of-two count, x / count and x · (1 / count) are the same real number, so their
+      // fp32 roundings are the same bits: the multiply runs as a kernel at memory speed.
+      const powerOfTwo = count <= 2 ** 30 && (count & (count - 1)) === 0;
+      for (const [, leaf] of this.leaves) {
+        if (powerOfTwo) scaleInPlace(leaf, 1 / count, this.kernels);
+        else for (let i = 0; i < leaf.length; i++) leaf[i] = (leaf[i] as number) / count;
+      }
     }
     this.accumulated = 0;
     return this.target;

@@ -3,7 +3,7 @@
  * function over a gradient tree, a flat arena's `grads`, or a single Float32Array.
  */
 import { describeValue, OptimizerConfigError } from './errors';
-import { checkKernelChoice, type KernelChoice, sumOfSquares } from './kernels';
+import { checkKernelChoice, type KernelChoice, scaleInPlace, sumOfSquares } from './kernels';
 import { checkOptionKeys } from './options';
 import { flattenTree, type ParamTree } from './tree';
 
@@ -47,12 +47,7 @@ export function clipGradNorm(grads: ParamTree, maxNorm: number, options: NormOpt
   // `scalar / tensor` is `tensor.reciprocal() * scalar`; every operation rounds to fp32.
   const coefficient = f(f(1 / f(f(totalNorm) + f(1e-6))) * f(maxNorm));
   if (coefficient < 1) {
-    for (const [, leaf] of leaves) scaleInPlace(leaf, coefficient);
+    for (const [, leaf] of leaves) scaleInPlace(leaf, coefficient, kernels);
   }
   return totalNorm;
-}
-
-/** x *= factor in fp32 (factor is an fp32 value, so each product rounds once, as torch's mul_). */
-export function scaleInPlace(x: Float32Array, factor: number): void {
-  for (let i = 0; i < x.length; i++) x[i] = (x[i] as number) * factor;
 }

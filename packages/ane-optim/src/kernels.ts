@@ -4,7 +4,7 @@
  * re-implements an update rule. A built-in optimizer describes each update as a KernelCall, which
  * runs here or, split by ranges, on worker threads (thread-pool.ts) calling the same kernels.
  */
-import { capabilities, type HostKernelSet, hostKernels } from 'ane-bridge';
+import { capabilities, type HostKernelSet, hostKernels, type SgdOptions } from 'ane-bridge';
 import { describeValue, OptimizerConfigError, OptimizerInputError } from './errors';
 
 /**
@@ -107,4 +107,53 @@ export function runKernelCall(
 /** sum(x^2) in float64 with the chosen kernels. */
 export function sumOfSquares(x: Float32Array, choice: KernelChoice = 'auto'): number {
   return kernelSet(choice, isShared(x)).sumOfSquares(x);
+}
+
+const NO_MATRIX = new Float32Array(0);
+
+/**
+ * x *= factor in place, each product rounded once to fp32 (as torch's `mul_`, and as the loop
+ * `x[i] = x[i] * factor` for an fp32 `factor`; another factor is rounded to fp32 first, as the
+ * native kernel takes a float). Runs as ane-bridge's sgemm with K = 0, which BLAS defines as C = beta·C and which
+ * both implementations compute as exactly that loop (the native one vectorized, at memory speed).
+ */
+export function scaleInPlace(x: Float32Array, factor: number, choice: KernelChoice = 'auto'): void {
+  if (x.length === 0) return;
+  // C: [1, n] = 0·A[1, 0]·B[0, n] + factor·C
+  kernelSet(choice, isShared(x)).sgemm(
+    false,
+    false,
+    1,
+    x.length,
+    0,
+    0,
+    NO_MATRIX,
+    1,
+    NO_MATRIX,
+    x.length,
+    Math.fround(factor),
+    x,
+    x.length,
+  );
+}
+
+/** SGD's options that make its update `p = p + g` (lr −1, no momentum, no weight decay). */
+const ADD: Readonly<SgdOptions> = Object.freeze({
+  lr: -1,
+  momentum: 0,
+  dampening: 0,
+  nesterov: false,
+  weightDecay: 0,
+  firstStep: false,
+});
+
+/**
+ * target += addend in place, each sum rounded once to fp32 (the loop `t[i] = t[i] + a[i]`, signed
+ * zeros included). Runs as ane-bridge's fused SGD update with learning rate −1 and nothing else,
+ * `p = p + 1·g` (one rounding: the native kernel's fma(1, g, p), the TypeScript one's fround).
+ */
+export function addInPlace(target: Float32Array, addend: Float32Array, choice: KernelChoice = 'auto'): void {
+  if (target.length === 0) return;
+  const kernels = kernelSet(choice, isShared(target) || isShared(addend));
+  kernels.sgdUpdate(target, addend, null, ADD);
 }

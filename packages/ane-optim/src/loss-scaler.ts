@@ -11,9 +11,8 @@
  * default power-of-two factors the unscaling is exact (barring underflow), and a scaled run
  * matches an unscaled one bit for bit.
  */
-import { scaleInPlace } from './clip';
 import { describeValue, OptimizerConfigError, OptimizerStateError } from './errors';
-import { checkKernelChoice, type KernelChoice, sumOfSquares } from './kernels';
+import { checkKernelChoice, type KernelChoice, scaleInPlace, sumOfSquares } from './kernels';
 import { checkOptionKeys } from './options';
 import { flattenTree, type ParamTree } from './tree';
 
@@ -162,7 +161,7 @@ export class DynamicLossScaler {
     }
     // torch: inv_scale = scale.double().reciprocal().float()
     const inverse = f(1 / this.currentScale);
-    if (inverse !== 1) for (const [, leaf] of leaves) scaleInPlace(leaf, inverse);
+    if (inverse !== 1) for (const [, leaf] of leaves) scaleInPlace(leaf, inverse, this.kernels);
     return { skip: false };
   }
 

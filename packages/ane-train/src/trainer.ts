@@ -498,7 +498,9 @@ export class Trainer {
           `the data ran out in the middle of an optimizer step (${micro} of ${this.accumulate} micro-batches): give at least steps × accumulate micro-batches`,
         );
       }
-      const result = await this.runtime.step(next.value.tokens, next.value.seq, scale);
+      // The session's own gradient buffers (no fresh copy per step): copied into the arena below,
+      // before anything else runs on the runtime.
+      const result = await this.runtime.step(next.value.tokens, next.value.seq, scale, { grads: 'view' });
       lossSum += result.loss;
       tokens += this.batch * next.value.seq;
       backend = result.backend;
@@ -507,7 +509,9 @@ export class Trainer {
       profile.hostMs += result.profile.hostMs;
       profile.stagingMs += result.profile.stagingMs;
       profile.idleMs += result.profile.idleMs;
+      const copyStarted = performance.now();
       this.accumulator.accumulate(Object.fromEntries(result.grads));
+      profile.stagingMs += performance.now() - copyStarted; // copying gradients, as in the session
     }
     const optimizerStart = performance.now();
     const grads = this.accumulator.finish();
@@ -842,7 +846,8 @@ export class Trainer {
       while (count < limit) {
         const next = await batches.next();
         if (next.done) break;
-        const inFlight = this.runtime.step(next.value.tokens, next.value.seq, 1);
+        // The gradients are ignored: take them as views (no copy).
+        const inFlight = this.runtime.step(next.value.tokens, next.value.seq, 1, { grads: 'view' });
         this.inFlight = inFlight;
         sum += (await inFlight).loss;
         count += 1;

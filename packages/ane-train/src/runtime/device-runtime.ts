@@ -13,7 +13,15 @@ import { CheckpointError, ConfigError, TrainError } from '../errors';
 import type { LlamaConfig } from '../model/config';
 import { parameterSpecs } from '../model/parameters';
 import { buildTrainingGraph, type ChipName, type TrainingGraph } from '../model/training-graph';
-import { type DeviceSession, describe, InProcessSession, type SessionSpec, type StepResult } from './session';
+import {
+  type DeviceSession,
+  describe,
+  gradsAsViews,
+  InProcessSession,
+  type SessionSpec,
+  type StepOptions,
+  type StepResult,
+} from './session';
 import { WorkerProcess, type WorkerSession } from './worker-session';
 
 /** A compile budget's state in one device process. */
@@ -290,9 +298,17 @@ export class DeviceRuntime {
   /**
    * One step of B sequences of `seq + 1` tokens on the bucket for `seq` (loaded on first use, in the
    * current device process, or in a fresh worker when its programs do not fit that process's budget).
+   * With `{ grads: 'view' }` the gradients are the session's own buffers, valid until this runtime's
+   * next step or dispose (StepOptions); by default they are the caller's to keep.
    */
-  async step(tokens: Int32Array, seq: number, lossScale: number): Promise<RuntimeStepResult> {
+  async step(
+    tokens: Int32Array,
+    seq: number,
+    lossScale: number,
+    options?: StepOptions,
+  ): Promise<RuntimeStepResult> {
     this.checkUsable('step');
+    gradsAsViews(options);
     if (this.weights.size !== this.parameters.size) {
       const missing = [...this.parameters.keys()].filter((name) => !this.weights.has(name));
       throw new CheckpointError(
@@ -320,7 +336,7 @@ export class DeviceRuntime {
           await bucket.session.writeWeights(stale);
           for (const [name, version] of staleVersions) bucket.written.set(name, version);
         }
-        result = await bucket.session.step(tokens, lossScale);
+        result = await bucket.session.step(tokens, lossScale, options);
       } catch (error) {
         // A dead worker takes its device state with it: the next step starts a fresh one.
         if (process.worker?.dead) {

@@ -11,6 +11,7 @@ export {
   type DeviceSession,
   openSession,
   type SessionSpec,
+  type StepOptions,
   type StepProfile,
   type StepResult,
 } from './session';

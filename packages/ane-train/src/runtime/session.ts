@@ -41,9 +41,25 @@ export interface StepProfile {
 export interface StepResult {
   /** Mean over the batch of each sequence's mean next-token cross-entropy (not scaled). */
   loss: number;
-  /** By Hugging Face name: d(loss × lossScale)/dparam (loss being the batch mean), fp32, the caller's to keep. */
+  /**
+   * By Hugging Face name: d(loss × lossScale)/dparam (loss being the batch mean), fp32. The caller's
+   * to keep, unless the step was asked for `{ grads: 'view' }` (see StepOptions).
+   */
   grads: Map<string, Float32Array>;
   profile: StepProfile;
+}
+
+export interface StepOptions {
+  /**
+   * How `StepResult.grads` are handed over:
+   * - 'copy' (default): fresh arrays, the caller's to keep.
+   * - 'view': the session's own buffers, with no copy (a fresh copy of every gradient costs 4 bytes
+   *   of new memory per parameter per step, slower than the copy itself). They are valid until the
+   *   next `step` or `dispose` of the session (for a DeviceRuntime: its next step or dispose) and
+   *   are overwritten then: read them, or copy them (e.g. into an optimizer arena), before that, and
+   *   do not write to them. A worker session's gradients arrive as fresh arrays either way.
+   */
+  grads?: 'copy' | 'view';
 }
 
 export interface DeviceSession {
@@ -62,7 +78,7 @@ export interface DeviceSession {
    * `lossScale` multiplies the gradients (not the loss); it is staged as the graph's fp16
    * `loss_scale`, so powers of two are exact.
    */
-  step(tokens: Int32Array, lossScale: number): Promise<StepResult>;
+  step(tokens: Int32Array, lossScale: number, options?: StepOptions): Promise<StepResult>;
   dispose(): Promise<void>;
 }
 
@@ -122,6 +138,24 @@ function isPowerOfTwo(n: number): boolean {
   return (n & (n - 1)) === 0;
 }
 
+/** Checks a step's options; returns whether the gradients are handed over as views. */
+export function gradsAsViews(options: StepOptions | undefined): boolean {
+  if (options === undefined) return false;
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(`step options must be an object { grads? }, got ${describe(options)}`, 'options');
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'grads') {
+      throw new ConfigError(`unknown step option '${key}' (the option is grads: 'copy' | 'view')`, key);
+    }
+  }
+  const { grads = 'copy' } = options;
+  if (grads !== 'copy' && grads !== 'view') {
+    throw new ConfigError(`step option grads must be 'copy' or 'view', got ${describe(grads)}`, 'grads');
+  }
+  return grads === 'view';
+}
+
 /**
  * A training graph loaded on a device of this process. `DeviceRuntime` shares one device between
  * the sessions of several buckets (the compile cache and budget are the process's); `openSession`
@@ -146,6 +180,11 @@ export class InProcessSession implements DeviceSession {
   private readonly targets: Int32Array; // [B, S]
   private readonly lossScales: Float32Array; // [B]
   private readonly feeds: Record<string, Int32Array | Float32Array>;
+  /**
+   * A batch that is not a power of two: the mean gradients handed over as views, by HF name
+   * (allocated on the first such step, then reused; the executable's sums are divided into them).
+   */
+  private meanBuffers: Map<string, Float32Array> | undefined;
   private busy = false;
   private disposed = false;
 
@@ -222,9 +261,10 @@ export class InProcessSession implements DeviceSession {
     }
   }
 
-  async step(tokens: Int32Array, lossScale: number): Promise<StepResult> {
+  async step(tokens: Int32Array, lossScale: number, options?: StepOptions): Promise<StepResult> {
     this.checkUsable('step');
     const started = performance.now();
+    const views = gradsAsViews(options);
     if (this.written.size !== this.parameters.size) {
       const missing = [...this.parameters.keys()].filter((name) => !this.written.has(name));
       throw new CheckpointError(
@@ -261,15 +301,22 @@ export class InProcessSession implements DeviceSession {
     const copyStarted = performance.now();
     const loss = (outputs[TRAINING_IO.loss] as Float32Array)[0]! / this.batch;
     const grads = new Map<string, Float32Array>();
+    if (!folded && views) this.meanBuffers ??= new Map();
     for (const [name, parameter] of this.parameters) {
       const summed = outputs[parameter.grad] as Float32Array;
-      if (folded) grads.set(name, summed.slice());
-      else {
-        const mean = new Float32Array(summed.length);
-        const inverse = 1 / this.batch;
-        for (let i = 0; i < summed.length; i++) mean[i] = summed[i]! * inverse;
-        grads.set(name, mean);
+      if (folded) {
+        // Views: the executable's own output arrays (overwritten by its next run). Copies: fresh.
+        grads.set(name, views ? summed : summed.slice());
+        continue;
       }
+      let mean = views ? this.meanBuffers!.get(name) : undefined;
+      if (mean === undefined) {
+        mean = new Float32Array(summed.length);
+        if (views) this.meanBuffers!.set(name, mean);
+      }
+      const inverse = 1 / this.batch;
+      for (let i = 0; i < summed.length; i++) mean[i] = summed[i]! * inverse;
+      grads.set(name, mean);
     }
     const finished = performance.now();
     const run = this.exe.profile!;

@@ -46,7 +46,9 @@ async function handle(request: WorkerRequest): Promise<unknown> {
       await sessionOf(request.session).writeWeights(request.weights);
       return null;
     case 'step':
-      return sessionOf(request.session).step(request.tokens, request.lossScale);
+      // Views, not copies: the response is serialized (its arrays' bytes copied) when it is sent,
+      // before this worker takes the next request.
+      return sessionOf(request.session).step(request.tokens, request.lossScale, { grads: 'view' });
     case 'dispose': {
       const session = sessions.get(request.session);
       sessions.delete(request.session);

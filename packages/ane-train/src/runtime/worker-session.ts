@@ -17,7 +17,14 @@ import {
   type WorkerRequest,
   type WorkerResults,
 } from './protocol';
-import { checkSessionSpec, type DeviceSession, type SessionSpec, type StepResult } from './session';
+import {
+  checkSessionSpec,
+  type DeviceSession,
+  gradsAsViews,
+  type SessionSpec,
+  type StepOptions,
+  type StepResult,
+} from './session';
 
 /** Overrides where the worker entry is (a file Node can run): for tests and unusual bundlings. */
 export const WORKER_ENTRY_ENV = 'ANE_TRAIN_WORKER_ENTRY';
@@ -247,8 +254,10 @@ export class WorkerSession implements DeviceSession {
     });
   }
 
-  async step(tokens: Int32Array, lossScale: number): Promise<StepResult> {
+  /** `options.grads` is checked, and either way the gradients are fresh arrays (they crossed a process). */
+  async step(tokens: Int32Array, lossScale: number, options?: StepOptions): Promise<StepResult> {
     this.checkUsable('step');
+    gradsAsViews(options);
     const started = performance.now();
     const result = await this.worker.request('step', {
       type: 'step',
