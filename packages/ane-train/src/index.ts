@@ -40,6 +40,7 @@ export * from './plan-summary';
 export * from './report';
 export * from './runtime';
 export * from './sample';
+export * from './step-estimate';
 export {
   type Backend,
   type FitCallbacks,

@@ -12,6 +12,7 @@ import { bindHostOp } from 'ane-bridge';
 import type { HostOp, Plan, PlanStep } from 'ane-ir';
 import type { ParameterSpec } from './model/parameters';
 import type { TrainingGraph } from './model/training-graph';
+import { estimateStepTime, formatStepEstimate, type StepTimeEstimate } from './step-estimate';
 
 /** The parts of a training graph the summary reads (a `TrainingGraph` has them all). */
 export type PlanSummarySource = Pick<TrainingGraph, 'config' | 'seq' | 'chip' | 'plan' | 'hostPlacements'> & {
@@ -21,6 +22,8 @@ export type PlanSummarySource = Pick<TrainingGraph, 'config' | 'seq' | 'chip' | 
 export interface PlanSummaryOptions {
   /** Sequences per step (default 1): every per-step figure is the per-sequence one times this. */
   batch?: number;
+  /** Steps per optimizer step (default 1; the Trainer's `accumulate`): only the step-time estimate reads it. */
+  accumulate?: number;
 }
 
 export interface TensorSummary {
@@ -144,6 +147,8 @@ export interface PlanSummary {
   memory: MemorySummary;
   /** The constraint checker's warnings (deduplicated). */
   warnings: string[];
+  /** Estimated milliseconds per step on the plan's chip (`estimateStepTime`): arithmetic on published figures, not a measurement. */
+  estimate: StepTimeEstimate;
 }
 
 const EXAMPLES_PER_GROUP = 3;
@@ -266,7 +271,7 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
   const memory = estimateMemory(source, plan, batch, deviceInputs + deviceOutputs);
   const parameters = source.parameters.reduce((n, p) => n + product(p.shape), 0);
 
-  return {
+  const summary: Omit<PlanSummary, 'estimate'> = {
     model: {
       modelType: config.model_type,
       layers: config.num_hidden_layers,
@@ -307,6 +312,12 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
     memory,
     warnings: [...new Set(plan.warnings.map((w) => w.message))],
   };
+  const estimate = estimateStepTime(
+    summary,
+    source.chip,
+    options.accumulate !== undefined ? { accumulate: options.accumulate } : {},
+  );
+  return { ...summary, estimate };
 }
 
 function estimateMemory(
@@ -465,6 +476,11 @@ export function formatPlanSummary(summary: PlanSummary): string {
     `  step outputs          ${formatBytes(mem.outputBytes)} (loss and gradients: per sequence and summed)`,
   );
   lines.push(`  tokens and targets    ${formatBytes(mem.inputBytes)}`);
+  // A run report written before the estimate existed has none.
+  if (summary.estimate !== undefined) {
+    lines.push('');
+    lines.push(...formatStepEstimate(summary.estimate));
+  }
   if (summary.warnings.length > 0) {
     lines.push('');
     lines.push(`Constraint warnings (${summary.warnings.length}):`);

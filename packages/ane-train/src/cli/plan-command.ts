@@ -26,6 +26,12 @@ export const planArgs = {
     description: 'a Hugging Face Llama/Qwen3 config.json (instead of --preset)',
   },
   batch: { type: 'string', valueHint: 'B', description: 'sequences per step (default 1)' },
+  accumulate: {
+    type: 'string',
+    valueHint: 'N',
+    description:
+      'steps per optimizer step (default 1): spreads the optimizer over N steps in the step-time estimate',
+  },
   seq: {
     type: 'string',
     valueHint: 'S',
@@ -47,7 +53,7 @@ export const planCommand = defineCommand({
   meta: {
     name: 'plan',
     description:
-      'show the plan of one training step: distinct programs (the compile count), kernels, host ops and their kernels, where every op runs and why, FLOPs, I/O and memory',
+      'show the plan of one training step: distinct programs (the compile count), kernels, host ops and their kernels, where every op runs and why, FLOPs, I/O, memory and a step-time estimate (not measured)',
   },
   args: planArgs,
 });
@@ -79,6 +85,7 @@ async function chooseModel(
 export async function runPlan(rawArgs: readonly string[], io: CliIo): Promise<number> {
   const args = parseStrictArgs(rawArgs, planArgs);
   const batchFlag = wholeNumberFlag(args, 'batch');
+  const accumulateFlag = wholeNumberFlag(args, 'accumulate');
   const seqFlag = wholeNumberFlag(args, 'seq');
   const chipFlag = choiceFlag(args, 'chip', CHIP_FAMILIES);
   const presetFlag = stringFlag(args, 'preset');
@@ -97,7 +104,8 @@ export async function runPlan(rawArgs: readonly string[], io: CliIo): Promise<nu
   const seq = seqFlag ?? file.seq ?? Math.min(DEFAULT_PLAN_SEQ, config.max_position_embeddings);
   const chip = chipFlag ?? file.chip;
   const training = buildTrainingGraph(config, { seq, ...(chip !== undefined ? { chip } : {}) });
-  const summary = describePlan(training, { batch });
+  const accumulate = accumulateFlag ?? file.accumulate ?? 1;
+  const summary = describePlan(training, { batch, accumulate });
   io.stdout(args.json === true ? `${JSON.stringify(summary)}\n` : formatPlanSummary(summary));
   return 0;
 }
