@@ -20,5 +20,7 @@ export default defineConfig({
     include: ['**/*.test.ts'],
     exclude: ['**/node_modules/**'],
     testTimeout: 120_000,
+    // Every simulator op runs natively and as its TS twin, and the two must agree bit for bit.
+    env: { ANE_BRIDGE_SIM_OPS: 'compare' },
   },
 });

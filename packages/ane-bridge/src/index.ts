@@ -51,4 +51,10 @@ export {
   type NativeLoadResult,
   type SimdLevel,
 } from './native/loader';
+export {
+  SimOpsMismatchError,
+  type SimOpsMode,
+  setSimOpsMode,
+  simOpsMode,
+} from './sim/native-ops';
 export { version } from './version';

@@ -47,6 +47,18 @@ export interface BoundHostOp {
 export type HostOpBinder = (op: HostOp) => BoundHostOp | { readonly unsupported: string };
 
 /** Duck-typed (ane-ir may be loaded twice, as ESM and CJS, so `instanceof` is not reliable). */
+/**
+ * Scratch arrays over a SharedArrayBuffer: the native async kernels use them in place (a plain
+ * ArrayBuffer would be copied in and out on every call, since it could be detached meanwhile).
+ */
+function sharedFloats(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+function sharedInts(length: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(length * 4));
+}
+
 function isTensor(value: unknown): value is Tensor {
   return typeof value === 'object' && value !== null && 'op' in value && 'shape' in value && 'graph' in value;
 }
@@ -100,8 +112,8 @@ const rmsnorm: HostOpBinder = (op) => {
   const returnsXr = xr !== undefined && op.outputs.includes(xr);
   if ((returnsR && rrms!.size !== S) || (returnsXr && xr!.size !== C * S))
     return { unsupported: `rmsnorm '${op.name}': its inner values are not shaped [1, S] and [C, S]` };
-  const scratch = new Float32Array(S);
-  const ones = returnsXr ? new Float32Array(C).fill(1) : undefined;
+  const scratch = sharedFloats(S);
+  const ones = returnsXr ? sharedFloats(C).fill(1) : undefined;
   return {
     kernels: ['rmsnormForward'],
     run: (values, mode) => {
@@ -297,9 +309,9 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
   if (typeof operands === 'string') return { unsupported: operands };
   const { call, V, S, ignoreIndex } = operands;
   const { logits, targets } = call.args as { logits: Tensor; targets: Tensor };
-  const losses = new Float32Array(S);
-  const probs = new Float32Array(V * S);
-  const scratch = new Int32Array(S);
+  const losses = sharedFloats(S);
+  const probs = sharedFloats(V * S);
+  const scratch = sharedInts(S);
   return {
     kernels: ['softmaxCrossEntropyForward'],
     run: (values, mode) => {
@@ -341,10 +353,10 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
       unsupported: `${op.kind}: dloss '${dloss.name}' [${dloss.shape.join(', ')}] is neither one value the op reads nor a constant`,
     };
   const constant = fed ? undefined : evaluate([dloss])[0]![0]!;
-  const losses = new Float32Array(S);
-  const probs = new Float32Array(V * S);
-  const dlosses = new Float32Array(S);
-  const scratch = new Int32Array(S);
+  const losses = sharedFloats(S);
+  const probs = sharedFloats(V * S);
+  const dlosses = sharedFloats(S);
+  const scratch = sharedInts(S);
   return {
     kernels: ['softmaxCrossEntropyForward', 'softmaxCrossEntropyBackward'],
     run: (values, mode) => {
@@ -406,7 +418,7 @@ function rowSums(op: HostOp, result: Tensor): BoundHostOp | string {
     !operands.every((t) => op.inputs.includes(t) && t.shape[0] === C && t.shape[1] === S && isFloat(t))
   )
     return 'a product of broadcast operands';
-  const onesS = new Float32Array(S).fill(1);
+  const onesS = sharedFloats(S).fill(1);
   if (product === undefined) {
     return {
       kernels: ['sgemm'],
@@ -431,8 +443,8 @@ function rowSums(op: HostOp, result: Tensor): BoundHostOp | string {
     };
   }
   const [a, b] = operands as [Tensor, Tensor];
-  const onesC = new Float32Array(C).fill(1);
-  const dxScratch = new Float32Array(C * S);
+  const onesC = sharedFloats(C).fill(1);
+  const dxScratch = sharedFloats(C * S);
   return {
     kernels: ['rmsnormBackward'],
     run: (values, mode) => {
@@ -494,8 +506,8 @@ const rmsnormGrad: HostOpBinder = (op) => {
   );
   if (normalized === undefined || !op.inputs.includes(dy) || !op.inputs.includes(rrms))
     return { unsupported: `rmsnorm_grad '${op.name}' does not read x̂, dy and r as the kernel needs` };
-  const ones = new Float32Array(S).fill(1);
-  const dgain = new Float32Array(C);
+  const ones = sharedFloats(S).fill(1);
+  const dgain = sharedFloats(C);
   return {
     kernels: ['rmsnormBackward'],
     run: (values, mode) => {
@@ -544,7 +556,7 @@ const scatterAdd: HostOpBinder = (op) => {
     };
   const [V, D] = table.shape as [number, number];
   const S = indices.shape[0]!;
-  const transposed = new Float32Array(D * S);
+  const transposed = sharedFloats(D * S);
   return {
     kernels: ['embeddingBackward'],
     run: (values, mode) => {
@@ -648,8 +660,8 @@ const headRmsnorm: HostOpBinder = (op) => {
     return {
       unsupported: `head_rmsnorm '${op.name}': its inner values are not shaped [H, S] and [H * HD, S]`,
     };
-  const scratch = new Float32Array(heads * S);
-  const ones = new Float32Array(HD).fill(1);
+  const scratch = sharedFloats(heads * S);
+  const ones = sharedFloats(HD).fill(1);
   return {
     kernels: ['rmsnormForward'],
     run: (values, mode) => {
@@ -712,8 +724,8 @@ const headRmsnormGrad: HostOpBinder = (op) => {
     };
   const [C, S] = dx.shape as [number, number];
   const HD = C / heads;
-  const ones = new Float32Array(S).fill(1);
-  const dgain = new Float32Array(HD);
+  const ones = sharedFloats(S).fill(1);
+  const dgain = sharedFloats(HD);
   return {
     kernels: ['rmsnormBackward'],
     run: (values, mode) => {
@@ -779,10 +791,10 @@ function headFoldedRowSums(op: HostOp, result: Tensor): BoundHostOp | undefined 
   if (![a, b].every((t) => op.inputs.includes(t) && t.shape[0] === C && t.shape[1] === S && isFloat(t)))
     return undefined;
   const [heads, HD] = byHead.shape as [number, number];
-  const onesC = new Float32Array(C).fill(1);
-  const onesS = new Float32Array(S).fill(1);
-  const dxScratch = new Float32Array(C * S);
-  const rowScratch = new Float32Array(C);
+  const onesC = sharedFloats(C).fill(1);
+  const onesS = sharedFloats(S).fill(1);
+  const dxScratch = sharedFloats(C * S);
+  const rowScratch = sharedFloats(C);
   return {
     kernels: ['rmsnormBackward'],
     run: (values, mode) => {

@@ -5,7 +5,9 @@ import { findCaseDirs, loadCase } from '../conformance/case';
 import { compareOutput } from '../conformance/compare';
 import { decodeDeviceBytes } from '../device/buffers';
 import { CompileError } from '../errors';
+import { nativeAddon } from '../native/loader';
 import { compileSimProgram } from './executable';
+import { setSimOpsMode, simOpsMode } from './native-ops';
 
 const cases = findCaseDirs([join(import.meta.dirname, '..', '..', 'conformance')]).map(loadCase);
 
@@ -48,5 +50,28 @@ describe('the conformance corpus on the simulator', () => {
         });
       });
     }
+  }
+});
+
+describe('the conformance corpus with native and TS simulator ops', () => {
+  const native = nativeAddon().addon?.simOps !== undefined;
+  const initial = simOpsMode();
+  for (const testCase of cases) {
+    it.skipIf(!native)(`${testCase.id}: the same output bytes, and every op agrees in compare mode`, () => {
+      const runIn = (mode: 'ts' | 'native' | 'compare') => {
+        setSimOpsMode(mode);
+        try {
+          const executable = compileSimProgram(testCase.program);
+          const outputs = testCase.expected.map((bytes) => new Uint8Array(bytes.byteLength));
+          executable.run(testCase.inputs, outputs);
+          return outputs;
+        } finally {
+          setSimOpsMode(initial);
+        }
+      };
+      const ts = runIn('ts');
+      expect(runIn('native')).toEqual(ts);
+      expect(runIn('compare')).toEqual(ts);
+    });
   }
 });

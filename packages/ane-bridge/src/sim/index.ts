@@ -7,3 +7,5 @@ export { behaviourSettingsFor, SIMULATED_BEHAVIOURS } from './behaviours';
 export type { SimCompileOptions, SimExecutable } from './executable';
 export { compileSimProgram } from './executable';
 export { sgemm } from './gemm';
+export type { SimOpsMode } from './native-ops';
+export { SimOpsMismatchError, setSimOpsMode, simOpsMode } from './native-ops';
