@@ -26,6 +26,7 @@ function tinySummary(batch = 2): StepEstimateSource {
     batch,
     parameters: 1_000_000,
     kernelRunsPerStep: 10 * batch,
+    programList: [{ flopsPerRun: 0.2538e9, runsPerStep: 10 * batch, inputBytes: 1000, outputBytes: 1000 }],
     model: { hiddenSize: 8 },
     // per step (already × batch), as describePlan reports them
     flopsPerStep: { device: 2.538e9 * batch, host: 0, total: 0 },
@@ -114,6 +115,19 @@ describe('estimateStepTime', () => {
     expect(ms.total).toBeCloseTo(20 + 35 / 60, 9);
   });
 
+  it('counts a kernel whose buffer spills the 32 MiB SRAM at 4.0/5.7 of the rate', () => {
+    const source = tinySummary(1);
+    const spilled = {
+      ...source,
+      programList: [{ flopsPerRun: 0.2538e9, runsPerStep: 10, inputBytes: 33 * 2 ** 20, outputBytes: 1000 }],
+    };
+    const base = estimateStepTime(source).ms.aneCompute;
+    const estimate = estimateStepTime(spilled);
+    expect(estimate.work.spilledFlops).toBeCloseTo(2.538e9, 0);
+    expect(estimate.ms.aneCompute).toBeCloseTo((base * 5.7) / 4.0, 9);
+    expect(estimate.notes.join(' ')).toMatch(/SRAM spill/);
+  });
+
   it('takes the serial lane when it is longer, and spreads the optimizer over accumulated steps', () => {
     const source = { ...tinySummary(2), hostOpsByKind: [] };
     const estimate = estimateStepTime(source, 'M4', { accumulate: 5 });
@@ -154,6 +168,10 @@ describe('estimateStepTime', () => {
       batch: 1,
       parameters: 109_530_000, // §6.1 "109.53M"
       kernelRunsPerStep: step.evaluations,
+      // its largest surface, ffnFused, is 10.2 MB (§4.6): no kernel spills the SRAM
+      programList: [
+        { flopsPerRun: step.aneFlops / 120, runsPerStep: 120, inputBytes: 10.2e6, outputBytes: 3.5e6 },
+      ],
       model: { hiddenSize: 768 },
       flopsPerStep: { device: step.aneFlops, host: 0, total: 0 },
       ioBytesPerStep: { deviceInputs: 0, deviceOutputs: 0, total: step.ioBytes },

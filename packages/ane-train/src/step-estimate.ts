@@ -8,7 +8,8 @@
  *
  * The model, per step of B sequences (all figures from the summary, already × B):
  *
- *   aneCompute       = device FLOPs / aneTflops            (matmul work at an effective rate)
+ *   aneCompute       = device FLOPs / aneTflops            (matmul work at an effective rate; a kernel
+ *                      with a buffer above the ~32 MB SRAM at 4.0/5.7 of it)
  *   dispatch         = kernel evaluations × dispatchMs    (fixed cost per evaluation: XPC + IOKit)
  *   ioStaging        = activation bytes in and out of device buffers / stagingGBps
  *                      (fp32↔fp16 conversion and copy; weights are staged once per optimizer step,
@@ -95,6 +96,8 @@ export interface StepTimeEstimate {
   /** The figures the milliseconds were computed from. */
   work: {
     deviceFlops: number;
+    /** Device FLOPs in kernels whose buffers spill the SRAM (a slower rate). */
+    spilledFlops: number;
     activationIoBytes: number;
     hostGemmFlops: number;
     hostElementwiseFlops: number;
@@ -118,6 +121,10 @@ export type StepEstimateSource = Pick<
   | 'flopsPerStep'
   | 'ioBytesPerStep'
 > & {
+  readonly programList: readonly Pick<
+    PlanSummary['programList'][number],
+    'flopsPerRun' | 'runsPerStep' | 'inputBytes' | 'outputBytes'
+  >[];
   readonly model: Pick<PlanSummary['model'], 'hiddenSize'>;
   readonly memory: Pick<PlanSummary['memory'], 'stagedWeightBytes'>;
 };
@@ -211,6 +218,10 @@ const M4_STAGING_GBPS = MADERIX_IO_BYTES / ((MADERIX_M4_BREAKDOWN.ioFwd + MADERI
 const M4_HOST_GEMM_GFLOPS = MADERIX_CLASSIFIER_FLOPS / (MADERIX_M4_BREAKDOWN.cls * 1e6);
 // §6.7 "rms 5": 25 RMSNorm forwards (19.66 MFLOP as the IR counts them) in 5 ms ≈ 3.9 GFLOP/s.
 const M4_HOST_ELEMENTWISE_GFLOPS = MADERIX_RMSNORM_FLOPS / (MADERIX_M4_BREAKDOWN.rms * 1e6);
+// §5.3 "Substack Part 2: matmul 2048² (24 MB working set) 5.7 TFLOPS vs 4096² (96 MB) 4.0 TFLOPS →
+// on-chip SRAM ≈ 32 MB": a kernel with a buffer above 32 MiB (the rule table's perf-sram) runs at 4.0/5.7.
+const SRAM_BYTES = 32 * 2 ** 20;
+const SRAM_SPILL_RATE = 4.0 / 5.7;
 // ASSUMPTION: the reference has no host memory-bandwidth figure and maderix's optimizer time is not
 // in its breakdown (it runs every 10 micro-steps). 60 GB/s is assumed for a fused AdamW and the
 // fp32→fp16 restaging on the M4's unified memory; a first run measures it.
@@ -393,6 +404,16 @@ export function estimateStepTime(
   const batch = summary.batch;
   const evaluations = summary.kernelRunsPerStep;
   const deviceFlops = summary.flopsPerStep.device;
+  // Programs whose buffers spill the ~32 MB SRAM run at 4.0/5.7 of the rate (the rest of the FLOPs at the full rate).
+  let spilledFlops = 0;
+  for (const program of summary.programList)
+    if (Math.max(program.inputBytes, program.outputBytes) > SRAM_BYTES)
+      spilledFlops += program.flopsPerRun * program.runsPerStep;
+  spilledFlops = Math.min(spilledFlops, deviceFlops);
+  if (spilledFlops > 0)
+    notes.push(
+      `${(spilledFlops / 1e9).toFixed(2)} GFLOP run in kernels with a buffer above 32 MiB: counted at ${(SRAM_SPILL_RATE * 100).toFixed(0)}% of the rate (SRAM spill, maderix-ane.md §5.3)`,
+    );
   // Weights sit in every run's input buffers but are staged once per optimizer step (below).
   const activationIoBytes = Math.max(
     0,
@@ -420,7 +441,9 @@ export function estimateStepTime(
   const stagedElements = summary.memory.stagedWeightBytes / 2;
   const optimizerBytes = summary.parameters * 32 + stagedElements * 6;
 
-  const aneCompute = deviceFlops / (constants.aneTflops * 1e9);
+  const aneCompute =
+    (deviceFlops - spilledFlops) / (constants.aneTflops * 1e9) +
+    spilledFlops / (constants.aneTflops * SRAM_SPILL_RATE * 1e9);
   const dispatch = evaluations * constants.dispatchMs;
   const ioStaging = activationIoBytes / (constants.stagingGBps * 1e6);
   const hostCompute =
@@ -441,6 +464,7 @@ export function estimateStepTime(
     ms: { aneCompute, dispatch, ioStaging, hostCompute, weightGradients, optimizer, total },
     work: {
       deviceFlops,
+      spilledFlops,
       activationIoBytes,
       hostGemmFlops,
       hostElementwiseFlops,
@@ -469,10 +493,13 @@ function gflop(flops: number): string {
 export function formatStepEstimate(estimate: StepTimeEstimate): string[] {
   const c = estimate.constants;
   const m = estimate.ms;
-  const basis =
-    estimate.basis === 'extrapolated' ? `extrapolated from ${estimate.constantsFrom}` : estimate.basis;
+  const basis = {
+    derived: "derived from maderix/ANE's published M4 breakdown",
+    calibrated: `M4's rescaled by published ${c.family} figures`,
+    extrapolated: `extrapolated from ${estimate.constantsFrom}`,
+  }[estimate.basis];
   const lines = [
-    `Step-time estimate (${estimate.chip}, not measured): ${m.total.toFixed(0)} ms per step (constants ${basis}; a first run on a Mac confirms or refutes it)`,
+    `Step-time estimate (${estimate.chip}, not measured): ${m.total.toFixed(0)} ms per step; constants ${basis}. A first run on a Mac confirms or refutes it.`,
     `  ANE compute   ${ms(m.aneCompute)}  ${gflop(estimate.work.deviceFlops)} at ${c.aneTflops.toFixed(2)} TFLOP/s effective`,
     `  dispatch      ${ms(m.dispatch)}  ${estimate.evaluations} evaluations × ${c.dispatchMs} ms`,
     `  I/O staging   ${ms(m.ioStaging)}  ${mib(estimate.work.activationIoBytes)} of activations at ${c.stagingGBps.toFixed(1)} GB/s`,
