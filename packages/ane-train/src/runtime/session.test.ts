@@ -51,6 +51,11 @@ describe('openSession (in-process, sim)', () => {
       expect(Math.abs(loss - reference.loss) / reference.loss).toBeLessThan(LOSS_BOUND);
       for (const [name, expected] of reference.grads)
         expect(normalizedError(grads.get(name)!, expected), name).toBeLessThan(GRAD_BOUND);
+      // As views: the same means, in buffers the session reuses from step to step.
+      const first = await three.step(tokens, SCALE, { grads: 'view' });
+      for (const [name, grad] of grads) expect(first.grads.get(name), name).toEqual(grad);
+      const second = await three.step(tinyTokens(3, 8, 6), SCALE, { grads: 'view' });
+      for (const [name, grad] of second.grads) expect(grad, name).toBe(first.grads.get(name));
     } finally {
       await three.dispose();
     }
@@ -73,6 +78,34 @@ describe('openSession (in-process, sim)', () => {
     const copy = first.grads.get('lm_head.weight')!.slice();
     await session.step(tinyTokens(2, 8, 12), SCALE);
     expect(first.grads.get('lm_head.weight')).toEqual(copy);
+  });
+
+  it("hands over the session's own buffers with { grads: 'view' }: the copies' values, overwritten by the next step", async () => {
+    const tokens = tinyTokens(2, 8, 21);
+    const copied = await session.step(tokens, SCALE);
+    const viewed = await session.step(tokens, SCALE, { grads: 'view' });
+    expect(viewed.loss).toBe(copied.loss);
+    expect([...viewed.grads.keys()]).toEqual([...copied.grads.keys()]);
+    for (const [name, grad] of copied.grads) expect(viewed.grads.get(name), name).toEqual(grad);
+    const kept = new Map([...viewed.grads].map(([name, grad]) => [name, grad.slice()]));
+    const next = await session.step(tinyTokens(2, 8, 22), SCALE, { grads: 'view' });
+    // The same arrays, now holding the next step's gradients (the lifetime StepOptions documents).
+    for (const [name, grad] of next.grads) expect(grad, name).toBe(viewed.grads.get(name));
+    expect(next.grads.get('lm_head.weight')).not.toEqual(kept.get('lm_head.weight'));
+    // A default step after views still returns fresh arrays, the caller's to keep.
+    const fresh = await session.step(tokens, SCALE);
+    for (const [name, grad] of fresh.grads) expect(grad, name).not.toBe(next.grads.get(name));
+    expect(fresh.grads.get('lm_head.weight')).toEqual(copied.grads.get('lm_head.weight'));
+  });
+
+  it('refuses bad step options with a ConfigError naming them', async () => {
+    await expect(session.step(tinyTokens(2, 8), SCALE, { grads: 'borrow' } as never)).rejects.toThrow(
+      /grads must be 'copy' or 'view', got string "borrow"/,
+    );
+    await expect(session.step(tinyTokens(2, 8), SCALE, { views: true } as never)).rejects.toThrow(
+      /unknown step option 'views'/,
+    );
+    await expect(session.step(tinyTokens(2, 8), SCALE, 'view' as never)).rejects.toThrow(ConfigError);
   });
 
   it('refuses bad tokens with a DataError, and the next good step works', async () => {

@@ -27,15 +27,24 @@ describe('a session in a worker process', () => {
       expect(there.programs).toBe(here.programs);
       await here.writeWeights(weights);
       await there.writeWeights(weights);
-      for (const seed of [1, 2]) {
+      const steps: { here: Map<string, Float32Array>; there: Map<string, Float32Array> }[] = [];
+      for (const seed of [1, 2, 3]) {
         const tokens = tinyTokens(2, 8, seed);
         const a = await here.step(tokens, SCALE);
-        const b = await there.step(tokens, SCALE);
+        // The worker answers with its session's views (serialized as they are sent); asked for
+        // views or not, they arrive here as fresh arrays.
+        const b = await there.step(tokens, SCALE, seed === 2 ? { grads: 'view' } : undefined);
         expect(b.loss).toBe(a.loss);
         expect([...b.grads.keys()]).toEqual([...a.grads.keys()]);
         for (const [name, grad] of a.grads) expect(b.grads.get(name), name).toEqual(grad);
         expect(b.profile.totalMs).toBeGreaterThan(0);
+        steps.push({ here: a.grads, there: b.grads });
       }
+      // Every step's arrays still hold that step's gradients (later steps did not overwrite them).
+      for (const [i, { here: a, there: b }] of steps.entries()) {
+        for (const [name, grad] of a) expect(b.get(name), `step ${i} ${name}`).toEqual(grad);
+      }
+      expect(steps[1]!.there.get('lm_head.weight')).not.toEqual(steps[2]!.there.get('lm_head.weight'));
     } finally {
       await here.dispose();
       await there.dispose();
