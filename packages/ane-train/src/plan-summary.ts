@@ -22,7 +22,7 @@ export type PlanSummarySource = Pick<TrainingGraph, 'config' | 'seq' | 'chip' | 
 export interface PlanSummaryOptions {
   /** Sequences per step (default 1): every per-step figure is the per-sequence one times this. */
   batch?: number;
-  /** Steps per optimizer step (default 1; the Trainer's `accumulate`): only the step-time estimate reads it. */
+  /** Micro-batches per optimizer step (default 1; the Trainer's `accumulate`): only the step-time estimate reads it. */
   accumulate?: number;
 }
 

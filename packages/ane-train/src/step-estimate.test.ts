@@ -135,6 +135,7 @@ describe('estimateStepTime', () => {
     expect(estimate.ms.weightGradients).toBe(0);
     expect(estimate.ms.optimizer).toBeCloseTo(35 / 60 / 5, 12);
     expect(estimate.ms.total).toBeCloseTo(serial + 35 / 60 / 5, 12);
+    expect(estimate.ms.perOptimizerStep).toBeCloseTo(5 * serial + 35 / 60, 12);
     expect(() => estimateStepTime(source, 'M4', { accumulate: 0 })).toThrow(
       /accumulate must be a whole number/,
     );

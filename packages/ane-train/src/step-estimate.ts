@@ -19,7 +19,7 @@
  *   weightGradients  = the dW GEMMs (host-op kind `weight_grad`) at hostGemmGflops
  *   optimizer        = (AdamW + global-norm clip: 32 bytes per parameter, and restaging the fp16
  *                      weights: 6 bytes per staged element) / hostMemoryGBps, divided by the
- *                      micro-steps per optimizer step (`accumulate`)
+ *                      micro-batches per optimizer step (`accumulate`)
  *
  *   total = max(aneCompute + dispatch + ioStaging + hostCompute, weightGradients) + optimizer
  *
@@ -80,10 +80,13 @@ export interface StepTimeEstimate {
   /** Always false: this is arithmetic on published figures, never a measurement. */
   measured: false;
   batch: number;
-  /** Micro-steps per optimizer step: the optimizer and weight restaging are spread over them. */
+  /** Micro-batches per optimizer step: the optimizer and weight restaging are spread over them. */
   accumulate: number;
   evaluations: number;
-  /** Milliseconds per step (one plan step of `batch` sequences). */
+  /**
+   * Milliseconds per plan step (one micro-batch of `batch` sequences; a whole training step when
+   * `accumulate` is 1), with the optimizer's share; `perOptimizerStep` is `accumulate` of them.
+   */
   ms: {
     aneCompute: number;
     dispatch: number;
@@ -92,6 +95,7 @@ export interface StepTimeEstimate {
     weightGradients: number;
     optimizer: number;
     total: number;
+    perOptimizerStep: number;
   };
   /** The figures the milliseconds were computed from. */
   work: {
@@ -130,7 +134,7 @@ export type StepEstimateSource = Pick<
 };
 
 export interface StepEstimateOptions {
-  /** Micro-steps per optimizer step (default 1): the Trainer's `accumulate`. */
+  /** Micro-batches (plan steps of B sequences) per optimizer step (default 1): the Trainer's `accumulate`. */
   accumulate?: number;
 }
 
@@ -461,7 +465,16 @@ export function estimateStepTime(
     batch,
     accumulate,
     evaluations,
-    ms: { aneCompute, dispatch, ioStaging, hostCompute, weightGradients, optimizer, total },
+    ms: {
+      aneCompute,
+      dispatch,
+      ioStaging,
+      hostCompute,
+      weightGradients,
+      optimizer,
+      total,
+      perOptimizerStep: total * accumulate,
+    },
     work: {
       deviceFlops,
       spilledFlops,
@@ -499,13 +512,17 @@ export function formatStepEstimate(estimate: StepTimeEstimate): string[] {
     extrapolated: `extrapolated from ${estimate.constantsFrom}`,
   }[estimate.basis];
   const lines = [
-    `Step-time estimate (${estimate.chip}, not measured): ${m.total.toFixed(0)} ms per step; constants ${basis}. A first run on a Mac confirms or refutes it.`,
+    `Step-time estimate (${estimate.chip}, not measured): ${m.total.toFixed(0)} ms per ${
+      estimate.accumulate > 1
+        ? `micro-batch, ${m.perOptimizerStep.toFixed(0)} ms per optimizer step of ${estimate.accumulate}`
+        : 'step'
+    }; constants ${basis}. A first run on a Mac confirms or refutes it.`,
     `  ANE compute   ${ms(m.aneCompute)}  ${gflop(estimate.work.deviceFlops)} at ${c.aneTflops.toFixed(2)} TFLOP/s effective`,
     `  dispatch      ${ms(m.dispatch)}  ${estimate.evaluations} evaluations × ${c.dispatchMs} ms`,
     `  I/O staging   ${ms(m.ioStaging)}  ${mib(estimate.work.activationIoBytes)} of activations at ${c.stagingGBps.toFixed(1)} GB/s`,
     `  host ops      ${ms(m.hostCompute)}  norms, loss, lookups${estimate.work.hostGemmFlops > 0 ? ', host GEMMs' : ''}: in order with the kernels`,
     `  weight grads  ${ms(m.weightGradients)}  ${gflop(estimate.work.weightGradientFlops)} of dW GEMMs at ${c.hostGemmGflops.toFixed(0)} GFLOP/s, overlapping the above`,
-    `  optimizer     ${ms(m.optimizer)}  AdamW and fp16 restaging at ${c.hostMemoryGBps.toFixed(0)} GB/s (assumed)${estimate.accumulate > 1 ? `, once per ${estimate.accumulate} steps` : ', every step'}`,
+    `  optimizer     ${ms(m.optimizer)}  AdamW and fp16 restaging at ${c.hostMemoryGBps.toFixed(0)} GB/s (assumed)${estimate.accumulate > 1 ? `, its share of one per ${estimate.accumulate} micro-batches` : ', every step'}`,
     `  total = max(ANE compute + dispatch + I/O + host ops, weight grads) + optimizer`,
   ];
   for (const note of estimate.notes) lines.push(`  note: ${note}`);

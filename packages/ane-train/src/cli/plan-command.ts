@@ -30,7 +30,7 @@ export const planArgs = {
     type: 'string',
     valueHint: 'N',
     description:
-      'steps per optimizer step (default 1): spreads the optimizer over N steps in the step-time estimate',
+      'micro-batches per optimizer step (default 1): the step-time estimate spreads the optimizer over N micro-batches',
   },
   seq: {
     type: 'string',
