@@ -134,6 +134,18 @@ describe('ane-train plan', () => {
     expect(run.stdout).toContain('weight_grad');
   });
 
+  it('ends with a step-time estimate (not measured) for the chip; --accumulate spreads the optimizer', async () => {
+    const text = await cli(['plan', '--preset', 'tiny', '--seq', '16', '--chip', 'M5'], dir);
+    expect(text.stdout).toContain('Step-time estimate (M5, not measured)');
+    const one = JSON.parse((await cli(['plan', '--preset', 'tiny', '--seq', '16', '--json'], dir)).stdout);
+    const four = JSON.parse(
+      (await cli(['plan', '--preset', 'tiny', '--seq', '16', '--json', '--accumulate', '4'], dir)).stdout,
+    );
+    expect([one.estimate.measured, one.estimate.chip, one.estimate.accumulate]).toEqual([false, 'M4', 1]);
+    expect(four.estimate.accumulate).toBe(4);
+    expect(four.estimate.ms.optimizer).toBeCloseTo(one.estimate.ms.optimizer / 4, 9);
+  });
+
   it('reads ane-train.config.json from the working directory; flags override its keys', async () => {
     const cwd = mkdtempSync(join(dir, 'options-'));
     writeFileSync(join(cwd, 'ane-train.config.json'), JSON.stringify({ preset: 'tiny', batch: 3, seq: 16 }));
