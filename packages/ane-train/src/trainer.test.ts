@@ -1,7 +1,8 @@
-import { AdamW, SGD } from 'ane-optim';
+import { AdamW, FlatArena, globalNorm, SGD } from 'ane-optim';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, DataError } from './errors';
-import { buildTrainingGraph, initParameters } from './model';
+import { buildTrainingGraph, initParameters, parameterSpecs } from './model';
+import { openSession } from './runtime/session';
 import { SMALL } from './testing/small-model';
 import { type History, Trainer, type TrainerOptions } from './trainer';
 
@@ -102,6 +103,84 @@ describe('Trainer.fit', () => {
     // Not bit-equal: the batch sums its sequences' gradients inside the executor, the accumulator
     // outside, in another order (0.2% of the largest update measured): well inside fp16's bound.
     expect(worst).toBeLessThan(1e-2 * largest);
+  }, 60_000);
+
+  it("equals, bit for bit, the step spelled out with plain fp32 loops on the session's fresh copies", async () => {
+    // fit takes the gradients as the session's views and unscales, clips and accumulates them on
+    // ane-bridge's kernels; the reference takes fresh copies and does each operation as a loop, in
+    // the order the Trainer promises: mean of the micro-batches, unscale by 1/scale, clip
+    // (torch's coefficient), SGD with momentum, restage. A batch of 3 (divided on the host), a loss
+    // scale that is not a power of two (inexact unscaling) and that grows, clipping on every step.
+    const specs = parameterSpecs(SMALL);
+    const weights = initParameters(SMALL, { seed: 3 });
+    const tokens = patternTokens(400, SMALL.vocab_size);
+    const steps = 3;
+    const accumulate = 2;
+    const micro = Array.from({ length: steps * accumulate }, (_, m) => {
+      const batch = new Int32Array(3 * 17);
+      for (let b = 0; b < 3; b++) batch.set(tokens.subarray(m * 29 + b * 7, m * 29 + b * 7 + 17), b * 17);
+      return batch;
+    });
+    const maxNorm = 0.05;
+    const sgd = () => new SGD({ learningRate: 0.1, momentum: 0.9 });
+    const t = trainer({
+      model: SMALL,
+      backend: 'sim',
+      weights,
+      batch: 3,
+      accumulate,
+      gradClip: maxNorm,
+      lossScale: { initScale: 1000, growthInterval: 2 },
+      optimizer: sgd(),
+    });
+    const history = await t.fit(micro, { steps });
+    expect(history.skippedSteps).toBe(0);
+
+    const f = Math.fround;
+    const arena = new FlatArena(specs.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]));
+    for (const spec of specs) arena.view(spec.name).set(weights.get(spec.name)!);
+    const optimizer = sgd();
+    const session = await openSession({ config: SMALL, seq: 16, batch: 3, backend: 'sim' });
+    const losses: number[] = [];
+    const norms: number[] = [];
+    try {
+      for (let step = 0; step < steps; step++) {
+        await session.writeWeights(new Map(specs.map((spec) => [spec.name, arena.view(spec.name)])));
+        const scale = 1000 * 2 ** Math.floor(step / 2); // grows after every 2 clean steps
+        const sums = new Map<string, Float32Array>();
+        let loss = 0;
+        for (let m = 0; m < accumulate; m++) {
+          const result = await session.step(micro[step * accumulate + m]!, scale);
+          loss += result.loss;
+          for (const [name, grad] of result.grads) {
+            const sum = sums.get(name);
+            if (sum === undefined) sums.set(name, grad);
+            else for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! + grad[i]!;
+          }
+        }
+        losses.push(loss / accumulate);
+        const inverse = f(1 / scale);
+        for (const sum of sums.values()) {
+          for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! / accumulate;
+          for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! * inverse;
+        }
+        const norm = globalNorm([...sums.values()]);
+        norms.push(norm);
+        const coefficient = f(f(1 / f(f(norm) + f(1e-6))) * f(maxNorm));
+        expect(coefficient).toBeLessThan(1);
+        for (const [name, sum] of sums) {
+          for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! * coefficient;
+          arena.view(name, 'grads').set(sum);
+        }
+        optimizer.stepArena(arena);
+      }
+    } finally {
+      await session.dispose();
+    }
+    expect(history.history.loss).toEqual(losses);
+    expect(history.steps.map((s) => s.gradNorm)).toEqual(norms);
+    expect(history.history.lossScale).toEqual([1000, 1000, 2000]);
+    for (const spec of specs) expect(t.weights.get(spec.name), spec.name).toEqual(arena.view(spec.name));
   }, 60_000);
 
   it('skips a step whose gradients overflow, lowers the scale, and leaves the weights alone', async () => {
