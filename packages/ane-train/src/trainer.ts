@@ -93,7 +93,10 @@ export interface StepLog {
   backend: 'ane' | 'sim';
   /** Where device work ran: this process, or a worker process after a compile-budget hand-over. */
   where: 'in-process' | 'worker';
-  /** Milliseconds: device, host kernels, staging and idle (summed over micro-batches), optimizer, total. */
+  /**
+   * Milliseconds: device, host kernels, staging (with copying each micro-batch's gradients into the
+   * optimizer's arena) and idle, summed over micro-batches; optimizer (unscale, clip, update); total.
+   */
   profile: {
     deviceMs: number;
     hostMs: number;
