@@ -21,7 +21,8 @@ export class TensorBuffer {
   readonly elementCount: number;
 
   constructor(readonly spec: TensorSpec) {
-    this.bytes = new Uint8Array(byteLength(spec));
+    // Shared memory: the simulator's device thread runs kernels on these bytes in place.
+    this.bytes = new Uint8Array(new SharedArrayBuffer(byteLength(spec)));
     this.elementCount = elementCount(spec.shape);
   }
 
