@@ -103,10 +103,11 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// roundToFp16(data)
+// roundToFp16(data, saturateAt): saturateAt Infinity for none
 Napi::Value RoundToFp16(const Napi::CallbackInfo& info) {
   const Array<float> data = f32(info, 0, "data");
-  roundToFp16(data.data, data.length);
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "simOps: saturateAt must be a number");
+  roundToFp16(data.data, data.length, info[1].As<Napi::Number>().DoubleValue());
   return info.Env().Undefined();
 }
 

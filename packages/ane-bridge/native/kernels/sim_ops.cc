@@ -28,7 +28,7 @@ namespace {
 using kernels::Isa;
 
 // Below this many elements an op runs on the calling thread alone.
-constexpr Index kMinParallel = 1 << 15;
+constexpr Index kMinParallel = 1 << 17;
 // Ops that compute then round work in blocks this long, so the rounding pass reads a hot cache.
 constexpr Index kBlock = 2048;
 
@@ -111,6 +111,24 @@ void roundSpan(float* p, Index n) {
 #endif
     default:
       return roundScalar(p, n);
+  }
+}
+
+// |v| past the threshold (>= when inclusive) to +-inf; NaN stays. The comparison is in float64, as
+// the twin's; a threshold that is a float (every rule's is) compares the same in float.
+void saturateSpan(float* p, Index n, double threshold, bool inclusive) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  if (static_cast<double>(static_cast<float>(threshold)) == threshold) {
+    const float limit = static_cast<float>(threshold);
+    for (Index i = 0; i < n; i++) {
+      const float magnitude = std::fabs(p[i]);
+      if (inclusive ? magnitude >= limit : magnitude > limit) p[i] = p[i] > 0 ? inf : -inf;
+    }
+    return;
+  }
+  for (Index i = 0; i < n; i++) {
+    const double magnitude = std::fabs(static_cast<double>(p[i]));
+    if (inclusive ? magnitude >= threshold : magnitude > threshold) p[i] = p[i] > 0 ? inf : -inf;
   }
 }
 
@@ -358,20 +376,18 @@ void unary(UnaryOp op, float* out, const float* x, Index n, double epsilon, bool
   }
 }
 
-void roundToFp16(float* data, Index n) {
-  forRanges(n, [&](Index begin, Index end) { roundSpan(data + begin, end - begin); });
+void roundToFp16(float* data, Index n, double saturateAt) {
+  forRanges(n, [&](Index begin, Index end) {
+    for (Index b = begin; b < end; b += kBlock) {
+      const Index stop = std::min(end, b + kBlock);
+      roundSpan(data + b, stop - b);
+      if (std::isfinite(saturateAt)) saturateSpan(data + b, stop - b, saturateAt, true);
+    }
+  });
 }
 
 void saturateToInfinity(float* data, Index n, double threshold, bool inclusive) {
-  const double limit = threshold;
-  forRanges(n, [&](Index begin, Index end) {
-    for (Index i = begin; i < end; i++) {
-      const double magnitude = std::fabs(static_cast<double>(data[i]));
-      if (inclusive ? magnitude >= limit : magnitude > limit) {
-        data[i] = data[i] > 0 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
-      }
-    }
-  });
+  forRanges(n, [&](Index begin, Index end) { saturateSpan(data + begin, end - begin, threshold, inclusive); });
 }
 
 void gather32(std::uint32_t* out, const std::uint32_t* src, const Walk& walk) { gather(out, src, walk); }

@@ -31,8 +31,10 @@ enum class UnaryOp : int { Exp, Log, Sqrt, Rsqrt, Inverse, Tanh, Sigmoid, Silu, 
 void binary(BinaryOp op, float* out, const float* x, const float* y, const Walk& walk, bool roundFp16);
 //   out, x: [n]; epsilon: log/rsqrt/inverse add it first (as the twin does)
 void unary(UnaryOp op, float* out, const float* x, Index n, double epsilon, bool roundFp16);
-// In place: every value to its nearest fp16 (as ane-ir/mil roundToFp16InPlace).  data: [n]
-void roundToFp16(float* data, Index n);
+// In place: every value to its nearest fp16 (as ane-ir/mil roundToFp16InPlace), then, when
+// saturateAt is finite, every rounded |v| >= saturateAt to +-inf (matmul's output saturation, in
+// the same pass).  data: [n]
+void roundToFp16(float* data, Index n, double saturateAt);
 // In place: |v| past threshold (>= when inclusive) becomes +-inf (src/sim/behaviours.ts).  data: [n]
 void saturateToInfinity(float* data, Index n, double threshold, bool inclusive);
 // out[dense] = src[walk] with operand 0 of the walk (transpose, slice, broadcast moves), for

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../kernels/kernels.h"
+#include "../kernels/sim_ops.h"
 #include "../kernels/simd.h"
 #include "../kernels/thread_pool.h"
 
@@ -663,6 +664,77 @@ void testThreadSpawnFailure() {
   setHostThreads(0);
 }
 
+
+// ---- the simulator's native ops (sim_ops.h): every SIMD path against plain scalar references ----
+
+std::uint32_t bitsOf(float x) {
+  std::uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+// The fp16 rounding of ane-ir/mil roundToFp16InPlace, through the scalar conversions.
+float referenceRound(float v) {
+  if (std::isnan(v)) return v;
+  return fp16ToFp32Scalar(fp32ToFp16Scalar(v, false));
+}
+
+void testSimOps() {
+  // Rounding: a stride through every binary32 pattern, plus the boundaries, on this path.
+  std::vector<float> values;
+  for (std::uint64_t u = 0; u < (1ull << 32); u += 65521) {
+    float v;
+    const std::uint32_t bits = static_cast<std::uint32_t>(u);
+    std::memcpy(&v, &bits, sizeof v);
+    values.push_back(v);
+  }
+  for (std::uint32_t bits : {0x477fefffu, 0x477ff000u, 0x477ff001u, 0x33000000u, 0x33000001u, 0x387fe000u,
+                             0x387ff000u, 0x7f800000u, 0x7fc00123u, 0xffa00001u}) {
+    float v;
+    std::memcpy(&v, &bits, sizeof v);
+    values.push_back(v);
+  }
+  std::vector<float> rounded = values;
+  ane::sim::roundToFp16(rounded.data(), static_cast<Index>(rounded.size()), std::numeric_limits<double>::infinity());
+  for (std::size_t i = 0; i < values.size(); i++) {
+    const float want = referenceRound(values[i]);
+    EXPECT(bitsOf(rounded[i]) == bitsOf(want), "round %08x: got %08x want %08x", bitsOf(values[i]), bitsOf(rounded[i]),
+           bitsOf(want));
+  }
+  // add with a broadcast row operand, fp16 result: (float)(double a + double b), then rounded.
+  Random r(7);
+  const Index rows = 37, inner = 301;
+  std::vector<float> x = randomVector(rows * inner, r, 300.0f), y = randomVector(inner, r, 300.0f);
+  std::vector<std::int32_t> xOffsets(rows), yOffsets(rows, 0);
+  for (Index i = 0; i < rows; i++) xOffsets[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i * inner);
+  ane::sim::Walk walk;
+  walk.rows = rows;
+  walk.inner = inner;
+  walk.strides[0] = 1;
+  walk.strides[1] = 1;
+  walk.rowOffsets[0] = xOffsets.data();
+  walk.rowOffsets[1] = yOffsets.data();
+  std::vector<float> out(static_cast<std::size_t>(rows * inner));
+  ane::sim::binary(ane::sim::BinaryOp::Add, out.data(), x.data(), y.data(), walk, true);
+  for (Index i = 0; i < rows * inner; i++) {
+    const float want = referenceRound(static_cast<float>(static_cast<double>(x[static_cast<std::size_t>(i)]) +
+                                                         static_cast<double>(y[static_cast<std::size_t>(i % inner)])));
+    EXPECT(bitsOf(out[static_cast<std::size_t>(i)]) == bitsOf(want), "add %ld", static_cast<long>(i));
+  }
+  // softmax rows: each sums to ~1 and matches a double reference within fp16 rounding.
+  std::vector<float> logits = randomVector(64 * 100, r, 8.0f), probs(64 * 100);
+  ane::sim::softmax(probs.data(), logits.data(), 64, 100, 1, true);
+  for (Index row = 0; row < 64; row++) {
+    double max = -1e300, sum = 0;
+    for (Index j = 0; j < 100; j++) max = std::max(max, static_cast<double>(logits[static_cast<std::size_t>(row * 100 + j)]));
+    for (Index j = 0; j < 100; j++) sum += std::exp(logits[static_cast<std::size_t>(row * 100 + j)] - max);
+    for (Index j = 0; j < 100; j++) {
+      const double want = std::exp(logits[static_cast<std::size_t>(row * 100 + j)] - max) / sum;
+      EXPECT(std::fabs(probs[static_cast<std::size_t>(row * 100 + j)] - want) <= 1e-3 * want + 1e-7, "softmax %ld", static_cast<long>(row));
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -682,6 +754,8 @@ int main() {
       testOptimizers(isa);
       testGemm(isa);
       testRowwise(isa);
+      context = std::string("sim ops ") + isaName(isa);
+      testSimOps();
     }
   }
   setHostThreads(0);

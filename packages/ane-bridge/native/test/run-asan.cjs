@@ -222,13 +222,21 @@ function runVitestUnderAsan(compiler) {
     return 1;
   }
   say(
-    'running the src/kernels vitest suites and test/kernel-buffers.test.ts (arrays detached mid-run, in a child process) against it (LD_PRELOAD of the ASan runtime)',
+    'running the src/kernels vitest suites, the simulator native ops and the conformance corpus in all op modes, and test/kernel-buffers.test.ts (arrays detached mid-run, in a child process) against it (LD_PRELOAD of the ASan runtime)',
   );
   const vitestPackage = require.resolve('vitest/package.json', { paths: [packageRoot] });
   const vitest = path.join(path.dirname(vitestPackage), require(vitestPackage).bin.vitest);
   const run = spawnSync(
     process.execPath,
-    [vitest, 'run', 'src/kernels', 'test/kernel-buffers.test.ts', '--reporter=verbose'],
+    [
+      vitest,
+      'run',
+      'src/kernels',
+      'src/sim/native-ops.test.ts',
+      'src/sim/conformance.test.ts',
+      'test/kernel-buffers.test.ts',
+      '--reporter=verbose',
+    ],
     {
       cwd: packageRoot,
       encoding: 'utf8',

@@ -69,7 +69,8 @@ export interface NativeSimOpsBindings {
     roundFp16: boolean,
   ): void;
   unary(op: number, out: Float32Array, x: Float32Array, epsilon: number, roundFp16: boolean): void;
-  roundToFp16(data: Float32Array): void;
+  /** saturateAt: Infinity for none, else rounded |v| >= saturateAt become ±inf. */
+  roundToFp16(data: Float32Array, saturateAt: number): void;
   saturateToInfinity(data: Float32Array, threshold: number, inclusive: boolean): void;
   gather<T extends Float32Array | Int32Array | Int8Array | Uint8Array>(
     out: T,

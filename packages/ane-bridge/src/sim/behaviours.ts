@@ -106,7 +106,7 @@ export function saturateToInfinity(values: Float32Array, threshold: number, incl
   );
 }
 
-function saturateToInfinityTwin(values: Float32Array, threshold: number, inclusive: boolean): void {
+export function saturateToInfinityTwin(values: Float32Array, threshold: number, inclusive: boolean): void {
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     const magnitude = Math.abs(v);

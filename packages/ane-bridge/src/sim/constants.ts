@@ -17,6 +17,25 @@ export interface PlannedValue {
   readonly constant: boolean;
   /** The elements of a constant, as numbers, booleans or strings. */
   readonly elements?: readonly ScalarData[];
+  /**
+   * The same elements read in place from another tensor (a slice, a transpose): a consumer that
+   * takes strided operands (matmul's GEMM) reads them there, and the copy that would make this
+   * value dense is then never run (see ProgramPlanner's pruning).
+   */
+  readonly matrix?: MatrixView;
+}
+
+/**
+ * A value seen as a matrix [rows, cols] (cols: its last axis; rows: the product of the others)
+ * whose element (r, c) is `source[offset + r * rowStride + c * colStride]`.
+ */
+export interface MatrixView {
+  readonly source: Float32Array;
+  readonly offset: number;
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowStride: number;
+  readonly colStride: number;
 }
 
 /** Thrown for what the simulator cannot represent; the compiler turns it into a CompileError. */

@@ -38,13 +38,13 @@ import {
 import { CompileError, DeviceError, KernelInputError } from '../errors';
 import type { BehaviourSettings } from './behaviours';
 import { behaviourSettingsFor } from './behaviours';
-import type { PlannedValue } from './constants';
+import type { MatrixView, PlannedValue } from './constants';
 import { plannedConstant, simDtypeOf, UnsupportedError } from './constants';
 import { readFp16Buffer, readFp32Buffer, writeFp16Buffer, writeFp32Buffer } from './io';
 import type { OpNode, RunStep } from './op-planners';
 import { OP_PLANNERS } from './op-planners';
 import { checkRulesForChip } from './rule-gate';
-import type { FloatTensor, SimTensor } from './tensor';
+import type { FloatTensor, SimData, SimTensor } from './tensor';
 import { allocateTensor, isFloatDtype, shapeText } from './tensor';
 
 export interface SimCompileOptions {
@@ -60,6 +60,12 @@ export interface SimCompileOptions {
    * `SIM_MEMORY_LIMIT_BYTES` (4 GiB). A program past it is a CompileError naming the tensor.
    */
   readonly memoryLimitBytes?: number;
+  /**
+   * Read slices and transposes that feed `matmul` in place (default true): the GEMM takes the
+   * source with a stride instead of a copy, and the copy is not run when nothing else reads it.
+   * The results are the same bits either way; false plans every copy (the tests compare the two).
+   */
+  readonly inPlaceOperands?: boolean;
 }
 
 /** Default for `SimCompileOptions.memoryLimitBytes`: 4 GiB of planned tensors. */
@@ -79,6 +85,8 @@ export interface SimExecutable {
    * under rule `blob-offset`) and the rule table's (performance, advice, unconfirmed claims).
    */
   readonly warnings: readonly RuleViolation[];
+  /** The op steps a run executes (constants folded, dead statements and unread copies dropped). */
+  readonly stepCount: number;
   /**
    * Runs the program. `inputs[i]` holds parameter i and `outputs[j]` receives returned value j, as
    * dense little-endian fp16/fp32 bytes of the spec's shape from byte 0; longer buffers are fine.
@@ -99,7 +107,8 @@ export function compileSimProgram(program: Program, options: SimCompileOptions =
   checkSignature(validated, program);
   const settings = behaviourSettingsFor(chip, { narrowReduceSum: options.reduceSumAccumulation === 'fp16' });
   const memoryLimit = options.memoryLimitBytes ?? SIM_MEMORY_LIMIT_BYTES;
-  return new ProgramPlanner(validated, program, chip, settings, warnings, memoryLimit).plan();
+  const inPlace = options.inPlaceOperands ?? true;
+  return new ProgramPlanner(validated, program, chip, settings, warnings, memoryLimit, inPlace).plan();
 }
 
 /** A validator warning (a weight blob another tool wrote) in the executable's warning list. */
@@ -231,9 +240,33 @@ function liveStatements(
   return live;
 }
 
+/** A planned run step with the buffers it reads and writes (for pruning unread copies). */
+interface PlannedStep {
+  readonly run: RunStep;
+  readonly reads: ReadonlySet<SimData>;
+  readonly writes: readonly SimData[];
+}
+
+/**
+ * The steps whose results are read: walking backwards from the returned values, a step is kept
+ * when a kept step (or a result) reads a buffer it writes. A copy whose value every consumer reads
+ * in place through a MatrixView (a slice or transpose feeding matmul) is dropped here.
+ */
+function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimData[]): RunStep[] {
+  const needed = new Set<SimData>(results);
+  const kept: RunStep[] = [];
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const step = steps[i]!;
+    if (!step.writes.some((data) => needed.has(data))) continue;
+    kept.push(step.run);
+    for (const data of step.reads) needed.add(data);
+  }
+  return kept.reverse();
+}
+
 class ProgramPlanner {
   private readonly values = new Map<string, PlannedValue>();
-  private readonly steps: RunStep[] = [];
+  private readonly steps: PlannedStep[] = [];
 
   constructor(
     private readonly validated: ValidatedProgram,
@@ -242,6 +275,7 @@ class ProgramPlanner {
     private readonly settings: BehaviourSettings,
     private readonly warnings: readonly RuleViolation[],
     private readonly memoryLimit: number,
+    private readonly inPlace: boolean,
   ) {}
 
   /** Bytes of the tensors planned so far. */
@@ -339,7 +373,10 @@ class ProgramPlanner {
       this.warnings,
       parameterBuffers,
       results,
-      this.steps,
+      stepsThatMatter(
+        this.steps,
+        results.map((tensor) => tensor.data),
+      ),
     );
   }
 
@@ -380,8 +417,14 @@ class ProgramPlanner {
       if (Array.isArray(input)) return fail(`'${param}' is a tuple`);
       return input;
     };
-    const tensorOf = (param: string, value: PlannedValue): SimTensor =>
-      value.tensor ?? fail(`'${param}' is not a tensor`);
+    // The buffers this op's step reads: every operand taken as a tensor, and the source of every
+    // operand taken through its MatrixView.
+    const reads = new Set<SimData>();
+    const tensorOf = (param: string, value: PlannedValue): SimTensor => {
+      const tensor = value.tensor ?? fail(`'${param}' is not a tensor`);
+      reads.add(tensor.data);
+      return tensor;
+    };
     const floatOf = (param: string, value: PlannedValue): FloatTensor => {
       const tensor = tensorOf(param, value);
       if (!isFloatDtype(tensor.dtype))
@@ -435,6 +478,20 @@ class ProgramPlanner {
         return tensor as FloatTensor;
       },
       scratch: (length, what) => this.scratch(length, what, fail),
+      matrix: (param) => {
+        if (!this.inPlace) return undefined;
+        const value = single(param);
+        const tensor = value.tensor;
+        if (tensor === undefined || !isFloatDtype(tensor.dtype)) return undefined;
+        const view = value.matrix ?? denseMatrix(tensor as FloatTensor);
+        reads.add(view.source);
+        return view;
+      },
+      viewOutput: (index, view) => {
+        if (!this.inPlace) return;
+        const output = outputs[index] ?? fail(`result ${index} must be planned before its view`);
+        outputs[index] = { ...output, matrix: view };
+      },
       alias: (index, value) => {
         const type = declaredType(index);
         const shape = shapeOf(type);
@@ -442,11 +499,15 @@ class ProgramPlanner {
           value.tensor === undefined
             ? undefined
             : { dtype: value.tensor.dtype, shape, data: value.tensor.data };
+        // The same elements in the same order: a view survives when the rows stay the rows.
+        const keepsView =
+          value.matrix !== undefined && shape.length > 0 && shape[shape.length - 1] === value.matrix.cols;
         outputs[index] = {
           type,
           constant: value.constant,
           ...(tensor === undefined ? {} : { tensor }),
           ...(value.elements === undefined ? {} : { elements: value.elements }),
+          ...(keepsView ? { matrix: value.matrix } : {}),
         };
       },
     };
@@ -461,13 +522,25 @@ class ProgramPlanner {
     }
     if (step !== undefined) {
       if (allConstant) step();
-      else this.steps.push(step);
+      else {
+        const writes = outputs.flatMap((output) =>
+          output?.tensor === undefined ? [] : [output.tensor.data],
+        );
+        this.steps.push({ run: step, reads, writes });
+      }
     }
     statement.outputs.forEach((output, index) => {
       const value = outputs[index] ?? fail(`result '${output.name}' was not planned`);
       this.values.set(output.name, value);
     });
   }
+}
+
+/** A dense tensor as a matrix over its own data: [product of the leading axes, last axis]. */
+function denseMatrix(tensor: FloatTensor): MatrixView {
+  const cols = tensor.shape.length === 0 ? 1 : tensor.shape[tensor.shape.length - 1]!;
+  const rows = cols === 0 ? 0 : tensor.data.length / cols;
+  return { source: tensor.data, offset: 0, rows, cols, rowStride: cols, colStride: 1 };
 }
 
 /** Bytes per element of each simulator dtype as stored (fp16 is held widened in a Float32Array). */
@@ -521,6 +594,7 @@ function createExecutable(
     inputs,
     outputs,
     warnings,
+    stepCount: steps.length,
     run(inputBuffers, outputBuffers) {
       checkBuffers('input', inputBuffers, inputs);
       checkBuffers('output', outputBuffers, outputs);

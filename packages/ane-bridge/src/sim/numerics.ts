@@ -9,6 +9,7 @@
  *   are float64 sums stored once, i.e. "accumulate in fp32, round once" with a wider accumulator.
  */
 import { roundToFp16InPlace } from 'ane-ir/mil';
+import { saturateToInfinity, saturateToInfinityTwin } from './behaviours';
 import { runSimOp } from './native-ops';
 import type { FloatTensor } from './tensor';
 
@@ -17,14 +18,26 @@ export function finishFloat(out: FloatTensor): void {
   if (out.dtype === 'fp16') roundToFp16(out.data);
 }
 
-/** Rounds every value to its nearest fp16 in place (ane-ir/mil roundToFp16InPlace, or native). */
-export function roundToFp16(values: Float32Array): void {
+/**
+ * Rounds every value to its nearest fp16 in place (ane-ir/mil roundToFp16InPlace, or native);
+ * with `saturateAt`, then turns every |v| >= saturateAt into ±inf in the same pass.
+ */
+export function roundToFp16(values: Float32Array, saturateAt?: number): void {
   runSimOp(
     'roundToFp16',
     values,
-    (ops) => ops.roundToFp16(values),
-    () => roundToFp16InPlace(values),
+    (ops) => ops.roundToFp16(values, saturateAt ?? Number.POSITIVE_INFINITY),
+    () => {
+      roundToFp16InPlace(values);
+      if (saturateAt !== undefined) saturateToInfinityTwin(values, saturateAt, true);
+    },
   );
+}
+
+/** finishFloat, then matmul's output saturation (rule num-matmul-output-inf) when it applies. */
+export function finishSaturated(out: FloatTensor, saturateAt: number | undefined): void {
+  if (out.dtype === 'fp16') roundToFp16(out.data, saturateAt);
+  else if (saturateAt !== undefined) saturateToInfinity(out.data, saturateAt, true);
 }
 
 /** Round half to even, the rounding of `quantize` (and of IEEE's default mode). */

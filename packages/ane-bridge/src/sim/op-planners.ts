@@ -8,7 +8,7 @@ import type { ScalarData, ValueType } from 'ane-ir/mil';
 import { roundToFp16 } from 'ane-ir/mil';
 import type { BehaviourSettings } from './behaviours';
 import { saturateToInfinity } from './behaviours';
-import type { PlannedValue } from './constants';
+import type { MatrixView, PlannedValue } from './constants';
 import { UnsupportedError } from './constants';
 import { planBroadcast } from './layout';
 import { planAttention, scaledDotProductAttention } from './ops/attention';
@@ -24,7 +24,9 @@ import {
   select,
   unary,
 } from './ops/elementwise';
-import { linear, matmul, planMatmul } from './ops/matmul';
+import type { GemmOperand } from './ops/matmul';
+import { linear, matmul, matmulStrided, planMatmul } from './ops/matmul';
+import type { SliceSpec } from './ops/movement';
 import {
   bandPart,
   concat,
@@ -51,7 +53,7 @@ import {
   softmax,
 } from './ops/reduce';
 import type { FloatTensor, SimTensor } from './tensor';
-import { elementCount, normalizeAxis } from './tensor';
+import { contiguousStrides, elementCount, normalizeAxis } from './tensor';
 
 /** What a run executes for one op. */
 export type RunStep = () => void;
@@ -79,6 +81,13 @@ export interface OpNode {
   alias(index: number, value: PlannedValue): void;
   /** A zeroed scratch buffer of the op, counted against the simulator's memory limit. */
   scratch(length: number, what: string): Float32Array;
+  /**
+   * A float operand as a strided matrix (its MatrixView, or its own dense buffer), read in place
+   * by the step: taking an operand this way instead of as a tensor lets the copy behind a view go.
+   */
+  matrix(param: string): MatrixView | undefined;
+  /** Output `index` (already allocated) can also be read in place through `view`. */
+  viewOutput(index: number, view: MatrixView): void;
 }
 
 export type OpPlanner = (node: OpNode) => RunStep | undefined;
@@ -172,21 +181,67 @@ function planConvOp(node: OpNode): RunStep {
 }
 
 function planMatmulOp(node: OpNode): RunStep {
+  const transposeX = bool(node, 'transpose_x') ?? false;
+  const transposeY = bool(node, 'transpose_y') ?? false;
+  const strided = planStridedMatmul(node, transposeX, transposeY);
+  if (strided !== undefined) return strided;
   const x = node.floatTensor('x');
   const y = node.floatTensor('y');
-  const { outShape, geometry } = planMatmul(
-    x.shape,
-    y.shape,
-    bool(node, 'transpose_x') ?? false,
-    bool(node, 'transpose_y') ?? false,
-  );
+  const { outShape, geometry } = planMatmul(x.shape, y.shape, transposeX, transposeY);
   const out = node.floatOutput(0, outShape);
   const threshold = node.settings.matmulInfinityThreshold;
-  if (threshold === undefined) return () => matmul(out, x.data, y.data, geometry);
-  return () => {
-    matmul(out, x.data, y.data, geometry);
-    saturateToInfinity(out.data, threshold, true);
-  };
+  return () => matmul(out, x.data, y.data, geometry, 1, threshold);
+}
+
+/**
+ * A single (unbatched) matmul whose operands are read in place through their MatrixViews: a weight
+ * sliced out of a packed input, an activation transposed for the GEMM. The GEMM gets the source
+ * with a leading dimension and a transpose flag instead of a copy, which gives the same operands
+ * and so the same bits (the GEMM packs its panels the same way whatever the layout).
+ */
+function planStridedMatmul(node: OpNode, transposeX: boolean, transposeY: boolean): RunStep | undefined {
+  const xType = shapeOfType(node.value('x').type);
+  const yType = shapeOfType(node.value('y').type);
+  if (xType.length < 2 || yType.length < 2) return undefined;
+  const { outShape, geometry } = planMatmul(xType, yType, transposeX, transposeY);
+  if (geometry.xOffsets.length !== 1 || geometry.yOffsets.length !== 1) return undefined;
+  const xView = node.matrix('x');
+  const yView = node.matrix('y');
+  // Only worth it when one operand is a view; dense operands take the plain path.
+  if (xView === undefined || yView === undefined) return undefined;
+  if (
+    xView.rowStride === xView.cols &&
+    xView.colStride === 1 &&
+    yView.rowStride === yView.cols &&
+    yView.colStride === 1 &&
+    xView.offset === 0 &&
+    yView.offset === 0
+  )
+    return undefined;
+  const a = gemmOperand(xView, xType, transposeX);
+  const b = gemmOperand(yView, yType, transposeY);
+  if (a === undefined || b === undefined) return undefined;
+  const out = node.floatOutput(0, outShape);
+  const threshold = node.settings.matmulInfinityThreshold;
+  const { M, N, K } = geometry;
+  return () => matmulStrided(out, a, b, M, N, K, threshold);
+}
+
+/** A view of an operand stored as [rows, cols] (the last two axes) as a GEMM operand. */
+function gemmOperand(
+  view: MatrixView,
+  shape: readonly number[],
+  transposed: boolean,
+): GemmOperand | undefined {
+  const rows = shape[shape.length - 2]!;
+  const cols = shape[shape.length - 1]!;
+  if (view.rows !== rows || view.cols !== cols || rows === 0 || cols === 0) return undefined;
+  const data = view.source.subarray(view.offset);
+  // Row-major with a row stride, or column-major (a transposed copy would be row-major).
+  if (view.colStride === 1 && view.rowStride >= cols) return { data, ld: view.rowStride, transposed };
+  if (view.rowStride === 1 && view.colStride >= rows)
+    return { data, ld: view.colStride, transposed: !transposed };
+  return undefined;
 }
 
 function planLinear(node: OpNode): RunStep {
@@ -273,8 +328,26 @@ function planReshape(node: OpNode): undefined {
 
 function planTransposeOp(node: OpNode): RunStep {
   const x = node.tensor('x');
-  const { outShape, layout } = planTranspose(x.shape, requiredNumbers(node, 'perm'));
+  const perm = requiredNumbers(node, 'perm');
+  const { outShape, layout } = planTranspose(x.shape, perm);
   const out = node.output(0, outShape);
+  // Swapping the last two axes of an (effectively) 2-D value: also readable in place, transposed.
+  const rank = x.shape.length;
+  const swapsLastTwo =
+    rank >= 2 &&
+    perm.every((axis, i) => (axis < 0 ? axis + rank : axis) === (i < rank - 2 ? i : 2 * rank - 3 - i)) &&
+    x.shape.slice(0, -2).every((dim) => dim === 1);
+  const view = swapsLastTwo ? node.matrix('x') : undefined;
+  if (view !== undefined) {
+    node.viewOutput(0, {
+      source: view.source,
+      offset: view.offset,
+      rows: view.cols,
+      cols: view.rows,
+      rowStride: view.colStride,
+      colStride: view.rowStride,
+    });
+  }
   return () => transpose(out.data, x.data, layout);
 }
 
@@ -295,6 +368,10 @@ function planSliceBySize(node: OpNode): RunStep {
   const lastAxis = x.shape.length - 1;
   const widthOffset = lastAxis >= 0 && spec.begin[lastAxis] !== 0;
   if (limit === undefined || !widthOffset || !(out.data instanceof Float32Array)) {
+    if (out.data instanceof Float32Array && x.data instanceof Float32Array) {
+      const view = sliceView(x.shape, spec, x.data as Float32Array);
+      if (view !== undefined) node.viewOutput(0, view);
+    }
     return () => slice(out.data, x.data, layout);
   }
   const values = out.data as Float32Array;
@@ -302,6 +379,30 @@ function planSliceBySize(node: OpNode): RunStep {
     slice(out.data, x.data, layout);
     saturateToInfinity(values, limit, false);
   };
+}
+
+/** A slice of a dense tensor as a MatrixView over it, when its rows are evenly strided. */
+function sliceView(xShape: readonly number[], spec: SliceSpec, data: Float32Array): MatrixView | undefined {
+  const rank = xShape.length;
+  if (rank === 0) return undefined;
+  const strides = contiguousStrides(xShape);
+  const last = rank - 1;
+  const cols = spec.outShape[last]!;
+  let offset = 0;
+  for (let a = 0; a < rank; a++) offset += spec.begin[a]! * strides[a]!;
+  // The leading axes must walk as one: each non-1 axis steps over whole runs of the next one.
+  let rows = 1;
+  let rowStride: number | undefined;
+  for (let a = last - 1; a >= 0; a--) {
+    const dim = spec.outShape[a]!;
+    if (dim === 1) continue;
+    const stride = strides[a]! * spec.step[a]!;
+    if (rowStride === undefined) rowStride = stride;
+    else if (stride !== rowStride * rows) return undefined;
+    rows *= dim;
+  }
+  const colStride = strides[last]! * spec.step[last]!;
+  return { source: data, offset, rows, cols, rowStride: rowStride ?? cols * colStride, colStride };
 }
 
 function planSliceByIndex(node: OpNode): RunStep {

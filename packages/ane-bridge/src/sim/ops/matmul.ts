@@ -4,7 +4,7 @@
  */
 // The dispatching GEMM: the native addon's when loaded, else the TS twin in ../gemm.ts.
 import { sgemm } from '../../kernels';
-import { finishFloat } from '../numerics';
+import { finishFloat, finishSaturated } from '../numerics';
 import type { FloatTensor } from '../tensor';
 import { broadcastShapes, contiguousStrides } from '../tensor';
 
@@ -84,13 +84,17 @@ export function planMatmul(
   };
 }
 
-/** out [batch, M, N] = alpha · op(x) [batch, M, K] · op(y) [batch, K, N]. */
+/**
+ * out [batch, M, N] = alpha · op(x) [batch, M, K] · op(y) [batch, K, N], rounded, and saturated at
+ * `saturateAt` when given (rule num-matmul-output-inf).
+ */
 export function matmul(
   out: FloatTensor,
   x: Float32Array,
   y: Float32Array,
   g: MatmulGeometry,
   alpha = 1,
+  saturateAt?: number,
 ): void {
   const { M, N, K, transposeX, transposeY } = g;
   const o = out.data;
@@ -116,7 +120,7 @@ export function matmul(
       N,
     );
   }
-  finishFloat(out);
+  finishSaturated(out, saturateAt);
 }
 
 /** out [..., OUT] = x [..., IN] · weightᵀ ([OUT, IN]) + bias [OUT]. */
@@ -149,4 +153,25 @@ export function linear(
     outFeatures,
   );
   finishFloat(out);
+}
+
+/** A GEMM operand read in place: op(operand) starts at data[0] with leading dimension `ld`. */
+export interface GemmOperand {
+  readonly data: Float32Array;
+  readonly ld: number;
+  readonly transposed: boolean;
+}
+
+/** out [M, N] = op(a) [M, K] · op(b) [K, N], operands read in place (see GemmOperand). */
+export function matmulStrided(
+  out: FloatTensor,
+  a: GemmOperand,
+  b: GemmOperand,
+  M: number,
+  N: number,
+  K: number,
+  saturateAt?: number,
+): void {
+  sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, out.data, N);
+  finishSaturated(out, saturateAt);
 }
