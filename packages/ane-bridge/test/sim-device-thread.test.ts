@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { openDevice, STORIES15M_LAYER, storiesLayerProgram } from '../src/index';
 
+// Opt-in (read at the first compile of this test file's module graph).
+process.env.ANE_BRIDGE_SIM_THREAD = '1';
 const workerBuilt = existsSync(fileURLToPath(new URL('../dist/sim-worker.js', import.meta.url)));
 const distEntry = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 

@@ -59,6 +59,7 @@ function statOrUndefined(file: string) {
 /** Every variable ane-bridge reads, with its check (undefined: any value is fine or checked elsewhere). */
 const KNOWN: Record<string, Check | undefined> = {
   ANE_BRIDGE_FORCE_TS: flag('use the TypeScript fallbacks'),
+  ANE_BRIDGE_SIM_THREAD: flag("run simulated kernels on the simulator's device thread"),
   // Checked by the loader, which says what the file is (hostKernels.reason).
   ANE_BRIDGE_NATIVE_PATH: undefined,
   ANE_BRIDGE_SIM_OPS: (value, name) =>

@@ -155,8 +155,13 @@ class DeviceThread {
 
 let thread: DeviceThread | null | undefined;
 
-/** The process's device thread, or null when kernels must run on the JS thread. */
+/**
+ * The process's device thread, or null when kernels run on the JS thread: the default, since on
+ * the 2-core machines this was measured on the extra thread competing with the host kernels' pool
+ * made a stories15M training step ~10% slower (see the README); ANE_BRIDGE_SIM_THREAD=1 turns it on.
+ */
 export function simDeviceThread(): DeviceThread | null {
+  if (thread === undefined && process.env.ANE_BRIDGE_SIM_THREAD !== '1') thread = null;
   if (thread === undefined) {
     let script: string | undefined;
     try {
