@@ -143,6 +143,55 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// reduce(kind, out, x, outer, reduced, inner, roundFp16)
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  const Index kind = whole(info, 0, "kind");
+  if (kind > static_cast<Index>(ReduceKind::Prod)) fail(info.Env(), "simOps: unknown reduction");
+  const Array<float> out = f32(info, 1, "out"), x = f32(info, 2, "x");
+  const Index outer = whole(info, 3, "outer"), reduced = whole(info, 4, "reduced"), inner = whole(info, 5, "inner");
+  const double columns = static_cast<double>(outer) * static_cast<double>(inner);
+  if (columns > static_cast<double>(out.length) || columns * static_cast<double>(reduced) > static_cast<double>(x.length)) {
+    fail(info.Env(), "simOps: reduce arrays are too short");
+  }
+  reduce(static_cast<ReduceKind>(kind), out.data, x.data, outer, reduced, inner, info[6].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// Elements a rows x cols block with row stride `stride` spans from `offset`, or -1 when it does not fit
+// in `length` elements.
+Index blockEnd(Index offset, Index stride, Index rows, Index cols) {
+  if (rows == 0 || cols == 0) return offset;
+  if (stride < cols && rows > 1) return -1;
+  return offset + (rows - 1) * stride + cols;
+}
+
+// copyRows(dst, dstOffset, dstStride, src, srcOffset, srcStride, rows, cols): one typed-array type,
+// 4- or 1-byte elements.
+Napi::Value CopyRows(const Napi::CallbackInfo& info) {
+  if (!info[0].IsTypedArray() || !info[3].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "simOps: copyRows needs typed arrays");
+  const napi_typedarray_type type = info[0].As<Napi::TypedArray>().TypedArrayType();
+  if (info[3].As<Napi::TypedArray>().TypedArrayType() != type) throw Napi::TypeError::New(info.Env(), "simOps: copyRows arrays differ in type");
+  const bool wide = type == napi_float32_array || type == napi_int32_array || type == napi_uint32_array;
+  const bool narrow = type == napi_int8_array || type == napi_uint8_array;
+  if (!wide && !narrow) throw Napi::TypeError::New(info.Env(), "simOps: copyRows takes 4- or 1-byte elements");
+  const Index dstOffset = whole(info, 1, "dstOffset"), dstStride = whole(info, 2, "dstStride");
+  const Index srcOffset = whole(info, 4, "srcOffset"), srcStride = whole(info, 5, "srcStride");
+  const Index rows = whole(info, 6, "rows"), cols = whole(info, 7, "cols");
+  const Index dstEnd = blockEnd(dstOffset, dstStride, rows, cols), srcEnd = blockEnd(srcOffset, srcStride, rows, cols);
+  if (wide) {
+    const Array<std::uint32_t> dst = array<std::uint32_t>(info, 0, type, "dst");
+    const Array<std::uint32_t> src = array<std::uint32_t>(info, 3, type, "src");
+    if (dstEnd < 0 || srcEnd < 0 || dstEnd > dst.length || srcEnd > src.length) fail(info.Env(), "simOps: copyRows block outside its arrays");
+    copyRows32(dst.data + dstOffset, dstStride, src.data + srcOffset, srcStride, rows, cols);
+  } else {
+    const Array<std::uint8_t> dst = array<std::uint8_t>(info, 0, type, "dst");
+    const Array<std::uint8_t> src = array<std::uint8_t>(info, 3, type, "src");
+    if (dstEnd < 0 || srcEnd < 0 || dstEnd > dst.length || srcEnd > src.length) fail(info.Env(), "simOps: copyRows block outside its arrays");
+    copyRows8(dst.data + dstOffset, dstStride, src.data + srcOffset, srcStride, rows, cols);
+  }
+  return info.Env().Undefined();
+}
+
 // softmax(out, x, outer, reduced, inner, roundFp16)
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   const Array<float> out = f32(info, 0, "out"), x = f32(info, 1, "x");
@@ -163,6 +212,8 @@ void registerSimOps(Napi::Env env, Napi::Object exports) {
   ops.Set("saturateToInfinity", Napi::Function::New(env, SaturateToInfinity, "saturateToInfinity"));
   ops.Set("gather", Napi::Function::New(env, Gather, "gather"));
   ops.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  ops.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
+  ops.Set("copyRows", Napi::Function::New(env, CopyRows, "copyRows"));
   exports.Set("simOps", ops);
 }
 

@@ -390,8 +390,105 @@ void saturateToInfinity(float* data, Index n, double threshold, bool inclusive) 
   forRanges(n, [&](Index begin, Index end) { saturateSpan(data + begin, end - begin, threshold, inclusive); });
 }
 
+template <ReduceKind Kind>
+inline double accumulate(double a, double v) {
+  switch (Kind) {
+    case ReduceKind::Sum:
+    case ReduceKind::Mean:
+      return a + v;
+    case ReduceKind::SumSquare:
+    case ReduceKind::L2Norm:
+      return a + v * v;
+    case ReduceKind::L1Norm:
+      return a + std::fabs(v);
+    case ReduceKind::Max:
+      return v > a || std::isnan(v) ? v : a;
+    case ReduceKind::Min:
+      return v < a || std::isnan(v) ? v : a;
+    case ReduceKind::Prod:
+      return a * v;
+  }
+  return kNaN;
+}
+
+template <ReduceKind Kind>
+void reduceKind(float* out, const float* x, Index outer, Index reduced, Index inner, bool round) {
+  const double start = Kind == ReduceKind::Max   ? -std::numeric_limits<double>::infinity()
+                       : Kind == ReduceKind::Min ? std::numeric_limits<double>::infinity()
+                       : Kind == ReduceKind::Prod ? 1.0
+                                                  : 0.0;
+  auto finish = [&](double a) {
+    if (Kind == ReduceKind::Mean) return a / static_cast<double>(reduced);
+    if (Kind == ReduceKind::L2Norm) return std::sqrt(a);
+    return a;
+  };
+  // Output columns [first, last) of x viewed as [outer * inner] columns of `reduced` values each.
+  auto columns = [&](Index first, Index last) {
+    std::vector<double> acc;
+    Index c = first;
+    while (c < last) {
+      const Index b = c / inner;
+      const Index i0 = c - b * inner;
+      const Index i1 = std::min(inner, i0 + (last - c));
+      const Index width = i1 - i0;
+      acc.assign(static_cast<std::size_t>(width), start);
+      const float* base = x + b * reduced * inner + i0;
+      for (Index r = 0; r < reduced; r++) {
+        const float* row = base + r * inner;
+        for (Index k = 0; k < width; k++) acc[static_cast<std::size_t>(k)] = accumulate<Kind>(acc[static_cast<std::size_t>(k)], row[k]);
+      }
+      float* o = out + b * inner + i0;
+      for (Index k = 0; k < width; k++) o[k] = static_cast<float>(finish(acc[static_cast<std::size_t>(k)]));
+      if (round) roundSpan(o, width);
+      c += width;
+    }
+  };
+  const Index columnsTotal = outer * inner;
+  if (columnsTotal * reduced < kMinParallel || kernels::hostThreads() < 2 || columnsTotal < 2) {
+    columns(0, columnsTotal);
+  } else {
+    kernels::parallelFor(columnsTotal, 1, 1, columns);
+  }
+}
+
+template <typename T>
+void copyRows(T* dst, Index dstStride, const T* src, Index srcStride, Index rows, Index cols) {
+  for (Index r = 0; r < rows; r++) {
+    std::memcpy(dst + r * dstStride, src + r * srcStride, static_cast<std::size_t>(cols) * sizeof(T));
+  }
+}
+
 void gather32(std::uint32_t* out, const std::uint32_t* src, const Walk& walk) { gather(out, src, walk); }
 void gather8(std::uint8_t* out, const std::uint8_t* src, const Walk& walk) { gather(out, src, walk); }
+
+void copyRows32(std::uint32_t* dst, Index dstStride, const std::uint32_t* src, Index srcStride, Index rows, Index cols) {
+  copyRows(dst, dstStride, src, srcStride, rows, cols);
+}
+void copyRows8(std::uint8_t* dst, Index dstStride, const std::uint8_t* src, Index srcStride, Index rows, Index cols) {
+  copyRows(dst, dstStride, src, srcStride, rows, cols);
+}
+
+void reduce(ReduceKind kind, float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16) {
+  if (outer == 0 || inner == 0) return;
+  switch (kind) {
+    case ReduceKind::Sum:
+      return reduceKind<ReduceKind::Sum>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::Mean:
+      return reduceKind<ReduceKind::Mean>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::SumSquare:
+      return reduceKind<ReduceKind::SumSquare>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::L1Norm:
+      return reduceKind<ReduceKind::L1Norm>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::L2Norm:
+      return reduceKind<ReduceKind::L2Norm>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::Max:
+      return reduceKind<ReduceKind::Max>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::Min:
+      return reduceKind<ReduceKind::Min>(out, x, outer, reduced, inner, roundFp16);
+    case ReduceKind::Prod:
+      return reduceKind<ReduceKind::Prod>(out, x, outer, reduced, inner, roundFp16);
+  }
+}
 
 void softmax(float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16) {
   if (outer == 0 || reduced == 0 || inner == 0) return;

@@ -26,6 +26,7 @@ struct Walk {
 // The op codes are the index of the op in the TS lists (src/sim/native-ops.ts).
 enum class BinaryOp : int { Add, Sub, Mul, RealDiv, Pow, Maximum, Minimum };
 enum class UnaryOp : int { Exp, Log, Sqrt, Rsqrt, Inverse, Tanh, Sigmoid, Silu, Relu };
+enum class ReduceKind : int { Sum, Mean, SumSquare, L1Norm, L2Norm, Max, Min, Prod };
 
 //   out: [rows * inner]; x, y: read through the walk
 void binary(BinaryOp op, float* out, const float* x, const float* y, const Walk& walk, bool roundFp16);
@@ -41,6 +42,13 @@ void saturateToInfinity(float* data, Index n, double threshold, bool inclusive);
 // 4-byte and 1-byte elements.  out: [rows * inner]
 void gather32(std::uint32_t* out, const std::uint32_t* src, const Walk& walk);
 void gather8(std::uint8_t* out, const std::uint8_t* src, const Walk& walk);
+// out[outer, inner] = reduce over x[outer, reduced, inner]: each output accumulated in float64 in
+// index order (max/min: a NaN wins), mean divides and l2_norm takes the square root in float64, one
+// binary32 store, one fp16 rounding.  out: [outer*inner], x: [outer*reduced*inner]
+void reduce(ReduceKind kind, float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16);
+// A rows x cols block copy between row-strided arrays (concat, split), 4- or 1-byte elements.
+void copyRows32(std::uint32_t* dst, Index dstStride, const std::uint32_t* src, Index srcStride, Index rows, Index cols);
+void copyRows8(std::uint8_t* dst, Index dstStride, const std::uint8_t* src, Index srcStride, Index rows, Index cols);
 // softmax over the middle axis of x[outer, reduced, inner] (max-shifted, each exp stored as
 // binary32 and summed in float64 in order, the quotient rounded once).  out, x: [outer*reduced*inner]
 void softmax(float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16);

@@ -34,6 +34,29 @@ export type HostArray = Float32Array | Int32Array;
 /** The executor's arrays for the values a host op reads and writes (for the sequence being run). */
 export interface HostValues {
   array(tensor: Tensor): HostArray;
+  /**
+   * Where host ops leave arrays derived from a value for later host ops of the same executable
+   * (optional: without it each op computes what it needs itself).
+   */
+  readonly derived?: DerivedValues;
+}
+
+/**
+ * Arrays a host op derived from a value it reads, kept for other host ops of the same executable:
+ * the classifier's loss op leaves softmax(logits), and the gradient op on the same logits reuses
+ * it instead of recomputing it (same kernel on the same values: the same bits). A record holds
+ * only while the value is unchanged: `recall` returns it for the same sequence of a batch, with
+ * no step, feed or write having rewritten the value since `record`. The array belongs to the op
+ * that recorded it: it `forget`s the record before overwriting the array, records again after,
+ * and readers only read it.
+ */
+export interface DerivedValues {
+  /** Records `array` as `what` (e.g. 'softmax') of `value`'s current values, replacing any earlier record. */
+  record(value: Tensor, what: string, array: Float32Array): void;
+  /** The array recorded as `what` of `value`, if `value` still holds what it held then; else undefined. */
+  recall(value: Tensor, what: string): Float32Array | undefined;
+  /** Drops the record of `what` of `value` (its array is about to be overwritten). */
+  forget(value: Tensor, what: string): void;
 }
 
 /** A host op bound to its kernels. `run` returns a Promise in async mode (native kernels off the JS thread). */
@@ -46,7 +69,6 @@ export interface BoundHostOp {
 /** Binds a host op of the kind it is registered for, or says why it cannot (then the generic path runs it). */
 export type HostOpBinder = (op: HostOp) => BoundHostOp | { readonly unsupported: string };
 
-/** Duck-typed (ane-ir may be loaded twice, as ESM and CJS, so `instanceof` is not reliable). */
 /**
  * Scratch arrays over a SharedArrayBuffer: the native async kernels use them in place (a plain
  * ArrayBuffer would be copied in and out on every call, since it could be detached meanwhile).
@@ -59,6 +81,7 @@ function sharedInts(length: number): Int32Array {
   return new Int32Array(new SharedArrayBuffer(length * 4));
 }
 
+/** Duck-typed (ane-ir may be loaded twice, as ESM and CJS, so `instanceof` is not reliable). */
 function isTensor(value: unknown): value is Tensor {
   return typeof value === 'object' && value !== null && 'op' in value && 'shape' in value && 'graph' in value;
 }
@@ -300,9 +323,14 @@ function crossEntropyOperands(
   return { call, V, S, ...(ignoreIndex !== undefined ? { ignoreIndex } : {}) };
 }
 
+/** What the cross-entropy ops record in `HostValues.derived`: softmax over the vocabulary axis of the logits. */
+const SOFTMAX = 'softmax';
+
 /**
  * loss [1, 1] = mean over counted positions of logsumexp − the target's logit:
  * `softmaxCrossEntropyForward` (per-position losses and probs in scratch), the mean in the binder.
+ * The probs (they depend on the logits only, not on targets or ignoreIndex) are recorded as the
+ * logits' softmax for `softmax_cross_entropy_grad` to reuse.
  */
 const softmaxCrossEntropy: HostOpBinder = (op) => {
   const operands = crossEntropyOperands(op, ['logits', 'targets']);
@@ -310,11 +338,12 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
   const { call, V, S, ignoreIndex } = operands;
   const { logits, targets } = call.args as { logits: Tensor; targets: Tensor };
   const losses = sharedFloats(S);
-  const probs = sharedFloats(V * S);
+  const probs = sharedFloats(V * S); // [V, S]
   const scratch = sharedInts(S);
   return {
     kernels: ['softmaxCrossEntropyForward'],
     run: (values, mode) => {
+      values.derived?.forget(logits, SOFTMAX);
       const picked = kernelTargets(
         `${op.kind} '${op.name}'`,
         values.array(targets) as Int32Array,
@@ -326,6 +355,7 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
       return then(
         mode === 'sync' ? softmaxCrossEntropyForward(...args) : softmaxCrossEntropyForwardAsync(...args),
         () => {
+          values.derived?.record(logits, SOFTMAX, probs);
           let total = 0;
           for (let s = 0; s < S; s++) total += losses[s]!;
           // Every position ignored: 0/0, NaN, as the composite (and PyTorch) gives.
@@ -337,10 +367,11 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
 };
 
 /**
- * dlogits [V, S] = (softmax − onehot) · dloss / N: the probabilities recomputed by
- * `softmaxCrossEntropyForward` into scratch, then `softmaxCrossEntropyBackward` with dloss / N per
- * counted position (it writes 0 for ignored ones). A constant dloss (the seed of an unscaled loss,
- * folded away by the backward) is read once at load.
+ * dlogits [V, S] = (softmax − onehot) · dloss / N: `softmaxCrossEntropyBackward` with dloss / N
+ * per counted position (it writes 0 for ignored ones), on the probabilities a
+ * `softmax_cross_entropy` op of the same run recorded for these logits (`HostValues.derived`),
+ * else recomputed by `softmaxCrossEntropyForward` into scratch (allocated on first need). A
+ * constant dloss (the seed of an unscaled loss, folded away by the backward) is read once at load.
  */
 const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
   const operands = crossEntropyOperands(op, ['logits', 'targets', 'dloss']);
@@ -353,10 +384,10 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
       unsupported: `${op.kind}: dloss '${dloss.name}' [${dloss.shape.join(', ')}] is neither one value the op reads nor a constant`,
     };
   const constant = fed ? undefined : evaluate([dloss])[0]![0]!;
-  const losses = sharedFloats(S);
-  const probs = sharedFloats(V * S);
   const dlosses = sharedFloats(S);
   const scratch = sharedInts(S);
+  // Only when no recorded softmax is at hand (a plan without the loss op, or run before it).
+  let own: { losses: Float32Array; probs: Float32Array } | undefined;
   return {
     kernels: ['softmaxCrossEntropyForward', 'softmaxCrossEntropyBackward'],
     run: (values, mode) => {
@@ -369,10 +400,24 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
       );
       const scale = (constant ?? values.array(dloss)[0]!) / picked.count;
       dlosses.fill(scale);
-      const z = values.array(logits) as Float32Array;
       const out = values.array(call.result) as Float32Array;
-      const forward = [losses, probs, z, picked.targets, V, S] as const;
-      const backward = [out, probs, picked.targets, dlosses, V, S] as const;
+      const recorded = values.derived?.recall(logits, SOFTMAX);
+      if (recorded !== undefined) {
+        const backward = [out, recorded, picked.targets, dlosses, V, S] as const;
+        return mode === 'sync'
+          ? softmaxCrossEntropyBackward(...backward)
+          : softmaxCrossEntropyBackwardAsync(...backward);
+      }
+      own ??= { losses: sharedFloats(S), probs: sharedFloats(V * S) };
+      const forward = [
+        own.losses,
+        own.probs,
+        values.array(logits) as Float32Array,
+        picked.targets,
+        V,
+        S,
+      ] as const;
+      const backward = [out, own.probs, picked.targets, dlosses, V, S] as const;
       if (mode === 'sync') {
         softmaxCrossEntropyForward(...forward);
         return softmaxCrossEntropyBackward(...backward);

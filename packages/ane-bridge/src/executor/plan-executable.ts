@@ -12,6 +12,11 @@
  * - computed values: on the device (a segment of a kernel's output buffer, decoded to a host
  *   array only when a host op, an output or `read` needs it) or on the host (a host op's result);
  * - constants and frozen weights a host op reads, from the graph.
+ *
+ * What a slot holds is named by its version and, for a graph input, the sequence being run: a
+ * value no step, feed or write has rewritten since has the same (version, sequence). Host ops
+ * rely on it to reuse what another op derived from a value (`HostValues.derived`: the loss head's
+ * softmax, computed once per sequence for both the loss and its gradient).
  */
 import type { HostOp, Plan, PlanStep, Tensor } from 'ane-ir';
 import { constantNumbers } from 'ane-ir';
@@ -20,7 +25,13 @@ import { copyOption, type Kernel } from '../device/kernel';
 import { didYouMean } from '../did-you-mean';
 import { DeviceError, PlanError, PlanFeedError } from '../errors';
 import { fp16ToFp32, hostKernels } from '../kernels';
-import { type BoundHostOp, bindHostOp, type HostArray, type HostValues } from './host-ops';
+import {
+  type BoundHostOp,
+  bindHostOp,
+  type DerivedValues,
+  type HostArray,
+  type HostValues,
+} from './host-ops';
 import { formatProfile, ProfileRecorder, type RunProfile } from './profile';
 import {
   copyDeviceValue,
@@ -120,6 +131,13 @@ interface HostStep {
 
 type Step = KernelStep | HostStep;
 
+/** An array a host op derived from a slot's values (`HostValues.derived`), and which values those were. */
+interface DerivedRecord {
+  readonly array: Float32Array;
+  readonly version: number;
+  readonly sequence: number;
+}
+
 const isFloatDtype = (dtype: string) => dtype === 'fp16' || dtype === 'fp32';
 
 /**
@@ -198,7 +216,11 @@ export class PlanExecutable implements Disposable {
   private readonly kernels: Kernel[] = [];
   private readonly sumOverBatch: Set<string>;
   private readonly outputArrays = new Map<string, HostArray>();
+  /** `HostValues.derived`'s records, by slot and by what was derived. */
+  private readonly derivedRecords = new Map<Slot, Map<string, DerivedRecord>>();
   private lastProfile: RunProfile | undefined;
+  /** The sequence of the batch being run (graph inputs hold one value per sequence). */
+  private sequence = 0;
   private runs = 0;
   private running = false;
   private disposed = false;
@@ -366,6 +388,7 @@ export class PlanExecutable implements Disposable {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.derivedRecords.clear();
     for (const kernel of this.kernels) kernel?.dispose();
   }
 
@@ -531,13 +554,49 @@ export class PlanExecutable implements Disposable {
 
   // ---- running -------------------------------------------------------------------------------
 
-  private readonly hostValues: HostValues = {
-    array: (tensor) => {
-      const slot = this.slotOfTensor.get(tensor);
-      if (slot === undefined) throw new PlanError(`internal: no slot for '${tensor.name}'`);
-      return this.hostArrayOf(slot);
+  private slotFor(tensor: Tensor): Slot {
+    const slot = this.slotOfTensor.get(tensor);
+    if (slot === undefined) throw new PlanError(`internal: no slot for '${tensor.name}'`);
+    return slot;
+  }
+
+  /**
+   * Records per executable, never shared with another executable of the same plan (whose slots
+   * have versions of their own). A record names the slot's values by (version, sequence): a step
+   * rewriting the slot bumps its version, a feed or write too, and a graph input holds another
+   * value in each sequence; other slots hold one sequence's value at a time, so their versions
+   * alone tell. Runs do not matter: a value unchanged since an earlier run is still the same.
+   */
+  private readonly derived: DerivedValues = {
+    record: (value, what, array) => {
+      const slot = this.slotFor(value);
+      let records = this.derivedRecords.get(slot);
+      if (records === undefined) this.derivedRecords.set(slot, (records = new Map()));
+      records.set(what, { array, version: slot.version, sequence: this.sequenceOf(slot) });
+    },
+    recall: (value, what) => {
+      const slot = this.slotFor(value);
+      const record = this.derivedRecords.get(slot)?.get(what);
+      return record !== undefined &&
+        record.version === slot.version &&
+        record.sequence === this.sequenceOf(slot)
+        ? record.array
+        : undefined;
+    },
+    forget: (value, what) => {
+      this.derivedRecords.get(this.slotFor(value))?.delete(what);
     },
   };
+
+  private readonly hostValues: HostValues = {
+    array: (tensor) => this.hostArrayOf(this.slotFor(tensor)),
+    derived: this.derived,
+  };
+
+  /** Which sequence's value a slot holds: its own per sequence for graph inputs, else 0 (shared, or one at a time). */
+  private sequenceOf(slot: Slot): number {
+    return slot.role === 'input' ? this.sequence : 0;
+  }
 
   /** The slot's values on the host for the current sequence (decoding a device value when stale). */
   private hostArrayOf(slot: Slot): HostArray {
@@ -599,6 +658,7 @@ export class PlanExecutable implements Disposable {
   }
 
   private selectSequence(sequence: number): void {
+    this.sequence = sequence;
     for (const slot of this.slots.values()) {
       if (slot.role === 'input')
         slot.current = slot.host!.subarray(sequence * slot.size, (sequence + 1) * slot.size);

@@ -88,6 +88,25 @@ export interface NativeSimOpsBindings {
     inner: number,
     roundFp16: boolean,
   ): void;
+  copyRows<T extends Float32Array | Int32Array | Int8Array | Uint8Array>(
+    dst: T,
+    dstOffset: number,
+    dstStride: number,
+    src: T,
+    srcOffset: number,
+    srcStride: number,
+    rows: number,
+    cols: number,
+  ): void;
+  reduce(
+    kind: number,
+    out: Float32Array,
+    x: Float32Array,
+    outer: number,
+    reduced: number,
+    inner: number,
+    roundFp16: boolean,
+  ): void;
 }
 
 type Sync<Args extends unknown[], Result = void> = (...args: Args) => Result;

@@ -7,7 +7,8 @@ import { runSimOp, SimOpsMismatchError, setSimOpsMode, simOpsMode } from './nati
 import { roundToFp16 } from './numerics';
 import type { BinaryArithmeticOp, UnaryOp } from './ops/elementwise';
 import { BINARY_ARITHMETIC_OPS, binaryArithmetic, unary } from './ops/elementwise';
-import { planAxis, softmax } from './ops/reduce';
+import { concat, planConcat, planSplit, split } from './ops/movement';
+import { planAxis, planReduction, reduce, reducedShape, softmax } from './ops/reduce';
 import type { FloatTensor } from './tensor';
 
 const native = nativeAddon().addon?.simOps !== undefined;
@@ -218,6 +219,101 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
         expect(result.native).toEqual(result.ts);
       }
     }
+  });
+
+  it('reductions over the last axis, a middle axis and non-adjacent axes, every native kind', () => {
+    const x = fp16Values(6 * 40 * 33, 21).map((v) => (Number.isFinite(v) ? v / 64 : v));
+    const kinds = ['sum', 'mean', 'sum_square', 'l1_norm', 'l2_norm', 'max', 'min', 'prod'] as const;
+    for (const kind of kinds) {
+      for (const [shape, axes] of [
+        [[6, 40, 33], [2]],
+        [[6, 40, 33], [1]],
+        [[1, 6 * 40, 1, 33], [1]],
+        [
+          [6, 40, 33],
+          [0, 2],
+        ],
+      ] as [number[], number[]][]) {
+        for (const dtype of ['fp16', 'fp32'] as const) {
+          const geometry = planReduction(shape, axes);
+          const result = bothModes(() => {
+            const out = tensor(dtype, reducedShape(shape, axes, false));
+            reduce(kind, out, x, geometry);
+            return out.data;
+          });
+          expect(result.native, `${kind} over [${axes}] of [${shape}]`).toEqual(result.ts);
+        }
+      }
+    }
+  });
+
+  it('concat (plain and interleaved) and split of 4- and 1-byte elements', () => {
+    const cases: [number[][], number, boolean][] = [
+      [
+        [
+          [6, 256, 24],
+          [6, 256, 24],
+        ],
+        2,
+        false,
+      ],
+      [
+        [
+          [2, 3, 5],
+          [2, 4, 5],
+          [2, 1, 5],
+        ],
+        1,
+        false,
+      ],
+      [
+        [
+          [3, 7],
+          [3, 7],
+        ],
+        0,
+        false,
+      ],
+      [
+        [
+          [4, 6, 5],
+          [4, 6, 5],
+          [4, 6, 5],
+        ],
+        1,
+        true,
+      ],
+    ];
+    for (const [shapes, axis, interleave] of cases) {
+      const { outShape, geometry } = planConcat(shapes, axis, interleave);
+      const size = outShape.reduce((a, b) => a * b, 1);
+      for (const make of [(n: number) => new Float32Array(n), (n: number) => new Int8Array(n)]) {
+        const values = shapes.map((shape, k) =>
+          make(shape.reduce((a, b) => a * b, 1)).map((_, i) => (i * 7 + k * 13) % 100),
+        );
+        setSimOpsMode('ts');
+        const ts = make(size);
+        concat(ts, values, geometry);
+        setSimOpsMode('native');
+        const out = make(size);
+        concat(out, values, geometry);
+        expect([...out]).toEqual([...ts]);
+        if (!interleave) {
+          const split3 = planSplit(
+            outShape,
+            axis,
+            shapes.map((shape) => shape[axis]!),
+          );
+          const parts = split3.outShapes.map((shape) => make(shape.reduce((a, b) => a * b, 1)));
+          split(parts, out, split3.geometry);
+          expect(parts.map((p) => [...p])).toEqual(values.map((v) => [...v]));
+        }
+      }
+    }
+    const ops = nativeAddon().addon!.simOps!;
+    const small = new Float32Array(4);
+    expect(() => ops.copyRows(small, 0, 2, small, 0, 2, 3, 2)).toThrow(RangeError);
+    expect(() => ops.copyRows(small, 0, 1, small, 0, 1, 2, 2)).toThrow(RangeError);
   });
 
   it('compare mode runs both and throws SimOpsMismatchError when they differ', () => {

@@ -8,6 +8,7 @@
  */
 import type { StridedLayout } from '../layout';
 import { gatherCopy, planStridedWalk } from '../layout';
+import { runSimOp } from '../native-ops';
 import type { SimData } from '../tensor';
 import { contiguousStrides, normalizeAxis } from '../tensor';
 
@@ -189,6 +190,32 @@ export function planConcat(
 }
 
 export function concat(out: SimData, values: readonly SimData[], g: ConcatGeometry): void {
+  runSimOp(
+    'concat',
+    out,
+    (ops) => {
+      const { outer, inner, extents } = g;
+      const count = values.length;
+      if (!g.interleave) {
+        const outRow = extents.reduce((x, y) => x + y, 0) * inner;
+        let column = 0;
+        values.forEach((src, k) => {
+          const chunk = extents[k]! * inner;
+          ops.copyRows(out, column, outRow, src as typeof out, 0, chunk, outer, chunk);
+          column += chunk;
+        });
+        return;
+      }
+      const rows = outer * (extents[0] ?? 0);
+      values.forEach((src, k) =>
+        ops.copyRows(out, k * inner, count * inner, src as typeof out, 0, inner, rows, inner),
+      );
+    },
+    () => concatTwin(out, values, g),
+  );
+}
+
+function concatTwin(out: SimData, values: readonly SimData[], g: ConcatGeometry): void {
   const { outer, inner, extents } = g;
   const count = values.length;
   if (!g.interleave) {
@@ -237,8 +264,16 @@ export function split(outs: readonly SimData[], x: SimData, g: ConcatGeometry): 
   let column = 0;
   outs.forEach((out, k) => {
     const chunk = extents[k]! * inner;
-    for (let o = 0; o < outer; o++)
-      out.set(x.subarray(o * row + column, o * row + column + chunk) as never, o * chunk);
+    const start = column;
+    runSimOp(
+      'split',
+      out,
+      (ops) => ops.copyRows(out, 0, chunk, x as typeof out, start, row, outer, chunk),
+      () => {
+        for (let o = 0; o < outer; o++)
+          out.set(x.subarray(o * row + start, o * row + start + chunk) as never, o * chunk);
+      },
+    );
     column += chunk;
   });
 }

@@ -122,6 +122,40 @@ export function reduce(
     transpose(g.gather.scratch, x, g.gather.layout);
     src = g.gather.scratch;
   }
+  const code = NATIVE_REDUCTIONS.indexOf(kind);
+  // log_sum_exp and the fp16-accumulating sums stay TypeScript (neither is on a hot path).
+  if (code < 0 || (narrow && kind !== 'max' && kind !== 'min' && kind !== 'prod')) {
+    reduceTwin(kind, out, src, g, narrow);
+    return;
+  }
+  runSimOp(
+    `reduce_${kind}`,
+    out.data,
+    (ops) => ops.reduce(code, out.data, src, g.outer, g.reduced, g.inner, out.dtype === 'fp16'),
+    () => reduceTwin(kind, out, src, g, narrow),
+  );
+}
+
+/** The reductions the native addon runs, in its op-code order (native/kernels/sim_ops.h). */
+const NATIVE_REDUCTIONS: readonly ReductionKind[] = [
+  'sum',
+  'mean',
+  'sum_square',
+  'l1_norm',
+  'l2_norm',
+  'max',
+  'min',
+  'prod',
+];
+
+/** reduce over the (already gathered) src. */
+function reduceTwin(
+  kind: ReductionKind,
+  out: FloatTensor,
+  src: Float32Array,
+  g: ReductionGeometry,
+  narrow: boolean,
+): void {
   const { outer, reduced, inner } = g;
   const o = out.data;
   if (kind === 'log_sum_exp') {
