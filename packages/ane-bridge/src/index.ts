@@ -52,6 +52,13 @@ export {
   type SimdLevel,
 } from './native/loader';
 export {
+  compileSimProgram,
+  type OpTime,
+  SIM_MEMORY_LIMIT_BYTES,
+  type SimCompileOptions,
+  type SimExecutable,
+} from './sim/executable';
+export {
   SimOpsMismatchError,
   type SimOpsMode,
   setSimOpsMode,

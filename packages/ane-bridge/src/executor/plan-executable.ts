@@ -570,8 +570,8 @@ export class PlanExecutable implements Disposable {
   private readonly derived: DerivedValues = {
     record: (value, what, array) => {
       const slot = this.slotFor(value);
-      let records = this.derivedRecords.get(slot);
-      if (records === undefined) this.derivedRecords.set(slot, (records = new Map()));
+      const records = this.derivedRecords.get(slot) ?? new Map<string, DerivedRecord>();
+      this.derivedRecords.set(slot, records);
       records.set(what, { array, version: slot.version, sequence: this.sequenceOf(slot) });
     },
     recall: (value, what) => {

@@ -66,6 +66,17 @@ export interface SimCompileOptions {
    * The results are the same bits either way; false plans every copy (the tests compare the two).
    */
   readonly inPlaceOperands?: boolean;
+  /**
+   * Time every op of every run (default false): `opProfile()` then says where a run's time went,
+   * per MIL op (benchmarks use it; the timer costs about a microsecond per op).
+   */
+  readonly profileOps?: boolean;
+}
+
+/** Time spent in one MIL op kind over the runs so far (see SimCompileOptions.profileOps). */
+export interface OpTime {
+  ms: number;
+  calls: number;
 }
 
 /** Default for `SimCompileOptions.memoryLimitBytes`: 4 GiB of planned tensors. */
@@ -88,6 +99,11 @@ export interface SimExecutable {
   /** The op steps a run executes (constants folded, dead statements and unread copies dropped). */
   readonly stepCount: number;
   /**
+   * With `profileOps`: time per MIL op kind over every run so far, plus `(io)` for reading the
+   * inputs and writing the outputs; empty otherwise.
+   */
+  opProfile(): ReadonlyMap<string, OpTime>;
+  /**
    * Runs the program. `inputs[i]` holds parameter i and `outputs[j]` receives returned value j, as
    * dense little-endian fp16/fp32 bytes of the spec's shape from byte 0; longer buffers are fine.
    */
@@ -108,7 +124,17 @@ export function compileSimProgram(program: Program, options: SimCompileOptions =
   const settings = behaviourSettingsFor(chip, { narrowReduceSum: options.reduceSumAccumulation === 'fp16' });
   const memoryLimit = options.memoryLimitBytes ?? SIM_MEMORY_LIMIT_BYTES;
   const inPlace = options.inPlaceOperands ?? true;
-  return new ProgramPlanner(validated, program, chip, settings, warnings, memoryLimit, inPlace).plan();
+  const profile = options.profileOps === true ? new Map<string, OpTime>() : undefined;
+  return new ProgramPlanner(
+    validated,
+    program,
+    chip,
+    settings,
+    warnings,
+    memoryLimit,
+    inPlace,
+    profile,
+  ).plan();
 }
 
 /** A validator warning (a weight blob another tool wrote) in the executable's warning list. */
@@ -276,6 +302,7 @@ class ProgramPlanner {
     private readonly warnings: readonly RuleViolation[],
     private readonly memoryLimit: number,
     private readonly inPlace: boolean,
+    private readonly profile: Map<string, OpTime> | undefined,
   ) {}
 
   /** Bytes of the tensors planned so far. */
@@ -377,6 +404,7 @@ class ProgramPlanner {
         this.steps,
         results.map((tensor) => tensor.data),
       ),
+      this.profile,
     );
   }
 
@@ -526,7 +554,11 @@ class ProgramPlanner {
         const writes = outputs.flatMap((output) =>
           output?.tensor === undefined ? [] : [output.tensor.data],
         );
-        this.steps.push({ run: step, reads, writes });
+        this.steps.push({
+          run: this.profile ? timed(this.profile, statement.op, step) : step,
+          reads,
+          writes,
+        });
       }
     }
     statement.outputs.forEach((output, index) => {
@@ -534,6 +566,18 @@ class ProgramPlanner {
       this.values.set(output.name, value);
     });
   }
+}
+
+/** `step`, adding its time to `profile[op]`. */
+function timed(profile: Map<string, OpTime>, op: string, step: RunStep): RunStep {
+  return () => {
+    const started = performance.now();
+    step();
+    const entry = profile.get(op) ?? { ms: 0, calls: 0 };
+    entry.ms += performance.now() - started;
+    entry.calls++;
+    profile.set(op, entry);
+  };
 }
 
 /** A dense tensor as a matrix over its own data: [product of the leading axes, last axis]. */
@@ -568,6 +612,7 @@ function createExecutable(
   parameterBuffers: readonly FloatTensor[],
   results: readonly FloatTensor[],
   steps: readonly RunStep[],
+  profile: Map<string, OpTime> | undefined,
 ): SimExecutable {
   const checkBuffers = (
     kind: 'input' | 'output',
@@ -595,13 +640,16 @@ function createExecutable(
     outputs,
     warnings,
     stepCount: steps.length,
+    opProfile: () => profile ?? new Map(),
     run(inputBuffers, outputBuffers) {
       checkBuffers('input', inputBuffers, inputs);
       checkBuffers('output', outputBuffers, outputs);
+      const started = profile === undefined ? 0 : performance.now();
       parameterBuffers.forEach((tensor, i) => {
         if (inputs[i]!.dtype === 'fp16') readFp16Buffer(inputBuffers[i]!, tensor.data);
         else readFp32Buffer(inputBuffers[i]!, tensor.data);
       });
+      const ranFrom = profile === undefined ? 0 : performance.now();
       try {
         for (const step of steps) step();
       } catch (error) {
@@ -609,10 +657,17 @@ function createExecutable(
           cause: error,
         });
       }
+      const ranMs = profile === undefined ? 0 : performance.now() - ranFrom;
       results.forEach((tensor, j) => {
         if (outputs[j]!.dtype === 'fp16') writeFp16Buffer(tensor.data, outputBuffers[j]!);
         else writeFp32Buffer(tensor.data, outputBuffers[j]!);
       });
+      if (profile !== undefined) {
+        const io = profile.get('(io)') ?? { ms: 0, calls: 0 };
+        io.ms += performance.now() - started - ranMs;
+        io.calls++;
+        profile.set('(io)', io);
+      }
     },
   };
 }

@@ -4,7 +4,7 @@
  */
 export type { BehaviourSettings, SimulatedBehaviour } from './behaviours';
 export { behaviourSettingsFor, SIMULATED_BEHAVIOURS } from './behaviours';
-export type { SimCompileOptions, SimExecutable } from './executable';
+export type { OpTime, SimCompileOptions, SimExecutable } from './executable';
 export { compileSimProgram } from './executable';
 export { sgemm } from './gemm';
 export type { SimOpsMode } from './native-ops';

@@ -356,3 +356,31 @@ describe('the simulator op mode', () => {
     expect(setSimOpsMode('native')).toBe(native ? 'native' : 'ts');
   });
 });
+
+describe('profileOps', () => {
+  it('times every op kind of every run, and nothing without the option', async () => {
+    const { compileSimProgram } = await import('./executable');
+    const program = {
+      mil: `program(1.3)
+{
+    func main<ios18>(tensor<fp16, [1, 4, 1, 8]> x) {
+        tensor<fp16, [1, 4, 1, 8]> y = exp(x = x)[name = string("y")];
+        tensor<fp16, [1, 4, 1, 8]> z = add(x = y, y = x)[name = string("z")];
+    } -> (z);
+}`,
+      weights: new Map(),
+      inputs: [{ name: 'x', dtype: 'fp16' as const, shape: [1, 4, 1, 8] }],
+      outputs: [{ name: 'z', dtype: 'fp16' as const, shape: [1, 4, 1, 8] }],
+    };
+    const profiled = compileSimProgram(program, { profileOps: true });
+    const input = [new Uint8Array(64)];
+    const output = [new Uint8Array(64)];
+    profiled.run(input, output);
+    profiled.run(input, output);
+    const profile = profiled.opProfile();
+    expect([...profile.keys()].sort()).toEqual(['(io)', 'add', 'exp']);
+    expect(profile.get('exp')!.calls).toBe(2);
+    expect(profile.get('(io)')!.calls).toBe(2);
+    expect(compileSimProgram(program).opProfile().size).toBe(0);
+  });
+});
