@@ -15,11 +15,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { capabilities, hostSimdLevel, hostThreads, sgemm } from 'ane-bridge';
+import { capabilities, compileSimProgram, hostSimdLevel, hostThreads, sgemm } from 'ane-bridge';
 import { medianMs, printTable, writeResults } from './lib.mjs';
 
 // ane-train is not a dependency of the repository root; load its build directly.
-const { Trainer } = await import('../packages/ane-train/dist/index.js');
+const { Trainer, buildTrainingGraph, resolveModel } = await import('../packages/ane-train/dist/index.js');
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: read by the bench alone, not by a turbo task
@@ -136,6 +136,62 @@ function measureGemmFloor(config, batch) {
     { minMs: 1000, minRuns: 3, warmup: 1 },
   );
   return { ms, flops, gflops: flops / (ms * 1e6), calls: calls.length };
+}
+
+// ---- inside the simulator's kernels: where a kernel's time goes ---------------------------------
+
+const GEMM_OPS = new Set(['matmul', 'conv', 'linear']);
+
+/**
+ * Every program of the model's training plan compiled by the simulator with its op timer, run on
+ * seeded fp16 inputs: ms per run and the share of it in GEMM ops (matmul, conv, linear); the rest is
+ * elementwise work, softmax, moves, reductions and I/O conversion.
+ */
+function measureKernels(model) {
+  const graph = buildTrainingGraph(resolveModel(model), { seq: SEQ });
+  return graph.plan.programs.map((entry, index) => {
+    const program = entry.program ?? entry;
+    const executable = compileSimProgram(program, { profileOps: true });
+    const inputs = program.inputs.map((spec) => {
+      const count = spec.shape.reduce((a, b) => a * b, 1);
+      const bytes = new Uint8Array(count * (spec.dtype === 'fp16' ? 2 : 4));
+      const halves = new Uint16Array(bytes.buffer);
+      // Small seeded fp16 values (exponent 10..13, both signs): finite everywhere in the kernel.
+      let state = 12345 + index;
+      for (let i = 0; i < halves.length; i++) {
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        halves[i] = ((state >>> 31) << 15) | ((10 + ((state >>> 8) & 3)) << 10) | (state & 0x3ff);
+      }
+      return bytes;
+    });
+    const outputs = program.outputs.map(
+      (spec) => new Uint8Array(spec.shape.reduce((a, b) => a * b, 1) * (spec.dtype === 'fp16' ? 2 : 4)),
+    );
+    executable.run(inputs, outputs);
+    executable.opProfile().clear();
+    const ms = medianMs(() => executable.run(inputs, outputs), { minMs: 300, minRuns: 3, warmup: 0 });
+    let total = 0;
+    let gemm = 0;
+    const byOp = [];
+    for (const [op, time] of executable.opProfile()) {
+      total += time.ms;
+      if (GEMM_OPS.has(op)) gemm += time.ms;
+      byOp.push([op, time.ms]);
+    }
+    byOp.sort((a, b) => b[1] - a[1]);
+    const top = byOp
+      .slice(0, 4)
+      .map(([op, t]) => `${op} ${((100 * t) / total).toFixed(0)}%`)
+      .join(', ');
+    const input = program.inputs[0];
+    return {
+      index,
+      input: `${input.name} [${input.shape.join(', ')}]`,
+      ms,
+      gemmShare: gemm / total,
+      top,
+    };
+  });
 }
 
 // ---- the reference: the same step in PyTorch ----------------------------------------------------
@@ -311,6 +367,16 @@ for (const run of CONFIGS) {
   progress(
     `${run.model} batch ${run.batch}: ${ours.ms.toFixed(0)} ms/step${ratio}, GEMM floor ${floor.ms.toFixed(0)} ms`,
   );
+}
+
+progress('stories15M: the training plan's kernels one by one, with the simulator's op timer...');
+for (const kernel of measureKernels('stories15M')) {
+  rows.push({
+    name: `stories15M kernel P${kernel.index}: GEMM share of its time`,
+    config: { model: 'stories15M', seq: SEQ, input: kernel.input, msPerRun: Number(kernel.ms.toFixed(2)), top: kernel.top },
+    value: 100 * kernel.gemmShare,
+    unit: '%',
+  });
 }
 
 console.log('');
