@@ -25,8 +25,29 @@ import {
   type Tensor,
   transpose,
 } from 'ane-ir';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { openDevice } from '../device/device';
+import * as kernels from '../kernels';
+
+// The cross-entropy forward kernel, counted: the loss head's softmax runs once per sequence when
+// the gradient op reuses the loss op's probabilities. The spies call the real kernels.
+vi.mock('../kernels', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../kernels')>();
+  return {
+    ...actual,
+    softmaxCrossEntropyForward: vi.fn(actual.softmaxCrossEntropyForward),
+    softmaxCrossEntropyForwardAsync: vi.fn(actual.softmaxCrossEntropyForwardAsync),
+  };
+});
+
+/** Calls of the cross-entropy forward kernel (sync and async) made by `action`. */
+async function forwardKernelCalls(action: () => unknown): Promise<number> {
+  const sync = vi.mocked(kernels.softmaxCrossEntropyForward);
+  const async = vi.mocked(kernels.softmaxCrossEntropyForwardAsync);
+  const before = sync.mock.calls.length + async.mock.calls.length;
+  await action();
+  return sync.mock.calls.length + async.mock.calls.length - before;
+}
 
 /** Deterministic values in [-scale, scale). */
 function values(count: number, seed: number, scale = 1): Float32Array {
@@ -311,5 +332,223 @@ describe('host kernels for training through device.load', () => {
     // Heads of very different scales: a norm over all H·HD channels would not give these values.
     const xs = values(H * HD * S, 31, 1).map((v, i) => v * 10 ** Math.floor(i / (HD * S)));
     await runAndCompare(g, { x: xs, gain: values(HD, 32, 2) }, { kinds: { head_rmsnorm: 'rmsnormForward' } });
+  });
+});
+
+/**
+ * The loss head as the old binders computed it, per sequence, on the kernels directly: the loss op's
+ * softmaxCrossEntropyForward and mean, and the grad op's own softmaxCrossEntropyForward then
+ * softmaxCrossEntropyBackward with dloss / N. Reuse must give these bits.
+ */
+function lossHeadByKernels(
+  logits: Float32Array,
+  targets: Int32Array,
+  dloss: number,
+  V: number,
+  S: number,
+  ignoreIndex?: number,
+): { loss: Float32Array; dlogits: Float32Array } {
+  const { softmaxCrossEntropyForward, softmaxCrossEntropyBackward } = kernels.hostKernels.active;
+  const batch = targets.length / S;
+  const loss = new Float32Array(batch);
+  const dlogits = new Float32Array(batch * V * S);
+  for (let b = 0; b < batch; b++) {
+    const picked = Int32Array.from(targets.subarray(b * S, (b + 1) * S), (t) => (t === ignoreIndex ? -1 : t));
+    const count = picked.filter((t) => t >= 0).length;
+    const z = logits.slice(b * V * S, (b + 1) * V * S);
+    const losses = new Float32Array(S);
+    const probs = new Float32Array(V * S);
+    softmaxCrossEntropyForward(losses, probs, z, picked, V, S);
+    let total = 0;
+    for (let s = 0; s < S; s++) total += losses[s]!;
+    loss[b] = total / count;
+    const again = new Float32Array(V * S);
+    softmaxCrossEntropyForward(new Float32Array(S), again, z, picked, V, S);
+    const out = new Float32Array(V * S);
+    softmaxCrossEntropyBackward(out, again, picked, new Float32Array(S).fill(dloss / count), V, S);
+    dlogits.set(out, b * V * S);
+  }
+  return { loss, dlogits };
+}
+
+/** A loss head over fed logits [V, S]: the loss and its gradient, in the order given. */
+function lossHead(order: 'loss first' | 'grad first', V: number, S: number, ignoreIndex?: number): Graph {
+  const g = new Graph();
+  const logits = g.input('logits', [V, S], { dtype: 'fp32' });
+  const targets = g.input('targets', [S], { dtype: 'int32' });
+  const scale = g.input('scale', [1, 1], { dtype: 'fp32' });
+  const loss = () =>
+    g.output('loss', softmaxCrossEntropy(logits, targets, ignoreIndex === undefined ? {} : { ignoreIndex }));
+  const grad = () => g.output('dlogits', crossEntropyGrad(logits, targets, scale, ignoreIndex));
+  if (order === 'loss first') {
+    loss();
+    grad();
+  } else {
+    grad();
+    loss();
+  }
+  return g;
+}
+
+/** The host-op kinds of a plan's steps, in order. */
+function hostKindsInOrder(plan: ReturnType<typeof partition>): string[] {
+  return plan.steps.flatMap((step) => (step.kind === 'host' ? [plan.hostOps[step.index]!.kind] : []));
+}
+
+function expectSameBits(got: Float32Array, want: Float32Array, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  const differing = got.findIndex((v, i) => !Object.is(v, want[i]));
+  expect(differing, `${what}[${differing}]: ${got[differing]} vs ${want[differing]}`).toBe(-1);
+}
+
+describe("the loss head's softmax, once per sequence", () => {
+  const V = 11;
+  const S = 6;
+
+  it('softmax_cross_entropy_grad reuses the loss op’s probabilities: same bits, one forward kernel per sequence', async () => {
+    for (const batch of [1, 3]) {
+      for (const ignoreIndex of [undefined, 2]) {
+        const plan = partition(lossHead('loss first', V, S, ignoreIndex));
+        expect(hostKindsInOrder(plan)).toEqual(['softmax_cross_entropy', 'softmax_cross_entropy_grad']);
+        const device = openDevice({ backend: 'sim' });
+        try {
+          const exe = device.load(plan, { batch });
+          const logits = values(batch * V * S, 7 + batch, 4);
+          const ids = Array.from({ length: batch * S }, (_, i) => (i * 5 + 3) % V);
+          if (ignoreIndex !== undefined) {
+            ids[1] = ignoreIndex;
+            ids[ids.length - 2] = ignoreIndex;
+          }
+          const targets = Int32Array.from(ids);
+          const feeds = { logits, targets, scale: new Float32Array(batch).fill(512) };
+          const want = lossHeadByKernels(logits, targets, 512, V, S, ignoreIndex);
+          for (const mode of ['async', 'sync'] as const) {
+            let outputs: Record<string, Float32Array | Int32Array> = {};
+            const calls = await forwardKernelCalls(async () => {
+              outputs =
+                mode === 'async' ? await exe.run(feeds, { copy: true }) : exe.runSync(feeds, { copy: true });
+            });
+            const what = `batch ${batch}, ignoreIndex ${ignoreIndex}, ${mode}`;
+            expect(calls, `${what}: forward kernel calls`).toBe(batch);
+            expectSameBits(outputs.loss as Float32Array, want.loss, `${what}: loss`);
+            expectSameBits(outputs.dlogits as Float32Array, want.dlogits, `${what}: dlogits`);
+          }
+        } finally {
+          device.dispose();
+        }
+      }
+    }
+  });
+
+  it('a grad op that runs before the loss op recomputes, and reuses only values unchanged since (sequence, feed)', async () => {
+    for (const batch of [1, 3]) {
+      const plan = partition(lossHead('grad first', V, S));
+      expect(hostKindsInOrder(plan)).toEqual(['softmax_cross_entropy_grad', 'softmax_cross_entropy']);
+      const device = openDevice({ backend: 'sim' });
+      try {
+        const exe = device.load(plan, { batch });
+        const targets = Int32Array.from({ length: batch * S }, (_, i) => (i * 3 + 1) % V);
+        const first = {
+          logits: values(batch * V * S, 21, 3),
+          targets,
+          scale: new Float32Array(batch).fill(1),
+        };
+        const second = { ...first, logits: values(batch * V * S, 22, 3) };
+        for (const [feeds, run] of [
+          [first, 'fed'],
+          [undefined, 'not fed again'],
+          [second, 'fed new logits'],
+        ] as const) {
+          const logits = (feeds ?? first).logits;
+          const want = lossHeadByKernels(logits, targets, 1, V, S);
+          for (const mode of ['async', 'sync'] as const) {
+            let outputs: Record<string, Float32Array | Int32Array> = {};
+            const calls = await forwardKernelCalls(async () => {
+              outputs =
+                mode === 'async' ? await exe.run(feeds, { copy: true }) : exe.runSync(feeds, { copy: true });
+            });
+            const what = `batch ${batch}, ${run}, ${mode}`;
+            // The grad op finds the loss op's record of the previous sequence (or run), which is of
+            // these logits only in a batch of 1 with nothing fed since.
+            expect(calls, `${what}: forward kernel calls`).toBe(
+              batch === 1 && feeds === undefined ? batch : 2 * batch,
+            );
+            expectSameBits(outputs.loss as Float32Array, want.loss, `${what}: loss`);
+            expectSameBits(outputs.dlogits as Float32Array, want.dlogits, `${what}: dlogits`);
+          }
+        }
+      } finally {
+        device.dispose();
+      }
+    }
+  });
+
+  it('two executables of one plan keep their own records', async () => {
+    const plan = partition(lossHead('grad first', V, S));
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const a = device.load(plan);
+      const b = device.load(plan);
+      const targets = Int32Array.from({ length: S }, (_, i) => (i * 2) % V);
+      const scale = Float32Array.of(1);
+      const logitsA = values(V * S, 31, 3);
+      const logitsB = values(V * S, 32, 3);
+      a.runSync({ logits: logitsA, targets, scale });
+      b.runSync({ logits: logitsB, targets, scale });
+      // Both at the same versions; without feeds, each grad op may reuse its own executable's record only.
+      const outA = a.runSync(undefined, { copy: true });
+      const outB = await b.run(undefined, { copy: true });
+      expectSameBits(outA.dlogits as Float32Array, lossHeadByKernels(logitsA, targets, 1, V, S).dlogits, 'a');
+      expectSameBits(outB.dlogits as Float32Array, lossHeadByKernels(logitsB, targets, 1, V, S).dlogits, 'b');
+    } finally {
+      device.dispose();
+    }
+  });
+
+  it('logits computed on the device: the same bits as plans with only the loss or only the grad op', async () => {
+    const D = 8;
+    const build = (parts: 'both' | 'loss' | 'grad') => {
+      const g = new Graph();
+      const w = g.param('w', [V, D]);
+      const h = g.input('h', [D, S]);
+      const targets = g.input('targets', [S], { dtype: 'int32' });
+      const logits = matmul(w, h, { name: 'logits' });
+      if (parts !== 'grad') g.output('loss', softmaxCrossEntropy(logits, targets));
+      if (parts !== 'loss') g.output('dlogits', crossEntropyGrad(logits, targets, g.constant([1], [1, 1])));
+      return g;
+    };
+    const batch = 3;
+    const feeds = {
+      w: values(V * D, 41, 0.5),
+      h: values(batch * D * S, 42, 1),
+      targets: Int32Array.from({ length: batch * S }, (_, i) => (i * 7) % V),
+    };
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const load = (parts: 'both' | 'loss' | 'grad') => {
+        const plan = partition(build(parts));
+        expect(plan.kernels.length, 'the logits come from a device kernel').toBeGreaterThan(0);
+        return device.load(plan, { batch });
+      };
+      const both = load('both');
+      const lossOnly = load('loss');
+      const gradOnly = load('grad');
+      expect(both.slowHostOps).toEqual([]);
+      expect(gradOnly.slowHostOps).toEqual([]);
+      const want = { loss: lossOnly.runSync(feeds).loss!, dlogits: gradOnly.runSync(feeds).dlogits! };
+      expect(await forwardKernelCalls(() => gradOnly.run(feeds)), 'grad only').toBe(batch);
+      for (const mode of ['async', 'sync'] as const) {
+        let outputs: Record<string, Float32Array | Int32Array> = {};
+        const calls = await forwardKernelCalls(async () => {
+          outputs =
+            mode === 'async' ? await both.run(feeds, { copy: true }) : both.runSync(feeds, { copy: true });
+        });
+        expect(calls, mode).toBe(batch);
+        expectSameBits(outputs.loss as Float32Array, want.loss as Float32Array, `${mode}: loss`);
+        expectSameBits(outputs.dlogits as Float32Array, want.dlogits as Float32Array, `${mode}: dlogits`);
+      }
+    } finally {
+      device.dispose();
+    }
   });
 });
