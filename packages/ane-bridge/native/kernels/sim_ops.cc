@@ -132,6 +132,176 @@ void saturateSpan(float* p, Index n, double threshold, bool inclusive) {
   }
 }
 
+inline double sigmoidOf(double v) {
+  if (v >= 0) return 1 / (1 + std::exp(-v));
+  const double e = std::exp(v);
+  return e / (1 + e);
+}
+
+// ---- exp in float64, vectorized ----------------------------------------------------------------
+//
+// The twins evaluate Math.exp in float64 and store binary32. The vector paths compute the float64
+// exp themselves, to about 1 ulp (Cody-Waite reduction by ln 2 with FMA, a degree-13 Taylor
+// polynomial on |r| <= ln2/2, 2^k applied exactly), so after the binary32 store they agree with
+// Math.exp (and glibc's exp, which the scalar path calls) except where the exact value lies within a
+// couple of float64 ulps of a binary32 rounding boundary: about 1 in 2^27 values, and then only in
+// the last binary32 bit, which the fp16 rounding of an fp16 result removes. Arguments below -110
+// give +0 and above 89 give +inf: there the binary32 result is exactly that whatever the float64.
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2Hi = 0.6931471805599453;      // float64 nearest to ln 2
+constexpr double kLn2Lo = 2.3190468138462996e-17;  // ln 2 - kLn2Hi
+constexpr double kExpMin = -110.0;
+constexpr double kExpMax = 89.0;
+// 1/k! for k = 13 down to 2.
+constexpr double kInvFactorial[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                    1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,      1.0 / 720.0,
+                                    1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,         0.5};
+
+#if ANE_X86
+ANE_TARGET_AVX512 inline __m512d exp512(__m512d x) {
+  const __m512d clamped = _mm512_min_pd(_mm512_max_pd(x, _mm512_set1_pd(kExpMin)), _mm512_set1_pd(kExpMax));
+  const __m512d k =
+      _mm512_roundscale_pd(_mm512_mul_pd(clamped, _mm512_set1_pd(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(kLn2Hi), clamped);
+  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(kLn2Lo), r);
+  __m512d p = _mm512_set1_pd(kInvFactorial[0]);
+  for (int i = 1; i < 12; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(kInvFactorial[i]));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+  __m512d result = _mm512_scalef_pd(p, k);
+  result = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, _mm512_set1_pd(kExpMax), _CMP_GT_OQ), result,
+                                _mm512_set1_pd(std::numeric_limits<double>::infinity()));
+  result = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, _mm512_set1_pd(kExpMin), _CMP_LT_OQ), result, _mm512_setzero_pd());
+  return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), result, x);
+}
+
+ANE_TARGET_AVX2 inline __m256d exp256(__m256d x) {
+  const __m256d clamped = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(kExpMin)), _mm256_set1_pd(kExpMax));
+  const __m256d k =
+      _mm256_round_pd(_mm256_mul_pd(clamped, _mm256_set1_pd(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(kLn2Hi), clamped);
+  r = _mm256_fnmadd_pd(k, _mm256_set1_pd(kLn2Lo), r);
+  __m256d p = _mm256_set1_pd(kInvFactorial[0]);
+  for (int i = 1; i < 12; i++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kInvFactorial[i]));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+  // 2^k (k in [-159, 129]) built from its exponent bits.
+  const __m256i exponent =
+      _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k)), _mm256_set1_epi64x(1023)), 52);
+  __m256d result = _mm256_mul_pd(p, _mm256_castsi256_pd(exponent));
+  result = _mm256_blendv_pd(result, _mm256_set1_pd(std::numeric_limits<double>::infinity()),
+                            _mm256_cmp_pd(x, _mm256_set1_pd(kExpMax), _CMP_GT_OQ));
+  result = _mm256_blendv_pd(result, _mm256_setzero_pd(), _mm256_cmp_pd(x, _mm256_set1_pd(kExpMin), _CMP_LT_OQ));
+  return _mm256_blendv_pd(result, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
+}
+
+// out[i] = float(exp(double(x[i]) - shift))
+ANE_TARGET_AVX512 void expMinusAvx512(float* out, const float* x, Index n, double shift) {
+  Index i = 0;
+  const __m512d s = _mm512_set1_pd(shift);
+  for (; i + 8 <= n; i += 8) {
+    const __m512d v = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), s);
+    _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(exp512(v)));
+  }
+  for (; i < n; i++) out[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - shift));
+}
+
+ANE_TARGET_AVX2 void expMinusAvx2(float* out, const float* x, Index n, double shift) {
+  Index i = 0;
+  const __m256d s = _mm256_set1_pd(shift);
+  for (; i + 4 <= n; i += 4) {
+    const __m256d v = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), s);
+    _mm_storeu_ps(out + i, _mm256_cvtpd_ps(exp256(v)));
+  }
+  for (; i < n; i++) out[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - shift));
+}
+
+// sigmoid (and silu = v * sigmoid) with the twin's two branches: t = exp(-|v|), then 1/(1+t) for
+// v >= 0 (NaN: the other branch) and t/(1+t) below.
+ANE_TARGET_AVX512 void sigmoidAvx512(float* out, const float* x, Index n, bool silu) {
+  Index i = 0;
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d signBit = _mm512_set1_pd(-0.0);
+  for (; i + 8 <= n; i += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    const __m512d t = exp512(_mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(v), _mm512_castpd_si512(signBit))));
+    const __m512d denominator = _mm512_add_pd(one, t);
+    const __mmask8 nonNegative = _mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_GE_OQ);
+    __m512d s = _mm512_mask_blend_pd(nonNegative, _mm512_div_pd(t, denominator), _mm512_div_pd(one, denominator));
+    if (silu) s = _mm512_mul_pd(v, s);
+    _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(s));
+  }
+  for (; i < n; i++) out[i] = static_cast<float>(silu ? x[i] * sigmoidOf(x[i]) : sigmoidOf(x[i]));
+}
+
+ANE_TARGET_AVX2 void sigmoidAvx2(float* out, const float* x, Index n, bool silu) {
+  Index i = 0;
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d signBit = _mm256_set1_pd(-0.0);
+  for (; i + 4 <= n; i += 4) {
+    const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    const __m256d t = exp256(_mm256_or_pd(v, signBit));
+    const __m256d denominator = _mm256_add_pd(one, t);
+    const __m256d nonNegative = _mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_GE_OQ);
+    __m256d s = _mm256_blendv_pd(_mm256_div_pd(t, denominator), _mm256_div_pd(one, denominator), nonNegative);
+    if (silu) s = _mm256_mul_pd(v, s);
+    _mm_storeu_ps(out + i, _mm256_cvtpd_ps(s));
+  }
+  for (; i < n; i++) out[i] = static_cast<float>(silu ? x[i] * sigmoidOf(x[i]) : sigmoidOf(x[i]));
+}
+
+// o[i] = float(double(o[i]) / divisor), vectorized by the compiler for the path's width.
+ANE_TARGET_AVX512 void divideAvx512(float* o, Index n, double divisor) {
+  for (Index i = 0; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
+}
+ANE_TARGET_AVX2 void divideAvx2(float* o, Index n, double divisor) {
+  for (Index i = 0; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
+}
+#endif
+
+void expMinus(float* out, const float* x, Index n, double shift) {
+#if ANE_X86
+  switch (kernels::activeIsa()) {
+    case Isa::Avx512:
+      return expMinusAvx512(out, x, n, shift);
+    case Isa::Avx2:
+      return expMinusAvx2(out, x, n, shift);
+    default:
+      break;
+  }
+#endif
+  for (Index i = 0; i < n; i++) out[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - shift));
+}
+
+void sigmoidSpan(float* out, const float* x, Index n, bool silu) {
+#if ANE_X86
+  switch (kernels::activeIsa()) {
+    case Isa::Avx512:
+      return sigmoidAvx512(out, x, n, silu);
+    case Isa::Avx2:
+      return sigmoidAvx2(out, x, n, silu);
+    default:
+      break;
+  }
+#endif
+  for (Index i = 0; i < n; i++) out[i] = static_cast<float>(silu ? x[i] * sigmoidOf(x[i]) : sigmoidOf(x[i]));
+}
+
+void divideSpan(float* o, Index n, double divisor) {
+#if ANE_X86
+  switch (kernels::activeIsa()) {
+    case Isa::Avx512:
+      return divideAvx512(o, n, divisor);
+    case Isa::Avx2:
+      return divideAvx2(o, n, divisor);
+    default:
+      break;
+  }
+#endif
+  for (Index i = 0; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
+}
+
 // Splits [0, n) over the pool (one range when small).
 template <typename Body>
 void forRanges(Index n, const Body& body) {
@@ -185,11 +355,6 @@ inline double applyBinary(double a, double b) {
   return kNaN;
 }
 
-inline double sigmoidOf(double v) {
-  if (v >= 0) return 1 / (1 + std::exp(-v));
-  const double e = std::exp(v);
-  return e / (1 + e);
-}
 
 template <UnaryOp Op>
 inline double applyUnary(double v, double epsilon) {
@@ -257,7 +422,9 @@ void unaryOp(float* out, const float* x, Index n, double epsilon, bool round) {
   forRanges(n, [&](Index begin, Index end) {
     for (Index b = begin; b < end; b += kBlock) {
       const Index stop = std::min(end, b + kBlock);
-      for (Index i = b; i < stop; i++) out[i] = static_cast<float>(applyUnary<Op>(x[i], epsilon));
+      if (Op == UnaryOp::Exp) expMinus(out + b, x + b, stop - b, 0.0);
+      else if (Op == UnaryOp::Sigmoid || Op == UnaryOp::Silu) sigmoidSpan(out + b, x + b, stop - b, Op == UnaryOp::Silu);
+      else for (Index i = b; i < stop; i++) out[i] = static_cast<float>(applyUnary<Op>(x[i], epsilon));
       if (round) roundSpan(out + b, stop - b);
     }
   });
@@ -295,12 +462,11 @@ void softmaxRows(float* out, const float* x, Index first, Index last, Index leng
     double max = -std::numeric_limits<double>::infinity();
     for (Index j = 0; j < length; j++)
       if (xr[j] > max) max = xr[j];
+    expMinus(o, xr, length, max);
+    // The sum in index order, as the twin adds.
     double sum = 0;
-    for (Index j = 0; j < length; j++) {
-      o[j] = static_cast<float>(std::exp(static_cast<double>(xr[j]) - max));
-      sum += o[j];
-    }
-    for (Index j = 0; j < length; j++) o[j] = static_cast<float>(o[j] / sum);
+    for (Index j = 0; j < length; j++) sum += o[j];
+    divideSpan(o, length, sum);
     if (round) roundSpan(o, length);
   }
 }

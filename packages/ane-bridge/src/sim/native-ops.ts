@@ -31,8 +31,23 @@ export class SimOpsMismatchError extends Error {
 let bindings: NativeSimOpsBindings | null | undefined;
 let mode: SimOpsMode | undefined;
 
+/** Every function the simulator calls: an addon built before one of them existed is not used. */
+const REQUIRED: readonly (keyof NativeSimOpsBindings)[] = [
+  'binary',
+  'unary',
+  'roundToFp16',
+  'saturateToInfinity',
+  'gather',
+  'softmax',
+  'reduce',
+  'copyRows',
+];
+
 function loadBindings(): NativeSimOpsBindings | null {
-  if (bindings === undefined) bindings = nativeAddon().addon?.simOps ?? null;
+  if (bindings === undefined) {
+    const ops = nativeAddon().addon?.simOps;
+    bindings = ops !== undefined && REQUIRED.every((name) => typeof ops[name] === 'function') ? ops : null;
+  }
   return bindings;
 }
 
