@@ -3,6 +3,8 @@
  * inPlaceOperands, default on): on every program of Llama blocks' plans (MHA and GQA, several
  * widths) the outputs are the same bytes as with every copy planned, and fewer steps run.
  */
+
+import { loadNativeAddon } from 'ane-bridge';
 import { partition } from 'ane-ir';
 import { encodeFp16, type Program } from 'ane-ir/mil';
 import { describe, expect, it } from 'vitest';
@@ -37,7 +39,11 @@ const CONFIGS: Config[] = [
   { ...BASE, dim: BASE.dim * 2, hidden: BASE.hidden * 2 },
 ];
 
-describe('matmul operands read in place', () => {
+// Apple's Accelerate GEMM (macOS arm64) may sum in a layout-dependent order: the simulator does not
+// read operands in place there, and this comparison does not apply.
+const accelerate = loadNativeAddon().addon?.capabilities().gemm === 'accelerate';
+
+describe.skipIf(accelerate)('matmul operands read in place (skipped with the Accelerate GEMM)', () => {
   CONFIGS.forEach((config, c) => {
     it(`give the same bytes as planned copies, with fewer steps (config ${c}: dim ${config.dim}, ${config.heads}/${config.kvHeads} heads)`, () => {
       const { graph } = build(config);

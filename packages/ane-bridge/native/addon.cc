@@ -23,6 +23,12 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
   // The path the host kernels take (the CPU's best unless narrowed with kernels.setSimdLevel).
   result.Set("simdLevel", ane::kernels::isaName(ane::kernels::activeIsa()));
   result.Set("hostThreads", ane::kernels::hostThreads());
+  // Which GEMM sgemm runs: Apple's (Accelerate, macOS arm64) or ours (native/kernels/gemm.cc).
+#if defined(ANE_BRIDGE_HAS_ACCELERATE)
+  result.Set("gemm", "accelerate");
+#else
+  result.Set("gemm", "ane-bridge");
+#endif
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("avx2", features.avx2);
   cpu.Set("fma", features.fma);

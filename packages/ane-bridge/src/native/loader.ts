@@ -29,6 +29,11 @@ export interface NativeCapabilities {
   /** Threads of the host-kernel pool, the calling thread included (every build since ABI 2 reports it). */
   hostThreads?: number;
   cpu: { avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean; neon: boolean };
+  /**
+   * The GEMM behind sgemm: 'accelerate' (Apple's, macOS arm64 builds) or 'ane-bridge' (ours,
+   * whose results do not depend on operand layout); absent from builds before it was reported.
+   */
+  gemm?: 'accelerate' | 'ane-bridge';
   /** Present only in macOS arm64 builds. */
   aneFramework: { loaded: boolean; classesFound: boolean; detail: string } | null;
 }

@@ -23,6 +23,31 @@ export interface PlannedValue {
    * value dense is then never run (see ProgramPlanner's pruning).
    */
   readonly matrix?: MatrixView;
+  /**
+   * How a matmul computed this value: a consumer that wants the product transposed (a transpose of
+   * the last two axes) computes opᵀ(y)·opᵀ(x) straight into its own buffer instead (the same dot
+   * products, so the same bits), and the matmul is then not run when nothing else reads it.
+   */
+  readonly product?: GemmProduct;
+}
+
+/** A GEMM operand read in place: op(operand) starts at data[0] with leading dimension `ld`. */
+export interface GemmOperand {
+  /** The tensor buffer `data` lies in (what the step reads, for pruning). */
+  readonly source: Float32Array;
+  readonly data: Float32Array;
+  readonly ld: number;
+  readonly transposed: boolean;
+}
+
+/** out [M, N] = op(a) [M, K] · op(b) [K, N], rounded, saturated at `saturateAt` when given. */
+export interface GemmProduct {
+  readonly a: GemmOperand;
+  readonly b: GemmOperand;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly saturateAt: number | undefined;
 }
 
 /**

@@ -36,6 +36,7 @@ import {
   withDefaultBuildInfo,
 } from 'ane-ir/mil';
 import { CompileError, DeviceError, KernelInputError } from '../errors';
+import { nativeAddon } from '../native/loader';
 import type { BehaviourSettings } from './behaviours';
 import { behaviourSettingsFor } from './behaviours';
 import type { MatrixView, PlannedValue } from './constants';
@@ -61,9 +62,10 @@ export interface SimCompileOptions {
    */
   readonly memoryLimitBytes?: number;
   /**
-   * Read slices and transposes that feed `matmul` in place (default true): the GEMM takes the
-   * source with a stride instead of a copy, and the copy is not run when nothing else reads it.
-   * The results are the same bits either way; false plans every copy (the tests compare the two).
+   * Read slices and transposes that feed `matmul` in place, and compute a transposed matmul product
+   * directly (default: true, except with Apple's Accelerate GEMM, whose bits may depend on operand
+   * layout): the GEMM takes the source with a stride instead of a copy, and the copy is not run when
+   * nothing else reads it. The same bits either way; false plans every copy (the tests compare).
    */
   readonly inPlaceOperands?: boolean;
   /**
@@ -77,6 +79,16 @@ export interface SimCompileOptions {
 export interface OpTime {
   ms: number;
   calls: number;
+}
+
+/**
+ * Whether the GEMM gives the same bits for an operand read in place (strided, transposed) as for a
+ * dense copy: ours (and the TS twin) do, as each element is the same k-ordered sum whatever the
+ * layout; Accelerate's choice of kernel may depend on it, so there operands are copied.
+ */
+function layoutInvariantGemm(): boolean {
+  const addon = nativeAddon().addon;
+  return addon?.capabilities?.().gemm !== 'accelerate';
 }
 
 /** Default for `SimCompileOptions.memoryLimitBytes`: 4 GiB of planned tensors. */
@@ -123,7 +135,7 @@ export function compileSimProgram(program: Program, options: SimCompileOptions =
   checkSignature(validated, program);
   const settings = behaviourSettingsFor(chip, { narrowReduceSum: options.reduceSumAccumulation === 'fp16' });
   const memoryLimit = options.memoryLimitBytes ?? SIM_MEMORY_LIMIT_BYTES;
-  const inPlace = options.inPlaceOperands ?? true;
+  const inPlace = options.inPlaceOperands ?? layoutInvariantGemm();
   const profile = options.profileOps === true ? new Map<string, OpTime>() : undefined;
   return new ProgramPlanner(
     validated,
@@ -293,6 +305,7 @@ function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimDat
 class ProgramPlanner {
   private readonly values = new Map<string, PlannedValue>();
   private readonly steps: PlannedStep[] = [];
+  private readonly uses = new Map<string, number>();
 
   constructor(
     private readonly validated: ValidatedProgram,
@@ -389,6 +402,17 @@ class ProgramPlanner {
       main.statements,
       main.outputs.map((output) => output.name),
     );
+    // How many times each value is read (a return counts): a product is recomputed transposed only
+    // for its one reader.
+    for (const output of main.outputs) this.uses.set(output.name, (this.uses.get(output.name) ?? 0) + 1);
+    for (const statement of main.statements) {
+      if (!live.has(statement)) continue;
+      for (const input of statement.inputs.values()) {
+        for (const item of input.kind === 'tuple' ? input.items : [input]) {
+          if (item.kind === 'ref') this.uses.set(item.name, (this.uses.get(item.name) ?? 0) + 1);
+        }
+      }
+    }
     for (const statement of main.statements) {
       if (live.has(statement)) this.planStatement(statement);
     }
@@ -448,6 +472,7 @@ class ProgramPlanner {
     // The buffers this op's step reads: every operand taken as a tensor, and the source of every
     // operand taken through its MatrixView.
     const reads = new Set<SimData>();
+    let label = statement.op;
     const tensorOf = (param: string, value: PlannedValue): SimTensor => {
       const tensor = value.tensor ?? fail(`'${param}' is not a tensor`);
       reads.add(tensor.data);
@@ -515,6 +540,25 @@ class ProgramPlanner {
         reads.add(view.source);
         return view;
       },
+      profileAs: (name) => {
+        label = name;
+      },
+      product: (param) => {
+        if (!this.inPlace) return undefined;
+        const operand = validated.inputs.get(param);
+        if (operand?.kind !== 'ref' || this.uses.get(operand.name) !== 1) return undefined;
+        const recipe = single(param).product;
+        if (recipe !== undefined) {
+          reads.add(recipe.a.source);
+          reads.add(recipe.b.source);
+        }
+        return recipe;
+      },
+      productOutput: (index, recipe) => {
+        if (!this.inPlace) return;
+        const output = outputs[index] ?? fail(`result ${index} must be planned before its product`);
+        outputs[index] = { ...output, product: recipe };
+      },
       viewOutput: (index, view) => {
         if (!this.inPlace) return;
         const output = outputs[index] ?? fail(`result ${index} must be planned before its view`);
@@ -555,7 +599,7 @@ class ProgramPlanner {
           output?.tensor === undefined ? [] : [output.tensor.data],
         );
         this.steps.push({
-          run: this.profile ? timed(this.profile, statement.op, step) : step,
+          run: this.profile ? timed(this.profile, label, step) : step,
           reads,
           writes,
         });

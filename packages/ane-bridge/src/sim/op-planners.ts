@@ -8,7 +8,7 @@ import type { ScalarData, ValueType } from 'ane-ir/mil';
 import { roundToFp16 } from 'ane-ir/mil';
 import type { BehaviourSettings } from './behaviours';
 import { saturateToInfinity } from './behaviours';
-import type { MatrixView, PlannedValue } from './constants';
+import type { GemmOperand, GemmProduct, MatrixView, PlannedValue } from './constants';
 import { UnsupportedError } from './constants';
 import { planBroadcast } from './layout';
 import { planAttention, scaledDotProductAttention } from './ops/attention';
@@ -24,7 +24,6 @@ import {
   select,
   unary,
 } from './ops/elementwise';
-import type { GemmOperand } from './ops/matmul';
 import { linear, matmul, matmulStrided, planMatmul } from './ops/matmul';
 import type { SliceSpec } from './ops/movement';
 import {
@@ -88,6 +87,15 @@ export interface OpNode {
   matrix(param: string): MatrixView | undefined;
   /** Output `index` (already allocated) can also be read in place through `view`. */
   viewOutput(index: number, view: MatrixView): void;
+  /**
+   * A float operand's GemmProduct when this op is its only reader (the product's operand buffers
+   * then count as read instead of the operand), else undefined.
+   */
+  product(param: string): GemmProduct | undefined;
+  /** Output `index` (already allocated) is the product `recipe`. */
+  productOutput(index: number, recipe: GemmProduct): void;
+  /** The name this op's step is timed under with `profileOps` (default: the MIL op). */
+  profileAs(label: string): void;
 }
 
 export type OpPlanner = (node: OpNode) => RunStep | undefined;
@@ -207,24 +215,15 @@ function planStridedMatmul(node: OpNode, transposeX: boolean, transposeY: boolea
   if (geometry.xOffsets.length !== 1 || geometry.yOffsets.length !== 1) return undefined;
   const xView = node.matrix('x');
   const yView = node.matrix('y');
-  // Only worth it when one operand is a view; dense operands take the plain path.
   if (xView === undefined || yView === undefined) return undefined;
-  if (
-    xView.rowStride === xView.cols &&
-    xView.colStride === 1 &&
-    yView.rowStride === yView.cols &&
-    yView.colStride === 1 &&
-    xView.offset === 0 &&
-    yView.offset === 0
-  )
-    return undefined;
   const a = gemmOperand(xView, xType, transposeX);
   const b = gemmOperand(yView, yType, transposeY);
   if (a === undefined || b === undefined) return undefined;
   const out = node.floatOutput(0, outShape);
-  const threshold = node.settings.matmulInfinityThreshold;
   const { M, N, K } = geometry;
-  return () => matmulStrided(out, a, b, M, N, K, threshold);
+  const recipe: GemmProduct = { a, b, M, N, K, saturateAt: node.settings.matmulInfinityThreshold };
+  node.productOutput(0, recipe);
+  return () => matmulStrided(out, a, b, M, N, K, recipe.saturateAt);
 }
 
 /** A view of an operand stored as [rows, cols] (the last two axes) as a GEMM operand. */
@@ -237,10 +236,11 @@ function gemmOperand(
   const cols = shape[shape.length - 1]!;
   if (view.rows !== rows || view.cols !== cols || rows === 0 || cols === 0) return undefined;
   const data = view.source.subarray(view.offset);
+  const source = view.source;
   // Row-major with a row stride, or column-major (a transposed copy would be row-major).
-  if (view.colStride === 1 && view.rowStride >= cols) return { data, ld: view.rowStride, transposed };
+  if (view.colStride === 1 && view.rowStride >= cols) return { source, data, ld: view.rowStride, transposed };
   if (view.rowStride === 1 && view.colStride >= rows)
-    return { data, ld: view.colStride, transposed: !transposed };
+    return { source, data, ld: view.colStride, transposed: !transposed };
   return undefined;
 }
 
@@ -327,16 +327,36 @@ function planReshape(node: OpNode): undefined {
 }
 
 function planTransposeOp(node: OpNode): RunStep {
-  const x = node.tensor('x');
+  const xShape = shapeOfType(node.value('x').type);
   const perm = requiredNumbers(node, 'perm');
-  const { outShape, layout } = planTranspose(x.shape, perm);
+  const { outShape, layout } = planTranspose(xShape, perm);
   const out = node.output(0, outShape);
   // Swapping the last two axes of an (effectively) 2-D value: also readable in place, transposed.
-  const rank = x.shape.length;
+  const rank = xShape.length;
   const swapsLastTwo =
     rank >= 2 &&
     perm.every((axis, i) => (axis < 0 ? axis + rank : axis) === (i < rank - 2 ? i : 2 * rank - 3 - i)) &&
-    x.shape.slice(0, -2).every((dim) => dim === 1);
+    xShape.slice(0, -2).every((dim) => dim === 1);
+  // The transpose of a matmul's product, when it is the product's only reader: computed directly
+  // as opᵀ(y)·opᵀ(x), no copy, and the matmul itself is pruned.
+  const product = swapsLastTwo && out.data instanceof Float32Array ? node.product('x') : undefined;
+  if (product !== undefined) {
+    const flip = (operand: GemmOperand): GemmOperand => ({ ...operand, transposed: !operand.transposed });
+    const transposed: GemmProduct = {
+      a: flip(product.b),
+      b: flip(product.a),
+      M: product.N,
+      N: product.M,
+      K: product.K,
+      saturateAt: product.saturateAt,
+    };
+    node.productOutput(0, transposed);
+    node.profileAs('matmul');
+    const result = out as FloatTensor;
+    const { a, b, M, N, K, saturateAt } = transposed;
+    return () => matmulStrided(result, a, b, M, N, K, saturateAt);
+  }
+  const x = node.tensor('x');
   const view = swapsLastTwo ? node.matrix('x') : undefined;
   if (view !== undefined) {
     node.viewOutput(0, {

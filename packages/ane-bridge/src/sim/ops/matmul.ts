@@ -4,6 +4,7 @@
  */
 // The dispatching GEMM: the native addon's when loaded, else the TS twin in ../gemm.ts.
 import { sgemm } from '../../kernels';
+import type { GemmOperand } from '../constants';
 import { finishFloat, finishSaturated } from '../numerics';
 import type { FloatTensor } from '../tensor';
 import { broadcastShapes, contiguousStrides } from '../tensor';
@@ -153,13 +154,6 @@ export function linear(
     outFeatures,
   );
   finishFloat(out);
-}
-
-/** A GEMM operand read in place: op(operand) starts at data[0] with leading dimension `ld`. */
-export interface GemmOperand {
-  readonly data: Float32Array;
-  readonly ld: number;
-  readonly transposed: boolean;
 }
 
 /** out [M, N] = op(a) [M, K] · op(b) [K, N], operands read in place (see GemmOperand). */
