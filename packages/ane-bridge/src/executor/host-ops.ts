@@ -616,7 +616,14 @@ const scatterAdd: HostOpBinder = (op) => {
 };
 
 /** `sgdUpdate` with these options is `params += grads` (p − (−1)·g, no momentum, no decay). */
-const PLAIN_ADD = { lr: -1, momentum: 0, dampening: 0, nesterov: false, weightDecay: 0, firstStep: false };
+export const PLAIN_ADD = {
+  lr: -1,
+  momentum: 0,
+  dampening: 0,
+  nesterov: false,
+  weightDecay: 0,
+  firstStep: false,
+};
 
 /**
  * The sum of a weight's gradient contributions (ane-autograd's `weight_grad_sum` call: a chain of
