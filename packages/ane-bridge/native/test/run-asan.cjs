@@ -32,6 +32,7 @@ const SOURCES = [
   'kernels/gemm.cc',
   'kernels/optimizers.cc',
   'kernels/rowwise.cc',
+  'kernels/sim_ops.cc',
   'kernels/simd.cc',
   'kernels/thread_pool.cc',
   'cpu_features.cc',
