@@ -369,11 +369,17 @@ for (const run of CONFIGS) {
   );
 }
 
-progress('stories15M: the training plan's kernels one by one, with the simulator's op timer...');
+progress(`stories15M: the training plan's kernels one by one, with the simulator's op timer...`);
 for (const kernel of measureKernels('stories15M')) {
   rows.push({
     name: `stories15M kernel P${kernel.index}: GEMM share of its time`,
-    config: { model: 'stories15M', seq: SEQ, input: kernel.input, msPerRun: Number(kernel.ms.toFixed(2)), top: kernel.top },
+    config: {
+      model: 'stories15M',
+      seq: SEQ,
+      input: kernel.input,
+      msPerRun: Number(kernel.ms.toFixed(2)),
+      top: kernel.top,
+    },
     value: 100 * kernel.gemmShare,
     unit: '%',
   });
