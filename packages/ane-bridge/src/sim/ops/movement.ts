@@ -207,9 +207,9 @@ export function concat(out: SimData, values: readonly SimData[], g: ConcatGeomet
         return;
       }
       const rows = outer * (extents[0] ?? 0);
-      values.forEach((src, k) =>
-        ops.copyRows(out, k * inner, count * inner, src as typeof out, 0, inner, rows, inner),
-      );
+      values.forEach((src, k) => {
+        ops.copyRows(out, k * inner, count * inner, src as typeof out, 0, inner, rows, inner);
+      });
     },
     () => concatTwin(out, values, g),
   );
