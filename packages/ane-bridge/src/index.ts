@@ -51,8 +51,8 @@ export {
   type NativeLoadResult,
   type SimdLevel,
 } from './native/loader';
+export { compileSimProgram } from './sim/compile';
 export {
-  compileSimProgram,
   type OpTime,
   SIM_MEMORY_LIMIT_BYTES,
   type SimCompileOptions,

@@ -156,10 +156,10 @@ const PROGRAM_FIELDS =
  * carries its Program there). Checks the shape, so a wrong argument is an InvalidProgramError
  * naming the field rather than a TypeError deep inside a backend.
  */
-function programOf(value: unknown): Program {
+export function programOf(value: unknown, caller = 'device.compile'): Program {
   const fail = (what: string): never => {
     throw new InvalidProgramError(
-      `device.compile takes ${PROGRAM_FIELDS} (or lowerGraph's result, which carries one in .program): ${what}`,
+      `${caller} takes ${PROGRAM_FIELDS} (or lowerGraph's result, which carries one in .program): ${what}`,
     );
   };
   if (value === null || typeof value !== 'object') return fail(`got ${describeValue(value)}`);

@@ -384,3 +384,36 @@ describe('profileOps', () => {
     expect(compileSimProgram(program).opProfile().size).toBe(0);
   });
 });
+
+describe('compileSimProgram as exported', () => {
+  it('refuses what is not a Program and bad options with typed errors naming them', async () => {
+    const { compileSimProgram } = await import('./compile');
+    const { DeviceOptionsError, InvalidProgramError } = await import('../errors');
+    const program = {
+      mil: `program(1.3)
+{
+    func main<ios18>(tensor<fp16, [1, 4, 1, 8]> x) {
+        tensor<fp16, [1, 4, 1, 8]> y = exp(x = x)[name = string("y")];
+    } -> (y);
+}`,
+      weights: new Map(),
+      inputs: [{ name: 'x', dtype: 'fp16' as const, shape: [1, 4, 1, 8] }],
+      outputs: [{ name: 'y', dtype: 'fp16' as const, shape: [1, 4, 1, 8] }],
+    };
+    expect(() => compileSimProgram(null as never)).toThrow(InvalidProgramError);
+    expect(() => compileSimProgram({ ...program, weights: {} } as never)).toThrow(/weights must be a Map/);
+    for (const options of [
+      { inPlaceOperands: 'yes' },
+      { profileOps: 1 },
+      { chip: 'M9' },
+      { memoryLimitBytes: -1 },
+      { reduceSumAccumulation: 'fp64' },
+      { fast: true },
+    ]) {
+      expect(() => compileSimProgram(program, options as never), JSON.stringify(options)).toThrow(
+        DeviceOptionsError,
+      );
+    }
+    expect(compileSimProgram({ program }, { chip: 'M1', profileOps: false }).stepCount).toBe(1);
+  });
+});
