@@ -275,7 +275,10 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
       seq: settings.seq,
       ...(settings.chip !== undefined ? { chip: settings.chip } : {}),
     });
-    const plan: PlanSummary = describePlan(training, { batch: settings.batch });
+    const plan: PlanSummary = describePlan(training, {
+      batch: settings.batch,
+      accumulate: settings.accumulate,
+    });
 
     const tokensPerStep = settings.batch * settings.seq * settings.accumulate;
     io.stdout(
