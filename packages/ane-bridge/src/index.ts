@@ -28,6 +28,7 @@ export * from './errors';
 export {
   type BoundHostOp,
   bindHostOp,
+  type DerivedValues,
   HOST_OP_KERNELS,
   type HostArray,
   type HostOpBinder,

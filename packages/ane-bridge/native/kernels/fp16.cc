@@ -25,18 +25,6 @@ namespace {
 constexpr std::uint16_t kHalfMax = 0x7bff;
 constexpr std::uint16_t kHalfInf = 0x7c00;
 
-inline std::uint32_t floatBits(float x) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits;
-}
-
-inline float bitsFloat(std::uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
-
 }  // namespace
 
 std::uint16_t fp32ToFp16Scalar(float x, bool saturate) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "simd.h"
 
@@ -17,6 +18,19 @@ using ToFloatRun = void (*)(const std::uint16_t* src, float* dst, std::ptrdiff_t
 
 ToHalfRun toHalfRunFor(Isa isa);
 ToFloatRun toFloatRunFor(Isa isa);
+
+// A binary32's bits, and back.
+inline std::uint32_t floatBits(float x) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return bits;
+}
+
+inline float bitsFloat(std::uint32_t bits) {
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
 
 }  // namespace kernels
 }  // namespace ane

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "fp16_rows.h"
 #include "kernels.h"
 #include "simd.h"
 #include "thread_pool.h"
@@ -25,24 +26,14 @@ namespace sim {
 
 namespace {
 
+using kernels::bitsFloat;
+using kernels::floatBits;
 using kernels::Isa;
 
 // Below this many elements an op runs on the calling thread alone.
 constexpr Index kMinParallel = 1 << 17;
 // Ops that compute then round work in blocks this long, so the rounding pass reads a hot cache.
 constexpr Index kBlock = 2048;
-
-inline std::uint32_t floatBits(float x) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits;
-}
-
-inline float bitsFloat(std::uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
 
 // ane-ir/mil roundToFp16InPlace on one value: normal halves by a round-half-even of the mantissa,
 // overflow to +-inf, NaN unchanged, the subnormal range through the exact conversion.
