@@ -4,7 +4,7 @@
  * re-implements an update rule. A built-in optimizer describes each update as a KernelCall, which
  * runs here or, split by ranges, on worker threads (thread-pool.ts) calling the same kernels.
  */
-import { capabilities, type HostKernelSet, hostKernels, type SgdOptions } from 'ane-bridge';
+import { capabilities, type HostKernelSet, hostKernels, SGD_ADD } from 'ane-bridge';
 import { describeValue, OptimizerConfigError, OptimizerInputError } from './errors';
 
 /**
@@ -137,16 +137,6 @@ export function scaleInPlace(x: Float32Array, factor: number, choice: KernelChoi
   );
 }
 
-/** SGD's options that make its update `p = p + g` (lr −1, no momentum, no weight decay). */
-const ADD: Readonly<SgdOptions> = Object.freeze({
-  lr: -1,
-  momentum: 0,
-  dampening: 0,
-  nesterov: false,
-  weightDecay: 0,
-  firstStep: false,
-});
-
 /**
  * target += addend in place, each sum rounded once to fp32 (the loop `t[i] = t[i] + a[i]`, signed
  * zeros included). Runs as ane-bridge's fused SGD update with learning rate −1 and nothing else,
@@ -155,5 +145,5 @@ const ADD: Readonly<SgdOptions> = Object.freeze({
 export function addInPlace(target: Float32Array, addend: Float32Array, choice: KernelChoice = 'auto'): void {
   if (target.length === 0) return;
   const kernels = kernelSet(choice, isShared(target) || isShared(addend));
-  kernels.sgdUpdate(target, addend, null, ADD);
+  kernels.sgdUpdate(target, addend, null, SGD_ADD);
 }

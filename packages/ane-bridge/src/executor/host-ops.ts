@@ -18,6 +18,7 @@ import {
   rmsnormBackwardAsync,
   rmsnormForward,
   rmsnormForwardAsync,
+  SGD_ADD,
   sgdUpdate,
   sgdUpdateAsync,
   sgemm,
@@ -615,16 +616,6 @@ const scatterAdd: HostOpBinder = (op) => {
   };
 };
 
-/** `sgdUpdate` with these options is `params += grads` (p − (−1)·g, no momentum, no decay). */
-export const PLAIN_ADD = {
-  lr: -1,
-  momentum: 0,
-  dampening: 0,
-  nesterov: false,
-  weightDecay: 0,
-  firstStep: false,
-};
-
 /**
  * The sum of a weight's gradient contributions (ane-autograd's `weight_grad_sum` call: a chain of
  * adds of same-shaped fp32 values, e.g. a tied embedding table's scatter_add and classifier dW):
@@ -653,9 +644,7 @@ const weightGradSum: HostOpBinder = (op) => {
       for (const part of parts.slice(1)) {
         const grads = values.array(part) as Float32Array;
         chain = then(chain, () =>
-          mode === 'sync'
-            ? sgdUpdate(out, grads, null, PLAIN_ADD)
-            : sgdUpdateAsync(out, grads, null, PLAIN_ADD),
+          mode === 'sync' ? sgdUpdate(out, grads, null, SGD_ADD) : sgdUpdateAsync(out, grads, null, SGD_ADD),
         );
       }
       return chain;

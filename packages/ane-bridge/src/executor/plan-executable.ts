@@ -24,14 +24,13 @@ import type { Device } from '../device/device';
 import { copyOption, type Kernel } from '../device/kernel';
 import { didYouMean } from '../did-you-mean';
 import { DeviceError, PlanError, PlanFeedError } from '../errors';
-import { fp16ToFp32, hostKernels, sgdUpdate } from '../kernels';
+import { fp16ToFp32, hostKernels, SGD_ADD, sgdUpdate } from '../kernels';
 import {
   type BoundHostOp,
   bindHostOp,
   type DerivedValues,
   type HostArray,
   type HostValues,
-  PLAIN_ADD,
 } from './host-ops';
 import { formatProfile, ProfileRecorder, type RunProfile } from './profile';
 import {
@@ -780,7 +779,7 @@ export class PlanExecutable implements Disposable {
         const values = this.hostArrayOf(slot);
         if (sequence === 0) target.set(values);
         else if (target instanceof Float32Array && values instanceof Float32Array && values.length === size)
-          sgdUpdate(target, values, null, PLAIN_ADD); // target += values, natively (same bits)
+          sgdUpdate(target, values, null, SGD_ADD); // target += values, natively (same bits)
         else for (let i = 0; i < size; i++) target[i]! += values[i]!;
         continue;
       }

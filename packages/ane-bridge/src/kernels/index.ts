@@ -12,6 +12,7 @@ export { HostKernelBufferError } from './checks';
 export type { Fp16Options, StridedBlock } from './fp16';
 export { fp16BitsToFp32, fp32ToFp16Bits } from './fp16';
 export type { AdamOptions, AdamwOptions, LionOptions, SgdOptions } from './optimizers';
+export { SGD_ADD } from './optimizers';
 export type { AsyncHostKernels, HostKernelName, HostKernelSet, HostKernels } from './types';
 
 let nativeSet: HostKernelSet | null | undefined;

@@ -32,6 +32,19 @@ export interface SgdOptions {
   firstStep: boolean;
 }
 
+/**
+ * The SGD options that make `sgdUpdate` an in-place add, `p = p + g` with one rounding (lr −1, no
+ * momentum, no weight decay): the sums of gradient contributions use it, natively.
+ */
+export const SGD_ADD: Readonly<SgdOptions> = Object.freeze({
+  lr: -1,
+  momentum: 0,
+  dampening: 0,
+  nesterov: false,
+  weightDecay: 0,
+  firstStep: false,
+});
+
 export interface AdamOptions {
   lr: number;
   beta1: number;

@@ -81,6 +81,10 @@ class DeviceThread {
     if (this.worker !== null && this.compiled.delete(handle)) this.post({ type: 'release', handle });
   }
 
+  /**
+   * Runs the program on the device thread; `fallback` runs it on the JS thread instead, after a
+   * turn of the event loop, when the thread cannot start or a buffer is not shared memory.
+   */
   run(
     handle: number,
     inputs: readonly Uint8Array[],
@@ -89,15 +93,14 @@ class DeviceThread {
   ): Promise<void> {
     const entry = this.programs.get(handle);
     if (entry === undefined) return Promise.reject(new DeviceError('this simulated program was released'));
-    if (this.unavailable !== undefined) {
-      return new Promise<void>((resolve) => setImmediate(resolve)).then(fallback);
-    }
+    const onNextTurn = () => new Promise<void>((resolve) => setImmediate(resolve)).then(fallback);
+    if (this.unavailable !== undefined || ![...inputs, ...outputs].every(isShared)) return onNextTurn();
     let worker: Worker;
     try {
       worker = this.start();
     } catch (error) {
       this.unavailable = (error as Error).message;
-      return new Promise<void>((resolve) => setImmediate(resolve)).then(fallback);
+      return onNextTurn();
     }
     if (!this.compiled.has(handle)) {
       this.post({ type: 'compile', handle, program: entry.program, chip: entry.chip });
@@ -175,7 +178,7 @@ export function simDeviceThread(): DeviceThread | null {
 }
 
 /** Whether a buffer lives in shared memory (the device thread uses it in place). */
-export function isShared(buffer: Uint8Array): boolean {
+function isShared(buffer: Uint8Array): boolean {
   return buffer.buffer instanceof SharedArrayBuffer;
 }
 

@@ -259,23 +259,28 @@ function checkSignature(validated: ValidatedProgram, program: Program): void {
   }
 }
 
-/** Names of every statement output needed to compute the returned values. */
+/**
+ * The statements needed to compute the returned values, and how many times each value is read by
+ * them (a return counts as a read).
+ */
 function liveStatements(
   statements: readonly ValidatedStatement[],
   returns: readonly string[],
-): Set<ValidatedStatement> {
-  const neededValues = new Set(returns);
+): { live: Set<ValidatedStatement>; reads: Map<string, number> } {
+  const reads = new Map<string, number>();
+  const read = (name: string) => reads.set(name, (reads.get(name) ?? 0) + 1);
+  returns.forEach(read);
   const live = new Set<ValidatedStatement>();
   for (let i = statements.length - 1; i >= 0; i--) {
     const statement = statements[i]!;
-    if (!statement.statement.outputs.some((output) => neededValues.has(output.name))) continue;
+    if (!statement.statement.outputs.some((output) => reads.has(output.name))) continue;
     live.add(statement);
     for (const input of statement.inputs.values()) {
       const items = input.kind === 'tuple' ? input.items : [input];
-      for (const item of items) if (item.kind === 'ref') neededValues.add(item.name);
+      for (const item of items) if (item.kind === 'ref') read(item.name);
     }
   }
-  return live;
+  return { live, reads };
 }
 
 /** A planned run step with the buffers it reads and writes (for pruning unread copies). */
@@ -305,7 +310,8 @@ function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimDat
 class ProgramPlanner {
   private readonly values = new Map<string, PlannedValue>();
   private readonly steps: PlannedStep[] = [];
-  private readonly uses = new Map<string, number>();
+  /** How many times each value is read (see liveStatements). */
+  private readCounts = new Map<string, number>();
 
   constructor(
     private readonly validated: ValidatedProgram,
@@ -398,21 +404,12 @@ class ProgramPlanner {
       this.values.set(param.name, { type: param.type, tensor, constant: false });
       return tensor;
     });
-    const live = liveStatements(
+    const { live, reads } = liveStatements(
       main.statements,
       main.outputs.map((output) => output.name),
     );
-    // How many times each value is read (a return counts): a product is recomputed transposed only
-    // for its one reader.
-    for (const output of main.outputs) this.uses.set(output.name, (this.uses.get(output.name) ?? 0) + 1);
-    for (const statement of main.statements) {
-      if (!live.has(statement)) continue;
-      for (const input of statement.inputs.values()) {
-        for (const item of input.kind === 'tuple' ? input.items : [input]) {
-          if (item.kind === 'ref') this.uses.set(item.name, (this.uses.get(item.name) ?? 0) + 1);
-        }
-      }
-    }
+    // A product is recomputed transposed only for its one reader.
+    this.readCounts = reads;
     for (const statement of main.statements) {
       if (live.has(statement)) this.planStatement(statement);
     }
@@ -546,7 +543,7 @@ class ProgramPlanner {
       product: (param) => {
         if (!this.inPlace) return undefined;
         const operand = validated.inputs.get(param);
-        if (operand?.kind !== 'ref' || this.uses.get(operand.name) !== 1) return undefined;
+        if (operand?.kind !== 'ref' || this.readCounts.get(operand.name) !== 1) return undefined;
         const recipe = single(param).product;
         if (recipe !== undefined) {
           reads.add(recipe.a.source);

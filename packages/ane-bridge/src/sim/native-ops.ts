@@ -75,19 +75,20 @@ export function setSimOpsMode(next: SimOpsMode): SimOpsMode {
   return mode;
 }
 
-/** Whether two binary32 values are the same bits (any NaN equals any NaN). */
-function sameBits(
-  a: Float32Array | Int32Array | Int8Array | Uint8Array,
-  b: typeof a,
-  i: number,
-  bitsA: Uint32Array | null,
-  bitsB: Uint32Array | null,
-): boolean {
-  if (bitsA !== null && bitsB !== null) {
-    if (bitsA[i] === bitsB[i]) return true;
-    return Number.isNaN(a[i]) && Number.isNaN(b[i]);
+type SimArray = Float32Array | Int32Array | Int8Array | Uint8Array;
+
+/** The first index where `a` and `b` differ in bits (any NaN equals any NaN), or -1. */
+function firstDifference(a: SimArray, b: SimArray): number {
+  if (a instanceof Float32Array) {
+    const bitsA = new Uint32Array(a.buffer, a.byteOffset, a.length);
+    const bitsB = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    for (let i = 0; i < a.length; i++) {
+      if (bitsA[i] !== bitsB[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return i;
+    }
+    return -1;
   }
-  return a[i] === b[i];
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
 }
 
 /**
@@ -96,7 +97,7 @@ function sameBits(
  */
 export function runSimOp(
   op: string,
-  out: Float32Array | Int32Array | Int8Array | Uint8Array,
+  out: SimArray,
   native: (ops: NativeSimOpsBindings) => void,
   twin: () => void,
 ): void {
@@ -116,14 +117,6 @@ export function runSimOp(
   const nativeResult = out.slice();
   out.set(before as never);
   twin();
-  const float = out instanceof Float32Array;
-  const nativeBits = float
-    ? new Uint32Array(nativeResult.buffer, nativeResult.byteOffset, nativeResult.length)
-    : null;
-  const twinBits = float ? new Uint32Array(out.buffer, out.byteOffset, out.length) : null;
-  for (let i = 0; i < out.length; i++) {
-    if (!sameBits(nativeResult, out, i, nativeBits, twinBits)) {
-      throw new SimOpsMismatchError(op, i, nativeResult[i]!, out[i]!);
-    }
-  }
+  const i = firstDifference(nativeResult, out);
+  if (i >= 0) throw new SimOpsMismatchError(op, i, nativeResult[i]!, out[i]!);
 }
