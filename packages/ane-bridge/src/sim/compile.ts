@@ -21,9 +21,9 @@ export function compileSimProgram(
   options: SimCompileOptions = {},
 ): SimExecutable {
   const checked = programOf(program, 'compileSimProgram');
-  if (options === null || typeof options !== 'object') {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new DeviceOptionsError(
-      `compileSimProgram: options must be an object, got ${String(options)}`,
+      `compileSimProgram: options must be an object such as { chip: 'M4' }, got ${Array.isArray(options) ? 'an array' : String(options)}`,
       'options',
     );
   }

@@ -621,6 +621,12 @@ function timed(profile: Map<string, OpTime>, op: string, step: RunStep): RunStep
   };
 }
 
+/** What a caller passed instead of a Uint8Array, for messages: `Float32Array`, `null`, `number`. */
+function describeBuffer(value: unknown): string {
+  if (value === null || typeof value !== 'object') return value === null ? 'null' : typeof value;
+  return (value as object).constructor?.name ?? 'object';
+}
+
 /** A dense tensor as a matrix over its own data: [product of the leading axes, last axis]. */
 function denseMatrix(tensor: FloatTensor): MatrixView {
   const cols = tensor.shape.length === 0 ? 1 : tensor.shape[tensor.shape.length - 1]!;
@@ -670,7 +676,7 @@ function createExecutable(
       const buffer = buffers[i]!;
       if (!(buffer instanceof Uint8Array) || buffer.byteLength < needed) {
         throw new KernelInputError(
-          `${kind} ${i} (${describeSpec(spec)}) needs ${needed} bytes of dense little-endian ${spec.dtype}, got ${buffer instanceof Uint8Array ? `${buffer.byteLength} bytes` : typeof buffer}`,
+          `${kind} ${i} (${describeSpec(spec)}) needs ${needed} bytes of dense little-endian ${spec.dtype}, got ${buffer instanceof Uint8Array ? `${buffer.byteLength} bytes` : describeBuffer(buffer)}`,
         );
       }
     });

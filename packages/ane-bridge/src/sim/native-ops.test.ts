@@ -409,11 +409,16 @@ describe('compileSimProgram as exported', () => {
       { memoryLimitBytes: -1 },
       { reduceSumAccumulation: 'fp64' },
       { fast: true },
+      [],
     ]) {
       expect(() => compileSimProgram(program, options as never), JSON.stringify(options)).toThrow(
         DeviceOptionsError,
       );
     }
-    expect(compileSimProgram({ program }, { chip: 'M1', profileOps: false }).stepCount).toBe(1);
+    const executable = compileSimProgram({ program }, { chip: 'M1', profileOps: false });
+    expect(executable.stepCount).toBe(1);
+    expect(() => executable.run([new Float32Array(32) as never], [new Uint8Array(64)])).toThrow(
+      /needs 64 bytes of dense little-endian fp16, got Float32Array/,
+    );
   });
 });
