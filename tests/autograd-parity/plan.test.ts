@@ -101,33 +101,42 @@ function normals(count: number, scale: number, seed: number): Float32Array {
  */
 const FP16_BOUND = 0.01;
 
+const BLOCK: LlamaConfig = {
+  dim: 64,
+  heads: 4,
+  hidden: 96,
+  seq: 32,
+  layers: 2,
+  convention: 'rotate-half',
+};
+
+/** Seeded inputs and weights for a derived graph (gains near 1, projections ~ N(0, 1/fan-in)). */
+function feedsFor(graph: ReturnType<typeof derivedPlan>['result']['graph'], firstSeed: number) {
+  const feeds: Record<string, Float32Array> = {};
+  let seed = firstSeed;
+  for (const node of graph.nodes) {
+    if (node.op.kind === 'input' && node.name !== 'loss_scale')
+      feeds[node.name] = normals(node.size, 1, seed++);
+    else if (node.op.kind === 'param' && node.op.trainable) {
+      feeds[node.name] =
+        node.rank === 1
+          ? normals(node.size, 0.1, seed++).map((v) => 1 + v)
+          : normals(node.size, 1 / Math.sqrt(node.shape[1]!), seed++);
+    }
+  }
+  // Loss scaling keeps the fp16 gradients of the ANE kernels away from the subnormals.
+  feeds.loss_scale = new Float32Array([1024]);
+  return feeds;
+}
+
+const sameBits = (a: ArrayBufferView, b: ArrayBufferView) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
 describe('a derived Llama block through device.load (packed, simulator)', () => {
   it('matches the float64 evaluation of the same graph for the loss and every gradient', () => {
-    const config: LlamaConfig = {
-      dim: 64,
-      heads: 4,
-      hidden: 96,
-      seq: 32,
-      layers: 2,
-      convention: 'rotate-half',
-    };
-    const { plan, result } = derivedPlan(config, true);
+    const { plan, result } = derivedPlan(BLOCK, true);
     const graph = result.graph;
-    const feeds: Record<string, Float32Array> = {};
-    let seed = 1;
-    for (const node of graph.nodes) {
-      if (node.op.kind === 'input' && node.name !== 'loss_scale')
-        feeds[node.name] = normals(node.size, 1, seed++);
-      else if (node.op.kind === 'param' && node.op.trainable) {
-        // Gains near 1, projections ~ N(0, 1/fan-in).
-        feeds[node.name] =
-          node.rank === 1
-            ? normals(node.size, 0.1, seed++).map((v) => 1 + v)
-            : normals(node.size, 1 / Math.sqrt(node.shape[1]!), seed++);
-      }
-    }
-    // Loss scaling keeps the fp16 gradients of the ANE kernels away from the subnormals.
-    feeds.loss_scale = new Float32Array([1024]);
+    const feeds = feedsFor(graph, 1);
     const named = graph.outputs;
     const reference = evaluate(
       named.map((o) => o.tensor),
@@ -155,6 +164,48 @@ describe('a derived Llama block through device.load (packed, simulator)', () => 
         expect(relative, name).toBeLessThan(FP16_BOUND);
       });
       console.log(rows.join('\n'));
+    } finally {
+      device.dispose();
+    }
+  });
+});
+
+describe('training runs through device.load: overlapped runs with weights rewritten between them', () => {
+  it('give, run after run, the bits of a fresh executable run in plan order; batch-1 outputs are its own arrays', async () => {
+    const { plan, result } = derivedPlan(BLOCK, true);
+    const graph = result.graph;
+    const params = graph.nodes.filter((n) => n.op.kind === 'param' && n.op.trainable).map((n) => n.name);
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const exe = device.load(plan);
+      let feeds = feedsFor(graph, 1);
+      let previous: Record<string, ArrayBufferView> | undefined;
+      for (let run = 0; run < 3; run++) {
+        // Run 0 feeds everything; later runs rewrite only the weights (as an optimizer step does),
+        // which the overlapped run stages ahead, while the device waits on a host op.
+        const outputs =
+          run === 0
+            ? await exe.run(feeds)
+            : await (async () => {
+                const next = feedsFor(graph, 100 * run);
+                for (const name of params) exe.write(name, next[name]!);
+                feeds = { ...feeds, ...Object.fromEntries(params.map((name) => [name, next[name]!])) };
+                return exe.run();
+              })();
+        const reference = device.load(plan).runSync(feeds);
+        for (const { name } of graph.outputs) {
+          expect(sameBits(outputs[name]!, reference[name]!), `run ${run}: ${name}`).toBe(true);
+          // The executable's own arrays, the same ones every run (overwritten by the next).
+          if (previous !== undefined) expect(outputs[name], name).toBe(previous[name]);
+        }
+        previous = outputs;
+      }
+      const copies = await exe.run(undefined, { copy: true });
+      for (const { name } of graph.outputs) {
+        expect(copies[name]).not.toBe(previous![name]);
+        expect(sameBits(copies[name]!, previous![name]!), name).toBe(true);
+        expect(sameBits(exe.read(name), previous![name]!), name).toBe(true);
+      }
     } finally {
       device.dispose();
     }

@@ -138,6 +138,9 @@ interface DerivedRecord {
   readonly sequence: number;
 }
 
+/** Host ops producing at most this many elements run on the JS thread when nothing else is in flight. */
+const SMALL_HOST_OP_ELEMENTS = 1 << 18;
+
 const isFloatDtype = (dtype: string) => dtype === 'fp16' || dtype === 'fp32';
 
 /**
@@ -216,6 +219,8 @@ export class PlanExecutable implements Disposable {
   private readonly kernels: Kernel[] = [];
   private readonly sumOverBatch: Set<string>;
   private readonly outputArrays = new Map<string, HostArray>();
+  /** Outputs returned as their slot's host array (batch 1, a computed value named by one output). */
+  private readonly aliasedOutputs = new Map<string, Slot>();
   /** `HostValues.derived`'s records, by slot and by what was derived. */
   private readonly derivedRecords = new Map<Slot, Map<string, DerivedRecord>>();
   private lastProfile: RunProfile | undefined;
@@ -496,6 +501,14 @@ export class PlanExecutable implements Disposable {
       }
     }
     for (const output of plan.outputs) {
+      const slot = this.slotOfTensor.get(output.tensor)!;
+      const named = plan.outputs.filter((o) => o.tensor === output.tensor).length;
+      if (this.batch === 1 && slot.role === 'computed' && named === 1) {
+        // One sequence: the output is the value's own host array (a 98 MB gradient set is not
+        // copied per run); like the output arrays, it is overwritten by the next run.
+        this.aliasedOutputs.set(output.name, slot);
+        continue;
+      }
       const size = output.tensor.size * (this.sumOverBatch.has(output.name) ? 1 : this.batch);
       this.outputArrays.set(output.name, allocate(output.tensor, size));
     }
@@ -653,7 +666,11 @@ export class PlanExecutable implements Disposable {
     this.runs++;
     this.lastProfile = recorder.finish();
     const result: PlanOutputs = {};
-    for (const [name, array] of this.outputArrays) result[name] = copy ? array.slice() : array;
+    for (const { name } of this.plan.outputs) {
+      const aliased = this.aliasedOutputs.get(name);
+      const array = aliased !== undefined ? this.hostArrayOf(aliased) : this.outputArrays.get(name)!;
+      result[name] = copy ? array.slice() : array;
+    }
     return result;
   }
 
@@ -674,6 +691,17 @@ export class PlanExecutable implements Disposable {
       for (const slot of step.reads) if (slot.device !== undefined) this.hostArrayOf(slot);
     }
     return performance.now() - started;
+  }
+
+  /** Stages a kernel's stale weights; returns whether there were any. */
+  private stageWeights(step: KernelStep): boolean {
+    let staged = false;
+    for (const input of step.inputs) {
+      if (input.slot.role !== 'param' || input.stagedVersion === input.slot.version) continue;
+      this.stage(input);
+      staged = true;
+    }
+    return staged;
   }
 
   private stage(input: StagedSegment): void {
@@ -718,6 +746,8 @@ export class PlanExecutable implements Disposable {
   private runSequence(sequence: number, recorder: ProfileRecorder): Promise<void> {
     const { steps } = this;
     const state = steps.map(() => 'waiting' as 'waiting' | 'running' | 'done');
+    const hostOrder = steps.flatMap((step, i) => (step.kind === 'host' ? [i] : []));
+    const kernelOrder = steps.flatMap((step, i) => (step.kind === 'kernel' ? [i] : []));
     let busy = { kernel: false, host: false };
     let inFlight = 0;
     let failure: { error: unknown } | undefined;
@@ -727,12 +757,34 @@ export class PlanExecutable implements Disposable {
         if (failure !== undefined) reject(failure.error);
         else if (state.every((s) => s === 'done')) resolve();
       };
+      const isSmall = (step: HostStep) =>
+        step.produces.reduce((sum, slot) => sum + slot.size, 0) <= SMALL_HOST_OP_ELEMENTS;
+      const ready = (i: number) =>
+        state[i] === 'waiting' && steps[i]!.dependsOn.every((d) => state[d] === 'done');
       const pump = () => {
         if (failure !== undefined) return settle();
-        for (let i = 0; i < steps.length; i++) {
+        // Host ops first: a kernel's staging runs on this thread before its run yields, and a host
+        // op launched before it (a dW GEMM on the kernels' threads) runs during that staging.
+        for (const i of [...hostOrder, ...kernelOrder]) {
           const step = steps[i]!;
-          if (state[i] !== 'waiting' || busy[step.kind]) continue;
-          if (!step.dependsOn.every((d) => state[d] === 'done')) continue;
+          if (busy[step.kind] || !ready(i)) continue;
+          if (step.kind === 'host' && !busy.kernel && isSmall(step) && !kernelOrder.some(ready)) {
+            // Nothing else is in flight or could start: a small host op (an RMSNorm between two
+            // kernels) runs here, without the round trip through a native thread and the event loop.
+            const startMs = recorder.now();
+            try {
+              const stagingMs = this.prepare(step);
+              const runStart = recorder.now();
+              recorder.staged(startMs, runStart);
+              step.bound.run(this.hostValues, 'sync');
+              this.complete(step);
+              recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs));
+            } catch (error) {
+              failure ??= { error };
+            }
+            state[i] = 'done';
+            return pump();
+          }
           state[i] = 'running';
           busy = { ...busy, [step.kind]: true };
           inFlight++;
@@ -764,6 +816,15 @@ export class PlanExecutable implements Disposable {
               pump();
             });
         }
+        if (!busy.kernel) {
+          // The device waits on a host op: stage the next kernel's weights meanwhile (they are
+          // staged only when rewritten, so its own staging then skips them).
+          const next = kernelOrder.find((i) => state[i] === 'waiting');
+          if (next !== undefined) {
+            const startMs = recorder.now();
+            if (this.stageWeights(steps[next] as KernelStep)) recorder.staged(startMs, recorder.now());
+          }
+        }
         settle();
       };
       pump();
@@ -773,7 +834,8 @@ export class PlanExecutable implements Disposable {
   private collectOutputs(sequence: number): void {
     for (const output of this.plan.outputs) {
       const slot = this.slotOfTensor.get(output.tensor)!;
-      const target = this.outputArrays.get(output.name)!;
+      const target = this.outputArrays.get(output.name);
+      if (target === undefined) continue; // aliased: the slot's own array
       const size = output.tensor.size;
       if (this.sumOverBatch.has(output.name)) {
         const values = this.hostArrayOf(slot);
