@@ -3,7 +3,7 @@
  * take their mean (or sum) for one optimizer step, which then sees the gradient of the whole batch.
  */
 import { describeValue, OptimizerConfigError, OptimizerInputError, OptimizerStateError } from './errors';
-import { addInPlace, checkKernelChoice, type KernelChoice, scaleInPlace } from './kernels';
+import { addInPlace, checkKernelChoice, type KernelChoice, scaleLeaves } from './kernels';
 import { checkOptionKeys } from './options';
 import { describePath, flattenTree, type ParamTree } from './tree';
 
@@ -113,9 +113,11 @@ export class GradientAccumulator<T extends ParamTree = ParamTree> {
       // For a power-of-two count, x / count and x · (1 / count) are the same real number, so their
       // fp32 roundings are the same bits: the multiply runs as a kernel at memory speed.
       const powerOfTwo = count <= 2 ** 30 && (count & (count - 1)) === 0;
-      for (const [, leaf] of this.leaves) {
-        if (powerOfTwo) scaleInPlace(leaf, 1 / count, this.kernels);
-        else for (let i = 0; i < leaf.length; i++) leaf[i] = (leaf[i] as number) / count;
+      if (powerOfTwo) scaleLeaves(this.leaves, 1 / count, this.kernels);
+      else {
+        for (const [, leaf] of this.leaves) {
+          for (let i = 0; i < leaf.length; i++) leaf[i] = (leaf[i] as number) / count;
+        }
       }
     }
     this.accumulated = 0;

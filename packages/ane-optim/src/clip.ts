@@ -3,7 +3,7 @@
  * function over a gradient tree, a flat arena's `grads`, or a single Float32Array.
  */
 import { describeValue, OptimizerConfigError } from './errors';
-import { checkKernelChoice, type KernelChoice, scaleInPlace, sumOfSquares } from './kernels';
+import { checkKernelChoice, type KernelChoice, scaleLeaves, sumOfSquares } from './kernels';
 import { checkOptionKeys } from './options';
 import { flattenTree, type ParamTree } from './tree';
 
@@ -46,8 +46,6 @@ export function clipGradNorm(grads: ParamTree, maxNorm: number, options: NormOpt
   // torch: clip_coef = max_norm / (total_norm + 1e-6) with a float32 total_norm, where
   // `scalar / tensor` is `tensor.reciprocal() * scalar`; every operation rounds to fp32.
   const coefficient = f(f(1 / f(f(totalNorm) + f(1e-6))) * f(maxNorm));
-  if (coefficient < 1) {
-    for (const [, leaf] of leaves) scaleInPlace(leaf, coefficient, kernels);
-  }
+  if (coefficient < 1) scaleLeaves(leaves, coefficient, kernels);
   return totalNorm;
 }

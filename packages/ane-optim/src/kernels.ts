@@ -6,6 +6,7 @@
  */
 import { capabilities, type HostKernelSet, hostKernels, SGD_ADD } from 'ane-bridge';
 import { describeValue, OptimizerConfigError, OptimizerInputError } from './errors';
+import { contiguousSpan } from './tree';
 
 /**
  * Which host kernels run: 'auto' (default) the native ones when ane-bridge's addon is loaded and
@@ -135,6 +136,21 @@ export function scaleInPlace(x: Float32Array, factor: number, choice: KernelChoi
     x,
     x.length,
   );
+}
+
+/**
+ * Every leaf *= factor in place (scaleInPlace per leaf): one kernel call over their span when the
+ * leaves lie back to back in one buffer (the scaling is element by element, so the bits are the
+ * same), one call per leaf otherwise.
+ */
+export function scaleLeaves(
+  leaves: ReadonlyArray<readonly [string, Float32Array]>,
+  factor: number,
+  choice: KernelChoice = 'auto',
+): void {
+  const span = contiguousSpan(leaves);
+  if (span !== null) scaleInPlace(span, factor, choice);
+  else for (const [, leaf] of leaves) scaleInPlace(leaf, factor, choice);
 }
 
 /**

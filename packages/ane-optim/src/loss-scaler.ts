@@ -12,9 +12,9 @@
  * matches an unscaled one bit for bit.
  */
 import { describeValue, OptimizerConfigError, OptimizerStateError } from './errors';
-import { checkKernelChoice, type KernelChoice, scaleInPlace, sumOfSquares } from './kernels';
+import { checkKernelChoice, type KernelChoice, scaleLeaves, sumOfSquares } from './kernels';
 import { checkOptionKeys } from './options';
-import { flattenTree, type ParamTree } from './tree';
+import { contiguousSpan, flattenTree, type ParamTree } from './tree';
 
 export interface LossScalerOptions {
   /** Starting scale (PyTorch: 65536 = 2^16). */
@@ -144,10 +144,22 @@ export class DynamicLossScaler {
 
   /** Whether every gradient is finite (one fast pass: the float64 sum of squares of finite fp32 values is finite). */
   check(grads: ParamTree): UnscaleResult {
-    for (const [, leaf] of flattenTree(grads, 'DynamicLossScaler.check')) {
-      if (!Number.isFinite(sumOfSquares(leaf, this.kernels))) return { skip: true };
+    return { skip: !this.allFinite(flattenTree(grads, 'DynamicLossScaler.check')) };
+  }
+
+  /**
+   * One read pass. Leaves that lie back to back in one buffer (a FlatArena's gradsTree()) are
+   * checked in one kernel call over their span: a float64 sum of squares of finite fp32 values is
+   * finite (each square is below 2^256, so fewer than 2^700 of them cannot overflow) and one of
+   * an inf or NaN is not, whatever the grouping, so the answer is the per-leaf one.
+   */
+  private allFinite(leaves: ReadonlyArray<readonly [string, Float32Array]>): boolean {
+    const span = contiguousSpan(leaves);
+    if (span !== null) return Number.isFinite(sumOfSquares(span, this.kernels));
+    for (const [, leaf] of leaves) {
+      if (!Number.isFinite(sumOfSquares(leaf, this.kernels))) return false;
     }
-    return { skip: false };
+    return true;
   }
 
   /**
@@ -156,12 +168,10 @@ export class DynamicLossScaler {
    */
   unscale(grads: ParamTree): UnscaleResult {
     const leaves = flattenTree(grads, 'DynamicLossScaler.unscale');
-    for (const [, leaf] of leaves) {
-      if (!Number.isFinite(sumOfSquares(leaf, this.kernels))) return { skip: true };
-    }
+    if (!this.allFinite(leaves)) return { skip: true };
     // torch: inv_scale = scale.double().reciprocal().float()
     const inverse = f(1 / this.currentScale);
-    if (inverse !== 1) for (const [, leaf] of leaves) scaleInPlace(leaf, inverse, this.kernels);
+    if (inverse !== 1) scaleLeaves(leaves, inverse, this.kernels);
     return { skip: false };
   }
 

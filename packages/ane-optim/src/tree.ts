@@ -80,3 +80,22 @@ export function zerosLike<T extends ParamTree>(tree: T): T {
   };
   return build(tree) as T;
 }
+
+/**
+ * The one view that spans `leaves` when they lie back to back, in order, in one buffer (a
+ * FlatArena's gradsTree(), a zerosLike tree); null otherwise (separate arrays, gaps, overlaps or
+ * another order). An element-wise pass over the leaves can then run as one kernel call over the
+ * span, with the same result bits, instead of one call per leaf.
+ */
+export function contiguousSpan(leaves: ReadonlyArray<readonly [string, Float32Array]>): Float32Array | null {
+  const first = leaves[0]?.[1];
+  if (first === undefined) return null;
+  let end = first.byteOffset + first.byteLength;
+  for (let i = 1; i < leaves.length; i++) {
+    const leaf = (leaves[i] as readonly [string, Float32Array])[1];
+    if (leaf.buffer !== first.buffer || leaf.byteOffset !== end) return null;
+    end += leaf.byteLength;
+  }
+  if (leaves.length === 1) return first;
+  return new Float32Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 4);
+}
