@@ -389,8 +389,6 @@ GemmPath pathFor(Isa isa) {
   }
 }
 
-// Multiply-adds per thread, at least, before a second thread is worth waking.
-constexpr double kMinParallelFlops = 4.0e6;
 
 }  // namespace
 
@@ -411,7 +409,7 @@ void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, con
 #endif
   const GemmPath path = pathFor(activeIsa());
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const int threads = static_cast<int>(std::min<double>(hostThreads(), std::max(1.0, work / kMinParallelFlops)));
+  const int threads = static_cast<int>(std::min<double>(hostThreads(), std::max(1.0, work / kSgemmMinParallelWork)));
   if (threads <= 1) {
     gemmBlocked(path, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;

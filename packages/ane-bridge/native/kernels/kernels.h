@@ -28,6 +28,10 @@ void sgemm(bool transA, bool transB, std::ptrdiff_t M, std::ptrdiff_t N, std::pt
            const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
            std::ptrdiff_t ldc);
 
+// Multiply-adds (M * N * K) below which sgemm runs on the calling thread alone: a second thread
+// is not worth waking for less.
+constexpr double kSgemmMinParallelWork = 4.0e6;
+
 // ---------------------------------------------------------------------------------------------
 // fp32 <-> fp16 (fp16.cc). Round to nearest even; overflow to +-inf (saturate: finite values
 // clamp to +-65504, inf stays inf); NaN stays NaN in both directions (quieted, sign and the top

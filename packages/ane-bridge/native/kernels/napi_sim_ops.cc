@@ -202,6 +202,29 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// matmul(out, x, y, transX, transY, M, N, K, alpha, xOffsets, yOffsets): batch = xOffsets.length.
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  const Array<float> out = f32(info, 0, "out"), x = f32(info, 1, "x"), y = f32(info, 2, "y");
+  const bool transX = info[3].ToBoolean().Value(), transY = info[4].ToBoolean().Value();
+  const Index M = whole(info, 5, "M"), N = whole(info, 6, "N"), K = whole(info, 7, "K");
+  if (!info[8].IsNumber()) throw Napi::TypeError::New(info.Env(), "simOps: alpha must be a number");
+  const float alpha = static_cast<float>(info[8].As<Napi::Number>().DoubleValue());
+  const Array<std::int32_t> xOffsets = array<std::int32_t>(info, 9, napi_int32_array, "xOffsets");
+  const Array<std::int32_t> yOffsets = array<std::int32_t>(info, 10, napi_int32_array, "yOffsets");
+  const Index batch = xOffsets.length;
+  if (yOffsets.length != batch) fail(info.Env(), "simOps: matmul offsets differ in length");
+  if (M == 0 || N == 0) return info.Env().Undefined();
+  needLength(info, out.length / M / N, batch, "out");
+  for (Index b = 0; b < batch; b++) {
+    if (xOffsets.data[b] < 0 || x.length - xOffsets.data[b] < M * K) fail(info.Env(), "simOps: matmul reads outside x");
+    if (yOffsets.data[b] < 0 || y.length - yOffsets.data[b] < K * N) fail(info.Env(), "simOps: matmul reads outside y");
+  }
+  const auto overlaps = [&](const Array<float>& a) { return out.data < a.data + a.length && a.data < out.data + batch * M * N; };
+  if (overlaps(x) || overlaps(y)) fail(info.Env(), "simOps: matmul out overlaps an operand");
+  batchedMatmul(out.data, x.data, y.data, transX, transY, M, N, K, alpha, xOffsets.data, yOffsets.data, batch);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void registerSimOps(Napi::Env env, Napi::Object exports) {
@@ -214,6 +237,7 @@ void registerSimOps(Napi::Env env, Napi::Object exports) {
   ops.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
   ops.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
   ops.Set("copyRows", Napi::Function::New(env, CopyRows, "copyRows"));
+  ops.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
   exports.Set("simOps", ops);
 }
 

@@ -445,20 +445,35 @@ void gather(T* out, const T* src, const Walk& w) {
   kernels::parallelFor(w.rows, minRows, 1, rows);
 }
 
+// Rows reduced side by side: each row's max and sum are a chain of dependent float64 steps in
+// index order (as the twin computes them), so one row at a time waits on the adder's latency;
+// kInterleavedRows independent chains keep it busy, each row's own order unchanged.
+constexpr Index kInterleavedRows = 8;
+
 // Rows of a last-axis softmax: x[rows, length].
 void softmaxRows(float* out, const float* x, Index first, Index last, Index length, bool round) {
-  for (Index row = first; row < last; row++) {
+  for (Index row = first; row < last; row += kInterleavedRows) {
+    const Index count = std::min(kInterleavedRows, last - row);
+    double max[kInterleavedRows];
+    double sum[kInterleavedRows];
+    for (Index k = 0; k < count; k++) {
+      max[k] = -std::numeric_limits<double>::infinity();
+      sum[k] = 0;
+    }
     const float* xr = x + row * length;
     float* o = out + row * length;
-    double max = -std::numeric_limits<double>::infinity();
     for (Index j = 0; j < length; j++)
-      if (xr[j] > max) max = xr[j];
-    expMinus(o, xr, length, max);
-    // The sum in index order, as the twin adds.
-    double sum = 0;
-    for (Index j = 0; j < length; j++) sum += o[j];
-    divideSpan(o, length, sum);
-    if (round) roundSpan(o, length);
+      for (Index k = 0; k < count; k++) {
+        const float v = xr[k * length + j];
+        if (v > max[k]) max[k] = v;
+      }
+    for (Index k = 0; k < count; k++) expMinus(o + k * length, xr + k * length, length, max[k]);
+    for (Index j = 0; j < length; j++)
+      for (Index k = 0; k < count; k++) sum[k] += o[k * length + j];
+    for (Index k = 0; k < count; k++) {
+      divideSpan(o + k * length, length, sum[k]);
+      if (round) roundSpan(o + k * length, length);
+    }
   }
 }
 
@@ -581,6 +596,20 @@ void reduceKind(float* out, const float* x, Index outer, Index reduced, Index in
   };
   // Output columns [first, last) of x viewed as [outer * inner] columns of `reduced` values each.
   auto columns = [&](Index first, Index last) {
+    if (inner == 1) {
+      // Each column is a contiguous row: reduce kInterleavedRows of them side by side.
+      for (Index c = first; c < last; c += kInterleavedRows) {
+        const Index count = std::min(kInterleavedRows, last - c);
+        double acc[kInterleavedRows];
+        for (Index k = 0; k < count; k++) acc[k] = start;
+        const float* rows = x + c * reduced;
+        for (Index r = 0; r < reduced; r++)
+          for (Index k = 0; k < count; k++) acc[k] = accumulate<Kind>(acc[k], rows[k * reduced + r]);
+        for (Index k = 0; k < count; k++) out[c + k] = static_cast<float>(finish(acc[k]));
+        if (round) roundSpan(out + c, count);
+      }
+      return;
+    }
     std::vector<double> acc;
     Index c = first;
     while (c < last) {
@@ -681,6 +710,26 @@ void softmax(float* out, const float* x, Index outer, Index reduced, Index inner
   } else {
     kernels::parallelFor(tasks, 1, 1, run);
   }
+}
+
+void batchedMatmul(float* out, const float* x, const float* y, bool transX, bool transY, Index M, Index N, Index K,
+                   float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch) {
+  const Index lda = transX ? M : K;
+  const Index ldb = transY ? K : N;
+  auto entry = [&](Index b) {
+    kernels::sgemm(transX, transY, M, N, K, alpha, x + xOffsets[b], lda, y + yOffsets[b], ldb, 0.0f, out + b * M * N,
+                   N);
+  };
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  // An entry sgemm would split runs alone on the whole pool; small ones (attention's per-head
+  // products) would each leave all but one thread idle, so the pool takes them one per task
+  // (inside a task, sgemm finds the pool busy and stays on its thread: the same arithmetic).
+  if (batch < 2 || kernels::hostThreads() < 2 || work >= kernels::kSgemmMinParallelWork ||
+      work * static_cast<double>(batch) < kernels::kSgemmMinParallelWork) {
+    for (Index b = 0; b < batch; b++) entry(b);
+    return;
+  }
+  kernels::runTasks(static_cast<int>(batch), [&](int b) { entry(b); });
 }
 
 }  // namespace sim

@@ -53,5 +53,12 @@ void copyRows8(std::uint8_t* dst, Index dstStride, const std::uint8_t* src, Inde
 // binary32 and summed in float64 in order, the quotient rounded once).  out, x: [outer*reduced*inner]
 void softmax(float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16);
 
+// matmul over a batch: out[b] [M, N] = alpha * op(x at xOffsets[b]) * op(y at yOffsets[b]) for b in
+// [0, batch), dense matrices (op(x) [M, K], op(y) [K, N]), each entry one sgemm as the twin calls it.
+// Entries too small for sgemm to share among threads run side by side on the pool instead.
+//   out: [batch * M * N]
+void batchedMatmul(float* out, const float* x, const float* y, bool transX, bool transY, Index M, Index N, Index K,
+                   float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch);
+
 }  // namespace sim
 }  // namespace ane

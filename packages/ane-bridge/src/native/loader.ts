@@ -93,6 +93,19 @@ export interface NativeSimOpsBindings {
     inner: number,
     roundFp16: boolean,
   ): void;
+  matmul(
+    out: Float32Array,
+    x: Float32Array,
+    y: Float32Array,
+    transX: boolean,
+    transY: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    xOffsets: Int32Array,
+    yOffsets: Int32Array,
+  ): void;
   copyRows<T extends Float32Array | Int32Array | Int8Array | Uint8Array>(
     dst: T,
     dstOffset: number,

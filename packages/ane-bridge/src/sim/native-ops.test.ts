@@ -7,6 +7,7 @@ import { runSimOp, SimOpsMismatchError, setSimOpsMode, simOpsMode } from './nati
 import { roundToFp16 } from './numerics';
 import type { BinaryArithmeticOp, UnaryOp } from './ops/elementwise';
 import { BINARY_ARITHMETIC_OPS, binaryArithmetic, unary } from './ops/elementwise';
+import { matmul, planMatmul } from './ops/matmul';
 import { concat, planConcat, planSplit, split } from './ops/movement';
 import { planAxis, planReduction, reduce, reducedShape, softmax } from './ops/reduce';
 import type { FloatTensor } from './tensor';
@@ -247,6 +248,36 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
     }
   });
 
+  it('last-axis softmax and reductions over many rows (reduced 8 side by side, split over threads), with ragged tails', () => {
+    // 3003 rows of 47 (141k elements: past the parallel threshold), 205 rows: neither a multiple of 8.
+    for (const [rows, length] of [
+      [3003, 47],
+      [205, 33],
+      [5, 256],
+    ] as const) {
+      const x = fp16Values(rows * length, rows).map((v) => (Number.isFinite(v) ? v / 256 : v));
+      x.fill(Number.NEGATIVE_INFINITY, length, 2 * length); // a masked row beside finite ones
+      const shape = [rows, length];
+      for (const dtype of ['fp16', 'fp32'] as const) {
+        const soft = bothModes(() => {
+          const out = tensor(dtype, shape);
+          softmax(out, x, planAxis(shape, -1));
+          return out.data;
+        });
+        expect(soft.native, `softmax of [${shape}] ${dtype}`).toEqual(soft.ts);
+        for (const kind of ['sum', 'mean', 'sum_square', 'max', 'min'] as const) {
+          const geometry = planReduction(shape, [1]);
+          const result = bothModes(() => {
+            const out = tensor(dtype, reducedShape(shape, [1], false));
+            reduce(kind, out, x, geometry);
+            return out.data;
+          });
+          expect(result.native, `${kind} of [${shape}] ${dtype}`).toEqual(result.ts);
+        }
+      }
+    }
+  });
+
   it('concat (plain and interleaved) and split of 4- and 1-byte elements', () => {
     const cases: [number[][], number, boolean][] = [
       [
@@ -314,6 +345,52 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
     const small = new Float32Array(4);
     expect(() => ops.copyRows(small, 0, 2, small, 0, 2, 3, 2)).toThrow(RangeError);
     expect(() => ops.copyRows(small, 0, 1, small, 0, 1, 2, 2)).toThrow(RangeError);
+  });
+
+  it('batched matmul: per-head products side by side on the pool, the bits of one sgemm per entry', () => {
+    for (const [xShape, yShape, tx, ty] of [
+      // 1M multiply-adds per entry, 8M in all: entries run side by side on the pool.
+      [[8, 128, 64], [8, 64, 128], false, false],
+      [[1, 7, 128, 64], [1, 7, 128, 64], false, true],
+      [[6, 64, 128], [6, 64, 96], true, false],
+      [[6, 64, 16], [6, 16, 64], false, false], // 0.4M in all: one after another
+      [[1, 64, 16], [5, 16, 64], false, false], // a broadcast operand: every entry reads the same x
+      [[3, 170, 170], [3, 170, 170], false, false], // entries sgemm splits itself: one after another
+    ] as [number[], number[], boolean, boolean][]) {
+      const x = fp16Values(
+        xShape.reduce((a, b) => a * b, 1),
+        31,
+      ).map((v) => (Number.isFinite(v) ? v / 64 : v));
+      const y = fp16Values(
+        yShape.reduce((a, b) => a * b, 1),
+        37,
+      ).map((v) => (Number.isFinite(v) ? v / 64 : v));
+      const { outShape, geometry } = planMatmul(xShape, yShape, tx, ty);
+      const result = bothModes(() => {
+        const out = tensor('fp16', outShape);
+        matmul(out, x, y, geometry);
+        return out.data;
+      });
+      expect(result.native, `[${xShape}]${tx ? 'ᵀ' : ''} · [${yShape}]${ty ? 'ᵀ' : ''}`).toEqual(result.ts);
+    }
+    // Against hand-computed values: two 1x2 · 2x1 entries.
+    setSimOpsMode('native');
+    const out = tensor('fp32', [2, 1, 1]);
+    const { geometry } = planMatmul([2, 1, 2], [2, 2, 1], false, false);
+    matmul(out, Float32Array.of(1, 2, 3, 4), Float32Array.of(5, 6, 7, 8), geometry);
+    expect([...out.data]).toEqual([1 * 5 + 2 * 6, 3 * 7 + 4 * 8]);
+    const ops = nativeAddon().addon!.simOps!;
+    const a = new Float32Array(8);
+    const offsets = Int32Array.of(0, 4);
+    expect(() => ops.matmul(a, a, new Float32Array(8), false, false, 2, 2, 2, 1, offsets, offsets)).toThrow(
+      /overlaps/,
+    );
+    expect(() =>
+      ops.matmul(new Float32Array(8), a, a, false, false, 2, 2, 2, 1, Int32Array.of(0, 5), offsets),
+    ).toThrow(/outside x/);
+    expect(() => ops.matmul(new Float32Array(7), a, a, false, false, 2, 2, 2, 1, offsets, offsets)).toThrow(
+      /too short/,
+    );
   });
 
   it('compare mode runs both and throws SimOpsMismatchError when they differ', () => {

@@ -41,6 +41,7 @@ const REQUIRED: readonly (keyof NativeSimOpsBindings)[] = [
   'softmax',
   'reduce',
   'copyRows',
+  'matmul',
 ];
 
 function loadBindings(): NativeSimOpsBindings | null {

@@ -5,6 +5,7 @@
 // The dispatching GEMM: the native addon's when loaded, else the TS twin in ../gemm.ts.
 import { sgemm } from '../../kernels';
 import type { GemmOperand } from '../constants';
+import { runSimOp } from '../native-ops';
 import { finishFloat, finishSaturated } from '../numerics';
 import type { FloatTensor } from '../tensor';
 import { broadcastShapes, contiguousStrides } from '../tensor';
@@ -99,6 +100,29 @@ export function matmul(
 ): void {
   const { M, N, K, transposeX, transposeY } = g;
   const o = out.data;
+  if (g.xOffsets.length > 1) {
+    // Natively, small entries (attention's per-head products) run side by side on the pool.
+    runSimOp(
+      'matmul',
+      o,
+      (ops) => ops.matmul(o, x, y, transposeX, transposeY, M, N, K, alpha, g.xOffsets, g.yOffsets),
+      () => matmulEntries(o, x, y, g, alpha),
+    );
+  } else {
+    matmulEntries(o, x, y, g, alpha);
+  }
+  finishSaturated(out, saturateAt);
+}
+
+/** Each batch entry's product into out[b*M*N ...], one sgemm per entry (the twin of the native op). */
+function matmulEntries(
+  o: Float32Array,
+  x: Float32Array,
+  y: Float32Array,
+  g: MatmulGeometry,
+  alpha: number,
+): void {
+  const { M, N, K, transposeX, transposeY } = g;
   const lda = transposeX ? M : K;
   const ldb = transposeY ? K : N;
   for (let b = 0; b < g.xOffsets.length; b++) {
@@ -121,7 +145,6 @@ export function matmul(
       N,
     );
   }
-  finishSaturated(out, saturateAt);
 }
 
 /** out [..., OUT] = x [..., IN] · weightᵀ ([OUT, IN]) + bias [OUT]. */
