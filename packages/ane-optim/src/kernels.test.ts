@@ -75,6 +75,26 @@ describe('scaleInPlace', () => {
     });
   }
 
+  it('is the loop for a long array too (2^23 elements and a ragged tail: natively, on the GEMM threads)', () => {
+    const pattern = awkward();
+    const long = new Float32Array(2 ** 23 + 77);
+    for (let i = 0; i < long.length; i++) {
+      const v = pattern[i % pattern.length] as number;
+      long[i] = i % 3 === 0 ? v : f(v * (1 + (i % 7) * 2 ** -20)); // not the same 1017 values over and over
+    }
+    for (const choice of choices) {
+      for (const factor of [f(1 / 1024), f(0.3183), f(1e-30), f(1e30), -2, 1]) {
+        const x = long.slice();
+        scaleInPlace(x, factor, choice);
+        const actual = new Uint32Array(x.buffer);
+        const expected = new Uint32Array(loopScale(long, factor).buffer);
+        let first = -1;
+        for (let i = 0; i < actual.length && first < 0; i++) if (actual[i] !== expected[i]) first = i;
+        expect(first, `kernels '${choice}', factor ${factor}: first differing element`).toBe(-1);
+      }
+    }
+  });
+
   it('scales a view inside a larger buffer only, and arrays over shared memory', () => {
     const whole = new Float32Array(64).fill(3);
     const view = whole.subarray(8, 40);
