@@ -280,3 +280,74 @@ describe.each(choices)('the one-call path against plain loops (%s kernels)', (ke
     expect(bits(arena.grads)).toEqual(bits(a.map((x, i) => f(f(x + (b[i] as number)) * 0.5))));
   });
 });
+
+describe.runIf(hostKernels.native !== null)('a model of 2^23 parameters and more (native kernels)', () => {
+  it('the one-call path (scaling on the GEMM threads) equals the leaf-by-leaf path (each leaf below 2^23)', () => {
+    const sizes = [6_000_000, 7, 2_400_001];
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const layout = sizes.map((n, i) => [`t${i}`, [n]] as [string, number[]]);
+    const split = (flat: Float32Array) => {
+      const tree: Record<string, Float32Array> = {};
+      let offset = 0;
+      sizes.forEach((n, i) => {
+        tree[`t${i}`] = flat.slice(offset, offset + n);
+        offset += n;
+      });
+      return tree;
+    };
+    const micro = (step: number) => {
+      const g = new Float32Array(total);
+      let s = 17 + step;
+      for (let i = 0; i < total; i++) {
+        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+        g[i] = s % 97 === 0 ? (s & 1 ? -0 : 0) : f((s / 2 ** 32 - 0.5) * 2 ** ((s % 40) - 30) * 1024);
+      }
+      if (step === 1) g[total - 1] = Number.POSITIVE_INFINITY;
+      return g;
+    };
+    const arena = new FlatArena(layout);
+    const params = split(new Float32Array(total).fill(0.01));
+    arena.params.fill(0.01);
+    const grads = split(new Float32Array(total));
+    const fast = {
+      optimizer: new AdamW({ learningRate: 1e-3 }),
+      scaler: new DynamicLossScaler({ initScale: 1024 }),
+    };
+    const slow = {
+      optimizer: new AdamW({ learningRate: 1e-3 }),
+      scaler: new DynamicLossScaler({ initScale: 1024 }),
+    };
+    for (let step = 0; step < 3; step++) {
+      const g = micro(step);
+      arena.grads.set(g);
+      for (const [name, leaf] of Object.entries(split(g))) grads[name]!.set(leaf);
+      const tree = arena.gradsTree();
+      let fastNorm = Number.NaN;
+      let slowNorm = Number.NaN;
+      const a = fast.scaler.step(tree, () => {
+        fastNorm = clipGradNorm(tree, 1);
+        fast.optimizer.stepArena(arena);
+      });
+      const b = slow.scaler.step(grads, () => {
+        slowNorm = clipGradNorm(grads, 1);
+        slow.optimizer.update(params, grads);
+      });
+      expect([a.skip, fast.scaler.scale]).toEqual([b.skip, slow.scaler.scale]);
+      expect(Object.is(fastNorm, slowNorm)).toBe(true);
+      expect(sameBits(arena.grads, concatSized(grads, sizes))).toBe(true);
+    }
+    expect(fast.optimizer.step).toBe(2);
+    expect(sameBits(arena.params, concatSized(params, sizes))).toBe(true);
+    expect(sameBits(fast.optimizer.saveState().data, slow.optimizer.saveState().data)).toBe(true);
+  });
+});
+
+function concatSized(tree: Record<string, Float32Array>, sizes: number[]): Float32Array {
+  const out = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+  let offset = 0;
+  sizes.forEach((n, i) => {
+    out.set(tree[`t${i}`] as Float32Array, offset);
+    offset += n;
+  });
+  return out;
+}
