@@ -223,6 +223,15 @@ void toFloatNeon(const std::uint16_t* src, float* dst, std::ptrdiff_t n, bool /*
 // Outputs at least this large bypass the caches (non-temporal stores): they cannot stay cached,
 // and streaming them avoids reading every destination line before overwriting it.
 constexpr std::size_t kStreamBytes = std::size_t{8} << 20;
+// ...when their rows are at least this long: a short strided row (a weight's 288 columns staged
+// into a packed input) would stream partial lines and fence once per row, several times slower
+// than plain stores.
+constexpr std::size_t kStreamRowBytes = 4096;
+
+bool streams(std::ptrdiff_t rows, std::ptrdiff_t cols, std::size_t elementBytes, bool contiguous) {
+  const std::size_t row = static_cast<std::size_t>(cols) * elementBytes;
+  return static_cast<std::size_t>(rows) * row >= kStreamBytes && (contiguous || row >= kStreamRowBytes);
+}
 // Elements per parallel task, at least.
 constexpr std::ptrdiff_t kMinParallel = std::ptrdiff_t{1} << 16;
 
@@ -266,8 +275,9 @@ void fp32ToFp16(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, 
                 std::ptrdiff_t rows, std::ptrdiff_t cols, bool saturate) {
   if (rows <= 0 || cols <= 0) return;
   const ToHalfRun run = toHalfRunFor(activeIsa());
-  const bool stream = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols) * 2 >= kStreamBytes;
-  if (rows == 1 || (srcStride == cols && dstStride == cols)) {
+  const bool contiguous = rows == 1 || (srcStride == cols && dstStride == cols);
+  const bool stream = streams(rows, cols, 2, contiguous);
+  if (contiguous) {
     // One contiguous run: split it evenly (64-element boundaries keep stores aligned).
     parallelFor(rows * cols, kMinParallel, 64, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
       run(src + begin, dst + begin, end - begin, saturate, stream);
@@ -284,8 +294,9 @@ void fp16ToFp32(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, 
                 std::ptrdiff_t rows, std::ptrdiff_t cols) {
   if (rows <= 0 || cols <= 0) return;
   const ToFloatRun run = toFloatRunFor(activeIsa());
-  const bool stream = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols) * 4 >= kStreamBytes;
-  if (rows == 1 || (srcStride == cols && dstStride == cols)) {
+  const bool contiguous = rows == 1 || (srcStride == cols && dstStride == cols);
+  const bool stream = streams(rows, cols, 4, contiguous);
+  if (contiguous) {
     parallelFor(rows * cols, kMinParallel, 64, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
       run(src + begin, dst + begin, end - begin, stream);
     });

@@ -18,6 +18,7 @@ import {
   fp32ToFp16Transposed,
   type StridedBlock,
 } from '../kernels';
+import { nativeAddon } from '../native/loader';
 
 /** Where a segment sits in its port's buffer, and the value's shape as staged. */
 export interface SegmentPlacement {
@@ -62,6 +63,27 @@ function copyRows<T extends Float32Array | Uint16Array>(src: T, dst: T, block: R
   const { rows, cols, srcOffset, srcRowStride, dstOffset, dstRowStride } = block;
   if (srcRowStride === cols && dstRowStride === cols) {
     dst.set(src.subarray(srcOffset, srcOffset + rows * cols), dstOffset);
+    return;
+  }
+  // Natively (the simulator's row copy, 4- or 1-byte elements): a subarray and a set per row cost
+  // far more than the copy when rows are a few hundred bytes.
+  const native = nativeAddon().addon?.simOps?.copyRows;
+  if (native !== undefined && rows > 1) {
+    if (src instanceof Float32Array) {
+      native(dst as Float32Array, dstOffset, dstRowStride, src, srcOffset, srcRowStride, rows, cols);
+    } else {
+      const bytes = (a: Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      native(
+        bytes(dst as Uint16Array),
+        2 * dstOffset,
+        2 * dstRowStride,
+        bytes(src as Uint16Array),
+        2 * srcOffset,
+        2 * srcRowStride,
+        rows,
+        2 * cols,
+      );
+    }
     return;
   }
   for (let r = 0; r < rows; r++) {
