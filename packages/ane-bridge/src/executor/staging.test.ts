@@ -114,3 +114,32 @@ describe.each(PORTS)(
     });
   },
 );
+
+describe('copyDeviceValue between differently placed segments', () => {
+  it('moves fp16 and fp32 rows from one offset and row stride to another', () => {
+    const from = port([16, 40], [segment('x', [16, 8], 'spatial', 8)]);
+    const to = port([16, 12], [segment('x', [16, 8], 'spatial', 3)]);
+    const x = values(16 * 8, 7);
+    for (const dtype of ['fp16', 'fp32'] as const) {
+      const size = dtype === 'fp16' ? 2 : 4;
+      const source = portElements(new Uint8Array(16 * 40 * size), dtype);
+      const target = portElements(new Uint8Array(16 * 12 * size), dtype);
+      stageValue(x, source, segmentPlacement(from, from.segments[0]!));
+      expect(
+        copyDeviceValue(
+          source,
+          segmentPlacement(from, from.segments[0]!),
+          target,
+          segmentPlacement(to, to.segments[0]!),
+        ),
+      ).toBe(true);
+      const out = new Float32Array(x.length);
+      unstageValue(target, segmentPlacement(to, to.segments[0]!), out);
+      expect(Array.from(out), dtype).toEqual(Array.from(x));
+      // Nothing outside the segment was written.
+      const data = target.data;
+      for (let r = 0; r < 16; r++)
+        for (const c of [0, 1, 2, 11]) expect(data[r * 12 + c], `${dtype} (${r}, ${c})`).toBe(0);
+    }
+  });
+});
