@@ -124,7 +124,13 @@ export function scaleInPlace(x: Float32Array, factor: number, choice: KernelChoi
   if (x.length === 0) return;
   const beta = Math.fround(factor);
   const kernels = kernelSet(choice, isShared(x));
-  if (kernels.implementation === 'native' && x.length >= THREADED_SCALE_MIN && beta !== 0 && beta !== 1) {
+  if (
+    kernels.implementation === 'native' &&
+    OWN_GEMM &&
+    x.length >= THREADED_SCALE_MIN &&
+    beta !== 0 &&
+    beta !== 1
+  ) {
     scaleOnGemmThreads(kernels, x, beta);
     return;
   }
@@ -137,6 +143,13 @@ export function scaleInPlace(x: Float32Array, factor: number, choice: KernelChoi
  * work of at least 2 × 4·10^6 multiply-adds over two threads; its K = 0 path runs on one).
  */
 const THREADED_SCALE_MIN = 2 ** 23;
+/**
+ * The native sgemm is ane-bridge's own (native/kernels/gemm.cc: alpha applies to the finished sum,
+ * so A = B = 0 with alpha = -1 gives exactly -0), not Accelerate's, which ane-bridge links on macOS
+ * arm64 (its binding.gyp) and whose kernels may fold alpha into the packed operands (then the
+ * term is +0, and +0 + (-0) would turn a -0 into +0). There the scaling stays on sgemm K = 0.
+ */
+const OWN_GEMM = !(process.platform === 'darwin' && process.arch === 'arm64');
 /** Columns of the [rows, 256] matrix a long array is scaled as (the fastest width measured). */
 const SCALE_COLUMNS = 256;
 /** Zeros for the GEMM's A and B operands: allocated once, grown to the longest array scaled. */
