@@ -361,14 +361,29 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
 }
 
 // C[M, N] *= beta (beta 0 writes zeros without reading).
-void scaleC(Index M, Index N, float beta, float* C, Index ldc) {
-  for (Index i = 0; i < M; i++) {
+// C = beta * C over rows [i0, i1) and columns [j0, j1).
+void scaleBlock(Index i0, Index i1, Index j0, Index j1, float beta, float* C, Index ldc) {
+  for (Index i = i0; i < i1; i++) {
     float* row = C + i * ldc;
     if (beta == 0.0f) {
-      std::fill(row, row + N, 0.0f);
+      std::fill(row + j0, row + j1, 0.0f);
     } else {
-      for (Index j = 0; j < N; j++) row[j] *= beta;
+      for (Index j = j0; j < j1; j++) row[j] *= beta;
     }
+  }
+}
+
+// Elements, at least, before scaling C is shared among threads (it is memory-bound).
+constexpr Index kMinParallelScale = Index{1} << 16;
+
+void scaleC(Index M, Index N, float beta, float* C, Index ldc) {
+  if (M * N < kMinParallelScale || hostThreads() < 2) return scaleBlock(0, M, 0, N, beta, C, ldc);
+  // One long row (a vector scaled as a 1 x N matrix) splits by columns, anything else by rows.
+  if (M == 1) {
+    parallelFor(N, kMinParallelScale / 2, 16, [&](Index j0, Index j1) { scaleBlock(0, 1, j0, j1, beta, C, ldc); });
+  } else {
+    parallelFor(M, std::max<Index>(1, kMinParallelScale / 2 / N), 1,
+                [&](Index i0, Index i1) { scaleBlock(i0, i1, 0, N, beta, C, ldc); });
   }
 }
 

@@ -185,6 +185,32 @@ describe.each(variants().map((v) => [v.name, v] as const))('sgemm: %s', (_name, 
     });
   });
 
+  it('K = 0 scales a long vector and a tall matrix (split over threads) element by element', () => {
+    within(variant, (k) => {
+      for (const [M, N, ldc] of [
+        [1, 200_003, 200_003],
+        [1_001, 131, 140],
+      ] as const) {
+        const C = randomArray(M * ldc, rng(6));
+        C[5] = -0;
+        C[7] = Number.POSITIVE_INFINITY;
+        C[9] = Number.NaN;
+        const before = C.slice();
+        for (const beta of [0.5, -3, 0]) {
+          const out = before.slice();
+          k.sgemm(false, false, M, N, 0, 1, new Float32Array(0), 1, new Float32Array(0), 1, beta, out, ldc);
+          for (let i = 0; i < M; i++)
+            for (let j = 0; j < ldc; j++) {
+              const at = i * ldc + j;
+              const expected = j >= N ? before[at]! : beta === 0 ? 0 : Math.fround(before[at]! * beta);
+              if (!Object.is(out[at], expected))
+                expect(out[at], `${M}x${N} beta ${beta} at ${at}`).toBe(expected);
+            }
+        }
+      }
+    });
+  });
+
   it('propagates NaN and ±inf from A and B to the rows and columns they touch', () => {
     within(variant, (k) => {
       const M = 20;
