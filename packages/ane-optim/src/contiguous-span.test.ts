@@ -282,7 +282,7 @@ describe.each(choices)('the one-call path against plain loops (%s kernels)', (ke
 });
 
 describe.runIf(hostKernels.native !== null)('a model of 2^23 parameters and more (native kernels)', () => {
-  it('the one-call path (scaling on the GEMM threads) equals the leaf-by-leaf path (each leaf below 2^23)', () => {
+  it('the one-call path (scaling split over the native threads) equals the leaf-by-leaf path (each leaf below 2^23)', () => {
     const sizes = [6_000_000, 7, 2_400_001];
     const total = sizes.reduce((a, b) => a + b, 0);
     const layout = sizes.map((n, i) => [`t${i}`, [n]] as [string, number[]]);

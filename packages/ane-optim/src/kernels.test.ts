@@ -75,7 +75,7 @@ describe('scaleInPlace', () => {
     });
   }
 
-  it('is the loop for a long array too (2^23 elements and a ragged tail: natively, on the GEMM threads)', () => {
+  it('is the loop for a long array too (2^23 elements and a ragged tail: natively, split over the threads)', () => {
     const pattern = awkward();
     const long = new Float32Array(2 ** 23 + 77);
     for (let i = 0; i < long.length; i++) {

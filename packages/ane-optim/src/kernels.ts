@@ -116,89 +116,28 @@ const NO_MATRIX = new Float32Array(0);
  * x *= factor in place, each product rounded once to fp32 (as torch's `mul_`, and as the loop
  * `x[i] = x[i] * factor` for an fp32 `factor`; another factor is rounded to fp32 first, as the
  * native kernel takes a float). Runs as ane-bridge's sgemm with K = 0, which BLAS defines as C = beta·C and which
- * both implementations compute as exactly that loop (the native one vectorized, on one thread); a
- * long array on the native kernels runs as a K = 1 GEMM with zero operands, on the GEMM's threads,
- * with the same bits (scaleOnGemmThreads).
+ * both implementations compute as exactly that loop (the native one vectorized, and split over its
+ * threads when long: a 98 MB gradient set is a memory-bound pass).
  */
 export function scaleInPlace(x: Float32Array, factor: number, choice: KernelChoice = 'auto'): void {
   if (x.length === 0) return;
   const beta = Math.fround(factor);
-  const kernels = kernelSet(choice, isShared(x));
-  if (
-    kernels.implementation === 'native' &&
-    OWN_GEMM &&
-    x.length >= THREADED_SCALE_MIN &&
-    beta !== 0 &&
-    beta !== 1
-  ) {
-    scaleOnGemmThreads(kernels, x, beta);
-    return;
-  }
   // C: [1, n] = 0·A[1, 0]·B[0, n] + factor·C
-  kernels.sgemm(false, false, 1, x.length, 0, 0, NO_MATRIX, 1, NO_MATRIX, x.length, beta, x, x.length);
-}
-
-/**
- * From this length on, the native scaling runs on the GEMM's threads (ane-bridge's sgemm splits
- * work of at least 2 × 4·10^6 multiply-adds over two threads; its K = 0 path runs on one).
- */
-const THREADED_SCALE_MIN = 2 ** 23;
-/**
- * The native sgemm is ane-bridge's own (native/kernels/gemm.cc: alpha applies to the finished sum,
- * so A = B = 0 with alpha = -1 gives exactly -0), not Accelerate's, which ane-bridge links on macOS
- * arm64 (its binding.gyp) and whose kernels may fold alpha into the packed operands (then the
- * term is +0, and +0 + (-0) would turn a -0 into +0). There the scaling stays on sgemm K = 0.
- */
-const OWN_GEMM = !(process.platform === 'darwin' && process.arch === 'arm64');
-/** Columns of the [rows, 256] matrix a long array is scaled as (the fastest width measured). */
-const SCALE_COLUMNS = 256;
-/** Zeros for the GEMM's A and B operands: allocated once, grown to the longest array scaled. */
-let scaleZeros = new Float32Array(0);
-
-/**
- * x *= beta (fp32, beta ≠ 0) as C = alpha·A·B + beta·C with K = 1, zero A and B and alpha = −1:
- * every element becomes (−1·(0·0)) + beta·c = −0 + fround(beta·c) = fround(beta·c), bit for bit the
- * K = 0 result (adding −0 changes no value and keeps a signed zero's sign; inf and NaN pass
- * through), but on the GEMM's threads instead of one: x: [rows, 256] row-major, then the ragged
- * tail (< 256 elements) with K = 0.
- */
-function scaleOnGemmThreads(kernels: HostKernelSet, x: Float32Array, beta: number): void {
-  const rows = Math.floor(x.length / SCALE_COLUMNS);
-  if (scaleZeros.length < rows) scaleZeros = new Float32Array(rows);
-  // C: [rows, 256] = −1·A[rows, 1]·B[1, 256] + beta·C, A and B zero
-  kernels.sgemm(
+  kernelSet(choice, isShared(x)).sgemm(
     false,
     false,
-    rows,
-    SCALE_COLUMNS,
     1,
-    -1,
-    scaleZeros,
+    x.length,
+    0,
+    0,
+    NO_MATRIX,
     1,
-    scaleZeros,
-    SCALE_COLUMNS,
+    NO_MATRIX,
+    x.length,
     beta,
     x,
-    SCALE_COLUMNS,
+    x.length,
   );
-  const tail = x.subarray(rows * SCALE_COLUMNS);
-  if (tail.length > 0) {
-    kernels.sgemm(
-      false,
-      false,
-      1,
-      tail.length,
-      0,
-      0,
-      NO_MATRIX,
-      1,
-      NO_MATRIX,
-      tail.length,
-      beta,
-      tail,
-      tail.length,
-    );
-  }
 }
 
 /**
