@@ -107,10 +107,56 @@ void roundSpan(float* p, Index n) {
 
 // |v| past the threshold (>= when inclusive) to +-inf; NaN stays. The comparison is in float64, as
 // the twin's; a threshold that is a float (every rule's is) compares the same in float.
+#if ANE_X86
+// The vector form of the float comparison below: |v| >= limit (> when not inclusive; ordered, so
+// a NaN never saturates) becomes inf with v's sign.
+ANE_TARGET_AVX512 Index saturateAvx512(float* p, Index n, float limit, bool inclusive) {
+  const __m512 bound = _mm512_set1_ps(limit);
+  const __m512i signBit = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512i infBits = _mm512_set1_epi32(0x7f800000);
+  Index i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(p + i);
+    const __m512 magnitude = _mm512_castsi512_ps(_mm512_andnot_si512(signBit, _mm512_castps_si512(v)));
+    const __mmask16 past = inclusive ? _mm512_cmp_ps_mask(magnitude, bound, _CMP_GE_OQ)
+                                     : _mm512_cmp_ps_mask(magnitude, bound, _CMP_GT_OQ);
+    const __m512i signedInf = _mm512_or_si512(infBits, _mm512_and_si512(signBit, _mm512_castps_si512(v)));
+    _mm512_storeu_ps(p + i, _mm512_mask_blend_ps(past, v, _mm512_castsi512_ps(signedInf)));
+  }
+  return i;
+}
+
+ANE_TARGET_AVX2 Index saturateAvx2(float* p, Index n, float limit, bool inclusive) {
+  const __m256 bound = _mm256_set1_ps(limit);
+  const __m256 signBit = _mm256_set1_ps(-0.0f);
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(p + i);
+    const __m256 magnitude = _mm256_andnot_ps(signBit, v);
+    const __m256 past = inclusive ? _mm256_cmp_ps(magnitude, bound, _CMP_GE_OQ) : _mm256_cmp_ps(magnitude, bound, _CMP_GT_OQ);
+    const __m256 signedInf = _mm256_or_ps(inf, _mm256_and_ps(signBit, v));
+    _mm256_storeu_ps(p + i, _mm256_blendv_ps(v, signedInf, past));
+  }
+  return i;
+}
+#endif
+
 void saturateSpan(float* p, Index n, double threshold, bool inclusive) {
   constexpr float inf = std::numeric_limits<float>::infinity();
   if (static_cast<double>(static_cast<float>(threshold)) == threshold) {
     const float limit = static_cast<float>(threshold);
+    Index done = 0;
+#if ANE_X86
+    // A limit of 0 or below would saturate signed zeros by sign, which the vector sign copy does
+    // not reproduce (the scalar `p > 0` sends -0 and +0 to -inf); the rules' limits are positive.
+    if (limit > 0) {
+      if (kernels::activeIsa() == Isa::Avx512) done = saturateAvx512(p, n, limit, inclusive);
+      else if (kernels::activeIsa() == Isa::Avx2) done = saturateAvx2(p, n, limit, inclusive);
+    }
+#endif
+    p += done;
+    n -= done;
     for (Index i = 0; i < n; i++) {
       const float magnitude = std::fabs(p[i]);
       if (inclusive ? magnitude >= limit : magnitude > limit) p[i] = p[i] > 0 ? inf : -inf;

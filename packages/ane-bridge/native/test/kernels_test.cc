@@ -721,6 +721,41 @@ void testSimOps() {
                                                          static_cast<double>(y[static_cast<std::size_t>(i % inner)])));
     EXPECT(bitsOf(out[static_cast<std::size_t>(i)]) == bitsOf(want), "add %ld", static_cast<long>(i));
   }
+  // Saturation past a float limit, inclusive and not: the vector body and the scalar tail.
+  for (bool inclusive : {true, false}) {
+    std::vector<float> v = randomVector(1003, r, 9000.0f);
+    const float edges[] = {4094.0f, -4094.0f, std::nextafter(4094.0f, 1e9f), -std::nextafter(4094.0f, 1e9f),
+                           -0.0f, std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()};
+    for (std::size_t k = 0; k < sizeof edges / sizeof edges[0]; k++) {
+      v[k * 13] = edges[k];
+      v[v.size() - 1 - k] = edges[k];
+    }
+    std::vector<float> got = v;
+    ane::sim::saturateToInfinity(got.data(), static_cast<Index>(got.size()), 4094.0, inclusive);
+    for (std::size_t i = 0; i < v.size(); i++) {
+      const float m = std::fabs(v[i]);
+      const bool past = inclusive ? m >= 4094.0f : m > 4094.0f;
+      const float want = past ? (v[i] > 0 ? INFINITY : -INFINITY) : v[i];
+      EXPECT(bitsOf(got[i]) == bitsOf(want), "saturate %zu (%g, inclusive %d)", i, static_cast<double>(v[i]), inclusive);
+    }
+  }
+  // Batched matmul: each entry equals its own sgemm, whether entries run side by side or not.
+  for (const Index M : {Index{7}, Index{96}}) {
+    const Index N = 80, K = M == 7 ? 5 : 120, batch = 6;
+    std::vector<float> a = randomVector(batch * M * K, r, 1.0f), b = randomVector(batch * K * N, r, 1.0f);
+    std::vector<std::int32_t> aOff(batch), bOff(batch);
+    for (Index e = 0; e < batch; e++) {
+      aOff[static_cast<std::size_t>(e)] = static_cast<std::int32_t>(e * M * K);
+      bOff[static_cast<std::size_t>(e)] = static_cast<std::int32_t>((batch - 1 - e) * K * N);
+    }
+    std::vector<float> got(static_cast<std::size_t>(batch * M * N)), want(got.size());
+    ane::sim::batchedMatmul(got.data(), a.data(), b.data(), false, true, M, N, K, 1.0f, aOff.data(), bOff.data(), batch);
+    for (Index e = 0; e < batch; e++) {
+      sgemm(false, true, M, N, K, 1.0f, a.data() + aOff[static_cast<std::size_t>(e)], K,
+            b.data() + bOff[static_cast<std::size_t>(e)], K, 0.0f, want.data() + e * M * N, N);
+    }
+    for (std::size_t i = 0; i < got.size(); i++) EXPECT(bitsOf(got[i]) == bitsOf(want[i]), "batched matmul %zu", i);
+  }
   // softmax rows: each sums to ~1 and matches a double reference within fp16 rounding.
   std::vector<float> logits = randomVector(64 * 100, r, 8.0f), probs(64 * 100);
   ane::sim::softmax(probs.data(), logits.data(), 64, 100, 1, true);

@@ -319,7 +319,7 @@ describe('host kernels for training through device.load', () => {
     expect(plan.kernels).toEqual([]);
     expect(plan.hostOps[0]!.ruleId).toBe('ir-weight-grad-host');
     const out = outputs['grad.table'] as Float32Array;
-    for (const i of [0, 5, 319]) {
+    for (let i = 0; i < 320; i++) {
       expect(out[i]).toBe(Math.fround(Math.fround(feeds.part0[i]! + feeds.part1[i]!) + feeds.part2[i]!));
     }
   });

@@ -28,6 +28,8 @@ import {
   softmaxCrossEntropyForward,
   softmaxCrossEntropyForwardAsync,
 } from '../kernels';
+import { planBroadcast } from '../sim/layout';
+import { binaryArithmetic } from '../sim/ops/elementwise';
 
 /** A value's host array: fp32 for floating-point values, int32 for integer and bool values. */
 export type HostArray = Float32Array | Int32Array;
@@ -619,7 +621,9 @@ const scatterAdd: HostOpBinder = (op) => {
 /**
  * The sum of a weight's gradient contributions (ane-autograd's `weight_grad_sum` call: a chain of
  * adds of same-shaped fp32 values, e.g. a tied embedding table's scatter_add and classifier dW):
- * the first copied, each other added in place by `sgdUpdate` as `p += g` (memory-bound, native).
+ * the first two added into the result in one pass (the simulator's elementwise add: fp32 values
+ * added in float64 and stored once, which is the fp32 sum), each other added in place by
+ * `sgdUpdate` as `p += g` (memory-bound, native).
  */
 const weightGradSum: HostOpBinder = (op) => {
   const result = op.composite?.result;
@@ -636,13 +640,23 @@ const weightGradSum: HostOpBinder = (op) => {
     return {
       unsupported: `weight_grad_sum '${op.name}' is not a chain of adds of ${parts.length} same-shaped fp32 values the op reads`,
     };
+  const layout = planBroadcast([result.size], [[result.size], [result.size]]);
   return {
     kernels: ['sgdUpdate'],
     run: (values, mode) => {
       const out = values.array(result) as Float32Array;
-      let chain: void | Promise<void> = out.set(values.array(parts[0]!) as Float32Array);
-      for (const part of parts.slice(1)) {
-        const grads = values.array(part) as Float32Array;
+      const [first, second, ...rest] = parts.map((part) => values.array(part) as Float32Array);
+      let chain: void | Promise<void> =
+        second === undefined
+          ? out.set(first!)
+          : binaryArithmetic(
+              'add',
+              { dtype: 'fp32', shape: [out.length], data: out },
+              first!,
+              second,
+              layout,
+            );
+      for (const grads of rest) {
         chain = then(chain, () =>
           mode === 'sync' ? sgdUpdate(out, grads, null, SGD_ADD) : sgdUpdateAsync(out, grads, null, SGD_ADD),
         );

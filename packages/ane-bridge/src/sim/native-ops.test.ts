@@ -163,6 +163,12 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
 
   it('saturates to infinity past a threshold (inclusive and not)', () => {
     const x = fp16Values(4000, 5);
+    // Values at and beside a float threshold, both signs, in the vector body and the scalar tail.
+    const edges = [4094, -4094, Math.fround(4094.0002), -Math.fround(4094.0002), 4093.5, -0, Number.NaN];
+    edges.forEach((v, i) => {
+      x[17 * i] = v;
+      x[x.length - 1 - i] = v;
+    });
     for (const inclusive of [true, false]) {
       for (const threshold of [32759, 4094, 0.1]) {
         const result = bothModes(() => {
