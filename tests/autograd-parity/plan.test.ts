@@ -211,3 +211,54 @@ describe('training runs through device.load: overlapped runs with weights rewrit
     }
   });
 });
+
+describe('exe.bind: weights and outputs shared with the caller', () => {
+  it('gives the bits of copied weights and outputs, restages a weight rewritten in place, and refuses what it cannot share', async () => {
+    const { plan, result } = derivedPlan(BLOCK, true);
+    const graph = result.graph;
+    const params = graph.nodes.filter((n) => n.op.kind === 'param' && n.op.trainable).map((n) => n.name);
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const feeds = feedsFor(graph, 1);
+      const shared = device.load(plan);
+      const copied = device.load(plan);
+      // Weights live in the caller's arrays; outputs are computed into the caller's arrays.
+      const weights = new Map(params.map((name) => [name, feeds[name]!.slice()]));
+      for (const [name, array] of weights) shared.bind(name, array);
+      const outputs = new Map(
+        graph.outputs.map(({ name, tensor }) => [
+          name,
+          new Float32Array(new SharedArrayBuffer(tensor.size * 4)),
+        ]),
+      );
+      for (const [name, array] of outputs) shared.bind(name, array);
+      const inputs = Object.fromEntries(Object.entries(feeds).filter(([name]) => !params.includes(name)));
+      const first = await shared.run(inputs);
+      const reference = await copied.run(feeds, { copy: true });
+      for (const [name, array] of outputs) {
+        expect(first[name], name).toBe(array);
+        expect(sameBits(array, reference[name]!), name).toBe(true);
+      }
+      // An optimizer step in place, then a write of the same memory: restaged, nothing copied.
+      const next = feedsFor(graph, 500);
+      for (const [name, array] of weights) {
+        array.set(next[name]!);
+        shared.write(name, array);
+        copied.write(name, next[name]!);
+      }
+      await shared.run();
+      const after = await copied.run(undefined, { copy: true });
+      for (const [name, array] of outputs) expect(sameBits(array, after[name]!), name).toBe(true);
+      expect(() => shared.bind('nope', new Float32Array(1))).toThrow(/neither/);
+      expect(() => shared.bind(params[0]!, new Float32Array(3))).toThrow(
+        /expected a Float32Array of \d+ values/,
+      );
+      const batched = device.load(plan, { batch: 2 });
+      expect(() =>
+        batched.bind(graph.outputs[0]!.name, new Float32Array(graph.outputs[0]!.tensor.size)),
+      ).toThrow(/with batch 1, an output/);
+    } finally {
+      device.dispose();
+    }
+  });
+});

@@ -219,6 +219,8 @@ export class Trainer {
   private readonly runtime: DeviceRuntime;
   private seed: number;
   private readonly accumulator: GradientAccumulator<Record<string, Float32Array>>;
+  /** The arena's gradient views, handed to the runtime to compute into (one micro-batch per step). */
+  private readonly gradsInto: ReadonlyMap<string, Float32Array> | undefined;
   private stepsDone = 0;
   private runtimeListener: ((event: RuntimeEvent) => void) | undefined;
   /** The rejection of an async onRuntimeEvent, rethrown by fit. */
@@ -289,7 +291,12 @@ export class Trainer {
     }
     checkParametersFitMemory(this.parameters, 8, 'new Trainer'); // fp32 weights and gradients
     this.arena = allocate(
-      () => new FlatArena(this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]])),
+      // Shared memory: the native kernels compute the gradients into it in place (gradsInto).
+      () =>
+        new FlatArena(
+          this.parameters.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]),
+          { shared: true },
+        ),
       () =>
         new ConfigError(
           `the model's ${this.parameters.reduce((n, spec) => n + spec.shape.reduce((a, b) => a * b, 1), 0)} fp32 parameters (with their gradients) cannot be allocated in this process: check the config's sizes (hidden_size, vocab_size, …) or use a smaller model`,
@@ -308,7 +315,10 @@ export class Trainer {
         ],
       });
     this.lossScaler = options.lossScale === false ? undefined : lossScaler(options.lossScale);
-    this.accumulator = new GradientAccumulator(this.arena.gradsTree(), { steps: this.accumulate });
+    const gradTree = this.arena.gradsTree();
+    this.accumulator = new GradientAccumulator(gradTree, { steps: this.accumulate });
+    // One micro-batch per step: the session computes the gradients straight into the arena.
+    this.gradsInto = this.accumulate === 1 ? new Map(Object.entries(gradTree)) : undefined;
     this.runtime = new DeviceRuntime({
       config: this.config,
       batch: this.batch,
@@ -503,7 +513,10 @@ export class Trainer {
       }
       // The session's own gradient buffers (no fresh copy per step): copied into the arena below,
       // before anything else runs on the runtime.
-      const result = await this.runtime.step(next.value.tokens, next.value.seq, scale, { grads: 'view' });
+      const result = await this.runtime.step(next.value.tokens, next.value.seq, scale, {
+        grads: 'view',
+        ...(this.gradsInto !== undefined ? { gradsInto: this.gradsInto } : {}),
+      });
       lossSum += result.loss;
       tokens += this.batch * next.value.seq;
       backend = result.backend;

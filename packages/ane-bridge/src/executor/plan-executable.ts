@@ -337,6 +337,46 @@ export class PlanExecutable implements Disposable {
   }
 
   /**
+   * Shares `array` with the executable instead of copying it, run after run:
+   * - a weight: the executable keeps its values in `array` from now on (they are its value now).
+   *   After changing them, `write(name, array)` (or any view of the same memory) copies nothing:
+   *   it marks the weight changed, so it is restaged. Change it only between runs.
+   * - with batch 1, an output computed in the plan: each run computes it into `array`.
+   * `array` is a Float32Array of the value's length; over a SharedArrayBuffer the native host
+   * kernels work on it in place (a plain one is copied in and out of their asynchronous calls).
+   */
+  bind(name: string, array: Float32Array): void {
+    this.assertUsable();
+    const output = this.aliasedOutputs.get(name);
+    const slot = output ?? this.slots.get(name);
+    if (slot === undefined || (output === undefined && slot.role !== 'param')) {
+      const names = [...this.slots.values()].filter((s) => s.role === 'param').map((s) => s.name);
+      throw new PlanError(
+        `bind takes a weight or, with batch 1, an output the plan computes; '${name}' is neither${didYouMean(name, [...names, ...this.aliasedOutputs.keys()])}`,
+      );
+    }
+    if (!(array instanceof Float32Array) || array.length !== slot.size) {
+      throw new PlanFeedError(
+        `bind '${name}': expected a Float32Array of ${slot.size} values (${slot.tensor.dtype}[${slot.tensor.shape.join(', ')}]), got ${array instanceof Float32Array ? `${array.length} values` : array === null || typeof array !== 'object' ? String(array) : `a ${(array as object).constructor?.name ?? 'object'}`}`,
+        name,
+      );
+    }
+    if (output === undefined) {
+      if (!isFloatDtype(slot.tensor.dtype)) {
+        throw new PlanFeedError(`bind '${name}': only floating-point weights can be shared`, name);
+      }
+      slot.host = array;
+      slot.current = array;
+      slot.version++;
+      return;
+    }
+    slot.host = array;
+    slot.current = array;
+    slot.hostVersion = -1; // a device value is decoded into it at the next read
+    this.derivedRecords.delete(slot);
+  }
+
+  /**
    * A copy of any value the plan computes or takes, by the name the plan gives it (a graph
    * output's name, a node's name: `exe.sources`, the plan report). With a batch, values computed
    * inside the plan are those of the last sequence; graph outputs and inputs hold every sequence.
@@ -918,7 +958,17 @@ export class PlanExecutable implements Disposable {
   }
 
   private store(slot: Slot, values: PlanFeed): void {
-    if (values instanceof Uint16Array) fp16ToFp32(values, slot.host as Float32Array);
+    const host = slot.host as Float32Array;
+    if (
+      values instanceof Float32Array &&
+      values.buffer === host.buffer &&
+      values.byteOffset === host.byteOffset &&
+      values.length === host.length
+    ) {
+      slot.version++; // a shared weight written onto itself (bind): changed in place, nothing to copy
+      return;
+    }
+    if (values instanceof Uint16Array) fp16ToFp32(values, host);
     else slot.host!.set(values);
     slot.version++;
   }

@@ -98,6 +98,38 @@ describe('openSession (in-process, sim)', () => {
     expect(fresh.grads.get('lm_head.weight')).toEqual(copied.grads.get('lm_head.weight'));
   });
 
+  it("computes the gradients straight into the arrays of { gradsInto } (batch 1): the copies' values, in the caller's arrays", async () => {
+    const one = await openSession({ config: TINY, seq: 8, batch: 1, backend: 'sim' });
+    try {
+      await one.writeWeights(weights);
+      const tokens = tinyTokens(1, 8, 31);
+      const copied = await one.step(tokens, SCALE);
+      const into = new Map(
+        [...copied.grads].map(([name, grad]) => [
+          name,
+          new Float32Array(new SharedArrayBuffer(grad.length * 4)),
+        ]),
+      );
+      const viewed = await one.step(tokens, SCALE, { grads: 'view', gradsInto: into });
+      expect(viewed.loss).toBe(copied.loss);
+      for (const [name, grad] of copied.grads) {
+        expect(viewed.grads.get(name), name).toBe(into.get(name));
+        expect(into.get(name), name).toEqual(grad);
+      }
+      const next = await one.step(tinyTokens(1, 8, 32), SCALE, { grads: 'view', gradsInto: into });
+      expect(next.grads.get('lm_head.weight')).toBe(into.get('lm_head.weight'));
+      expect(into.get('lm_head.weight')).not.toEqual(copied.grads.get('lm_head.weight'));
+      const short = new Map(into);
+      short.set('lm_head.weight', new Float32Array(3));
+      await expect(one.step(tokens, SCALE, { grads: 'view', gradsInto: short })).rejects.toThrow(
+        /gradsInto: 'lm_head.weight' must be a Float32Array of \d+ values/,
+      );
+      await expect(one.step(tokens, SCALE, { gradsInto: into })).rejects.toThrow(/needs grads: 'view'/);
+    } finally {
+      await one.dispose();
+    }
+  });
+
   it('refuses bad step options with a ConfigError naming them', async () => {
     await expect(session.step(tinyTokens(2, 8), SCALE, { grads: 'borrow' } as never)).rejects.toThrow(
       /grads must be 'copy' or 'view', got string "borrow"/,

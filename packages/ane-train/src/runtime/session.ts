@@ -60,6 +60,13 @@ export interface StepOptions {
    *   do not write to them. A worker session's gradients arrive as fresh arrays either way.
    */
   grads?: 'copy' | 'view';
+  /**
+   * With grads 'view': arrays (by Hugging Face name, each the parameter's length) that an
+   * in-process session of batch 1 computes the gradients straight into, run after run, and hands
+   * back as `StepResult.grads` (an optimizer's gradient arena: nothing is copied). Ignored by other
+   * sessions, which hand over their own arrays as before.
+   */
+  gradsInto?: ReadonlyMap<string, Float32Array>;
 }
 
 export interface DeviceSession {
@@ -142,16 +149,34 @@ function isPowerOfTwo(n: number): boolean {
 export function gradsAsViews(options: StepOptions | undefined): boolean {
   if (options === undefined) return false;
   if (options === null || typeof options !== 'object') {
-    throw new ConfigError(`step options must be an object { grads? }, got ${describe(options)}`, 'options');
+    throw new ConfigError(
+      `step options must be an object { grads?, gradsInto? }, got ${describe(options)}`,
+      'options',
+    );
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'grads') {
-      throw new ConfigError(`unknown step option '${key}' (the option is grads: 'copy' | 'view')`, key);
+    if (key !== 'grads' && key !== 'gradsInto') {
+      throw new ConfigError(
+        `unknown step option '${key}' (the options are grads: 'copy' | 'view' and gradsInto)`,
+        key,
+      );
     }
   }
-  const { grads = 'copy' } = options;
+  const { grads = 'copy', gradsInto } = options;
   if (grads !== 'copy' && grads !== 'view') {
     throw new ConfigError(`step option grads must be 'copy' or 'view', got ${describe(grads)}`, 'grads');
+  }
+  if (gradsInto !== undefined) {
+    if (grads !== 'view')
+      throw new ConfigError(
+        "step option gradsInto needs grads: 'view' (the arrays are handed back)",
+        'gradsInto',
+      );
+    if (!(gradsInto instanceof Map))
+      throw new ConfigError(
+        `step option gradsInto must be a Map from parameter name to Float32Array, got ${describe(gradsInto)}`,
+        'gradsInto',
+      );
   }
   return grads === 'view';
 }
@@ -174,6 +199,8 @@ export class InProcessSession implements DeviceSession {
     { source: string; shape: readonly number[]; size: number; grad: string }
   >;
   private readonly written = new Set<string>();
+  /** Gradient outputs computed into the caller's arrays (StepOptions.gradsInto), by HF name. */
+  private readonly boundGrads = new Map<string, Float32Array>();
   private readonly vocab: number;
   // Reused every step: B sequences of S inputs / S targets back to back, the per-sequence loss scale.
   private readonly inputs: Int32Array; // [B, S]
@@ -285,6 +312,7 @@ export class InProcessSession implements DeviceSession {
         'lossScale',
       );
     }
+    if (views && this.batch === 1 && options?.gradsInto !== undefined) this.bindGrads(options.gradsInto);
     this.splitTokens(tokens);
     // The executor sums every gradient over the batch; the mean is the sum / B. For a power-of-two
     // B the 1/B rides in the loss scale (exact in fp16: only the exponent changes), so the sums
@@ -333,6 +361,25 @@ export class InProcessSession implements DeviceSession {
         totalMs,
       },
     };
+  }
+
+  /** Each gradient computed straight into the caller's array (checked first; bound once per array). */
+  private bindGrads(into: ReadonlyMap<string, Float32Array>): void {
+    for (const [name, parameter] of this.parameters) {
+      const array = into.get(name);
+      if (!(array instanceof Float32Array) || array.length !== parameter.size) {
+        throw new ConfigError(
+          `step option gradsInto: '${name}' must be a Float32Array of ${parameter.size} values, got ${describe(array)}`,
+          'gradsInto',
+        );
+      }
+    }
+    for (const [name, parameter] of this.parameters) {
+      const array = into.get(name)!;
+      if (this.boundGrads.get(name) === array) continue;
+      this.exe.bind(parameter.grad, array);
+      this.boundGrads.set(name, array);
+    }
   }
 
   async dispose(): Promise<void> {
