@@ -104,7 +104,7 @@ describe('openSession (in-process, sim)', () => {
       await one.writeWeights(weights);
       const tokens = tinyTokens(1, 8, 31);
       const copied = await one.step(tokens, SCALE);
-      const into = new Map(
+      const into = new Map<string, Float32Array>(
         [...copied.grads].map(([name, grad]) => [
           name,
           new Float32Array(new SharedArrayBuffer(grad.length * 4)),
