@@ -325,6 +325,8 @@ export class Trainer {
       backend,
       ...(options.chip !== undefined ? { chip: options.chip } : {}),
       ...(options.compileBudget !== undefined ? { compileBudget: options.compileBudget } : {}),
+      // The arena's views: updated in place by the optimizer, then set again (setWeights below).
+      shareWeights: true,
       onEvent: (event) => {
         const result: unknown = this.runtimeListener?.(event);
         // An async listener's rejection fails the run like a throw would (unhandled, it would end

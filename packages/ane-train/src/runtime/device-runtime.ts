@@ -76,6 +76,12 @@ export interface DeviceRuntimeOptions {
   sharedBudget?: boolean;
   /** The worker entry to fork (default: dist/worker-main.{js,cjs} beside this module). */
   workerEntry?: string;
+  /**
+   * The in-process device keeps the weights in the arrays given to setWeights instead of copying
+   * them at each restaging (an optimizer arena's views, updated in place between steps). Then
+   * change them only between steps, and always call setWeights after a change. Default false.
+   */
+  shareWeights?: boolean;
 }
 
 /** What a run over given sequence lengths will compile (`DeviceRuntime.compilePlan`). */
@@ -132,6 +138,7 @@ export class DeviceRuntime {
   private readonly budgetOption: number | undefined;
   private readonly onEvent: ((event: RuntimeEvent) => void) | undefined;
   private readonly workerEntry: string | undefined;
+  private readonly shareWeights: boolean;
   private readonly sharedBudget: boolean | undefined;
   private readonly parameters: Map<string, number>;
   /** The training graph of every bucket seen (built once; the plan says what a load compiles). */
@@ -185,6 +192,7 @@ export class DeviceRuntime {
     this.budgetOption = options.compileBudget;
     this.onEvent = options.onEvent;
     this.workerEntry = options.workerEntry;
+    this.shareWeights = options.shareWeights === true;
     this.sharedBudget = options.sharedBudget;
     this.parameters = new Map(
       parameterSpecs(config).map((p) => [p.name, p.shape.reduce((a, b) => a * b, 1)]),
@@ -333,7 +341,7 @@ export class DeviceRuntime {
           staleVersions.set(name, version);
         }
         if (stale.size > 0) {
-          await bucket.session.writeWeights(stale);
+          await bucket.session.writeWeights(stale, this.shareWeights ? { share: true } : undefined);
           for (const [name, version] of staleVersions) bucket.written.set(name, version);
         }
         result = await bucket.session.step(tokens, lossScale, options);

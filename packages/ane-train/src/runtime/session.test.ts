@@ -130,6 +130,35 @@ describe('openSession (in-process, sim)', () => {
     }
   });
 
+  it('shares weights with { share: true }: the steps of copied weights, an in-place change restaged when written again', async () => {
+    const shared = await openSession({ config: TINY, seq: 8, batch: 2, backend: 'sim' });
+    try {
+      const own = new Map([...weights].map(([name, values]) => [name, values.slice()]));
+      await shared.writeWeights(own, { share: true });
+      const tokens = tinyTokens(2, 8, 41);
+      const a = await shared.step(tokens, SCALE);
+      const b = await session.step(tokens, SCALE);
+      expect(a.loss).toBe(b.loss);
+      for (const [name, grad] of b.grads) expect(a.grads.get(name), name).toEqual(grad);
+      // An optimizer step in place, then the same arrays written again.
+      for (const values of own.values()) for (let i = 0; i < values.length; i++) values[i] = values[i]! * 0.5;
+      await shared.writeWeights(own, { share: true });
+      const copy = await openSession({ config: TINY, seq: 8, batch: 2, backend: 'sim' });
+      try {
+        await copy.writeWeights(new Map([...own].map(([name, values]) => [name, values.slice()])));
+        const c = await shared.step(tokens, SCALE);
+        const d = await copy.step(tokens, SCALE);
+        expect(c.loss).toBe(d.loss);
+        expect(c.loss).not.toBe(a.loss);
+        for (const [name, grad] of d.grads) expect(c.grads.get(name), name).toEqual(grad);
+      } finally {
+        await copy.dispose();
+      }
+    } finally {
+      await shared.dispose();
+    }
+  });
+
   it('refuses bad step options with a ConfigError naming them', async () => {
     await expect(session.step(tinyTokens(2, 8), SCALE, { grads: 'borrow' } as never)).rejects.toThrow(
       /grads must be 'copy' or 'view', got string "borrow"/,

@@ -69,6 +69,15 @@ export interface StepOptions {
   gradsInto?: ReadonlyMap<string, Float32Array>;
 }
 
+export interface WriteWeightsOptions {
+  /**
+   * An in-process session keeps the weights in these arrays instead of copying them (ane-bridge's
+   * `exe.bind`): they are read when the next step stages them. Write them again after every change,
+   * and change them only between steps. A worker session copies them either way.
+   */
+  share?: boolean;
+}
+
 export interface DeviceSession {
   readonly where: 'in-process' | 'worker';
   /** The device's backend ('auto' resolved). */
@@ -79,7 +88,7 @@ export interface DeviceSession {
    * Stages weights by Hugging Face name (any subset: what changed). Never recompiles. An unknown
    * name or a wrong length is a CheckpointError naming the tensor; nothing is written then.
    */
-  writeWeights(weights: ReadonlyMap<string, Float32Array>): Promise<void>;
+  writeWeights(weights: ReadonlyMap<string, Float32Array>, options?: WriteWeightsOptions): Promise<void>;
   /**
    * One step on B sequences of S + 1 ids back to back (inputs = [0..S), targets = [1..S]).
    * `lossScale` multiplies the gradients (not the loss); it is staged as the graph's fp16
@@ -251,8 +260,12 @@ export class InProcessSession implements DeviceSession {
     };
   }
 
-  async writeWeights(weights: ReadonlyMap<string, Float32Array>): Promise<void> {
+  async writeWeights(
+    weights: ReadonlyMap<string, Float32Array>,
+    options?: WriteWeightsOptions,
+  ): Promise<void> {
     this.checkUsable('writeWeights');
+    const share = options?.share === true;
     if (!(weights instanceof Map)) {
       throw new CheckpointError(
         `writeWeights takes a Map from Hugging Face parameter name to Float32Array, got ${describe(weights)}`,
@@ -283,7 +296,9 @@ export class InProcessSession implements DeviceSession {
       }
     }
     for (const [name, values] of weights) {
-      this.exe.write(this.parameters.get(name)!.source, values);
+      const source = this.parameters.get(name)!.source;
+      if (share) this.exe.bind(source, values);
+      else this.exe.write(source, values);
       this.written.add(name);
     }
   }

@@ -24,6 +24,7 @@ import {
   type SessionSpec,
   type StepOptions,
   type StepResult,
+  type WriteWeightsOptions,
 } from './session';
 
 /** Overrides where the worker entry is (a file Node can run): for tests and unusual bundlings. */
@@ -243,7 +244,11 @@ export class WorkerSession implements DeviceSession {
     this.budget = opened.budget;
   }
 
-  async writeWeights(weights: ReadonlyMap<string, Float32Array>): Promise<void> {
+  /** Copies the weights to the worker (`share` cannot cross a process). */
+  async writeWeights(
+    weights: ReadonlyMap<string, Float32Array>,
+    _options?: WriteWeightsOptions,
+  ): Promise<void> {
     this.checkUsable('writeWeights');
     await this.worker.request('writeWeights', {
       type: 'writeWeights',
