@@ -129,6 +129,14 @@ function feedsFor(graph: ReturnType<typeof derivedPlan>['result']['graph'], firs
   return feeds;
 }
 
+/** The derived block's plan and graph, its trainable weights' names, and a simulator device. */
+function trainingBlock() {
+  const { plan, result } = derivedPlan(BLOCK, true);
+  const graph = result.graph;
+  const params = graph.nodes.filter((n) => n.op.kind === 'param' && n.op.trainable).map((n) => n.name);
+  return { plan, graph, params, device: openDevice({ backend: 'sim' }) };
+}
+
 const sameBits = (a: ArrayBufferView, b: ArrayBufferView) =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
@@ -172,10 +180,7 @@ describe('a derived Llama block through device.load (packed, simulator)', () => 
 
 describe('training runs through device.load: overlapped runs with weights rewritten between them', () => {
   it('give, run after run, the bits of a fresh executable run in plan order; batch-1 outputs are its own arrays', async () => {
-    const { plan, result } = derivedPlan(BLOCK, true);
-    const graph = result.graph;
-    const params = graph.nodes.filter((n) => n.op.kind === 'param' && n.op.trainable).map((n) => n.name);
-    const device = openDevice({ backend: 'sim' });
+    const { plan, graph, params, device } = trainingBlock();
     try {
       const exe = device.load(plan);
       let feeds = feedsFor(graph, 1);
@@ -214,10 +219,7 @@ describe('training runs through device.load: overlapped runs with weights rewrit
 
 describe('exe.bind: weights and outputs shared with the caller', () => {
   it('gives the bits of copied weights and outputs, restages a weight rewritten in place, and refuses what it cannot share', async () => {
-    const { plan, result } = derivedPlan(BLOCK, true);
-    const graph = result.graph;
-    const params = graph.nodes.filter((n) => n.op.kind === 'param' && n.op.trainable).map((n) => n.name);
-    const device = openDevice({ backend: 'sim' });
+    const { plan, graph, params, device } = trainingBlock();
     try {
       const feeds = feedsFor(graph, 1);
       const shared = device.load(plan);
