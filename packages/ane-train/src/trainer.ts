@@ -341,7 +341,10 @@ export class Trainer {
     this.runtime.setWeights(this.weights);
   }
 
-  /** The fp32 master weights by Hugging Face name (views into the arena: read, do not keep across steps). */
+  /**
+   * The fp32 master weights by Hugging Face name (views into the arena: read, do not keep across
+   * steps). The arena is a SharedArrayBuffer: `postMessage` shares these views; send `.slice()`s.
+   */
   get weights(): Map<string, Float32Array> {
     return new Map(this.parameters.map((spec) => [spec.name, this.arena.view(spec.name)]));
   }
