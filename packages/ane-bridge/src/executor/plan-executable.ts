@@ -307,16 +307,7 @@ export class PlanExecutable implements Disposable {
     try {
       for (let sequence = 0; sequence < this.batch; sequence++) {
         this.selectSequence(sequence);
-        for (const step of this.steps) {
-          const startMs = recorder.now();
-          const stagingMs = this.prepare(step);
-          const runStart = recorder.now();
-          if (step.kind === 'kernel') step.kernel.runSync();
-          else step.bound.run(this.hostValues, 'sync');
-          this.complete(step);
-          recorder.staged(startMs, runStart);
-          recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs));
-        }
+        for (const step of this.steps) this.runStepSync(step, sequence, recorder);
         this.collectOutputs(sequence);
       }
     } finally {
@@ -357,7 +348,7 @@ export class PlanExecutable implements Disposable {
     }
     if (!(array instanceof Float32Array) || array.length !== slot.size) {
       throw new PlanFeedError(
-        `bind '${name}': expected a Float32Array of ${slot.size} values (${slot.tensor.dtype}[${slot.tensor.shape.join(', ')}]), got ${array instanceof Float32Array ? `${array.length} values` : array === null || typeof array !== 'object' ? String(array) : `a ${(array as object).constructor?.name ?? 'object'}`}`,
+        `bind '${name}': expected a Float32Array of ${slot.size} values (${slot.tensor.dtype}[${slot.tensor.shape.join(', ')}]), got ${array instanceof Float32Array ? `${array.length} values` : describeValue(array)}`,
         name,
       );
     }
@@ -733,6 +724,18 @@ export class PlanExecutable implements Disposable {
     return performance.now() - started;
   }
 
+  /** Stages, runs and times one step on the calling thread. */
+  private runStepSync(step: Step, sequence: number, recorder: ProfileRecorder): void {
+    const startMs = recorder.now();
+    const stagingMs = this.prepare(step);
+    const runStart = recorder.now();
+    if (step.kind === 'kernel') step.kernel.runSync();
+    else step.bound.run(this.hostValues, 'sync');
+    this.complete(step);
+    recorder.staged(startMs, runStart);
+    recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs));
+  }
+
   /** Stages a kernel's stale weights; returns whether there were any. */
   private stageWeights(step: KernelStep): boolean {
     let staged = false;
@@ -788,6 +791,14 @@ export class PlanExecutable implements Disposable {
     const state = steps.map(() => 'waiting' as 'waiting' | 'running' | 'done');
     const hostOrder = steps.flatMap((step, i) => (step.kind === 'host' ? [i] : []));
     const kernelOrder = steps.flatMap((step, i) => (step.kind === 'kernel' ? [i] : []));
+    // Host ops first: a kernel's staging runs on this thread before its run yields, and a host op
+    // launched before it (a dW GEMM on the kernels' threads) runs during that staging.
+    const launchOrder = [...hostOrder, ...kernelOrder];
+    const small = steps.map(
+      (step) =>
+        step.kind === 'host' &&
+        step.produces.reduce((sum, slot) => sum + slot.size, 0) <= SMALL_HOST_OP_ELEMENTS,
+    );
     let busy = { kernel: false, host: false };
     let inFlight = 0;
     let failure: { error: unknown } | undefined;
@@ -797,28 +808,18 @@ export class PlanExecutable implements Disposable {
         if (failure !== undefined) reject(failure.error);
         else if (state.every((s) => s === 'done')) resolve();
       };
-      const isSmall = (step: HostStep) =>
-        step.produces.reduce((sum, slot) => sum + slot.size, 0) <= SMALL_HOST_OP_ELEMENTS;
       const ready = (i: number) =>
         state[i] === 'waiting' && steps[i]!.dependsOn.every((d) => state[d] === 'done');
       const pump = () => {
         if (failure !== undefined) return settle();
-        // Host ops first: a kernel's staging runs on this thread before its run yields, and a host
-        // op launched before it (a dW GEMM on the kernels' threads) runs during that staging.
-        for (const i of [...hostOrder, ...kernelOrder]) {
+        for (const i of launchOrder) {
           const step = steps[i]!;
           if (busy[step.kind] || !ready(i)) continue;
-          if (step.kind === 'host' && !busy.kernel && isSmall(step) && !kernelOrder.some(ready)) {
+          if (small[i] && !busy.kernel && !kernelOrder.some(ready)) {
             // Nothing else is in flight or could start: a small host op (an RMSNorm between two
             // kernels) runs here, without the round trip through a native thread and the event loop.
-            const startMs = recorder.now();
             try {
-              const stagingMs = this.prepare(step);
-              const runStart = recorder.now();
-              recorder.staged(startMs, runStart);
-              step.bound.run(this.hostValues, 'sync');
-              this.complete(step);
-              recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs));
+              this.runStepSync(step, sequence, recorder);
             } catch (error) {
               failure ??= { error };
             }
@@ -933,12 +934,7 @@ export class PlanExecutable implements Disposable {
         : tensor.dtype === 'fp16'
           ? 'a Float32Array of values or a Uint16Array of fp16 bit patterns'
           : 'a Float32Array of values';
-      const got =
-        values === null || typeof values !== 'object'
-          ? String(values)
-          : Array.isArray(values)
-            ? 'an array with non-numbers'
-            : `a ${(values as object).constructor?.name ?? 'object'}`;
+      const got = Array.isArray(values) ? 'an array with non-numbers' : describeValue(values);
       throw new PlanFeedError(`${where} takes ${what}, got ${got}`, slot.name);
     }
     const array = values as ArrayLike<number>;
@@ -972,6 +968,13 @@ export class PlanExecutable implements Disposable {
     else slot.host!.set(values);
     slot.version++;
   }
+}
+
+/** A value a caller passed where an array was expected, for messages: `null`, `a Float64Array`. */
+function describeValue(value: unknown): string {
+  return value === null || typeof value !== 'object'
+    ? String(value)
+    : `a ${(value as object).constructor?.name ?? 'object'}`;
 }
 
 function count(n: number, noun: string): string {
