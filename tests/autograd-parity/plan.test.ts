@@ -255,6 +255,19 @@ describe('exe.bind: weights and outputs shared with the caller', () => {
       expect(() => shared.bind(params[0]!, new Float32Array(3))).toThrow(
         /expected a Float32Array of \d+ values/,
       );
+      expect(() => shared.bind(params[0]!, new Float64Array(3) as never)).toThrow(/must be a Float32Array/);
+      // Memory that could shrink under a kernel is refused when bound, not at the next run.
+      const Resizable = ArrayBuffer as unknown as new (
+        bytes: number,
+        options: { maxByteLength: number },
+      ) => ArrayBuffer;
+      const resizable = new Resizable(weights.get(params[0]!)!.byteLength, { maxByteLength: 1 << 20 });
+      expect(() => shared.bind(params[0]!, new Float32Array(resizable))).toThrow(/resizable ArrayBuffer/);
+      // Memory lent with bind and then transferred away: a write says so, and nothing is read from it.
+      const lent = weights.get(params[0]!)!.slice();
+      shared.bind(params[0]!, lent);
+      structuredClone(lent.buffer, { transfer: [lent.buffer] });
+      expect(() => shared.write(params[0]!, weights.get(params[0]!)!)).toThrow(/was detached/);
       const batched = device.load(plan, { batch: 2 });
       expect(() =>
         batched.bind(graph.outputs[0]!.name, new Float32Array(graph.outputs[0]!.tensor.size)),

@@ -25,6 +25,7 @@ import { copyOption, type Kernel } from '../device/kernel';
 import { didYouMean } from '../did-you-mean';
 import { DeviceError, PlanError, PlanFeedError } from '../errors';
 import { fp16ToFp32, hostKernels, SGD_ADD, sgdUpdate } from '../kernels';
+import { checkTypedArray } from '../kernels/checks';
 import {
   type BoundHostOp,
   bindHostOp,
@@ -346,9 +347,11 @@ export class PlanExecutable implements Disposable {
         `bind takes a weight or, with batch 1, an output the plan computes; '${name}' is neither${didYouMean(name, [...names, ...this.aliasedOutputs.keys()])}`,
       );
     }
-    if (!(array instanceof Float32Array) || array.length !== slot.size) {
+    // The kernels' own check: a Float32Array whose memory stays put (no resizable ArrayBuffer).
+    checkTypedArray(`bind '${name}'`, 'the array', array, 'Float32Array');
+    if (array.length !== slot.size) {
       throw new PlanFeedError(
-        `bind '${name}': expected a Float32Array of ${slot.size} values (${slot.tensor.dtype}[${slot.tensor.shape.join(', ')}]), got ${array instanceof Float32Array ? `${array.length} values` : describeValue(array)}`,
+        `bind '${name}': expected a Float32Array of ${slot.size} values (${slot.tensor.dtype}[${slot.tensor.shape.join(', ')}]), got ${array.length} values`,
         name,
       );
     }
@@ -863,7 +866,11 @@ export class PlanExecutable implements Disposable {
           const next = kernelOrder.find((i) => state[i] === 'waiting');
           if (next !== undefined) {
             const startMs = recorder.now();
-            if (this.stageWeights(steps[next] as KernelStep)) recorder.staged(startMs, recorder.now());
+            try {
+              if (this.stageWeights(steps[next] as KernelStep)) recorder.staged(startMs, recorder.now());
+            } catch (error) {
+              failure ??= { error }; // the run rejects with it once the steps in flight are done
+            }
           }
         }
         settle();
@@ -934,7 +941,12 @@ export class PlanExecutable implements Disposable {
         : tensor.dtype === 'fp16'
           ? 'a Float32Array of values or a Uint16Array of fp16 bit patterns'
           : 'a Float32Array of values';
-      const got = Array.isArray(values) ? 'an array with non-numbers' : describeValue(values);
+      const got =
+        values === null || typeof values !== 'object'
+          ? String(values)
+          : Array.isArray(values)
+            ? 'an array with non-numbers'
+            : `a ${(values as object).constructor?.name ?? 'object'}`;
       throw new PlanFeedError(`${where} takes ${what}, got ${got}`, slot.name);
     }
     const array = values as ArrayLike<number>;
@@ -955,6 +967,13 @@ export class PlanExecutable implements Disposable {
 
   private store(slot: Slot, values: PlanFeed): void {
     const host = slot.host as Float32Array;
+    if (host.length === 0 && slot.size > 0) {
+      // Only an array shared with bind can lose its memory: it was transferred (detached).
+      throw new PlanFeedError(
+        `the array bound to '${slot.name}' was detached (its buffer transferred); bind a new one (exe.bind) or keep the buffer`,
+        slot.name,
+      );
+    }
     if (
       values instanceof Float32Array &&
       values.buffer === host.buffer &&
@@ -968,13 +987,6 @@ export class PlanExecutable implements Disposable {
     else slot.host!.set(values);
     slot.version++;
   }
-}
-
-/** A value a caller passed where an array was expected, for messages: `null`, `a Float64Array`. */
-function describeValue(value: unknown): string {
-  return value === null || typeof value !== 'object'
-    ? String(value)
-    : `a ${(value as object).constructor?.name ?? 'object'}`;
 }
 
 function count(n: number, noun: string): string {
