@@ -134,6 +134,16 @@ describe('openSession (in-process, sim)', () => {
     const shared = await openSession({ config: TINY, seq: 8, batch: 2, backend: 'sim' });
     try {
       const own = new Map([...weights].map(([name, values]) => [name, values.slice()]));
+      // A resizable buffer cannot be shared: refused before anything is written.
+      const Resizable = ArrayBuffer as unknown as new (
+        bytes: number,
+        options: { maxByteLength: number },
+      ) => ArrayBuffer;
+      const [firstName, firstValues] = [...own][0]!;
+      const growable = new Float32Array(new Resizable(firstValues.byteLength, { maxByteLength: 1 << 24 }));
+      await expect(
+        shared.writeWeights(new Map([...own, [firstName, growable]]), { share: true }),
+      ).rejects.toThrow(/resizable ArrayBuffer/);
       await shared.writeWeights(own, { share: true });
       const tokens = tinyTokens(2, 8, 41);
       const a = await shared.step(tokens, SCALE);

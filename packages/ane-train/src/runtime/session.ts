@@ -294,6 +294,12 @@ export class InProcessSession implements DeviceSession {
           { tensor: name },
         );
       }
+      if (share && (values.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) {
+        throw new CheckpointError(
+          `weight '${name}' is a view of a resizable ArrayBuffer, which cannot be shared with the device (its memory can shrink): pass a fixed-length array`,
+          { tensor: name },
+        );
+      }
     }
     for (const [name, values] of weights) {
       const source = this.parameters.get(name)!.source;
@@ -382,9 +388,13 @@ export class InProcessSession implements DeviceSession {
   private bindGrads(into: ReadonlyMap<string, Float32Array>): void {
     for (const [name, parameter] of this.parameters) {
       const array = into.get(name);
-      if (!(array instanceof Float32Array) || array.length !== parameter.size) {
+      if (
+        !(array instanceof Float32Array) ||
+        array.length !== parameter.size ||
+        (array.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true
+      ) {
         throw new ConfigError(
-          `step option gradsInto: '${name}' must be a Float32Array of ${parameter.size} values, got ${describe(array)}`,
+          `step option gradsInto: '${name}' must be a Float32Array of ${parameter.size} values over fixed-length memory, got ${describe(array)}`,
           'gradsInto',
         );
       }
