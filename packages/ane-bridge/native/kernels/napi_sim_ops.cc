@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sim_ops.h"
 
@@ -24,17 +25,21 @@ struct Array {
 [[noreturn]] void fail(Napi::Env env, const std::string& message) { throw Napi::RangeError::New(env, message); }
 
 template <typename T>
-Array<T> array(const Napi::CallbackInfo& info, std::size_t i, napi_typedarray_type type, const char* name) {
-  const Napi::Value value = info[i];
+Array<T> arrayOf(Napi::Env env, const Napi::Value& value, napi_typedarray_type type, const std::string& name) {
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type) {
-    throw Napi::TypeError::New(info.Env(), std::string("simOps: ") + name + " has the wrong array type");
+    throw Napi::TypeError::New(env, "simOps: " + name + " has the wrong array type");
   }
   void* data = nullptr;
   std::size_t length = 0;
-  if (napi_get_typedarray_info(info.Env(), value, nullptr, &length, &data, nullptr, nullptr) != napi_ok) {
-    throw Napi::TypeError::New(info.Env(), std::string("simOps: cannot read ") + name);
+  if (napi_get_typedarray_info(env, value, nullptr, &length, &data, nullptr, nullptr) != napi_ok) {
+    throw Napi::TypeError::New(env, "simOps: cannot read " + name);
   }
   return {static_cast<T*>(data), static_cast<Index>(length)};
+}
+
+template <typename T>
+Array<T> array(const Napi::CallbackInfo& info, std::size_t i, napi_typedarray_type type, const char* name) {
+  return arrayOf<T>(info.Env(), info[i], type, name);
 }
 
 Array<float> f32(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
@@ -225,6 +230,125 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// fused(code, epsilons, registers, length, operands, walks, rowOffsets, outputs): code holds six
+// int32 per instruction (kind, op, dst, a, b, round), epsilons one float64 per instruction;
+// operands[k] (Float32Array) is read through walks[2k] (inner), walks[2k + 1] (stride) and
+// rowOffsets[k] (Int32Array, one start per row of `inner`); outputs are Float32Arrays of `length`.
+Napi::Value Fused(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const Array<std::int32_t> code = array<std::int32_t>(info, 0, napi_int32_array, "code");
+  const Array<double> epsilons = array<double>(info, 1, napi_float64_array, "epsilons");
+  const Index registers = whole(info, 2, "registers"), length = whole(info, 3, "length");
+  if (!info[4].IsArray() || !info[6].IsArray() || !info[7].IsArray()) {
+    throw Napi::TypeError::New(env, "simOps: fused operands, rowOffsets and outputs must be arrays");
+  }
+  const Napi::Array operandValues = info[4].As<Napi::Array>();
+  const Array<std::int32_t> walks = array<std::int32_t>(info, 5, napi_int32_array, "walks");
+  const Napi::Array rowOffsetValues = info[6].As<Napi::Array>();
+  const Napi::Array outputValues = info[7].As<Napi::Array>();
+  if (code.length % 6 != 0 || epsilons.length < code.length / 6) fail(env, "simOps: fused code is malformed");
+  if (registers < 1 || registers > 4096) fail(env, "simOps: fused registers out of range");
+  const Index operandCount = operandValues.Length();
+  if (walks.length < 2 * operandCount || rowOffsetValues.Length() < operandCount) {
+    fail(env, "simOps: fused walks are shorter than the operands");
+  }
+  std::vector<FusedOperand> operands(static_cast<std::size_t>(operandCount));
+  std::vector<Array<float>> operandArrays;
+  for (Index k = 0; k < operandCount; k++) {
+    const std::string name = "operand " + std::to_string(k);
+    const Array<float> data = arrayOf<float>(env, operandValues.Get(static_cast<std::uint32_t>(k)), napi_float32_array, name);
+    const Array<std::int32_t> offsets =
+        arrayOf<std::int32_t>(env, rowOffsetValues.Get(static_cast<std::uint32_t>(k)), napi_int32_array, name + " rowOffsets");
+    operandArrays.push_back(data);
+    FusedOperand& operand = operands[static_cast<std::size_t>(k)];
+    operand.data = data.data;
+    operand.inner = walks.data[2 * k];
+    operand.stride = walks.data[2 * k + 1];
+    operand.rowOffsets = offsets.data;
+    if (operand.inner < 1 || length % operand.inner != 0) fail(env, "simOps: fused " + name + " rows do not tile the length");
+    const Index rows = length / operand.inner;
+    if (offsets.length < rows) fail(env, "simOps: fused " + name + " rowOffsets is shorter than its rows");
+    const Index reach = (operand.inner - 1) * operand.stride;
+    for (Index r = 0; r < rows; r++) {
+      const Index start = offsets.data[r];
+      const Index last = start + reach;
+      if (start < 0 || last < 0 || start >= data.length || last >= data.length) {
+        fail(env, "simOps: fused reads outside " + name + " (row " + std::to_string(r) + ")");
+      }
+    }
+  }
+  const Index outputCount = outputValues.Length();
+  std::vector<float*> outputs(static_cast<std::size_t>(outputCount));
+  for (Index k = 0; k < outputCount; k++) {
+    const Array<float> out =
+        arrayOf<float>(env, outputValues.Get(static_cast<std::uint32_t>(k)), napi_float32_array, "output " + std::to_string(k));
+    needLength(info, out.length, length, "fused output");
+    // An output is written block by block while the chain still reads its operands and the other
+    // outputs: any shared memory would change what is read.
+    const auto overlaps = [&](const Array<float>& a) { return out.data < a.data + a.length && a.data < out.data + length; };
+    for (const Array<float>& operand : operandArrays) {
+      if (overlaps(operand)) fail(env, "simOps: fused output " + std::to_string(k) + " overlaps an operand");
+    }
+    for (Index j = 0; j < k; j++) {
+      if (overlaps({outputs[static_cast<std::size_t>(j)], length})) {
+        fail(env, "simOps: fused output " + std::to_string(k) + " overlaps output " + std::to_string(j));
+      }
+    }
+    outputs[static_cast<std::size_t>(k)] = out.data;
+  }
+  const Index count = code.length / 6;
+  std::vector<FusedInstruction> instructions(static_cast<std::size_t>(count));
+  // A register is read only after an earlier instruction wrote it (the chain runs in code order
+  // on every block).
+  std::vector<bool> written(static_cast<std::size_t>(registers), false);
+  const auto isRegister = [&](Index r) { return r >= 0 && r < registers; };
+  const auto isWritten = [&](Index r) { return isRegister(r) && written[static_cast<std::size_t>(r)]; };
+  for (Index k = 0; k < count; k++) {
+    const std::int32_t* c = code.data + 6 * k;
+    FusedInstruction& in = instructions[static_cast<std::size_t>(k)];
+    in.op = c[1];
+    in.dst = c[2];
+    in.a = c[3];
+    in.b = c[4];
+    in.round = c[5] != 0;
+    in.epsilon = epsilons.data[k];
+    bool valid = false;
+    switch (c[0]) {
+      case 0:
+        in.kind = FusedKind::Load;
+        valid = isRegister(in.dst) && in.a >= 0 && in.a < operandCount;
+        break;
+      case 1:
+        in.kind = FusedKind::Binary;
+        valid = in.op >= 0 && in.op <= static_cast<int>(BinaryOp::Minimum) && isRegister(in.dst) && isWritten(in.a) &&
+                isWritten(in.b);
+        break;
+      case 2:
+        in.kind = FusedKind::Unary;
+        valid = in.op >= 0 && in.op <= static_cast<int>(UnaryOp::Relu) && isRegister(in.dst) && isWritten(in.a);
+        break;
+      case 3:
+        in.kind = FusedKind::Store;
+        valid = in.dst >= 0 && in.dst < outputCount && isWritten(in.a);
+        break;
+      default:
+        break;
+    }
+    if (!valid) fail(env, "simOps: fused instruction " + std::to_string(k) + " is invalid");
+    if (in.kind != FusedKind::Store) written[static_cast<std::size_t>(in.dst)] = true;
+  }
+  FusedChain chain;
+  chain.code = instructions.data();
+  chain.count = count;
+  chain.operands = operands.data();
+  chain.operandCount = operandCount;
+  chain.outputs = outputs.data();
+  chain.registers = registers;
+  chain.length = length;
+  fusedElementwise(chain);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void registerSimOps(Napi::Env env, Napi::Object exports) {
@@ -238,6 +362,7 @@ void registerSimOps(Napi::Env env, Napi::Object exports) {
   ops.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
   ops.Set("copyRows", Napi::Function::New(env, CopyRows, "copyRows"));
   ops.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
+  ops.Set("fused", Napi::Function::New(env, Fused, "fused"));
   exports.Set("simOps", ops);
 }
 

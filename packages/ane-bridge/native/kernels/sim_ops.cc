@@ -3,6 +3,7 @@
 // inputs (softmax: on its own row or column), so the split never changes a bit.
 #include "sim_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -454,16 +455,19 @@ void binaryOp(float* out, const float* x, const float* y, const Walk& w, bool ro
   });
 }
 
+// out[0, n) = op(x[0, n)), rounded when asked.
+template <UnaryOp Op>
+void unarySpan(float* out, const float* x, Index n, double epsilon, bool round) {
+  if (Op == UnaryOp::Exp) expMinus(out, x, n, 0.0);
+  else if (Op == UnaryOp::Sigmoid || Op == UnaryOp::Silu) sigmoidSpan(out, x, n, Op == UnaryOp::Silu);
+  else for (Index i = 0; i < n; i++) out[i] = static_cast<float>(applyUnary<Op>(x[i], epsilon));
+  if (round) roundSpan(out, n);
+}
+
 template <UnaryOp Op>
 void unaryOp(float* out, const float* x, Index n, double epsilon, bool round) {
   forRanges(n, [&](Index begin, Index end) {
-    for (Index b = begin; b < end; b += kBlock) {
-      const Index stop = std::min(end, b + kBlock);
-      if (Op == UnaryOp::Exp) expMinus(out + b, x + b, stop - b, 0.0);
-      else if (Op == UnaryOp::Sigmoid || Op == UnaryOp::Silu) sigmoidSpan(out + b, x + b, stop - b, Op == UnaryOp::Silu);
-      else for (Index i = b; i < stop; i++) out[i] = static_cast<float>(applyUnary<Op>(x[i], epsilon));
-      if (round) roundSpan(out + b, stop - b);
-    }
+    for (Index b = begin; b < end; b += kBlock) unarySpan<Op>(out + b, x + b, std::min(end, b + kBlock) - b, epsilon, round);
   });
 }
 
@@ -550,7 +554,161 @@ void softmaxColumns(float* out, const float* x, Index reduced, Index inner, Inde
   }
 }
 
+// ---- fused chains -----------------------------------------------------------------------------
+
+// Elements per register: a chain's registers for one block stay in L1 while every op of the chain
+// runs over them.
+constexpr Index kFusedBlock = 512;
+
+// out[0, n) = x OP y over n elements (xs, ys: 1 dense, 0 one value for all), through binaryRange
+// on a one-row walk: the same per-element code as the op run alone.
+void binaryDense(BinaryOp op, float* out, const float* x, Index xs, const float* y, Index ys, Index n, bool round) {
+  static const std::int32_t zero[1] = {0};
+  Walk w;
+  w.rows = 1;
+  w.inner = n;
+  w.strides[0] = xs;
+  w.strides[1] = ys;
+  w.rowOffsets[0] = w.rowOffsets[1] = zero;
+  switch (op) {
+    case BinaryOp::Add:
+      return binaryRange<BinaryOp::Add>(out, x, y, w, 0, n, round);
+    case BinaryOp::Sub:
+      return binaryRange<BinaryOp::Sub>(out, x, y, w, 0, n, round);
+    case BinaryOp::Mul:
+      return binaryRange<BinaryOp::Mul>(out, x, y, w, 0, n, round);
+    case BinaryOp::RealDiv:
+      return binaryRange<BinaryOp::RealDiv>(out, x, y, w, 0, n, round);
+    case BinaryOp::Pow:
+      return binaryRange<BinaryOp::Pow>(out, x, y, w, 0, n, round);
+    case BinaryOp::Maximum:
+      return binaryRange<BinaryOp::Maximum>(out, x, y, w, 0, n, round);
+    case BinaryOp::Minimum:
+      return binaryRange<BinaryOp::Minimum>(out, x, y, w, 0, n, round);
+  }
+}
+
+void unaryDense(UnaryOp op, float* out, const float* x, Index n, double epsilon, bool round) {
+  switch (op) {
+    case UnaryOp::Exp:
+      return unarySpan<UnaryOp::Exp>(out, x, n, epsilon, round);
+    case UnaryOp::Log:
+      return unarySpan<UnaryOp::Log>(out, x, n, epsilon, round);
+    case UnaryOp::Sqrt:
+      return unarySpan<UnaryOp::Sqrt>(out, x, n, epsilon, round);
+    case UnaryOp::Rsqrt:
+      return unarySpan<UnaryOp::Rsqrt>(out, x, n, epsilon, round);
+    case UnaryOp::Inverse:
+      return unarySpan<UnaryOp::Inverse>(out, x, n, epsilon, round);
+    case UnaryOp::Tanh:
+      return unarySpan<UnaryOp::Tanh>(out, x, n, epsilon, round);
+    case UnaryOp::Sigmoid:
+      return unarySpan<UnaryOp::Sigmoid>(out, x, n, epsilon, round);
+    case UnaryOp::Silu:
+      return unarySpan<UnaryOp::Silu>(out, x, n, epsilon, round);
+    case UnaryOp::Relu:
+      return unarySpan<UnaryOp::Relu>(out, x, n, epsilon, round);
+  }
+}
+
+// reg[0, end - begin) = the operand's elements [begin, end) of the chain's index space.
+void gatherOperand(float* reg, const FusedOperand& operand, Index begin, Index end) {
+  Index i = begin;
+  while (i < end) {
+    const Index row = i / operand.inner;
+    const Index stop = std::min(end, (row + 1) * operand.inner);
+    const float* src = operand.data + operand.rowOffsets[row] + (i - row * operand.inner) * operand.stride;
+    const Index n = stop - i;
+    if (operand.stride == 1) std::memcpy(reg, src, static_cast<std::size_t>(n) * sizeof(float));
+    else if (operand.stride == 0) std::fill(reg, reg + n, src[0]);
+    else for (Index k = 0; k < n; k++) reg[k] = src[k * operand.stride];
+    reg += n;
+    i = stop;
+  }
+}
+
+// Where a register's values for the current block are: its own storage, an operand's memory read
+// in place, or the output it was stored to. stride 0: one value stands for the whole block.
+struct Source {
+  const float* at = nullptr;
+  Index stride = 1;
+};
+
+// Blocks end at multiples of `rowLength` too, so that an operand whose rows are that long (or a
+// multiple) is read in place rather than gathered across a row boundary.
+void fusedRange(const FusedChain& chain, Index rowLength, Index begin, Index end) {
+  thread_local std::vector<float> file;
+  thread_local std::vector<Source> sources;
+  file.resize(static_cast<std::size_t>(chain.registers * kFusedBlock));
+  sources.resize(static_cast<std::size_t>(chain.registers));
+  const auto reg = [&](int r) { return file.data() + static_cast<Index>(r) * kFusedBlock; };
+  for (Index b = begin, stop = 0; b < end; b = stop) {
+    stop = std::min({end, b + kFusedBlock, (b / rowLength + 1) * rowLength});
+    const Index n = stop - b;
+    for (Index k = 0; k < chain.count; k++) {
+      const FusedInstruction& in = chain.code[k];
+      // An op whose value is stored next computes straight into the output.
+      const auto target = [&]() {
+        const bool storedNext = k + 1 < chain.count && chain.code[k + 1].kind == FusedKind::Store && chain.code[k + 1].a == in.dst;
+        return storedNext ? chain.outputs[chain.code[++k].dst] + b : reg(in.dst);
+      };
+      switch (in.kind) {
+        case FusedKind::Load: {
+          // In place when the block lies in one row of a unit or zero stride, else gathered.
+          const FusedOperand& operand = chain.operands[in.a];
+          const Index row = b / operand.inner;
+          if (stop <= (row + 1) * operand.inner && (operand.stride == 1 || operand.stride == 0)) {
+            sources[in.dst] = {operand.data + operand.rowOffsets[row] + (b - row * operand.inner) * operand.stride,
+                               operand.stride};
+          } else {
+            gatherOperand(reg(in.dst), operand, b, stop);
+            sources[in.dst] = {reg(in.dst), 1};
+          }
+          break;
+        }
+        case FusedKind::Binary: {
+          const Source x = sources[in.a], y = sources[in.b];
+          float* out = target();
+          binaryDense(static_cast<BinaryOp>(in.op), out, x.at, x.stride, y.at, y.stride, n, in.round);
+          sources[in.dst] = {out, 1};
+          break;
+        }
+        case FusedKind::Unary: {
+          Source x = sources[in.a];
+          if (x.stride == 0) {
+            std::fill(reg(in.a), reg(in.a) + n, x.at[0]);
+            x = sources[in.a] = {reg(in.a), 1};
+          }
+          float* out = target();
+          unaryDense(static_cast<UnaryOp>(in.op), out, x.at, n, in.epsilon, in.round);
+          sources[in.dst] = {out, 1};
+          break;
+        }
+        case FusedKind::Store: {
+          float* out = chain.outputs[in.dst] + b;
+          const Source x = sources[in.a];
+          if (x.at == out) break;
+          if (x.stride == 0) std::fill(out, out + n, x.at[0]);
+          else std::memcpy(out, x.at, static_cast<std::size_t>(n) * sizeof(float));
+          break;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void fusedElementwise(const FusedChain& chain) {
+  if (chain.length <= 0) return;
+  // The shortest operand row, unless so short that blocks of it would cost more than gathering.
+  Index rowLength = chain.length;
+  for (Index k = 0; k < chain.operandCount; k++) rowLength = std::min(rowLength, chain.operands[k].inner);
+  if (rowLength < kFusedBlock / 8) rowLength = chain.length;
+  if (chain.length < kMinParallel || kernels::hostThreads() < 2) return fusedRange(chain, rowLength, 0, chain.length);
+  kernels::parallelFor(chain.length, kMinParallel / 2, kFusedBlock,
+                       [&](Index begin, Index end) { fusedRange(chain, rowLength, begin, end); });
+}
 
 void binary(BinaryOp op, float* out, const float* x, const float* y, const Walk& walk, bool roundFp16) {
   switch (op) {

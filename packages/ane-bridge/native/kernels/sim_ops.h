@@ -60,5 +60,39 @@ void softmax(float* out, const float* x, Index outer, Index reduced, Index inner
 void batchedMatmul(float* out, const float* x, const float* y, bool transX, bool transY, Index M, Index N, Index K,
                    float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch);
 
+// A chain of elementwise ops run block by block (fusion): every op computes and rounds exactly as
+// binary()/unary() do on its own, so each stored value has the bits of the op run alone; values
+// only the chain reads live in per-thread registers of a block's length and never reach memory.
+// Operand k's element i of the chain's index space [0, length) is
+//   data[rowOffsets[i / inner] + (i % inner) * stride]   (stride 0 = broadcast).
+struct FusedOperand {
+  const float* data = nullptr;
+  Index inner = 1;
+  Index stride = 1;
+  const std::int32_t* rowOffsets = nullptr;
+};
+enum class FusedKind : int { Load, Binary, Unary, Store };
+// Load: reg dst = operand a.  Binary: reg dst = reg a OP reg b.  Unary: reg dst = OP(reg a) (with
+// epsilon).  Store: outputs[dst][block] = reg a.  round: round the op's result to fp16.
+struct FusedInstruction {
+  FusedKind kind = FusedKind::Load;
+  int op = 0;
+  int dst = 0;
+  int a = 0;
+  int b = 0;
+  bool round = false;
+  double epsilon = 0;
+};
+struct FusedChain {
+  const FusedInstruction* code = nullptr;
+  Index count = 0;
+  const FusedOperand* operands = nullptr;
+  Index operandCount = 0;
+  float* const* outputs = nullptr;  // each [length]
+  Index registers = 0;
+  Index length = 0;
+};
+void fusedElementwise(const FusedChain& chain);
+
 }  // namespace sim
 }  // namespace ane

@@ -679,6 +679,76 @@ float referenceRound(float v) {
   return fp16ToFp32Scalar(fp32ToFp16Scalar(v, false));
 }
 
+// A fused chain: in-place row reads (rows of 256), row and scalar broadcasts, a strided and a
+// row-crossing gather, results computed into their outputs and one stored by copy; long enough to
+// split over the pool. Each value against the per-element formula of its ops.
+void testFusedChain(Random& r) {
+  using ane::sim::FusedInstruction;
+  using ane::sim::FusedKind;
+  const Index rows = 520, inner = 256, length = rows * inner, zInner = 40, wStride = 3;
+  std::vector<float> x = randomVector(length, r, 300.0f), y = randomVector(rows, r, 4.0f);
+  std::vector<float> z = randomVector(length, r, 300.0f), w = randomVector(length * wStride, r, 300.0f);
+  const float scalar = 1.5f;
+  std::vector<std::int32_t> xRows(rows), yRows(rows), zRows(length / zInner), wRows(rows), zero(1, 0);
+  for (Index i = 0; i < rows; i++) {
+    xRows[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i * inner);
+    yRows[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+    wRows[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i * inner * wStride);
+  }
+  for (Index i = 0; i < length / zInner; i++) zRows[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i * zInner);
+  const ane::sim::FusedOperand operands[] = {
+      {x.data(), inner, 1, xRows.data()},
+      {y.data(), inner, 0, yRows.data()},
+      {z.data(), zInner, 1, zRows.data()},
+      {w.data(), inner, wStride, wRows.data()},
+      {&scalar, length, 0, zero.data()},
+  };
+  const auto op = [](FusedKind kind, int code, int dst, int a, int b, bool round) {
+    FusedInstruction in;
+    in.kind = kind;
+    in.op = code;
+    in.dst = dst;
+    in.a = a;
+    in.b = b;
+    in.round = round;
+    return in;
+  };
+  const int add = static_cast<int>(ane::sim::BinaryOp::Add), sub = static_cast<int>(ane::sim::BinaryOp::Sub),
+            mul = static_cast<int>(ane::sim::BinaryOp::Mul), relu = static_cast<int>(ane::sim::UnaryOp::Relu);
+  const FusedInstruction code[] = {
+      op(FusedKind::Load, 0, 0, 0, 0, false),  op(FusedKind::Load, 0, 1, 1, 0, false),
+      op(FusedKind::Binary, mul, 2, 0, 1, true), op(FusedKind::Store, 0, 0, 2, 0, false),
+      op(FusedKind::Load, 0, 1, 2, 0, false),  op(FusedKind::Binary, add, 0, 2, 1, false),
+      op(FusedKind::Load, 0, 1, 3, 0, false),  op(FusedKind::Binary, sub, 2, 0, 1, true),
+      op(FusedKind::Load, 0, 1, 4, 0, false),  op(FusedKind::Unary, relu, 0, 1, 0, false),
+      op(FusedKind::Binary, mul, 1, 2, 0, false), op(FusedKind::Store, 0, 1, 1, 0, false),
+      op(FusedKind::Store, 0, 2, 2, 0, false),
+  };
+  std::vector<float> out0(static_cast<std::size_t>(length)), out1(out0.size()), out2(out0.size());
+  float* outputs[] = {out0.data(), out1.data(), out2.data()};
+  ane::sim::FusedChain chain;
+  chain.code = code;
+  chain.count = sizeof code / sizeof code[0];
+  chain.operands = operands;
+  chain.operandCount = sizeof operands / sizeof operands[0];
+  chain.outputs = outputs;
+  chain.registers = 3;
+  chain.length = length;
+  ane::sim::fusedElementwise(chain);
+  for (Index i = 0; i < length; i++) {
+    const std::size_t k = static_cast<std::size_t>(i);
+    const Index row = i / inner, col = i % inner;
+    const float product = referenceRound(static_cast<float>(static_cast<double>(x[k]) * y[static_cast<std::size_t>(row)]));
+    const float sum = static_cast<float>(static_cast<double>(product) + z[k]);
+    const float difference =
+        referenceRound(static_cast<float>(static_cast<double>(sum) - w[static_cast<std::size_t>((row * inner + col) * wStride)]));
+    const float scaled = static_cast<float>(static_cast<double>(difference) * scalar);
+    EXPECT(bitsOf(out0[k]) == bitsOf(product), "fused mul %ld", static_cast<long>(i));
+    EXPECT(bitsOf(out2[k]) == bitsOf(difference), "fused sub %ld", static_cast<long>(i));
+    EXPECT(bitsOf(out1[k]) == bitsOf(scaled), "fused scale %ld", static_cast<long>(i));
+  }
+}
+
 void testSimOps() {
   // Rounding: a stride through every binary32 pattern, plus the boundaries, on this path.
   std::vector<float> values;
@@ -768,6 +838,7 @@ void testSimOps() {
       EXPECT(std::fabs(probs[static_cast<std::size_t>(row * 100 + j)] - want) <= 1e-3 * want + 1e-7, "softmax %ld", static_cast<long>(row));
     }
   }
+  testFusedChain(r);
 }
 
 }  // namespace

@@ -125,6 +125,21 @@ export interface NativeSimOpsBindings {
     inner: number,
     roundFp16: boolean,
   ): void;
+  /**
+   * A fused elementwise chain (src/sim/ops/fused.ts): `code` holds six int32 per instruction
+   * (kind, op, dst, a, b, round), `epsilons` one per instruction; operand k is `operands[k]` read
+   * through `walks[2k]` (inner), `walks[2k + 1]` (stride) and `rowOffsets[k]`.
+   */
+  fused(
+    code: Int32Array,
+    epsilons: Float64Array,
+    registers: number,
+    length: number,
+    operands: readonly Float32Array[],
+    walks: Int32Array,
+    rowOffsets: readonly Int32Array[],
+    outputs: readonly Float32Array[],
+  ): void;
 }
 
 type Sync<Args extends unknown[], Result = void> = (...args: Args) => Result;

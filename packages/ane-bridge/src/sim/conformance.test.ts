@@ -53,15 +53,15 @@ describe('the conformance corpus on the simulator', () => {
   }
 });
 
-describe('the conformance corpus with native and TS simulator ops', () => {
+describe('the conformance corpus with native and TS simulator ops, fused and not', () => {
   const native = nativeAddon().addon?.simOps !== undefined;
   const initial = simOpsMode();
   for (const testCase of cases) {
     it.skipIf(!native)(`${testCase.id}: the same output bytes, and every op agrees in compare mode`, () => {
-      const runIn = (mode: 'ts' | 'native' | 'compare') => {
+      const runIn = (mode: 'ts' | 'native' | 'compare', fuseElementwise: boolean) => {
         setSimOpsMode(mode);
         try {
-          const executable = compileSimProgram(testCase.program);
+          const executable = compileSimProgram(testCase.program, { fuseElementwise });
           const outputs = testCase.expected.map((bytes) => new Uint8Array(bytes.byteLength));
           executable.run(testCase.inputs, outputs);
           return outputs;
@@ -69,9 +69,12 @@ describe('the conformance corpus with native and TS simulator ops', () => {
           setSimOpsMode(initial);
         }
       };
-      const ts = runIn('ts');
-      expect(runIn('native')).toEqual(ts);
-      expect(runIn('compare')).toEqual(ts);
+      const ts = runIn('ts', false);
+      for (const fuse of [false, true]) {
+        for (const mode of ['ts', 'native', 'compare'] as const) {
+          expect(runIn(mode, fuse), `${mode}, fuseElementwise ${fuse}`).toEqual(ts);
+        }
+      }
     });
   }
 });

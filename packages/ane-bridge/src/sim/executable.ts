@@ -41,9 +41,12 @@ import type { BehaviourSettings } from './behaviours';
 import { behaviourSettingsFor } from './behaviours';
 import type { MatrixView, PlannedValue } from './constants';
 import { plannedConstant, simDtypeOf, UnsupportedError } from './constants';
+import type { ElementwiseRecipe, PlannedStep } from './fusion';
+import { fuseElementwise, readsWhole } from './fusion';
 import { readFp16Buffer, readFp32Buffer, writeFp16Buffer, writeFp32Buffer } from './io';
-import type { OpNode, RunStep } from './op-planners';
+import type { ElementwiseDraft, OpNode, RunStep } from './op-planners';
 import { OP_PLANNERS } from './op-planners';
+import type { FusedOperand } from './ops/fused';
 import { checkRulesForChip } from './rule-gate';
 import type { FloatTensor, SimData, SimTensor } from './tensor';
 import { allocateTensor, isFloatDtype, shapeText } from './tensor';
@@ -69,8 +72,16 @@ export interface SimCompileOptions {
    */
   readonly inPlaceOperands?: boolean;
   /**
+   * Run chains of elementwise ops (binary arithmetic, exp, log, sqrt, rsqrt, inverse, tanh,
+   * sigmoid, silu, relu) fused, block by block, storing only the values read after the chain
+   * (default true): every op still computes and rounds as it does alone, so the results are the
+   * same bits; false runs one op at a time (the tests compare).
+   */
+  readonly fuseElementwise?: boolean;
+  /**
    * Time every op of every run (default false): `opProfile()` then says where a run's time went,
-   * per MIL op (benchmarks use it; the timer costs about a microsecond per op).
+   * per MIL op, fused chains as `fused` (benchmarks use it; the timer costs about a microsecond
+   * per op).
    */
   readonly profileOps?: boolean;
 }
@@ -145,6 +156,7 @@ export function compileSimProgram(program: Program, options: SimCompileOptions =
     warnings,
     memoryLimit,
     inPlace,
+    options.fuseElementwise ?? true,
     profile,
   ).plan();
 }
@@ -283,13 +295,6 @@ function liveStatements(
   return { live, reads };
 }
 
-/** A planned run step with the buffers it reads and writes (for pruning unread copies). */
-interface PlannedStep {
-  readonly run: RunStep;
-  readonly reads: ReadonlySet<SimData>;
-  readonly writes: readonly SimData[];
-}
-
 /**
  * The steps whose results are read: walking backwards from the returned values, a step is kept
  * when a kept step (or a result) reads a buffer it writes. A copy whose value every consumer reads
@@ -321,6 +326,7 @@ class ProgramPlanner {
     private readonly warnings: readonly RuleViolation[],
     private readonly memoryLimit: number,
     private readonly inPlace: boolean,
+    private readonly fuse: boolean,
     private readonly profile: Map<string, OpTime> | undefined,
   ) {}
 
@@ -397,6 +403,29 @@ class ProgramPlanner {
     return data;
   }
 
+  /**
+   * An elementwise op's recipe with, for each operand it reads whole and unbroadcast (element i at
+   * i), the operand's in-place view (a slice or transpose) as a walk over the view's source.
+   */
+  private withViews(draft: ElementwiseDraft, value: (param: string) => PlannedValue): ElementwiseRecipe {
+    const length = draft.out.data.length;
+    const operands = draft.operands.map(({ param, walk }) => {
+      const view = this.inPlace ? value(param).matrix : undefined;
+      if (view === undefined || view.rows * view.cols !== length || !readsWhole(walk, length))
+        return { walk };
+      const rowOffsets = new Int32Array(view.rows);
+      for (let row = 0; row < view.rows; row++) rowOffsets[row] = view.offset + row * view.rowStride;
+      const inPlace: FusedOperand = {
+        data: view.source,
+        inner: view.cols,
+        stride: view.colStride,
+        rowOffsets,
+      };
+      return { walk, view: inPlace };
+    });
+    return { kind: draft.kind, op: draft.op, out: draft.out, epsilon: draft.epsilon, operands };
+  }
+
   plan(): SimExecutable {
     const main = this.validated.main;
     const parameterBuffers = main.params.map((param) => {
@@ -414,6 +443,14 @@ class ProgramPlanner {
       if (live.has(statement)) this.planStatement(statement);
     }
     const results = main.outputs.map((output) => this.values.get(output.name)!.tensor as FloatTensor);
+    const profile = this.profile;
+    const steps = this.fuse
+      ? fuseElementwise(
+          this.steps,
+          results.map((tensor) => tensor.data),
+          (run) => (profile === undefined ? run : timed(profile, 'fused', run)),
+        )
+      : this.steps;
     return createExecutable(
       this.chip,
       [...this.program.inputs],
@@ -422,7 +459,7 @@ class ProgramPlanner {
       parameterBuffers,
       results,
       stepsThatMatter(
-        this.steps,
+        steps,
         results.map((tensor) => tensor.data),
       ),
       this.profile,
@@ -470,6 +507,7 @@ class ProgramPlanner {
     // operand taken through its MatrixView.
     const reads = new Set<SimData>();
     let label = statement.op;
+    let elementwise: ElementwiseRecipe | undefined;
     const tensorOf = (param: string, value: PlannedValue): SimTensor => {
       const tensor = value.tensor ?? fail(`'${param}' is not a tensor`);
       reads.add(tensor.data);
@@ -540,6 +578,9 @@ class ProgramPlanner {
       profileAs: (name) => {
         label = name;
       },
+      elementwise: (draft) => {
+        elementwise = this.withViews(draft, single);
+      },
       product: (param) => {
         if (!this.inPlace) return undefined;
         const operand = validated.inputs.get(param);
@@ -599,6 +640,7 @@ class ProgramPlanner {
           run: this.profile ? timed(this.profile, label, step) : step,
           reads,
           writes,
+          ...(elementwise === undefined ? {} : { elementwise }),
         });
       }
     }

@@ -1,4 +1,3 @@
-import { roundToFp16InPlace } from 'ane-ir/mil';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nativeAddon } from '../native/loader';
 import { saturateToInfinity } from './behaviours';
@@ -11,48 +10,13 @@ import { matmul, planMatmul } from './ops/matmul';
 import { concat, planConcat, planSplit, split } from './ops/movement';
 import { planAxis, planReduction, reduce, reducedShape, softmax } from './ops/reduce';
 import type { FloatTensor } from './tensor';
+import { fp16Values } from './test-support.test-helper';
 
 const native = nativeAddon().addon?.simOps !== undefined;
 const initialMode = simOpsMode();
 afterEach(() => {
   setSimOpsMode(initialMode);
 });
-
-/** Deterministic values: fp16-exact numbers over the whole range plus the special values. */
-function fp16Values(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-  const specials = [
-    0,
-    -0,
-    1,
-    -1,
-    65504,
-    -65504,
-    2 ** -24,
-    -(2 ** -24),
-    2 ** -14,
-    Infinity,
-    -Infinity,
-    Number.NaN,
-    0.5,
-    2048,
-    65519,
-  ];
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    if (i < specials.length) out[i] = specials[i]!;
-    else {
-      const magnitude = 2 ** (next() * 40 - 24) * (1 + next());
-      out[i] = next() < 0.5 ? -magnitude : magnitude;
-    }
-  }
-  roundToFp16InPlace(out);
-  return out;
-}
 
 function tensor(dtype: 'fp16' | 'fp32', shape: number[]): FloatTensor {
   return { dtype, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };
@@ -455,7 +419,7 @@ describe('profileOps', () => {
       inputs: [{ name: 'x', dtype: 'fp16' as const, shape: [1, 4, 1, 8] }],
       outputs: [{ name: 'z', dtype: 'fp16' as const, shape: [1, 4, 1, 8] }],
     };
-    const profiled = compileSimProgram(program, { profileOps: true });
+    const profiled = compileSimProgram(program, { profileOps: true, fuseElementwise: false });
     const input = [new Uint8Array(64)];
     const output = [new Uint8Array(64)];
     profiled.run(input, output);
@@ -465,6 +429,10 @@ describe('profileOps', () => {
     expect(profile.get('exp')!.calls).toBe(2);
     expect(profile.get('(io)')!.calls).toBe(2);
     expect(compileSimProgram(program).opProfile().size).toBe(0);
+    // Fused, the chain is timed as one step.
+    const fused = compileSimProgram(program, { profileOps: true });
+    fused.run(input, output);
+    expect([...fused.opProfile().keys()].sort()).toEqual(['(io)', 'fused']);
   });
 });
 
@@ -487,6 +455,7 @@ describe('compileSimProgram as exported', () => {
     expect(() => compileSimProgram({ ...program, weights: {} } as never)).toThrow(/weights must be a Map/);
     for (const options of [
       { inPlaceOperands: 'yes' },
+      { fuseElementwise: 'no' },
       { profileOps: 1 },
       { chip: 'M9' },
       { memoryLimitBytes: -1 },

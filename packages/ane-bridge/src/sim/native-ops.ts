@@ -42,6 +42,7 @@ const REQUIRED: readonly (keyof NativeSimOpsBindings)[] = [
   'reduce',
   'copyRows',
   'matmul',
+  'fused',
 ];
 
 function loadBindings(): NativeSimOpsBindings | null {
@@ -102,6 +103,16 @@ export function runSimOp(
   native: (ops: NativeSimOpsBindings) => void,
   twin: () => void,
 ): void {
+  runSimOpWriting(op, [out], native, twin);
+}
+
+/** runSimOp for an op that writes several arrays (a fused chain): compare mode checks each. */
+export function runSimOpWriting(
+  op: string,
+  outs: readonly SimArray[],
+  native: (ops: NativeSimOpsBindings) => void,
+  twin: () => void,
+): void {
   const current = simOpsMode();
   if (current === 'ts') {
     twin();
@@ -112,12 +123,16 @@ export function runSimOp(
     native(ops);
     return;
   }
-  // Both write `out` from the same starting contents (in-place ops read it).
-  const before = out.slice();
+  // Both write the arrays from the same starting contents (in-place ops read them).
+  const before = outs.map((out) => out.slice());
   native(ops);
-  const nativeResult = out.slice();
-  out.set(before as never);
+  const nativeResults = outs.map((out) => out.slice());
+  outs.forEach((out, k) => {
+    out.set(before[k] as never);
+  });
   twin();
-  const i = firstDifference(nativeResult, out);
-  if (i >= 0) throw new SimOpsMismatchError(op, i, nativeResult[i]!, out[i]!);
+  outs.forEach((out, k) => {
+    const i = firstDifference(nativeResults[k]!, out);
+    if (i >= 0) throw new SimOpsMismatchError(op, i, nativeResults[k]![i]!, out[i]!);
+  });
 }

@@ -10,6 +10,8 @@ import type { BehaviourSettings } from './behaviours';
 import { saturateToInfinity } from './behaviours';
 import type { GemmOperand, GemmProduct, MatrixView, PlannedValue } from './constants';
 import { UnsupportedError } from './constants';
+import type { ElementwiseRecipe } from './fusion';
+import type { StridedLayout } from './layout';
 import { planBroadcast } from './layout';
 import { planAttention, scaledDotProductAttention } from './ops/attention';
 import type { ConvPadType } from './ops/conv';
@@ -21,9 +23,11 @@ import {
   COMPARISON_OPS,
   cast,
   comparison,
+  NATIVE_UNARY_OPS,
   select,
   unary,
 } from './ops/elementwise';
+import type { FusedOperand } from './ops/fused';
 import { linear, matmul, matmulStrided, planMatmul } from './ops/matmul';
 import type { SliceSpec } from './ops/movement';
 import {
@@ -96,7 +100,24 @@ export interface OpNode {
   productOutput(index: number, recipe: GemmProduct): void;
   /** The name this op's step is timed under with `profileOps` (default: the MIL op). */
   profileAs(label: string): void;
+  /**
+   * This op's step is elementwise as `recipe` says (operands by parameter, each through its walk),
+   * so it may run fused with its neighbours (../fusion.ts).
+   */
+  elementwise(recipe: ElementwiseDraft): void;
 }
+
+/** An ElementwiseRecipe before the executable finds the operands' in-place views. */
+export interface ElementwiseDraft extends Omit<ElementwiseRecipe, 'operands'> {
+  readonly operands: readonly { readonly param: string; readonly walk: FusedOperand }[];
+}
+
+/** Operand k of a planned walk as a fused-chain operand. */
+function walkOf(data: Float32Array, layout: StridedLayout, k: number): FusedOperand {
+  return { data, inner: layout.inner, stride: layout.innerStrides[k]!, rowOffsets: layout.rowOffsets[k]! };
+}
+
+const DENSE_ROW = new Int32Array(1);
 
 export type OpPlanner = (node: OpNode) => RunStep | undefined;
 
@@ -260,6 +281,18 @@ function planBinary(op: BinaryArithmeticOp): OpPlanner {
     const outShape = node.outputType(0);
     const out = node.floatOutput(0, shapeOfType(outShape));
     const layout = planBroadcast(out.shape, [x.shape, y.shape]);
+    if (out.data.length > 0) {
+      node.elementwise({
+        kind: 'binary',
+        op,
+        out,
+        epsilon: 0,
+        operands: [
+          { param: 'x', walk: walkOf(x.data, layout, 0) },
+          { param: 'y', walk: walkOf(y.data, layout, 1) },
+        ],
+      });
+    }
     return () => binaryArithmetic(op, out, x.data, y.data, layout);
   };
 }
@@ -279,6 +312,17 @@ function planUnary(op: UnaryOp, defaultEpsilon?: number): OpPlanner {
     const x = node.floatTensor('x');
     const out = node.floatOutput(0, x.shape);
     const params = defaultEpsilon === undefined ? {} : { epsilon: epsilon(node, defaultEpsilon) };
+    if (NATIVE_UNARY_OPS.includes(op) && out.data.length > 0) {
+      node.elementwise({
+        kind: 'unary',
+        op,
+        out,
+        epsilon: params.epsilon ?? 0,
+        operands: [
+          { param: 'x', walk: { data: x.data, inner: out.data.length, stride: 1, rowOffsets: DENSE_ROW } },
+        ],
+      });
+    }
     return () => unary(op, out, x.data, params);
   };
 }

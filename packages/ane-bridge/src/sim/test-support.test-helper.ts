@@ -3,7 +3,7 @@
  * to fp16", and a builder that wraps statements into a runnable MIL program.
  */
 import type { ChipFamily, Program, TensorSpec } from 'ane-ir/mil';
-import { DEFAULT_BUILD_INFO_LINE, roundToFp16 } from 'ane-ir/mil';
+import { DEFAULT_BUILD_INFO_LINE, roundToFp16, roundToFp16InPlace } from 'ane-ir/mil';
 import type { SimCompileOptions } from './executable';
 import { compileSimProgram } from './executable';
 import { decodeFp16Buffer, encodeFp16Buffer } from './io';
@@ -18,6 +18,42 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
   };
+}
+
+/** Deterministic values: fp16-exact numbers over the whole range plus the special values. */
+export function fp16Values(count: number, seed: number): Float32Array {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+  const specials = [
+    0,
+    -0,
+    1,
+    -1,
+    65504,
+    -65504,
+    2 ** -24,
+    -(2 ** -24),
+    2 ** -14,
+    Infinity,
+    -Infinity,
+    Number.NaN,
+    0.5,
+    2048,
+    65519,
+  ];
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    if (i < specials.length) out[i] = specials[i]!;
+    else {
+      const magnitude = 2 ** (next() * 40 - 24) * (1 + next());
+      out[i] = next() < 0.5 ? -magnitude : magnitude;
+    }
+  }
+  roundToFp16InPlace(out);
+  return out;
 }
 
 /** `count` fp16-exact values in [-scale, scale). */

@@ -62,7 +62,7 @@ export function binaryArithmetic(
   );
 }
 
-function binaryArithmeticTwin(
+export function binaryArithmeticTwin(
   op: BinaryArithmeticOp,
   out: FloatTensor,
   x: Float32Array,
@@ -240,7 +240,7 @@ export function unaryValue(op: UnaryOp, v: number, params: UnaryParams = {}): nu
 }
 
 /** The unary ops the native addon runs, in its op-code order (native/kernels/sim_ops.h). */
-const NATIVE_UNARY_OPS: readonly UnaryOp[] = [
+export const NATIVE_UNARY_OPS: readonly UnaryOp[] = [
   'exp',
   'log',
   'sqrt',
@@ -268,7 +268,7 @@ export function unary(op: UnaryOp, out: FloatTensor, x: Float32Array, params: Un
   );
 }
 
-function unaryTwin(op: UnaryOp, out: FloatTensor, x: Float32Array, params: UnaryParams): void {
+export function unaryTwin(op: UnaryOp, out: FloatTensor, x: Float32Array, params: UnaryParams): void {
   const o = out.data;
   const n = o.length;
   switch (op) {
