@@ -139,7 +139,7 @@ export class Device implements Disposable {
   }
 }
 
-function describeValue(value: unknown): string {
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (typeof value === 'object') return `a ${(value as object).constructor?.name ?? 'object'}`;

@@ -4,7 +4,7 @@
  * the simulator's compile.
  */
 import { CHIP_FAMILIES, type Program } from 'ane-ir/mil';
-import { programOf } from '../device/device';
+import { describeValue, programOf } from '../device/device';
 import { DeviceOptionsError } from '../errors';
 import { compileSimProgram as compile, type SimCompileOptions, type SimExecutable } from './executable';
 
@@ -23,7 +23,7 @@ export function compileSimProgram(
   const checked = programOf(program, 'compileSimProgram');
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new DeviceOptionsError(
-      `compileSimProgram: options must be an object such as { chip: 'M4' }, got ${Array.isArray(options) ? 'an array' : String(options)}`,
+      `compileSimProgram: options must be an object such as { chip: 'M4' }, got ${describeValue(options)}`,
       'options',
     );
   }
@@ -38,7 +38,7 @@ export function compileSimProgram(
   const { chip, reduceSumAccumulation, memoryLimitBytes } = options;
   if (chip !== undefined && !CHIP_FAMILIES.includes(chip)) {
     throw new DeviceOptionsError(
-      `compileSimProgram: chip must be one of ${CHIP_FAMILIES.join(', ')}, got ${String(chip)}`,
+      `compileSimProgram: chip must be one of ${CHIP_FAMILIES.join(', ')}, got ${describeValue(chip)}`,
       'chip',
     );
   }
@@ -48,7 +48,7 @@ export function compileSimProgram(
     reduceSumAccumulation !== 'fp16'
   ) {
     throw new DeviceOptionsError(
-      `compileSimProgram: reduceSumAccumulation must be 'fp32' or 'fp16', got ${String(reduceSumAccumulation)}`,
+      `compileSimProgram: reduceSumAccumulation must be 'fp32' or 'fp16', got ${describeValue(reduceSumAccumulation)}`,
       'reduceSumAccumulation',
     );
   }
@@ -57,7 +57,7 @@ export function compileSimProgram(
     !(typeof memoryLimitBytes === 'number' && Number.isFinite(memoryLimitBytes) && memoryLimitBytes > 0)
   ) {
     throw new DeviceOptionsError(
-      `compileSimProgram: memoryLimitBytes must be a positive number of bytes, got ${String(memoryLimitBytes)}`,
+      `compileSimProgram: memoryLimitBytes must be a positive number of bytes, got ${describeValue(memoryLimitBytes)}`,
       'memoryLimitBytes',
     );
   }
@@ -65,7 +65,7 @@ export function compileSimProgram(
     const value = options[key];
     if (value !== undefined && typeof value !== 'boolean') {
       throw new DeviceOptionsError(
-        `compileSimProgram: ${key} must be true or false, got ${String(value)}`,
+        `compileSimProgram: ${key} must be true or false, got ${describeValue(value)}`,
         key,
       );
     }
