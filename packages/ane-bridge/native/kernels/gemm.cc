@@ -44,11 +44,16 @@ using Index = std::ptrdiff_t;
 
 // acc = Ap[kc][MR] * Bp[kc][NR];  C[MR, NR] (row stride ldc) = alpha * acc + beta * C (beta 0: no read)
 using MicroKernel = void (*)(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha, float beta);
+// Packers (see packA/packB below for the layouts).
+using PackA = void (*)(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR, float* ap);
+using PackB = void (*)(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR, float* bp);
 
 struct GemmPath {
   int mr, nr;
   Index mc, kc, nc;  // cache blocks: Ap is mc x kc (L2), Bp is kc x nc (L3), one B micro-panel kc x nr (L1)
   MicroKernel micro;
+  PackA packA;
+  PackB packB;
 };
 
 // ---- micro-kernels ---------------------------------------------------------------------------
@@ -281,6 +286,110 @@ void packB(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc,
   }
 }
 
+#if ANE_X86
+
+// Transposes the 8 x 8 block held in r[0..7] (r[i][j] becomes r[j][i]).
+ANE_TARGET_AVX2 inline void transpose8x8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// packA with the transposing case (A not transposed: MR values of one k lie in MR rows) done as
+// 8 x 8 register transposes, 8 k at a time; MR is 6 on both x86 paths. Ragged panels and the
+// transposed case (already MR contiguous values per k) take the scalar code.
+ANE_TARGET_AVX2 void packAAvx2(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR,
+                               float* ap) {
+  if (MR != 6) return packA(transA, A, lda, i0, p0, mc, kc, MR, ap);
+  const Index full = mc / 6 * 6;
+  if (transA) {
+    // op(A)[i, k] = A[k, i]: each row of A holds 6 contiguous values for every panel; reading
+    // it once, left to right, beats gathering one panel at a time down the column.
+    const Index panels = full / 6;
+    for (Index k = 0; k < kc; k++) {
+      const float* src = A + (p0 + k) * lda + i0;
+      float* dst = ap + k * 6;
+      for (Index panel = 0; panel < panels; panel++) {
+        _mm_storeu_ps(dst, _mm_loadu_ps(src));
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4))));
+        src += 6;
+        dst += kc * 6;
+      }
+    }
+    if (full < mc) packA(transA, A, lda, i0 + full, p0, mc - full, kc, MR, ap + full * kc);
+    return;
+  }
+  for (Index ir = 0; ir < full; ir += 6) {
+    const float* src = A + (i0 + ir) * lda + p0;
+    Index k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 r[8];
+      for (int row = 0; row < 6; row++) r[row] = _mm256_loadu_ps(src + row * lda + k);
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8x8(r);
+      float* dst = ap + k * 6;
+      for (int j = 0; j < 8; j++) {
+        // Lanes 0..5 of r[j] are op(A)[ir + 0..5, k + j]: store 4 + 2.
+        _mm_storeu_ps(dst + j * 6, _mm256_castps256_ps128(r[j]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + j * 6 + 4), _mm256_extractf128_ps(r[j], 1));
+      }
+    }
+    for (; k < kc; k++) {
+      for (int row = 0; row < 6; row++) ap[k * 6 + row] = src[row * lda + k];
+    }
+    ap += kc * 6;
+  }
+  if (full < mc) packA(transA, A, lda, i0 + full, p0, mc - full, kc, MR, ap);
+}
+
+// packB with SIMD copies (B not transposed: NR contiguous values per k) and 8 x 8 register
+// transposes (B transposed: the NR values of one k lie in NR rows of B), for NR a multiple of 8.
+ANE_TARGET_AVX2 void packBAvx2(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR,
+                               float* bp) {
+  if (NR % 8 != 0) return packB(transB, B, ldb, p0, j0, kc, nc, NR, bp);
+  const Index full = nc / NR * NR;
+  for (Index jr = 0; jr < full; jr += NR) {
+    if (!transB) {
+      for (Index k = 0; k < kc; k++) {
+        const float* src = B + (p0 + k) * ldb + j0 + jr;
+        float* dst = bp + k * NR;
+        for (int j = 0; j < NR; j += 8) _mm256_store_ps(dst + j, _mm256_loadu_ps(src + j));
+      }
+    } else {
+      for (int jb = 0; jb < NR; jb += 8) {
+        const float* src = B + (j0 + jr + jb) * ldb + p0;
+        Index k = 0;
+        for (; k + 8 <= kc; k += 8) {
+          __m256 r[8];
+          for (int row = 0; row < 8; row++) r[row] = _mm256_loadu_ps(src + row * ldb + k);
+          transpose8x8(r);
+          for (int j = 0; j < 8; j++) _mm256_store_ps(bp + (k + j) * NR + jb, r[j]);
+        }
+        for (; k < kc; k++) {
+          for (int row = 0; row < 8; row++) bp[k * NR + jb + row] = src[row * ldb + k];
+        }
+      }
+    }
+    bp += kc * NR;
+  }
+  if (full < nc) packB(transB, B, ldb, p0, j0 + full, kc, nc - full, NR, bp);
+}
+
+#endif  // ANE_X86
+
 // ---- per-thread packing buffers ------------------------------------------------------------------
 
 struct AlignedBuffer {
@@ -328,10 +437,10 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
     for (Index pc = 0; pc < K; pc += KC) {
       const Index kc = std::min(KC, K - pc);
       const float betaHere = pc == 0 ? beta : 1.0f;
-      packB(transB, B, ldb, pc, jc, kc, nc, NR, bp);
+      path.packB(transB, B, ldb, pc, jc, kc, nc, NR, bp);
       for (Index ic = 0; ic < M; ic += MC) {
         const Index mc = std::min(MC, M - ic);
-        packA(transA, A, lda, ic, pc, mc, kc, MR, ap);
+        path.packA(transA, A, lda, ic, pc, mc, kc, MR, ap);
         for (Index jr = 0; jr < nc; jr += NR) {
           const Index nr = std::min<Index>(NR, nc - jr);
           const float* bPanel = bp + (jr / NR) * kc * NR;
@@ -387,20 +496,32 @@ void scaleC(Index M, Index N, float beta, float* C, Index ldc) {
   }
 }
 
+// The busiest thread's work when C's `split` side (micro-tile `unit`) is cut into `threads` strips
+// and the `other` side (micro-tile `otherUnit`) is not, in multiply-adds: its micro-tiles in full,
+// plus packing, an element costing about as much as kPackCost multiply-adds.
+double splitCost(Index split, int unit, Index other, int otherUnit, Index K, int threads) {
+  constexpr double kPackCost = 8.0;
+  const Index units = (split + unit - 1) / unit;
+  const Index parts = std::min<Index>(threads, units);
+  const double mine = static_cast<double>((units + parts - 1) / parts * unit);
+  const double others = static_cast<double>((other + otherUnit - 1) / otherUnit * otherUnit);
+  return static_cast<double>(K) * (mine * others + kPackCost * (mine + others));
+}
+
 GemmPath pathFor(Isa isa) {
   switch (isa) {
 #if ANE_X86
     case Isa::Avx512:
-      return {6, 32, 192, 384, 4096, microAvx512x6x32};
+      return {6, 32, 192, 384, 4096, microAvx512x6x32, packAAvx2, packBAvx2};
     case Isa::Avx2:
-      return {6, 16, 192, 384, 4080, microAvx2x6x16};
+      return {6, 16, 192, 384, 4080, microAvx2x6x16, packAAvx2, packBAvx2};
 #endif
 #if ANE_ARM64
     case Isa::Neon:
-      return {8, 12, 128, 256, 4080, microNeon8x12};
+      return {8, 12, 128, 256, 4080, microNeon8x12, packA, packB};
 #endif
     default:
-      return {4, 8, 128, 256, 2048, microPortable<4, 8>};
+      return {4, 8, 128, 256, 2048, microPortable<4, 8>, packA, packB};
   }
 }
 
@@ -429,8 +550,11 @@ void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, con
     gemmBlocked(path, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Cut C along its longer side into `threads` strips aligned to the micro-tile.
-  const bool splitColumns = N >= M;
+  // Cut C into `threads` strips aligned to the micro-tile, along the side that leaves the busiest
+  // thread the least work: its share of micro-tiles (the strips are whole tiles, so 9 column panels
+  // on 2 threads leave one thread 5) plus the packing it does (each thread packs all of the operand
+  // it does not split).
+  const bool splitColumns = splitCost(N, path.nr, M, path.mr, K, threads) <= splitCost(M, path.mr, N, path.nr, K, threads);
   const Index extent = splitColumns ? N : M;
   const Index unit = splitColumns ? path.nr : path.mr;
   const Index units = (extent + unit - 1) / unit;

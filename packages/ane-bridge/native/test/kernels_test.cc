@@ -494,6 +494,11 @@ void testGemm(Isa isa) {
     testGemmCase(transA, transB, 203, 97, 801, 1, 0, 3, r);
     testGemmCase(transA, transB, 3, 4133, 5, 1.5f, -1, 1, r);
     testGemmCase(transA, transB, 131, 300, 77, 0.5f, 1, 0, r);
+    // Whole micro-tiles in M and N with K a multiple of the 8-wide packing transposes and not.
+    testGemmCase(transA, transB, 24, 64, 16, 1, 0, 1, r);
+    testGemmCase(transA, transB, 12, 96, 19, 1, 0.5f, 0, r);
+    // Parallel, split across M: 43 row panels share out more evenly than 9 column panels.
+    testGemmCase(transA, transB, 256, 288, 64, 1, 0, 2, r);
   }
 }
 

@@ -140,6 +140,11 @@ function problems(): Problem[] {
     // Past every cache block (MC 192, KC 384, NC 4096) and across the thread split.
     list.push({ transA, transB, M: 203, N: 97, K: 801, alpha: 1, beta: 0, pad: 3 });
     list.push({ transA, transB, M: 3, N: 4133, K: 5, alpha: 1.5, beta: -1, pad: 1 });
+    // Whole micro-tiles in M and N, K a multiple of the 8-wide packing transposes and not.
+    list.push({ transA, transB, M: 24, N: 64, K: 16, alpha: 1, beta: 0, pad: 1 });
+    list.push({ transA, transB, M: 12, N: 96, K: 19, alpha: 1, beta: 0.5, pad: 0 });
+    // Parallel and split across M (43 row panels share out more evenly than 9 column panels).
+    list.push({ transA, transB, M: 256, N: 288, K: 64, alpha: 1, beta: 0, pad: 2 });
     list.push({
       transA,
       transB,
