@@ -109,7 +109,13 @@ void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits
   }
   const auto fn = table().crossEntropyForward;
   std::vector<float> scratch(static_cast<std::size_t>(3 * S));
-  parallelFor(S, minSlice(V), 16,
+  // A thread takes whole positions (each one's sum runs over v in order), so threads split every
+  // row of logits; the passes are memory-bound, and with slices shorter than a few pages the
+  // prefetchers fetch the neighbour's part too. Measured on 2 cores (V = 32000): one thread 7.0 ms
+  // against two 12.7 ms at S = 256, 28.9 against 36.2 at S = 1024, even at 2048, two ahead from
+  // S = 4096 (142 against 104 ms).
+  constexpr Index kMinPositionsPerThread = 2048;
+  parallelFor(S, std::max(minSlice(V), kMinPositionsPerThread), 16,
               [&](Index s0, Index s1) { fn(losses, probs, logits, targets, V, S, scratch.data(), s0, s1); });
 }
 

@@ -175,6 +175,8 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
         [2, 3] as [number, number],
         ...SHAPES,
         [1000, 9] as [number, number],
+        // Split between threads (2048 positions each at least), the case the others are too small for.
+        [16, 4101] as [number, number],
       ]) {
         const logits = randomArray(V * S, random, 8);
         const targets = Int32Array.from({ length: S }, (_, s) =>
