@@ -142,7 +142,10 @@ export class Device implements Disposable {
 export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of ${value.length}`;
-  if (typeof value === 'object') return `a ${(value as object).constructor?.name ?? 'object'}`;
+  if (typeof value === 'object') {
+    const name = (value as object).constructor?.name ?? 'object';
+    return `${/^[AEIOaeio]/.test(name) ? 'an' : 'a'} ${name}`;
+  }
   if (typeof value === 'string')
     return `the string '${value.length > 40 ? `${value.slice(0, 40)}…` : value}'`;
   return String(value);

@@ -467,6 +467,11 @@ describe('compileSimProgram as exported', () => {
         DeviceOptionsError,
       );
     }
+    // The refused value is described, not printed as [object Object].
+    expect(() => compileSimProgram(program, { chip: { name: 'M4' } } as never)).toThrow(/got an Object$/);
+    expect(() => compileSimProgram(program, { fuseElementwise: 'no' } as never)).toThrow(
+      /got the string 'no'$/,
+    );
     const executable = compileSimProgram({ program }, { chip: 'M1', profileOps: false });
     expect(executable.stepCount).toBe(1);
     expect(() => executable.run([new Float32Array(32) as never], [new Uint8Array(64)])).toThrow(
