@@ -71,11 +71,6 @@ class Pool {
   void run(int tasks, const std::function<void(int)>& task) {
     if (tasks <= 0) return;
     std::unique_lock<std::mutex> lock(mutex_);
-    // Waiting beats running alongside: a job on its own thread next to a pool job puts more threads
-    // than cores to work, and the pool job's strips finish unevenly (a stories15M classifier's dX
-    // and dW together took 70-75 ms that way, one after the other 60). A task that calls back in
-    // (its job holds the pool) runs its tasks on its own thread.
-    if (!inJob_) idle_.wait(lock, [this] { return !busy_; });
     if (busy_ || tasks == 1 || size_ == 1) {
       lock.unlock();
       for (int i = 0; i < tasks; i++) task(i);
@@ -113,8 +108,6 @@ class Pool {
 
  private:
   void drain(const std::function<void(int)>& task, int tasks) {
-    inJob_ = true;
-    struct Leave { ~Leave() { inJob_ = false; } } leave;
     for (;;) {
       const int i = next_.fetch_add(1, std::memory_order_relaxed);
       if (i >= tasks) return;
@@ -188,8 +181,6 @@ class Pool {
     }
   }
 
-  // Set while this thread runs a job's tasks: a nested call must not wait for the pool it holds.
-  static thread_local bool inJob_;
   std::mutex mutex_;
   std::condition_variable wake_, done_, idle_;
   std::vector<std::thread> workers_;
@@ -205,8 +196,6 @@ class Pool {
   std::string spawnError_;
   std::function<bool(int)> spawnHook_;
 };
-
-thread_local bool Pool::inJob_ = false;
 
 Pool& pool() {
   // Never destroyed: worker threads must not be joined during static destruction at exit.

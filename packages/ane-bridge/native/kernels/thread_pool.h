@@ -2,9 +2,9 @@
 // of them, so a pool of 2 starts 1 worker. Sized to the CPUs this process may run on, unless the
 // environment variable ANE_BRIDGE_THREADS or setThreads() says otherwise.
 //
-// One parallel job runs at a time. A caller that finds the pool busy with another job waits for it
-// (the JS thread too, behind an asynchronous kernel): more threads than cores at work would be
-// slower in all. A kernel called from inside a task runs its tasks itself, one after another.
+// One parallel job runs at a time. A caller that finds the pool busy (another JS async kernel,
+// or a kernel called from inside a task) runs its tasks itself, one after another, instead of
+// waiting: the JS thread is never blocked behind a long asynchronous GEMM.
 #pragma once
 
 #include <cstddef>

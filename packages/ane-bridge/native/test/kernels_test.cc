@@ -671,32 +671,6 @@ void testThreadSpawnFailure() {
 }
 
 
-// Two callers at once: the second waits for the first job instead of running its tasks alongside
-// it, so no more tasks run at a time than the pool has threads; a task that calls back in (its job
-// holds the pool) runs its nested job on its own thread, without waiting for itself.
-void testPoolWaitsWhenBusy() {
-  context = "pool busy";
-  setHostThreads(2);
-  std::atomic<int> running{0}, most{0}, nestedSum{0};
-  auto job = [&](int tasks) {
-    runTasks(tasks, [&](int) {
-      const int now = ++running;
-      int seen = most.load();
-      while (now > seen && !most.compare_exchange_weak(seen, now)) {
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      runTasks(4, [&](int i) { nestedSum += i; });
-      --running;
-    });
-  };
-  std::thread other([&] { job(16); });
-  job(16);
-  other.join();
-  EXPECT(most.load() <= 2, "%d tasks ran at once on a pool of 2 threads", most.load());
-  EXPECT(nestedSum.load() == 32 * 6, "nested jobs summed %d, expected %d", nestedSum.load(), 32 * 6);
-  setHostThreads(0);
-}
-
 // ---- the simulator's native ops (sim_ops.h): every SIMD path against plain scalar references ----
 
 std::uint32_t bitsOf(float x) {
@@ -878,7 +852,6 @@ void testSimOps() {
 int main() {
   testFp16Scalar();
   testThreadSpawnFailure();
-  testPoolWaitsWhenBusy();
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (!setIsa(isa)) {
       std::printf("kernels_test: %s path not supported by this CPU, skipped\n", isaName(isa));

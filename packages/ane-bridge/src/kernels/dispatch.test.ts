@@ -79,7 +79,7 @@ describe('host kernel dispatch', () => {
       C: new Float32Array(M * N),
     }));
     const pending = jobs.map((j) => sgemmAsync(false, false, M, N, K, 1, j.A, K, j.B, N, 0, j.C, N));
-    // Meanwhile: synchronous work on the JS thread (it waits for the pool when an async kernel holds it).
+    // While they run: synchronous work on the JS thread (a busy pool runs it inline).
     const p = randomArray(100_000, random);
     const g = randomArray(100_000, random);
     const expectedSum = hostKernels.ts.sumOfSquares(p);
