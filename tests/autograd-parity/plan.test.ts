@@ -217,6 +217,35 @@ describe('training runs through device.load: overlapped runs with weights rewrit
   });
 });
 
+describe('host ops in flight together', () => {
+  it('weight gradients overlap each other (at most 3 at once), every other host op runs alone, and the bits are those of a run in plan order', async () => {
+    const { plan, graph, device } = trainingBlock();
+    try {
+      const feeds = feedsFor(graph, 7);
+      const exe = device.load(plan);
+      const outputs = await exe.run(feeds, { copy: true });
+      const hostSteps = exe.profile!.steps.filter((step) => step.kind === 'host');
+      const overlapping = (a: (typeof hostSteps)[number], b: (typeof hostSteps)[number]) =>
+        a !== b && a.startMs < b.endMs && b.startMs < a.endMs;
+      const weightGrads = hostSteps.filter((step) => step.hostKind === 'weight_grad');
+      expect(weightGrads.length).toBeGreaterThan(3);
+      expect(weightGrads.some((a) => weightGrads.some((b) => overlapping(a, b)))).toBe(true);
+      for (const step of hostSteps) {
+        const others = hostSteps.filter((other) => overlapping(step, other));
+        if (step.hostKind !== 'weight_grad') expect(others, step.label).toEqual([]);
+        // At any instant: this one and at most two others (checked at each start).
+        const atStart = others.filter((o) => o.startMs <= step.startMs);
+        expect(atStart.length, step.label).toBeLessThanOrEqual(2);
+      }
+      const reference = device.load(plan).runSync(feeds);
+      for (const { name } of graph.outputs)
+        expect(sameBits(outputs[name]!, reference[name]!), name).toBe(true);
+    } finally {
+      device.dispose();
+    }
+  });
+});
+
 describe('exe.bind: weights and outputs shared with the caller', () => {
   it('gives the bits of copied weights and outputs, restages a weight rewritten in place, and refuses what it cannot share', async () => {
     const { plan, graph, params, device } = trainingBlock();

@@ -142,6 +142,15 @@ interface DerivedRecord {
 /** Host ops producing at most this many elements run on the JS thread when nothing else is in flight. */
 const SMALL_HOST_OP_ELEMENTS = 1 << 18;
 
+/**
+ * Weight gradients (GEMMs into arrays of their own, no shared state) in flight at once. The next
+ * host op starts only when the JS thread gets back to the event loop, which a simulated kernel
+ * holds for its whole run: one at a time, the dW of a layer trailed its kernels by a dW per kernel.
+ * Each runs on a libuv thread (one on the kernels' pool, the others on their own threads); three
+ * leave libuv's default four one for other work.
+ */
+const WEIGHT_GRADS_IN_FLIGHT = 3;
+
 const isFloatDtype = (dtype: string) => dtype === 'fp16' || dtype === 'fp32';
 
 /**
@@ -786,8 +795,9 @@ export class PlanExecutable implements Disposable {
 
   /**
    * Runs one sequence's steps as their dependencies allow: the device runs one kernel at a time,
-   * the host one host op at a time, the two concurrently. Host ops run on the native kernels'
-   * async entry points (off the JS thread), so they proceed while a kernel runs.
+   * the host one host op at a time (or up to WEIGHT_GRADS_IN_FLIGHT weight gradients), the two
+   * concurrently. Host ops run on the native kernels' async entry points (off the JS thread), so
+   * they proceed while a kernel runs.
    */
   private runSequence(sequence: number, recorder: ProfileRecorder): Promise<void> {
     const { steps } = this;
@@ -802,7 +812,16 @@ export class PlanExecutable implements Disposable {
         step.kind === 'host' &&
         step.produces.reduce((sum, slot) => sum + slot.size, 0) <= SMALL_HOST_OP_ELEMENTS,
     );
-    let busy = { kernel: false, host: false };
+    const weightGrad = steps.map((step) => step.kind === 'host' && step.op.kind === 'weight_grad');
+    let kernelBusy = false;
+    // Host ops in flight, and whether all of them are weight gradients.
+    let hostsInFlight = 0;
+    let onlyWeightGrads = true;
+    const canStart = (i: number) =>
+      steps[i]!.kind === 'kernel'
+        ? !kernelBusy
+        : hostsInFlight === 0 ||
+          (onlyWeightGrads && weightGrad[i]! && hostsInFlight < WEIGHT_GRADS_IN_FLIGHT);
     let inFlight = 0;
     let failure: { error: unknown } | undefined;
     return new Promise<void>((resolve, reject) => {
@@ -817,8 +836,8 @@ export class PlanExecutable implements Disposable {
         if (failure !== undefined) return settle();
         for (const i of launchOrder) {
           const step = steps[i]!;
-          if (busy[step.kind] || !ready(i)) continue;
-          if (small[i] && !busy.kernel && !kernelOrder.some(ready)) {
+          if (!canStart(i) || !ready(i)) continue;
+          if (small[i] && hostsInFlight === 0 && !kernelBusy && !kernelOrder.some(ready)) {
             // Nothing else is in flight or could start: a small host op (an RMSNorm between two
             // kernels) runs here, without the round trip through a native thread and the event loop.
             try {
@@ -830,7 +849,11 @@ export class PlanExecutable implements Disposable {
             return pump();
           }
           state[i] = 'running';
-          busy = { ...busy, [step.kind]: true };
+          if (step.kind === 'kernel') kernelBusy = true;
+          else {
+            hostsInFlight++;
+            onlyWeightGrads &&= weightGrad[i]!;
+          }
           inFlight++;
           const startMs = recorder.now();
           let stagingMs = 0;
@@ -856,11 +879,12 @@ export class PlanExecutable implements Disposable {
             )
             .finally(() => {
               inFlight--;
-              busy = { ...busy, [step.kind]: false };
+              if (step.kind === 'kernel') kernelBusy = false;
+              else if (--hostsInFlight === 0) onlyWeightGrads = true;
               pump();
             });
         }
-        if (!busy.kernel) {
+        if (!kernelBusy) {
           // The device waits on a host op: stage the next kernel's weights meanwhile (they are
           // staged only when rewritten, so its own staging then skips them).
           const next = kernelOrder.find((i) => state[i] === 'waiting');

@@ -35,7 +35,7 @@ export interface RunProfile {
   readonly stagingMs: number;
   /** Time in device kernels (excluding staging). */
   readonly deviceMs: number;
-  /** Time in host ops (excluding staging). */
+  /** Time in host ops (excluding staging), summed over host ops (weight gradients may run at once). */
   readonly hostMs: number;
   /** Wall time during which no kernel, host op or staging was running. */
   readonly idleMs: number;
