@@ -88,14 +88,17 @@ class Pool {
     }
     task_ = &task;
     tasks_ = tasks;
-    next_.store(0, std::memory_order_relaxed);
-    active_ = static_cast<int>(workers_.size());
     generation_++;
+    const std::uint64_t generation = generation_;
+    finished_.store(0, std::memory_order_relaxed);
+    work_.store(claimWord(generation, 0), std::memory_order_release);
     lock.unlock();
     wake_.notify_all();
-    drain(task, tasks);
+    drain(generation, &task, tasks);
     lock.lock();
-    done_.wait(lock, [this] { return active_ == 0; });
+    // Every task done is enough: a worker that wakes after its job ended claims nothing (the
+    // claim word carries the job's generation), so the caller never waits for a wake-up.
+    done_.wait(lock, [this, tasks] { return finished_.load(std::memory_order_acquire) == tasks; });
     task_ = nullptr;
     busy_ = false;
     const std::exception_ptr error = error_;
@@ -107,15 +110,35 @@ class Pool {
   }
 
  private:
-  void drain(const std::function<void(int)>& task, int tasks) {
+  // The claim word: the job's generation (low 32 bits) above the next task index.
+  static std::uint64_t claimWord(std::uint64_t generation, std::uint64_t index) {
+    return (generation << 32) | index;
+  }
+
+  // Runs tasks of job `generation` until none is left unclaimed. A claim succeeds only while that
+  // job is the current one, so `task` is alive whenever it is called (a worker that woke late may
+  // hold the pointer of a job that has ended: it claims nothing and never dereferences it).
+  void drain(std::uint64_t generation, const std::function<void(int)>* task, int tasks) {
+    const std::uint64_t tag = generation & 0xffffffffu;
     for (;;) {
-      const int i = next_.fetch_add(1, std::memory_order_relaxed);
-      if (i >= tasks) return;
+      std::uint64_t word = work_.load(std::memory_order_acquire);
+      int index = -1;
+      while ((word >> 32) == tag && static_cast<int>(word & 0xffffffffu) < tasks) {
+        if (work_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          index = static_cast<int>(word & 0xffffffffu);
+          break;
+        }
+      }
+      if (index < 0) return;
       try {
-        task(i);
+        (*task)(index);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!error_) error_ = std::current_exception();
+      }
+      if (finished_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_all();
       }
     }
   }
@@ -175,9 +198,7 @@ class Pool {
         task = task_;
         tasks = tasks_;
       }
-      drain(*task, tasks);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--active_ == 0) done_.notify_one();
+      if (task != nullptr) drain(seen, task, tasks);
     }
   }
 
@@ -190,9 +211,9 @@ class Pool {
   std::uint64_t generation_ = 0;
   const std::function<void(int)>* task_ = nullptr;
   int tasks_ = 0;
-  int active_ = 0;
   std::exception_ptr error_;
-  std::atomic<int> next_{0};
+  std::atomic<std::uint64_t> work_{0};
+  std::atomic<int> finished_{0};
   std::string spawnError_;
   std::function<bool(int)> spawnHook_;
 };

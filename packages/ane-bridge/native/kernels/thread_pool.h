@@ -4,7 +4,9 @@
 //
 // One parallel job runs at a time. A caller that finds the pool busy (another JS async kernel,
 // or a kernel called from inside a task) runs its tasks itself, one after another, instead of
-// waiting: the JS thread is never blocked behind a long asynchronous GEMM.
+// waiting: the JS thread is never blocked behind a long asynchronous GEMM. The caller takes tasks
+// too and returns once every task is done, without waiting for workers that woke too late to take
+// one (a wake-up on a busy 2-core VM can take longer than a small job).
 #pragma once
 
 #include <cstddef>

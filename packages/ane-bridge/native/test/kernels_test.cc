@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -671,6 +672,42 @@ void testThreadSpawnFailure() {
 }
 
 
+// Jobs back to back from two threads at once, with nested calls: every task runs exactly once and
+// a task's exception reaches its caller. The caller returns when its tasks are done, while workers
+// that woke too late for a job claim nothing of it (nor of the next job under the old job's task).
+void testPoolJobsBackToBack() {
+  context = "pool jobs back to back";
+  setHostThreads(3);
+  std::atomic<int> wrong{0};
+  auto jobs = [&](int seed) {
+    for (int j = 0; j < 2000; j++) {
+      const int tasks = 1 + (j + seed) % 5;
+      std::vector<std::atomic<int>> runs(static_cast<std::size_t>(tasks));
+      runTasks(tasks, [&](int i) {
+        runs[static_cast<std::size_t>(i)]++;
+        if ((j & 63) == 0) runTasks(2, [](int) {});
+      });
+      for (auto& count : runs)
+        if (count.load() != 1) wrong++;
+    }
+  };
+  std::thread other([&] { jobs(1); });
+  jobs(0);
+  other.join();
+  EXPECT(wrong.load() == 0, "%d tasks ran other than once", wrong.load());
+  bool caught = false;
+  try {
+    runTasks(4, [](int i) {
+      if (i == 2) throw std::runtime_error("task 2");
+    });
+  } catch (const std::runtime_error&) {
+    caught = true;
+  }
+  EXPECT(caught, "a task's exception did not reach the caller");
+  EXPECT(hostThreads() == 3, "hostThreads() = %d", hostThreads());
+  setHostThreads(0);
+}
+
 // ---- the simulator's native ops (sim_ops.h): every SIMD path against plain scalar references ----
 
 std::uint32_t bitsOf(float x) {
@@ -852,6 +889,7 @@ void testSimOps() {
 int main() {
   testFp16Scalar();
   testThreadSpawnFailure();
+  testPoolJobsBackToBack();
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (!setIsa(isa)) {
       std::printf("kernels_test: %s path not supported by this CPU, skipped\n", isaName(isa));
