@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -33,6 +34,9 @@ int cpusAvailable() {
   const unsigned count = std::thread::hardware_concurrency();
   return count > 0 ? static_cast<int>(count) : 1;
 }
+
+// How long an idle worker watches for the next job before it sleeps.
+constexpr int kSpinMicroseconds = 50;
 
 class Pool {
  public:
@@ -89,6 +93,7 @@ class Pool {
     task_ = &task;
     tasks_ = tasks;
     generation_++;
+    published_.store(generation_, std::memory_order_release);
     const std::uint64_t generation = generation_;
     finished_.store(0, std::memory_order_relaxed);
     work_.store(claimWord(generation, 0), std::memory_order_release);
@@ -186,10 +191,26 @@ class Pool {
     stopping_ = false;
   }
 
+  // Watches for the next job for a little while before sleeping: the simulator's ops come back to
+  // back, each a parallel job of tens to hundreds of microseconds, and a sleeping worker's wake-up
+  // (a futex round trip and a reschedule) is as long, so it would miss most of them. 50 us made a
+  // stories15M training step 3-5% faster in paired runs on 2 cores (20 us about as much, 200 less).
+  void spinForNextJob(std::uint64_t seen) const {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
+    while (published_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      __asm__ __volatile__("yield");
+#endif
+    }
+  }
+
   void workerLoop(std::uint64_t seen) {
     for (;;) {
       const std::function<void(int)>* task = nullptr;
       int tasks = 0;
+      spinForNextJob(seen);
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -213,6 +234,8 @@ class Pool {
   int tasks_ = 0;
   std::exception_ptr error_;
   std::atomic<std::uint64_t> work_{0};
+  // generation_, readable without the mutex (for spinForNextJob).
+  std::atomic<std::uint64_t> published_{0};
   std::atomic<int> finished_{0};
   std::string spawnError_;
   std::function<bool(int)> spawnHook_;
