@@ -32,20 +32,41 @@ export function globalNorm(grads: ParamTree, options: NormOptions = {}): number 
 export function clipGradNorm(grads: ParamTree, maxNorm: number, options: NormOptions = {}): number {
   checkOptionKeys('clipGradNorm', options, ['kernels']);
   const kernels = checkKernelChoice(options.kernels ?? 'auto', 'clipGradNorm');
-  if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm)) {
-    throw new OptimizerConfigError(
-      `clipGradNorm: maxNorm must be a positive finite number, got ${describeValue(maxNorm)}`,
-      'maxNorm',
-    );
-  }
+  checkMaxNorm('clipGradNorm', maxNorm);
   const leaves = flattenTree(grads, 'clipGradNorm');
   let sum = 0;
   for (const [, leaf] of leaves) sum += sumOfSquares(leaf, kernels);
   const totalNorm = Math.sqrt(sum);
-  if (!Number.isFinite(totalNorm)) return totalNorm;
+  const coefficient = clipCoefficient(totalNorm, maxNorm);
+  if (coefficient < 1) scaleLeaves(leaves, coefficient, kernels);
+  return totalNorm;
+}
+
+/**
+ * The factor `clipGradNorm` scales gradients of global norm `totalNorm` by: `maxNorm / (totalNorm +
+ * 1e-6)` in fp32 when below 1, else 1 (and 1 for a non-finite norm, which clipGradNorm leaves
+ * alone). For folding the clip into an update (`stepArena`'s `gradScale`) after `globalNorm`.
+ */
+export function clipCoefficient(totalNorm: number, maxNorm: number): number {
+  checkMaxNorm('clipCoefficient', maxNorm);
+  if (typeof totalNorm !== 'number') {
+    throw new OptimizerConfigError(
+      `clipCoefficient: totalNorm must be a number (globalNorm's), got ${describeValue(totalNorm)}`,
+      'totalNorm',
+    );
+  }
+  if (!Number.isFinite(totalNorm)) return 1;
   // torch: clip_coef = max_norm / (total_norm + 1e-6) with a float32 total_norm, where
   // `scalar / tensor` is `tensor.reciprocal() * scalar`; every operation rounds to fp32.
   const coefficient = f(f(1 / f(f(totalNorm) + f(1e-6))) * f(maxNorm));
-  if (coefficient < 1) scaleLeaves(leaves, coefficient, kernels);
-  return totalNorm;
+  return Math.min(coefficient, 1);
+}
+
+function checkMaxNorm(caller: string, maxNorm: number): void {
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm)) {
+    throw new OptimizerConfigError(
+      `${caller}: maxNorm must be a positive finite number, got ${describeValue(maxNorm)}`,
+      'maxNorm',
+    );
+  }
 }

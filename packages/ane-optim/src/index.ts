@@ -10,7 +10,7 @@ export {
   FlatArena,
   type FlatArenaOptions,
 } from './arena';
-export { clipGradNorm, globalNorm, type NormOptions } from './clip';
+export { clipCoefficient, clipGradNorm, globalNorm, type NormOptions } from './clip';
 export { OptimizerConfigError, OptimizerInputError, OptimizerStateError } from './errors';
 export type { KernelCall, KernelChoice, KernelName } from './kernels';
 export {

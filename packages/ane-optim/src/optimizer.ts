@@ -19,6 +19,7 @@ import {
   type KernelChoice,
   kernelSet,
   runKernelCall,
+  scaleInPlace,
 } from './kernels';
 import { checkOptionKeys } from './options';
 import type { Schedule } from './schedules';
@@ -101,6 +102,14 @@ export interface OptimizerState {
 export interface StepArenaOptions {
   /** Also write the updated weights as fp16 bits here ([arena.size]), in the same pass. */
   fp16Out?: Uint16Array;
+  /**
+   * Multiplies every gradient by this factor (rounded to fp32) as the update reads it, leaving
+   * `arena.grads` as they are: unscaling a loss-scaled gradient and clipping it folded into the
+   * update instead of two more passes over the gradients. Each gradient becomes the one rounding
+   * `g * gradScale`, what scaling them in place first gives. Default 1. An optimizer of your own
+   * (one without a `kernelCall`) gets its gradients scaled in place first.
+   */
+  gradScale?: number;
   /**
    * Split each update across these threads (for the TypeScript kernels; the native ones have their
    * own threads, see ANE_BRIDGE_THREADS). Needs an arena created with `{ shared: true }`.
@@ -411,8 +420,17 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
    * that share a group and a step count (lay tensors out by group for the fewest calls).
    */
   stepArena(arena: FlatArena, options: StepArenaOptions = {}): void {
-    checkOptionKeys(`${this.name}.stepArena`, options, ['fp16Out', 'pool']);
-    const { fp16Out, pool } = options;
+    checkOptionKeys(`${this.name}.stepArena`, options, ['fp16Out', 'pool', 'gradScale']);
+    const { fp16Out, pool, gradScale = 1 } = options;
+    if (typeof gradScale !== 'number' || !Number.isFinite(gradScale)) {
+      throw new OptimizerConfigError(
+        `${this.name}.stepArena: gradScale must be a finite number, got ${describeValue(gradScale)}`,
+        'gradScale',
+      );
+    }
+    const scaled = Math.fround(gradScale) !== 1;
+    // A subclass that overrides applySingle keeps it: its gradients are scaled in place first.
+    const ownUpdate = this.applySingle !== Optimizer.prototype.applySingle;
     if (fp16Out !== undefined && (!(fp16Out instanceof Uint16Array) || fp16Out.length !== arena.size)) {
       throw new OptimizerInputError(
         `${this.name}.stepArena: fp16Out must be a Uint16Array of arena.size (${arena.size}) elements, got ${describeValue(fp16Out)}`,
@@ -432,8 +450,31 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
         (state as Record<string, unknown>)[field] = arena.field(field).subarray(start, end);
       }
       const hyper = resolved[index] as Resolved<H>;
-      const call = pool === undefined ? null : this.kernelCall(state, hyper);
-      if (pool === undefined || call === null || poolBuffers === null) {
+      const kernelCall = pool === undefined && !scaled ? null : this.kernelCall(state, hyper);
+      const call =
+        kernelCall === null || !scaled || ownUpdate
+          ? kernelCall
+          : { ...kernelCall, options: { ...kernelCall.options, gradScale: Math.fround(gradScale) } };
+      if (scaled && (call === null || ownUpdate)) {
+        const grads = arena.grads.subarray(start, end);
+        scaleInPlace(grads, gradScale, this.kernels);
+        this.applySingle(
+          grads,
+          arena.params.subarray(start, end),
+          state,
+          hyper,
+          fp16Out?.subarray(start, end),
+        );
+      } else if (scaled && (pool === undefined || poolBuffers === null)) {
+        runKernelCall(
+          kernels,
+          call!,
+          arena.grads.subarray(start, end),
+          arena.params.subarray(start, end),
+          (field) => (state as Record<string, Float32Array>)[field]!,
+          fp16Out?.subarray(start, end),
+        );
+      } else if (pool === undefined || call === null || poolBuffers === null) {
         this.applySingle(
           arena.grads.subarray(start, end),
           arena.params.subarray(start, end),

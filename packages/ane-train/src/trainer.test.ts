@@ -183,6 +183,65 @@ describe('Trainer.fit', () => {
     for (const spec of specs) expect(t.weights.get(spec.name), spec.name).toEqual(arena.view(spec.name));
   }, 60_000);
 
+  it('with a power-of-two loss scale (unscale and clip folded into the update) equals unscaling, clipping and updating one after the other, bit for bit', async () => {
+    // fit checks the scaled gradients' norm once and hands AdamW 1/scale · the clip factor as its
+    // gradScale; the reference unscales and clips the session's gradients with plain fp32 loops,
+    // then steps an AdamW of its own. Batch 2, one micro-batch (gradients computed into the
+    // Trainer's arena), a scale that grows, clipping on every step.
+    const specs = parameterSpecs(SMALL);
+    const weights = initParameters(SMALL, { seed: 5 });
+    const tokens = patternTokens(400, SMALL.vocab_size);
+    const steps = 3;
+    const micro = Array.from({ length: steps }, (_, m) => {
+      const batch = new Int32Array(2 * 17);
+      for (let b = 0; b < 2; b++) batch.set(tokens.subarray(m * 31 + b * 9, m * 31 + b * 9 + 17), b * 17);
+      return batch;
+    });
+    const maxNorm = 0.05;
+    const adamw = () => new AdamW({ learningRate: 0.01, weightDecay: 0.1 });
+    const t = trainer({
+      model: SMALL,
+      backend: 'sim',
+      weights,
+      batch: 2,
+      gradClip: maxNorm,
+      lossScale: { initScale: 512, growthInterval: 2 },
+      optimizer: adamw(),
+    });
+    const history = await t.fit(micro, { steps });
+    expect(history.skippedSteps).toBe(0);
+
+    const f = Math.fround;
+    const arena = new FlatArena(specs.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]));
+    for (const spec of specs) arena.view(spec.name).set(weights.get(spec.name)!);
+    const optimizer = adamw();
+    const session = await openSession({ config: SMALL, seq: 16, batch: 2, backend: 'sim' });
+    const norms: number[] = [];
+    try {
+      for (let step = 0; step < steps; step++) {
+        await session.writeWeights(new Map(specs.map((spec) => [spec.name, arena.view(spec.name)])));
+        const scale = 512 * 2 ** Math.floor(step / 2);
+        const result = await session.step(micro[step]!, scale);
+        const inverse = f(1 / scale);
+        const grads = [...result.grads].map(([name, grad]) => {
+          const unscaled = grad.map((g) => g * inverse);
+          return [name, unscaled] as const;
+        });
+        const norm = globalNorm(grads.map(([, g]) => g));
+        norms.push(norm);
+        const coefficient = f(f(1 / f(f(norm) + f(1e-6))) * f(maxNorm));
+        expect(coefficient).toBeLessThan(1);
+        for (const [name, grad] of grads) arena.view(name, 'grads').set(grad.map((g) => g * coefficient));
+        optimizer.stepArena(arena);
+      }
+    } finally {
+      await session.dispose();
+    }
+    expect(history.steps.map((s) => s.gradNorm)).toEqual(norms);
+    expect(history.history.lossScale).toEqual([512, 512, 1024]);
+    for (const spec of specs) expect(t.weights.get(spec.name), spec.name).toEqual(arena.view(spec.name));
+  }, 60_000);
+
   it('skips a step whose gradients overflow, lowers the scale, and leaves the weights alone', async () => {
     // A classifier table with entries ~3 and a loss scale of 32768: the classifier's input gradient
     // (tableᵀ · dlogits, on the device) passes the fp16 matmul ceiling 32752 and becomes inf.

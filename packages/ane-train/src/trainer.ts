@@ -9,10 +9,12 @@ import { CHIP_FAMILIES } from 'ane-ir/mil';
 import {
   AdamW,
   type BaseHyperParameters,
+  clipCoefficient,
   clipGradNorm,
   DynamicLossScaler,
   FlatArena,
   GradientAccumulator,
+  globalNorm,
   type LossScalerOptions,
   type LossScalerState,
   type Optimizer,
@@ -536,19 +538,8 @@ export class Trainer {
     }
     const optimizerStart = performance.now();
     const grads = this.accumulator.finish();
-    let gradNorm = Number.NaN;
-    const apply = () => {
-      gradNorm = this.gradClip === false ? Number.NaN : clipGradNorm(grads, this.gradClip);
-      this.optimizer.stepArena(this.arena);
-      this.runtime.setWeights(this.weights);
-    };
-    let skipped = false;
-    if (this.lossScaler === undefined) {
-      apply();
-    } else {
-      skipped = this.lossScaler.step(grads, apply).skip;
-      // A skipped step does not advance the optimizer; the step counter still moves on (data was used).
-    }
+    const { gradNorm, skipped } = this.optimizerStep(grads);
+    // A skipped step does not advance the optimizer; the step counter still moves on (data was used).
     profile.optimizerMs = performance.now() - optimizerStart;
     profile.totalMs = performance.now() - started;
     const log: StepLog = {
@@ -565,6 +556,47 @@ export class Trainer {
     };
     this.stepsDone += 1;
     return log;
+  }
+
+  /**
+   * Unscale, check, clip and update. With a power-of-two loss scale (the dynamic scaler's, unless
+   * told otherwise) in two passes over the gradients instead of five: one norm of the scaled
+   * gradients (non-finite when one is: the check), and the update reading each gradient times
+   * 1/scale times the clip factor (stepArena's gradScale). Same bits as unscaling, clipping and
+   * updating one after the other: 1/scale is a power of two, so the products and the norm are
+   * exact (barring gradients that 1/scale takes below fp32's normal range, 2^-126, which fp16
+   * device gradients never are).
+   */
+  private optimizerStep(grads: Record<string, Float32Array>): { gradNorm: number; skipped: boolean } {
+    const scaler = this.lossScaler;
+    const inverse = scaler === undefined ? 1 : Math.fround(1 / scaler.scale);
+    if (!isPowerOfTwo(inverse)) {
+      let gradNorm = Number.NaN;
+      const apply = () => {
+        gradNorm = this.gradClip === false ? Number.NaN : clipGradNorm(grads, this.gradClip);
+        this.optimizer.stepArena(this.arena);
+        this.runtime.setWeights(this.weights);
+      };
+      let skipped = false;
+      if (scaler === undefined) apply();
+      else skipped = scaler.step(grads, apply).skip;
+      return { gradNorm, skipped };
+    }
+    const scaledNorm = scaler !== undefined || this.gradClip !== false ? globalNorm(grads) : Number.NaN;
+    if (scaler !== undefined && !Number.isFinite(scaledNorm)) {
+      scaler.update(true);
+      return { gradNorm: Number.NaN, skipped: true };
+    }
+    let gradScale = inverse;
+    let gradNorm = Number.NaN;
+    if (this.gradClip !== false) {
+      gradNorm = scaledNorm * inverse;
+      gradScale = Math.fround(inverse * clipCoefficient(gradNorm, this.gradClip));
+    }
+    this.optimizer.stepArena(this.arena, { gradScale });
+    this.runtime.setWeights(this.weights);
+    scaler?.update(false);
+    return { gradNorm, skipped: false };
   }
 
   /**
@@ -1170,4 +1202,17 @@ function checkIds(tokens: ArrayLike<number>, vocab: number, what: string): void 
       throw new DataError(`${what}: token ${i} is ${id}, outside the vocabulary [0, ${vocab})`);
     }
   }
+}
+
+const fp32Bits = new Uint32Array(1);
+const fp32View = new Float32Array(fp32Bits.buffer);
+
+/** Whether the fp32 number x is 2^k, a normal number (no mantissa bits, exponent field 1..254). */
+function isPowerOfTwo(x: number): boolean {
+  fp32View[0] = x;
+  const bits = fp32Bits[0]!;
+  const exponent = (bits >>> 23) & 0xff;
+  return (
+    fp32View[0] === x && bits >>> 31 === 0 && (bits & 0x7fffff) === 0 && exponent >= 1 && exponent <= 254
+  );
 }

@@ -71,6 +71,7 @@ struct SgdScalars {
   float oneMinusDampening;  // 1 - dampening
   bool nesterov;
   bool firstStep;           // buf = g on the buffer's first step
+  float gradScale = 1.0f;   // g = grad * gradScale as it is read (unscaling, clipping)
 };
 //   params, grads, momentumBuffer (null when momentum is 0), fp16Out (nullable): [n]
 void sgdUpdate(float* params, const float* grads, float* momentumBuffer, std::ptrdiff_t n, const SgdScalars& s,
@@ -85,6 +86,7 @@ struct AdamScalars {
   float eps;
   float l2;     // Adam: g += l2 * p (0 for AdamW)
   float decay;  // AdamW: p *= decay = 1 - lr*wd (1 for Adam)
+  float gradScale = 1.0f;  // g = grad * gradScale as it is read (unscaling, clipping)
 };
 //   params, grads, m, v, fp16Out (nullable): [n]
 void adamUpdate(float* params, const float* grads, float* m, float* v, std::ptrdiff_t n, const AdamScalars& s,
@@ -97,6 +99,7 @@ struct LionScalars {
   float oneMinusBeta1;
   float beta2;
   float oneMinusBeta2;
+  float gradScale = 1.0f;  // g = grad * gradScale as it is read (unscaling, clipping)
 };
 //   params, grads, m, fp16Out (nullable): [n]
 void lionUpdate(float* params, const float* grads, float* m, std::ptrdiff_t n, const LionScalars& s,

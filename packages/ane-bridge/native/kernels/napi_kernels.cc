@@ -397,7 +397,7 @@ void parseToFloatTransposed(const Napi::CallbackInfo& info, Job& job) {
 }
 
 // sgdUpdate(params, grads, momentumBuffer|null, negLr, weightDecay, momentum, oneMinusDampening,
-//           nesterov, firstStep, fp16Out|null)
+//           nesterov, firstStep, gradScale, fp16Out|null)
 void parseSgd(const Napi::CallbackInfo& info, Job& job) {
   const View<float> params = f32(info, 0, "params", job, Access::Out);
   const View<float> grads = f32(info, 1, "grads", job, Access::In);
@@ -409,7 +409,8 @@ void parseSgd(const Napi::CallbackInfo& info, Job& job) {
   s.oneMinusDampening = f32Scalar(info, 6, "oneMinusDampening");
   s.nesterov = flag(info, 7);
   s.firstStep = flag(info, 8);
-  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, Access::Out, true);
+  s.gradScale = f32Scalar(info, 9, "gradScale");
+  const View<std::uint16_t> out = u16(info, 10, "fp16Out", job, Access::Out, true);
   const Index n = params.length;
   need(info, grads, n, "grads");
   if (s.momentum != 0.0f) {
@@ -424,7 +425,7 @@ void parseSgd(const Napi::CallbackInfo& info, Job& job) {
 }
 
 // adamUpdate(params, grads, m, v, negStepSize, biasCorrection2Sqrt, oneMinusBeta1, beta2,
-//            oneMinusBeta2, eps, l2, decay, fp16Out|null)
+//            oneMinusBeta2, eps, l2, decay, gradScale, fp16Out|null)
 void parseAdam(const Napi::CallbackInfo& info, Job& job) {
   const View<float> params = f32(info, 0, "params", job, Access::Out);
   const View<float> grads = f32(info, 1, "grads", job, Access::In);
@@ -439,7 +440,8 @@ void parseAdam(const Napi::CallbackInfo& info, Job& job) {
   s.eps = f32Scalar(info, 9, "eps");
   s.l2 = f32Scalar(info, 10, "l2");
   s.decay = f32Scalar(info, 11, "decay");
-  const View<std::uint16_t> out = u16(info, 12, "fp16Out", job, Access::Out, true);
+  s.gradScale = f32Scalar(info, 12, "gradScale");
+  const View<std::uint16_t> out = u16(info, 13, "fp16Out", job, Access::Out, true);
   const Index n = params.length;
   need(info, grads, n, "grads");
   need(info, m, n, "m");
@@ -451,7 +453,8 @@ void parseAdam(const Napi::CallbackInfo& info, Job& job) {
   };
 }
 
-// lionUpdate(params, grads, m, decay, negLr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, fp16Out|null)
+// lionUpdate(params, grads, m, decay, negLr, beta1, oneMinusBeta1, beta2, oneMinusBeta2, gradScale,
+//            fp16Out|null)
 void parseLion(const Napi::CallbackInfo& info, Job& job) {
   const View<float> params = f32(info, 0, "params", job, Access::Out);
   const View<float> grads = f32(info, 1, "grads", job, Access::In);
@@ -463,7 +466,8 @@ void parseLion(const Napi::CallbackInfo& info, Job& job) {
   s.oneMinusBeta1 = f32Scalar(info, 6, "oneMinusBeta1");
   s.beta2 = f32Scalar(info, 7, "beta2");
   s.oneMinusBeta2 = f32Scalar(info, 8, "oneMinusBeta2");
-  const View<std::uint16_t> out = u16(info, 9, "fp16Out", job, Access::Out, true);
+  s.gradScale = f32Scalar(info, 9, "gradScale");
+  const View<std::uint16_t> out = u16(info, 10, "fp16Out", job, Access::Out, true);
   const Index n = params.length;
   need(info, grads, n, "grads");
   need(info, m, n, "m");

@@ -425,6 +425,28 @@ void testOptimizers(Isa isa) {
       }
     }
   }
+  // gradScale: the bits of the same update on gradients scaled first (each g * gradScale rounded
+  // once), and the gradients left as they were.
+  for (OptimizerCase c : optimizerCases()) {
+    context = std::string(c.name) + " gradScale " + isaName(isa);
+    const float scale = 0.37f / 1024.0f;
+    Random rs(5);
+    for (Index n : tailSizes()) {
+      const OptimizerState start = makeState(n, rs, false);
+      OptimizerState folded = start, scaledFirst = start;
+      for (float& g : scaledFirst.g) g *= scale;
+      c.sgd.gradScale = c.adam.gradScale = c.lion.gradScale = scale;
+      runOptimizer(c, folded, n % 2 == 0);
+      c.sgd.gradScale = c.adam.gradScale = c.lion.gradScale = 1.0f;
+      runOptimizer(c, scaledFirst, n % 2 == 0);
+      EXPECT(folded.g == start.g, "n=%td: the gradients changed", n);
+      for (Index i = 0; i < n; i++) {
+        EXPECT(sameFloat(folded.p[i], scaledFirst.p[i]) && sameFloat(folded.s1[i], scaledFirst.s1[i]) &&
+                   sameFloat(folded.s2[i], scaledFirst.s2[i]),
+               "n=%td [%td]: %a vs scaled first %a", n, i, folded.p[i], scaledFirst.p[i]);
+      }
+    }
+  }
   context = std::string("sumOfSquares ") + isaName(isa);
   Random r(4);
   for (Index n : tailSizes()) {

@@ -101,6 +101,7 @@ const prepare: Preparers = {
         f(1 - o.dampening),
         o.nesterov,
         o.firstStep,
+        f(o.gradScale ?? 1),
         fp16Out ?? null,
       ],
     };
@@ -108,12 +109,18 @@ const prepare: Preparers = {
   adamUpdate(params, grads, m, v, o, fp16Out) {
     checkAdamArguments('adamUpdate', params, grads, m, v, o, fp16Out);
     const s = adamScalars(o, false);
-    return { binding: 'adamUpdate', args: [params, grads, m, v, ...adamArgs(s), fp16Out ?? null] };
+    return {
+      binding: 'adamUpdate',
+      args: [params, grads, m, v, ...adamArgs(s), f(o.gradScale ?? 1), fp16Out ?? null],
+    };
   },
   adamwUpdate(params, grads, m, v, o, fp16Out) {
     checkAdamArguments('adamwUpdate', params, grads, m, v, o, fp16Out);
     const s = adamScalars(o, true);
-    return { binding: 'adamUpdate', args: [params, grads, m, v, ...adamArgs(s), fp16Out ?? null] };
+    return {
+      binding: 'adamUpdate',
+      args: [params, grads, m, v, ...adamArgs(s), f(o.gradScale ?? 1), fp16Out ?? null],
+    };
   },
   lionUpdate(params, grads, m, o, fp16Out) {
     checkAdamArguments('lionUpdate', params, grads, m, null, o, fp16Out);
@@ -129,6 +136,7 @@ const prepare: Preparers = {
         f(1 - o.beta1),
         f(o.beta2),
         f(1 - o.beta2),
+        f(o.gradScale ?? 1),
         fp16Out ?? null,
       ],
     };

@@ -30,6 +30,11 @@ export interface SgdOptions {
   weightDecay: number;
   /** The buffer's first step: PyTorch sets it to the gradient instead of blending. */
   firstStep: boolean;
+  /**
+   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
+   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
+   */
+  gradScale?: number;
 }
 
 /**
@@ -56,6 +61,11 @@ export interface AdamOptions {
   step: number;
   biasCorrection: boolean;
   amsgrad?: never;
+  /**
+   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
+   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
+   */
+  gradScale?: number;
 }
 
 export interface AdamwOptions {
@@ -68,6 +78,11 @@ export interface AdamwOptions {
   /** 1-based step number, for bias correction. */
   step: number;
   biasCorrection: boolean;
+  /**
+   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
+   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
+   */
+  gradScale?: number;
 }
 
 export interface LionOptions {
@@ -76,6 +91,11 @@ export interface LionOptions {
   beta2: number;
   /** Decoupled weight decay: p *= 1 - lr * weightDecay. */
   weightDecay: number;
+  /**
+   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
+   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
+   */
+  gradScale?: number;
 }
 
 /** Scalars every implementation (TS and native) derives the same way from the options. */
@@ -110,6 +130,7 @@ export function checkSgdArguments(
   checkOptionsObject(kernel, 'options', o);
   for (const key of ['lr', 'momentum', 'dampening', 'weightDecay']) checkFiniteOption(kernel, o, key);
   for (const key of ['nesterov', 'firstStep']) checkBooleanOption(kernel, o, key);
+  if (o.gradScale !== undefined) checkFiniteOption(kernel, o, 'gradScale');
   checkOptionalTypedArray(kernel, 'fp16Out', fp16Out, 'Uint16Array');
   const n = params.length;
   checkLength('sgdUpdate', 'grads', grads.length, n, 'params.length');
@@ -147,6 +168,7 @@ export function sgdUpdate(
   fp16Out ??= undefined; // null: no fp16 copy, as in the native kernel
   const negLr = f(-o.lr);
   const wd = f(o.weightDecay);
+  const gradScale = f(o.gradScale ?? 1);
   const momentum = f(o.momentum);
   const oneMinusDampening = f(1 - o.dampening);
   const useMomentum = o.momentum !== 0 && momentumBuffer !== null;
@@ -155,6 +177,7 @@ export function sgdUpdate(
   for (let i = 0; i < params.length; i++) {
     const p = params[i] as number;
     let g = grads[i] as number;
+    if (gradScale !== 1) g = f(g * gradScale);
     if (wd !== 0) g = f(g + wd * p);
     if (useMomentum) {
       const buf = o.firstStep ? g : f(f((momentumBuffer[i] as number) * momentum) + oneMinusDampening * g);
@@ -204,6 +227,7 @@ export function checkAdamArguments(
       ? ['lr', 'beta1', 'beta2', 'weightDecay']
       : ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'];
   for (const key of keys) checkFiniteOption(kernel, o, key);
+  if (o.gradScale !== undefined) checkFiniteOption(kernel, o, 'gradScale');
   if (kernel !== 'lionUpdate') {
     const step = (o as AdamOptions).step;
     checkFiniteOption(kernel, o, 'step');
@@ -230,6 +254,7 @@ function adamLoop(
   m: Float32Array,
   v: Float32Array,
   s: AdamScalars,
+  gradScale: number,
   fp16Out: Uint16Array | undefined,
 ): void {
   const bitsOut =
@@ -237,6 +262,7 @@ function adamLoop(
   for (let i = 0; i < params.length; i++) {
     let p = params[i] as number;
     let g = grads[i] as number;
+    if (gradScale !== 1) g = f(g * gradScale);
     if (s.decay !== 1) p = f(p * s.decay);
     if (s.l2 !== 0) g = f(g + s.l2 * p);
     const mi = m[i] as number;
@@ -260,7 +286,7 @@ export function adamUpdate(
   fp16Out?: Uint16Array,
 ): void {
   checkAdamArguments('adamUpdate', params, grads, m, v, o, fp16Out);
-  adamLoop(params, grads, m, v, adamScalars(o, false), fp16Out ?? undefined);
+  adamLoop(params, grads, m, v, adamScalars(o, false), f(o.gradScale ?? 1), fp16Out ?? undefined);
 }
 
 /** AdamW, torch.optim.AdamW (decoupled decay: p *= 1 - lr*wd, then the Adam step).  m, v: [n]. */
@@ -273,7 +299,7 @@ export function adamwUpdate(
   fp16Out?: Uint16Array,
 ): void {
   checkAdamArguments('adamwUpdate', params, grads, m, v, o, fp16Out);
-  adamLoop(params, grads, m, v, adamScalars(o, true), fp16Out ?? undefined);
+  adamLoop(params, grads, m, v, adamScalars(o, true), f(o.gradScale ?? 1), fp16Out ?? undefined);
 }
 
 /**
@@ -296,10 +322,11 @@ export function lionUpdate(
   const oneMinusBeta1 = f(1 - o.beta1);
   const beta2 = f(o.beta2);
   const oneMinusBeta2 = f(1 - o.beta2);
+  const gradScale = f(o.gradScale ?? 1);
   const bitsOut =
     fp16Out === undefined ? undefined : new Uint32Array(params.buffer, params.byteOffset, params.length);
   for (let i = 0; i < params.length; i++) {
-    const g = grads[i] as number;
+    const g = gradScale === 1 ? (grads[i] as number) : f((grads[i] as number) * gradScale);
     const mi = m[i] as number;
     const blend = f(f(mi * beta1) + oneMinusBeta1 * g);
     const update = blend > 0 ? 1 : blend < 0 ? -1 : blend === 0 ? 0 : Number.NaN;
