@@ -103,6 +103,7 @@ async function main() {
       1e-8,
       0,
       0.99999,
+      1, // gradScale
       fp16,
     );
     detachAndCollect(params.buffer);
