@@ -450,49 +450,30 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
         (state as Record<string, unknown>)[field] = arena.field(field).subarray(start, end);
       }
       const hyper = resolved[index] as Resolved<H>;
-      const kernelCall = pool === undefined && !scaled ? null : this.kernelCall(state, hyper);
-      const call =
-        kernelCall === null || !scaled || ownUpdate
-          ? kernelCall
-          : { ...kernelCall, options: { ...kernelCall.options, gradScale: Math.fround(gradScale) } };
+      const grads = arena.grads.subarray(start, end);
+      const params = arena.params.subarray(start, end);
+      const out = fp16Out?.subarray(start, end);
+      const call = pool !== undefined || scaled ? this.kernelCall(state, hyper) : null;
       if (scaled && (call === null || ownUpdate)) {
-        const grads = arena.grads.subarray(start, end);
         scaleInPlace(grads, gradScale, this.kernels);
-        this.applySingle(
-          grads,
-          arena.params.subarray(start, end),
-          state,
-          hyper,
-          fp16Out?.subarray(start, end),
-        );
-      } else if (scaled && (pool === undefined || poolBuffers === null)) {
-        runKernelCall(
-          kernels,
-          call!,
-          arena.grads.subarray(start, end),
-          arena.params.subarray(start, end),
-          (field) => (state as Record<string, Float32Array>)[field]!,
-          fp16Out?.subarray(start, end),
-        );
-      } else if (pool === undefined || call === null || poolBuffers === null) {
-        this.applySingle(
-          arena.grads.subarray(start, end),
-          arena.params.subarray(start, end),
-          state,
-          hyper,
-          fp16Out?.subarray(start, end),
-        );
+        this.applySingle(grads, params, state, hyper, out);
+      } else if (call === null || (!scaled && poolBuffers === null)) {
+        this.applySingle(grads, params, state, hyper, out);
       } else {
-        pool.run(kernels.implementation, call, poolBuffers, start, end, fp16Out !== undefined, (from, to) =>
+        const folded = scaled
+          ? { ...call, options: { ...call.options, gradScale: Math.fround(gradScale) } }
+          : call;
+        const update = (from: number, to: number) =>
           runKernelCall(
             kernels,
-            call,
+            folded,
             arena.grads.subarray(from, to),
             arena.params.subarray(from, to),
             (field) => arena.field(field).subarray(from, to),
             fp16Out?.subarray(from, to),
-          ),
-        );
+          );
+        if (pool === undefined || poolBuffers === null) update(start, end);
+        else pool.run(kernels.implementation, folded, poolBuffers, start, end, fp16Out !== undefined, update);
       }
       for (const name of segment.names) (this.state.get(name) as TensorState<F>).step += 1;
     });

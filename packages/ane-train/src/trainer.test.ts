@@ -12,6 +12,29 @@ function patternTokens(length: number, vocab: number): Uint16Array {
   return Uint16Array.from({ length }, (_, i) => cycle[i % cycle.length]! % vocab);
 }
 
+/**
+ * `count` micro-batches of `batch` sequences of 17 tokens (seq 16 + 1): micro-batch m, sequence b
+ * starts at token m * stride + b * offset.
+ */
+function microBatches(tokens: Uint16Array, count: number, batch: number, stride: number, offset: number) {
+  return Array.from({ length: count }, (_, m) => {
+    const out = new Int32Array(batch * 17);
+    for (let b = 0; b < batch; b++) {
+      const from = m * stride + b * offset;
+      out.set(tokens.subarray(from, from + 17), b * 17);
+    }
+    return out;
+  });
+}
+
+/** A FlatArena of SMALL's parameters holding `weights` (the reference optimizer's). */
+function arenaWith(weights: Map<string, Float32Array>): FlatArena {
+  const specs = parameterSpecs(SMALL);
+  const arena = new FlatArena(specs.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]));
+  for (const spec of specs) arena.view(spec.name).set(weights.get(spec.name)!);
+  return arena;
+}
+
 const open: Trainer[] = [];
 function trainer(options: TrainerOptions): Trainer {
   const t = new Trainer(options);
@@ -116,11 +139,7 @@ describe('Trainer.fit', () => {
     const tokens = patternTokens(400, SMALL.vocab_size);
     const steps = 3;
     const accumulate = 2;
-    const micro = Array.from({ length: steps * accumulate }, (_, m) => {
-      const batch = new Int32Array(3 * 17);
-      for (let b = 0; b < 3; b++) batch.set(tokens.subarray(m * 29 + b * 7, m * 29 + b * 7 + 17), b * 17);
-      return batch;
-    });
+    const micro = microBatches(tokens, steps * accumulate, 3, 29, 7);
     const maxNorm = 0.05;
     const sgd = () => new SGD({ learningRate: 0.1, momentum: 0.9 });
     const t = trainer({
@@ -137,8 +156,7 @@ describe('Trainer.fit', () => {
     expect(history.skippedSteps).toBe(0);
 
     const f = Math.fround;
-    const arena = new FlatArena(specs.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]));
-    for (const spec of specs) arena.view(spec.name).set(weights.get(spec.name)!);
+    const arena = arenaWith(weights);
     const optimizer = sgd();
     const session = await openSession({ config: SMALL, seq: 16, batch: 3, backend: 'sim' });
     const losses: number[] = [];
@@ -192,11 +210,7 @@ describe('Trainer.fit', () => {
     const weights = initParameters(SMALL, { seed: 5 });
     const tokens = patternTokens(400, SMALL.vocab_size);
     const steps = 3;
-    const micro = Array.from({ length: steps }, (_, m) => {
-      const batch = new Int32Array(2 * 17);
-      for (let b = 0; b < 2; b++) batch.set(tokens.subarray(m * 31 + b * 9, m * 31 + b * 9 + 17), b * 17);
-      return batch;
-    });
+    const micro = microBatches(tokens, steps, 2, 31, 9);
     const maxNorm = 0.05;
     const adamw = () => new AdamW({ learningRate: 0.01, weightDecay: 0.1 });
     const t = trainer({
@@ -212,8 +226,7 @@ describe('Trainer.fit', () => {
     expect(history.skippedSteps).toBe(0);
 
     const f = Math.fround;
-    const arena = new FlatArena(specs.map((spec) => [spec.name, [...spec.shape]] as [string, number[]]));
-    for (const spec of specs) arena.view(spec.name).set(weights.get(spec.name)!);
+    const arena = arenaWith(weights);
     const optimizer = adamw();
     const session = await openSession({ config: SMALL, seq: 16, batch: 2, backend: 'sim' });
     const norms: number[] = [];

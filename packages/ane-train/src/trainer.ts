@@ -570,7 +570,7 @@ export class Trainer {
   private optimizerStep(grads: Record<string, Float32Array>): { gradNorm: number; skipped: boolean } {
     const scaler = this.lossScaler;
     const inverse = scaler === undefined ? 1 : Math.fround(1 / scaler.scale);
-    if (!isPowerOfTwo(inverse)) {
+    if (!isFp32PowerOfTwo(inverse)) {
       let gradNorm = Number.NaN;
       const apply = () => {
         gradNorm = this.gradClip === false ? Number.NaN : clipGradNorm(grads, this.gradClip);
@@ -1208,7 +1208,7 @@ const fp32Bits = new Uint32Array(1);
 const fp32View = new Float32Array(fp32Bits.buffer);
 
 /** Whether the fp32 number x is 2^k, a normal number (no mantissa bits, exponent field 1..254). */
-function isPowerOfTwo(x: number): boolean {
+function isFp32PowerOfTwo(x: number): boolean {
   fp32View[0] = x;
   const bits = fp32Bits[0]!;
   const exponent = (bits >>> 23) & 0xff;

@@ -121,24 +121,21 @@ void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits
   std::vector<float> partial(static_cast<std::size_t>(blocks) * perBlock);
   std::vector<float> maxv(perBlock, -std::numeric_limits<float>::infinity()), sum(perBlock, 0.0f);
   const Index minBlocks = std::max<Index>(1, minSlice(kVocabBlock * S));
-  auto rows = [&](Index b) { return std::make_pair(b * kVocabBlock, std::min(V, (b + 1) * kVocabBlock)); };
-  parallelFor(blocks, minBlocks, 1, [&](Index b0, Index b1) {
-    for (Index b = b0; b < b1; b++) {
-      const auto [v0, v1] = rows(b);
-      t.crossEntropyBlockMax(partial.data() + b * S, logits, S, v0, v1);
-    }
-  });
+  // body(block, first row, end row) for every block, the blocks spread over the pool.
+  auto forEachBlock = [&](const auto& body) {
+    parallelFor(blocks, minBlocks, 1, [&](Index b0, Index b1) {
+      for (Index b = b0; b < b1; b++) body(b, b * kVocabBlock, std::min(V, (b + 1) * kVocabBlock));
+    });
+  };
+  forEachBlock([&](Index b, Index v0, Index v1) { t.crossEntropyBlockMax(partial.data() + b * S, logits, S, v0, v1); });
   for (Index b = 0; b < blocks; b++) {
     const float* blockMax = partial.data() + b * S;
     for (Index s = 0; s < S; s++) maxv[s] = blockMax[s] > maxv[s] ? blockMax[s] : maxv[s];
   }
   std::vector<float> picked(perBlock, 0.0f);
   for (Index s = 0; s < S; s++) picked[s] = targets[s] >= 0 ? logits[targets[s] * S + s] : 0.0f;
-  parallelFor(blocks, minBlocks, 1, [&](Index b0, Index b1) {
-    for (Index b = b0; b < b1; b++) {
-      const auto [v0, v1] = rows(b);
-      t.crossEntropyBlockExp(probs, partial.data() + b * S, logits, maxv.data(), S, v0, v1);
-    }
+  forEachBlock([&](Index b, Index v0, Index v1) {
+    t.crossEntropyBlockExp(probs, partial.data() + b * S, logits, maxv.data(), S, v0, v1);
   });
   for (Index b = 0; b < blocks; b++) {
     const float* blockSum = partial.data() + b * S;
@@ -148,12 +145,7 @@ void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits
     losses[s] = targets[s] >= 0 ? (std::log(sum[s]) + maxv[s]) - picked[s] : 0.0f;
     sum[s] = 1.0f / sum[s];
   }
-  parallelFor(blocks, minBlocks, 1, [&](Index b0, Index b1) {
-    for (Index b = b0; b < b1; b++) {
-      const auto [v0, v1] = rows(b);
-      t.crossEntropyBlockScale(probs, sum.data(), S, v0, v1);
-    }
-  });
+  forEachBlock([&](Index, Index v0, Index v1) { t.crossEntropyBlockScale(probs, sum.data(), S, v0, v1); });
 }
 
 void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::int32_t* targets, const float* dlosses,

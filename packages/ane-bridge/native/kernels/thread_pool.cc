@@ -93,7 +93,6 @@ class Pool {
     task_ = &task;
     tasks_ = tasks;
     generation_++;
-    published_.store(generation_, std::memory_order_release);
     const std::uint64_t generation = generation_;
     finished_.store(0, std::memory_order_relaxed);
     work_.store(claimWord(generation, 0), std::memory_order_release);
@@ -197,7 +196,9 @@ class Pool {
   // stories15M training step 3-5% faster in paired runs on 2 cores (20 us about as much, 200 less).
   void spinForNextJob(std::uint64_t seen) const {
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
-    while (published_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) {
+    // The claim word carries the current job's generation: it changes when the next job starts.
+    const std::uint64_t tag = seen & 0xffffffffu;
+    while ((work_.load(std::memory_order_acquire) >> 32) == tag && std::chrono::steady_clock::now() < until) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -234,8 +235,6 @@ class Pool {
   int tasks_ = 0;
   std::exception_ptr error_;
   std::atomic<std::uint64_t> work_{0};
-  // generation_, readable without the mutex (for spinForNextJob).
-  std::atomic<std::uint64_t> published_{0};
   std::atomic<int> finished_{0};
   std::string spawnError_;
   std::function<bool(int)> spawnHook_;

@@ -11,7 +11,7 @@ import type { AsyncHostKernels, HostKernelSet, HostKernels } from './types';
 export { HostKernelBufferError } from './checks';
 export type { Fp16Options, StridedBlock } from './fp16';
 export { fp16BitsToFp32, fp32ToFp16Bits } from './fp16';
-export type { AdamOptions, AdamwOptions, LionOptions, SgdOptions } from './optimizers';
+export type { AdamOptions, AdamwOptions, GradScaleOption, LionOptions, SgdOptions } from './optimizers';
 export { SGD_ADD } from './optimizers';
 export type { AsyncHostKernels, HostKernelName, HostKernelSet, HostKernels } from './types';
 

@@ -21,7 +21,16 @@ import {
 
 const f = Math.fround;
 
-export interface SgdOptions {
+/** The option every fused update takes. */
+export interface GradScaleOption {
+  /**
+   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
+   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
+   */
+  gradScale?: number;
+}
+
+export interface SgdOptions extends GradScaleOption {
   lr: number;
   momentum: number;
   dampening: number;
@@ -30,11 +39,6 @@ export interface SgdOptions {
   weightDecay: number;
   /** The buffer's first step: PyTorch sets it to the gradient instead of blending. */
   firstStep: boolean;
-  /**
-   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
-   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
-   */
-  gradScale?: number;
 }
 
 /**
@@ -50,7 +54,7 @@ export const SGD_ADD: Readonly<SgdOptions> = Object.freeze({
   firstStep: false,
 });
 
-export interface AdamOptions {
+export interface AdamOptions extends GradScaleOption {
   lr: number;
   beta1: number;
   beta2: number;
@@ -61,14 +65,9 @@ export interface AdamOptions {
   step: number;
   biasCorrection: boolean;
   amsgrad?: never;
-  /**
-   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
-   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
-   */
-  gradScale?: number;
 }
 
-export interface AdamwOptions {
+export interface AdamwOptions extends GradScaleOption {
   lr: number;
   beta1: number;
   beta2: number;
@@ -78,24 +77,14 @@ export interface AdamwOptions {
   /** 1-based step number, for bias correction. */
   step: number;
   biasCorrection: boolean;
-  /**
-   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
-   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
-   */
-  gradScale?: number;
 }
 
-export interface LionOptions {
+export interface LionOptions extends GradScaleOption {
   lr: number;
   beta1: number;
   beta2: number;
   /** Decoupled weight decay: p *= 1 - lr * weightDecay. */
   weightDecay: number;
-  /**
-   * Multiplies each gradient as it is read (rounded once, in fp32; default 1): unscaling a
-   * loss-scaled gradient and clipping it, folded into the update. `grads` is left as it is.
-   */
-  gradScale?: number;
 }
 
 /** Scalars every implementation (TS and native) derives the same way from the options. */
