@@ -94,7 +94,7 @@ describe('stepArena gradScale', () => {
   it('refuses a gradScale that is not a finite number', () => {
     const arena = new FlatArena({ w: 3 });
     const optimizer = new AdamW({ learningRate: 1e-3 });
-    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, '2', null]) {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, 1e39, '2', null]) {
       expect(() => optimizer.stepArena(arena, { gradScale: bad as never })).toThrow(OptimizerConfigError);
       expect(() => optimizer.stepArena(arena, { gradScale: bad as never })).toThrow(
         /gradScale must be a finite number/,

@@ -422,9 +422,9 @@ export abstract class Optimizer<H extends BaseHyperParameters, F extends string>
   stepArena(arena: FlatArena, options: StepArenaOptions = {}): void {
     checkOptionKeys(`${this.name}.stepArena`, options, ['fp16Out', 'pool', 'gradScale']);
     const { fp16Out, pool, gradScale = 1 } = options;
-    if (typeof gradScale !== 'number' || !Number.isFinite(gradScale)) {
+    if (typeof gradScale !== 'number' || !Number.isFinite(Math.fround(gradScale))) {
       throw new OptimizerConfigError(
-        `${this.name}.stepArena: gradScale must be a finite number, got ${describeValue(gradScale)}`,
+        `${this.name}.stepArena: gradScale must be a finite number within fp32's range (it is rounded to fp32), got ${describeValue(gradScale)}`,
         'gradScale',
       );
     }

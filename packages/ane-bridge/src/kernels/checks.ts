@@ -171,6 +171,17 @@ export function checkFiniteOption(kernel: string, options: object, key: string):
   checkFinite(kernel, `options.${key}`, value as number);
 }
 
+/** An optional `options.gradScale`: a number that stays finite when rounded to fp32 (the kernels read it so). */
+export function checkGradScaleOption(kernel: string, options: { gradScale?: number }): void {
+  if (options.gradScale === undefined) return;
+  checkFiniteOption(kernel, options, 'gradScale');
+  if (!Number.isFinite(Math.fround(options.gradScale))) {
+    throw new RangeError(
+      `${kernel}: options.gradScale must be within fp32's range (|x| ≤ 3.4e38: it is rounded to fp32), got ${options.gradScale}`,
+    );
+  }
+}
+
 /** A boolean option, e.g. `options.nesterov`. */
 export function checkBooleanOption(kernel: string, options: object, key: string): void {
   checkBoolean(kernel, `options.${key}`, (options as Record<string, unknown>)[key]);

@@ -324,6 +324,29 @@ describe.each(variants().map((v) => [v.name, v] as const))(
       });
     });
 
+    it('refuses a gradScale that is not a number, not finite, or past fp32 (nothing written)', () => {
+      within(variant, (k) => {
+        const p = Float32Array.of(1, 2);
+        const lion = { lr: 1, beta1: 0.9, beta2: 0.99, weightDecay: 0 };
+        for (const [gradScale, error] of [
+          ['2', /options.gradScale must be a number/],
+          [Number.NaN, /options.gradScale must be a finite number/],
+          [1e39, /options.gradScale must be within fp32's range/],
+        ] as const) {
+          expect(() =>
+            k.adamwUpdate(p, p.slice(), new Float32Array(2), new Float32Array(2), {
+              ...adamw,
+              gradScale: gradScale as number,
+            }),
+          ).toThrow(error);
+          expect(() =>
+            k.lionUpdate(p, p.slice(), new Float32Array(2), { ...lion, gradScale: gradScale as number }),
+          ).toThrow(error);
+        }
+        expect([...p]).toEqual([1, 2]);
+      });
+    });
+
     it('async versions settle with the same result, and reject on bad arguments', async () => {
       const random = rng(3);
       const p = randomArray(5000, random);

@@ -13,6 +13,7 @@ import { fp32BitsToFp16Bits } from 'ane-ir/mil';
 import {
   checkBooleanOption,
   checkFiniteOption,
+  checkGradScaleOption,
   checkLength,
   checkOptionalTypedArray,
   checkOptionsObject,
@@ -119,7 +120,7 @@ export function checkSgdArguments(
   checkOptionsObject(kernel, 'options', o);
   for (const key of ['lr', 'momentum', 'dampening', 'weightDecay']) checkFiniteOption(kernel, o, key);
   for (const key of ['nesterov', 'firstStep']) checkBooleanOption(kernel, o, key);
-  if (o.gradScale !== undefined) checkFiniteOption(kernel, o, 'gradScale');
+  checkGradScaleOption(kernel, o);
   checkOptionalTypedArray(kernel, 'fp16Out', fp16Out, 'Uint16Array');
   const n = params.length;
   checkLength('sgdUpdate', 'grads', grads.length, n, 'params.length');
@@ -216,7 +217,7 @@ export function checkAdamArguments(
       ? ['lr', 'beta1', 'beta2', 'weightDecay']
       : ['lr', 'beta1', 'beta2', 'eps', 'weightDecay'];
   for (const key of keys) checkFiniteOption(kernel, o, key);
-  if (o.gradScale !== undefined) checkFiniteOption(kernel, o, 'gradScale');
+  checkGradScaleOption(kernel, o);
   if (kernel !== 'lionUpdate') {
     const step = (o as AdamOptions).step;
     checkFiniteOption(kernel, o, 'step');
