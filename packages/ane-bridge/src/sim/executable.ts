@@ -13,8 +13,10 @@ import type {
   ChipFamily,
   MilProgram,
   Program,
+  ResolvedInput,
   ResolvedOperand,
   RuleViolation,
+  ScalarData,
   SourcePosition,
   TensorSpec,
   ValidatedProgram,
@@ -45,7 +47,7 @@ import type { ElementwiseRecipe, PlannedStep } from './fusion';
 import { fuseElementwise, readsWhole } from './fusion';
 import { readFp16Buffer, readFp32Buffer, writeFp16Buffer, writeFp32Buffer } from './io';
 import type { ElementwiseDraft, OpNode, RunStep } from './op-planners';
-import { OP_PLANNERS } from './op-planners';
+import { NO_WORK, OP_PLANNERS } from './op-planners';
 import type { FusedOperand } from './ops/fused';
 import { checkRulesForChip } from './rule-gate';
 import type { FloatTensor, SimData, SimTensor } from './tensor';
@@ -71,6 +73,14 @@ export interface SimCompileOptions {
    * nothing else reads it. The same bits either way; false plans every copy (the tests compare).
    */
   readonly inPlaceOperands?: boolean;
+  /**
+   * Compute each input of a concat straight into its block of the concat's result, when the blocks
+   * are contiguous (every axis before the concat axis has size 1) and the input is a value the
+   * program computes (default true): the concat then copies only the inputs that are parameters,
+   * constants or views of other values, and none at all when every input was placed. The same bits
+   * either way; false plans every copy (the tests compare).
+   */
+  readonly inPlaceConcat?: boolean;
   /**
    * Run chains of elementwise ops (binary arithmetic, exp, log, sqrt, rsqrt, inverse, tanh,
    * sigmoid, silu, relu) fused, block by block, storing only the values read after the chain
@@ -101,6 +111,9 @@ function layoutInvariantGemm(): boolean {
   const addon = nativeAddon().addon;
   return addon?.capabilities?.().gemm !== 'accelerate';
 }
+
+/** Ops whose result is their input `x` in the same memory (their planners alias it). */
+const PASS_ON_OPS: ReadonlySet<string> = new Set(['reshape', 'identity']);
 
 /** Default for `SimCompileOptions.memoryLimitBytes`: 4 GiB of planned tensors. */
 export const SIM_MEMORY_LIMIT_BYTES = 4 * 2 ** 30;
@@ -156,6 +169,7 @@ export function compileSimProgram(program: Program, options: SimCompileOptions =
     warnings,
     memoryLimit,
     inPlace,
+    options.inPlaceConcat ?? true,
     options.fuseElementwise ?? true,
     profile,
   ).plan();
@@ -306,7 +320,7 @@ function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimDat
   for (let i = steps.length - 1; i >= 0; i--) {
     const step = steps[i]!;
     if (!step.writes.some((data) => needed.has(data))) continue;
-    kept.push(step.run);
+    if (step.run !== NO_WORK) kept.push(step.run);
     for (const data of step.reads) needed.add(data);
   }
   return kept.reverse();
@@ -326,18 +340,52 @@ class ProgramPlanner {
     private readonly warnings: readonly RuleViolation[],
     private readonly memoryLimit: number,
     private readonly inPlace: boolean,
+    private readonly inPlaceConcat: boolean,
     private readonly fuse: boolean,
     private readonly profile: Map<string, OpTime> | undefined,
   ) {}
 
   /** Bytes of the tensors planned so far. */
   private plannedBytes = 0;
+  /** Values computed straight into a block of a concat's result (see placeConcatInputs). */
+  private readonly concatPlaces = new Map<
+    string,
+    {
+      readonly result: { name: string; type: ValueType; position: SourcePosition | undefined };
+      offset: number;
+    }
+  >();
+  /** The concats whose results hold placed blocks, and those results once allocated. */
+  private readonly concatResultNames = new Set<string>();
+  private readonly concatResults = new Map<string, SimTensor>();
 
   /**
    * A zeroed tensor for the value `name` of `type`, counted against the memory limit: a shape the
    * rules allow but this process cannot hold is a CompileError naming the tensor, never a RangeError.
    */
   private allocate(name: string, type: ValueType, position: SourcePosition | undefined): SimTensor {
+    const slab = this.concatResults.get(name);
+    if (slab !== undefined) return slab;
+    const place = this.concatPlaces.get(name);
+    if (place !== undefined) {
+      // A block of the concat's result (allocated with the first block asked for).
+      const result =
+        this.concatResults.get(place.result.name) ??
+        this.allocate(place.result.name, place.result.type, place.result.position);
+      const shape = shapeOf(type);
+      const count = specElementCount(shape);
+      return {
+        dtype: result.dtype,
+        shape,
+        data: result.data.subarray(place.offset, place.offset + count),
+      } as SimTensor;
+    }
+    const tensor = this.allocateFresh(name, type, position);
+    if (this.concatResultNames.has(name)) this.concatResults.set(name, tensor);
+    return tensor;
+  }
+
+  private allocateFresh(name: string, type: ValueType, position: SourcePosition | undefined): SimTensor {
     const where = positionDetails(position?.line, position?.column);
     let dtype: ReturnType<typeof simDtypeOf>;
     try {
@@ -439,6 +487,7 @@ class ProgramPlanner {
     );
     // A product is recomputed transposed only for its one reader.
     this.readCounts = reads;
+    if (this.inPlaceConcat) this.placeConcatInputs(live);
     for (const statement of main.statements) {
       if (live.has(statement)) this.planStatement(statement);
     }
@@ -464,6 +513,78 @@ class ProgramPlanner {
       ),
       this.profile,
     );
+  }
+
+  /**
+   * Decides which concat inputs are computed in place (SimCompileOptions.inPlaceConcat): for a
+   * concat whose inputs are contiguous blocks of its result (not interleaved, every axis before the
+   * concat axis of size 1), each input that a live statement computes (or reshapes), of the result's
+   * dtype and listed once, is allocated as its block of the result. A value goes into one concat at
+   * most.
+   */
+  private placeConcatInputs(live: ReadonlySet<ValidatedStatement>): void {
+    const main = this.validated.main;
+    const computed = new Set<string>();
+    // What reshape and identity return shares their input's memory: a concat input made by them
+    // is placed by placing the value they pass on.
+    const passedOn = new Map<string, string>();
+    for (const statement of main.statements) {
+      if (!live.has(statement) || statement.statement.op === 'const') continue;
+      const x = statement.inputs.get('x');
+      const output = statement.statement.outputs[0];
+      if (PASS_ON_OPS.has(statement.statement.op) && x?.kind === 'ref' && output !== undefined)
+        passedOn.set(output.name, x.name);
+      else for (const output of statement.statement.outputs) computed.add(output.name);
+    }
+    const rootOf = (name: string) => {
+      let root = name;
+      for (let next = passedOn.get(root); next !== undefined; next = passedOn.get(root)) root = next;
+      return root;
+    };
+    const constantScalar = (input: ResolvedInput | undefined): ScalarData | undefined => {
+      if (input === undefined || input.kind === 'tuple') return undefined;
+      if (input.kind === 'ref') return main.values.get(input.name)?.data?.[0];
+      const value = input.value;
+      return value.kind === 'scalar' ? value.value : undefined;
+    };
+    for (const statement of main.statements) {
+      if (!live.has(statement) || statement.statement.op !== 'concat') continue;
+      const values = statement.inputs.get('values');
+      const result = statement.statement.outputs[0];
+      const interleave = constantScalar(statement.inputs.get('interleave')) ?? false;
+      const axis = constantScalar(statement.inputs.get('axis'));
+      if (
+        values?.kind !== 'tuple' ||
+        result === undefined ||
+        interleave !== false ||
+        typeof axis !== 'number'
+      )
+        continue;
+      const shape = shapeOf(result.type);
+      const a = axis < 0 ? axis + shape.length : axis;
+      if (a < 0 || a >= shape.length || shape.slice(0, a).some((dim) => dim !== 1)) continue;
+      const inner = shape.slice(a + 1).reduce((x, y) => x * y, 1);
+      const names = values.items.map((item) => (item.kind === 'ref' ? rootOf(item.name) : undefined));
+      let offset = 0;
+      values.items.forEach((item, k) => {
+        const extent = shapeOf(item.type)[a] ?? 0;
+        const name = names[k];
+        if (
+          name !== undefined &&
+          computed.has(name) &&
+          !this.concatPlaces.has(name) &&
+          names.indexOf(name) === names.lastIndexOf(name) &&
+          item.type.dtype === result.type.dtype
+        ) {
+          this.concatPlaces.set(name, {
+            result: { name: result.name, type: result.type, position: result.position },
+            offset,
+          });
+          this.concatResultNames.add(result.name);
+        }
+        offset += extent * inner;
+      });
+    }
   }
 
   private planStatement(validated: ValidatedStatement): void {
@@ -637,7 +758,7 @@ class ProgramPlanner {
           output?.tensor === undefined ? [] : [output.tensor.data],
         );
         this.steps.push({
-          run: this.profile ? timed(this.profile, label, step) : step,
+          run: this.profile && step !== NO_WORK ? timed(this.profile, label, step) : step,
           reads,
           writes,
           ...(elementwise === undefined ? {} : { elementwise }),

@@ -55,11 +55,17 @@ import {
   reducedShape,
   softmax,
 } from './ops/reduce';
-import type { FloatTensor, SimTensor } from './tensor';
+import type { FloatTensor, SimData, SimTensor } from './tensor';
 import { contiguousStrides, elementCount, normalizeAxis } from './tensor';
 
 /** What a run executes for one op. */
 export type RunStep = () => void;
+
+/**
+ * A step with nothing to do at run time (a concat whose inputs were all computed in place): kept
+ * while planning for what it reads, so the steps computing its inputs stay; never run.
+ */
+export const NO_WORK: RunStep = () => {};
 
 /** The view of one statement that a planner works on. */
 export interface OpNode {
@@ -495,9 +501,24 @@ function planConcatOp(node: OpNode): RunStep {
     scalarNumber(node, 'axis') ?? 0,
     bool(node, 'interleave') ?? false,
   );
-  const out = node.output(0, outShape);
+  const out = node.output(0, outShape).data;
   const sources = values.map((value) => value.data);
-  return () => concat(out.data, sources, geometry);
+  if (geometry.interleave || geometry.outer !== 1) return () => concat(out, sources, geometry);
+  // Inputs computed in their blocks of the result (SimCompileOptions.inPlaceConcat) are there
+  // already: copy the others, each one contiguous block.
+  const copies: { source: SimData; at: number }[] = [];
+  let at = 0;
+  sources.forEach((source, k) => {
+    const inPlace =
+      source.buffer === out.buffer && source.byteOffset === out.byteOffset + at * out.BYTES_PER_ELEMENT;
+    if (!inPlace) copies.push({ source, at });
+    at += geometry.extents[k]! * geometry.inner;
+  });
+  if (copies.length === sources.length) return () => concat(out, sources, geometry);
+  if (copies.length === 0) return NO_WORK;
+  return () => {
+    for (const { source, at } of copies) (out as Float32Array).set(source as Float32Array, at);
+  };
 }
 
 function planSplitOp(node: OpNode): RunStep {
