@@ -234,12 +234,22 @@ ANE_TARGET_AVX2 inline __m256d exp256(__m256d x) {
   return _mm256_blendv_pd(result, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
 }
 
-// out[i] = float(exp(double(x[i]) - shift))
+// exp(v) below this is below half of float's smallest subnormal (2^-150 = e^-103.97): +0 as a float.
+constexpr double kExpFloatZero = -110.0;
+
+// out[i] = float(exp(double(x[i]) - shift)). A block whose every argument is below kExpFloatZero (a
+// causal mask's -inf) is stored as the zeros exp would give, without computing them.
 ANE_TARGET_AVX512 void expMinusAvx512(float* out, const float* x, Index n, double shift) {
   Index i = 0;
   const __m512d s = _mm512_set1_pd(shift);
+  const __m512d zeroBelow = _mm512_set1_pd(kExpFloatZero);
   for (; i + 8 <= n; i += 8) {
     const __m512d v = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), s);
+    // Not-less-than, unordered: a NaN argument is computed.
+    if (_mm512_cmp_pd_mask(v, zeroBelow, _CMP_NLT_UQ) == 0) {
+      _mm256_storeu_ps(out + i, _mm256_setzero_ps());
+      continue;
+    }
     _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(exp512(v)));
   }
   for (; i < n; i++) out[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - shift));
@@ -248,8 +258,13 @@ ANE_TARGET_AVX512 void expMinusAvx512(float* out, const float* x, Index n, doubl
 ANE_TARGET_AVX2 void expMinusAvx2(float* out, const float* x, Index n, double shift) {
   Index i = 0;
   const __m256d s = _mm256_set1_pd(shift);
+  const __m256d zeroBelow = _mm256_set1_pd(kExpFloatZero);
   for (; i + 4 <= n; i += 4) {
     const __m256d v = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), s);
+    if (_mm256_movemask_pd(_mm256_cmp_pd(v, zeroBelow, _CMP_NLT_UQ)) == 0) {
+      _mm_storeu_ps(out + i, _mm_setzero_ps());
+      continue;
+    }
     _mm_storeu_ps(out + i, _mm256_cvtpd_ps(exp256(v)));
   }
   for (; i < n; i++) out[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - shift));
@@ -289,12 +304,45 @@ ANE_TARGET_AVX2 void sigmoidAvx2(float* out, const float* x, Index n, bool silu)
   for (; i < n; i++) out[i] = static_cast<float>(silu ? x[i] * sigmoidOf(x[i]) : sigmoidOf(x[i]));
 }
 
-// o[i] = float(double(o[i]) / divisor), vectorized by the compiler for the path's width.
+// Whether ±0 / divisor is the same ±0 (a positive, finite divisor): blocks of zeros are then left
+// as they are (a causal mask's zero probabilities).
+bool keepsZeros(double divisor) { return divisor > 0 && divisor <= std::numeric_limits<double>::max(); }
+
+// o[i] = float(double(o[i]) / divisor).
 ANE_TARGET_AVX512 void divideAvx512(float* o, Index n, double divisor) {
-  for (Index i = 0; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
+  const bool skipZeros = keepsZeros(divisor);
+  const __m512d d = _mm512_set1_pd(divisor);
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(o + i);
+    if (skipZeros && _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ)) == 0xff) continue;
+    _mm256_storeu_ps(o + i, _mm512_cvtpd_ps(_mm512_div_pd(_mm512_cvtps_pd(v), d)));
+  }
+  for (; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
 }
 ANE_TARGET_AVX2 void divideAvx2(float* o, Index n, double divisor) {
-  for (Index i = 0; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
+  const bool skipZeros = keepsZeros(divisor);
+  const __m256d d = _mm256_set1_pd(divisor);
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m128 v = _mm_loadu_ps(o + i);
+    if (skipZeros && _mm_movemask_ps(_mm_cmpeq_ps(v, _mm_setzero_ps())) == 0xf) continue;
+    _mm_storeu_ps(o + i, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_cvtps_pd(v), d)));
+  }
+  for (; i < n; i++) o[i] = static_cast<float>(static_cast<double>(o[i]) / divisor);
+}
+
+// max(x[0, n)) as `if (v > m) m = v` from -inf finds it: a NaN never wins. Of tied +0 and -0 it may
+// return the other one, which no caller can tell: x - max is the same either way.
+ANE_TARGET_AVX512 double rowMaxAvx512(const float* x, Index n) {
+  // max_ps(v, m) is m when v is NaN, and m is never NaN.
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  Index i = 0;
+  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);
+  float best = _mm512_reduce_max_ps(m);
+  for (; i < n; i++)
+    if (x[i] > best) best = x[i];
+  return best;
 }
 #endif
 
@@ -324,6 +372,16 @@ void sigmoidSpan(float* out, const float* x, Index n, bool silu) {
   }
 #endif
   for (Index i = 0; i < n; i++) out[i] = static_cast<float>(silu ? x[i] * sigmoidOf(x[i]) : sigmoidOf(x[i]));
+}
+
+double rowMax(const float* x, Index n) {
+#if ANE_X86
+  if (kernels::activeIsa() == Isa::Avx512) return rowMaxAvx512(x, n);
+#endif
+  double max = -std::numeric_limits<double>::infinity();
+  for (Index i = 0; i < n; i++)
+    if (x[i] > max) max = x[i];
+  return max;
 }
 
 void divideSpan(float* o, Index n, double divisor) {
@@ -506,17 +564,12 @@ void softmaxRows(float* out, const float* x, Index first, Index last, Index leng
     const Index count = std::min(kInterleavedRows, last - row);
     double max[kInterleavedRows];
     double sum[kInterleavedRows];
-    for (Index k = 0; k < count; k++) {
-      max[k] = -std::numeric_limits<double>::infinity();
-      sum[k] = 0;
-    }
     const float* xr = x + row * length;
     float* o = out + row * length;
-    for (Index j = 0; j < length; j++)
-      for (Index k = 0; k < count; k++) {
-        const float v = xr[k * length + j];
-        if (v > max[k]) max[k] = v;
-      }
+    for (Index k = 0; k < count; k++) {
+      max[k] = rowMax(xr + k * length, length);
+      sum[k] = 0;
+    }
     for (Index k = 0; k < count; k++) expMinus(o + k * length, xr + k * length, length, max[k]);
     for (Index j = 0; j < length; j++)
       for (Index k = 0; k < count; k++) sum[k] += o[k * length + j];

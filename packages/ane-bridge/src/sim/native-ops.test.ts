@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { hostSimdLevel, setHostSimdLevel } from '../kernels';
 import { nativeAddon } from '../native/loader';
 import { saturateToInfinity } from './behaviours';
 import { gatherCopy, planBroadcast, planStridedWalk } from './layout';
@@ -189,6 +190,45 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
         });
         expect(result.native).toEqual(result.ts);
       }
+    }
+  });
+
+  it('softmax of causally masked scores (-inf and -1e4 masks, ±0, +inf, NaN) on every SIMD path', () => {
+    // Blocks of masked scores skip exp and the division natively: they must come out as the
+    // twin's zeros, and a NaN or +inf beside them as the twin has it.
+    const rows = 96;
+    const length = 77; // neither a multiple of 8 nor of 4: ragged tails on every path
+    const x = new Float32Array(rows * length);
+    const values = fp16Values(rows * length, 31);
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < length; j++) {
+        const masked = j > r % length;
+        const fill = r % 3 === 0 ? -10000 : Number.NEGATIVE_INFINITY;
+        const v = values[r * length + j]!;
+        x[r * length + j] = masked ? fill : Number.isFinite(v) ? v / 512 : 0;
+      }
+    }
+    x[5 * length + 2] = Number.NaN;
+    x[9 * length] = Number.POSITIVE_INFINITY;
+    x.fill(0, 12 * length, 12 * length + 4);
+    x[12 * length + 1] = -0; // a ±0 tie for the maximum
+    x.fill(Number.NEGATIVE_INFINITY, 20 * length, 21 * length); // a fully masked row: NaN
+    const shape = [rows, length];
+    const original = hostSimdLevel();
+    try {
+      for (const level of ['scalar', 'avx2-fma', 'avx512', 'neon'] as const) {
+        if (!setHostSimdLevel(level)) continue;
+        for (const dtype of ['fp16', 'fp32'] as const) {
+          const soft = bothModes(() => {
+            const out = tensor(dtype, shape);
+            softmax(out, x, planAxis(shape, -1));
+            return out.data;
+          });
+          expect(soft.native, `softmax ${dtype} on ${level}`).toEqual(soft.ts);
+        }
+      }
+    } finally {
+      if (original !== null) setHostSimdLevel(original);
     }
   });
 
