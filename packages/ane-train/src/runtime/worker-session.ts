@@ -57,6 +57,9 @@ type RequestBody = WorkerRequest extends infer R ? (R extends WorkerRequest ? Om
 /** How much of a dead worker's stderr a TrainError quotes. */
 const STDERR_TAIL = 2000;
 
+/** How long a failed send waits for the worker's exit to be reported, which then names the cause. */
+const SEND_FAILURE_GRACE_MS = 2000;
+
 /** One worker process with its own device; sessions open in it by id. */
 export class WorkerProcess {
   private static started = 0;
@@ -173,14 +176,15 @@ export class WorkerProcess {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, what });
       this.updateRef();
       this.child.send({ ...body, id } as WorkerRequest, (error) => {
-        if (error && this.pending.delete(id)) {
+        if (!error || !this.pending.has(id)) return;
+        // A worker that was just killed fails the send before its exit is reported: give the exit
+        // a moment to say why (it then rejects this request with the signal or exit code).
+        const giveUp = setTimeout(() => {
+          if (!this.pending.delete(id)) return;
           this.updateRef();
-          reject(
-            this.exitReason !== undefined
-              ? this.deathError()
-              : new TrainError(`could not send '${what}' to ${this.label}: ${error.message}`),
-          );
-        }
+          reject(new TrainError(`could not send '${what}' to ${this.label}: ${error.message}`));
+        }, SEND_FAILURE_GRACE_MS);
+        void this.exited.then(() => clearTimeout(giveUp));
       });
     });
   }
