@@ -49,6 +49,7 @@ import { readFp16Buffer, readFp32Buffer, writeFp16Buffer, writeFp32Buffer } from
 import type { ElementwiseDraft, OpNode, RunStep } from './op-planners';
 import { NO_WORK, OP_PLANNERS } from './op-planners';
 import type { FusedOperand } from './ops/fused';
+import { type ConcatGeometry, planConcat } from './ops/movement';
 import { checkRulesForChip } from './rule-gate';
 import type { FloatTensor, SimData, SimTensor } from './tensor';
 import { allocateTensor, isFloatDtype, shapeText } from './tensor';
@@ -560,14 +561,20 @@ class ProgramPlanner {
         typeof axis !== 'number'
       )
         continue;
-      const shape = shapeOf(result.type);
-      const a = axis < 0 ? axis + shape.length : axis;
-      if (a < 0 || a >= shape.length || shape.slice(0, a).some((dim) => dim !== 1)) continue;
-      const inner = shape.slice(a + 1).reduce((x, y) => x * y, 1);
+      let geometry: ConcatGeometry;
+      try {
+        geometry = planConcat(
+          values.items.map((item) => shapeOf(item.type)),
+          axis,
+          false,
+        ).geometry;
+      } catch {
+        continue; // planning the concat itself reports it
+      }
+      if (geometry.outer !== 1) continue;
       const names = values.items.map((item) => (item.kind === 'ref' ? rootOf(item.name) : undefined));
       let offset = 0;
       values.items.forEach((item, k) => {
-        const extent = shapeOf(item.type)[a] ?? 0;
         const name = names[k];
         if (
           name !== undefined &&
@@ -582,7 +589,7 @@ class ProgramPlanner {
           });
           this.concatResultNames.add(result.name);
         }
-        offset += extent * inner;
+        offset += geometry.extents[k]! * geometry.inner;
       });
     }
   }
