@@ -1,7 +1,8 @@
 // The JS face of the host kernels. Every kernel has a synchronous export (runs on the calling
-// thread, spreading over the pool when the work is large) and an `...Async` export that returns a
+// thread, spreading over the pool when the work is large), an `...Async` export that returns a
 // Promise and runs on a libuv worker thread (which then uses the pool), so the JS thread stays free
-// to drive the device. Arguments were already checked by the TS wrapper (src/kernels/native.ts);
+// to drive the device, and an `...AsyncBackground` export that runs as background work
+// (runInBackground: on Linux one thread at the lowest priority, off the pool). Arguments were already checked by the TS wrapper (src/kernels/native.ts);
 // the checks here repeat the ones that keep memory safe, so a direct caller cannot make a kernel
 // read or write outside its arrays.
 #include "napi_kernels.h"
@@ -55,6 +56,7 @@ struct Copy {
 // A parsed call: the work to run, and the typed arrays it touches (kept alive while it runs).
 struct Job {
   bool async = false;
+  bool background = false;
   std::string kernel;
   const KernelEnvData* envData = nullptr;
   std::function<double()> run;
@@ -82,6 +84,7 @@ class KernelWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(env)),
         run_(std::move(job.run)),
         returnsNumber_(job.returnsNumber),
+        background_(job.background),
         kernel_(std::move(job.kernel)),
         copies_(std::move(job.copies)) {
     for (Napi::Object& array : job.arrays) keep_.push_back(Napi::Persistent(array));
@@ -91,7 +94,11 @@ class KernelWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      result_ = run_();
+      if (background_) {
+        runInBackground([this] { result_ = run_(); });
+      } else {
+        result_ = run_();
+      }
     } catch (const std::exception& error) {
       SetError(std::string("ane-bridge kernel failed: ") + error.what());
     }
@@ -132,16 +139,21 @@ class KernelWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<double()> run_;
   bool returnsNumber_;
+  bool background_;
   double result_ = 0.0;
   std::string kernel_;
   std::vector<Copy> copies_;
   std::vector<Napi::ObjectReference> keep_;
 };
 
-template <void (*Parse)(const Napi::CallbackInfo&, Job&), bool Async>
+enum class Mode { Sync, Async, Background };
+
+template <void (*Parse)(const Napi::CallbackInfo&, Job&), Mode How>
 Napi::Value entry(const Napi::CallbackInfo& info) {
+  constexpr bool Async = How != Mode::Sync;
   Job job;
   job.async = Async;
+  job.background = How == Mode::Background;
   const auto* data = static_cast<const KernelFunctionData*>(info.Data());
   job.envData = data->env;
   job.kernel = data->name;
@@ -632,12 +644,14 @@ Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
 }
 
 template <void (*Parse)(const Napi::CallbackInfo&, Job&)>
-void both(Napi::Env env, KernelEnvData* envData, Napi::Object target, const char* name) {
+void exportKernel(Napi::Env env, KernelEnvData* envData, Napi::Object target, const char* name) {
   envData->functions.push_back(std::make_unique<KernelFunctionData>(KernelFunctionData{envData, name}));
   void* data = envData->functions.back().get();
-  target.Set(name, Napi::Function::New(env, entry<Parse, false>, name, data));
+  target.Set(name, Napi::Function::New(env, entry<Parse, Mode::Sync>, name, data));
   const std::string async = std::string(name) + "Async";
-  target.Set(async, Napi::Function::New(env, entry<Parse, true>, async, data));
+  target.Set(async, Napi::Function::New(env, entry<Parse, Mode::Async>, async, data));
+  const std::string background = async + "Background";
+  target.Set(background, Napi::Function::New(env, entry<Parse, Mode::Background>, background, data));
 }
 
 // The intrinsic ArrayBuffer.prototype.resizable getter (empty when this Node has none).
@@ -663,23 +677,23 @@ void registerKernels(Napi::Env env, Napi::Object exports) {
   auto* envData = new KernelEnvData();
   envData->resizableGetter = resizableGetter(env);
   env.AddCleanupHook([envData] { delete envData; });
-  both<parseSgemm>(env, envData, k, "sgemm");
-  both<parseToHalf>(env, envData, k, "fp32ToFp16");
-  both<parseToFloat>(env, envData, k, "fp16ToFp32");
-  both<parseToHalfTransposed>(env, envData, k, "fp32ToFp16Transposed");
-  both<parseToFloatTransposed>(env, envData, k, "fp16ToFp32Transposed");
-  both<parseSgd>(env, envData, k, "sgdUpdate");
-  both<parseAdam>(env, envData, k, "adamUpdate");
-  both<parseLion>(env, envData, k, "lionUpdate");
-  both<parseSumOfSquares>(env, envData, k, "sumOfSquares");
-  both<parseRmsnormForward>(env, envData, k, "rmsnormForward");
-  both<parseRmsnormBackward>(env, envData, k, "rmsnormBackward");
-  both<parseCrossEntropyForward>(env, envData, k, "softmaxCrossEntropyForward");
-  both<parseCrossEntropyBackward>(env, envData, k, "softmaxCrossEntropyBackward");
-  both<parseEmbedding<false>>(env, envData, k, "embeddingForward");
-  both<parseEmbedding<true>>(env, envData, k, "embeddingBackward");
-  both<parseCausalForward>(env, envData, k, "causalSoftmaxForward");
-  both<parseCausalBackward>(env, envData, k, "causalSoftmaxBackward");
+  exportKernel<parseSgemm>(env, envData, k, "sgemm");
+  exportKernel<parseToHalf>(env, envData, k, "fp32ToFp16");
+  exportKernel<parseToFloat>(env, envData, k, "fp16ToFp32");
+  exportKernel<parseToHalfTransposed>(env, envData, k, "fp32ToFp16Transposed");
+  exportKernel<parseToFloatTransposed>(env, envData, k, "fp16ToFp32Transposed");
+  exportKernel<parseSgd>(env, envData, k, "sgdUpdate");
+  exportKernel<parseAdam>(env, envData, k, "adamUpdate");
+  exportKernel<parseLion>(env, envData, k, "lionUpdate");
+  exportKernel<parseSumOfSquares>(env, envData, k, "sumOfSquares");
+  exportKernel<parseRmsnormForward>(env, envData, k, "rmsnormForward");
+  exportKernel<parseRmsnormBackward>(env, envData, k, "rmsnormBackward");
+  exportKernel<parseCrossEntropyForward>(env, envData, k, "softmaxCrossEntropyForward");
+  exportKernel<parseCrossEntropyBackward>(env, envData, k, "softmaxCrossEntropyBackward");
+  exportKernel<parseEmbedding<false>>(env, envData, k, "embeddingForward");
+  exportKernel<parseEmbedding<true>>(env, envData, k, "embeddingBackward");
+  exportKernel<parseCausalForward>(env, envData, k, "causalSoftmaxForward");
+  exportKernel<parseCausalBackward>(env, envData, k, "causalSoftmaxBackward");
   k.Set("hostThreads", Napi::Function::New(env, GetHostThreads, "hostThreads"));
   k.Set("setHostThreads", Napi::Function::New(env, SetHostThreads, "setHostThreads"));
   k.Set("simdLevel", Napi::Function::New(env, GetSimdLevel, "simdLevel"));

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <exception>
 #include <string>
 #include <mutex>
@@ -15,7 +16,9 @@
 #include <vector>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #endif
 
 namespace ane {
@@ -34,6 +37,9 @@ int cpusAvailable() {
   const unsigned count = std::thread::hardware_concurrency();
   return count > 0 ? static_cast<int>(count) : 1;
 }
+
+// True on runInBackground's threads: their parallel jobs run on them alone.
+thread_local bool background = false;
 
 // How long an idle worker watches for the next job before it sleeps.
 constexpr int kSpinMicroseconds = 50;
@@ -74,6 +80,10 @@ class Pool {
 
   void run(int tasks, const std::function<void(int)>& task) {
     if (tasks <= 0) return;
+    if (background) {
+      for (int i = 0; i < tasks; i++) task(i);
+      return;
+    }
     std::unique_lock<std::mutex> lock(mutex_);
     if (busy_ || tasks == 1 || size_ == 1) {
       lock.unlock();
@@ -208,6 +218,9 @@ class Pool {
   }
 
   void workerLoop(std::uint64_t seen) {
+#if defined(__linux__)
+    prctl(PR_SET_NAME, "ane-pool");
+#endif
     for (;;) {
       const std::function<void(int)>* task = nullptr;
       int tasks = 0;
@@ -246,7 +259,94 @@ Pool& pool() {
   return *instance;
 }
 
+#if defined(__linux__)
+// runInBackground's threads: started on demand up to hostThreads(), each at SCHED_IDLE for good.
+class BackgroundThreads {
+ public:
+  // Runs work on a background thread; false when none could start (the caller then runs it).
+  bool run(const std::function<void()>& work) {
+    Request request{&work, false, nullptr};
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (queue_.size() >= idle_ && static_cast<int>(threads_) < hostThreads() && !startThread()) {
+      if (threads_ == 0) return false;
+    }
+    queue_.push_back(&request);
+    wake_.notify_one();
+    done_.wait(lock, [&] { return request.done; });
+    lock.unlock();
+    if (request.error) std::rethrow_exception(request.error);
+    return true;
+  }
+
+ private:
+  struct Request {
+    const std::function<void()>* work;
+    bool done = false;
+    std::exception_ptr error;
+  };
+
+  bool startThread() {
+    try {
+      std::thread([this] { loop(); }).detach();
+    } catch (const std::system_error&) {
+      return false;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    threads_++;
+    return true;
+  }
+
+  void loop() {
+    background = true;
+    prctl(PR_SET_NAME, "ane-background");  // (pthread_setname_np would need glibc 2.34 in prebuilds)
+    sched_param idle{};
+    idle.sched_priority = 0;
+    // Refused (a seccomp profile, say): the work still stays off the pool, at the usual priority.
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      idle_++;
+      wake_.wait(lock, [this] { return !queue_.empty(); });
+      idle_--;
+      Request* request = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      try {
+        (*request->work)();
+      } catch (...) {
+        request->error = std::current_exception();
+      }
+      lock.lock();
+      request->done = true;
+      done_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::deque<Request*> queue_;
+  std::size_t threads_ = 0;
+  std::size_t idle_ = 0;
+};
+
+BackgroundThreads& backgroundThreads() {
+  // Never destroyed, like the pool: its threads are detached and sleep until the process ends.
+  static BackgroundThreads* instance = new BackgroundThreads();
+  return *instance;
+}
+#endif
+
 }  // namespace
+
+void runInBackground(const std::function<void()>& work) {
+#if defined(__linux__)
+  if (!background && backgroundThreads().run(work)) return;
+#endif
+  work();
+}
+
+bool inBackground() { return background; }
 
 int defaultHostThreads() {
   if (const char* env = std::getenv("ANE_BRIDGE_THREADS")) {

@@ -18,6 +18,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include "../kernels/kernels.h"
 #include "../kernels/sim_ops.h"
 #include "../kernels/simd.h"
@@ -730,6 +734,70 @@ void testPoolJobsBackToBack() {
   setHostThreads(0);
 }
 
+// runInBackground: on Linux the work runs on a thread of its own at SCHED_IDLE, its parallel jobs
+// stay on that thread, exceptions reach the caller, the caller's priority is untouched, callers
+// beyond hostThreads() share that many threads, and a nested call runs inline. Elsewhere: inline.
+void testRunInBackground() {
+  context = "runInBackground";
+  setHostThreads(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran;
+  bool flagged = false;
+  int policy = -1;
+  std::vector<std::thread::id> taskThreads(6);
+  runInBackground([&] {
+    ran = std::this_thread::get_id();
+    flagged = inBackground();
+#if defined(__linux__)
+    policy = sched_getscheduler(0);
+#endif
+    runTasks(6, [&](int i) { taskThreads[static_cast<std::size_t>(i)] = std::this_thread::get_id(); });
+  });
+  EXPECT(!inBackground(), "the caller was left marked as background");
+#if defined(__linux__)
+  EXPECT(ran != caller, "the work ran on the calling thread");
+  EXPECT(flagged, "inBackground() was false inside the work");
+  EXPECT(policy == SCHED_IDLE, "the work ran under scheduling policy %d, not SCHED_IDLE (%d)", policy, SCHED_IDLE);
+  EXPECT(sched_getscheduler(0) != SCHED_IDLE, "the caller was left at SCHED_IDLE");
+  for (const std::thread::id& id : taskThreads) EXPECT(id == ran, "a task of background work ran on the pool");
+  std::thread::id nested;
+  runInBackground([&] { runInBackground([&] { nested = std::this_thread::get_id(); }); });
+  EXPECT(nested != caller, "a nested call ran on the original caller");
+#else
+  EXPECT(ran == caller, "the work did not run inline");
+#endif
+  bool caught = false;
+  try {
+    runInBackground([] { throw std::runtime_error("background"); });
+  } catch (const std::runtime_error&) {
+    caught = true;
+  }
+  EXPECT(caught, "the work's exception did not reach the caller");
+  // Six callers at once, 200 calls each: every call runs once, on at most hostThreads() threads.
+  std::mutex mutex;
+  std::vector<std::thread::id> seen;
+  std::atomic<int> runs{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 6; c++) {
+    callers.emplace_back([&] {
+      for (int j = 0; j < 200; j++) {
+        runInBackground([&] {
+          runs++;
+          std::lock_guard<std::mutex> lock(mutex);
+          if (std::find(seen.begin(), seen.end(), std::this_thread::get_id()) == seen.end())
+            seen.push_back(std::this_thread::get_id());
+        });
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  EXPECT(runs.load() == 1200, "%d of 1200 calls ran", runs.load());
+#if defined(__linux__)
+  EXPECT(seen.size() <= 2, "%zu background threads for a pool of 2", seen.size());
+#endif
+  setHostThreads(0);
+}
+
 // ---- the simulator's native ops (sim_ops.h): every SIMD path against plain scalar references ----
 
 std::uint32_t bitsOf(float x) {
@@ -912,6 +980,7 @@ int main() {
   testFp16Scalar();
   testThreadSpawnFailure();
   testPoolJobsBackToBack();
+  testRunInBackground();
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (!setIsa(isa)) {
       std::printf("kernels_test: %s path not supported by this CPU, skipped\n", isaName(isa));

@@ -14,6 +14,8 @@ import {
   embeddingBackwardAsync,
   embeddingForward,
   embeddingForwardAsync,
+  type HostKernels,
+  hostKernels,
   rmsnormBackward,
   rmsnormBackwardAsync,
   rmsnormForward,
@@ -64,11 +66,55 @@ export interface DerivedValues {
   forget(value: Tensor, what: string): void;
 }
 
-/** A host op bound to its kernels. `run` returns a Promise in async mode (native kernels off the JS thread). */
+/**
+ * How a host op runs its kernels: `sync` on the calling thread; `async` off the JS thread (the
+ * kernels' async entry points); `background` as async, at background priority
+ * (`HostKernelSet.background`: host work beside a simulated device, which shares the CPUs).
+ */
+export type HostRunMode = 'sync' | 'async' | 'background';
+
+/** A host op bound to its kernels. `run` returns a Promise unless in sync mode. */
 export interface BoundHostOp {
   /** The native host kernels it calls, or 'generic' (the float32 evaluator). */
   readonly kernels: readonly string[];
-  run(values: HostValues, mode: 'sync' | 'async'): void | Promise<void>;
+  run(values: HostValues, mode: HostRunMode): void | Promise<void>;
+}
+
+// The kernels host ops call, through the package's dispatching entry points.
+const SYNC_KERNELS = {
+  embeddingBackward,
+  embeddingForward,
+  rmsnormBackward,
+  rmsnormForward,
+  sgdUpdate,
+  sgemm,
+  softmaxCrossEntropyBackward,
+  softmaxCrossEntropyForward,
+};
+const ASYNC_KERNELS = {
+  embeddingBackward: embeddingBackwardAsync,
+  embeddingForward: embeddingForwardAsync,
+  rmsnormBackward: rmsnormBackwardAsync,
+  rmsnormForward: rmsnormForwardAsync,
+  sgdUpdate: sgdUpdateAsync,
+  sgemm: sgemmAsync,
+  softmaxCrossEntropyBackward: softmaxCrossEntropyBackwardAsync,
+  softmaxCrossEntropyForward: softmaxCrossEntropyForwardAsync,
+};
+
+/** `kernel(...args)` in `mode`. */
+function runKernel<K extends keyof typeof SYNC_KERNELS>(
+  mode: HostRunMode,
+  kernel: K,
+  ...args: Parameters<HostKernels[K]>
+): void | Promise<void> {
+  const entry =
+    mode === 'sync'
+      ? SYNC_KERNELS[kernel]
+      : mode === 'async'
+        ? ASYNC_KERNELS[kernel]
+        : hostKernels.active.background[`${kernel}Async`];
+  return (entry as (...a: Parameters<HostKernels[K]>) => void | Promise<void>)(...args);
 }
 
 /** Binds a host op of the kind it is registered for, or says why it cannot (then the generic path runs it). */
@@ -156,12 +202,10 @@ const rmsnorm: HostOpBinder = (op) => {
         S,
         eps,
       ] as const;
-      const first = mode === 'sync' ? rmsnormForward(...args) : rmsnormForwardAsync(...args);
+      const first = runKernel(mode, 'rmsnormForward', ...args);
       if (ones === undefined) return first;
       const normalized = [values.array(xr!) as Float32Array, rstd, input, ones, C, S, eps] as const;
-      return then(first, () =>
-        mode === 'sync' ? rmsnormForward(...normalized) : rmsnormForwardAsync(...normalized),
-      );
+      return then(first, () => runKernel(mode, 'rmsnormForward', ...normalized));
     },
   };
 };
@@ -188,7 +232,7 @@ const embedding: HostOpBinder = (op) => {
         D,
         S,
       ] as const;
-      return mode === 'sync' ? embeddingForward(...args) : embeddingForwardAsync(...args);
+      return runKernel(mode, 'embeddingForward', ...args);
     },
   };
 };
@@ -196,7 +240,7 @@ const embedding: HostOpBinder = (op) => {
 /** C = op(A)·op(B) (+ beta·C), rank 2, through `sgemm`. */
 function gemm(
   values: HostValues,
-  mode: 'sync' | 'async',
+  mode: HostRunMode,
   a: Tensor,
   transA: boolean,
   b: Tensor,
@@ -221,7 +265,7 @@ function gemm(
     values.array(out) as Float32Array,
     N,
   ] as const;
-  return mode === 'sync' ? sgemm(...args) : sgemmAsync(...args);
+  return runKernel(mode, 'sgemm', ...args);
 }
 
 /** y [out, S] = W [out, in] · x [in, S] (+ bias [out]): `sgemm` (the bias pre-filled, beta 1). */
@@ -357,16 +401,13 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
         V,
       );
       const args = [losses, probs, values.array(logits) as Float32Array, picked.targets, V, S] as const;
-      return then(
-        mode === 'sync' ? softmaxCrossEntropyForward(...args) : softmaxCrossEntropyForwardAsync(...args),
-        () => {
-          values.derived?.record(logits, SOFTMAX, probs);
-          let total = 0;
-          for (let s = 0; s < S; s++) total += losses[s]!;
-          // Every position ignored: 0/0, NaN, as the composite (and PyTorch) gives.
-          (values.array(call.result) as Float32Array)[0] = total / picked.count;
-        },
-      );
+      return then(runKernel(mode, 'softmaxCrossEntropyForward', ...args), () => {
+        values.derived?.record(logits, SOFTMAX, probs);
+        let total = 0;
+        for (let s = 0; s < S; s++) total += losses[s]!;
+        // Every position ignored: 0/0, NaN, as the composite (and PyTorch) gives.
+        (values.array(call.result) as Float32Array)[0] = total / picked.count;
+      });
     },
   };
 };
@@ -409,9 +450,7 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
       const recorded = values.derived?.recall(logits, SOFTMAX);
       if (recorded !== undefined) {
         const backward = [out, recorded, picked.targets, dlosses, V, S] as const;
-        return mode === 'sync'
-          ? softmaxCrossEntropyBackward(...backward)
-          : softmaxCrossEntropyBackwardAsync(...backward);
+        return runKernel(mode, 'softmaxCrossEntropyBackward', ...backward);
       }
       own ??= { losses: sharedFloats(S), probs: sharedFloats(V * S) };
       const forward = [
@@ -423,12 +462,8 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
         S,
       ] as const;
       const backward = [out, own.probs, picked.targets, dlosses, V, S] as const;
-      if (mode === 'sync') {
-        softmaxCrossEntropyForward(...forward);
-        return softmaxCrossEntropyBackward(...backward);
-      }
-      return softmaxCrossEntropyForwardAsync(...forward).then(() =>
-        softmaxCrossEntropyBackwardAsync(...backward),
+      return then(runKernel(mode, 'softmaxCrossEntropyForward', ...forward), () =>
+        runKernel(mode, 'softmaxCrossEntropyBackward', ...backward),
       );
     },
   };
@@ -488,7 +523,7 @@ function rowSums(op: HostOp, result: Tensor): BoundHostOp | string {
           values.array(result) as Float32Array,
           1,
         ] as const;
-        return mode === 'sync' ? sgemm(...args) : sgemmAsync(...args);
+        return runKernel(mode, 'sgemm', ...args);
       },
     };
   }
@@ -510,7 +545,7 @@ function rowSums(op: HostOp, result: Tensor): BoundHostOp | string {
         C,
         S,
       ] as const;
-      return mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args);
+      return runKernel(mode, 'rmsnormBackward', ...args);
     },
   };
 }
@@ -575,7 +610,7 @@ const rmsnormGrad: HostOpBinder = (op) => {
         C,
         S,
       ] as const;
-      return then(mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args), () => {
+      return then(runKernel(mode, 'rmsnormBackward', ...args), () => {
         for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) out[c * S + s]! *= r[s]!;
       });
     },
@@ -617,7 +652,7 @@ const scatterAdd: HostOpBinder = (op) => {
       // native GEMM splits over its threads (a 37 MB table: half the time of a fill on this thread).
       sgemm(false, false, 1, out.length, 0, 0, NO_MATRIX, 1, NO_MATRIX, out.length, 0, out, out.length);
       const args = [out, transposed, values.array(indices) as Int32Array, V, D, S] as const;
-      return mode === 'sync' ? embeddingBackward(...args) : embeddingBackwardAsync(...args);
+      return runKernel(mode, 'embeddingBackward', ...args);
     },
   };
 };
@@ -661,9 +696,7 @@ const weightGradSum: HostOpBinder = (op) => {
               layout,
             );
       for (const grads of rest) {
-        chain = then(chain, () =>
-          mode === 'sync' ? sgdUpdate(out, grads, null, SGD_ADD) : sgdUpdateAsync(out, grads, null, SGD_ADD),
-        );
+        chain = then(chain, () => runKernel(mode, 'sgdUpdate', out, grads, null, SGD_ADD));
       }
       return chain;
     },
@@ -739,7 +772,7 @@ const headRmsnorm: HostOpBinder = (op) => {
           S,
           eps,
         ] as const;
-        const first = mode === 'sync' ? rmsnormForward(...args) : rmsnormForwardAsync(...args);
+        const first = runKernel(mode, 'rmsnormForward', ...args);
         if (normalized === undefined) return first;
         const unit = [
           block(normalized, h, HD * S),
@@ -750,7 +783,7 @@ const headRmsnorm: HostOpBinder = (op) => {
           S,
           eps,
         ] as const;
-        return then(first, () => (mode === 'sync' ? rmsnormForward(...unit) : rmsnormForwardAsync(...unit)));
+        return then(first, () => runKernel(mode, 'rmsnormForward', ...unit));
       });
     },
   };
@@ -806,7 +839,7 @@ const headRmsnormGrad: HostOpBinder = (op) => {
             HD,
             S,
           ] as const;
-          return mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args);
+          return runKernel(mode, 'rmsnormBackward', ...args);
         }),
         () => {
           for (let c = 0; c < C; c++) {
@@ -868,7 +901,7 @@ function headFoldedRowSums(op: HostOp, result: Tensor): BoundHostOp | undefined 
         C,
         S,
       ] as const;
-      return then(mode === 'sync' ? rmsnormBackward(...args) : rmsnormBackwardAsync(...args), () => {
+      return then(runKernel(mode, 'rmsnormBackward', ...args), () => {
         const out = values.array(result) as Float32Array;
         out.fill(0);
         for (let h = 0; h < heads; h++) for (let d = 0; d < HD; d++) out[d]! += rowScratch[h * HD + d]!;

@@ -31,6 +31,7 @@ import {
   bindHostOp,
   type DerivedValues,
   type HostArray,
+  type HostRunMode,
   type HostValues,
 } from './host-ops';
 import { formatProfile, ProfileRecorder, type RunProfile } from './profile';
@@ -146,7 +147,7 @@ const SMALL_HOST_OP_ELEMENTS = 1 << 18;
  * Weight gradients (GEMMs into arrays of their own, no shared state) in flight at once. The next
  * host op starts only when the JS thread gets back to the event loop, which a simulated kernel
  * holds for its whole run: one at a time, the dW of a layer trailed its kernels by a dW per kernel.
- * Each runs on a libuv thread (one on the kernels' pool, the others on their own threads); three
+ * Each waits on a libuv thread (on a real device the first spreads over the kernels' pool); three
  * leave libuv's default four one for other work.
  */
 const WEIGHT_GRADS_IN_FLIGHT = 3;
@@ -745,7 +746,7 @@ export class PlanExecutable implements Disposable {
     else step.bound.run(this.hostValues, 'sync');
     this.complete(step);
     recorder.staged(startMs, runStart);
-    recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs));
+    recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs, 'sync'));
   }
 
   /** Stages a kernel's stale weights; returns whether there were any. */
@@ -779,7 +780,14 @@ export class PlanExecutable implements Disposable {
     }
   }
 
-  private timing(step: Step, sequence: number, startMs: number, endMs: number, stagingMs: number) {
+  private timing(
+    step: Step,
+    sequence: number,
+    startMs: number,
+    endMs: number,
+    stagingMs: number,
+    hostMode: HostRunMode,
+  ) {
     return {
       label: step.label,
       kind: step.kind,
@@ -789,7 +797,7 @@ export class PlanExecutable implements Disposable {
       stagingMs,
       ...(step.kind === 'kernel'
         ? { program: step.program }
-        : { hostKind: step.op.kind, kernels: step.bound.kernels }),
+        : { hostKind: step.op.kind, kernels: step.bound.kernels, hostMode }),
     };
   }
 
@@ -813,6 +821,11 @@ export class PlanExecutable implements Disposable {
         step.produces.reduce((sum, slot) => sum + slot.size, 0) <= SMALL_HOST_OP_ELEMENTS,
     );
     const weightGrad = steps.map((step) => step.kind === 'host' && step.op.kind === 'weight_grad');
+    // The simulated device is CPU work on the same cores, and the next kernel waits for it, never for
+    // a weight gradient: those run as background work (one thread each, lowest priority, off the
+    // pool), which fills the cores the kernels leave idle instead of contending for them.
+    const hostMode = (i: number): HostRunMode =>
+      weightGrad[i]! && this.device.backend === 'sim' ? 'background' : 'async';
     let kernelBusy = false;
     // Host ops in flight, and whether all of them are weight gradients.
     let hostsInFlight = 0;
@@ -863,13 +876,13 @@ export class PlanExecutable implements Disposable {
             runStart = recorder.now();
             recorder.staged(startMs, runStart);
             if (step.kind === 'kernel') await step.kernel.run();
-            else await step.bound.run(this.hostValues, 'async');
+            else await step.bound.run(this.hostValues, hostMode(i));
           })();
           started
             .then(
               () => {
                 this.complete(step);
-                recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs));
+                recorder.step(this.timing(step, sequence, runStart, recorder.now(), stagingMs, hostMode(i)));
                 state[i] = 'done';
               },
               (error: unknown) => {

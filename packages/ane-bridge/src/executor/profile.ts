@@ -2,6 +2,7 @@
  * The per-run profile of a plan executable: where the time of one `run` went (each step, each
  * program, each host-op kind, staging) and how long neither the device nor the host was busy.
  */
+import type { HostRunMode } from './host-ops';
 
 /** One step of one sequence. Times are milliseconds from the start of the run. */
 export interface StepTiming {
@@ -19,6 +20,11 @@ export interface StepTiming {
   /** Host ops: the host-op kind, and the kernels that ran it ('generic' for the float32 evaluator). */
   readonly hostKind?: string;
   readonly kernels?: readonly string[];
+  /**
+   * Host ops: how the kernels ran: `sync` on the JS thread, `async` off it, `background` off it at
+   * background priority (weight gradients beside the simulated device).
+   */
+  readonly hostMode?: HostRunMode;
 }
 
 export interface RunProfile {

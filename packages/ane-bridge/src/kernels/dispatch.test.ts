@@ -6,6 +6,7 @@ import {
   hostKernels,
   hostSimdLevel,
   hostThreads,
+  SGD_ADD,
   setHostSimdLevel,
   setHostThreads,
   sgemmAsync,
@@ -67,6 +68,73 @@ describe('host kernel dispatch', () => {
     }).not.toThrow();
     await expect(promise).rejects.toThrow(RangeError);
   });
+
+  it('TS twins: the background kernels are the async ones', () => {
+    expect(hostKernels.ts.background.sgemmAsync).toBe(hostKernels.ts.sgemmAsync);
+    expect(Object.keys(hostKernels.ts.background).sort()).toEqual(
+      Object.keys(hostKernels.ts)
+        .filter((name) => name.endsWith('Async'))
+        .sort(),
+    );
+  });
+
+  it.skipIf(!native)(
+    "background kernels (native): the sync kernels' bits, several at once beside foreground work",
+    async () => {
+      const kernels = hostKernels.native!;
+      expect(Object.keys(kernels.background).sort()).toEqual(
+        Object.keys(kernels)
+          .filter((name) => name.endsWith('Async'))
+          .sort(),
+      );
+      const random = rng(51);
+      const [M, N, K] = [130, 70, 260];
+      const jobs = Array.from({ length: 5 }, () => ({
+        A: randomArray(M * K, random),
+        B: randomArray(K * N, random),
+        C: new Float32Array(new SharedArrayBuffer(M * N * 4)),
+      }));
+      const pending = jobs.map((j) =>
+        kernels.background.sgemmAsync(false, true, M, N, K, 1, j.A, K, j.B, K, 0, j.C, N),
+      );
+      // Meanwhile the foreground keeps the pool: a synchronous GEMM on this thread.
+      const fore = new Float32Array(M * N);
+      kernels.sgemm(false, true, M, N, K, 1, jobs[0]!.A, K, jobs[0]!.B, K, 0, fore, N);
+      const [C, S] = [48, 300];
+      const dout = randomArray(C * S, random);
+      const x = randomArray(C * S, random);
+      const weight = randomArray(C, random);
+      const rstd = randomArray(S, random).map((v) => 1 + Math.abs(v));
+      const dx = [new Float32Array(C * S), new Float32Array(C * S)];
+      const dweight = [new Float32Array(C), new Float32Array(C)];
+      kernels.rmsnormBackward(dx[0]!, dweight[0]!, dout, x, weight, rstd, C, S);
+      await kernels.background.rmsnormBackwardAsync(dx[1]!, dweight[1]!, dout, x, weight, rstd, C, S);
+      expect(dx[1]).toEqual(dx[0]);
+      expect(dweight[1]).toEqual(dweight[0]);
+      expect(await kernels.background.sumOfSquaresAsync(x)).toBe(kernels.sumOfSquares(x));
+      await Promise.all(pending);
+      for (const j of jobs) {
+        const reference = new Float32Array(M * N);
+        kernels.sgemm(false, true, M, N, K, 1, j.A, K, j.B, K, 0, reference, N);
+        expect(new Uint32Array(j.C.buffer)).toEqual(new Uint32Array(reference.buffer));
+      }
+      expect(new Uint32Array(jobs[0]!.C.buffer)).toEqual(new Uint32Array(fore.buffer));
+      // Bad arguments reject with the sync kernel's error; a detached output, with the async one's.
+      const one = new Float32Array(1);
+      await expect(
+        kernels.background.sgemmAsync(false, false, -1, 1, 1, 1, one, 1, one, 1, 0, one, 1),
+      ).rejects.toThrow(RangeError);
+      const big = new Float32Array(1 << 21).fill(0.5);
+      const out = new Float32Array(1 << 21);
+      const running = kernels.background.sgdUpdateAsync(out, big, null, SGD_ADD);
+      structuredClone(out.buffer, { transfer: [out.buffer] });
+      await expect(running).rejects.toMatchObject({
+        name: 'HostKernelBufferError',
+        code: 'ERR_ANE_BRIDGE_DETACHED',
+        message: expect.stringMatching(/^sgdUpdateAsync: /),
+      });
+    },
+  );
 
   it('runs concurrent async kernels and sync kernels meanwhile, all correct', async () => {
     const random = rng(50);

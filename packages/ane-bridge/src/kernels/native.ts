@@ -208,20 +208,28 @@ function asBufferError(error: unknown, kernel: string): unknown {
 export function createNativeKernels(bindings: NativeKernelBindings): HostKernelSet {
   const table = bindings as unknown as Record<string, (...args: unknown[]) => unknown>;
   const set: Record<string, unknown> = { implementation: 'native' };
+  const background: Record<string, unknown> = {};
   for (const name of Object.keys(prepare) as HostKernelName[]) {
     const prepareCall = prepare[name] as (...args: unknown[]) => Call;
     set[name] = (...args: unknown[]) => {
       const call = prepareCall(...args);
       return (table[call.binding] as (...a: unknown[]) => unknown)(...call.args);
     };
-    set[`${name}Async`] = async (...args: unknown[]) => {
-      const call = prepareCall(...args);
-      try {
-        return await (table[`${call.binding}Async`] as (...a: unknown[]) => Promise<unknown>)(...call.args);
-      } catch (error) {
-        throw asBufferError(error, name);
-      }
-    };
+    const asyncEntry =
+      (suffix: 'Async' | 'AsyncBackground') =>
+      async (...args: unknown[]) => {
+        const call = prepareCall(...args);
+        try {
+          return await (table[`${call.binding}${suffix}`] as (...a: unknown[]) => Promise<unknown>)(
+            ...call.args,
+          );
+        } catch (error) {
+          throw asBufferError(error, name);
+        }
+      };
+    set[`${name}Async`] = asyncEntry('Async');
+    background[`${name}Async`] = asyncEntry('AsyncBackground');
   }
+  set.background = Object.freeze(background);
   return Object.freeze(set) as unknown as HostKernelSet;
 }

@@ -48,8 +48,11 @@ export function settledAsync(kernels: HostKernels): AsyncHostKernels {
   return Object.fromEntries(entries) as unknown as AsyncHostKernels;
 }
 
+const tsAsync = settledAsync(sync);
+
 export const tsKernels: HostKernelSet = Object.freeze({
   implementation: 'ts' as const,
   ...sync,
-  ...settledAsync(sync),
+  ...tsAsync,
+  background: tsAsync,
 });

@@ -19,7 +19,7 @@ import type { HostKernels, SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
-export const NATIVE_ABI_VERSION = 4;
+export const NATIVE_ABI_VERSION = 5;
 
 export type SimdLevel = 'avx512' | 'avx2-fma' | 'neon' | 'scalar';
 
@@ -145,10 +145,20 @@ export interface NativeSimOpsBindings {
 type Sync<Args extends unknown[], Result = void> = (...args: Args) => Result;
 
 /**
- * The addon's raw kernel exports: each `name` runs synchronously and `nameAsync` returns a Promise
- * and runs off the JS thread. Arguments are positional and already validated by src/kernels.
+ * The addon's raw kernel exports: each `name` runs synchronously, `nameAsync` returns a Promise
+ * and runs off the JS thread, and `nameAsyncBackground` is `nameAsync` run as background work
+ * (native/kernels/thread_pool.h runInBackground). Arguments are positional and already validated
+ * by src/kernels.
  */
-export interface NativeKernelBindings {
+export interface NativeKernelBindings extends ForegroundKernelBindings, BackgroundKernelBindings {}
+
+type BackgroundKernelBindings = {
+  [K in keyof ForegroundKernelBindings as K extends `${string}Async`
+    ? `${K}Background`
+    : never]: ForegroundKernelBindings[K];
+};
+
+interface ForegroundKernelBindings {
   sgemm: Sync<SgemmArgs>;
   sgemmAsync: Sync<SgemmArgs, Promise<void>>;
   fp32ToFp16: Sync<ToHalfArgs>;
