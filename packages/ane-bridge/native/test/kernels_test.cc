@@ -22,6 +22,7 @@
 #include <sched.h>
 #endif
 
+#include "../kernels/fp16_rows.h"
 #include "../kernels/kernels.h"
 #include "../kernels/sim_ops.h"
 #include "../kernels/simd.h"
@@ -923,6 +924,57 @@ void testSimOps() {
     const float want = referenceRound(static_cast<float>(static_cast<double>(x[static_cast<std::size_t>(i)]) +
                                                          static_cast<double>(y[static_cast<std::size_t>(i % inner)])));
     EXPECT(bitsOf(out[static_cast<std::size_t>(i)]) == bitsOf(want), "add %ld", static_cast<long>(i));
+  }
+  // +, -, *, / on float vectors: the float64 result rounded to float, then (when asked) to fp16, bit
+  // for bit, over dense and single-value operands, every length of a vector body and tail, and the
+  // special values (NaNs of both signs and payloads, signalling ones, infinities, signed zeros,
+  // fp32 and fp16 subnormals, the largest floats, values far apart in magnitude).
+  {
+    const float specials[] = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+                              ane::kernels::bitsFloat(0x7fa00001u), ane::kernels::bitsFloat(0xffc01234u), INFINITY, -INFINITY, 0.0f, -0.0f,
+                              1e-40f, -3e-42f, 6e-8f, -5.9604645e-8f, 3.4e38f, -3.4e38f, 65504.0f, 65520.0f,
+                              1.0f, -1.0f, 1e-30f, 3e30f, 0.1f, 7.0f};
+    const std::size_t specialCount = sizeof specials / sizeof specials[0];
+    const Index lengths[] = {0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47, 67, 530, 2100};
+    for (int op = 0; op < 4; op++) {
+      for (int mode = 0; mode < 3; mode++) {  // 0: both dense, 1: y one value, 2: x one value
+        for (const Index n : lengths) {
+          for (bool round : {false, true}) {
+            std::vector<float> x = randomVector(n + 1, r, 70000.0f), y = randomVector(n + 1, r, 3.0f);
+            for (Index i = 0; i < n; i++) {
+              if (i % 5 == 1) x[static_cast<std::size_t>(i)] = specials[static_cast<std::size_t>(i * 7) % specialCount];
+              if (i % 3 == 2) y[static_cast<std::size_t>(i)] = specials[static_cast<std::size_t>(i * 11) % specialCount];
+            }
+            if (mode != 0 && n > 0) (mode == 1 ? y : x)[0] = specials[static_cast<std::size_t>(n) % specialCount];
+            const std::int32_t zero[1] = {0};
+            ane::sim::Walk w;
+            w.rows = 1;
+            w.inner = n;
+            w.strides[0] = mode == 2 ? 0 : 1;
+            w.strides[1] = mode == 1 ? 0 : 1;
+            w.rowOffsets[0] = w.rowOffsets[1] = zero;
+            std::vector<float> got(static_cast<std::size_t>(n) + 1, 12345.0f);
+            const auto code = static_cast<ane::sim::BinaryOp>(op);
+            ane::sim::binary(code, got.data(), x.data(), y.data(), w, round);
+            for (Index i = 0; i < n; i++) {
+              const double a = x[static_cast<std::size_t>(w.strides[0] * i)];
+              const double b = y[static_cast<std::size_t>(w.strides[1] * i)];
+              const double exact = op == 0 ? a + b : op == 1 ? a - b : op == 2 ? a * b : a / b;
+              float want = static_cast<float>(exact);
+              if (round) want = referenceRound(want);
+              const float value = got[static_cast<std::size_t>(i)];
+              // Two NaN operands: either one may come back (IEEE leaves it open, compilers commute).
+              const bool bothNaN = std::isnan(a) && std::isnan(b);
+              EXPECT(bothNaN ? std::isnan(value) : bitsOf(value) == bitsOf(want),
+                     "binary op %d mode %d n %ld round %d [%ld]: %08x . %08x gave %08x want %08x", op, mode,
+                     static_cast<long>(n), round, static_cast<long>(i), bitsOf(static_cast<float>(a)),
+                     bitsOf(static_cast<float>(b)), bitsOf(value), bitsOf(want));
+            }
+            EXPECT(got[static_cast<std::size_t>(n)] == 12345.0f, "binary op %d wrote past n = %ld", op, static_cast<long>(n));
+          }
+        }
+      }
+    }
   }
   // Saturation past a float limit, inclusive and not: the vector body and the scalar tail.
   for (bool inclusive : {true, false}) {
