@@ -229,10 +229,13 @@ describe('host ops in flight together', () => {
         a !== b && a.startMs < b.endMs && b.startMs < a.endMs;
       const weightGrads = hostSteps.filter((step) => step.hostKind === 'weight_grad');
       expect(weightGrads.length).toBeGreaterThan(3);
+      expect(weightGrads.filter((step) => step.hostMode === 'background').length).toBeGreaterThan(3);
       expect(weightGrads.some((a) => weightGrads.some((b) => overlapping(a, b)))).toBe(true);
       for (const step of hostSteps) {
-        // The device is the simulator (CPU work): weight gradients yield the cores to it.
-        if (step.hostKind === 'weight_grad') expect(step.hostMode, step.label).toBe('background');
+        // The device is the simulator (CPU work): weight gradients yield the cores to it (or, small
+        // and with nothing else in flight or ready, run at once on this thread).
+        if (step.hostKind === 'weight_grad')
+          expect(['background', 'sync'], step.label).toContain(step.hostMode);
         else expect(['sync', 'async'], step.label).toContain(step.hostMode);
         const others = hostSteps.filter((other) => overlapping(step, other));
         if (step.hostKind !== 'weight_grad') expect(others, step.label).toEqual([]);
