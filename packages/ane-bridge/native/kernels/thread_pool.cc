@@ -267,9 +267,10 @@ class BackgroundThreads {
   bool run(const std::function<void()>& work) {
     Request request{&work, false, nullptr};
     std::unique_lock<std::mutex> lock(mutex_);
-    if (queue_.size() >= idle_ && static_cast<int>(threads_) < hostThreads() && !startThread()) {
-      if (threads_ == 0) return false;
-    }
+    // No idle thread will take it: start one, up to hostThreads(); past that (or when none starts
+    // but some run) it waits its turn.
+    const bool wantThread = queue_.size() >= idle_ && static_cast<int>(threads_) < hostThreads();
+    if (wantThread && !startThread() && threads_ == 0) return false;
     queue_.push_back(&request);
     wake_.notify_one();
     done_.wait(lock, [&] { return request.done; });
