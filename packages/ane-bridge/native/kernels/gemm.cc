@@ -19,6 +19,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
+#include <vector>
 
 #include "kernels.h"
 #include "simd.h"
@@ -46,16 +48,25 @@ using Index = std::ptrdiff_t;
 // acc = Ap[kc][MR] * Bp[kc][NR];  C[MR, NR] (row stride ldc) = alpha * acc + beta * C (beta 0: no read)
 using MicroKernel = void (*)(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha, float beta);
 // Packers (see packA/packB below for the layouts).
-using PackA = void (*)(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR, float* ap);
-using PackB = void (*)(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR, float* bp);
+// (An operand of fp16 bits is widened to fp32 as it is packed: the same packed values.)
+template <typename T>
+using PackA = void (*)(bool transA, const T* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR, float* ap);
+template <typename T>
+using PackB = void (*)(bool transB, const T* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR, float* bp);
 
 struct GemmPath {
   int mr, nr;
   Index mc, kc, nc;  // cache blocks: Ap is mc x kc (L2), Bp is kc x nc (L3), one B micro-panel kc x nr (L1)
   MicroKernel micro;
-  PackA packA;
-  PackB packB;
+  PackA<float> packA;
+  PackB<float> packB;
+  PackA<std::uint16_t> packAHalf;
+  PackB<std::uint16_t> packBHalf;
 };
+
+// An operand element as fp32 (fp16 bits widened exactly).
+inline float widened(float x) { return x; }
+inline float widened(std::uint16_t h) { return fp16ToFp32Scalar(h); }
 
 // ---- micro-kernels ---------------------------------------------------------------------------
 
@@ -232,22 +243,23 @@ void microNeon8x12(Index kc, const float* ap, const float* bp, float* c, Index l
 
 // Ap[panel][k][r] = op(A)[i0 + panel*MR + r, p0 + k] for an mc x kc block; rows past mc are 0.
 //   A: [M, K] row stride lda (transA: [K, M]),  Ap: [ceil(mc/MR)][kc][MR]
-void packA(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR, float* ap) {
+template <typename T>
+void packA(bool transA, const T* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR, float* ap) {
   for (Index ir = 0; ir < mc; ir += MR) {
     const int rows = static_cast<int>(std::min<Index>(MR, mc - ir));
     if (transA) {
       // op(A)[i, k] = A[k, i]: MR contiguous values per k.
       for (Index k = 0; k < kc; k++) {
-        const float* src = A + (p0 + k) * lda + i0 + ir;
+        const T* src = A + (p0 + k) * lda + i0 + ir;
         float* dst = ap + k * MR;
-        for (int r = 0; r < rows; r++) dst[r] = src[r];
+        for (int r = 0; r < rows; r++) dst[r] = widened(src[r]);
         for (int r = rows; r < MR; r++) dst[r] = 0.0f;
       }
     } else {
       // op(A)[i, k] = A[i, k]: read each row contiguously, write with stride MR.
       for (int r = 0; r < rows; r++) {
-        const float* src = A + (i0 + ir + r) * lda + p0;
-        for (Index k = 0; k < kc; k++) ap[k * MR + r] = src[k];
+        const T* src = A + (i0 + ir + r) * lda + p0;
+        for (Index k = 0; k < kc; k++) ap[k * MR + r] = widened(src[k]);
       }
       for (int r = rows; r < MR; r++) {
         for (Index k = 0; k < kc; k++) ap[k * MR + r] = 0.0f;
@@ -259,25 +271,26 @@ void packA(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc,
 
 // Bp[panel][k][j] = op(B)[p0 + k, j0 + panel*NR + j] for a kc x nc block; columns past nc are 0.
 //   B: [K, N] row stride ldb (transB: [N, K]),  Bp: [ceil(nc/NR)][kc][NR]
-void packB(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR, float* bp) {
+template <typename T>
+void packB(bool transB, const T* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR, float* bp) {
   for (Index jr = 0; jr < nc; jr += NR) {
     const int cols = static_cast<int>(std::min<Index>(NR, nc - jr));
     if (!transB) {
       for (Index k = 0; k < kc; k++) {
-        const float* src = B + (p0 + k) * ldb + j0 + jr;
+        const T* src = B + (p0 + k) * ldb + j0 + jr;
         float* dst = bp + k * NR;
-        if (cols == NR) {
+        if (std::is_same<T, float>::value && cols == NR) {
           std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(NR));
         } else {
-          for (int j = 0; j < cols; j++) dst[j] = src[j];
+          for (int j = 0; j < cols; j++) dst[j] = widened(src[j]);
           for (int j = cols; j < NR; j++) dst[j] = 0.0f;
         }
       }
     } else {
       // op(B)[k, j] = B[j, k]: read each row of B contiguously, write with stride NR.
       for (int j = 0; j < cols; j++) {
-        const float* src = B + (j0 + jr + j) * ldb + p0;
-        for (Index k = 0; k < kc; k++) bp[k * NR + j] = src[k];
+        const T* src = B + (j0 + jr + j) * ldb + p0;
+        for (Index k = 0; k < kc; k++) bp[k * NR + j] = widened(src[k]);
       }
       for (int j = cols; j < NR; j++) {
         for (Index k = 0; k < kc; k++) bp[k * NR + j] = 0.0f;
@@ -297,7 +310,26 @@ constexpr Index kPackBand = 8;
 // packA with the transposing case (A not transposed: MR values of one k lie in MR rows) done as
 // 8 x 8 register transposes, 8 k at a time; MR is 6 on both x86 paths. Ragged panels and the
 // transposed case (already MR contiguous values per k) take the scalar code.
-ANE_TARGET_AVX2 void packAAvx2(bool transA, const float* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR,
+// Eight consecutive elements as fp32.
+ANE_TARGET_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+ANE_TARGET_AVX2 inline __m256 load8(const std::uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Six consecutive elements as fp32 into dst[0..5] (no element past the sixth is read).
+ANE_TARGET_AVX2 inline void copy6(const float* src, float* dst) {
+  _mm_storeu_ps(dst, _mm_loadu_ps(src));
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4))));
+}
+ANE_TARGET_AVX2 inline void copy6(const std::uint16_t* src, float* dst) {
+  _mm_storeu_ps(dst, _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src))));
+  std::int32_t lastTwo;
+  std::memcpy(&lastTwo, src + 4, sizeof lastTwo);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm_cvtph_ps(_mm_cvtsi32_si128(lastTwo)));
+}
+
+template <typename T>
+ANE_TARGET_AVX2 void packAAvx2(bool transA, const T* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR,
                                float* ap) {
   if (MR != 6) return packA(transA, A, lda, i0, p0, mc, kc, MR, ap);
   const Index full = mc / 6 * 6;
@@ -310,11 +342,10 @@ ANE_TARGET_AVX2 void packAAvx2(bool transA, const float* A, Index lda, Index i0,
     for (Index kb = 0; kb < kc; kb += kPackBand) {
       const Index kn = std::min(kPackBand, kc - kb);
       for (Index panel = 0; panel < panels; panel++) {
-        const float* src = A + (p0 + kb) * lda + i0 + panel * 6;
+        const T* src = A + (p0 + kb) * lda + i0 + panel * 6;
         float* dst = ap + panel * kc * 6 + kb * 6;
         for (Index k = 0; k < kn; k++) {
-          _mm_storeu_ps(dst, _mm_loadu_ps(src));
-          _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4))));
+          copy6(src, dst);
           src += lda;
           dst += 6;
         }
@@ -324,11 +355,11 @@ ANE_TARGET_AVX2 void packAAvx2(bool transA, const float* A, Index lda, Index i0,
     return;
   }
   for (Index ir = 0; ir < full; ir += 6) {
-    const float* src = A + (i0 + ir) * lda + p0;
+    const T* src = A + (i0 + ir) * lda + p0;
     Index k = 0;
     for (; k + 8 <= kc; k += 8) {
       __m256 r[8];
-      for (int row = 0; row < 6; row++) r[row] = _mm256_loadu_ps(src + row * lda + k);
+      for (int row = 0; row < 6; row++) r[row] = load8(src + row * lda + k);
       r[6] = r[7] = _mm256_setzero_ps();
       transpose8x8(r);
       float* dst = ap + k * 6;
@@ -339,7 +370,7 @@ ANE_TARGET_AVX2 void packAAvx2(bool transA, const float* A, Index lda, Index i0,
       }
     }
     for (; k < kc; k++) {
-      for (int row = 0; row < 6; row++) ap[k * 6 + row] = src[row * lda + k];
+      for (int row = 0; row < 6; row++) ap[k * 6 + row] = widened(src[row * lda + k]);
     }
     ap += kc * 6;
   }
@@ -348,7 +379,8 @@ ANE_TARGET_AVX2 void packAAvx2(bool transA, const float* A, Index lda, Index i0,
 
 // packB with SIMD copies (B not transposed: NR contiguous values per k) and 8 x 8 register
 // transposes (B transposed: the NR values of one k lie in NR rows of B), for NR a multiple of 8.
-ANE_TARGET_AVX2 void packBAvx2(bool transB, const float* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR,
+template <typename T>
+ANE_TARGET_AVX2 void packBAvx2(bool transB, const T* B, Index ldb, Index p0, Index j0, Index kc, Index nc, int NR,
                                float* bp) {
   if (NR % 8 != 0) return packB(transB, B, ldb, p0, j0, kc, nc, NR, bp);
   const Index full = nc / NR * NR;
@@ -359,10 +391,10 @@ ANE_TARGET_AVX2 void packBAvx2(bool transB, const float* B, Index ldb, Index p0,
     for (Index kb = 0; kb < kc; kb += kPackBand) {
       const Index kn = std::min(kPackBand, kc - kb);
       for (Index panel = 0; panel < panels; panel++) {
-        const float* src = B + (p0 + kb) * ldb + j0 + panel * NR;
+        const T* src = B + (p0 + kb) * ldb + j0 + panel * NR;
         float* dst = bp + panel * kc * NR + kb * NR;
         for (Index k = 0; k < kn; k++) {
-          for (int j = 0; j < NR; j += 8) _mm256_store_ps(dst + j, _mm256_loadu_ps(src + j));
+          for (int j = 0; j < NR; j += 8) _mm256_store_ps(dst + j, load8(src + j));
           src += ldb;
           dst += NR;
         }
@@ -373,16 +405,16 @@ ANE_TARGET_AVX2 void packBAvx2(bool transB, const float* B, Index ldb, Index p0,
     // B transposed: the NR values of one k lie in NR rows of B, 8 x 8 register transposes.
     for (Index jr = 0; jr < full; jr += NR) {
       for (int jb = 0; jb < NR; jb += 8) {
-        const float* src = B + (j0 + jr + jb) * ldb + p0;
+        const T* src = B + (j0 + jr + jb) * ldb + p0;
         Index k = 0;
         for (; k + 8 <= kc; k += 8) {
           __m256 r[8];
-          for (int row = 0; row < 8; row++) r[row] = _mm256_loadu_ps(src + row * ldb + k);
+          for (int row = 0; row < 8; row++) r[row] = load8(src + row * ldb + k);
           transpose8x8(r);
           for (int j = 0; j < 8; j++) _mm256_store_ps(bp + (k + j) * NR + jb, r[j]);
         }
         for (; k < kc; k++) {
-          for (int row = 0; row < 8; row++) bp[k * NR + jb + row] = src[row * ldb + k];
+          for (int row = 0; row < 8; row++) bp[k * NR + jb + row] = widened(src[row * ldb + k]);
         }
       }
       bp += kc * NR;
@@ -415,6 +447,29 @@ struct PackBuffers {
   AlignedBuffer a, b;
 };
 
+// A GEMM operand: fp32 values, or fp16 bits (exactly one of the two), row stride ld.
+struct Operand {
+  const float* f32;
+  const std::uint16_t* f16;
+  Index ld;
+  // The operand from element `offset` on (a thread's strip).
+  Operand from(Index offset) const {
+    return {f32 == nullptr ? nullptr : f32 + offset, f16 == nullptr ? nullptr : f16 + offset, ld};
+  }
+};
+
+// Packs op(A)[i0:+mc, p0:+kc] (see packA) from either width.
+void packOperandA(const GemmPath& path, bool transA, const Operand& A, Index i0, Index p0, Index mc, Index kc, float* ap) {
+  if (A.f32 != nullptr) path.packA(transA, A.f32, A.ld, i0, p0, mc, kc, path.mr, ap);
+  else path.packAHalf(transA, A.f16, A.ld, i0, p0, mc, kc, path.mr, ap);
+}
+
+// Packs op(B)[p0:+kc, j0:+nc] (see packB) from either width.
+void packOperandB(const GemmPath& path, bool transB, const Operand& B, Index p0, Index j0, Index kc, Index nc, float* bp) {
+  if (B.f32 != nullptr) path.packB(transB, B.f32, B.ld, p0, j0, kc, nc, path.nr, bp);
+  else path.packBHalf(transB, B.f16, B.ld, p0, j0, kc, nc, path.nr, bp);
+}
+
 PackBuffers& threadBuffers() {
   thread_local PackBuffers buffers;
   return buffers;
@@ -424,7 +479,7 @@ PackBuffers& threadBuffers() {
 
 // C[M, N] = alpha * op(A) op(B) + beta * C, single-threaded; A, B, C point at the rectangle's corner.
 void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index N, Index K, float alpha,
-                 const float* A, Index lda, const float* B, Index ldb, float beta, float* C, Index ldc) {
+                 const Operand& A, const Operand& B, float beta, float* C, Index ldc) {
   const int MR = path.mr, NR = path.nr;
   const Index MC = path.mc, KC = path.kc, NC = path.nc;
   PackBuffers& buffers = threadBuffers();
@@ -440,10 +495,10 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
     for (Index pc = 0; pc < K; pc += KC) {
       const Index kc = std::min(KC, K - pc);
       const float betaHere = pc == 0 ? beta : 1.0f;
-      path.packB(transB, B, ldb, pc, jc, kc, nc, NR, bp);
+      packOperandB(path, transB, B, pc, jc, kc, nc, bp);
       for (Index ic = 0; ic < M; ic += MC) {
         const Index mc = std::min(MC, M - ic);
-        path.packA(transA, A, lda, ic, pc, mc, kc, MR, ap);
+        packOperandA(path, transA, A, ic, pc, mc, kc, ap);
         for (Index jr = 0; jr < nc; jr += NR) {
           const Index nr = std::min<Index>(NR, nc - jr);
           const float* bPanel = bp + (jr / NR) * kc * NR;
@@ -515,24 +570,41 @@ GemmPath pathFor(Isa isa) {
   switch (isa) {
 #if ANE_X86
     case Isa::Avx512:
-      return {6, 32, 192, 384, 4096, microAvx512x6x32, packAAvx2, packBAvx2};
+      return {6,
+              32,
+              192,
+              384,
+              4096,
+              microAvx512x6x32,
+              packAAvx2<float>,
+              packBAvx2<float>,
+              packAAvx2<std::uint16_t>,
+              packBAvx2<std::uint16_t>};
     case Isa::Avx2:
-      return {6, 16, 192, 384, 4080, microAvx2x6x16, packAAvx2, packBAvx2};
+      return {6,
+              16,
+              192,
+              384,
+              4080,
+              microAvx2x6x16,
+              packAAvx2<float>,
+              packBAvx2<float>,
+              packAAvx2<std::uint16_t>,
+              packBAvx2<std::uint16_t>};
 #endif
 #if ANE_ARM64
     case Isa::Neon:
-      return {8, 12, 128, 256, 4080, microNeon8x12, packA, packB};
+      return {8, 12, 128, 256, 4080, microNeon8x12, packA<float>, packB<float>, packA<std::uint16_t>, packB<std::uint16_t>};
 #endif
     default:
-      return {4, 8, 128, 256, 2048, microPortable<4, 8>, packA, packB};
+      return {4, 8, 128, 256, 2048, microPortable<4, 8>, packA<float>, packB<float>, packA<std::uint16_t>,
+              packB<std::uint16_t>};
   }
 }
 
-
-}  // namespace
-
-void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A, Index lda, const float* B,
-           Index ldb, float beta, float* C, Index ldc) {
+// C = alpha * op(A) op(B) + beta * C for operands of either width (see sgemm and sgemmHalfOperands).
+void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const Operand& A, const Operand& B,
+          float beta, float* C, Index ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     if (beta != 1.0f) scaleC(M, N, beta, C, ldc);
@@ -540,9 +612,19 @@ void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, con
   }
 #if defined(ANE_BRIDGE_HAS_ACCELERATE)
   if (M <= 0x7fffffff && N <= 0x7fffffff && K <= 0x7fffffff) {
+    // Accelerate takes fp32 only: an fp16 operand is widened whole first.
+    std::vector<float> wideA, wideB;
+    const auto widened = [](const Operand& x, Index rows, Index cols, std::vector<float>& wide) -> const float* {
+      if (x.f32 != nullptr) return x.f32;
+      wide.resize(static_cast<std::size_t>((rows - 1) * x.ld + cols));
+      fp16ToFp32(x.f16, x.ld, wide.data(), x.ld, rows, cols);
+      return wide.data();
+    };
+    const float* a = transA ? widened(A, K, M, wideA) : widened(A, M, K, wideA);
+    const float* b = transB ? widened(B, N, K, wideB) : widened(B, K, N, wideB);
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
-                static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+                static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, a, static_cast<int>(A.ld), b,
+                static_cast<int>(B.ld), beta, C, static_cast<int>(ldc));
     return;
   }
 #endif
@@ -550,7 +632,7 @@ void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, con
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const int threads = static_cast<int>(std::min<double>(hostThreads(), std::max(1.0, work / kSgemmMinParallelWork)));
   if (threads <= 1) {
-    gemmBlocked(path, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemmBlocked(path, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
     return;
   }
   // Cut C into `threads` strips aligned to the micro-tile, along the side that leaves the busiest
@@ -567,13 +649,27 @@ void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, con
     const Index end = std::min(extent, units * (part + 1) / parts * unit);
     if (begin >= end) return;
     if (splitColumns) {
-      const float* b = transB ? B + begin * ldb : B + begin;
-      gemmBlocked(path, transA, transB, M, end - begin, K, alpha, A, lda, b, ldb, beta, C + begin, ldc);
+      const Operand b = B.from(transB ? begin * B.ld : begin);
+      gemmBlocked(path, transA, transB, M, end - begin, K, alpha, A, b, beta, C + begin, ldc);
     } else {
-      const float* a = transA ? A + begin : A + begin * lda;
-      gemmBlocked(path, transA, transB, end - begin, N, K, alpha, a, lda, B, ldb, beta, C + begin * ldc, ldc);
+      const Operand a = A.from(transA ? begin : begin * A.ld);
+      gemmBlocked(path, transA, transB, end - begin, N, K, alpha, a, B, beta, C + begin * ldc, ldc);
     }
   });
+}
+
+}  // namespace
+
+void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A, Index lda, const float* B,
+           Index ldb, float beta, float* C, Index ldc) {
+  gemm(transA, transB, M, N, K, alpha, {A, nullptr, lda}, {B, nullptr, ldb}, beta, C, ldc);
+}
+
+void sgemmHalfOperands(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A,
+                       const std::uint16_t* A16, Index lda, const float* B, const std::uint16_t* B16, Index ldb,
+                       float beta, float* C, Index ldc) {
+  gemm(transA, transB, M, N, K, alpha, {A16 == nullptr ? A : nullptr, A16, lda}, {B16 == nullptr ? B : nullptr, B16, ldb},
+       beta, C, ldc);
 }
 
 }  // namespace kernels

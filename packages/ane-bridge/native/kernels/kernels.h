@@ -28,6 +28,13 @@ void sgemm(bool transA, bool transB, std::ptrdiff_t M, std::ptrdiff_t N, std::pt
            const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta, float* C,
            std::ptrdiff_t ldc);
 
+// sgemm with an operand given as fp16 bits: A16 (B16), when not null, replaces A (B) and is read
+// with the same row stride, each block widened to fp32 as it is packed. fp16 -> fp32 is exact, so
+// the result has the bits of sgemm on the widened operands, without widening them whole first.
+void sgemmHalfOperands(bool transA, bool transB, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                       const float* A, const std::uint16_t* A16, std::ptrdiff_t lda, const float* B,
+                       const std::uint16_t* B16, std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc);
+
 // Multiply-adds (M * N * K) below which sgemm runs on the calling thread alone: a second thread
 // is not worth waking for less.
 constexpr double kSgemmMinParallelWork = 4.0e6;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels.h"
 #include "sim_ops.h"
 
 namespace ane {
@@ -230,6 +231,59 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// One operand of gemm: a Float32Array or a Uint16Array of fp16 bits, read from element `offset` as
+// a rows x cols matrix of row stride ld (checked to lie inside the array).
+struct GemmOperandArg {
+  const float* f32 = nullptr;
+  const std::uint16_t* f16 = nullptr;
+  const void* begin = nullptr;
+  const void* end = nullptr;
+};
+
+GemmOperandArg gemmOperand(const Napi::CallbackInfo& info, std::size_t i, const char* name, Index rows, Index cols) {
+  const Napi::Env env = info.Env();
+  const Index offset = whole(info, i + 1, "offset"), ld = whole(info, i + 2, "ld");
+  const bool half = info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  Index length = 0;
+  GemmOperandArg operand;
+  if (half) {
+    const Array<std::uint16_t> a = array<std::uint16_t>(info, i, napi_uint16_array, name);
+    operand.f16 = a.data + offset;
+    length = a.length;
+    operand.begin = a.data;
+    operand.end = a.data + a.length;
+  } else {
+    const Array<float> a = f32(info, i, name);
+    operand.f32 = a.data + offset;
+    length = a.length;
+    operand.begin = a.data;
+    operand.end = a.data + a.length;
+  }
+  if (rows > 0 && cols > 0) {
+    if (ld < cols) fail(env, std::string("simOps: gemm ") + name + " has a row stride below its columns");
+    if (offset > length || (rows - 1) * ld + cols > length - offset) fail(env, std::string("simOps: gemm reads outside ") + name);
+  }
+  return operand;
+}
+
+// gemm(out, a, aOffset, lda, transA, b, bOffset, ldb, transB, M, N, K): out [M, N] = op(a) op(b),
+// each operand fp32 or fp16 bits (sgemmHalfOperands).
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  const Array<float> out = f32(info, 0, "out");
+  const bool transA = info[4].ToBoolean().Value(), transB = info[8].ToBoolean().Value();
+  const Index M = whole(info, 9, "M"), N = whole(info, 10, "N"), K = whole(info, 11, "K");
+  if (M * N > out.length) fail(info.Env(), "simOps: gemm out is shorter than M * N");
+  const GemmOperandArg a = transA ? gemmOperand(info, 1, "a", K, M) : gemmOperand(info, 1, "a", M, K);
+  const GemmOperandArg b = transB ? gemmOperand(info, 5, "b", N, K) : gemmOperand(info, 5, "b", K, N);
+  const auto overlaps = [&](const GemmOperandArg& x) {
+    return static_cast<const void*>(out.data) < x.end && x.begin < static_cast<const void*>(out.data + M * N);
+  };
+  if (M > 0 && N > 0 && (overlaps(a) || overlaps(b))) fail(info.Env(), "simOps: gemm out overlaps an operand");
+  kernels::sgemmHalfOperands(transA, transB, M, N, K, 1.0f, a.f32, a.f16, whole(info, 3, "lda"), b.f32, b.f16,
+                             whole(info, 7, "ldb"), 0.0f, out.data, N);
+  return info.Env().Undefined();
+}
+
 // fused(code, epsilons, registers, length, operands, walks, rowOffsets, outputs): code holds six
 // int32 per instruction (kind, op, dst, a, b, round), epsilons one float64 per instruction;
 // operands[k] (Float32Array) is read through walks[2k] (inner), walks[2k + 1] (stride) and
@@ -362,6 +416,7 @@ void registerSimOps(Napi::Env env, Napi::Object exports) {
   ops.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
   ops.Set("copyRows", Napi::Function::New(env, CopyRows, "copyRows"));
   ops.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
+  ops.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   ops.Set("fused", Napi::Function::New(env, Fused, "fused"));
   exports.Set("simOps", ops);
 }

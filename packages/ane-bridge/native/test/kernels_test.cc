@@ -530,6 +530,59 @@ void testGemm(Isa isa) {
   }
 }
 
+// sgemmHalfOperands with A, B or both as fp16 bits against sgemm on the same operands widened
+// first: bit for bit (the widening is exact, and the packed panels hold the same values), special
+// values included; the operands are exactly as long as their extents, so an overread is an ASan report.
+void testGemmHalfCase(bool transA, bool transB, Index M, Index N, Index K, Index pad, Random& r) {
+  const Index aRows = transA ? K : M, aCols = transA ? M : K, bRows = transB ? N : K, bCols = transB ? K : N;
+  const Index lda = std::max<Index>(1, aCols + pad), ldb = std::max<Index>(1, bCols + pad), ldc = std::max<Index>(1, N);
+  auto extent = [](Index rows, Index cols, Index ld) { return rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols; };
+  static const std::uint16_t kHalfSpecials[] = {0x7c00, 0xfc00, 0x7e00, 0x7c01, 0x0000, 0x8000, 0x0001, 0x83ff, 0x7bff, 0x0400};
+  auto halves = [&](Index count) {
+    std::vector<std::uint16_t> h(static_cast<std::size_t>(count));
+    for (std::uint16_t& x : h) x = fp32ToFp16Scalar(r.uniform(4.0f), false);
+    for (int k = 0; k < 3 && count > 0; k++) h[r.bits() % h.size()] = kHalfSpecials[r.bits() % (sizeof kHalfSpecials / 2)];
+    return h;
+  };
+  const std::vector<std::uint16_t> A16 = halves(extent(aRows, aCols, lda)), B16 = halves(extent(bRows, bCols, ldb));
+  std::vector<float> A(A16.size()), B(B16.size());
+  for (std::size_t i = 0; i < A16.size(); i++) A[i] = fp16ToFp32Scalar(A16[i]);
+  for (std::size_t i = 0; i < B16.size(); i++) B[i] = fp16ToFp32Scalar(B16[i]);
+  std::vector<float> expected(static_cast<std::size_t>(extent(M, N, ldc)), 0.0f);
+  sgemm(transA, transB, M, N, K, 1.0f, A.empty() ? nullptr : A.data(), lda, B.empty() ? nullptr : B.data(), ldb, 0.0f,
+        expected.empty() ? nullptr : expected.data(), ldc);
+  for (int which = 1; which <= 3; which++) {
+    std::vector<float> got(expected.size(), -7.0f);
+    const bool aHalf = which & 1, bHalf = which & 2;
+    sgemmHalfOperands(transA, transB, M, N, K, 1.0f, aHalf || A.empty() ? nullptr : A.data(),
+                      aHalf && !A16.empty() ? A16.data() : nullptr, lda, bHalf || B.empty() ? nullptr : B.data(),
+                      bHalf && !B16.empty() ? B16.data() : nullptr, ldb, 0.0f, got.empty() ? nullptr : got.data(), ldc);
+    bool same = true;
+    for (std::size_t i = 0; i < got.size(); i++) same = same && sameFloat(got[i], expected[i]);
+    EXPECT(same, "%c%c %tdx%tdx%td pad %td, fp16 %s: differs from sgemm on the widened operands", transA ? 'T' : 'N',
+           transB ? 'T' : 'N', M, N, K, pad, which == 1 ? "A" : which == 2 ? "B" : "A and B");
+  }
+}
+
+void testGemmHalfOperands(Isa isa) {
+  context = std::string("sgemmHalfOperands ") + isaName(isa);
+  Random r(11);
+  for (int t = 0; t < 4; t++) {
+    const bool transA = t & 1, transB = t & 2;
+    testGemmHalfCase(transA, transB, 0, 5, 5, 0, r);
+    testGemmHalfCase(transA, transB, 5, 5, 0, 0, r);
+    for (Index size : {1, 5, 6, 7, 8, 9, 13, 31, 32, 33, 67}) {
+      testGemmHalfCase(transA, transB, size, 13, 9, 1, r);
+      testGemmHalfCase(transA, transB, 7, size, 5, 2, r);
+      testGemmHalfCase(transA, transB, 6, 17, size, 0, r);
+    }
+    // Parallel, both splits, and K past one packing block (384).
+    testGemmHalfCase(transA, transB, 256, 288, 64, 3, r);
+    testGemmHalfCase(transA, transB, 40, 70, 900, 1, r);
+    testGemmHalfCase(transA, transB, 203, 97, 801, 0, r);
+  }
+}
+
 // ---- norms, losses, embeddings, causal softmax -----------------------------------------------------
 
 void testRowwise(Isa isa) {
@@ -1046,6 +1099,7 @@ int main() {
       testFp16Transposed();
       testOptimizers(isa);
       testGemm(isa);
+      testGemmHalfOperands(isa);
       testRowwise(isa);
       context = std::string("sim ops ") + isaName(isa);
       testSimOps();

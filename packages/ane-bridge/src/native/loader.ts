@@ -19,7 +19,7 @@ import type { HostKernels, SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
-export const NATIVE_ABI_VERSION = 5;
+export const NATIVE_ABI_VERSION = 6;
 
 export type SimdLevel = 'avx512' | 'avx2-fma' | 'neon' | 'scalar';
 
@@ -105,6 +105,24 @@ export interface NativeSimOpsBindings {
     alpha: number,
     xOffsets: Int32Array,
     yOffsets: Int32Array,
+  ): void;
+  /**
+   * out [M, N] = op(a) · op(b): each operand a Float32Array or fp16 bits (Uint16Array) read from
+   * `offset` with row stride `ld` (stored [M, K] or, transposed, [K, M]; b: [K, N] or [N, K]).
+   */
+  gemm(
+    out: Float32Array,
+    a: Float32Array | Uint16Array,
+    aOffset: number,
+    lda: number,
+    transA: boolean,
+    b: Float32Array | Uint16Array,
+    bOffset: number,
+    ldb: number,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
   ): void;
   copyRows<T extends Float32Array | Int32Array | Int8Array | Uint8Array>(
     dst: T,

@@ -8,7 +8,13 @@ import { describeValue, programOf } from '../device/device';
 import { DeviceOptionsError } from '../errors';
 import { compileSimProgram as compile, type SimCompileOptions, type SimExecutable } from './executable';
 
-const BOOLEAN_OPTIONS = ['inPlaceOperands', 'inPlaceConcat', 'fuseElementwise', 'profileOps'] as const;
+const BOOLEAN_OPTIONS = [
+  'inPlaceOperands',
+  'inPlaceConcat',
+  'fuseElementwise',
+  'halfInputOperands',
+  'profileOps',
+] as const;
 const KNOWN_OPTIONS = new Set(['chip', 'reduceSumAccumulation', 'memoryLimitBytes', ...BOOLEAN_OPTIONS]);
 
 /**

@@ -38,6 +38,24 @@ export interface GemmOperand {
   readonly data: Float32Array;
   readonly ld: number;
   readonly transposed: boolean;
+  /**
+   * Bound after planning when the operand lies in an fp16 program input that only GEMMs read: the
+   * GEMM then reads the input's fp16 bits (widened as it packs them) and the run does not decode
+   * that input (SimCompileOptions.halfInputOperands). Shared by the copies of an operand.
+   */
+  readonly inputHalf: { binding?: HalfInputBinding };
+}
+
+/** The fp16 bits of the program inputs a run reads in place, set at the start of each run. */
+export interface HalfInputs {
+  readonly views: (Uint16Array | undefined)[];
+}
+
+/** Where a GEMM operand lies in an fp16 program input: input `input`, from element `offset`. */
+export interface HalfInputBinding {
+  readonly inputs: HalfInputs;
+  readonly input: number;
+  readonly offset: number;
 }
 
 /** out [M, N] = op(a) [M, K] · op(b) [K, N], rounded, saturated at `saturateAt` when given. */

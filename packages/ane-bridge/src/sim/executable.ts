@@ -41,7 +41,7 @@ import { CompileError, DeviceError, KernelInputError } from '../errors';
 import { nativeAddon } from '../native/loader';
 import type { BehaviourSettings } from './behaviours';
 import { behaviourSettingsFor } from './behaviours';
-import type { MatrixView, PlannedValue } from './constants';
+import type { GemmOperand, HalfInputs, MatrixView, PlannedValue } from './constants';
 import { plannedConstant, simDtypeOf, UnsupportedError } from './constants';
 import type { ElementwiseRecipe, PlannedStep } from './fusion';
 import { fuseElementwise, readsWhole } from './fusion';
@@ -90,6 +90,14 @@ export interface SimCompileOptions {
    */
   readonly fuseElementwise?: boolean;
   /**
+   * Let matmuls read operands that lie in an fp16 input straight from the input's fp16 bits,
+   * widening them as the GEMM packs its panels, when nothing but such matmuls reads that input
+   * (default: true where operands are read in place, see inPlaceOperands): the run then skips
+   * decoding the input, which for a classifier's packed input is most of its time outside the
+   * GEMM. fp16 -> fp32 is exact, so the same bits either way; false decodes every input.
+   */
+  readonly halfInputOperands?: boolean;
+  /**
    * Time every op of every run (default false): `opProfile()` then says where a run's time went,
    * per MIL op, fused chains as `fused` (benchmarks use it; the timer costs about a microsecond
    * per op).
@@ -136,6 +144,12 @@ export interface SimExecutable {
   /** The op steps a run executes (constants folded, dead statements and unread copies dropped). */
   readonly stepCount: number;
   /**
+   * Per input: whether a run leaves it undecoded, because only matmuls read it and they read its
+   * fp16 bits in place (SimCompileOptions.halfInputOperands), or nothing reads it. An input buffer
+   * that is not 2-byte aligned is decoded all the same.
+   */
+  readonly inputsReadAsFp16: readonly boolean[];
+  /**
    * With `profileOps`: time per MIL op kind over every run so far, plus `(io)` for reading the
    * inputs and writing the outputs; empty otherwise.
    */
@@ -172,6 +186,7 @@ export function compileSimProgram(program: Program, options: SimCompileOptions =
     inPlace,
     options.inPlaceConcat ?? true,
     options.fuseElementwise ?? true,
+    inPlace && (options.halfInputOperands ?? true),
     profile,
   ).plan();
 }
@@ -315,16 +330,46 @@ function liveStatements(
  * when a kept step (or a result) reads a buffer it writes. A copy whose value every consumer reads
  * in place through a MatrixView (a slice or transpose feeding matmul) is dropped here.
  */
-function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimData[]): RunStep[] {
+function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimData[]): PlannedStep[] {
   const needed = new Set<SimData>(results);
-  const kept: RunStep[] = [];
+  const kept: PlannedStep[] = [];
   for (let i = steps.length - 1; i >= 0; i--) {
     const step = steps[i]!;
     if (!step.writes.some((data) => needed.has(data))) continue;
-    if (step.run !== NO_WORK) kept.push(step.run);
+    if (step.run !== NO_WORK) kept.push(step);
     for (const data of step.reads) needed.add(data);
   }
   return kept.reverse();
+}
+
+/**
+ * The fp16 inputs a run need not decode (SimCompileOptions.halfInputOperands): those that only
+ * GEMM steps read, each through in-place operands, and that no result shares. Their operands are
+ * bound to the input's fp16 bits (`halves`, set by each run). An input nothing reads is not
+ * decoded either.
+ */
+function bindHalfInputs(
+  steps: readonly PlannedStep[],
+  parameters: readonly FloatTensor[],
+  specs: readonly TensorSpec[],
+  results: readonly FloatTensor[],
+  halves: HalfInputs,
+): boolean[] {
+  return parameters.map((parameter, input) => {
+    const data = parameter.data;
+    if (specs[input]!.dtype !== 'fp16' || results.some((result) => result.data.buffer === data.buffer))
+      return false;
+    const readers = steps.filter((step) => step.reads.has(data));
+    if (!readers.every((step) => step.gemmOperands !== undefined)) return false;
+    for (const step of readers) {
+      for (const operand of step.gemmOperands!) {
+        if (operand.source !== data) continue;
+        const offset = (operand.data.byteOffset - data.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
+        operand.inputHalf.binding = { inputs: halves, input, offset };
+      }
+    }
+    return true;
+  });
 }
 
 class ProgramPlanner {
@@ -343,6 +388,7 @@ class ProgramPlanner {
     private readonly inPlace: boolean,
     private readonly inPlaceConcat: boolean,
     private readonly fuse: boolean,
+    private readonly halfOperands: boolean,
     private readonly profile: Map<string, OpTime> | undefined,
   ) {}
 
@@ -501,17 +547,23 @@ class ProgramPlanner {
           (run) => (profile === undefined ? run : timed(profile, 'fused', run)),
         )
       : this.steps;
+    const kept = stepsThatMatter(
+      steps,
+      results.map((tensor) => tensor.data),
+    );
+    const halves: HalfInputs = { views: parameterBuffers.map(() => undefined) };
+    const halfInputs = this.halfOperands
+      ? bindHalfInputs(kept, parameterBuffers, this.program.inputs, results, halves)
+      : parameterBuffers.map(() => false);
     return createExecutable(
       this.chip,
       [...this.program.inputs],
       [...this.program.outputs],
       this.warnings,
       parameterBuffers,
+      { read: halfInputs, views: halves },
       results,
-      stepsThatMatter(
-        steps,
-        results.map((tensor) => tensor.data),
-      ),
+      kept.map((step) => step.run),
       this.profile,
     );
   }
@@ -636,6 +688,7 @@ class ProgramPlanner {
     const reads = new Set<SimData>();
     let label = statement.op;
     let elementwise: ElementwiseRecipe | undefined;
+    let gemmOperands: GemmOperand[] | undefined;
     const tensorOf = (param: string, value: PlannedValue): SimTensor => {
       const tensor = value.tensor ?? fail(`'${param}' is not a tensor`);
       reads.add(tensor.data);
@@ -720,6 +773,9 @@ class ProgramPlanner {
         }
         return recipe;
       },
+      gemm: (a, b) => {
+        gemmOperands = [a, b];
+      },
       productOutput: (index, recipe) => {
         if (!this.inPlace) return;
         const output = outputs[index] ?? fail(`result ${index} must be planned before its product`);
@@ -769,6 +825,7 @@ class ProgramPlanner {
           reads,
           writes,
           ...(elementwise === undefined ? {} : { elementwise }),
+          ...(gemmOperands === undefined ? {} : { gemmOperands }),
         });
       }
     }
@@ -827,6 +884,7 @@ function createExecutable(
   outputs: readonly TensorSpec[],
   warnings: readonly RuleViolation[],
   parameterBuffers: readonly FloatTensor[],
+  halfInputs: { readonly read: readonly boolean[]; readonly views: HalfInputs },
   results: readonly FloatTensor[],
   steps: readonly RunStep[],
   profile: Map<string, OpTime> | undefined,
@@ -857,14 +915,20 @@ function createExecutable(
     outputs,
     warnings,
     stepCount: steps.length,
+    inputsReadAsFp16: [...halfInputs.read],
     opProfile: () => profile ?? new Map(),
     run(inputBuffers, outputBuffers) {
       checkBuffers('input', inputBuffers, inputs);
       checkBuffers('output', outputBuffers, outputs);
       const started = profile === undefined ? 0 : performance.now();
+      const { views } = halfInputs.views;
       parameterBuffers.forEach((tensor, i) => {
-        if (inputs[i]!.dtype === 'fp16') readFp16Buffer(inputBuffers[i]!, tensor.data);
-        else readFp32Buffer(inputBuffers[i]!, tensor.data);
+        const bytes = inputBuffers[i]!;
+        // Read in place as fp16 bits when planned so and the bytes are 2-aligned (else decoded).
+        if (halfInputs.read[i]! && bytes.byteOffset % 2 === 0)
+          views[i] = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.data.length);
+        else if (inputs[i]!.dtype === 'fp16') readFp16Buffer(bytes, tensor.data);
+        else readFp32Buffer(bytes, tensor.data);
       });
       const ranFrom = profile === undefined ? 0 : performance.now();
       try {
@@ -873,6 +937,8 @@ function createExecutable(
         throw new DeviceError(`simulator failed while running the program: ${(error as Error).message}`, {
           cause: error,
         });
+      } finally {
+        views.fill(undefined); // the caller's buffers are not held past the run
       }
       const ranMs = profile === undefined ? 0 : performance.now() - ranFrom;
       results.forEach((tensor, j) => {

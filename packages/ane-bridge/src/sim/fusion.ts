@@ -13,6 +13,7 @@
  * does alone: the results are the same bits, fused or not (tests/ir-sim compares both).
  */
 
+import type { GemmOperand } from './constants';
 import type { RunStep } from './op-planners';
 import type { BinaryArithmeticOp, UnaryOp } from './ops/elementwise';
 import type { FusedInstruction, FusedOperand } from './ops/fused';
@@ -36,6 +37,8 @@ export interface PlannedStep {
   readonly reads: ReadonlySet<SimData>;
   readonly writes: readonly SimData[];
   readonly elementwise?: ElementwiseRecipe;
+  /** A GEMM step's operands: everything it reads, it reads through them. */
+  readonly gemmOperands?: readonly GemmOperand[];
 }
 
 /**

@@ -42,6 +42,7 @@ const REQUIRED: readonly (keyof NativeSimOpsBindings)[] = [
   'reduce',
   'copyRows',
   'matmul',
+  'gemm',
   'fused',
 ];
 

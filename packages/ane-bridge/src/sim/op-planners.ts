@@ -104,6 +104,8 @@ export interface OpNode {
   product(param: string): GemmProduct | undefined;
   /** Output `index` (already allocated) is the product `recipe`. */
   productOutput(index: number, recipe: GemmProduct): void;
+  /** Declares that the step is a GEMM reading its tensors only through these in-place operands. */
+  gemm(a: GemmOperand, b: GemmOperand): void;
   /** The name this op's step is timed under with `profileOps` (default: the MIL op). */
   profileAs(label: string): void;
   /**
@@ -250,6 +252,7 @@ function planStridedMatmul(node: OpNode, transposeX: boolean, transposeY: boolea
   const { M, N, K } = geometry;
   const recipe: GemmProduct = { a, b, M, N, K, saturateAt: node.settings.matmulInfinityThreshold };
   node.productOutput(0, recipe);
+  node.gemm(a, b);
   return () => matmulStrided(out, a, b, M, N, K, recipe.saturateAt);
 }
 
@@ -265,9 +268,10 @@ function gemmOperand(
   const data = view.source.subarray(view.offset);
   const source = view.source;
   // Row-major with a row stride, or column-major (a transposed copy would be row-major).
-  if (view.colStride === 1 && view.rowStride >= cols) return { source, data, ld: view.rowStride, transposed };
+  if (view.colStride === 1 && view.rowStride >= cols)
+    return { source, data, ld: view.rowStride, transposed, inputHalf: {} };
   if (view.rowStride === 1 && view.colStride >= rows)
-    return { source, data, ld: view.colStride, transposed: !transposed };
+    return { source, data, ld: view.colStride, transposed: !transposed, inputHalf: {} };
   return undefined;
 }
 
@@ -401,6 +405,7 @@ function planTransposeOp(node: OpNode): RunStep {
       saturateAt: product.saturateAt,
     };
     node.productOutput(0, transposed);
+    node.gemm(transposed.a, transposed.b);
     node.profileAs('matmul');
     const result = out as FloatTensor;
     const { a, b, M, N, K, saturateAt } = transposed;

@@ -3,7 +3,7 @@
  * sgemm calls: accumulated in fp32, rounded to fp16 once.
  */
 // The dispatching GEMM: the native addon's when loaded, else the TS twin in ../gemm.ts.
-import { sgemm } from '../../kernels';
+import { fp16ToFp32Strided, sgemm } from '../../kernels';
 import type { GemmOperand } from '../constants';
 import { runSimOp } from '../native-ops';
 import { finishFloat, finishSaturated } from '../numerics';
@@ -179,7 +179,10 @@ export function linear(
   finishFloat(out);
 }
 
-/** out [M, N] = op(a) [M, K] · op(b) [K, N], operands read in place (see GemmOperand). */
+/**
+ * out [M, N] = op(a) [M, K] · op(b) [K, N], operands read in place (see GemmOperand); an operand
+ * bound to an fp16 input this run (GemmOperand.inputHalf) is read as those fp16 bits.
+ */
 export function matmulStrided(
   out: FloatTensor,
   a: GemmOperand,
@@ -189,6 +192,61 @@ export function matmulStrided(
   K: number,
   saturateAt?: number,
 ): void {
-  sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, out.data, N);
+  const o = out.data;
+  const aHalf = halfBits(a);
+  const bHalf = halfBits(b);
+  if (aHalf === undefined && bHalf === undefined) {
+    sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, o, N);
+  } else {
+    runSimOp(
+      'matmul',
+      o,
+      (ops) =>
+        ops.gemm(
+          o,
+          aHalf?.bits ?? a.data,
+          aHalf?.offset ?? 0,
+          a.ld,
+          a.transposed,
+          bHalf?.bits ?? b.data,
+          bHalf?.offset ?? 0,
+          b.ld,
+          b.transposed,
+          M,
+          N,
+          K,
+        ),
+      () => {
+        // The twin: widen the operands into their fp32 place (where the input is decoded when not
+        // read as fp16), then the plain GEMM.
+        if (aHalf !== undefined) widen(a, aHalf, a.transposed ? K : M, a.transposed ? M : K);
+        if (bHalf !== undefined) widen(b, bHalf, b.transposed ? N : K, b.transposed ? K : N);
+        sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, o, N);
+      },
+    );
+  }
   finishSaturated(out, saturateAt);
+}
+
+/** The fp16 input bits an operand is bound to in this run, or undefined (read as fp32). */
+function halfBits(operand: GemmOperand): { bits: Uint16Array; offset: number } | undefined {
+  const binding = operand.inputHalf.binding;
+  const bits = binding?.inputs.views[binding.input];
+  return bits === undefined ? undefined : { bits, offset: binding!.offset };
+}
+
+/** operand.data's rows x cols block (row stride ld) = the fp16 bits it is bound to, widened. */
+function widen(
+  operand: GemmOperand,
+  half: { bits: Uint16Array; offset: number },
+  rows: number,
+  cols: number,
+): void {
+  fp16ToFp32Strided(half.bits, operand.data, {
+    rows,
+    cols,
+    srcOffset: half.offset,
+    srcRowStride: operand.ld,
+    dstRowStride: operand.ld,
+  });
 }
