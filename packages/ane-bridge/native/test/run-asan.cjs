@@ -223,7 +223,7 @@ function runVitestUnderAsan(compiler) {
     return 1;
   }
   say(
-    'running the src/kernels vitest suites, the simulator native ops, fused chains and the conformance corpus in all op modes, and test/kernel-buffers.test.ts (arrays detached mid-run, in a child process) against it (LD_PRELOAD of the ASan runtime)',
+    'running the src/kernels vitest suites, the simulator native ops, fused chains, GEMMs over fp16 input bits and the conformance corpus in all op modes, and test/kernel-buffers.test.ts (arrays detached mid-run, in a child process) against it (LD_PRELOAD of the ASan runtime)',
   );
   const vitestPackage = require.resolve('vitest/package.json', { paths: [packageRoot] });
   const vitest = path.join(path.dirname(vitestPackage), require(vitestPackage).bin.vitest);
@@ -236,6 +236,7 @@ function runVitestUnderAsan(compiler) {
       'src/sim/native-ops.test.ts',
       'src/sim/conformance.test.ts',
       'src/sim/fusion.test.ts',
+      'src/sim/half-input-operands.test.ts',
       'test/kernel-buffers.test.ts',
       '--reporter=verbose',
     ],
