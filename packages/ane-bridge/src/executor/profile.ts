@@ -17,6 +17,11 @@ export interface StepTiming {
   readonly stagingMs: number;
   /** Kernels: the program it ran (`P1`). */
   readonly program?: string;
+  /**
+   * Kernels: whether it ran on the JS thread (`runSync`, or on the simulator a kernel whose
+   * shortest run so far took at most 1 ms) rather than handed to the device (`kernel.run`).
+   */
+  readonly onJsThread?: boolean;
   /** Host ops: the host-op kind, and the kernels that ran it ('generic' for the float32 evaluator). */
   readonly hostKind?: string;
   readonly kernels?: readonly string[];
