@@ -330,6 +330,39 @@ describe('composites', () => {
     expect(MASK_VALUE).toBe(-65504);
   });
 
+  it('a mask for sequences back to back is block diagonal, each block causal; RoPE tables restart per sequence', () => {
+    const g = new Graph();
+    const [seq, sequences] = [3, 2];
+    const mask = causalMask(g, seq, { sequences });
+    expect(mask.shape).toEqual([6, 6]);
+    expect(causalMask(g, seq, { sequences })).toBe(mask);
+    expect(causalMask(g, seq)).not.toBe(mask);
+    const values = Array.from(
+      constantNumbers(mask.op.kind === 'constant' ? mask.op.data : (undefined as never)),
+    );
+    const M = MASK_VALUE;
+    // Query row t sees keys u with u <= t in its own sequence only.
+    expect(values).toEqual(
+      [
+        [0, M, M, M, M, M],
+        [0, 0, M, M, M, M],
+        [0, 0, 0, M, M, M],
+        [M, M, M, 0, M, M],
+        [M, M, M, 0, 0, M],
+        [M, M, M, 0, 0, 0],
+      ].flat(),
+    );
+    const one = ropeTables(g, seq, 4, { base: 100, name: 'one' });
+    const two = ropeTables(g, seq, 4, { base: 100, sequences, name: 'two' });
+    expect(two.cos.shape).toEqual([6, 4]);
+    const data = (t: typeof one.cos) =>
+      Array.from(constantNumbers(t.op.kind === 'constant' ? t.op.data : (undefined as never)));
+    expect(data(two.cos)).toEqual([...data(one.cos), ...data(one.cos)]);
+    expect(data(two.sin)).toEqual([...data(one.sin), ...data(one.sin)]);
+    expect(() => causalMask(g, seq, { sequences: 0 })).toThrow(/sequences must be a whole number ≥ 1/);
+    expect(() => ropeTables(g, seq, 4, { sequences: 2.5 })).toThrow(/sequences must be a whole number ≥ 1/);
+  });
+
   it('embedding gathers rows into channels-first [D, S] (a host op)', () => {
     const g = new Graph();
     const table = g.constant([0, 1, 10, 11, 20, 21], [3, 2]);

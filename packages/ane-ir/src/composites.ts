@@ -240,6 +240,11 @@ export interface RopeTableOptions {
   convention?: RopeConvention;
   /** Position of the first row (default 0). */
   offset?: number;
+  /**
+   * Sequences packed back to back along the positions (default 1): the tables are
+   * `[seq * sequences, HD]`, each sequence's rows starting again at `offset`.
+   */
+  sequences?: number;
   name?: string;
 }
 
@@ -261,21 +266,24 @@ export function ropeTables(
   const base = options.base ?? 10000;
   const convention = options.convention ?? 'interleaved';
   const offset = options.offset ?? 0;
+  const sequences = wholeSequences('ropeTables', options.sequences);
   const half = headDim / 2;
-  const cos = new Float64Array(seq * headDim);
-  const sin = new Float64Array(seq * headDim);
-  for (let p = 0; p < seq; p++) {
+  const rows = seq * sequences;
+  const cos = new Float64Array(rows * headDim);
+  const sin = new Float64Array(rows * headDim);
+  for (let row = 0; row < rows; row++) {
+    const p = row % seq;
     for (let j = 0; j < headDim; j++) {
       const i = convention === 'interleaved' ? Math.floor(j / 2) : j % half;
       const angle = (p + offset) / base ** ((2 * i) / headDim);
-      cos[p * headDim + j] = Math.cos(angle);
-      sin[p * headDim + j] = Math.sin(angle);
+      cos[row * headDim + j] = Math.cos(angle);
+      sin[row * headDim + j] = Math.sin(angle);
     }
   }
   const prefix = options.name ?? 'rope';
   return {
-    cos: graph.constant(cos, [seq, headDim], { name: `${prefix}_cos` }),
-    sin: graph.constant(sin, [seq, headDim], { name: `${prefix}_sin` }),
+    cos: graph.constant(cos, [rows, headDim], { name: `${prefix}_cos` }),
+    sin: graph.constant(sin, [rows, headDim], { name: `${prefix}_sin` }),
     convention,
   };
 }
@@ -337,24 +345,43 @@ export function mergeHeads(x: Tensor, options: { name?: string } = {}): Tensor {
 
 const MASKS = new WeakMap<Graph, Map<string, Tensor>>();
 
+/** A `sequences` option: a whole number ≥ 1 (default 1). */
+function wholeSequences(op: string, sequences: number | undefined): number {
+  const value = sequences ?? 1;
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new IrError(`${op}: sequences must be a whole number ≥ 1, got ${String(sequences)}`);
+  return value;
+}
+
 /**
  * Additive causal mask `[S, S]`: 0 where key <= query, -65504 elsewhere. One constant per graph,
- * size and name: every attention call shares it.
+ * size and name: every attention call shares it. With `sequences`, the positions hold that many
+ * sequences of `seq` back to back, and the mask `[seq * sequences]²` is block diagonal: a query
+ * sees the keys up to itself within its own sequence only.
  */
-export function causalMask(graph: Graph, seq: number, options: { name?: string } = {}): Tensor {
+export function causalMask(
+  graph: Graph,
+  seq: number,
+  options: { name?: string; sequences?: number } = {},
+): Tensor {
   const name = options.name ?? 'causal_mask';
+  const sequences = wholeSequences('causalMask', options.sequences);
   let masks = MASKS.get(graph);
   if (masks === undefined) {
     masks = new Map();
     MASKS.set(graph, masks);
   }
-  const key = `${seq}:${name}`;
+  const key = `${seq}x${sequences}:${name}`;
   const cached = masks.get(key);
   if (cached !== undefined) return cached;
-  const values = new Float64Array(seq * seq);
-  for (let t = 0; t < seq; t++) for (let u = t + 1; u < seq; u++) values[t * seq + u] = MASK_VALUE;
+  const n = seq * sequences;
+  const values = new Float64Array(n * n).fill(MASK_VALUE);
+  for (let t = 0; t < n; t++) {
+    const first = t - (t % seq);
+    for (let u = first; u <= t; u++) values[t * n + u] = 0;
+  }
   // Created outside any scope, so every caller sees the same node.
-  const mask = graph.unscoped(() => graph.constant(values, [seq, seq], { name }));
+  const mask = graph.unscoped(() => graph.constant(values, [n, n], { name }));
   masks.set(key, mask);
   return mask;
 }

@@ -17,10 +17,15 @@ import { estimateStepTime, formatStepEstimate, type StepTimeEstimate } from './s
 /** The parts of a training graph the summary reads (a `TrainingGraph` has them all). */
 export type PlanSummarySource = Pick<TrainingGraph, 'config' | 'seq' | 'chip' | 'plan' | 'hostPlacements'> & {
   readonly parameters: readonly Pick<ParameterSpec, 'name' | 'shape'>[];
+  /** Sequences one run of the plan computes (TrainingGraph.sequences); default 1. */
+  readonly sequences?: number;
 };
 
 export interface PlanSummaryOptions {
-  /** Sequences per step (default 1): every per-step figure is the per-sequence one times this. */
+  /**
+   * Sequences per step (default 1; a multiple of the plan's `sequences`): every per-step figure is
+   * the per-run one times the runs, batch / sequences.
+   */
   batch?: number;
   /** Micro-batches per optimizer step (default 1; the Trainer's `accumulate`): only the step-time estimate reads it. */
   accumulate?: number;
@@ -123,6 +128,11 @@ export interface PlanSummary {
   chip: string;
   seq: number;
   batch: number;
+  /**
+   * Sequences one run of the plan computes (each attending within itself); the step runs the plan
+   * batch / sequencesPerPass times. The `…PerSequence` figures are per run.
+   */
+  sequencesPerPass: number;
   /** Trainable parameters. */
   parameters: number;
   /** Distinct programs: what a run compiles, each once (the compile count). */
@@ -189,6 +199,13 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
   if (!Number.isSafeInteger(batch) || batch < 1) {
     throw new RangeError(`describePlan: batch must be a whole number ≥ 1, got ${String(batch)}`);
   }
+  const sequences = source.sequences ?? 1;
+  if (batch % sequences !== 0) {
+    throw new RangeError(
+      `describePlan: batch ${batch} is not a multiple of the plan's ${sequences} sequences per run`,
+    );
+  }
+  const runs = batch / sequences;
   const { plan, config } = source;
 
   const programList: ProgramSummary[] = plan.programs.map((program) => {
@@ -202,7 +219,7 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
       index: program.index,
       hash: program.hash,
       runsPerSequence: program.instances.length,
-      runsPerStep: program.instances.length * batch,
+      runsPerStep: program.instances.length * runs,
       inputs: program.program.inputs.map(tensor),
       outputs: program.program.outputs.map(tensor),
       inputBytes: program.inputBytes,
@@ -286,13 +303,14 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
     chip: source.chip,
     seq: source.seq,
     batch,
+    sequencesPerPass: sequences,
     parameters,
     programs: plan.programs.length,
     programList,
     kernelRunsPerSequence: plan.kernels.length,
-    kernelRunsPerStep: plan.kernels.length * batch,
+    kernelRunsPerStep: plan.kernels.length * runs,
     hostOpsPerSequence: plan.hostOps.length,
-    hostOpsPerStep: plan.hostOps.length * batch,
+    hostOpsPerStep: plan.hostOps.length * runs,
     hostOpsByKind: [...hostOpsByKind.values()],
     opsOnAne,
     opsOnHost: plan.placements.length - opsOnAne,
@@ -300,14 +318,14 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
     placements,
     hostPlacements: source.hostPlacements.map((p) => ({ op: p.op, reason: p.reason })),
     flopsPerStep: {
-      device: deviceFlops * batch,
-      host: hostFlops * batch,
-      total: (deviceFlops + hostFlops) * batch,
+      device: deviceFlops * runs,
+      host: hostFlops * runs,
+      total: (deviceFlops + hostFlops) * runs,
     },
     ioBytesPerStep: {
-      deviceInputs: deviceInputs * batch,
-      deviceOutputs: deviceOutputs * batch,
-      total: (deviceInputs + deviceOutputs) * batch,
+      deviceInputs: deviceInputs * runs,
+      deviceOutputs: deviceOutputs * runs,
+      total: (deviceInputs + deviceOutputs) * runs,
     },
     memory,
     warnings: [...new Set(plan.warnings.map((w) => w.message))],
@@ -416,11 +434,13 @@ export function formatPlanSummary(summary: PlanSummary): string {
     `${m.modelType} model: ${m.layers} layers, hidden ${m.hiddenSize}, FFN ${m.intermediateSize}, ${m.heads} heads / ${m.kvHeads} KV heads of ${m.headDim}, vocab ${m.vocabSize}${m.tiedEmbeddings ? ' (tied embeddings)' : ''}; ${formatCount(summary.parameters)} parameters`,
   );
   lines.push(
-    `Step: ${plural(summary.batch, 'sequence')} of ${summary.seq} positions on ${summary.chip}; the plan runs once per sequence on the same programs.`,
+    summary.sequencesPerPass === 1
+      ? `Step: ${plural(summary.batch, 'sequence')} of ${summary.seq} positions on ${summary.chip}; the plan runs once per sequence on the same programs.`
+      : `Step: ${plural(summary.batch, 'sequence')} of ${summary.seq} positions on ${summary.chip}; each run of the plan computes ${summary.sequencesPerPass} of them at once (${summary.sequencesPerPass * summary.seq} positions, each sequence attending within itself), ${plural(summary.batch / summary.sequencesPerPass, 'run')} a step on the same programs.`,
   );
   lines.push('');
   lines.push(
-    `Programs: ${summary.programs} distinct (compiled once each: ${plural(summary.programs, 'compile')} per run, whatever the depth); ${summary.kernelRunsPerSequence} kernel runs per sequence, ${summary.kernelRunsPerStep} per step.`,
+    `Programs: ${summary.programs} distinct (compiled once each: ${plural(summary.programs, 'compile')} per run, whatever the depth); ${summary.kernelRunsPerSequence} kernel runs per ${summary.sequencesPerPass === 1 ? 'sequence' : 'run'}, ${summary.kernelRunsPerStep} per step.`,
   );
   for (const p of summary.programList) {
     lines.push(
@@ -470,7 +490,9 @@ export function formatPlanSummary(summary: PlanSummary): string {
     `  device buffers        ${formatBytes(mem.deviceBufferBytes)} (of which fp16 staged weights ${formatBytes(mem.stagedWeightBytes)})`,
   );
   lines.push(
-    `  activations           ${formatBytes(mem.activationBytes)} (one sequence's; the batch runs one sequence at a time)`,
+    summary.sequencesPerPass === 1
+      ? `  activations           ${formatBytes(mem.activationBytes)} (one sequence's; the batch runs one sequence at a time)`
+      : `  activations           ${formatBytes(mem.activationBytes)} (one run's: ${summary.sequencesPerPass} sequences; the batch runs one run at a time)`,
   );
   lines.push(
     `  step outputs          ${formatBytes(mem.outputBytes)} (loss and gradients: per sequence and summed)`,

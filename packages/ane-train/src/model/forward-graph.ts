@@ -5,6 +5,7 @@
  * `buildTrainingGraph` builds its forward with, so the two cannot drift apart.
  */
 import {
+  causalMask,
   embedding,
   Graph,
   linear,
@@ -103,7 +104,10 @@ export function declareParameters(
 
 /**
  * The model on `tokens` ([S] int32): embedding → blocks → final RMSNorm → classifier. Returns the
- * logits `[V, S]` (channel-first). The classifier composite is named 'output'.
+ * logits `[V, S]` (channel-first). The classifier composite is named 'output'. With `sequences`,
+ * tokens holds that many sequences of S back to back ([S · sequences]), each its own attention
+ * window (a block-diagonal causal mask) with positions from 0: every other op is per position,
+ * so one pass computes what that many passes over one sequence would.
  */
 export function modelLogits(
   g: Graph,
@@ -111,11 +115,14 @@ export function modelLogits(
   seq: number,
   tokens: Tensor,
   param: (source: string) => Tensor,
+  sequences = 1,
 ): Tensor {
   const rope = ropeTables(g, seq, config.head_dim, {
     base: config.rope_theta,
     convention: 'rotate-half',
+    sequences,
   });
+  const windows = sequences > 1 ? { mask: causalMask(g, seq, { sequences }) } : {};
   let h = embedding(tokens, param('embed'), { name: 'embed' });
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const p = (name: string) => param(`layers.${l}.${name}`);
@@ -140,6 +147,7 @@ export function modelLogits(
         heads: config.num_attention_heads,
         kvHeads: config.num_key_value_heads,
         rope,
+        ...windows,
         eps: config.rms_norm_eps,
         name: 'block',
         ...qkNorm,

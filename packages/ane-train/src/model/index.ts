@@ -16,6 +16,8 @@ export { initParameters, type ParameterSpec, parameterCount, parameterSpecs } fr
 export {
   buildTrainingGraph,
   type ChipName,
+  PASS_POSITIONS,
+  sequencesPerPass,
   TRAINING_IO,
   type TrainingGraph,
   type TrainingGraphOptions,

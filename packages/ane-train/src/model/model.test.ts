@@ -1,14 +1,18 @@
+import { evaluate } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors';
 import {
   buildForwardGraph,
   buildTrainingGraph,
   initParameters,
+  PASS_POSITIONS,
   PRESETS,
   parameterCount,
   parameterSpecs,
   parseLlamaConfig,
   resolveModel,
+  sequencesPerPass,
+  TRAINING_IO,
 } from './index';
 
 const HF_TINY = {
@@ -197,5 +201,78 @@ describe('the training graph', () => {
   it('refuses a sequence longer than the model takes', () => {
     expect(() => buildTrainingGraph(PRESETS.tiny, { seq: 257 })).toThrow(/max_position_embeddings \(256\)/);
     expect(() => buildTrainingGraph(PRESETS.tiny, { seq: 0 })).toThrow(ConfigError);
+  });
+
+  it('computes several sequences in one graph (sequences) with the float64 loss and gradients of one graph per sequence, averaged', () => {
+    const config = parseLlamaConfig(HF_TINY);
+    const seq = 6;
+    const sequences = 3;
+    const weights = initParameters(config, { seed: 5 });
+    const tokens = Int32Array.from(
+      { length: sequences * (seq + 1) },
+      (_, i) => (i * 37 + 11) % config.vocab_size,
+    );
+    const evaluateGraph = (
+      training: ReturnType<typeof buildTrainingGraph>,
+      inputs: Int32Array,
+      targets: Int32Array,
+    ) => {
+      const output = (name: string) => training.graph.outputs.find((o) => o.name === name)!.tensor;
+      const names = training.parameters.map((p) => p.name);
+      const params: Record<string, Float32Array> = {};
+      for (const p of training.parameters) params[p.source] = weights.get(p.name)!;
+      const [loss, ...grads] = evaluate(
+        [output(TRAINING_IO.loss), ...names.map((n) => output(training.gradOutput(n)))],
+        {
+          ...params,
+          [TRAINING_IO.tokens]: inputs,
+          [TRAINING_IO.targets]: targets,
+          [TRAINING_IO.lossScale]: Float32Array.of(1),
+        },
+      );
+      return { loss: loss![0]!, grads: new Map(names.map((n, i) => [n, grads[i]!])) };
+    };
+    const window = (b: number) => tokens.subarray(b * (seq + 1), (b + 1) * (seq + 1));
+    const single = buildTrainingGraph(config, { seq });
+    const each = [0, 1, 2].map((b) => evaluateGraph(single, window(b).slice(0, seq), window(b).slice(1)));
+    const folded = buildTrainingGraph(config, { seq, sequences });
+    expect(folded.sequences).toBe(sequences);
+    const inputs = new Int32Array(sequences * seq);
+    const targets = new Int32Array(sequences * seq);
+    for (let b = 0; b < sequences; b++) {
+      inputs.set(window(b).slice(0, seq), b * seq);
+      targets.set(window(b).slice(1), b * seq);
+    }
+    const together = evaluateGraph(folded, inputs, targets);
+    const meanLoss = each.reduce((sum, r) => sum + r.loss, 0) / sequences;
+    expect(Math.abs(together.loss - meanLoss)).toBeLessThan(1e-9 * Math.abs(meanLoss));
+    for (const [name, grad] of together.grads) {
+      let largest = 0;
+      let worst = 0;
+      grad.forEach((value, j) => {
+        const mean = each.reduce((sum, r) => sum + r.grads.get(name)![j]!, 0) / sequences;
+        largest = Math.max(largest, Math.abs(mean));
+        worst = Math.max(worst, Math.abs(value - mean));
+      });
+      expect(worst, name).toBeLessThanOrEqual(1e-9 * largest + 1e-12);
+    }
+    // Its programs are the one-sequence graph's, over 18 positions instead of 6.
+    expect(folded.plan.programs.length).toBe(single.plan.programs.length);
+    expect(() => buildTrainingGraph(config, { seq, sequences: 0 })).toThrow(ConfigError);
+    expect(() => buildTrainingGraph(config, { seq, sequences: 1.5 })).toThrow(
+      /sequences must be a whole number/,
+    );
+  });
+
+  it('sequencesPerPass: the largest divisor of the batch whose sequences fit PASS_POSITIONS', () => {
+    expect(PASS_POSITIONS).toBe(256);
+    expect(sequencesPerPass(64, 8)).toBe(4);
+    expect(sequencesPerPass(32, 8)).toBe(8);
+    expect(sequencesPerPass(8, 3)).toBe(3);
+    expect(sequencesPerPass(100, 3)).toBe(1); // 2 × 100 fits but does not divide 3
+    expect(sequencesPerPass(256, 4)).toBe(1);
+    expect(sequencesPerPass(300, 2)).toBe(1);
+    expect(sequencesPerPass(1, 1000)).toBe(250);
+    expect(sequencesPerPass(64, 1)).toBe(1);
   });
 });

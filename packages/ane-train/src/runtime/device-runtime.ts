@@ -12,7 +12,12 @@ import { DEFAULT_COMPILE_BUDGET, type Device, openDevice } from 'ane-bridge';
 import { CheckpointError, ConfigError, TrainError } from '../errors';
 import type { LlamaConfig } from '../model/config';
 import { parameterSpecs } from '../model/parameters';
-import { buildTrainingGraph, type ChipName, type TrainingGraph } from '../model/training-graph';
+import {
+  buildTrainingGraph,
+  type ChipName,
+  sequencesPerPass,
+  type TrainingGraph,
+} from '../model/training-graph';
 import {
   type DeviceSession,
   describe,
@@ -393,6 +398,7 @@ export class DeviceRuntime {
     if (training === undefined) {
       training = buildTrainingGraph(this.config, {
         seq,
+        sequences: sequencesPerPass(seq, this.batch),
         ...((this.resolvedChip ?? this.chip) ? { chip: (this.resolvedChip ?? this.chip)! } : {}),
       });
       this.graphs.set(seq, training);

@@ -41,8 +41,8 @@ describe('openSession (in-process, sim)', () => {
     expect(profile.totalMs).toBeGreaterThanOrEqual(profile.deviceMs);
   });
 
-  it('divides by B for a batch that is not a power of two (3 sequences: the sums are divided on the host)', async () => {
-    const three = await openSession({ config: TINY, seq: 8, batch: 3, backend: 'sim' });
+  it('divides by the runs when they are not a power of two (3 sequences run one at a time: the sums are divided on the host)', async () => {
+    const three = await openSession({ config: TINY, seq: 8, batch: 3, sequences: 1, backend: 'sim' });
     try {
       await three.writeWeights(weights);
       const tokens = tinyTokens(3, 8, 5);
@@ -59,6 +59,38 @@ describe('openSession (in-process, sim)', () => {
     } finally {
       await three.dispose();
     }
+  });
+
+  it('computes several sequences in one run (each attending within itself), as the reference does per sequence', async () => {
+    const tokens = tinyTokens(4, 8, 9);
+    const reference = referenceStep(weights, tokens, 4, 8, SCALE);
+    // The default (sequencesPerPass: all 4 in one run of 32 positions), 2 runs of 2, 4 runs of 1.
+    for (const sequences of [undefined, 2, 1]) {
+      const four = await openSession({
+        config: TINY,
+        seq: 8,
+        batch: 4,
+        backend: 'sim',
+        ...(sequences ? { sequences } : {}),
+      });
+      try {
+        await four.writeWeights(weights);
+        const { loss, grads } = await four.step(tokens, SCALE);
+        expect(Math.abs(loss - reference.loss) / reference.loss, `sequences ${sequences}`).toBeLessThan(
+          LOSS_BOUND,
+        );
+        for (const [name, expected] of reference.grads)
+          expect(normalizedError(grads.get(name)!, expected), `${name}, sequences ${sequences}`).toBeLessThan(
+            GRAD_BOUND,
+          );
+      } finally {
+        await four.dispose();
+      }
+    }
+    for (const sequences of [3, 0, 1.5, 8])
+      await expect(
+        openSession({ config: TINY, seq: 8, batch: 4, sequences, backend: 'sim' }),
+      ).rejects.toThrow(/sequences must be a whole number ≥ 1 that divides the batch \(4\)/);
   });
 
   it('restages a written weight: the loss changes as the reference says', async () => {

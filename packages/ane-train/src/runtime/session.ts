@@ -10,7 +10,13 @@
 import { type Device, openDevice, type PlanExecutable, type PlanOutputs } from 'ane-bridge';
 import { CheckpointError, ConfigError, DataError, TrainError } from '../errors';
 import type { LlamaConfig } from '../model/config';
-import { buildTrainingGraph, type ChipName, TRAINING_IO, type TrainingGraph } from '../model/training-graph';
+import {
+  buildTrainingGraph,
+  type ChipName,
+  sequencesPerPass,
+  TRAINING_IO,
+  type TrainingGraph,
+} from '../model/training-graph';
 
 /** What a session runs: serializable as is (it goes to a worker process unchanged). */
 export interface SessionSpec {
@@ -19,6 +25,11 @@ export interface SessionSpec {
   seq: number;
   /** Sequences per step (B). */
   batch: number;
+  /**
+   * Sequences each run of the plan computes at once (a divisor of `batch`; default
+   * `sequencesPerPass(seq, batch)`): 1 runs the plan once per sequence.
+   */
+  sequences?: number;
   backend: 'auto' | 'ane' | 'sim';
   chip?: ChipName;
   /** Programs the session's device may compile (default ane-bridge's, 119). */
@@ -121,6 +132,15 @@ export function checkSessionSpec(spec: SessionSpec): void {
       'seq',
     );
   }
+  if (
+    spec.sequences !== undefined &&
+    !(Number.isSafeInteger(spec.sequences) && spec.sequences >= 1 && spec.batch % spec.sequences === 0)
+  ) {
+    throw new ConfigError(
+      `sequences must be a whole number ≥ 1 that divides the batch (${spec.batch}), got ${String(spec.sequences)}`,
+      'sequences',
+    );
+  }
   if (!['auto', 'ane', 'sim'].includes(spec.backend)) {
     throw new ConfigError(
       `backend must be 'auto', 'ane' or 'sim', got ${JSON.stringify(spec.backend)}`,
@@ -141,7 +161,11 @@ export async function openSession(spec: SessionSpec): Promise<DeviceSession> {
     ...(spec.compileBudget !== undefined ? { compileBudget: spec.compileBudget } : {}),
   });
   try {
-    const training = buildTrainingGraph(spec.config, { seq: spec.seq, chip: spec.chip ?? device.chip });
+    const training = buildTrainingGraph(spec.config, {
+      seq: spec.seq,
+      sequences: spec.sequences ?? sequencesPerPass(spec.seq, spec.batch),
+      chip: spec.chip ?? device.chip,
+    });
     return new InProcessSession(device, training, spec.batch, { ownsDevice: true });
   } catch (error) {
     device.dispose();
@@ -201,6 +225,8 @@ export class InProcessSession implements DeviceSession {
   readonly programs: number;
   readonly seq: number;
   readonly batch: number;
+  /** Runs of the plan per step: the batch, `training.sequences` sequences a run. */
+  private readonly passes: number;
   private readonly exe: PlanExecutable;
   /** HF name → graph source, values per parameter, gradient output. */
   private readonly parameters: Map<
@@ -214,7 +240,7 @@ export class InProcessSession implements DeviceSession {
   // Reused every step: B sequences of S inputs / S targets back to back, the per-sequence loss scale.
   private readonly inputs: Int32Array; // [B, S]
   private readonly targets: Int32Array; // [B, S]
-  private readonly lossScales: Float32Array; // [B]
+  private readonly lossScales: Float32Array; // [passes]
   private readonly feeds: Record<string, Int32Array | Float32Array>;
   /**
    * A batch that is not a power of two: the mean gradients handed over as views, by HF name
@@ -233,6 +259,13 @@ export class InProcessSession implements DeviceSession {
     this.backend = device.backend;
     this.seq = training.seq;
     this.batch = batch;
+    if (!Number.isSafeInteger(batch / training.sequences)) {
+      throw new ConfigError(
+        `a batch of ${batch} cannot run as passes of the training graph's ${training.sequences} sequences: build it with a sequences count that divides the batch (sequencesPerPass)`,
+        'batch',
+      );
+    }
+    this.passes = batch / training.sequences;
     this.vocab = training.config.vocab_size;
     this.parameters = new Map(
       training.parameters.map((p) => [
@@ -246,13 +279,13 @@ export class InProcessSession implements DeviceSession {
       ]),
     );
     this.exe = device.load(training.plan, {
-      batch,
+      batch: this.passes,
       sumOverBatch: [TRAINING_IO.loss, ...[...this.parameters.values()].map((p) => p.grad)],
     });
     this.programs = training.plan.programs.length;
     this.inputs = new Int32Array(batch * this.seq);
     this.targets = new Int32Array(batch * this.seq);
-    this.lossScales = new Float32Array(batch);
+    this.lossScales = new Float32Array(this.passes);
     this.feeds = {
       [TRAINING_IO.tokens]: this.inputs,
       [TRAINING_IO.targets]: this.targets,
@@ -333,13 +366,14 @@ export class InProcessSession implements DeviceSession {
         'lossScale',
       );
     }
-    if (views && this.batch === 1 && options?.gradsInto !== undefined) this.bindGrads(options.gradsInto);
+    if (views && this.passes === 1 && options?.gradsInto !== undefined) this.bindGrads(options.gradsInto);
     this.splitTokens(tokens);
-    // The executor sums every gradient over the batch; the mean is the sum / B. For a power-of-two
-    // B the 1/B rides in the loss scale (exact in fp16: only the exponent changes), so the sums
-    // come back as means and are copied at memory speed; otherwise they are divided here.
-    const folded = isPowerOfTwo(this.batch);
-    this.lossScales.fill(folded ? lossScale / this.batch : lossScale);
+    // Each pass's loss is the mean over its sequences (each of S positions), and the executor sums
+    // the passes: the batch mean is the sum / passes. For a power-of-two number of passes the
+    // 1/passes rides in the loss scale (exact in fp16: only the exponent changes), so the sums come
+    // back as means and are copied at memory speed; otherwise they are divided here.
+    const folded = isPowerOfTwo(this.passes);
+    this.lossScales.fill(folded ? lossScale / this.passes : lossScale);
     this.busy = true;
     let outputs: PlanOutputs;
     try {
@@ -348,7 +382,7 @@ export class InProcessSession implements DeviceSession {
       this.busy = false;
     }
     const copyStarted = performance.now();
-    const loss = (outputs[TRAINING_IO.loss] as Float32Array)[0]! / this.batch;
+    const loss = (outputs[TRAINING_IO.loss] as Float32Array)[0]! / this.passes;
     const grads = new Map<string, Float32Array>();
     if (!folded && views) this.meanBuffers ??= new Map();
     for (const [name, parameter] of this.parameters) {
@@ -363,7 +397,7 @@ export class InProcessSession implements DeviceSession {
         mean = new Float32Array(summed.length);
         if (views) this.meanBuffers!.set(name, mean);
       }
-      const inverse = 1 / this.batch;
+      const inverse = 1 / this.passes;
       for (let i = 0; i < summed.length; i++) mean[i] = summed[i]! * inverse;
       grads.set(name, mean);
     }

@@ -5,7 +5,7 @@
  * or its error. It exits when the parent closes the channel (dispose, or the parent's own exit).
  */
 import { type Device, openDevice } from 'ane-bridge';
-import { buildTrainingGraph } from '../model/training-graph';
+import { buildTrainingGraph, sequencesPerPass } from '../model/training-graph';
 import { type OpenResult, serializeError, type WorkerMessage, type WorkerRequest } from './protocol';
 import { checkSessionSpec, InProcessSession } from './session';
 
@@ -30,7 +30,11 @@ async function handle(request: WorkerRequest): Promise<unknown> {
         ...(spec.chip !== undefined ? { chip: spec.chip } : {}),
         ...(spec.compileBudget !== undefined ? { compileBudget: spec.compileBudget } : {}),
       });
-      const training = buildTrainingGraph(spec.config, { seq: spec.seq, chip: spec.chip ?? device.chip });
+      const training = buildTrainingGraph(spec.config, {
+        seq: spec.seq,
+        sequences: spec.sequences ?? sequencesPerPass(spec.seq, spec.batch),
+        chip: spec.chip ?? device.chip,
+      });
       const session = new InProcessSession(device, training, spec.batch, { ownsDevice: false });
       sessions.set(request.session, session);
       const { used, limit } = device.compileBudget;
