@@ -132,4 +132,21 @@ describe('describePlan', () => {
     expect(four.programs).toBe(two.programs);
     expect(four.kernelRunsPerSequence).toBeGreaterThan(two.kernelRunsPerSequence);
   });
+
+  it('counts runs, not sequences, when a run computes several sequences', () => {
+    const one = describePlan(buildTrainingGraph(PRESETS.tiny, { seq: 64 }), { batch: 8 });
+    const four = describePlan(buildTrainingGraph(PRESETS.tiny, { seq: 64, sequences: 4 }), { batch: 8 });
+    expect(one.sequencesPerPass).toBe(1);
+    expect(four.sequencesPerPass).toBe(4);
+    expect(four.programs).toBe(one.programs);
+    expect(four.kernelRunsPerStep).toBe(four.kernelRunsPerSequence * 2);
+    expect(one.kernelRunsPerStep).toBe(one.kernelRunsPerSequence * 8);
+    expect(four.hostOpsPerStep).toBe(four.hostOpsPerSequence * 2);
+    expect(formatPlanSummary(four)).toContain(
+      'each run of the plan computes 4 of them at once (256 positions',
+    );
+    expect(() =>
+      describePlan(buildTrainingGraph(PRESETS.tiny, { seq: 64, sequences: 4 }), { batch: 6 }),
+    ).toThrow(/batch 6 is not a multiple of the plan's 4 sequences per run/);
+  });
 });
