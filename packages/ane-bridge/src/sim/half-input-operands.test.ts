@@ -71,42 +71,29 @@ const forward = milProgram(
   [fp16Spec('y', [1, 1, V, S])],
 );
 
-/** `backward` with the input also read by an add: it must be decoded. */
-const alsoAdded = milProgram(
-  [fp16Spec('x', [1, C, 1, S + V])],
-  [
-    ...backward.mil
-      .split('\n')
-      .filter(
-        (line) =>
-          line.includes('= const(') ||
-          line.includes('slice_by_size') ||
-          line.includes('reshape') ||
-          line.includes('matmul'),
-      )
-      .map((line) => line.trim()),
-    `tensor<fp16, [1, ${C}, 1, ${S + V}]> twice = add(x=x, y=x)[name=string("twice")];`,
-  ],
-  [fp16Spec('y', [1, 1, V, S]), fp16Spec('twice', [1, C, 1, S + V])],
+/** `backward` plus one more statement and its result: `x` read by more than the matmul. */
+function backwardAnd(statement: string, output: ReturnType<typeof fp16Spec>): Program {
+  const statements = backward.mil
+    .split('\n')
+    .filter((line) => /= (const|slice_by_size|reshape|matmul)\(/.test(line))
+    .map((line) => line.trim());
+  return milProgram(
+    [fp16Spec('x', [1, C, 1, S + V])],
+    [...statements, statement],
+    [fp16Spec('y', [1, 1, V, S]), output],
+  );
+}
+
+/** The input also read by an add: it must be decoded. */
+const alsoAdded = backwardAnd(
+  `tensor<fp16, [1, ${C}, 1, ${S + V}]> twice = add(x=x, y=x)[name=string("twice")];`,
+  fp16Spec('twice', [1, C, 1, S + V]),
 );
 
-/** `backward` that also returns its input. */
-const returnsInput = milProgram(
-  [fp16Spec('x', [1, C, 1, S + V])],
-  [
-    ...backward.mil
-      .split('\n')
-      .filter(
-        (line) =>
-          line.includes('= const(') ||
-          line.includes('slice_by_size') ||
-          line.includes('reshape') ||
-          line.includes('matmul'),
-      )
-      .map((line) => line.trim()),
-    `tensor<fp16, [1, ${C}, 1, ${S + V}]> same = identity(x=x)[name=string("same")];`,
-  ],
-  [fp16Spec('y', [1, 1, V, S]), fp16Spec('same', [1, C, 1, S + V])],
+/** The input also returned. */
+const returnsInput = backwardAnd(
+  `tensor<fp16, [1, ${C}, 1, ${S + V}]> same = identity(x=x)[name=string("same")];`,
+  fp16Spec('same', [1, C, 1, S + V]),
 );
 
 /** fp16 bytes of `count` values (the specials first: NaN, infinities, subnormals, signed zeros). */
