@@ -252,6 +252,49 @@ describe('host ops in flight together', () => {
   });
 });
 
+describe('a batch summed over its sequences', () => {
+  it('gives, run after run, the bits of summing in plan order (runSync), which are the sums of the sequences run one at a time', async () => {
+    const { plan, graph, device } = trainingBlock();
+    try {
+      const batch = 3;
+      const one = feedsFor(graph, 11);
+      const inputs = graph.nodes.filter((n) => n.op.kind === 'input' && n.name !== 'loss_scale');
+      const feeds: Record<string, Float32Array> = { ...one, loss_scale: new Float32Array(batch).fill(1024) };
+      for (const input of inputs) feeds[input.name] = normals(input.size * batch, 1, 500);
+      const summed = graph.outputs.map(({ name }) => name); // the loss and every gradient
+      const exe = device.load(plan, { batch, sumOverBatch: summed });
+      const reference = device.load(plan, { batch, sumOverBatch: summed }).runSync(feeds);
+      for (let run = 0; run < 2; run++) {
+        const outputs = await exe.run(feeds, { copy: true });
+        for (const name of summed)
+          expect(sameBits(outputs[name]!, reference[name]!), `run ${run}: ${name}`).toBe(true);
+      }
+      // And the sums are those of the sequences one at a time.
+      const single = device.load(plan);
+      expect(inputs.length).toBeGreaterThan(0);
+      const bySequence = [0, 1, 2].map((b) =>
+        single.runSync(
+          {
+            ...one,
+            ...Object.fromEntries(
+              inputs.map((n) => [n.name, feeds[n.name]!.subarray(b * n.size, (b + 1) * n.size)]),
+            ),
+          },
+          { copy: true },
+        ),
+      );
+      const name = summed[0]!;
+      // The first sequence's values, then each next one added (fp32, in order).
+      const total = Float32Array.from(bySequence[0]![name] as Float32Array);
+      for (const outputs of bySequence.slice(1))
+        (outputs[name] as Float32Array).forEach((v, i) => (total[i] = Math.fround(total[i]! + v)));
+      expect(sameBits(total, reference[name]!), name).toBe(true);
+    } finally {
+      device.dispose();
+    }
+  });
+});
+
 describe('exe.bind: weights and outputs shared with the caller', () => {
   it('gives the bits of copied weights and outputs, restages a weight rewritten in place, and refuses what it cannot share', async () => {
     const { plan, graph, params, device } = trainingBlock();

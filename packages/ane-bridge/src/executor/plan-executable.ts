@@ -153,11 +153,12 @@ const SMALL_HOST_OP_ELEMENTS = 1 << 18;
 const WEIGHT_GRADS_IN_FLIGHT = 3;
 
 /**
- * On the simulator, a kernel whose last run took at most this long runs on the JS thread: handing
- * a run to the device thread and back costs about 0.1 ms, more than a kernel this small gains from
- * running beside the JS thread (whose work in the meantime is only dispatching; the weight
- * gradients run on threads of their own either way). Paired, the tiny preset's training step
- * (batch 8, seq 64: 26 kernels a sequence, most under 0.2 ms) was 5-12% faster.
+ * On the simulator, a kernel whose shortest run so far took at most this long runs with runSync:
+ * `kernel.run` first yields to the event loop (or hands the run to the device thread), a round
+ * trip worth more than what a kernel this small gains from it (the JS thread's work meanwhile is
+ * only dispatching; the weight gradients run on threads of their own either way). Paired, the tiny
+ * preset's training step (batch 8, seq 64: 26 kernels a sequence, most under 0.2 ms) was 5-12%
+ * faster, stories15M's 1-3.5%.
  */
 const SMALL_SIM_KERNEL_MS = 1;
 
