@@ -286,8 +286,10 @@ describe('a batch summed over its sequences', () => {
       const name = summed[0]!;
       // The first sequence's values, then each next one added (fp32, in order).
       const total = Float32Array.from(bySequence[0]![name] as Float32Array);
-      for (const outputs of bySequence.slice(1))
-        (outputs[name] as Float32Array).forEach((v, i) => (total[i] = Math.fround(total[i]! + v)));
+      for (const outputs of bySequence.slice(1)) {
+        const values = outputs[name] as Float32Array;
+        for (let i = 0; i < total.length; i++) total[i] = Math.fround(total[i]! + values[i]!);
+      }
       expect(sameBits(total, reference[name]!), name).toBe(true);
     } finally {
       device.dispose();
