@@ -143,10 +143,10 @@ describe('describePlan', () => {
     expect(one.kernelRunsPerStep).toBe(one.kernelRunsPerSequence * 8);
     expect(four.hostOpsPerStep).toBe(four.hostOpsPerSequence * 2);
     expect(formatPlanSummary(four)).toContain(
-      'each run of the plan computes 4 of them at once (256 positions',
+      'each pass of the plan computes 4 of them at once (256 positions, each sequence attending within itself), 2 passes a step',
     );
     expect(() =>
       describePlan(buildTrainingGraph(PRESETS.tiny, { seq: 64, sequences: 4 }), { batch: 6 }),
-    ).toThrow(/batch 6 is not a multiple of the plan's 4 sequences per run/);
+    ).toThrow(/batch 6 is not a multiple of the plan's 4 sequences per pass/);
   });
 });

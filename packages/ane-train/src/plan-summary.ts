@@ -130,7 +130,7 @@ export interface PlanSummary {
   batch: number;
   /**
    * Sequences one run of the plan computes (each attending within itself); the step runs the plan
-   * batch / sequencesPerPass times. The `…PerSequence` figures are per run.
+   * batch / sequencesPerPass times (passes). The `…PerSequence` figures are per pass.
    */
   sequencesPerPass: number;
   /** Trainable parameters. */
@@ -202,7 +202,7 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
   const sequences = source.sequences ?? 1;
   if (batch % sequences !== 0) {
     throw new RangeError(
-      `describePlan: batch ${batch} is not a multiple of the plan's ${sequences} sequences per run`,
+      `describePlan: batch ${batch} is not a multiple of the plan's ${sequences} sequences per pass`,
     );
   }
   const runs = batch / sequences;
@@ -436,15 +436,15 @@ export function formatPlanSummary(summary: PlanSummary): string {
   lines.push(
     summary.sequencesPerPass === 1
       ? `Step: ${plural(summary.batch, 'sequence')} of ${summary.seq} positions on ${summary.chip}; the plan runs once per sequence on the same programs.`
-      : `Step: ${plural(summary.batch, 'sequence')} of ${summary.seq} positions on ${summary.chip}; each run of the plan computes ${summary.sequencesPerPass} of them at once (${summary.sequencesPerPass * summary.seq} positions, each sequence attending within itself), ${plural(summary.batch / summary.sequencesPerPass, 'run')} a step on the same programs.`,
+      : `Step: ${plural(summary.batch, 'sequence')} of ${summary.seq} positions on ${summary.chip}; each pass of the plan computes ${summary.sequencesPerPass} of them at once (${summary.sequencesPerPass * summary.seq} positions, each sequence attending within itself), ${summary.batch / summary.sequencesPerPass === 1 ? '1 pass' : `${summary.batch / summary.sequencesPerPass} passes`} a step on the same programs.`,
   );
   lines.push('');
   lines.push(
-    `Programs: ${summary.programs} distinct (compiled once each: ${plural(summary.programs, 'compile')} per run, whatever the depth); ${summary.kernelRunsPerSequence} kernel runs per ${summary.sequencesPerPass === 1 ? 'sequence' : 'run'}, ${summary.kernelRunsPerStep} per step.`,
+    `Programs: ${summary.programs} distinct (compiled once each: ${plural(summary.programs, 'compile')} per run, whatever the depth); ${summary.kernelRunsPerSequence} kernel runs per ${summary.sequencesPerPass === 1 ? 'sequence' : 'pass'}, ${summary.kernelRunsPerStep} per step.`,
   );
   for (const p of summary.programList) {
     lines.push(
-      `  P${p.index} ${p.hash}: ${p.runsPerSequence}×/seq; in ${tensorList(p.inputs)} (${formatBytes(p.inputBytes)}); out ${tensorList(p.outputs)} (${formatBytes(p.outputBytes)}); ${formatFlops(p.flopsPerRun)}/run`,
+      `  P${p.index} ${p.hash}: ${p.runsPerSequence}×/${summary.sequencesPerPass === 1 ? 'seq' : 'pass'}; in ${tensorList(p.inputs)} (${formatBytes(p.inputBytes)}); out ${tensorList(p.outputs)} (${formatBytes(p.outputBytes)}); ${formatFlops(p.flopsPerRun)}/run`,
     );
   }
   lines.push('');
