@@ -218,7 +218,7 @@ describe('training runs through device.load: overlapped runs with weights rewrit
 });
 
 describe('host ops in flight together', () => {
-  it('weight gradients overlap each other (at most 3 at once, as background work beside the simulated device), every other host op runs alone, and the bits are those of a run in plan order', async () => {
+  it('weight gradients overlap each other (at most 3 at once, as background work beside the simulated device), every other host op runs alone in the foreground, and the bits are those of a run in plan order', async () => {
     const { plan, graph, device } = trainingBlock();
     try {
       const feeds = feedsFor(graph, 7);
@@ -229,19 +229,30 @@ describe('host ops in flight together', () => {
         a !== b && a.startMs < b.endMs && b.startMs < a.endMs;
       const weightGrads = hostSteps.filter((step) => step.hostKind === 'weight_grad');
       expect(weightGrads.length).toBeGreaterThan(3);
-      expect(weightGrads.filter((step) => step.hostMode === 'background').length).toBeGreaterThan(3);
+      // (small ones may run at once on this thread when only background work is in flight)
+      expect(weightGrads.filter((step) => step.hostMode === 'background').length).toBeGreaterThan(1);
       expect(weightGrads.some((a) => weightGrads.some((b) => overlapping(a, b)))).toBe(true);
       for (const step of hostSteps) {
         // The device is the simulator (CPU work): weight gradients yield the cores to it (or, small
-        // and with nothing else in flight or ready, run at once on this thread).
+        // and with nothing else in flight or ready but background work, run at once on this thread).
         if (step.hostKind === 'weight_grad')
           expect(['background', 'sync'], step.label).toContain(step.hostMode);
         else expect(['sync', 'async'], step.label).toContain(step.hostMode);
         const others = hostSteps.filter((other) => overlapping(step, other));
-        if (step.hostKind !== 'weight_grad') expect(others, step.label).toEqual([]);
-        // At any instant: this one and at most two others (checked at each start).
-        const atStart = others.filter((o) => o.startMs <= step.startMs);
-        expect(atStart.length, step.label).toBeLessThanOrEqual(2);
+        // Background work takes only the CPU time the rest leaves: it holds nothing back, but no
+        // two host ops of the foreground overlap.
+        if (step.hostKind !== 'weight_grad')
+          expect(
+            others.filter((other) => other.hostMode !== 'background'),
+            step.label,
+          ).toEqual([]);
+        // At any instant at most three weight gradients in the background (checked at each start).
+        const backgroundAtStart = others.filter(
+          (o) => o.startMs <= step.startMs && o.hostMode === 'background',
+        );
+        expect(backgroundAtStart.length, step.label).toBeLessThanOrEqual(
+          step.hostMode === 'background' ? 2 : 3,
+        );
       }
       const reference = device.load(plan).runSync(feeds);
       for (const { name } of graph.outputs)

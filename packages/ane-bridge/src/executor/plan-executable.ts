@@ -824,8 +824,8 @@ export class PlanExecutable implements Disposable {
 
   /**
    * Runs one sequence's steps as their dependencies allow: the device runs one kernel at a time,
-   * the host one host op at a time (or up to WEIGHT_GRADS_IN_FLIGHT weight gradients), the two
-   * concurrently. Host ops run on the native kernels' async entry points (off the JS thread), so
+   * the host one host op at a time (or up to WEIGHT_GRADS_IN_FLIGHT weight gradients; on the
+   * simulator those run as background work, beside the other host ops), the two concurrently. Host ops run on the native kernels' async entry points (off the JS thread), so
    * they proceed while a kernel runs.
    */
   private runSequence(sequence: number, recorder: ProfileRecorder): Promise<void> {
@@ -852,14 +852,20 @@ export class PlanExecutable implements Disposable {
       this.device.backend === 'sim' &&
       (this.kernelRunMs.get(step) ?? Number.POSITIVE_INFINITY) <= SMALL_SIM_KERNEL_MS;
     let kernelBusy = false;
-    // Host ops in flight, and whether all of them are weight gradients.
+    // Host ops in flight, whether all of them are weight gradients, and how many run as background
+    // work. Background work (the simulator's weight gradients) takes only the CPU time the others
+    // leave, so it holds back neither the other host ops nor more background work up to the limit.
     let hostsInFlight = 0;
     let onlyWeightGrads = true;
-    const canStart = (i: number) =>
-      steps[i]!.kind === 'kernel'
-        ? !kernelBusy
-        : hostsInFlight === 0 ||
-          (onlyWeightGrads && weightGrad[i]! && hostsInFlight < WEIGHT_GRADS_IN_FLIGHT);
+    let backgroundInFlight = 0;
+    const canStart = (i: number) => {
+      if (steps[i]!.kind === 'kernel') return !kernelBusy;
+      if (hostMode(i) === 'background') return backgroundInFlight < WEIGHT_GRADS_IN_FLIGHT;
+      return (
+        hostsInFlight === backgroundInFlight ||
+        (onlyWeightGrads && weightGrad[i]! && hostsInFlight < WEIGHT_GRADS_IN_FLIGHT)
+      );
+    };
     let inFlight = 0;
     let failure: { error: unknown } | undefined;
     return new Promise<void>((resolve, reject) => {
@@ -876,7 +882,7 @@ export class PlanExecutable implements Disposable {
           const step = steps[i]!;
           if (!canStart(i) || !ready(i)) continue;
           if (
-            (small[i] && hostsInFlight === 0 && !kernelBusy && !kernelOrder.some(ready)) ||
+            (small[i] && hostsInFlight === backgroundInFlight && !kernelBusy && !kernelOrder.some(ready)) ||
             smallSimKernel(step)
           ) {
             // Nothing else is in flight or could start: a small host op (an RMSNorm between two
@@ -894,6 +900,7 @@ export class PlanExecutable implements Disposable {
           if (step.kind === 'kernel') kernelBusy = true;
           else {
             hostsInFlight++;
+            if (hostMode(i) === 'background') backgroundInFlight++;
             onlyWeightGrads &&= weightGrad[i]!;
           }
           inFlight++;
@@ -923,7 +930,10 @@ export class PlanExecutable implements Disposable {
             .finally(() => {
               inFlight--;
               if (step.kind === 'kernel') kernelBusy = false;
-              else if (--hostsInFlight === 0) onlyWeightGrads = true;
+              else {
+                if (hostMode(i) === 'background') backgroundInFlight--;
+                if (--hostsInFlight === 0) onlyWeightGrads = true;
+              }
               pump();
             });
         }
