@@ -90,7 +90,10 @@ describe('openSession (in-process, sim)', () => {
     for (const sequences of [3, 0, 1.5, 8])
       await expect(
         openSession({ config: TINY, seq: 8, batch: 4, sequences, backend: 'sim' }),
-      ).rejects.toThrow(/sequences must be a whole number ≥ 1 that divides the batch \(4\)/);
+      ).rejects.toThrow(`sequences must be a whole number ≥ 1 that divides the batch (4), got ${sequences}`);
+    await expect(
+      openSession({ config: TINY, seq: 8, batch: 4, sequences: '2' as unknown as number, backend: 'sim' }),
+    ).rejects.toThrow('got string "2"');
   });
 
   it('restages a written weight: the loss changes as the reference says', async () => {

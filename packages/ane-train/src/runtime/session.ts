@@ -137,7 +137,7 @@ export function checkSessionSpec(spec: SessionSpec): void {
     !(Number.isSafeInteger(spec.sequences) && spec.sequences >= 1 && spec.batch % spec.sequences === 0)
   ) {
     throw new ConfigError(
-      `sequences must be a whole number ≥ 1 that divides the batch (${spec.batch}), got ${String(spec.sequences)}`,
+      `sequences must be a whole number ≥ 1 that divides the batch (${spec.batch}), got ${typeof spec.sequences === 'number' ? String(spec.sequences) : describe(spec.sequences)}`,
       'sequences',
     );
   }
