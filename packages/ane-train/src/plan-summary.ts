@@ -17,14 +17,14 @@ import { estimateStepTime, formatStepEstimate, type StepTimeEstimate } from './s
 /** The parts of a training graph the summary reads (a `TrainingGraph` has them all). */
 export type PlanSummarySource = Pick<TrainingGraph, 'config' | 'seq' | 'chip' | 'plan' | 'hostPlacements'> & {
   readonly parameters: readonly Pick<ParameterSpec, 'name' | 'shape'>[];
-  /** Sequences one run of the plan computes (TrainingGraph.sequences); default 1. */
+  /** Sequences one pass of the plan computes (TrainingGraph.sequences); default 1. */
   readonly sequences?: number;
 };
 
 export interface PlanSummaryOptions {
   /**
    * Sequences per step (default 1; a multiple of the plan's `sequences`): every per-step figure is
-   * the per-run one times the runs, batch / sequences.
+   * the per-pass one times the passes, batch / sequences.
    */
   batch?: number;
   /** Micro-batches per optimizer step (default 1; the Trainer's `accumulate`): only the step-time estimate reads it. */
@@ -129,7 +129,7 @@ export interface PlanSummary {
   seq: number;
   batch: number;
   /**
-   * Sequences one run of the plan computes (each attending within itself); the step runs the plan
+   * Sequences one pass of the plan computes (each attending within itself); the step runs the plan
    * batch / sequencesPerPass times (passes). The `…PerSequence` figures are per pass.
    */
   sequencesPerPass: number;
@@ -205,7 +205,7 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
       `describePlan: batch ${batch} is not a multiple of the plan's ${sequences} sequences per pass`,
     );
   }
-  const runs = batch / sequences;
+  const passes = batch / sequences;
   const { plan, config } = source;
 
   const programList: ProgramSummary[] = plan.programs.map((program) => {
@@ -219,7 +219,7 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
       index: program.index,
       hash: program.hash,
       runsPerSequence: program.instances.length,
-      runsPerStep: program.instances.length * runs,
+      runsPerStep: program.instances.length * passes,
       inputs: program.program.inputs.map(tensor),
       outputs: program.program.outputs.map(tensor),
       inputBytes: program.inputBytes,
@@ -308,9 +308,9 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
     programs: plan.programs.length,
     programList,
     kernelRunsPerSequence: plan.kernels.length,
-    kernelRunsPerStep: plan.kernels.length * runs,
+    kernelRunsPerStep: plan.kernels.length * passes,
     hostOpsPerSequence: plan.hostOps.length,
-    hostOpsPerStep: plan.hostOps.length * runs,
+    hostOpsPerStep: plan.hostOps.length * passes,
     hostOpsByKind: [...hostOpsByKind.values()],
     opsOnAne,
     opsOnHost: plan.placements.length - opsOnAne,
@@ -318,14 +318,14 @@ export function describePlan(source: PlanSummarySource, options: PlanSummaryOpti
     placements,
     hostPlacements: source.hostPlacements.map((p) => ({ op: p.op, reason: p.reason })),
     flopsPerStep: {
-      device: deviceFlops * runs,
-      host: hostFlops * runs,
-      total: (deviceFlops + hostFlops) * runs,
+      device: deviceFlops * passes,
+      host: hostFlops * passes,
+      total: (deviceFlops + hostFlops) * passes,
     },
     ioBytesPerStep: {
-      deviceInputs: deviceInputs * runs,
-      deviceOutputs: deviceOutputs * runs,
-      total: (deviceInputs + deviceOutputs) * runs,
+      deviceInputs: deviceInputs * passes,
+      deviceOutputs: deviceOutputs * passes,
+      total: (deviceInputs + deviceOutputs) * passes,
     },
     memory,
     warnings: [...new Set(plan.warnings.map((w) => w.message))],
@@ -492,7 +492,7 @@ export function formatPlanSummary(summary: PlanSummary): string {
   lines.push(
     summary.sequencesPerPass === 1
       ? `  activations           ${formatBytes(mem.activationBytes)} (one sequence's; the batch runs one sequence at a time)`
-      : `  activations           ${formatBytes(mem.activationBytes)} (one run's: ${summary.sequencesPerPass} sequences; the batch runs one run at a time)`,
+      : `  activations           ${formatBytes(mem.activationBytes)} (one pass's: ${summary.sequencesPerPass} sequences; the batch runs one pass at a time)`,
   );
   lines.push(
     `  step outputs          ${formatBytes(mem.outputBytes)} (loss and gradients: per sequence and summed)`,

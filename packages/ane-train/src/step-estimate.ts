@@ -407,8 +407,8 @@ export function estimateStepTime(
   }
 
   const batch = summary.batch;
-  // Runs of the plan per step (each computes sequencesPerPass sequences): per-run figures times this.
-  const runs = batch / (summary.sequencesPerPass ?? 1);
+  // Passes of the plan per step (each computes sequencesPerPass sequences): per-pass figures times this.
+  const passes = batch / (summary.sequencesPerPass ?? 1);
   const evaluations = summary.kernelRunsPerStep;
   const deviceFlops = summary.flopsPerStep.device;
   // Programs whose buffers spill the ~32 MB SRAM run at 4.0/5.7 of the rate (the rest of the FLOPs at the full rate).
@@ -424,14 +424,14 @@ export function estimateStepTime(
   // Weights sit in every run's input buffers but are staged once per optimizer step (below).
   const activationIoBytes = Math.max(
     0,
-    summary.ioBytesPerStep.total - summary.memory.stagedWeightBytes * runs,
+    summary.ioBytesPerStep.total - summary.memory.stagedWeightBytes * passes,
   );
 
   let hostGemmFlops = 0;
   let hostElementwiseFlops = 0;
   let weightGradientFlops = 0;
   for (const kind of summary.hostOpsByKind) {
-    const flops = kind.flopsPerSequence * runs;
+    const flops = kind.flopsPerSequence * passes;
     if (kind.kind === 'weight_grad') weightGradientFlops += flops;
     else if (kind.kernels.includes('sgemm')) hostGemmFlops += flops;
     else if (kind.kernels.some((k) => LOOKUP_KERNELS.has(k)))

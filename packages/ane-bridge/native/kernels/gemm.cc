@@ -307,9 +307,6 @@ void packB(bool transB, const T* B, Index ldb, Index p0, Index j0, Index kc, Ind
 // hardware prefetchers follow.
 constexpr Index kPackBand = 8;
 
-// packA with the transposing case (A not transposed: MR values of one k lie in MR rows) done as
-// 8 x 8 register transposes, 8 k at a time; MR is 6 on both x86 paths. Ragged panels and the
-// transposed case (already MR contiguous values per k) take the scalar code.
 // Eight consecutive elements as fp32.
 ANE_TARGET_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 ANE_TARGET_AVX2 inline __m256 load8(const std::uint16_t* p) {
@@ -328,6 +325,9 @@ ANE_TARGET_AVX2 inline void copy6(const std::uint16_t* src, float* dst) {
   _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm_cvtph_ps(_mm_cvtsi32_si128(lastTwo)));
 }
 
+// packA with the transposing case (A not transposed: MR values of one k lie in MR rows) done as
+// 8 x 8 register transposes, 8 k at a time; MR is 6 on both x86 paths. Ragged panels and the
+// transposed case (already MR contiguous values per k) take the scalar code.
 template <typename T>
 ANE_TARGET_AVX2 void packAAvx2(bool transA, const T* A, Index lda, Index i0, Index p0, Index mc, Index kc, int MR,
                                float* ap) {
@@ -614,14 +614,14 @@ void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, cons
   if (M <= 0x7fffffff && N <= 0x7fffffff && K <= 0x7fffffff) {
     // Accelerate takes fp32 only: an fp16 operand is widened whole first.
     std::vector<float> wideA, wideB;
-    const auto widened = [](const Operand& x, Index rows, Index cols, std::vector<float>& wide) -> const float* {
+    const auto widenWhole = [](const Operand& x, Index rows, Index cols, std::vector<float>& wide) -> const float* {
       if (x.f32 != nullptr) return x.f32;
       wide.resize(static_cast<std::size_t>((rows - 1) * x.ld + cols));
       fp16ToFp32(x.f16, x.ld, wide.data(), x.ld, rows, cols);
       return wide.data();
     };
-    const float* a = transA ? widened(A, K, M, wideA) : widened(A, M, K, wideA);
-    const float* b = transB ? widened(B, N, K, wideB) : widened(B, K, N, wideB);
+    const float* a = transA ? widenWhole(A, K, M, wideA) : widenWhole(A, M, K, wideA);
+    const float* b = transB ? widenWhole(B, N, K, wideB) : widenWhole(B, K, N, wideB);
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, a, static_cast<int>(A.ld), b,
                 static_cast<int>(B.ld), beta, C, static_cast<int>(ldc));

@@ -825,8 +825,9 @@ export class PlanExecutable implements Disposable {
   /**
    * Runs one sequence's steps as their dependencies allow: the device runs one kernel at a time,
    * the host one host op at a time (or up to WEIGHT_GRADS_IN_FLIGHT weight gradients; on the
-   * simulator those run as background work, beside the other host ops), the two concurrently. Host ops run on the native kernels' async entry points (off the JS thread), so
-   * they proceed while a kernel runs.
+   * simulator those run as background work, beside the other host ops), the two concurrently.
+   * Host ops run on the native kernels' async entry points (off the JS thread), so they proceed
+   * while a kernel runs.
    */
   private runSequence(sequence: number, recorder: ProfileRecorder): Promise<void> {
     const { steps } = this;

@@ -46,14 +46,12 @@ export interface GemmOperand {
   readonly inputHalf: { binding?: HalfInputBinding };
 }
 
-/** The fp16 bits of the program inputs a run reads in place, set at the start of each run. */
-export interface HalfInputs {
-  readonly views: (Uint16Array | undefined)[];
-}
+/** Per program input, the fp16 bits a run reads in place (set at the start of each run). */
+export type HalfInputs = (Uint16Array | undefined)[];
 
-/** Where a GEMM operand lies in an fp16 program input: input `input`, from element `offset`. */
+/** Where a GEMM operand lies in an fp16 program input: `views[input]`, from element `offset`. */
 export interface HalfInputBinding {
-  readonly inputs: HalfInputs;
+  readonly views: HalfInputs;
   readonly input: number;
   readonly offset: number;
 }

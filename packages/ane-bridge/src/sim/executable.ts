@@ -345,7 +345,7 @@ function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimDat
 /**
  * The fp16 inputs a run need not decode (SimCompileOptions.halfInputOperands): those that only
  * GEMM steps read, each through in-place operands, and that no result shares. Their operands are
- * bound to the input's fp16 bits (`halves`, set by each run). An input nothing reads is not
+ * bound to the input's fp16 bits (`views`, set by each run). An input nothing reads is not
  * decoded either.
  */
 function bindHalfInputs(
@@ -353,7 +353,7 @@ function bindHalfInputs(
   parameters: readonly FloatTensor[],
   specs: readonly TensorSpec[],
   results: readonly FloatTensor[],
-  halves: HalfInputs,
+  views: HalfInputs,
 ): boolean[] {
   return parameters.map((parameter, input) => {
     const data = parameter.data;
@@ -365,7 +365,7 @@ function bindHalfInputs(
       for (const operand of step.gemmOperands!) {
         if (operand.source !== data) continue;
         const offset = (operand.data.byteOffset - data.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
-        operand.inputHalf.binding = { inputs: halves, input, offset };
+        operand.inputHalf.binding = { views, input, offset };
       }
     }
     return true;
@@ -551,9 +551,9 @@ class ProgramPlanner {
       steps,
       results.map((tensor) => tensor.data),
     );
-    const halves: HalfInputs = { views: parameterBuffers.map(() => undefined) };
+    const views: HalfInputs = parameterBuffers.map(() => undefined);
     const halfInputs = this.halfOperands
-      ? bindHalfInputs(kept, parameterBuffers, this.program.inputs, results, halves)
+      ? bindHalfInputs(kept, parameterBuffers, this.program.inputs, results, views)
       : parameterBuffers.map(() => false);
     return createExecutable(
       this.chip,
@@ -561,7 +561,7 @@ class ProgramPlanner {
       [...this.program.outputs],
       this.warnings,
       parameterBuffers,
-      { read: halfInputs, views: halves },
+      { read: halfInputs, views },
       results,
       kept.map((step) => step.run),
       this.profile,
@@ -921,12 +921,11 @@ function createExecutable(
       checkBuffers('input', inputBuffers, inputs);
       checkBuffers('output', outputBuffers, outputs);
       const started = profile === undefined ? 0 : performance.now();
-      const { views } = halfInputs.views;
       parameterBuffers.forEach((tensor, i) => {
         const bytes = inputBuffers[i]!;
         // Read in place as fp16 bits when planned so and the bytes are 2-aligned (else decoded).
         if (halfInputs.read[i]! && bytes.byteOffset % 2 === 0)
-          views[i] = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.data.length);
+          halfInputs.views[i] = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.data.length);
         else if (inputs[i]!.dtype === 'fp16') readFp16Buffer(bytes, tensor.data);
         else readFp32Buffer(bytes, tensor.data);
       });
@@ -938,7 +937,7 @@ function createExecutable(
           cause: error,
         });
       } finally {
-        views.fill(undefined); // the caller's buffers are not held past the run
+        halfInputs.views.fill(undefined); // the caller's buffers are not held past the run
       }
       const ranMs = profile === undefined ? 0 : performance.now() - ranFrom;
       results.forEach((tensor, j) => {

@@ -26,7 +26,7 @@ export interface SessionSpec {
   /** Sequences per step (B). */
   batch: number;
   /**
-   * Sequences each run of the plan computes at once (a divisor of `batch`; default
+   * Sequences each pass of the plan computes at once (a divisor of `batch`; default
    * `sequencesPerPass(seq, batch)`): 1 runs the plan once per sequence.
    */
   sequences?: number;
@@ -149,6 +149,15 @@ export function checkSessionSpec(spec: SessionSpec): void {
   }
 }
 
+/** The training graph a session of `spec` runs on a device of `chip` (spec.chip wins). */
+export function sessionTrainingGraph(spec: SessionSpec, chip: ChipName): TrainingGraph {
+  return buildTrainingGraph(spec.config, {
+    seq: spec.seq,
+    sequences: spec.sequences ?? sequencesPerPass(spec.seq, spec.batch),
+    chip: spec.chip ?? chip,
+  });
+}
+
 /**
  * Opens a session in this process on a device of its own (disposed with the session): builds the
  * training graph, opens the device and loads the plan (each distinct program compiled once).
@@ -161,12 +170,9 @@ export async function openSession(spec: SessionSpec): Promise<DeviceSession> {
     ...(spec.compileBudget !== undefined ? { compileBudget: spec.compileBudget } : {}),
   });
   try {
-    const training = buildTrainingGraph(spec.config, {
-      seq: spec.seq,
-      sequences: spec.sequences ?? sequencesPerPass(spec.seq, spec.batch),
-      chip: spec.chip ?? device.chip,
+    return new InProcessSession(device, sessionTrainingGraph(spec, device.chip), spec.batch, {
+      ownsDevice: true,
     });
-    return new InProcessSession(device, training, spec.batch, { ownsDevice: true });
   } catch (error) {
     device.dispose();
     throw error;
@@ -225,7 +231,7 @@ export class InProcessSession implements DeviceSession {
   readonly programs: number;
   readonly seq: number;
   readonly batch: number;
-  /** Runs of the plan per step: the batch, `training.sequences` sequences a run. */
+  /** Passes of the plan per step: batch / training.sequences. */
   private readonly passes: number;
   private readonly exe: PlanExecutable;
   /** HF name → graph source, values per parameter, gradient output. */

@@ -5,9 +5,8 @@
  * or its error. It exits when the parent closes the channel (dispose, or the parent's own exit).
  */
 import { type Device, openDevice } from 'ane-bridge';
-import { buildTrainingGraph, sequencesPerPass } from '../model/training-graph';
 import { type OpenResult, serializeError, type WorkerMessage, type WorkerRequest } from './protocol';
-import { checkSessionSpec, InProcessSession } from './session';
+import { checkSessionSpec, InProcessSession, sessionTrainingGraph } from './session';
 
 function send(message: WorkerMessage): Promise<void> {
   return new Promise((resolve) => {
@@ -30,12 +29,9 @@ async function handle(request: WorkerRequest): Promise<unknown> {
         ...(spec.chip !== undefined ? { chip: spec.chip } : {}),
         ...(spec.compileBudget !== undefined ? { compileBudget: spec.compileBudget } : {}),
       });
-      const training = buildTrainingGraph(spec.config, {
-        seq: spec.seq,
-        sequences: spec.sequences ?? sequencesPerPass(spec.seq, spec.batch),
-        chip: spec.chip ?? device.chip,
+      const session = new InProcessSession(device, sessionTrainingGraph(spec, device.chip), spec.batch, {
+        ownsDevice: false,
       });
-      const session = new InProcessSession(device, training, spec.batch, { ownsDevice: false });
       sessions.set(request.session, session);
       const { used, limit } = device.compileBudget;
       const result: OpenResult = {

@@ -231,7 +231,7 @@ export function matmulStrided(
 /** The fp16 input bits an operand is bound to in this run, or undefined (read as fp32). */
 function halfBits(operand: GemmOperand): { bits: Uint16Array; offset: number } | undefined {
   const binding = operand.inputHalf.binding;
-  const bits = binding?.inputs.views[binding.input];
+  const bits = binding?.views[binding.input];
   return bits === undefined ? undefined : { bits, offset: binding!.offset };
 }
 
