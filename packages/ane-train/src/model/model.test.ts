@@ -274,5 +274,15 @@ describe('the training graph', () => {
     expect(sequencesPerPass(300, 2)).toBe(1);
     expect(sequencesPerPass(1, 1000)).toBe(250);
     expect(sequencesPerPass(64, 1)).toBe(1);
+    for (const [seq, batch] of [
+      [0, 8],
+      [64, 0],
+      [-1, 4],
+      [Number.NaN, 4],
+      [64, 2.5],
+      [Number.POSITIVE_INFINITY, 4],
+      ['64' as unknown as number, 8],
+    ] as const)
+      expect(() => sequencesPerPass(seq, batch), `${String(seq)}, ${String(batch)}`).toThrow(ConfigError);
   });
 });

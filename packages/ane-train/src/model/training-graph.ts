@@ -72,6 +72,17 @@ export const PASS_POSITIONS = 256;
  * step then runs batch / K passes of one training graph built with `sequences: K`.
  */
 export function sequencesPerPass(seq: number, batch: number): number {
+  for (const [name, value] of [
+    ['seq', seq],
+    ['batch', batch],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new ConfigError(
+        `sequencesPerPass: ${name} must be a whole number ≥ 1, got ${typeof value === 'number' ? String(value) : `${typeof value} ${JSON.stringify(value)}`}`,
+        name,
+      );
+    }
+  }
   let best = 1;
   for (let k = 2; k <= batch && k * seq <= PASS_POSITIONS; k++) if (batch % k === 0) best = k;
   return best;
