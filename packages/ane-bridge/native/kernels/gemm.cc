@@ -602,6 +602,9 @@ GemmPath pathFor(Isa isa) {
   }
 }
 
+// Strips per thread a background GEMM is cut into (see gemm).
+constexpr int kBackgroundStripsPerThread = 4;
+
 // C = alpha * op(A) op(B) + beta * C for operands of either width (see sgemm and sgemmHalfOperands).
 void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const Operand& A, const Operand& B,
           float beta, float* C, Index ldc) {
@@ -643,7 +646,10 @@ void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, cons
   const Index extent = splitColumns ? N : M;
   const Index unit = splitColumns ? path.nr : path.mr;
   const Index units = (extent + unit - 1) / unit;
-  const int parts = static_cast<int>(std::min<Index>(threads, units));
+  // Background work gets CPU time in slices no other thread wants, unevenly: smaller strips,
+  // claimed by whichever background thread is free, keep one late strip from ending alone.
+  const int strips = inBackground() ? threads * kBackgroundStripsPerThread : threads;
+  const int parts = static_cast<int>(std::min<Index>(strips, units));
   runTasks(parts, [&](int part) {
     const Index begin = std::min(extent, units * part / parts * unit);
     const Index end = std::min(extent, units * (part + 1) / parts * unit);

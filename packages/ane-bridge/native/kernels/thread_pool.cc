@@ -279,11 +279,60 @@ class BackgroundThreads {
     return true;
   }
 
+  // Runs task(i) for every i in [0, tasks) on the calling background thread and on any idle
+  // background thread that joins, each claiming the next unclaimed task. Returns when all are done
+  // (rethrowing the first exception). One such job is shared at a time: a second one runs on its
+  // caller alone.
+  void runTasks(int tasks, const std::function<void(int)>& task) {
+    SharedJob job(&task, tasks);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (shared_ != nullptr) {
+        job.helpers = -1;  // not shared: runs below on this thread alone
+      } else {
+        shared_ = &job;
+        // A helper: an idle thread, or a new one while fewer than hostThreads() run.
+        if (idle_ == 0 && static_cast<int>(threads_) < hostThreads()) startThread();
+        wake_.notify_all();
+      }
+    }
+    job.drain();
+    if (job.helpers >= 0) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      shared_ = nullptr;  // every task is claimed: no thread joins from here on
+      done_.wait(lock, [&] { return job.helpers == 0; });
+    }
+    if (job.error) std::rethrow_exception(job.error);
+  }
+
  private:
   struct Request {
     const std::function<void()>* work;
     bool done = false;
     std::exception_ptr error;
+  };
+
+  struct SharedJob {
+    SharedJob(const std::function<void(int)>* work, int count) : task(work), tasks(count) {}
+    const std::function<void(int)>* task;
+    const int tasks;
+    std::atomic<int> next{0};
+    int helpers = 0;  // threads inside drain() besides the owner, under mutex_
+    std::mutex errorMutex;
+    std::exception_ptr error;
+
+    bool unclaimed() const { return next.load(std::memory_order_relaxed) < tasks; }
+
+    void drain() {
+      for (int i = next.fetch_add(1); i < tasks; i = next.fetch_add(1)) {
+        try {
+          (*task)(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(errorMutex);
+          if (!error) error = std::current_exception();
+        }
+      }
+    }
   };
 
   bool startThread() {
@@ -308,8 +357,18 @@ class BackgroundThreads {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       idle_++;
-      wake_.wait(lock, [this] { return !queue_.empty(); });
+      wake_.wait(lock, [this] { return !queue_.empty() || (shared_ != nullptr && shared_->unclaimed()); });
       idle_--;
+      if (queue_.empty()) {
+        // Helps the shared job: its owner waits for helpers to leave before the job goes away.
+        SharedJob* job = shared_;
+        job->helpers++;
+        lock.unlock();
+        job->drain();
+        lock.lock();
+        if (--job->helpers == 0) done_.notify_all();
+        continue;
+      }
       Request* request = queue_.front();
       queue_.pop_front();
       lock.unlock();
@@ -327,6 +386,7 @@ class BackgroundThreads {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::deque<Request*> queue_;
+  SharedJob* shared_ = nullptr;
   std::size_t threads_ = 0;
   std::size_t idle_ = 0;
 };
@@ -367,7 +427,13 @@ std::string lastThreadSpawnError() { return pool().lastSpawnError(); }
 
 void setThreadSpawnHookForTesting(std::function<bool(int)> hook) { pool().setSpawnHook(std::move(hook)); }
 
-void runTasks(int tasks, const std::function<void(int)>& task) { pool().run(tasks, task); }
+void runTasks(int tasks, const std::function<void(int)>& task) {
+#if defined(__linux__)
+  // Background work spreads over idle background threads only, never onto the pool's.
+  if (background && tasks > 1) return backgroundThreads().runTasks(tasks, task);
+#endif
+  pool().run(tasks, task);
+}
 
 void parallelFor(std::ptrdiff_t n, std::ptrdiff_t minChunk, std::ptrdiff_t align,
                  const std::function<void(std::ptrdiff_t, std::ptrdiff_t)>& body) {
