@@ -530,6 +530,30 @@ void testGemm(Isa isa) {
   }
 }
 
+// sgemm as background work (its C cut into more strips, claimed by whichever background thread is
+// free) gives the bits it gives in the foreground: split along M and along N, tiles ragged or whole.
+void testGemmInBackground(Random& r) {
+  const Index shapes[][3] = {{256, 288, 64}, {3000, 40, 70}, {40, 2000, 70}, {6, 32, 300}, {31, 700, 5}};
+  for (const auto& shape : shapes) {
+    const Index M = shape[0], N = shape[1], K = shape[2];
+    for (int t = 0; t < 4; t++) {
+      const bool transA = t & 1, transB = t & 2;
+      std::vector<float> A(static_cast<std::size_t>(M * K)), B(static_cast<std::size_t>(K * N));
+      for (float& v : A) v = r.uniform();
+      for (float& v : B) v = r.uniform();
+      std::vector<float> foreground(static_cast<std::size_t>(M * N), 0.5f), background = foreground;
+      const Index lda = transA ? M : K, ldb = transB ? K : N;
+      sgemm(transA, transB, M, N, K, 1.5f, A.data(), lda, B.data(), ldb, 0.25f, foreground.data(), N);
+      runInBackground([&] {
+        sgemm(transA, transB, M, N, K, 1.5f, A.data(), lda, B.data(), ldb, 0.25f, background.data(), N);
+      });
+      EXPECT(std::memcmp(foreground.data(), background.data(), foreground.size() * sizeof(float)) == 0,
+             "%c%c %tdx%tdx%td: background sgemm differs from the foreground's", transA ? 'T' : 'N',
+             transB ? 'T' : 'N', M, N, K);
+    }
+  }
+}
+
 // sgemmHalfOperands with A, B or both as fp16 bits against sgemm on the same operands widened
 // first: bit for bit (the widening is exact, and the packed panels hold the same values), special
 // values included; the operands are exactly as long as their extents, so an overread is an ASan report.
@@ -1131,6 +1155,10 @@ int main() {
       testFp16Transposed();
       testOptimizers(isa);
       testGemm(isa);
+      {
+        Random r(11);
+        testGemmInBackground(r);
+      }
       testGemmHalfOperands(isa);
       testRowwise(isa);
       context = std::string("sim ops ") + isaName(isa);
