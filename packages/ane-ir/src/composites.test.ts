@@ -318,6 +318,61 @@ describe('composites', () => {
     }
   });
 
+  it('attention over sequences back to back (sequences): each attends within itself, as it would alone', () => {
+    for (const kvHeads of [4, 2]) {
+      const [D, H, S, K] = [16, 4, 5, 3];
+      const HD = D / H;
+      const build = (positions: number, sequences: number) => {
+        const g = new Graph();
+        const x = g.input('x', [D, positions]);
+        const weights = {
+          wq: g.param('wq', [D, D]),
+          wk: g.param('wk', [kvHeads * HD, D]),
+          wv: g.param('wv', [kvHeads * HD, D]),
+          wo: g.param('wo', [D, D]),
+        };
+        const rope = ropeTables(g, S, HD, { convention: 'rotate-half', sequences });
+        return causalSelfAttentionParts(x, weights, { heads: H, kvHeads, rope, sequences });
+      };
+      const weights = {
+        wq: walk(D * D, 2),
+        wk: walk(kvHeads * HD * D, 3),
+        wv: walk(kvHeads * HD * D, 4),
+        wo: walk(D * D, 5),
+      };
+      const xs = walk(D * K * S, 1);
+      const together = build(K * S, K);
+      expect(together.probs.shape).toEqual([H * K, S, S]);
+      const [out, probs] = evaluate([together.out, together.probs], { x: xs, ...weights });
+      const alone = build(S, 1);
+      for (let b = 0; b < K; b++) {
+        // Sequence b: columns b·S..(b+1)·S of every channel.
+        const columns = (values: ArrayLike<number>, rows: number) =>
+          Array.from({ length: rows * S }, (_, i) => values[Math.floor(i / S) * K * S + b * S + (i % S)]!);
+        const [outB, probsB] = evaluate([alone.out, alone.probs], { x: columns(xs, D), ...weights });
+        expect(columns(out!, D), `kvHeads ${kvHeads}, sequence ${b}`).toEqual(Array.from(outB!));
+        // probs [H · K, S, S] is head-major: head h's sequence b is block h·K + b.
+        for (let h = 0; h < H; h++) {
+          const block = Array.from(probs!.subarray((h * K + b) * S * S, (h * K + b + 1) * S * S));
+          expect(block).toEqual(Array.from(probsB!.subarray(h * S * S, (h + 1) * S * S)));
+        }
+      }
+    }
+    const g = new Graph();
+    const x = g.input('x', [8, 10]);
+    const w = (name: string) => g.param(name, [8, 8]);
+    const weights = { wq: w('wq'), wk: w('wk'), wv: w('wv'), wo: w('wo') };
+    expect(() => causalSelfAttentionParts(x, weights, { heads: 2, sequences: 3 })).toThrow(
+      /10 positions do not divide into 3 sequences/,
+    );
+    expect(() =>
+      causalSelfAttentionParts(x, weights, { heads: 2, sequences: 2, mask: causalMask(g, 10) }),
+    ).toThrow(/with 2 sequences the mask is one sequence's \[5, 5\]/);
+    expect(() => causalSelfAttentionParts(x, weights, { heads: 2, sequences: 0 })).toThrow(
+      /sequences must be a whole number ≥ 1/,
+    );
+  });
+
   it('builds the causal mask once per graph, with -65504 (never -inf)', () => {
     const g = new Graph();
     const mask = causalMask(g, 4);

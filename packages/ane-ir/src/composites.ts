@@ -403,8 +403,16 @@ export interface AttentionOptions {
   kvHeads?: number;
   /** RoPE tables `[S, HD]` applied to queries and keys; omitted: no RoPE. */
   rope?: RopeTables;
-  /** Additive mask `[S, S]`; default the causal mask. */
+  /** Additive mask `[S, S]` (S: one sequence's positions); default the causal mask. */
   mask?: Tensor;
+  /**
+   * Sequences held back to back in x's positions (default 1): x is `[D, S · sequences]` and each
+   * sequence attends within itself only, its scores a `[S, S]` block per head (the heads and
+   * sequences form one batch of `H · sequences` attention problems), so attention costs the same
+   * per sequence however many a pass holds. The projections and everything per position run over
+   * all positions. RoPE tables then cover every position (`ropeTables`' `sequences`).
+   */
+  sequences?: number;
   /** Score scale; default 1/sqrt(HD). */
   scale?: number;
   /**
@@ -480,7 +488,7 @@ export interface AttentionParts {
   readonly q: Tensor;
   readonly k: Tensor;
   readonly v: Tensor;
-  /** softmax(scale · q kᵀ + mask), `[H, S, S]`. */
+  /** softmax(scale · q kᵀ + mask), `[H, S, S]` (`[H · sequences, S, S]` with `sequences`, head-major). */
   readonly probs: Tensor;
   /** probs · v merged back to `[H * HD, S]`. */
   readonly attn: Tensor;
@@ -500,7 +508,26 @@ export function causalSelfAttentionParts(
   return graph.composite('attention', named(options, 'attn'), () => {
     const heads = options.heads;
     const kvHeads = options.kvHeads ?? heads;
-    const seq = x.shape[1]!;
+    const sequences = wholeSequences('attention', options.sequences);
+    const positions = x.shape[1]!;
+    if (positions % sequences !== 0) {
+      throw new ShapeError(
+        'attention',
+        x.name,
+        [x.shape],
+        `its ${positions} positions do not divide into ${sequences} sequences`,
+      );
+    }
+    const seq = positions / sequences;
+    const givenMask = options.mask?.shape;
+    if (sequences > 1 && givenMask !== undefined && (givenMask.at(-1) !== seq || givenMask.at(-2) !== seq)) {
+      throw new ShapeError(
+        'attention',
+        x.name,
+        [x.shape, givenMask],
+        `with ${sequences} sequences the mask is one sequence's [${seq}, ${seq}]`,
+      );
+    }
     if (heads % kvHeads !== 0) {
       throw new ShapeError(
         'attention',
@@ -540,12 +567,21 @@ export function causalSelfAttentionParts(
       kh = expandKvHeads(kh, heads / kvHeads, 'k_exp');
       vh = expandKvHeads(vh, heads / kvHeads, 'v_exp');
     }
-    const scores = matmul(qh, transpose(kh, [0, 2, 1], { name: 'kt' }), { name: 'scores' });
+    // [H, S · sequences, HD] holds head h's sequence b at rows b·S..(b+1)·S: as [H · sequences, S, HD]
+    // each (head, sequence) is one attention problem, without a copy.
+    const bySequence = (t: Tensor, name: string) =>
+      sequences === 1 ? t : reshape(t, [heads * sequences, seq, headDim], { name });
+    const qs = bySequence(qh, 'q_seq');
+    const ks = bySequence(kh, 'k_seq');
+    const vs = bySequence(vh, 'v_seq');
+    const scores = matmul(qs, transpose(ks, [0, 2, 1], { name: 'kt' }), { name: 'scores' });
     const scaled = mul(scores, options.scale ?? 1 / Math.sqrt(headDim), { name: 'scaled' });
     const mask = options.mask ?? causalMask(graph, seq, { name: 'mask' });
     const masked = add(scaled, mask, { name: 'masked' });
     const probs = softmax(masked, -1, { name: 'probs' });
-    const context = matmul(probs, vh, { name: 'ctx' });
+    const perSequence = matmul(probs, vs, { name: 'ctx' });
+    const context =
+      sequences === 1 ? perSequence : reshape(perSequence, [heads, positions, headDim], { name: 'ctx_h' });
     const attn = mergeHeads(context, { name: 'att' });
     const out = linear(attn, weights.wo, { name: 'o' });
     return { out, q: qh, k: kh, v: vh, probs, attn };

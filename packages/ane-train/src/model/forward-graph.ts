@@ -5,7 +5,6 @@
  * `buildTrainingGraph` builds its forward with, so the two cannot drift apart.
  */
 import {
-  causalMask,
   embedding,
   Graph,
   linear,
@@ -105,9 +104,10 @@ export function declareParameters(
 /**
  * The model on `tokens` ([S] int32): embedding → blocks → final RMSNorm → classifier. Returns the
  * logits `[V, S]` (channel-first). The classifier composite is named 'output'. With `sequences`,
- * tokens holds that many sequences of S back to back ([S · sequences]), each its own attention
- * window (a block-diagonal causal mask) with positions from 0: every other op is per position,
- * so one pass computes what that many passes over one sequence would.
+ * tokens holds that many sequences of S back to back ([S · sequences]), each attending within
+ * itself (ane-ir attention's `sequences`: one `[S, S]` score block per head and sequence) with
+ * positions from 0: every other op is per position, so one pass computes what that many passes
+ * over one sequence would.
  */
 export function modelLogits(
   g: Graph,
@@ -122,7 +122,7 @@ export function modelLogits(
     convention: 'rotate-half',
     sequences,
   });
-  const windows = sequences > 1 ? { mask: causalMask(g, seq, { sequences }) } : {};
+  const windows = sequences > 1 ? { sequences } : {};
   let h = embedding(tokens, param('embed'), { name: 'embed' });
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const p = (name: string) => param(`layers.${l}.${name}`);

@@ -265,14 +265,15 @@ describe('the training graph', () => {
   });
 
   it('sequencesPerPass: the largest divisor of the batch whose sequences fit PASS_POSITIONS', () => {
-    expect(PASS_POSITIONS).toBe(256);
-    expect(sequencesPerPass(64, 8)).toBe(4);
-    expect(sequencesPerPass(32, 8)).toBe(8);
+    expect(PASS_POSITIONS).toBe(1024);
+    expect(sequencesPerPass(64, 8)).toBe(8);
+    expect(sequencesPerPass(64, 32)).toBe(16);
     expect(sequencesPerPass(8, 3)).toBe(3);
-    expect(sequencesPerPass(100, 3)).toBe(1); // 2 × 100 fits but does not divide 3
-    expect(sequencesPerPass(256, 4)).toBe(1);
-    expect(sequencesPerPass(300, 2)).toBe(1);
-    expect(sequencesPerPass(1, 1000)).toBe(250);
+    expect(sequencesPerPass(400, 3)).toBe(1); // 2 × 400 fits but does not divide 3
+    expect(sequencesPerPass(256, 4)).toBe(4);
+    expect(sequencesPerPass(256, 6)).toBe(3);
+    expect(sequencesPerPass(600, 2)).toBe(1);
+    expect(sequencesPerPass(1, 5000)).toBe(1000);
     expect(sequencesPerPass(64, 1)).toBe(1);
     for (const [seq, batch] of [
       [0, 8],

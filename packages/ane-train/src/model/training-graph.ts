@@ -58,13 +58,15 @@ export interface TrainingGraph {
 /**
  * The most positions one pass of a session holds when it computes several sequences of a batch at
  * once (`sequencesPerPass`). A pass costs a fixed overhead per kernel and host op, which the
- * sequences it holds share; its attention covers all of its positions under a block-diagonal mask,
- * work that grows as their square. Measured on the simulator (2-core x64, one pass of K sequences
- * against K passes of one, paired): the tiny preset at batch 8, seq 64 took 47.3, 33.9, 26.4 and
- * 32.6 ms a step with K = 1, 2, 4, 8 (256 positions best); stories15M at batch 4, seq 256 took 861
- * ms with K = 1 and 904 with K = 2.
+ * sequences it holds share, and its GEMMs grow with its positions; attention stays per sequence
+ * (ane-ir attention's `sequences`), so it costs the same however many a pass holds. Measured on the
+ * simulator (2-core x64; sessions of each K in one process, steps alternating): stories15M at batch
+ * 4, seq 256 took 1.07 (K = 2) and about 1.15 (K = 1) of the time of K = 4; at batch 8, seq 128,
+ * K = 4 and 8 took 0.83 and 0.86 of K = 2's; the tiny preset at batch 8, seq 64, K = 8 took 0.82 of
+ * K = 4's and at batch 32, K = 16 and 32 took 0.80 and 0.68 of K = 8's. Every preset's plan at 1024
+ * positions passes the rules of every chip family with the programs of one sequence.
  */
-export const PASS_POSITIONS = 256;
+export const PASS_POSITIONS = 1024;
 
 /**
  * How many sequences of `seq` positions a session of `batch` sequences computes in one pass: the
