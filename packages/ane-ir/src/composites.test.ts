@@ -369,8 +369,11 @@ describe('composites', () => {
       causalSelfAttentionParts(x, weights, { heads: 2, sequences: 2, mask: causalMask(g, 10) }),
     ).toThrow(/with 2 sequences the mask is one sequence's \[5, 5\]/);
     expect(() => causalSelfAttentionParts(x, weights, { heads: 2, sequences: 0 })).toThrow(
-      /sequences must be a whole number ≥ 1/,
+      /sequences must be a whole number ≥ 1, got 0/,
     );
+    expect(() =>
+      causalSelfAttentionParts(x, weights, { heads: 2, sequences: '2' as unknown as number }),
+    ).toThrow(/sequences must be a whole number ≥ 1, got string "2"/);
   });
 
   it('builds the causal mask once per graph, with -65504 (never -inf)', () => {

@@ -349,7 +349,9 @@ const MASKS = new WeakMap<Graph, Map<string, Tensor>>();
 function wholeSequences(op: string, sequences: number | undefined): number {
   const value = sequences ?? 1;
   if (!Number.isSafeInteger(value) || value < 1)
-    throw new IrError(`${op}: sequences must be a whole number ≥ 1, got ${String(sequences)}`);
+    throw new IrError(
+      `${op}: sequences must be a whole number ≥ 1, got ${typeof value === 'number' ? String(value) : `${typeof value} ${JSON.stringify(value)}`}`,
+    );
   return value;
 }
 
