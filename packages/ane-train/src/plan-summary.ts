@@ -11,7 +11,7 @@
 import { bindHostOp } from 'ane-bridge';
 import type { HostOp, Plan, PlanStep } from 'ane-ir';
 import type { ParameterSpec } from './model/parameters';
-import type { TrainingGraph } from './model/training-graph';
+import { planActivationBytes, type TrainingGraph } from './model/training-graph';
 import { estimateStepTime, formatStepEstimate, type StepTimeEstimate } from './step-estimate';
 
 /** The parts of a training graph the summary reads (a `TrainingGraph` has them all). */
@@ -346,26 +346,14 @@ function estimateMemory(
 ): MemorySummary {
   const parameters = source.parameters.reduce((n, p) => n + product(p.shape), 0);
   let stagedWeightBytes = 0;
-  // Values passed between steps, by the name they travel under: one host array each.
-  const activations = new Map<string, number>();
-  for (const kernel of plan.kernels) {
+  for (const kernel of plan.kernels)
     for (const port of kernel.inputs)
       for (const segment of port.segments)
         if (segment.role === 'weight')
           stagedWeightBytes += product(segment.shape) * dtypeBytes(port.spec.dtype);
-    for (const port of kernel.outputs)
-      for (const segment of port.segments) activations.set(segment.source, product(segment.shape) * 4);
-  }
-  for (const op of plan.hostOps)
-    op.outputs.forEach((tensor, i) => {
-      activations.set(op.outputSources[i] ?? tensor.name, tensor.size * 4);
-    });
   let outputValueBytes = 0;
-  for (const output of plan.outputs) {
-    outputValueBytes += output.tensor.size * 4;
-    activations.delete(output.name);
-  }
-  const activationBytesPerSequence = [...activations.values()].reduce((n, b) => n + b, 0);
+  for (const output of plan.outputs) outputValueBytes += output.tensor.size * 4;
+  const activationBytesPerSequence = planActivationBytes(plan);
   const outputBytes = 2 * outputValueBytes;
   const masterWeightBytes = parameters * 4;
   const gradientBytes = parameters * 4;

@@ -3,7 +3,7 @@ import { CHIP_FAMILIES } from 'ane-ir/mil';
 import { type ArgsDef, defineCommand } from 'citty';
 import { ConfigError } from '../errors';
 import { type LlamaConfig, PRESET_NAMES, parseLlamaConfig, resolveModel } from '../model/config';
-import { buildTrainingGraph, sequencesPerPass } from '../model/training-graph';
+import { batchTrainingGraph } from '../model/training-graph';
 import { describePlan, formatPlanSummary } from '../plan-summary';
 import { choiceFlag, parseStrictArgs, stringFlag, UsageError, wholeNumberFlag } from './args';
 import type { CliIo } from './io';
@@ -103,9 +103,9 @@ export async function runPlan(rawArgs: readonly string[], io: CliIo): Promise<nu
   const batch = batchFlag ?? file.batch ?? 1;
   const seq = seqFlag ?? file.seq ?? Math.min(DEFAULT_PLAN_SEQ, config.max_position_embeddings);
   const chip = chipFlag ?? file.chip;
-  const training = buildTrainingGraph(config, {
+  const training = batchTrainingGraph(config, {
     seq,
-    sequences: sequencesPerPass(seq, batch),
+    batch,
     ...(chip !== undefined ? { chip } : {}),
   });
   const accumulate = accumulateFlag ?? file.accumulate ?? 1;

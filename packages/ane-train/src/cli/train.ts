@@ -36,7 +36,7 @@ import { CheckpointError, ConfigError, TrainError } from '../errors';
 import { writeFileAtomically } from '../io/files';
 import type { LlamaConfig } from '../model/config';
 import { parameterCount, parameterSpecs } from '../model/parameters';
-import { buildTrainingGraph, type ChipName, sequencesPerPass } from '../model/training-graph';
+import { batchTrainingGraph, type ChipName } from '../model/training-graph';
 import { describePlan, type PlanSummary } from '../plan-summary';
 import { createProgress } from '../progress';
 import { lossChartSvg, type MetricsRecord, MetricsWriter, readMetrics, renderReportHtml } from '../report';
@@ -271,9 +271,9 @@ export async function runTraining(settings: TrainSettings, io: CliIo, resume: bo
     const metrics = new MetricsWriter(metricsFile, previous);
     const startStep = trainer.step;
     const total = settings.steps;
-    const training = buildTrainingGraph(settings.model, {
+    const training = batchTrainingGraph(settings.model, {
       seq: settings.seq,
-      sequences: sequencesPerPass(settings.seq, settings.batch),
+      batch: settings.batch,
       ...(settings.chip !== undefined ? { chip: settings.chip } : {}),
     });
     const plan: PlanSummary = describePlan(training, {

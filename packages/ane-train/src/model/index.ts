@@ -14,9 +14,12 @@ export {
 } from './forward-graph';
 export { initParameters, type ParameterSpec, parameterCount, parameterSpecs } from './parameters';
 export {
+  batchTrainingGraph,
   buildTrainingGraph,
   type ChipName,
+  PASS_ACTIVATION_BYTES,
   PASS_POSITIONS,
+  planActivationBytes,
   sequencesPerPass,
   TRAINING_IO,
   type TrainingGraph,

@@ -2,14 +2,17 @@ import { evaluate } from 'ane-ir';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors';
 import {
+  batchTrainingGraph,
   buildForwardGraph,
   buildTrainingGraph,
   initParameters,
+  PASS_ACTIVATION_BYTES,
   PASS_POSITIONS,
   PRESETS,
   parameterCount,
   parameterSpecs,
   parseLlamaConfig,
+  planActivationBytes,
   resolveModel,
   sequencesPerPass,
   TRAINING_IO,
@@ -262,6 +265,29 @@ describe('the training graph', () => {
     expect(() => buildTrainingGraph(config, { seq, sequences: 1.5 })).toThrow(
       /sequences must be a whole number/,
     );
+  });
+
+  it('batchTrainingGraph folds sequencesPerPass sequences while a pass holds at most PASS_ACTIVATION_BYTES', () => {
+    expect(PASS_ACTIVATION_BYTES).toBe(1.5 * 2 ** 30);
+    for (const [model, seq, batch, expected] of [
+      ['stories15M', 256, 4, 4], // 606 MiB
+      ['stories110M', 256, 4, 2], // 4 would hold 1944 MiB, 2 1066
+      ['stories110M', 512, 2, 1], // 2 would hold 1944 MiB
+    ] as const) {
+      const bytes = (sequences: number) =>
+        planActivationBytes(buildTrainingGraph(model, { seq, sequences }).plan);
+      const fold = sequencesPerPass(seq, batch);
+      let largest = 1;
+      for (let k = fold; k > 1 && largest === 1; k--)
+        if (batch % k === 0 && bytes(k) <= PASS_ACTIVATION_BYTES) largest = k;
+      expect(largest, `${model} seq ${seq} batch ${batch}`).toBe(expected);
+      const chosen = batchTrainingGraph(model, { seq, batch });
+      expect(chosen.sequences, `${model} seq ${seq} batch ${batch}`).toBe(expected);
+      expect(chosen.seq).toBe(seq);
+    }
+    // A sequences count given is taken as is; the tiny preset folds its whole batch of 8.
+    expect(batchTrainingGraph('stories110M', { seq: 256, batch: 4, sequences: 4 }).sequences).toBe(4);
+    expect(batchTrainingGraph('tiny', { seq: 64, batch: 8 }).sequences).toBe(8);
   });
 
   it('sequencesPerPass: the largest divisor of the batch whose sequences fit PASS_POSITIONS', () => {

@@ -90,6 +90,64 @@ export function sequencesPerPass(seq: number, batch: number): number {
   return best;
 }
 
+/**
+ * The most host memory a pass's activations may take when it folds several sequences
+ * (`batchTrainingGraph`): a pass holds every value its steps pass on for each of its sequences
+ * (`planActivationBytes`), so folding multiplies most of it. At seq 256: stories15M 204, 338 and
+ * 606 MiB for 1, 2 and 4 sequences a pass; stories110M 627, 1066 and 1944 MiB, so its batch of 4
+ * folds 2 (measured on the simulator: 0.86–0.92 of the time of one a pass, as fast as 4); a
+ * qwen3-0.6b sequence alone takes over 3 GiB, so it folds none. Large models gain the least from
+ * folding (their kernels' fixed cost is a small share of their time) and need the memory most.
+ */
+export const PASS_ACTIVATION_BYTES = 1.5 * 2 ** 30;
+
+/**
+ * Host bytes of the values a plan's steps pass on, for one pass (fp32 host arrays: kernel outputs
+ * and host-op results, the plan's outputs left out). `ane-train plan`'s memory estimate counts them
+ * as activations.
+ */
+export function planActivationBytes(plan: Plan): number {
+  // Values passed between steps, by the name they travel under: one host array each.
+  const activations = new Map<string, number>();
+  for (const kernel of plan.kernels)
+    for (const port of kernel.outputs)
+      for (const segment of port.segments)
+        activations.set(segment.source, segment.shape.reduce((a, b) => a * b, 1) * 4);
+  for (const op of plan.hostOps)
+    op.outputs.forEach((tensor, i) => {
+      activations.set(op.outputSources[i] ?? tensor.name, tensor.size * 4);
+    });
+  for (const output of plan.outputs) activations.delete(output.name);
+  return [...activations.values()].reduce((n, b) => n + b, 0);
+}
+
+/**
+ * The training graph a session of `batch` sequences of `seq` positions runs: `sequences` per pass
+ * when given, else `sequencesPerPass(seq, batch)` as long as the pass's activations fit
+ * `PASS_ACTIVATION_BYTES` (else the largest divisor of the batch whose do, at least 1). Every
+ * session, the worker and `ane-train plan` choose through this one function.
+ */
+export function batchTrainingGraph(
+  model: LlamaConfig | PresetName,
+  options: { seq: number; batch: number; sequences?: number; chip?: ChipName },
+): TrainingGraph {
+  const { seq, batch, chip } = options;
+  const build = (sequences: number) => buildTrainingGraph(model, { seq, sequences, ...(chip ? { chip } : {}) });
+  if (options.sequences !== undefined) return build(options.sequences);
+  let sequences = sequencesPerPass(seq, batch);
+  let training = build(sequences);
+  for (;;) {
+    const bytes = planActivationBytes(training.plan);
+    if (sequences === 1 || bytes <= PASS_ACTIVATION_BYTES) return training;
+    // The next smaller divisor of the batch whose share of these bytes fits (a pass also holds
+    // values that do not grow with its sequences, so the rebuilt plan is checked again).
+    let next = sequences - 1;
+    while (next > 1 && (batch % next !== 0 || (next * bytes) / sequences > PASS_ACTIVATION_BYTES)) next--;
+    sequences = next;
+    training = build(sequences);
+  }
+}
+
 export function buildTrainingGraph(
   model: LlamaConfig | PresetName,
   options: TrainingGraphOptions,

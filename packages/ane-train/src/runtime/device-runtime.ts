@@ -12,12 +12,7 @@ import { DEFAULT_COMPILE_BUDGET, type Device, openDevice } from 'ane-bridge';
 import { CheckpointError, ConfigError, TrainError } from '../errors';
 import type { LlamaConfig } from '../model/config';
 import { parameterSpecs } from '../model/parameters';
-import {
-  buildTrainingGraph,
-  type ChipName,
-  sequencesPerPass,
-  type TrainingGraph,
-} from '../model/training-graph';
+import { batchTrainingGraph, type ChipName, type TrainingGraph } from '../model/training-graph';
 import {
   type DeviceSession,
   describe,
@@ -396,9 +391,9 @@ export class DeviceRuntime {
     }
     let training = this.graphs.get(seq);
     if (training === undefined) {
-      training = buildTrainingGraph(this.config, {
+      training = batchTrainingGraph(this.config, {
         seq,
-        sequences: sequencesPerPass(seq, this.batch),
+        batch: this.batch,
         ...((this.resolvedChip ?? this.chip) ? { chip: (this.resolvedChip ?? this.chip)! } : {}),
       });
       this.graphs.set(seq, training);

@@ -11,9 +11,8 @@ import { type Device, openDevice, type PlanExecutable, type PlanOutputs } from '
 import { CheckpointError, ConfigError, DataError, TrainError } from '../errors';
 import type { LlamaConfig } from '../model/config';
 import {
-  buildTrainingGraph,
+  batchTrainingGraph,
   type ChipName,
-  sequencesPerPass,
   TRAINING_IO,
   type TrainingGraph,
 } from '../model/training-graph';
@@ -27,7 +26,8 @@ export interface SessionSpec {
   batch: number;
   /**
    * Sequences each pass of the plan computes at once (a divisor of `batch`; default
-   * `sequencesPerPass(seq, batch)`): 1 runs the plan once per sequence.
+   * `batchTrainingGraph`'s choice: `sequencesPerPass(seq, batch)` within `PASS_ACTIVATION_BYTES`):
+   * 1 runs the plan once per sequence.
    */
   sequences?: number;
   backend: 'auto' | 'ane' | 'sim';
@@ -151,9 +151,10 @@ export function checkSessionSpec(spec: SessionSpec): void {
 
 /** The training graph a session of `spec` runs on a device of `chip` (spec.chip wins). */
 export function sessionTrainingGraph(spec: SessionSpec, chip: ChipName): TrainingGraph {
-  return buildTrainingGraph(spec.config, {
+  return batchTrainingGraph(spec.config, {
     seq: spec.seq,
-    sequences: spec.sequences ?? sequencesPerPass(spec.seq, spec.batch),
+    batch: spec.batch,
+    ...(spec.sequences !== undefined ? { sequences: spec.sequences } : {}),
     chip: spec.chip ?? chip,
   });
 }
