@@ -132,7 +132,8 @@ export function batchTrainingGraph(
   options: { seq: number; batch: number; sequences?: number; chip?: ChipName },
 ): TrainingGraph {
   const { seq, batch, chip } = options;
-  const build = (sequences: number) => buildTrainingGraph(model, { seq, sequences, ...(chip ? { chip } : {}) });
+  const build = (sequences: number) =>
+    buildTrainingGraph(model, { seq, sequences, ...(chip ? { chip } : {}) });
   if (options.sequences !== undefined) return build(options.sequences);
   let sequences = sequencesPerPass(seq, batch);
   let training = build(sequences);

@@ -10,12 +10,7 @@
 import { type Device, openDevice, type PlanExecutable, type PlanOutputs } from 'ane-bridge';
 import { CheckpointError, ConfigError, DataError, TrainError } from '../errors';
 import type { LlamaConfig } from '../model/config';
-import {
-  batchTrainingGraph,
-  type ChipName,
-  TRAINING_IO,
-  type TrainingGraph,
-} from '../model/training-graph';
+import { batchTrainingGraph, type ChipName, TRAINING_IO, type TrainingGraph } from '../model/training-graph';
 
 /** What a session runs: serializable as is (it goes to a worker process unchanged). */
 export interface SessionSpec {
