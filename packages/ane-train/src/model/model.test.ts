@@ -288,6 +288,18 @@ describe('the training graph', () => {
     // A sequences count given is taken as is; the tiny preset folds its whole batch of 8.
     expect(batchTrainingGraph('stories110M', { seq: 256, batch: 4, sequences: 4 }).sequences).toBe(4);
     expect(batchTrainingGraph('tiny', { seq: 64, batch: 8 }).sequences).toBe(8);
+    // Bad input: a ConfigError naming what is wrong.
+    for (const [options, what] of [
+      [null, /takes options/],
+      [{ seq: 64 }, /batch must be a whole number ≥ 1 \(sequences per step\), got undefined/],
+      [{ seq: 64, batch: '8' }, /got string "8"/],
+      [{ seq: 64, batch: 0 }, /got 0/],
+      [{ seq: 0, batch: 8 }, /seq must be a whole number/],
+      [{ seq: 64, batch: 8, sequences: 3 }, /sequences \(3\) must divide the batch \(8\)/],
+      [{ seq: 64, batch: 8, sequences: 0 }, /sequences must be a whole number/],
+    ] as const)
+      expect(() => batchTrainingGraph('tiny', options as never), JSON.stringify(options)).toThrow(what);
+    expect(() => batchTrainingGraph('tiny', { seq: 64, batch: 2.5 })).toThrow(ConfigError);
   });
 
   it('sequencesPerPass: the largest divisor of the batch whose sequences fit PASS_POSITIONS', () => {

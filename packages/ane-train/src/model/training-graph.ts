@@ -131,7 +131,22 @@ export function batchTrainingGraph(
   model: LlamaConfig | PresetName,
   options: { seq: number; batch: number; sequences?: number; chip?: ChipName },
 ): TrainingGraph {
+  checkGraphArguments('batchTrainingGraph', model, options);
   const { seq, batch, chip } = options;
+  if (!Number.isSafeInteger(batch) || batch < 1) {
+    throw new ConfigError(
+      `batchTrainingGraph: batch must be a whole number ≥ 1 (sequences per step), got ${typeof batch === 'number' ? String(batch) : `${typeof batch} ${JSON.stringify(batch)}`}`,
+      'batch',
+    );
+  }
+  const given = options.sequences;
+  // (A sequences count that is no whole number ≥ 1 is buildTrainingGraph's to refuse.)
+  if (given !== undefined && Number.isSafeInteger(given) && given >= 1 && batch % given !== 0) {
+    throw new ConfigError(
+      `batchTrainingGraph: sequences (${String(options.sequences)}) must divide the batch (${batch}): each pass computes that many of its sequences`,
+      'sequences',
+    );
+  }
   const build = (sequences: number) =>
     buildTrainingGraph(model, { seq, sequences, ...(chip ? { chip } : {}) });
   if (options.sequences !== undefined) return build(options.sequences);
