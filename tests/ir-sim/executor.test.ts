@@ -261,6 +261,41 @@ describe('run, runSync, read and the profile', () => {
     }
   });
 
+  it('on the simulator, stages a weight of 1M values or more as background work, with the bits runSync stages', async () => {
+    // y = W·x with W [1024, 1024], a weight packed into the kernel's input.
+    const g = new Graph();
+    const x = g.input('x', [1024, 8]);
+    const w = g.param('w', [1024, 1024]);
+    g.output('y', linear(x, w, { name: 'y' }));
+    const plan = partition(g);
+    const feeds = { x: normals(1024 * 8, 1, 3), w: normals(1024 * 1024, 0.03, 4) };
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const exe = device.load(plan);
+      const early = Buffer.from((await exe.run(feeds, { copy: true })).y!.buffer);
+      const staged = exe.profile!.backgroundStaging;
+      expect(staged.map((s) => [s.source, s.values])).toEqual([['w', 1024 * 1024]]);
+      expect(staged[0]!.endMs).toBeGreaterThanOrEqual(staged[0]!.startMs);
+      // Staged once per version: a second run with the same weight stages nothing.
+      expect(Buffer.from((await exe.run(undefined, { copy: true })).y!.buffer).equals(early)).toBe(true);
+      expect(exe.profile!.backgroundStaging).toEqual([]);
+      // A fresh executable staging on the JS thread (runSync) gives the same bits.
+      const fresh = device.load(plan);
+      expect(Buffer.from(fresh.runSync(feeds, { copy: true }).y!.buffer).equals(early)).toBe(true);
+      expect(fresh.profile!.backgroundStaging).toEqual([]);
+      // A rewritten weight is staged again in the background and gives runSync's bits.
+      const changed = normals(1024 * 1024, 0.03, 5);
+      exe.write('w', changed);
+      fresh.write('w', changed);
+      const rewritten = Buffer.from((await exe.run(undefined, { copy: true })).y!.buffer);
+      expect(exe.profile!.backgroundStaging.map((s) => s.source)).toEqual(['w']);
+      expect(rewritten.equals(early)).toBe(false);
+      expect(rewritten.equals(Buffer.from(fresh.runSync(undefined, { copy: true }).y!.buffer))).toBe(true);
+    } finally {
+      device.dispose();
+    }
+  });
+
   it('sums an output over the batch when asked', () => {
     const g = new Graph();
     const x = g.input('x', [8, 4]);

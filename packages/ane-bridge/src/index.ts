@@ -43,7 +43,7 @@ export {
   type PlanRunOptions,
   type PlanSource,
 } from './executor/plan-executable';
-export { formatProfile, type RunProfile, type StepTiming } from './executor/profile';
+export { type BackgroundStaging, formatProfile, type RunProfile, type StepTiming } from './executor/profile';
 export * from './kernels';
 export {
   loadNativeAddon,

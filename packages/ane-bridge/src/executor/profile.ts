@@ -50,6 +50,18 @@ export interface RunProfile {
   readonly hostMs: number;
   /** Wall time during which no kernel, host op or staging was running. */
   readonly idleMs: number;
+  /**
+   * Weights staged as background work while the run went on (on the simulator, those of at least
+   * 1M values a run must restage): by the weight's name, its values, and when. Not in `stagingMs`.
+   */
+  readonly backgroundStaging: readonly BackgroundStaging[];
+}
+
+export interface BackgroundStaging {
+  readonly source: string;
+  readonly values: number;
+  readonly startMs: number;
+  readonly endMs: number;
 }
 
 /** Collects timings during one run. */
@@ -57,6 +69,7 @@ export class ProfileRecorder {
   private readonly started = performance.now();
   private readonly steps: StepTiming[] = [];
   private readonly staging: Array<[number, number]> = [];
+  private readonly inBackground: BackgroundStaging[] = [];
 
   now(): number {
     return performance.now() - this.started;
@@ -65,6 +78,11 @@ export class ProfileRecorder {
   /** Records a stretch of staging (its own busy interval). */
   staged(startMs: number, endMs: number): void {
     this.staging.push([startMs, endMs]);
+  }
+
+  /** Records a weight staged as background work. */
+  stagedInBackground(staging: BackgroundStaging): void {
+    this.inBackground.push(staging);
   }
 
   step(timing: StepTiming): void {
@@ -107,6 +125,7 @@ export class ProfileRecorder {
       deviceMs,
       hostMs,
       idleMs: Math.max(0, totalMs - unionLength(busy)),
+      backgroundStaging: this.inBackground,
     };
   }
 }

@@ -16,6 +16,7 @@ import {
   fp16ToFp32Transposed,
   fp32ToFp16Strided,
   fp32ToFp16Transposed,
+  hostKernels,
   type StridedBlock,
 } from '../kernels';
 import { nativeAddon } from '../native/loader';
@@ -124,6 +125,23 @@ export function stageValue(values: Float32Array, port: PortElements, place: Segm
     else fp32ToFp16Strided(values, port.data, block);
   } else if (place.transposed) transposeFp32(values, port.data, block);
   else copyRows(values, port.data, block);
+}
+
+/**
+ * `stageValue` for an fp16 port as background work (ane-bridge's background kernels: on Linux a
+ * thread at the lowest priority), the same bits. `values` and the port's memory must stay put
+ * until it settles (SharedArrayBuffers are worked on in place).
+ */
+export function stageValueInBackground(
+  values: Float32Array,
+  port: PortElements & { dtype: 'fp16' },
+  place: SegmentPlacement,
+): Promise<void> {
+  const block = stagingBlock(place, 'into-port');
+  const kernels = hostKernels.active.background;
+  return place.transposed
+    ? kernels.fp32ToFp16TransposedAsync(values, port.data, block)
+    : kernels.fp32ToFp16StridedAsync(values, port.data, block);
 }
 
 /** Reads a segment of a port into `out` (the value in graph layout; the inverse of `stageValue`). */
