@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hostKernels, hostSimdLevel, setHostSimdLevel, setHostThreads } from 'ane-bridge';
-import { medianMs, printTable, writeResults } from './lib.mjs';
+import { medianMs, openblasAtItsBest, printTable, withoutOpenblasCore, writeResults } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -54,8 +54,20 @@ function buildReference() {
     if (linked.status !== 0) execFileSync(cxx, [...flags, '-o', plain, source]);
   }
   const binary = existsSync(withBlas) ? withBlas : plain;
-  const info = JSON.parse(execFileSync(binary, ['info'], { encoding: 'utf8' }));
-  return { binary, info, why: info.openblas ? '' : 'libopenblas-dev is not installed' };
+  const ownPick = JSON.parse(
+    execFileSync(binary, ['info'], { encoding: 'utf8', env: withoutOpenblasCore(process.env) }),
+  );
+  // OpenBLAS on the kernels made for this CPU (./lib.mjs says why).
+  const openblas = ownPick.openblas ? openblasAtItsBest(ownPick.core) : { env: process.env, note: '' };
+  const { env } = openblas;
+  const info = JSON.parse(execFileSync(binary, ['info'], { encoding: 'utf8', env }));
+  return {
+    binary,
+    info,
+    env,
+    note: openblas.note,
+    why: info.openblas ? '' : 'libopenblas-dev is not installed',
+  };
 }
 
 const reference = buildReference();
@@ -63,7 +75,10 @@ const reference = buildReference();
 /** Median seconds per run of a reference measurement, or null without the harness. */
 function referenceSeconds(args) {
   if (reference.binary === null) return null;
-  const out = execFileSync(reference.binary, [...args, roundMs / 1000].map(String), { encoding: 'utf8' });
+  const out = execFileSync(reference.binary, [...args, roundMs / 1000].map(String), {
+    encoding: 'utf8',
+    env: reference.env,
+  });
   return JSON.parse(out).seconds;
 }
 
@@ -93,7 +108,7 @@ function oursSeconds(run, options = {}) {
 const nativeSet = hostKernels.native;
 const simd = hostSimdLevel();
 const blasNote = reference.info.openblas
-  ? `${reference.info.config.trim()}, kernel ${reference.info.core}`
+  ? `${reference.info.config.trim()}, kernel ${reference.info.core}; ${reference.note}`
   : `unavailable (${reference.why})`;
 console.log(
   `host kernels: ${nativeSet ? `native (${simd})` : 'TS only (native addon not loaded)'}; OpenBLAS: ${blasNote}`,

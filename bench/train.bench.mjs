@@ -4,7 +4,8 @@
 // - PyTorch: the same step (a hand-written Llama of the same config, forward + backward +
 //   clip_grad_norm_ + torch.optim.AdamW, same B and S, random token ids) by
 //   tools/refbench/train_step.py under Debian's /usr/bin/python3 (or $REFBENCH_PYTHON), 2 threads,
-//   libjemalloc.so.2 preloaded when installed; which BLAS torch loaded is printed. A python or torch
+//   libjemalloc.so.2 preloaded when installed, OpenBLAS on its AVX-512 kernels where the CPU has them
+//   (openblasAtItsBest in ./lib.mjs); which BLAS torch loaded, and its kernels, are printed. A python or torch
 //   that is missing makes the rows say "unavailable", never a made-up figure;
 // - the GEMM floor: every GEMM of the step (forward, dX and dW of each linear and of the classifier,
 //   QKᵀ and PV per head with their gradients) timed as bare native sgemm calls (ane-bridge's host
@@ -16,7 +17,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { capabilities, compileSimProgram, hostSimdLevel, hostThreads, sgemm } from 'ane-bridge';
-import { medianMs, printTable, writeResults } from './lib.mjs';
+import { medianMs, openblasAtItsBest, printTable, withoutOpenblasCore, writeResults } from './lib.mjs';
 
 // ane-train is not a dependency of the repository root; load its build directly.
 const { Trainer, buildTrainingGraph, resolveModel } = await import('../packages/ane-train/dist/index.js');
@@ -245,17 +246,30 @@ const JEMALLOC = [
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: read by the bench alone, not by a turbo task
 const PYTHON = process.env.REFBENCH_PYTHON ?? '/usr/bin/python3';
 
+/** The core OpenBLAS names in its OPENBLAS_VERBOSE=2 output ("Core: Haswell"), if it printed one. */
+const openblasCoreIn = (stderr) => /^Core: (\S+)/m.exec(stderr ?? '')?.[1];
+
+// Whether torch imports, and which kernels its OpenBLAS (if that is its BLAS) picks on its own.
+let openblas = openblasAtItsBest(undefined);
 const torchProbe = (() => {
-  const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+  const probe = spawnSync(PYTHON, ['-c', 'import torch; torch.ones(64, 64) @ torch.ones(64, 64)'], {
+    encoding: 'utf8',
+    env: { ...withoutOpenblasCore(process.env), OPENBLAS_VERBOSE: '2' },
+  });
   if (probe.error !== undefined)
     return `${PYTHON} is not runnable (${probe.error.code ?? probe.error.message})`;
   if (probe.status !== 0) return `${PYTHON} cannot import torch (Debian: apt-get install python3-torch)`;
+  openblas = openblasAtItsBest(openblasCoreIn(probe.stderr));
   return null;
 })();
 
 function measureTorch(config, { batch, steps }) {
   if (torchProbe !== null) return { unavailable: torchProbe };
-  const env = { ...process.env, OMP_NUM_THREADS: String(TORCH_THREADS) };
+  const env = {
+    ...openblas.env,
+    OMP_NUM_THREADS: String(TORCH_THREADS),
+    OPENBLAS_VERBOSE: '2',
+  };
   if (JEMALLOC !== undefined) {
     env.LD_PRELOAD = JEMALLOC;
     // Keep freed memory: otherwise every step's temporaries are fresh pages.
@@ -285,7 +299,9 @@ function measureTorch(config, { batch, steps }) {
     const why = (result.stderr || result.stdout || String(result.error)).trim().split('\n').slice(-1)[0];
     return { unavailable: `tools/refbench/train_step.py failed: ${why}` };
   }
-  return JSON.parse(result.stdout.trim().split('\n').at(-1));
+  const measured = JSON.parse(result.stdout.trim().split('\n').at(-1));
+  measured.environment.openblasCore = openblasCoreIn(result.stderr);
+  return measured;
 }
 
 function describeTorch(environment) {
@@ -306,8 +322,8 @@ function describeTorch(environment) {
     ? ''
     : ' (PyTorch is at its best here with the OpenMP OpenBLAS: apt-get install libopenblas0-openmp)';
   return {
-    short: `PyTorch ${environment.torch}, ${environment.threads} threads, ${flavour}, ${environment.ldPreload ? 'jemalloc' : 'glibc malloc'}`,
-    long: `PyTorch ${environment.torch} (${PYTHON}): ${environment.threads} threads (OMP_NUM_THREADS=${environment.ompNumThreads}), CPU capability ${environment.cpuCapability}, BLAS_INFO=${environment.blasInfo}, BLAS loaded: ${environment.blasLibraries.join(', ') || 'none'} (libblas.so.3 alternative -> ${environment.libblasAlternative})${hint}, allocator: ${environment.ldPreload ? `jemalloc preloaded (${environment.ldPreload}, decay off)` : 'glibc malloc (apt-get install libjemalloc2 to preload jemalloc, its best here)'}`,
+    short: `PyTorch ${environment.torch}, ${environment.threads} threads, ${flavour}${environment.openblasCore ? ` ${environment.openblasCore} kernels` : ''}, ${environment.ldPreload ? 'jemalloc' : 'glibc malloc'}`,
+    long: `PyTorch ${environment.torch} (${PYTHON}): ${environment.threads} threads (OMP_NUM_THREADS=${environment.ompNumThreads}), CPU capability ${environment.cpuCapability}, BLAS_INFO=${environment.blasInfo}, BLAS loaded: ${environment.blasLibraries.join(', ') || 'none'} (libblas.so.3 alternative -> ${environment.libblasAlternative})${hint}, ${environment.openblasCore ? openblas.note : 'no OpenBLAS core reported'}, allocator: ${environment.ldPreload ? `jemalloc preloaded (${environment.ldPreload}, decay off)` : 'glibc malloc (apt-get install libjemalloc2 to preload jemalloc, its best here)'}`,
   };
 }
 
