@@ -41,7 +41,8 @@ int cpusAvailable() {
 // True on runInBackground's threads: their parallel jobs run on them alone.
 thread_local bool background = false;
 
-// How long an idle worker watches for the next job before it sleeps.
+// How long an idle worker watches for the next job, and the caller for its job's last tasks,
+// before it sleeps.
 constexpr int kSpinMicroseconds = 50;
 
 class Pool {
@@ -109,6 +110,7 @@ class Pool {
     lock.unlock();
     wake_.notify_all();
     drain(generation, &task, tasks);
+    spinForLastTasks(tasks);
     lock.lock();
     // Every task done is enough: a worker that wakes after its job ended claims nothing (the
     // claim word carries the job's generation), so the caller never waits for a wake-up.
@@ -209,6 +211,21 @@ class Pool {
     // The claim word carries the current job's generation: it changes when the next job starts.
     const std::uint64_t tag = seen & 0xffffffffu;
     while ((work_.load(std::memory_order_acquire) >> 32) == tag && std::chrono::steady_clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      __asm__ __volatile__("yield");
+#endif
+    }
+  }
+
+  // Watches the caller's job for a little while before sleeping until it is done: the other
+  // threads' last tasks usually end within microseconds of the caller's, and sleeping then costs a
+  // futex round trip and a reschedule on the critical path. Paired through Trainer (stories15M,
+  // steps alternating with and without it in one process): 0.96-0.99 of the time, batch 1 and 4.
+  void spinForLastTasks(int tasks) const {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
+    while (finished_.load(std::memory_order_acquire) != tasks && std::chrono::steady_clock::now() < until) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #elif defined(__aarch64__)
