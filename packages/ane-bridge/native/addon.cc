@@ -50,7 +50,7 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("abiVersion", Napi::Number::New(env, 6));
+  exports.Set("abiVersion", Napi::Number::New(env, 7));
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   ane::kernels::registerKernels(env, exports);
   ane::sim::registerSimOps(env, exports);

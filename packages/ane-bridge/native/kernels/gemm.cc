@@ -47,6 +47,9 @@ using Index = std::ptrdiff_t;
 
 // acc = Ap[kc][MR] * Bp[kc][NR];  C[MR, NR] (row stride ldc) = alpha * acc + beta * C (beta 0: no read)
 using MicroKernel = void (*)(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha, float beta);
+// The same, each stored value finished as GemmEpilogue::fp16InRegisters says (saturating at limit).
+using RoundingMicroKernel = void (*)(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha,
+                                     float beta, float limit);
 // Packers (see packA/packB below for the layouts).
 // (An operand of fp16 bits is widened to fp32 as it is packed: the same packed values.)
 template <typename T>
@@ -62,6 +65,7 @@ struct GemmPath {
   PackB<float> packB;
   PackA<std::uint16_t> packAHalf;
   PackB<std::uint16_t> packBHalf;
+  RoundingMicroKernel microRounding = nullptr;  // null: an epilogue's finish runs on stored blocks
 };
 
 // An operand element as fp32 (fp16 bits widened exactly).
@@ -146,9 +150,25 @@ ANE_TARGET_AVX2 void microAvx2x6x16(Index kc, const float* ap, const float* bp, 
   }
 }
 
-// AVX-512F, 6 x 32: 12 zmm accumulators, two B vectors, one broadcast A value per step.
-ANE_TARGET_AVX512 void microAvx512x6x32(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha,
-                                       float beta) {
+// v to its nearest fp16 and back (a NaN keeps its bits), then |v| >= limit to +-inf: the
+// simulator's roundToFp16 with saturation (src/sim numerics; native/kernels/sim_ops.cc roundSpan
+// and saturateSpan), on a register.
+ANE_TARGET_AVX512 inline __m512 finishedFp16(__m512 v, __m512 limit) {
+  const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  const __m512 kept = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v);
+  const __m512i signBit = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512i bits = _mm512_castps_si512(kept);
+  const __m512 magnitude = _mm512_castsi512_ps(_mm512_andnot_si512(signBit, bits));
+  const __mmask16 past = _mm512_cmp_ps_mask(magnitude, limit, _CMP_GE_OQ);
+  const __m512i signedInf = _mm512_or_si512(_mm512_set1_epi32(0x7f800000), _mm512_and_si512(signBit, bits));
+  return _mm512_mask_blend_ps(past, kept, _mm512_castsi512_ps(signedInf));
+}
+
+// AVX-512F, 6 x 32: 12 zmm accumulators, two B vectors, one broadcast A value per step. Finish:
+// each stored value finished by finishedFp16 (the last K block of a GEMM with such an epilogue).
+template <bool Finish>
+ANE_TARGET_AVX512 inline void microAvx512x6x32Body(Index kc, const float* ap, const float* bp, float* c, Index ldc,
+                                                   float alpha, float beta, float limit) {
   for (int r = 0; r < 6; r++) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
@@ -191,9 +211,20 @@ ANE_TARGET_AVX512 void microAvx512x6x32(Index kc, const float* ap, const float* 
     for (int v = 0; v < 2; v++) {
       __m512 out = _mm512_mul_ps(alphaV, acc[r][v]);
       if (beta != 0.0f) out = _mm512_add_ps(out, _mm512_mul_ps(betaV, _mm512_loadu_ps(row + v * 16)));
+      if (Finish) out = finishedFp16(out, _mm512_set1_ps(limit));
       _mm512_storeu_ps(row + v * 16, out);
     }
   }
+}
+
+ANE_TARGET_AVX512 void microAvx512x6x32(Index kc, const float* ap, const float* bp, float* c, Index ldc, float alpha,
+                                       float beta) {
+  microAvx512x6x32Body<false>(kc, ap, bp, c, ldc, alpha, beta, 0.0f);
+}
+
+ANE_TARGET_AVX512 void microAvx512x6x32Rounding(Index kc, const float* ap, const float* bp, float* c, Index ldc,
+                                               float alpha, float beta, float limit) {
+  microAvx512x6x32Body<true>(kc, ap, bp, c, ldc, alpha, beta, limit);
 }
 
 #endif  // ANE_X86
@@ -479,7 +510,7 @@ PackBuffers& threadBuffers() {
 
 // C[M, N] = alpha * op(A) op(B) + beta * C, single-threaded; A, B, C point at the rectangle's corner.
 void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index N, Index K, float alpha,
-                 const Operand& A, const Operand& B, float beta, float* C, Index ldc) {
+                 const Operand& A, const Operand& B, float beta, float* C, Index ldc, const GemmEpilogue* epilogue) {
   const int MR = path.mr, NR = path.nr;
   const Index MC = path.mc, KC = path.kc, NC = path.nc;
   PackBuffers& buffers = threadBuffers();
@@ -489,6 +520,8 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
   float* bp = buffers.b.reserve(static_cast<std::size_t>(ncMax * kcMax));
   float* ap = buffers.a.reserve(static_cast<std::size_t>(mcMax * kcMax));
   alignas(64) float edge[16 * 64];  // one MR x NR tile for C's ragged edges (MR*NR <= 1024)
+  // The epilogue on the micro-kernel's registers where it can, else on each stored block.
+  const bool inRegisters = epilogue != nullptr && epilogue->fp16InRegisters && path.microRounding != nullptr;
 
   for (Index jc = 0; jc < N; jc += NC) {
     const Index nc = std::min(NC, N - jc);
@@ -507,7 +540,11 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
             const float* aPanel = ap + (ir / MR) * kc * MR;
             float* c = C + (ic + ir) * ldc + jc + jr;
             if (mr == MR && nr == NR) {
-              path.micro(kc, aPanel, bPanel, c, ldc, alpha, betaHere);
+              if (inRegisters && pc + kc >= K) {
+                path.microRounding(kc, aPanel, bPanel, c, ldc, alpha, betaHere, epilogue->saturateLimit);
+              } else {
+                path.micro(kc, aPanel, bPanel, c, ldc, alpha, betaHere);
+              }
             } else {
               path.micro(kc, aPanel, bPanel, edge, NR, 1.0f, 0.0f);
               for (Index r = 0; r < mr; r++) {
@@ -519,8 +556,13 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
                   for (Index j = 0; j < nr; j++) row[j] = alpha * tile[j] + betaHere * row[j];
                 }
               }
+              if (inRegisters && pc + kc >= K) epilogue->finish(c, ldc, mr, nr, epilogue->context);
             }
           }
+        }
+        // The block's sum is final after the last K block: finish it while it is in cache.
+        if (epilogue != nullptr && !inRegisters && pc + kc >= K) {
+          epilogue->finish(C + ic * ldc + jc, ldc, mc, nc, epilogue->context);
         }
       }
     }
@@ -554,6 +596,12 @@ void scaleC(Index M, Index N, float beta, float* C, Index ldc) {
   }
 }
 
+// The epilogue on all of C (the paths that do not block C), rows shared among the pool's threads.
+void finishWhole(const GemmEpilogue& epilogue, float* C, Index ldc, Index M, Index N) {
+  parallelFor(M, std::max<Index>(1, kMinParallelScale / 2 / N), 1,
+              [&](Index i0, Index i1) { epilogue.finish(C + i0 * ldc, ldc, i1 - i0, N, epilogue.context); });
+}
+
 // The busiest thread's work when C's `split` side (micro-tile `unit`) is cut into `threads` strips
 // and the `other` side (micro-tile `otherUnit`) is not, in multiply-adds: its micro-tiles in full,
 // plus packing, an element costing about as much as kPackCost multiply-adds.
@@ -579,7 +627,8 @@ GemmPath pathFor(Isa isa) {
               packAAvx2<float>,
               packBAvx2<float>,
               packAAvx2<std::uint16_t>,
-              packBAvx2<std::uint16_t>};
+              packBAvx2<std::uint16_t>,
+              microAvx512x6x32Rounding};
     case Isa::Avx2:
       return {6,
               16,
@@ -607,10 +656,11 @@ constexpr int kBackgroundStripsPerThread = 4;
 
 // C = alpha * op(A) op(B) + beta * C for operands of either width (see sgemm and sgemmHalfOperands).
 void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const Operand& A, const Operand& B,
-          float beta, float* C, Index ldc) {
+          float beta, float* C, Index ldc, const GemmEpilogue* epilogue) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     if (beta != 1.0f) scaleC(M, N, beta, C, ldc);
+    if (epilogue != nullptr) finishWhole(*epilogue, C, ldc, M, N);
     return;
   }
 #if defined(ANE_BRIDGE_HAS_ACCELERATE)
@@ -628,6 +678,7 @@ void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, cons
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, a, static_cast<int>(A.ld), b,
                 static_cast<int>(B.ld), beta, C, static_cast<int>(ldc));
+    if (epilogue != nullptr) finishWhole(*epilogue, C, ldc, M, N);
     return;
   }
 #endif
@@ -635,7 +686,7 @@ void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, cons
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const int threads = static_cast<int>(std::min<double>(hostThreads(), std::max(1.0, work / kSgemmMinParallelWork)));
   if (threads <= 1) {
-    gemmBlocked(path, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+    gemmBlocked(path, transA, transB, M, N, K, alpha, A, B, beta, C, ldc, epilogue);
     return;
   }
   // Cut C into `threads` strips aligned to the micro-tile, along the side that leaves the busiest
@@ -656,10 +707,10 @@ void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, cons
     if (begin >= end) return;
     if (splitColumns) {
       const Operand b = B.from(transB ? begin * B.ld : begin);
-      gemmBlocked(path, transA, transB, M, end - begin, K, alpha, A, b, beta, C + begin, ldc);
+      gemmBlocked(path, transA, transB, M, end - begin, K, alpha, A, b, beta, C + begin, ldc, epilogue);
     } else {
       const Operand a = A.from(transA ? begin : begin * A.ld);
-      gemmBlocked(path, transA, transB, end - begin, N, K, alpha, a, B, beta, C + begin * ldc, ldc);
+      gemmBlocked(path, transA, transB, end - begin, N, K, alpha, a, B, beta, C + begin * ldc, ldc, epilogue);
     }
   });
 }
@@ -668,14 +719,21 @@ void gemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, cons
 
 void sgemm(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A, Index lda, const float* B,
            Index ldb, float beta, float* C, Index ldc) {
-  gemm(transA, transB, M, N, K, alpha, {A, nullptr, lda}, {B, nullptr, ldb}, beta, C, ldc);
+  gemm(transA, transB, M, N, K, alpha, {A, nullptr, lda}, {B, nullptr, ldb}, beta, C, ldc, nullptr);
 }
 
 void sgemmHalfOperands(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A,
                        const std::uint16_t* A16, Index lda, const float* B, const std::uint16_t* B16, Index ldb,
                        float beta, float* C, Index ldc) {
   gemm(transA, transB, M, N, K, alpha, {A16 == nullptr ? A : nullptr, A16, lda}, {B16 == nullptr ? B : nullptr, B16, ldb},
-       beta, C, ldc);
+       beta, C, ldc, nullptr);
+}
+
+void sgemmHalfOperands(bool transA, bool transB, Index M, Index N, Index K, float alpha, const float* A,
+                       const std::uint16_t* A16, Index lda, const float* B, const std::uint16_t* B16, Index ldb,
+                       float beta, float* C, Index ldc, const GemmEpilogue& epilogue) {
+  gemm(transA, transB, M, N, K, alpha, {A16 == nullptr ? A : nullptr, A16, lda}, {B16 == nullptr ? B : nullptr, B16, ldb},
+       beta, C, ldc, &epilogue);
 }
 
 }  // namespace kernels

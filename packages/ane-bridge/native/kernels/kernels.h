@@ -35,6 +35,26 @@ void sgemmHalfOperands(bool transA, bool transB, std::ptrdiff_t M, std::ptrdiff_
                        const float* A, const std::uint16_t* A16, std::ptrdiff_t lda, const float* B,
                        const std::uint16_t* B16, std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc);
 
+// Work done on each block of C as soon as its sum is final, while the block is still in cache: a
+// rows x cols block at c (row stride ldc). Blocks are disjoint and cover C once; several threads
+// finish blocks of one GEMM at the same time.
+struct GemmEpilogue {
+  void (*finish)(float* c, std::ptrdiff_t ldc, std::ptrdiff_t rows, std::ptrdiff_t cols, const void* context);
+  const void* context;
+  // Set when `finish` is exactly: each value to its nearest fp16 (ties to even; a NaN keeps its
+  // bits), then |v| >= saturateLimit to +-inf with v's sign (ordered: a NaN never; +inf: nothing
+  // changes). The AVX-512 micro-kernel then does it on its registers for the tiles it stores, and
+  // `finish` runs on the other tiles only.
+  bool fp16InRegisters = false;
+  float saturateLimit = 0.0f;
+};
+
+// sgemmHalfOperands, then `epilogue` on every block of C (the same bits as one pass over C after it).
+void sgemmHalfOperands(bool transA, bool transB, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float alpha,
+                       const float* A, const std::uint16_t* A16, std::ptrdiff_t lda, const float* B,
+                       const std::uint16_t* B16, std::ptrdiff_t ldb, float beta, float* C, std::ptrdiff_t ldc,
+                       const GemmEpilogue& epilogue);
+
 // Multiply-adds (M * N * K) below which sgemm runs on the calling thread alone: a second thread
 // is not worth waking for less.
 constexpr double kSgemmMinParallelWork = 4.0e6;

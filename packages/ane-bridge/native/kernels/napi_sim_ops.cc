@@ -208,7 +208,14 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// matmul(out, x, y, transX, transY, M, N, K, alpha, xOffsets, yOffsets): batch = xOffsets.length.
+// A matmul's finish from arguments i (roundFp16) and i + 1 (saturateAt, Infinity for none).
+MatmulFinish matmulFinish(const Napi::CallbackInfo& info, std::size_t i) {
+  if (!info[i + 1].IsNumber()) throw Napi::TypeError::New(info.Env(), "simOps: saturateAt must be a number");
+  return {info[i].ToBoolean().Value(), info[i + 1].As<Napi::Number>().DoubleValue()};
+}
+
+// matmul(out, x, y, transX, transY, M, N, K, alpha, xOffsets, yOffsets, roundFp16, saturateAt):
+// batch = xOffsets.length; each product finished as finishMatmul says.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const Array<float> out = f32(info, 0, "out"), x = f32(info, 1, "x"), y = f32(info, 2, "y");
   const bool transX = info[3].ToBoolean().Value(), transY = info[4].ToBoolean().Value();
@@ -227,7 +234,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   }
   const auto overlaps = [&](const Array<float>& a) { return out.data < a.data + a.length && a.data < out.data + batch * M * N; };
   if (overlaps(x) || overlaps(y)) fail(info.Env(), "simOps: matmul out overlaps an operand");
-  batchedMatmul(out.data, x.data, y.data, transX, transY, M, N, K, alpha, xOffsets.data, yOffsets.data, batch);
+  const MatmulFinish finish = matmulFinish(info, 11);
+  batchedMatmul(out.data, x.data, y.data, transX, transY, M, N, K, alpha, xOffsets.data, yOffsets.data, batch, finish);
   return info.Env().Undefined();
 }
 
@@ -266,8 +274,9 @@ GemmOperandArg gemmOperand(const Napi::CallbackInfo& info, std::size_t i, const 
   return operand;
 }
 
-// gemm(out, a, aOffset, lda, transA, b, bOffset, ldb, transB, M, N, K): out [M, N] = op(a) op(b),
-// each operand fp32 or fp16 bits (sgemmHalfOperands).
+// gemm(out, a, aOffset, lda, transA, b, bOffset, ldb, transB, M, N, K, roundFp16, saturateAt):
+// out [M, N] = op(a) op(b), each operand fp32 or fp16 bits (sgemmHalfOperands), finished as
+// finishMatmul says block by block as the GEMM completes them.
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const Array<float> out = f32(info, 0, "out");
   const bool transA = info[4].ToBoolean().Value(), transB = info[8].ToBoolean().Value();
@@ -279,8 +288,9 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     return static_cast<const void*>(out.data) < x.end && x.begin < static_cast<const void*>(out.data + M * N);
   };
   if (M > 0 && N > 0 && (overlaps(a) || overlaps(b))) fail(info.Env(), "simOps: gemm out overlaps an operand");
+  const MatmulFinish finish = matmulFinish(info, 12);
   kernels::sgemmHalfOperands(transA, transB, M, N, K, 1.0f, a.f32, a.f16, whole(info, 3, "lda"), b.f32, b.f16,
-                             whole(info, 7, "ldb"), 0.0f, out.data, N);
+                             whole(info, 7, "ldb"), 0.0f, out.data, N, matmulEpilogue(finish));
   return info.Env().Undefined();
 }
 

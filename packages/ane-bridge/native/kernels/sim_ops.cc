@@ -969,13 +969,43 @@ void softmax(float* out, const float* x, Index outer, Index reduced, Index inner
   }
 }
 
+void finishMatmul(float* c, Index ld, Index rows, Index cols, const MatmulFinish& finish) {
+  const bool saturate = std::isfinite(finish.saturateAt);
+  if (!finish.roundFp16 && !saturate) return;
+  // One span when the rows are contiguous (a dense block), else row by row.
+  const Index spans = ld == cols ? 1 : rows;
+  const Index span = ld == cols ? rows * cols : cols;
+  for (Index r = 0; r < spans; r++) {
+    float* p = c + r * ld;
+    if (finish.roundFp16) roundSpan(p, span);
+    if (saturate) saturateSpan(p, span, finish.saturateAt, true);
+  }
+}
+
+kernels::GemmEpilogue matmulEpilogue(const MatmulFinish& finish) {
+  kernels::GemmEpilogue epilogue{[](float* c, Index ld, Index rows, Index cols, const void* context) {
+                                   finishMatmul(c, ld, rows, cols, *static_cast<const MatmulFinish*>(context));
+                                 },
+                                 &finish};
+  // In registers when saturateSpan would compare in float: no limit, or a positive float one.
+  const double at = finish.saturateAt;
+  const bool floatLimit = std::isfinite(at) && at > 0 && static_cast<double>(static_cast<float>(at)) == at;
+  if (finish.roundFp16 && (at == std::numeric_limits<double>::infinity() || floatLimit)) {
+    epilogue.fp16InRegisters = true;
+    epilogue.saturateLimit = floatLimit ? static_cast<float>(at) : std::numeric_limits<float>::infinity();
+  }
+  return epilogue;
+}
+
 void batchedMatmul(float* out, const float* x, const float* y, bool transX, bool transY, Index M, Index N, Index K,
-                   float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch) {
+                   float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch,
+                   const MatmulFinish& finish) {
   const Index lda = transX ? M : K;
   const Index ldb = transY ? K : N;
+  const kernels::GemmEpilogue epilogue = matmulEpilogue(finish);
   auto entry = [&](Index b) {
-    kernels::sgemm(transX, transY, M, N, K, alpha, x + xOffsets[b], lda, y + yOffsets[b], ldb, 0.0f, out + b * M * N,
-                   N);
+    kernels::sgemmHalfOperands(transX, transY, M, N, K, alpha, x + xOffsets[b], nullptr, lda, y + yOffsets[b], nullptr,
+                               ldb, 0.0f, out + b * M * N, N, epilogue);
   };
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   // An entry sgemm would split runs alone on the whole pool; small ones (attention's per-head

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels.h"
+
 namespace ane {
 namespace sim {
 
@@ -53,12 +55,27 @@ void copyRows8(std::uint8_t* dst, Index dstStride, const std::uint8_t* src, Inde
 // binary32 and summed in float64 in order, the quotient rounded once).  out, x: [outer*reduced*inner]
 void softmax(float* out, const float* x, Index outer, Index reduced, Index inner, bool roundFp16);
 
+// How a matmul's output is finished (the twin's finishSaturated): when roundFp16, rounded to fp16
+// (then saturated at saturateAt, as roundToFp16); otherwise, when saturateAt is finite, saturated
+// (saturateToInfinity, inclusive).
+struct MatmulFinish {
+  bool roundFp16;
+  double saturateAt;
+};
+
 // matmul over a batch: out[b] [M, N] = alpha * op(x at xOffsets[b]) * op(y at yOffsets[b]) for b in
 // [0, batch), dense matrices (op(x) [M, K], op(y) [K, N]), each entry one sgemm as the twin calls it.
 // Entries too small for sgemm to share among threads run side by side on the pool instead.
 //   out: [batch * M * N]
+//   Each entry is finished as `finish` says, block by block as its GEMM completes them.
 void batchedMatmul(float* out, const float* x, const float* y, bool transX, bool transY, Index M, Index N, Index K,
-                   float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch);
+                   float alpha, const std::int32_t* xOffsets, const std::int32_t* yOffsets, Index batch,
+                   const MatmulFinish& finish);
+// A matmul's finish in place on a rows x cols block of row stride ld, on the calling thread.
+void finishMatmul(float* c, Index ld, Index rows, Index cols, const MatmulFinish& finish);
+// finishMatmul as a GEMM epilogue, block by block as the GEMM completes them (`finish` must outlive
+// the GEMM).
+kernels::GemmEpilogue matmulEpilogue(const MatmulFinish& finish);
 
 // A chain of elementwise ops run block by block (fusion): every op computes and rounds exactly as
 // binary()/unary() do on its own, so each stored value has the bits of the op run alone; values

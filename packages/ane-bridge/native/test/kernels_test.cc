@@ -607,6 +607,64 @@ void testGemmHalfOperands(Isa isa) {
   }
 }
 
+// A GEMM finished as the simulator finishes a matmul (sim::matmulEpilogue: fp16 rounding and
+// saturation, on the AVX-512 micro-kernel's registers or on each stored block) against sgemm and
+// then one pass of sim::roundToFp16 / saturateToInfinity over C: bit for bit. Sums past 65504 and
+// past the limit, NaN and inf operands, edge tiles, K past a packing block, both splits, a C row
+// stride wider than N (whose padding must stay as it was).
+void testGemmFinishCase(bool transA, bool transB, Index M, Index N, Index K, const ane::sim::MatmulFinish& finish,
+                        Random& r) {
+  const Index lda = transA ? M : K, ldb = transB ? K : N, ldc = N + 3;
+  std::vector<float> A(static_cast<std::size_t>((transA ? K : M) * lda)), B(static_cast<std::size_t>((transB ? N : K) * ldb));
+  for (float& x : A) x = r.uniform(24.0f);
+  for (float& x : B) x = r.uniform(24.0f);
+  if (A.size() > 2) A[r.bits() % A.size()] = std::numeric_limits<float>::quiet_NaN();
+  if (B.size() > 2) B[r.bits() % B.size()] = std::numeric_limits<float>::infinity();
+  std::vector<float> expected(static_cast<std::size_t>(M * ldc), -7.0f), got(expected);
+  sgemm(transA, transB, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, expected.data(), ldc);
+  for (Index i = 0; i < M; i++) {
+    float* row = expected.data() + i * ldc;
+    if (finish.roundFp16) ane::sim::roundToFp16(row, N, finish.saturateAt);
+    else if (std::isfinite(finish.saturateAt)) ane::sim::saturateToInfinity(row, N, finish.saturateAt, true);
+  }
+  sgemmHalfOperands(transA, transB, M, N, K, 1.0f, A.data(), nullptr, lda, B.data(), nullptr, ldb, 0.0f, got.data(),
+                    ldc, ane::sim::matmulEpilogue(finish));
+  bool same = true;
+  for (std::size_t i = 0; i < got.size(); i++) same = same && sameFloat(got[i], expected[i]);
+  EXPECT(same, "%c%c %tdx%tdx%td, roundFp16 %d, saturateAt %g: differs from sgemm and one pass of the finish",
+         transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, finish.roundFp16 ? 1 : 0, finish.saturateAt);
+}
+
+void testGemmFinish(Isa isa) {
+  context = std::string("sgemm with the simulator's finish ") + isaName(isa);
+  Random r(17);
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const ane::sim::MatmulFinish finish : {ane::sim::MatmulFinish{true, inf}, ane::sim::MatmulFinish{true, 32752.0},
+                                              ane::sim::MatmulFinish{true, 1000.1}, ane::sim::MatmulFinish{false, 2000.0},
+                                              ane::sim::MatmulFinish{false, inf}}) {
+    for (int t = 0; t < 4; t++) {
+      const bool transA = t & 1, transB = t & 2;
+      for (Index size : {1, 6, 7, 31, 33}) testGemmFinishCase(transA, transB, size, 40, 9, finish, r);
+      testGemmFinishCase(transA, transB, 203, 97, 401, finish, r);  // K past 384, rows past 192
+      testGemmFinishCase(transA, transB, 64, 300, 48, finish, r);
+    }
+  }
+  // Sums exactly at the limit saturate (>=), the fp16 below it does not: whole tiles and edges.
+  const Index M = 13, N = 70;
+  std::vector<float> A(static_cast<std::size_t>(M)), B(static_cast<std::size_t>(N), 1.0f), got(static_cast<std::size_t>(M * N));
+  const float values[] = {32752.0f, 32736.0f, -32752.0f, 32760.0f, 1.0f};
+  for (Index i = 0; i < M; i++) A[static_cast<std::size_t>(i)] = values[i % 5];
+  sgemmHalfOperands(false, false, M, N, 1, 1.0f, A.data(), nullptr, 1, B.data(), nullptr, N, 0.0f, got.data(), N,
+                    ane::sim::matmulEpilogue({true, 32752.0}));
+  for (Index i = 0; i < M; i++) {
+    const float a = A[static_cast<std::size_t>(i)];
+    const float want = std::fabs(a) >= 32744.0f ? std::copysign(INFINITY, a) : a;  // 32760 rounds to 32768
+    bool same = true;
+    for (Index j = 0; j < N; j++) same = same && sameFloat(got[static_cast<std::size_t>(i * N + j)], want);
+    EXPECT(same, "row %td (%g): a sum at the limit saturates, one below does not", i, static_cast<double>(a));
+  }
+}
+
 // ---- norms, losses, embeddings, causal softmax -----------------------------------------------------
 
 void testRowwise(Isa isa) {
@@ -1103,7 +1161,8 @@ void testSimOps() {
       EXPECT(bitsOf(got[i]) == bitsOf(want), "saturate %zu (%g, inclusive %d)", i, static_cast<double>(v[i]), inclusive);
     }
   }
-  // Batched matmul: each entry equals its own sgemm, whether entries run side by side or not.
+  // Batched matmul: each entry equals its own sgemm, then rounded to fp16, whether entries run
+  // side by side or not.
   for (const Index M : {Index{7}, Index{96}}) {
     const Index N = 80, K = M == 7 ? 5 : 120, batch = 6;
     std::vector<float> a = randomVector(batch * M * K, r, 1.0f), b = randomVector(batch * K * N, r, 1.0f);
@@ -1113,11 +1172,13 @@ void testSimOps() {
       bOff[static_cast<std::size_t>(e)] = static_cast<std::int32_t>((batch - 1 - e) * K * N);
     }
     std::vector<float> got(static_cast<std::size_t>(batch * M * N)), want(got.size());
-    ane::sim::batchedMatmul(got.data(), a.data(), b.data(), false, true, M, N, K, 1.0f, aOff.data(), bOff.data(), batch);
+    ane::sim::batchedMatmul(got.data(), a.data(), b.data(), false, true, M, N, K, 1.0f, aOff.data(), bOff.data(), batch,
+                            {true, std::numeric_limits<double>::infinity()});
     for (Index e = 0; e < batch; e++) {
       sgemm(false, true, M, N, K, 1.0f, a.data() + aOff[static_cast<std::size_t>(e)], K,
             b.data() + bOff[static_cast<std::size_t>(e)], K, 0.0f, want.data() + e * M * N, N);
     }
+    ane::sim::roundToFp16(want.data(), static_cast<Index>(want.size()), std::numeric_limits<double>::infinity());
     for (std::size_t i = 0; i < got.size(); i++) EXPECT(bitsOf(got[i]) == bitsOf(want[i]), "batched matmul %zu", i);
   }
   // softmax rows: each sums to ~1 and matches a double reference within fp16 rounding.
@@ -1160,6 +1221,7 @@ int main() {
         testGemmInBackground(r);
       }
       testGemmHalfOperands(isa);
+      testGemmFinish(isa);
       testRowwise(isa);
       context = std::string("sim ops ") + isaName(isa);
       testSimOps();

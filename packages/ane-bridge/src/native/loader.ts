@@ -19,7 +19,7 @@ import type { HostKernels, SgemmArgs } from '../kernels/types';
 import { findPackageRoot } from './package-root';
 
 /** Bumped whenever the addon's exports change shape; a stale build is then refused, not misused. */
-export const NATIVE_ABI_VERSION = 6;
+export const NATIVE_ABI_VERSION = 7;
 
 export type SimdLevel = 'avx512' | 'avx2-fma' | 'neon' | 'scalar';
 
@@ -105,10 +105,15 @@ export interface NativeSimOpsBindings {
     alpha: number,
     xOffsets: Int32Array,
     yOffsets: Int32Array,
+    roundFp16: boolean,
+    saturateAt: number,
   ): void;
   /**
    * out [M, N] = op(a) · op(b): each operand a Float32Array or fp16 bits (Uint16Array) read from
    * `offset` with row stride `ld` (stored [M, K] or, transposed, [K, M]; b: [K, N] or [N, K]).
+   * Finished as the simulator finishes a matmul (finishSaturated), block by block as the GEMM
+   * completes them: rounded to fp16 when `roundFp16` (then saturated at `saturateAt`), else only
+   * saturated; `saturateAt` Infinity saturates nothing. `matmul` finishes each product the same way.
    */
   gemm(
     out: Float32Array,
@@ -123,6 +128,8 @@ export interface NativeSimOpsBindings {
     M: number,
     N: number,
     K: number,
+    roundFp16: boolean,
+    saturateAt: number,
   ): void;
   copyRows<T extends Float32Array | Int32Array | Int8Array | Uint8Array>(
     dst: T,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { hostSimdLevel, setHostSimdLevel } from '../kernels';
+import { hostSimdLevel, setHostSimdLevel, sgemm } from '../kernels';
 import { nativeAddon } from '../native/loader';
 import { saturateToInfinity } from './behaviours';
 import { gatherCopy, planBroadcast, planStridedWalk } from './layout';
@@ -392,15 +392,50 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
     const ops = nativeAddon().addon!.simOps!;
     const a = new Float32Array(8);
     const offsets = Int32Array.of(0, 4);
-    expect(() => ops.matmul(a, a, new Float32Array(8), false, false, 2, 2, 2, 1, offsets, offsets)).toThrow(
+    expect(() => ops.matmul(a, a, new Float32Array(8), false, false, 2, 2, 2, 1, offsets, offsets, true, 1)).toThrow(
       /overlaps/,
     );
     expect(() =>
-      ops.matmul(new Float32Array(8), a, a, false, false, 2, 2, 2, 1, Int32Array.of(0, 5), offsets),
+      ops.matmul(new Float32Array(8), a, a, false, false, 2, 2, 2, 1, Int32Array.of(0, 5), offsets, true, 1),
     ).toThrow(/outside x/);
-    expect(() => ops.matmul(new Float32Array(7), a, a, false, false, 2, 2, 2, 1, offsets, offsets)).toThrow(
+    expect(() => ops.matmul(new Float32Array(7), a, a, false, false, 2, 2, 2, 1, offsets, offsets, true, 1)).toThrow(
       /too short/,
     );
+  });
+
+  it('matmul outputs finished as the GEMM completes each block: the bits of a pass over the whole output', () => {
+    const ops = nativeAddon().addon!.simOps!;
+    // Several cache blocks each way (M past 192 rows, K past 384, N past 4096 columns on AVX-512),
+    // ragged edges, both threads; operands scaled so that some sums pass the saturation limits.
+    const [M, N, K] = [203, 4133, 401];
+    const a = fp16Values(M * K, 41).map((v) => (Number.isFinite(v) ? v / 8 : v));
+    const b = fp16Values(K * N, 43).map((v) => (Number.isFinite(v) ? v / 8 : v));
+    a.fill(0.001, 0, 16); // two rows without NaN or inf, so that some outputs stay finite
+    for (const [roundFp16, saturateAt] of [
+      [true, Number.POSITIVE_INFINITY],
+      [true, 16],
+      [false, 16],
+      [false, Number.POSITIVE_INFINITY],
+    ] as [boolean, number][]) {
+      const twin = new Float32Array(M * N);
+      sgemm(false, false, M, N, K, 1, a, K, b, N, 0, twin, N);
+      setSimOpsMode('ts');
+      if (roundFp16) roundToFp16(twin, Number.isFinite(saturateAt) ? saturateAt : undefined);
+      else if (Number.isFinite(saturateAt)) saturateToInfinity(twin, saturateAt, true);
+      setSimOpsMode('native');
+      const out = new Float32Array(M * N);
+      ops.gemm(out, a, 0, K, false, b, 0, N, false, M, N, K, roundFp16, saturateAt);
+      const label = `roundFp16 ${roundFp16}, saturateAt ${saturateAt}`;
+      expect(bits(out), label).toEqual(bits(twin));
+      // The batched op finishes each entry the same way (here one entry, and two of the top rows).
+      const batched = new Float32Array(M * N);
+      ops.matmul(batched, a, b, false, false, M, N, K, 1, Int32Array.of(0), Int32Array.of(0), roundFp16, saturateAt);
+      expect(bits(batched), label).toEqual(bits(twin));
+    }
+    const finite = new Float32Array(4);
+    expect(() =>
+      ops.gemm(finite, a, 0, K, false, b, 0, N, false, 2, 2, 1, true, 'Infinity' as never),
+    ).toThrow(/saturateAt must be a number/);
   });
 
   it('compare mode runs both and throws SimOpsMismatchError when they differ', () => {

@@ -100,18 +100,32 @@ export function matmul(
 ): void {
   const { M, N, K, transposeX, transposeY } = g;
   const o = out.data;
-  if (g.xOffsets.length > 1) {
-    // Natively, small entries (attention's per-head products) run side by side on the pool.
-    runSimOp(
-      'matmul',
-      o,
-      (ops) => ops.matmul(o, x, y, transposeX, transposeY, M, N, K, alpha, g.xOffsets, g.yOffsets),
-      () => matmulEntries(o, x, y, g, alpha),
-    );
-  } else {
-    matmulEntries(o, x, y, g, alpha);
-  }
-  finishSaturated(out, saturateAt);
+  // Natively, small entries (attention's per-head products) run side by side on the pool, and
+  // each product is finished (rounded, saturated) block by block as its GEMM completes them.
+  runSimOp(
+    'matmul',
+    o,
+    (ops) =>
+      ops.matmul(
+        o,
+        x,
+        y,
+        transposeX,
+        transposeY,
+        M,
+        N,
+        K,
+        alpha,
+        g.xOffsets,
+        g.yOffsets,
+        out.dtype === 'fp16',
+        saturateAt ?? Number.POSITIVE_INFINITY,
+      ),
+    () => {
+      matmulEntries(o, x, y, g, alpha);
+      finishSaturated(out, saturateAt);
+    },
+  );
 }
 
 /** Each batch entry's product into out[b*M*N ...], one sgemm per entry (the twin of the native op). */
@@ -195,37 +209,37 @@ export function matmulStrided(
   const o = out.data;
   const aHalf = halfBits(a);
   const bHalf = halfBits(b);
-  if (aHalf === undefined && bHalf === undefined) {
-    sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, o, N);
-  } else {
-    runSimOp(
-      'matmul',
-      o,
-      (ops) =>
-        ops.gemm(
-          o,
-          aHalf?.bits ?? a.data,
-          aHalf?.offset ?? 0,
-          a.ld,
-          a.transposed,
-          bHalf?.bits ?? b.data,
-          bHalf?.offset ?? 0,
-          b.ld,
-          b.transposed,
-          M,
-          N,
-          K,
-        ),
-      () => {
-        // The twin: widen the operands into their fp32 place (where the input is decoded when not
-        // read as fp16), then the plain GEMM.
-        if (aHalf !== undefined) widen(a, aHalf, a.transposed ? K : M, a.transposed ? M : K);
-        if (bHalf !== undefined) widen(b, bHalf, b.transposed ? N : K, b.transposed ? K : N);
-        sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, o, N);
-      },
-    );
-  }
-  finishSaturated(out, saturateAt);
+  runSimOp(
+    'matmul',
+    o,
+    // Natively the output is finished (rounded, saturated) block by block as the GEMM completes
+    // them, while they are in cache, instead of in a pass over the whole output after it.
+    (ops) =>
+      ops.gemm(
+        o,
+        aHalf?.bits ?? a.data,
+        aHalf?.offset ?? 0,
+        a.ld,
+        a.transposed,
+        bHalf?.bits ?? b.data,
+        bHalf?.offset ?? 0,
+        b.ld,
+        b.transposed,
+        M,
+        N,
+        K,
+        out.dtype === 'fp16',
+        saturateAt ?? Number.POSITIVE_INFINITY,
+      ),
+    () => {
+      // The twin: widen the operands into their fp32 place (where the input is decoded when not
+      // read as fp16), then the plain GEMM, then the finish over the whole output.
+      if (aHalf !== undefined) widen(a, aHalf, a.transposed ? K : M, a.transposed ? M : K);
+      if (bHalf !== undefined) widen(b, bHalf, b.transposed ? N : K, b.transposed ? K : N);
+      sgemm(a.transposed, b.transposed, M, N, K, 1, a.data, a.ld, b.data, b.ld, 0, o, N);
+      finishSaturated(out, saturateAt);
+    },
+  );
 }
 
 /** The fp16 input bits an operand is bound to in this run, or undefined (read as fp32). */
