@@ -4,8 +4,9 @@
 // - PyTorch: the same step (a hand-written Llama of the same config, forward + backward +
 //   clip_grad_norm_ + torch.optim.AdamW, same B and S, random token ids) by
 //   tools/refbench/train_step.py under Debian's /usr/bin/python3 (or $REFBENCH_PYTHON), 2 threads,
-//   libjemalloc.so.2 preloaded when installed, OpenBLAS on its AVX-512 kernels where the CPU has them
-//   (openblasAtItsBest in ./lib.mjs); which BLAS torch loaded, and its kernels, are printed. A python or torch
+//   libjemalloc.so.2 preloaded when installed, Debian's OpenMP OpenBLAS first on the library path
+//   when installed, on the kernels OpenBLAS picks for the CPU (openblasAtItsBest in ./lib.mjs);
+//   which BLAS torch loaded, and its kernels, are printed. A python or torch
 //   that is missing makes the rows say "unavailable", never a made-up figure;
 // - the GEMM floor: every GEMM of the step (forward, dX and dW of each linear and of the classifier,
 //   QKᵀ and PV per head with their gradients) timed as bare native sgemm calls (ane-bridge's host
@@ -243,6 +244,14 @@ const JEMALLOC = [
   '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
   '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
 ].find(existsSync);
+// Debian's OpenMP build of OpenBLAS, PyTorch's best here (the pthreads build, which installing
+// libopenblas-dev makes the libblas.so.3 alternative, oversubscribes the cores with PyTorch's
+// OpenMP threads: 536 against 169 ms for the stories15M step). Put first on the library path, it
+// is the libblas.so.3 PyTorch loads whatever the alternative points to.
+const OPENMP_OPENBLAS = [
+  '/usr/lib/x86_64-linux-gnu/openblas-openmp',
+  '/usr/lib/aarch64-linux-gnu/openblas-openmp',
+].find((dir) => existsSync(join(dir, 'libblas.so.3')));
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: read by the bench alone, not by a turbo task
 const PYTHON = process.env.REFBENCH_PYTHON ?? '/usr/bin/python3';
 
@@ -270,6 +279,9 @@ function measureTorch(config, { batch, steps }) {
     OMP_NUM_THREADS: String(TORCH_THREADS),
     OPENBLAS_VERBOSE: '2',
   };
+  if (OPENMP_OPENBLAS !== undefined) {
+    env.LD_LIBRARY_PATH = [OPENMP_OPENBLAS, env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  }
   if (JEMALLOC !== undefined) {
     env.LD_PRELOAD = JEMALLOC;
     // Keep freed memory: otherwise every step's temporaries are fresh pages.
