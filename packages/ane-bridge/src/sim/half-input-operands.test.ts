@@ -174,14 +174,24 @@ describe.skipIf(simOps === undefined)('the native gemm op', () => {
     const out = new Float32Array(9);
     // out [3, 3] = a [3, 4] · b [4, 3]
     expect(() => ops.gemm(out, a, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).not.toThrow();
-    expect(() => ops.gemm(out, a, 1, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(/reads outside a/);
-    expect(() => ops.gemm(out, a, 0, 4, false, b, 0, 4, false, 3, 3, 4, true, Infinity)).toThrow(/reads outside b/);
-    expect(() => ops.gemm(out, a, 0, 3, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(/row stride/);
-    expect(() => ops.gemm(new Float32Array(8), a, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(/out/);
-    expect(() => ops.gemm(b.subarray(0, 9), a, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(/overlaps/);
-    expect(() => ops.gemm(out, new Int32Array(12) as never, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(
-      TypeError,
+    expect(() => ops.gemm(out, a, 1, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(
+      /reads outside a/,
     );
+    expect(() => ops.gemm(out, a, 0, 4, false, b, 0, 4, false, 3, 3, 4, true, Infinity)).toThrow(
+      /reads outside b/,
+    );
+    expect(() => ops.gemm(out, a, 0, 3, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(
+      /row stride/,
+    );
+    expect(() =>
+      ops.gemm(new Float32Array(8), a, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity),
+    ).toThrow(/out/);
+    expect(() => ops.gemm(b.subarray(0, 9), a, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(
+      /overlaps/,
+    );
+    expect(() =>
+      ops.gemm(out, new Int32Array(12) as never, 0, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity),
+    ).toThrow(TypeError);
     expect(() => ops.gemm(out, a, -1, 4, false, b, 0, 3, false, 3, 3, 4, true, Infinity)).toThrow(RangeError);
   });
 });

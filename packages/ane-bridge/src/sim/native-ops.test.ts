@@ -392,15 +392,15 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
     const ops = nativeAddon().addon!.simOps!;
     const a = new Float32Array(8);
     const offsets = Int32Array.of(0, 4);
-    expect(() => ops.matmul(a, a, new Float32Array(8), false, false, 2, 2, 2, 1, offsets, offsets, true, 1)).toThrow(
-      /overlaps/,
-    );
+    expect(() =>
+      ops.matmul(a, a, new Float32Array(8), false, false, 2, 2, 2, 1, offsets, offsets, true, 1),
+    ).toThrow(/overlaps/);
     expect(() =>
       ops.matmul(new Float32Array(8), a, a, false, false, 2, 2, 2, 1, Int32Array.of(0, 5), offsets, true, 1),
     ).toThrow(/outside x/);
-    expect(() => ops.matmul(new Float32Array(7), a, a, false, false, 2, 2, 2, 1, offsets, offsets, true, 1)).toThrow(
-      /too short/,
-    );
+    expect(() =>
+      ops.matmul(new Float32Array(7), a, a, false, false, 2, 2, 2, 1, offsets, offsets, true, 1),
+    ).toThrow(/too short/);
   });
 
   it('matmul outputs finished as the GEMM completes each block: the bits of a pass over the whole output', () => {
@@ -429,7 +429,21 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
       expect(bits(out), label).toEqual(bits(twin));
       // The batched op finishes each entry the same way (here one entry, and two of the top rows).
       const batched = new Float32Array(M * N);
-      ops.matmul(batched, a, b, false, false, M, N, K, 1, Int32Array.of(0), Int32Array.of(0), roundFp16, saturateAt);
+      ops.matmul(
+        batched,
+        a,
+        b,
+        false,
+        false,
+        M,
+        N,
+        K,
+        1,
+        Int32Array.of(0),
+        Int32Array.of(0),
+        roundFp16,
+        saturateAt,
+      );
       expect(bits(batched), label).toEqual(bits(twin));
     }
     const finite = new Float32Array(4);
