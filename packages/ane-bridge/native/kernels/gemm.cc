@@ -528,6 +528,7 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
     for (Index pc = 0; pc < K; pc += KC) {
       const Index kc = std::min(KC, K - pc);
       const float betaHere = pc == 0 ? beta : 1.0f;
+      const bool lastK = pc + kc >= K;  // C's sums are final after this block
       packOperandB(path, transB, B, pc, jc, kc, nc, bp);
       for (Index ic = 0; ic < M; ic += MC) {
         const Index mc = std::min(MC, M - ic);
@@ -540,7 +541,7 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
             const float* aPanel = ap + (ir / MR) * kc * MR;
             float* c = C + (ic + ir) * ldc + jc + jr;
             if (mr == MR && nr == NR) {
-              if (inRegisters && pc + kc >= K) {
+              if (inRegisters && lastK) {
                 path.microRounding(kc, aPanel, bPanel, c, ldc, alpha, betaHere, epilogue->saturateLimit);
               } else {
                 path.micro(kc, aPanel, bPanel, c, ldc, alpha, betaHere);
@@ -556,12 +557,12 @@ void gemmBlocked(const GemmPath& path, bool transA, bool transB, Index M, Index 
                   for (Index j = 0; j < nr; j++) row[j] = alpha * tile[j] + betaHere * row[j];
                 }
               }
-              if (inRegisters && pc + kc >= K) epilogue->finish(c, ldc, mr, nr, epilogue->context);
+              if (inRegisters && lastK) epilogue->finish(c, ldc, mr, nr, epilogue->context);
             }
           }
         }
-        // The block's sum is final after the last K block: finish it while it is in cache.
-        if (epilogue != nullptr && !inRegisters && pc + kc >= K) {
+        // Finish the block while it is in cache.
+        if (epilogue != nullptr && !inRegisters && lastK) {
           epilogue->finish(C + ic * ldc + jc, ldc, mc, nc, epilogue->context);
         }
       }

@@ -207,16 +207,9 @@ class Pool {
   // (a futex round trip and a reschedule) is as long, so it would miss most of them. 50 us made a
   // stories15M training step 3-5% faster in paired runs on 2 cores (20 us about as much, 200 less).
   void spinForNextJob(std::uint64_t seen) const {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
     // The claim word carries the current job's generation: it changes when the next job starts.
     const std::uint64_t tag = seen & 0xffffffffu;
-    while ((work_.load(std::memory_order_acquire) >> 32) == tag && std::chrono::steady_clock::now() < until) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#elif defined(__aarch64__)
-      __asm__ __volatile__("yield");
-#endif
-    }
+    spinWhile([&] { return (work_.load(std::memory_order_acquire) >> 32) == tag; });
   }
 
   // Watches the caller's job for a little while before sleeping until it is done: the other
@@ -224,8 +217,14 @@ class Pool {
   // futex round trip and a reschedule on the critical path. Paired through Trainer (stories15M,
   // steps alternating with and without it in one process): 0.96-0.99 of the time, batch 1 and 4.
   void spinForLastTasks(int tasks) const {
+    spinWhile([&] { return finished_.load(std::memory_order_acquire) != tasks; });
+  }
+
+  // Spins (pausing between looks) while `pending()` holds, for at most kSpinMicroseconds.
+  template <typename Pending>
+  static void spinWhile(Pending pending) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
-    while (finished_.load(std::memory_order_acquire) != tasks && std::chrono::steady_clock::now() < until) {
+    while (pending() && std::chrono::steady_clock::now() < until) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #elif defined(__aarch64__)
