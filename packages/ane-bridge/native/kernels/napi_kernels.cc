@@ -2,7 +2,7 @@
 // thread, spreading over the pool when the work is large), an `...Async` export that returns a
 // Promise and runs on a libuv worker thread (which then uses the pool), so the JS thread stays free
 // to drive the device, and an `...AsyncBackground` export that runs as background work
-// (runInBackground: on Linux one thread at the lowest priority, off the pool). Arguments were
+// (runInBackground: on Linux a thread of its own, off the pool). Arguments were
 // already checked by the TS wrapper (src/kernels/native.ts); the checks here repeat the ones that
 // keep memory safe, so a direct caller cannot make a kernel read or write outside its arrays.
 #include "napi_kernels.h"

@@ -276,7 +276,10 @@ Pool& pool() {
 }
 
 #if defined(__linux__)
-// runInBackground's threads: started on demand up to hostThreads(), each at SCHED_IDLE for good.
+// runInBackground's threads: started on demand up to hostThreads(), at the usual priority. (They
+// once ran at SCHED_IDLE, 6% faster stories15M steps on an idle machine; but a thread at that
+// priority gets almost no CPU while other processes keep the cores busy, and a run awaiting its
+// work stalled for minutes: unprivileged, it could not be raised back once it held the work.)
 class BackgroundThreads {
  public:
   // Runs work on a background thread; false when none could start (the caller then runs it).
@@ -366,10 +369,6 @@ class BackgroundThreads {
   void loop() {
     background = true;
     prctl(PR_SET_NAME, "ane-background");  // (pthread_setname_np would need glibc 2.34 in prebuilds)
-    sched_param idle{};
-    idle.sched_priority = 0;
-    // Refused (a seccomp profile, say): the work still stays off the pool, at the usual priority.
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       idle_++;

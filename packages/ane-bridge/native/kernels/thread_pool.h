@@ -34,15 +34,14 @@ std::string lastThreadSpawnError();
 void setThreadSpawnHookForTesting(std::function<bool(int)> hook);
 
 // Runs work() as background work and returns when it is done (rethrowing what it threw). On Linux
-// it runs on one of hostThreads() threads kept at the lowest scheduling priority (SCHED_IDLE), so
-// it takes only CPU time no other thread wants, and its parallel jobs run on background threads
-// alone (the one running it, and any other that is idle and joins), leaving the pool to the
-// foreground; more callers than threads wait their turn. Elsewhere (and when no background thread
-// can start) it runs on the caller like any other work.
-// Made for host work that overlaps a simulated device, itself CPU work on the same cores: two jobs
-// each spread over every core oversubscribe them, and a job cut in halves then waits for whichever
-// half was descheduled. The threads are dedicated because an unprivileged thread can enter
-// SCHED_IDLE but not leave it (RLIMIT_NICE), so a borrowed thread could not be given back.
+// it runs on one of hostThreads() dedicated threads (at the usual priority: see BackgroundThreads),
+// and its parallel jobs run on background threads alone (the one running it, and any other that is
+// idle and joins), leaving the pool to the foreground; more callers than threads wait their turn.
+// Elsewhere (and when no background thread can start) it runs on the caller like any other work.
+// Made for host work that overlaps a simulated device, itself CPU work on the same cores: a
+// background job taking the pool would leave the device's ops one core, and two jobs each spread
+// over every core oversubscribe them, a job cut in halves then waiting for whichever half was
+// descheduled.
 void runInBackground(const std::function<void()>& work);
 
 // Whether the calling thread is one of runInBackground's.

@@ -870,10 +870,47 @@ void testPoolJobsBackToBack() {
   setHostThreads(0);
 }
 
-// runInBackground: on Linux the work runs on a thread of its own at SCHED_IDLE, its parallel jobs
-// stay on background threads (an idle one helps), exceptions reach the caller, the caller's
-// priority is untouched, callers beyond hostThreads() share that many threads, and a nested call
-// runs inline. Elsewhere: inline.
+// runInBackground: on Linux the work runs on a thread of its own at the caller's scheduling policy,
+// its parallel jobs stay on background threads (an idle one helps), exceptions reach the caller,
+// callers beyond hostThreads() share that many threads, and a nested call runs inline. Elsewhere:
+// inline.
+// Background work takes its share of the CPUs when other threads keep them busy (other processes,
+// in real use: parallel test runs, a compiler): a run that awaits it must not stall. At the lowest
+// scheduling priority (SCHED_IDLE, as the background threads once were) 20 ms of work took about
+// 14 s beside two spinning threads per core, and a Stories15M forward on a loaded CI machine timed out.
+void testBackgroundUnderLoad() {
+  context = "background work under load";
+  setHostThreads(2);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> spinners;
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  for (int i = 0; i < 2 * cores; i++) {
+    spinners.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
+  // About 20 ms of arithmetic on one core, spread over the background threads' tasks.
+  std::atomic<double> sink{0};
+  const auto start = std::chrono::steady_clock::now();
+  runInBackground([&] {
+    runTasks(8, [&](int task) {
+      double x = task;
+      for (int i = 0; i < 5000000; i++) x = x * 0.999999 + 1e-9;
+      double expected = sink.load();
+      while (!sink.compare_exchange_weak(expected, expected + x)) {
+      }
+    });
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stop = true;
+  for (std::thread& spinner : spinners) spinner.join();
+  // A fair share is well under a second even under a sanitizer; starvation is tens of seconds.
+  EXPECT(seconds < 5.0, "background work took %.1f s beside %d busy threads (starved)", seconds, 2 * cores);
+  EXPECT(sink.load() != 0, "the work did not run");
+  setHostThreads(0);
+}
+
 void testRunInBackground() {
   context = "runInBackground";
   setHostThreads(2);
@@ -900,12 +937,12 @@ void testRunInBackground() {
 #if defined(__linux__)
   EXPECT(ran != caller, "the work ran on the calling thread");
   EXPECT(flagged, "inBackground() was false inside the work");
-  EXPECT(policy == SCHED_IDLE, "the work ran under scheduling policy %d, not SCHED_IDLE (%d)", policy, SCHED_IDLE);
-  EXPECT(sched_getscheduler(0) != SCHED_IDLE, "the caller was left at SCHED_IDLE");
+  EXPECT(policy == sched_getscheduler(0), "the work ran under scheduling policy %d, the caller's is %d", policy,
+         sched_getscheduler(0));
   for (std::size_t i = 0; i < taskThreads.size(); i++) {
     EXPECT(taskThreads[i] != caller, "a task of background work ran on the caller");
-    EXPECT(taskPolicies[i] == SCHED_IDLE, "a task of background work ran under policy %d, not SCHED_IDLE",
-           taskPolicies[i]);
+    EXPECT(taskPolicies[i] == policy, "a task of background work ran under policy %d, not %d", taskPolicies[i],
+           policy);
   }
   // An idle background thread helps: the first task waits (up to 10 s) for another to start
   // elsewhere. Three jobs of 64 tasks each from one background caller, so a second thread exists.
@@ -1203,6 +1240,7 @@ int main() {
   testThreadSpawnFailure();
   testPoolJobsBackToBack();
   testRunInBackground();
+  testBackgroundUnderLoad();
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
     if (!setIsa(isa)) {
       std::printf("kernels_test: %s path not supported by this CPU, skipped\n", isaName(isa));

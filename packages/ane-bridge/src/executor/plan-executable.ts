@@ -903,8 +903,8 @@ export class PlanExecutable implements Disposable {
     );
     const weightGrad = steps.map((step) => step.kind === 'host' && step.op.kind === 'weight_grad');
     // The simulated device is CPU work on the same cores, and the next kernel waits for it, never for
-    // a weight gradient: those run as background work (one thread each, lowest priority, off the
-    // pool), which fills the cores the kernels leave idle instead of contending for them.
+    // a weight gradient: those run as background work (one thread each, off the pool), so they
+    // never take the pool from the kernels nor run on it cut in halves.
     const hostMode = (i: number): HostRunMode =>
       weightGrad[i]! && this.device.backend === 'sim' ? 'background' : 'async';
     const smallSimKernel = (step: Step) =>

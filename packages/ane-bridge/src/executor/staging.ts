@@ -129,7 +129,7 @@ export function stageValue(values: Float32Array, port: PortElements, place: Segm
 
 /**
  * `stageValue` for an fp16 port as background work (ane-bridge's background kernels: on Linux a
- * thread at the lowest priority), the same bits. `values` and the port's memory must stay put
+ * thread of its own, off the pool), the same bits. `values` and the port's memory must stay put
  * until it settles (SharedArrayBuffers are worked on in place).
  */
 export function stageValueInBackground(

@@ -152,9 +152,9 @@ export type AsyncHostKernels = {
 export interface HostKernelSet extends HostKernels, AsyncHostKernels {
   readonly implementation: 'native' | 'ts';
   /**
-   * The async kernels again, run as background work: native on Linux, each call runs on one thread
-   * of its own kept at the lowest scheduling priority (SCHED_IDLE) and never spreads over the
-   * pool, so it takes only the CPU time nothing else wants (the same results, bit for bit).
+   * The async kernels again, run as background work: native on Linux, each call runs on a thread
+   * of its own (at the usual priority) and never spreads over the pool, so it never takes the
+   * pool's threads from the work that does (the same results, bit for bit).
    * For host work beside a simulated device, which shares the CPUs: the plan executor runs weight
    * gradients this way on the `sim` backend. Elsewhere (macOS, the TS twins) they are the plain
    * async kernels.
