@@ -61,7 +61,9 @@ describe('scripts/install.cjs', () => {
     expect(stdout).toContain('using the TypeScript fallbacks');
   });
 
-  it('builds an addon the loader accepts', () => {
+  // A compile of the whole addon: about 25 s on an idle 2-core machine, far longer beside the
+  // other test runs, so only a hang should end it.
+  it('builds an addon the loader accepts', { timeout: 600_000 }, () => {
     const dir = packageCopy();
     const { status, report } = runInstall(dir, {});
     expect(status).toBe(0);
