@@ -477,6 +477,112 @@ inline double applyUnary(double v, double epsilon) {
   return kNaN;
 }
 
+// +, -, * and / computed in float give the float64 result rounded to float (a format of p bits
+// computes a correctly rounded one of at most (p - 2) / 2 bits: 53 >= 2 * 24 + 2), so these run on
+// float vectors with the twins' bits; a NaN operand comes back quieted with its payload either way.
+template <BinaryOp Op>
+constexpr bool kExactInFloat =
+    Op == BinaryOp::Add || Op == BinaryOp::Sub || Op == BinaryOp::Mul || Op == BinaryOp::RealDiv;
+
+#if ANE_X86
+template <BinaryOp Op>
+ANE_TARGET_AVX512 inline __m512 binaryAvx512(__m512 a, __m512 b) {
+  if constexpr (Op == BinaryOp::Add) return _mm512_add_ps(a, b);
+  else if constexpr (Op == BinaryOp::Sub) return _mm512_sub_ps(a, b);
+  else if constexpr (Op == BinaryOp::Mul) return _mm512_mul_ps(a, b);
+  else return _mm512_div_ps(a, b);
+}
+
+// o[0, i) = x OP y for the longest whole-vector prefix, rounded to fp16 on the registers when
+// asked (as roundAvx512); xs, ys: 1 dense, 0 one value for all. Returns i.
+template <BinaryOp Op>
+ANE_TARGET_AVX512 Index binarySpanAvx512(float* o, const float* x, Index xs, const float* y, Index ys, Index n,
+                                         bool round) {
+  const __m512 xOne = _mm512_set1_ps(x[0]), yOne = _mm512_set1_ps(y[0]);
+  Index i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = binaryAvx512<Op>(xs != 0 ? _mm512_loadu_ps(x + i) : xOne, ys != 0 ? _mm512_loadu_ps(y + i) : yOne);
+    if (round) {
+      const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v);
+    }
+    _mm512_storeu_ps(o + i, v);
+  }
+  return i;
+}
+
+template <BinaryOp Op>
+ANE_TARGET_AVX2 inline __m256 binaryAvx2(__m256 a, __m256 b) {
+  if constexpr (Op == BinaryOp::Add) return _mm256_add_ps(a, b);
+  else if constexpr (Op == BinaryOp::Sub) return _mm256_sub_ps(a, b);
+  else if constexpr (Op == BinaryOp::Mul) return _mm256_mul_ps(a, b);
+  else return _mm256_div_ps(a, b);
+}
+
+// binarySpanAvx512 on 8-wide vectors (rounding as roundAvx2).
+template <BinaryOp Op>
+ANE_TARGET_AVX2 Index binarySpanAvx2(float* o, const float* x, Index xs, const float* y, Index ys, Index n, bool round) {
+  const __m256 xOne = _mm256_set1_ps(x[0]), yOne = _mm256_set1_ps(y[0]);
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = binaryAvx2<Op>(xs != 0 ? _mm256_loadu_ps(x + i) : xOne, ys != 0 ? _mm256_loadu_ps(y + i) : yOne);
+    if (round) {
+      const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      v = _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    _mm256_storeu_ps(o + i, v);
+  }
+  return i;
+}
+#endif
+
+#if ANE_ARM64
+template <BinaryOp Op>
+inline float32x4_t binaryNeon(float32x4_t a, float32x4_t b) {
+  if constexpr (Op == BinaryOp::Add) return vaddq_f32(a, b);
+  else if constexpr (Op == BinaryOp::Sub) return vsubq_f32(a, b);
+  else if constexpr (Op == BinaryOp::Mul) return vmulq_f32(a, b);
+  else return vdivq_f32(a, b);
+}
+
+// binarySpanAvx512 on 4-wide vectors (rounding as roundNeon).
+template <BinaryOp Op>
+Index binarySpanNeon(float* o, const float* x, Index xs, const float* y, Index ys, Index n, bool round) {
+  const float32x4_t xOne = vdupq_n_f32(x[0]), yOne = vdupq_n_f32(y[0]);
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) {
+    float32x4_t v = binaryNeon<Op>(xs != 0 ? vld1q_f32(x + i) : xOne, ys != 0 ? vld1q_f32(y + i) : yOne);
+    if (round) v = vbslq_f32(vceqq_f32(v, v), vcvt_f32_f16(vcvt_f16_f32(v)), v);
+    vst1q_f32(o + i, v);
+  }
+  return i;
+}
+#endif
+
+// The vector prefix of a dense or one-value binary op on this CPU: how many of o[0, n) it wrote
+// (finished, rounded when asked); 0 where no vector path applies.
+template <BinaryOp Op>
+Index binarySpanVector(float* o, const float* x, Index xs, const float* y, Index ys, Index n, bool round) {
+  if constexpr (kExactInFloat<Op>) {
+    if (n <= 0) return 0;
+    switch (kernels::activeIsa()) {
+#if ANE_X86
+      case Isa::Avx512:
+        return binarySpanAvx512<Op>(o, x, xs, y, ys, n, round);
+      case Isa::Avx2:
+        return binarySpanAvx2<Op>(o, x, xs, y, ys, n, round);
+#endif
+#if ANE_ARM64
+      case Isa::Neon:
+        return binarySpanNeon<Op>(o, x, xs, y, ys, n, round);
+#endif
+      default:
+        return 0;
+    }
+  }
+  return 0;
+}
+
 // out[begin, end) of a walk over two operands; rounds each finished block when asked.
 template <BinaryOp Op>
 void binaryRange(float* out, const float* x, const float* y, const Walk& w, Index begin, Index end, bool round) {
@@ -490,18 +596,20 @@ void binaryRange(float* out, const float* x, const float* y, const Walk& w, Inde
     const float* yp = y + w.rowOffsets[1][row] + col * ys;
     float* o = out + i;
     const Index n = stop - i;
+    const bool vectorable = (xs == 0 || xs == 1) && (ys == 0 || ys == 1) && !(xs == 0 && ys == 0);
+    const Index done = vectorable ? binarySpanVector<Op>(o, xp, xs, yp, ys, n, round) : 0;
     if (xs == 1 && ys == 1) {
-      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k], yp[k]));
+      for (Index k = done; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k], yp[k]));
     } else if (xs == 1 && ys == 0) {
       const double b = yp[0];
-      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k], b));
+      for (Index k = done; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k], b));
     } else if (xs == 0 && ys == 1) {
       const double a = xp[0];
-      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(a, yp[k]));
+      for (Index k = done; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(a, yp[k]));
     } else {
-      for (Index k = 0; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k * xs], yp[k * ys]));
+      for (Index k = done; k < n; k++) o[k] = static_cast<float>(applyBinary<Op>(xp[k * xs], yp[k * ys]));
     }
-    if (round) roundSpan(o, n);
+    if (round) roundSpan(o + done, n - done);
     i = stop;
   }
 }
