@@ -79,6 +79,9 @@ class Pool {
     spawnHook_ = std::move(hook);
   }
 
+  // Whether a parallel job is running (read without the lock by yieldToForeground).
+  bool jobRunning() const { return jobRunning_.load(std::memory_order_relaxed); }
+
   void run(int tasks, const std::function<void(int)>& task) {
     if (tasks <= 0) return;
     if (background) {
@@ -101,6 +104,7 @@ class Pool {
       for (int i = 0; i < tasks; i++) task(i);
       return;
     }
+    jobRunning_.store(true, std::memory_order_relaxed);
     task_ = &task;
     tasks_ = tasks;
     generation_++;
@@ -117,6 +121,7 @@ class Pool {
     done_.wait(lock, [this, tasks] { return finished_.load(std::memory_order_acquire) == tasks; });
     task_ = nullptr;
     busy_ = false;
+    jobRunning_.store(false, std::memory_order_relaxed);
     const std::exception_ptr error = error_;
     error_ = nullptr;
     lock.unlock();
@@ -265,6 +270,7 @@ class Pool {
   std::exception_ptr error_;
   std::atomic<std::uint64_t> work_{0};
   std::atomic<int> finished_{0};
+  std::atomic<bool> jobRunning_{false};
   std::string spawnError_;
   std::function<bool(int)> spawnHook_;
 };
@@ -423,6 +429,10 @@ void runInBackground(const std::function<void()>& work) {
 }
 
 bool inBackground() { return background; }
+
+void yieldToForeground() {
+  if (background && pool().jobRunning()) std::this_thread::yield();
+}
 
 int defaultHostThreads() {
   if (const char* env = std::getenv("ANE_BRIDGE_THREADS")) {

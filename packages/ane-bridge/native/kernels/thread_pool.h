@@ -47,6 +47,13 @@ void runInBackground(const std::function<void()>& work);
 // Whether the calling thread is one of runInBackground's.
 bool inBackground();
 
+// Called by background work between blocks (a GEMM's row blocks): while the pool runs a job, the
+// calling background thread offers its CPU to any thread waiting for one (sched_yield) and then
+// carries on. Background threads have the usual priority, so without it a pool thread woken for
+// a job waits for the end of a background thread's time slice, and the job for that thread; while
+// the pool is idle (the run may be awaiting this very work) nothing changes. No-op elsewhere.
+void yieldToForeground();
+
 // Calls task(i) for every i in [0, tasks), spread over the pool; returns when all are done.
 void runTasks(int tasks, const std::function<void(int)>& task);
 

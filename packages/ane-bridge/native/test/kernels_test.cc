@@ -908,6 +908,38 @@ void testBackgroundUnderLoad() {
   // A fair share is well under a second even under a sanitizer; starvation is tens of seconds.
   EXPECT(seconds < 5.0, "background work took %.1f s beside %d busy threads (starved)", seconds, 2 * cores);
   EXPECT(sink.load() != 0, "the work did not run");
+
+  // A background GEMM yields to the pool's jobs between row blocks (yieldToForeground) but never
+  // waits for them: beside a thread keeping the pool busy with job after job it ends, with the
+  // bits of the same GEMM run in the foreground.
+  context = "background GEMM beside foreground jobs";
+  Random r(5);
+  const Index M = 700, N = 300, K = 200;
+  std::vector<float> A = randomVector(M * K, r, 1.0f), B = randomVector(K * N, r, 1.0f);
+  std::vector<float> want(static_cast<std::size_t>(M * N)), got(static_cast<std::size_t>(M * N));
+  sgemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, want.data(), N);
+  std::atomic<bool> done{false};
+  std::atomic<long> jobs{0};
+  std::thread foreground([&] {
+    while (!done.load()) {
+      runTasks(2, [](int) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+        while (std::chrono::steady_clock::now() < until) {
+        }
+      });
+      jobs++;
+    }
+  });
+  const auto gemmStart = std::chrono::steady_clock::now();
+  runInBackground([&] { sgemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, got.data(), N); });
+  const double gemmSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - gemmStart).count();
+  done = true;
+  foreground.join();
+  EXPECT(gemmSeconds < 5.0, "the background GEMM took %.1f s beside foreground jobs", gemmSeconds);
+  EXPECT(jobs.load() > 0, "no foreground job ran");
+  EXPECT(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0,
+         "the background GEMM's bits differ from the foreground one's");
+  yieldToForeground();  // on a foreground thread: returns at once
   setHostThreads(0);
 }
 
