@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fp16_round_vectors.h"
 #include "kernels.h"
 #include "simd.h"
 #include "thread_pool.h"
@@ -154,8 +155,7 @@ ANE_TARGET_AVX2 void microAvx2x6x16(Index kc, const float* ap, const float* bp, 
 // simulator's roundToFp16 with saturation (src/sim numerics; native/kernels/sim_ops.cc roundSpan
 // and saturateSpan), on a register.
 ANE_TARGET_AVX512 inline __m512 finishedFp16(__m512 v, __m512 limit) {
-  const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  const __m512 kept = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v);
+  const __m512 kept = roundedToFp16(v);
   const __m512i signBit = _mm512_set1_epi32(static_cast<int>(0x80000000u));
   const __m512i bits = _mm512_castps_si512(kept);
   const __m512 magnitude = _mm512_castsi512_ps(_mm512_andnot_si512(signBit, bits));

@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "fp16_round_vectors.h"
 #include "fp16_rows.h"
 #include "kernels.h"
 #include "simd.h"
@@ -59,9 +60,7 @@ void roundScalar(float* p, Index n) {
 ANE_TARGET_AVX2 void roundAvx2(float* p, Index n) {
   Index i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(p + i);
-    const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    _mm256_storeu_ps(p + i, _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    _mm256_storeu_ps(p + i, kernels::roundedToFp16(_mm256_loadu_ps(p + i)));
   }
   roundScalar(p + i, n - i);
 }
@@ -69,9 +68,7 @@ ANE_TARGET_AVX2 void roundAvx2(float* p, Index n) {
 ANE_TARGET_AVX512 void roundAvx512(float* p, Index n) {
   Index i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_loadu_ps(p + i);
-    const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    _mm512_storeu_ps(p + i, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v));
+    _mm512_storeu_ps(p + i, kernels::roundedToFp16(_mm512_loadu_ps(p + i)));
   }
   roundAvx2(p + i, n - i);
 }
@@ -81,9 +78,7 @@ ANE_TARGET_AVX512 void roundAvx512(float* p, Index n) {
 void roundNeon(float* p, Index n) {
   Index i = 0;
   for (; i + 4 <= n; i += 4) {
-    const float32x4_t v = vld1q_f32(p + i);
-    const float32x4_t r = vcvt_f32_f16(vcvt_f16_f32(v));
-    vst1q_f32(p + i, vbslq_f32(vceqq_f32(v, v), r, v));
+    vst1q_f32(p + i, kernels::roundedToFp16(vld1q_f32(p + i)));
   }
   roundScalar(p + i, n - i);
 }
@@ -494,7 +489,7 @@ ANE_TARGET_AVX512 inline __m512 binaryAvx512(__m512 a, __m512 b) {
 }
 
 // o[0, i) = x OP y for the longest whole-vector prefix, rounded to fp16 on the registers when
-// asked (as roundAvx512); xs, ys: 1 dense, 0 one value for all. Returns i.
+// asked; xs, ys: 1 dense, 0 one value for all. Returns i.
 template <BinaryOp Op>
 ANE_TARGET_AVX512 Index binarySpanAvx512(float* o, const float* x, Index xs, const float* y, Index ys, Index n,
                                          bool round) {
@@ -502,10 +497,7 @@ ANE_TARGET_AVX512 Index binarySpanAvx512(float* o, const float* x, Index xs, con
   Index i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 v = binaryAvx512<Op>(xs != 0 ? _mm512_loadu_ps(x + i) : xOne, ys != 0 ? _mm512_loadu_ps(y + i) : yOne);
-    if (round) {
-      const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v);
-    }
+    if (round) v = kernels::roundedToFp16(v);
     _mm512_storeu_ps(o + i, v);
   }
   return i;
@@ -519,17 +511,14 @@ ANE_TARGET_AVX2 inline __m256 binaryAvx2(__m256 a, __m256 b) {
   else return _mm256_div_ps(a, b);
 }
 
-// binarySpanAvx512 on 8-wide vectors (rounding as roundAvx2).
+// binarySpanAvx512 on 8-wide vectors.
 template <BinaryOp Op>
 ANE_TARGET_AVX2 Index binarySpanAvx2(float* o, const float* x, Index xs, const float* y, Index ys, Index n, bool round) {
   const __m256 xOne = _mm256_set1_ps(x[0]), yOne = _mm256_set1_ps(y[0]);
   Index i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 v = binaryAvx2<Op>(xs != 0 ? _mm256_loadu_ps(x + i) : xOne, ys != 0 ? _mm256_loadu_ps(y + i) : yOne);
-    if (round) {
-      const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      v = _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    }
+    if (round) v = kernels::roundedToFp16(v);
     _mm256_storeu_ps(o + i, v);
   }
   return i;
@@ -545,14 +534,14 @@ inline float32x4_t binaryNeon(float32x4_t a, float32x4_t b) {
   else return vdivq_f32(a, b);
 }
 
-// binarySpanAvx512 on 4-wide vectors (rounding as roundNeon).
+// binarySpanAvx512 on 4-wide vectors.
 template <BinaryOp Op>
 Index binarySpanNeon(float* o, const float* x, Index xs, const float* y, Index ys, Index n, bool round) {
   const float32x4_t xOne = vdupq_n_f32(x[0]), yOne = vdupq_n_f32(y[0]);
   Index i = 0;
   for (; i + 4 <= n; i += 4) {
     float32x4_t v = binaryNeon<Op>(xs != 0 ? vld1q_f32(x + i) : xOne, ys != 0 ? vld1q_f32(y + i) : yOne);
-    if (round) v = vbslq_f32(vceqq_f32(v, v), vcvt_f32_f16(vcvt_f16_f32(v)), v);
+    if (round) v = kernels::roundedToFp16(v);
     vst1q_f32(o + i, v);
   }
   return i;
