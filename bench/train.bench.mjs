@@ -29,11 +29,14 @@ const quick = process.env.BENCH_QUICK === '1';
 const SEQ = 256;
 const TORCH_THREADS = 2;
 // Two warm-up steps, as the PyTorch reference takes (the first steps still JIT-compile and fault
-// in fresh memory). Then the two sides alternate in rounds (ours: `steps` steps; PyTorch: a fresh
-// process, its own two warm-up steps and `steps` measured ones), each round the median of its
-// steps, and each side keeps its best round: the machines are shared and drift by tens of percent
-// within minutes, and alternating keeps one side's quiet minute from being compared with the other
-// side's busy one (the kernels bench does the same).
+// in fresh memory). Then the two sides alternate in rounds (ours: one unmeasured step, then `steps`
+// steps; PyTorch: a fresh process, its own two warm-up steps and `steps` measured ones), each round
+// the median of its steps. Ours gets its unmeasured step because on these virtual machines a
+// process's memory is faulted in again after another process ran: the first step after a PyTorch
+// round took 2-9 s (177,000 minor page faults in 3 steps, against 471 after 3 idle seconds). Each
+// side keeps its best round: the machines are shared and drift by tens of percent within minutes,
+// and alternating keeps one side's quiet minute from being compared with the other side's busy one
+// (the kernels bench does the same).
 const CONFIGS = [
   { model: 'stories15M', batch: 1, warmup: 2, steps: 5, rounds: 3 },
   { model: 'stories15M', batch: 4, warmup: 2, steps: 3, rounds: 3 },
@@ -86,6 +89,7 @@ async function openOurs({ model, batch, warmup }) {
   return {
     config: trainer.config,
     async round(steps) {
+      await trainFor(1, 'unmeasured');
       const logs = await trainFor(steps, 'measured');
       const byTotal = [...logs].sort((a, b) => a.profile.totalMs - b.profile.totalMs);
       const middle = byTotal[Math.floor(byTotal.length / 2)];
