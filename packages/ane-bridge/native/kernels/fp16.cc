@@ -324,6 +324,7 @@ using Index = std::ptrdiff_t;
 
 inline std::uint16_t convertScalar(float x, bool saturate) { return fp32ToFp16Scalar(x, saturate); }
 inline float convertScalar(std::uint16_t h, bool /*saturate*/) { return fp16ToFp32Scalar(h); }
+inline std::uint32_t convertScalar(std::uint32_t bits, bool /*saturate*/) { return bits; }
 
 // A whole block (any rows x cols), or a tile (exactly T x T); saturate is ignored by fp16 -> fp32.
 //   src: [rows, srcStride] S, dst: [cols, dstStride] D
@@ -381,6 +382,15 @@ ANE_TARGET_AVX2 void toFloatTileAvx2(const std::uint16_t* src, Index srcStride, 
   for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + i * dstStride, r[i]);
 }
 
+//   src: [8, srcStride] 32-bit patterns, dst: [8, dstStride]; moved as floats, which never alters a bit
+ANE_TARGET_AVX2 void copyTileAvx2(const std::uint32_t* src, Index srcStride, std::uint32_t* dst, Index dstStride,
+                                  bool /*saturate*/) {
+  __m256 r[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(reinterpret_cast<const float*>(src + i * srcStride));
+  transpose8x8(r);
+  for (int i = 0; i < 8; i++) _mm256_storeu_ps(reinterpret_cast<float*>(dst + i * dstStride), r[i]);
+}
+
 // ---- AVX-512F: 16 x 16 tiles -----------------------------------------------------------------
 
 // In place: r[i][j] <- r[j][i] (rows of 16 floats, four 128-bit lanes each).
@@ -433,6 +443,15 @@ ANE_TARGET_AVX512 void toFloatTileAvx512(const std::uint16_t* src, Index srcStri
   for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * dstStride, r[i]);
 }
 
+//   src: [16, srcStride] 32-bit patterns, dst: [16, dstStride]
+ANE_TARGET_AVX512 void copyTileAvx512(const std::uint32_t* src, Index srcStride, std::uint32_t* dst, Index dstStride,
+                                      bool /*saturate*/) {
+  __m512 r[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(reinterpret_cast<const float*>(src + i * srcStride));
+  transpose16x16(r);
+  for (int i = 0; i < 16; i++) _mm512_storeu_ps(reinterpret_cast<float*>(dst + i * dstStride), r[i]);
+}
+
 #endif  // ANE_X86
 
 #if ANE_ARM64
@@ -465,6 +484,14 @@ void toFloatTileNeon(const std::uint16_t* src, Index srcStride, float* dst, Inde
   for (int i = 0; i < 4; i++) r[i] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + i * srcStride)));
   transpose4x4(r);
   for (int i = 0; i < 4; i++) vst1q_f32(dst + i * dstStride, r[i]);
+}
+
+//   src: [4, srcStride] 32-bit patterns, dst: [4, dstStride]
+void copyTileNeon(const std::uint32_t* src, Index srcStride, std::uint32_t* dst, Index dstStride, bool /*saturate*/) {
+  float32x4_t r[4];
+  for (int i = 0; i < 4; i++) r[i] = vreinterpretq_f32_u32(vld1q_u32(src + i * srcStride));
+  transpose4x4(r);
+  for (int i = 0; i < 4; i++) vst1q_u32(dst + i * dstStride, vreinterpretq_u32_f32(r[i]));
 }
 
 #endif  // ANE_ARM64
@@ -512,14 +539,31 @@ TransposedBlock<std::uint16_t, float> transposedBlockFor(Isa isa) {
   }
 }
 
+template <>
+TransposedBlock<std::uint32_t, std::uint32_t> transposedBlockFor(Isa isa) {
+  using S = std::uint32_t;
+  using D = std::uint32_t;
+  switch (isa) {
+#if ANE_X86
+    case Isa::Avx512:
+      return transposedTiled<S, D, 16, copyTileAvx512, transposedTiled<S, D, 8, copyTileAvx2, transposedScalar<S, D>>>;
+    case Isa::Avx2:
+      return transposedTiled<S, D, 8, copyTileAvx2, transposedScalar<S, D>>;
+#endif
+#if ANE_ARM64
+    case Isa::Neon:
+      return transposedTiled<S, D, 4, copyTileNeon, transposedScalar<S, D>>;
+#endif
+    default:
+      return transposedScalar<S, D>;
+  }
+}
+
 // The cache blocks (multiples of every tile size): 64 x 64 written straight into dst, or 128 x 128
 // staged through a scratch block when the destination row stride is a multiple of 1 KiB.
 constexpr Index kTransposeBlock = 64;
 constexpr Index kStagedTransposeBlock = 128;
 
-// Splits the block over the pool along its longer side (whole cache blocks per task) and runs
-// `block` over each cache block, a band of source rows at a time.
-//
 // When dstStride is a multiple of 1 KiB (2048 halves, 768 floats, ...), the destination rows of a
 // block fall in a few L1 sets: written a tile (half a line) at a time, each line was evicted
 // between its halves (a 4096 x 4096 block ran at a third of the speed of 4000 x 4000, and
@@ -527,28 +571,43 @@ constexpr Index kStagedTransposeBlock = 128;
 // block first, then copied out one whole destination row (128 elements) at a time. Other strides
 // write straight to dst (there the extra copy costs more than it saves).
 template <typename S, typename D>
-void transposed(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
-  if (rows <= 0 || cols <= 0) return;
+bool stagedTranspose(Index dstStride) {
+  return (dstStride * static_cast<Index>(sizeof(D))) % 1024 == 0;
+}
+
+// Source rows [r0, r1) and columns [c0, c1) of the block, on the calling thread: `block` over each
+// cache block, a band of source rows at a time.
+template <typename S, typename D>
+void transposedRange(const S* src, Index srcStride, D* dst, Index dstStride, Index r0, Index r1, Index c0, Index c1,
+                     bool saturate) {
   const TransposedBlock<S, D> block = transposedBlockFor<S, D>(activeIsa());
-  const bool staged = (dstStride * static_cast<Index>(sizeof(D))) % 1024 == 0;
+  const bool staged = stagedTranspose<S, D>(dstStride);
   const Index blockSize = staged ? kStagedTransposeBlock : kTransposeBlock;
-  const auto run = [&](Index r0, Index r1, Index c0, Index c1) {
-    alignas(64) D scratch[kStagedTransposeBlock * kStagedTransposeBlock];  // [nc, blockSize] when staged
-    for (Index rb = r0; rb < r1; rb += blockSize) {
-      const Index nr = std::min(blockSize, r1 - rb);
-      for (Index cb = c0; cb < c1; cb += blockSize) {
-        const Index nc = std::min(blockSize, c1 - cb);
-        const S* from = src + rb * srcStride + cb;
-        if (!staged) {
-          block(from, srcStride, dst + cb * dstStride + rb, dstStride, nr, nc, saturate);
-          continue;
-        }
-        block(from, srcStride, scratch, blockSize, nr, nc, saturate);
-        for (Index c = 0; c < nc; c++) {
-          std::memcpy(dst + (cb + c) * dstStride + rb, scratch + c * blockSize, static_cast<std::size_t>(nr) * sizeof(D));
-        }
+  alignas(64) D scratch[kStagedTransposeBlock * kStagedTransposeBlock];  // [nc, blockSize] when staged
+  for (Index rb = r0; rb < r1; rb += blockSize) {
+    const Index nr = std::min(blockSize, r1 - rb);
+    for (Index cb = c0; cb < c1; cb += blockSize) {
+      const Index nc = std::min(blockSize, c1 - cb);
+      const S* from = src + rb * srcStride + cb;
+      if (!staged) {
+        block(from, srcStride, dst + cb * dstStride + rb, dstStride, nr, nc, saturate);
+        continue;
+      }
+      block(from, srcStride, scratch, blockSize, nr, nc, saturate);
+      for (Index c = 0; c < nc; c++) {
+        std::memcpy(dst + (cb + c) * dstStride + rb, scratch + c * blockSize, static_cast<std::size_t>(nr) * sizeof(D));
       }
     }
+  }
+}
+
+// Splits the block over the pool along its longer side (whole cache blocks per task).
+template <typename S, typename D>
+void transposed(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
+  if (rows <= 0 || cols <= 0) return;
+  const Index blockSize = stagedTranspose<S, D>(dstStride) ? kStagedTransposeBlock : kTransposeBlock;
+  const auto run = [&](Index r0, Index r1, Index c0, Index c1) {
+    transposedRange<S, D>(src, srcStride, dst, dstStride, r0, r1, c0, c1, saturate);
   };
   if (cols >= rows) {
     const Index minCols = std::max<Index>(blockSize, kMinParallel / rows);
@@ -569,6 +628,12 @@ void fp32ToFp16Transposed(const float* src, std::ptrdiff_t srcStride, std::uint1
 void fp16ToFp32Transposed(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, std::ptrdiff_t dstStride,
                           std::ptrdiff_t rows, std::ptrdiff_t cols) {
   transposed<std::uint16_t, float>(src, srcStride, dst, dstStride, rows, cols, false);
+}
+
+void transposed32OnThisThread(const std::uint32_t* src, std::ptrdiff_t srcStride, std::uint32_t* dst,
+                              std::ptrdiff_t dstStride, std::ptrdiff_t rows, std::ptrdiff_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  transposedRange<std::uint32_t, std::uint32_t>(src, srcStride, dst, dstStride, 0, rows, 0, cols, false);
 }
 
 }  // namespace kernels

@@ -85,6 +85,10 @@ void fp32ToFp16Transposed(const float* src, std::ptrdiff_t srcStride, std::uint1
 //   src: [rows, srcStride] fp16 bits, dst: [cols, dstStride] fp32 (dstStride >= rows)
 void fp16ToFp32Transposed(const std::uint16_t* src, std::ptrdiff_t srcStride, float* dst, std::ptrdiff_t dstStride,
                           std::ptrdiff_t rows, std::ptrdiff_t cols);
+// The same tiles copying 32-bit patterns unchanged (the simulator's transposes), on the calling
+// thread only: dst[c*dstStride + r] = src[r*srcStride + c].
+void transposed32OnThisThread(const std::uint32_t* src, std::ptrdiff_t srcStride, std::uint32_t* dst,
+                              std::ptrdiff_t dstStride, std::ptrdiff_t rows, std::ptrdiff_t cols);
 
 // ---------------------------------------------------------------------------------------------
 // Fused optimizer updates (optimizers.cc), torch.optim formulas in fp32, in place, one pass.

@@ -628,13 +628,31 @@ void unaryOp(float* out, const float* x, Index n, double epsilon, bool round) {
   });
 }
 
+// A gather's rows go through the tiled transpose when at least this many of them (and of their
+// values) form one.
+constexpr Index kMinTransposeRun = 8;
+
 template <typename T>
 void gather(T* out, const T* src, const Walk& w) {
   const Index stride = w.strides[0];
   const std::int32_t* offsets = w.rowOffsets[0];
   const Index inner = w.inner;
   auto rows = [&](Index first, Index last) {
-    for (Index row = first; row < last; row++) {
+    for (Index row = first; row < last;) {
+      // Rows that start one element apart (out[row + t][k] = src[offsets[row] + t + k * stride]) are
+      // a transpose of src [inner, run]: register tiles rather than a strided read per element.
+      Index run = 1;
+      if constexpr (sizeof(T) == 4) {
+        if (stride > 1 && inner >= kMinTransposeRun) {
+          while (row + run < last && offsets[row + run] == offsets[row] + run) run++;
+        }
+      }
+      if (run >= kMinTransposeRun) {
+        kernels::transposed32OnThisThread(reinterpret_cast<const std::uint32_t*>(src + offsets[row]), stride,
+                                          reinterpret_cast<std::uint32_t*>(out + row * inner), inner, inner, run);
+        row += run;
+        continue;
+      }
       const T* s = src + offsets[row];
       T* o = out + row * inner;
       if (stride == 1) {
@@ -642,6 +660,7 @@ void gather(T* out, const T* src, const Walk& w) {
       } else {
         for (Index k = 0; k < inner; k++) o[k] = s[k * stride];
       }
+      row++;
     }
   };
   if (w.rows * inner < kMinParallel || kernels::hostThreads() < 2 || w.rows < 2) {

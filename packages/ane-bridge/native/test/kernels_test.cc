@@ -295,9 +295,33 @@ void testFp16Transposed() {
     EXPECT(bad == 0, "staged back %tdx%td: %d mismatches", rows, cols, bad);
   }
 
+  // 32-bit patterns copied transposed (the simulator's transposes): every bit, signalling NaNs
+  // included, and nothing outside the block; the same shapes and both staged and direct strides.
+  for (const auto& shape : shapes) {
+    const Index rows = shape[0], cols = shape[1];
+    for (Index dstStride : {rows + 3, Index{256}}) {
+      if (dstStride < rows) continue;
+      const Index srcStride = cols + 2;
+      std::vector<std::uint32_t> s(static_cast<std::size_t>((rows - 1) * srcStride + cols));
+      for (auto& v : s) v = static_cast<std::uint32_t>(r.bits());
+      s[0] = 0x7fa00001u;  // a signalling NaN
+      const Index dstSize = (cols - 1) * dstStride + rows;
+      std::vector<std::uint32_t> d(static_cast<std::size_t>(dstSize), 0xdeadbeefu);
+      transposed32OnThisThread(s.data(), srcStride, d.data(), dstStride, rows, cols);
+      int bad = 0;
+      for (Index i = 0; i < dstSize; i++) {
+        const Index c = i / dstStride, row = i - c * dstStride;
+        const std::uint32_t expected = row < rows ? s[static_cast<std::size_t>(row * srcStride + c)] : 0xdeadbeefu;
+        bad += d[static_cast<std::size_t>(i)] != expected;
+      }
+      EXPECT(bad == 0, "32-bit %tdx%td dstStride %td: %d mismatches", rows, cols, dstStride, bad);
+    }
+  }
+
   // Empty blocks touch nothing (null pointers are fine).
   fp32ToFp16Transposed(nullptr, 0, nullptr, 0, 0, 5, false);
   fp16ToFp32Transposed(nullptr, 0, nullptr, 0, 5, 0);
+  transposed32OnThisThread(nullptr, 0, nullptr, 0, 0, 5);
   context = base;
 }
 

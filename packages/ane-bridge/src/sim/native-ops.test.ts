@@ -173,6 +173,50 @@ describe.skipIf(!native)('native simulator ops equal their TS twins bit for bit 
     }
   });
 
+  it('transposes the heads of [H, D, T] values in register tiles, every bit kept, split over threads or not', () => {
+    // Rows that start one element apart go through the tiled transpose (16, 8 and scalar edges);
+    // a run shorter than 8 rows, or rows shorter than 8 values, row by row.
+    const cases: [number[], number[]][] = [
+      [
+        [6, 256, 48],
+        [48 * 256, 1, 256],
+      ], // a Stories15M layer's heads: 73,728 values, split over the pool
+      [
+        [3, 131, 37],
+        [37 * 131, 1, 131],
+      ], // edges of every tile size
+      [
+        [2, 5, 40],
+        [200, 1, 5],
+      ], // runs of 5 rows
+      [
+        [6, 256, 4],
+        [1024, 1, 256],
+      ], // rows of 4 values
+    ];
+    for (const [shape, strides] of cases) {
+      const walk = planStridedWalk(shape, [strides]);
+      const size = walk.rows * walk.inner;
+      const bits = new Int32Array(size).map((_, i) => Math.imul(i + 1, 2654435761));
+      bits[3] = 0x7fa00001; // a signalling NaN's payload
+      bits[size - 1] = 0xffc12345 | 0; // a quiet NaN's, negative
+      setSimOpsMode('ts');
+      const ts = new Int32Array(size);
+      gatherCopy(ts, bits, walk);
+      setSimOpsMode('native');
+      const out = new Int32Array(size);
+      gatherCopy(out, bits, walk);
+      expect(out).toEqual(ts);
+      // As floats too, NaN payloads and all (the TS twin would quiet the signalling NaN).
+      const floats = new Float32Array(size);
+      gatherCopy(floats, new Float32Array(bits.buffer), walk);
+      expect(new Int32Array(floats.buffer)).toEqual(ts);
+      // Independent of both: element [h, t, k] of the result is source [h, k, t].
+      const [, T, D] = shape as [number, number, number];
+      expect(out[(1 * T + 2) * D + 3]).toBe(bits[strides[0]! + 2 + 3 * strides[2]!]);
+    }
+  });
+
   it('softmax over the last axis and over a middle axis, with -inf and NaN rows', () => {
     const x = fp16Values(6 * 40 * 33, 9).map((v) => (Number.isFinite(v) ? v / 1000 : v));
     x.fill(Number.NEGATIVE_INFINITY, 0, 40); // a fully masked row: NaN, as the twin gives
