@@ -496,63 +496,53 @@ void copyTileNeon(const std::uint32_t* src, Index srcStride, std::uint32_t* dst,
 
 #endif  // ANE_ARM64
 
+// Each conversion's register tiles per SIMD path (copies move 32-bit patterns unchanged).
 template <typename S, typename D>
-TransposedBlock<S, D> transposedBlockFor(Isa isa);
+struct Tiles;
 
 template <>
-TransposedBlock<float, std::uint16_t> transposedBlockFor(Isa isa) {
-  using S = float;
-  using D = std::uint16_t;
+struct Tiles<float, std::uint16_t> {
+#if ANE_X86
+  static constexpr TransposedTile<float, std::uint16_t> avx512 = toHalfTileAvx512, avx2 = toHalfTileAvx2;
+#endif
+#if ANE_ARM64
+  static constexpr TransposedTile<float, std::uint16_t> neon = toHalfTileNeon;
+#endif
+};
+
+template <>
+struct Tiles<std::uint16_t, float> {
+#if ANE_X86
+  static constexpr TransposedTile<std::uint16_t, float> avx512 = toFloatTileAvx512, avx2 = toFloatTileAvx2;
+#endif
+#if ANE_ARM64
+  static constexpr TransposedTile<std::uint16_t, float> neon = toFloatTileNeon;
+#endif
+};
+
+template <>
+struct Tiles<std::uint32_t, std::uint32_t> {
+#if ANE_X86
+  static constexpr TransposedTile<std::uint32_t, std::uint32_t> avx512 = copyTileAvx512, avx2 = copyTileAvx2;
+#endif
+#if ANE_ARM64
+  static constexpr TransposedTile<std::uint32_t, std::uint32_t> neon = copyTileNeon;
+#endif
+};
+
+template <typename S, typename D>
+TransposedBlock<S, D> transposedBlockFor(Isa isa) {
+  using T = Tiles<S, D>;
   switch (isa) {
 #if ANE_X86
     case Isa::Avx512:
-      return transposedTiled<S, D, 16, toHalfTileAvx512, transposedTiled<S, D, 8, toHalfTileAvx2, transposedScalar<S, D>>>;
+      return transposedTiled<S, D, 16, T::avx512, transposedTiled<S, D, 8, T::avx2, transposedScalar<S, D>>>;
     case Isa::Avx2:
-      return transposedTiled<S, D, 8, toHalfTileAvx2, transposedScalar<S, D>>;
+      return transposedTiled<S, D, 8, T::avx2, transposedScalar<S, D>>;
 #endif
 #if ANE_ARM64
     case Isa::Neon:
-      return transposedTiled<S, D, 4, toHalfTileNeon, transposedScalar<S, D>>;
-#endif
-    default:
-      return transposedScalar<S, D>;
-  }
-}
-
-template <>
-TransposedBlock<std::uint16_t, float> transposedBlockFor(Isa isa) {
-  using S = std::uint16_t;
-  using D = float;
-  switch (isa) {
-#if ANE_X86
-    case Isa::Avx512:
-      return transposedTiled<S, D, 16, toFloatTileAvx512, transposedTiled<S, D, 8, toFloatTileAvx2, transposedScalar<S, D>>>;
-    case Isa::Avx2:
-      return transposedTiled<S, D, 8, toFloatTileAvx2, transposedScalar<S, D>>;
-#endif
-#if ANE_ARM64
-    case Isa::Neon:
-      return transposedTiled<S, D, 4, toFloatTileNeon, transposedScalar<S, D>>;
-#endif
-    default:
-      return transposedScalar<S, D>;
-  }
-}
-
-template <>
-TransposedBlock<std::uint32_t, std::uint32_t> transposedBlockFor(Isa isa) {
-  using S = std::uint32_t;
-  using D = std::uint32_t;
-  switch (isa) {
-#if ANE_X86
-    case Isa::Avx512:
-      return transposedTiled<S, D, 16, copyTileAvx512, transposedTiled<S, D, 8, copyTileAvx2, transposedScalar<S, D>>>;
-    case Isa::Avx2:
-      return transposedTiled<S, D, 8, copyTileAvx2, transposedScalar<S, D>>;
-#endif
-#if ANE_ARM64
-    case Isa::Neon:
-      return transposedTiled<S, D, 4, copyTileNeon, transposedScalar<S, D>>;
+      return transposedTiled<S, D, 4, T::neon, transposedScalar<S, D>>;
 #endif
     default:
       return transposedScalar<S, D>;
