@@ -560,7 +560,7 @@ constexpr Index kStagedTransposeBlock = 128;
 // 288 x 768 -> fp32 at 60% of 768 x 288). Such blocks are transposed into a contiguous scratch
 // block first, then copied out one whole destination row (128 elements) at a time. Other strides
 // write straight to dst (there the extra copy costs more than it saves).
-template <typename S, typename D>
+template <typename D>
 bool stagedTranspose(Index dstStride) {
   return (dstStride * static_cast<Index>(sizeof(D))) % 1024 == 0;
 }
@@ -571,7 +571,7 @@ template <typename S, typename D>
 void transposedRange(const S* src, Index srcStride, D* dst, Index dstStride, Index r0, Index r1, Index c0, Index c1,
                      bool saturate) {
   const TransposedBlock<S, D> block = transposedBlockFor<S, D>(activeIsa());
-  const bool staged = stagedTranspose<S, D>(dstStride);
+  const bool staged = stagedTranspose<D>(dstStride);
   const Index blockSize = staged ? kStagedTransposeBlock : kTransposeBlock;
   alignas(64) D scratch[kStagedTransposeBlock * kStagedTransposeBlock];  // [nc, blockSize] when staged
   for (Index rb = r0; rb < r1; rb += blockSize) {
@@ -595,7 +595,7 @@ void transposedRange(const S* src, Index srcStride, D* dst, Index dstStride, Ind
 template <typename S, typename D>
 void transposed(const S* src, Index srcStride, D* dst, Index dstStride, Index rows, Index cols, bool saturate) {
   if (rows <= 0 || cols <= 0) return;
-  const Index blockSize = stagedTranspose<S, D>(dstStride) ? kStagedTransposeBlock : kTransposeBlock;
+  const Index blockSize = stagedTranspose<D>(dstStride) ? kStagedTransposeBlock : kTransposeBlock;
   const auto run = [&](Index r0, Index r1, Index c0, Index c1) {
     transposedRange<S, D>(src, srcStride, dst, dstStride, r0, r1, c0, c1, saturate);
   };
