@@ -5,7 +5,10 @@ import {
   headRmsNorm,
   linear,
   mul,
+  reduceSum,
   rmsNorm,
+  rope,
+  ropeTables,
   softmaxCrossEntropy,
   type Tensor,
 } from 'ane-ir';
@@ -61,6 +64,54 @@ describe('the per-head RMSNorm (Qwen3 q/k norm) composite rule', () => {
     for (const check of gradcheck({ loss, wrt: [x, gain], feeds })) {
       expect(check.maxRelError, check.name).toBeLessThan(1e-6);
     }
+  });
+});
+
+describe('the RoPE composite rule', () => {
+  for (const convention of ['interleaved', 'rotate-half'] as const) {
+    it(`equals the primitive-level derivation, the reference autograd and finite differences (${convention})`, () => {
+      const graph = new Graph();
+      const [H, S, HD] = [2, 3, 6];
+      const x = graph.input('x', [H, S, HD], { dtype: 'fp16' });
+      const tables = ropeTables(graph, S, HD, { convention, offset: 5 });
+      // x read twice (a residual around the call), and two calls sharing the tables, as q and k do.
+      const loss = weightedSum(add(mul(rope(x, tables), rope(mul(x, 0.5), tables)), x));
+      const feeds = feedsFor([x], 47);
+      const before = graph.nodes.length;
+      const [composite] = gradients(loss, [x]);
+      const ruleNodes = graph.nodes.slice(before);
+      const middle = graph.nodes.length;
+      const [primitive] = gradients(loss, [x], { compositeRules: false });
+      // The rule swaps dy once per call; the primitives sum zero-padded windows one add at a time.
+      const padded = (nodes: readonly Tensor[]) => nodes.filter((n) => n.localName.startsWith('dx_pad')).length;
+      expect(ruleNodes.filter((n) => n.localName.startsWith('dy_swap')).length).toBe(2);
+      expect(padded(ruleNodes)).toBe(0);
+      expect(padded(graph.nodes.slice(middle))).toBeGreaterThan(0);
+      const [c] = evaluate([composite!], feeds);
+      const [p] = evaluate([primitive!], feeds);
+      const reference = referenceGradients(loss, [x], feeds).grads[0]!;
+      c!.forEach((v, i) => {
+        expect(v).toBeCloseTo(p![i]!, 12);
+        expect(v).toBeCloseTo(reference[i]!, 12);
+      });
+      for (const check of gradcheck({ loss, wrt: [x], feeds })) {
+        expect(check.maxRelError, check.name).toBeLessThan(1e-6);
+      }
+    });
+  }
+
+  it('by hand: dx = dy ⊙ cos + swap(dy) ⊙ swap(signed sin), rotate-half, one position', () => {
+    const graph = new Graph();
+    const x = graph.input('x', [1, 1, 4], { dtype: 'fp32' });
+    const cos = graph.constant([0.5, 0.25, 0.5, 0.25], [1, 4], { dtype: 'fp32' });
+    const sin = graph.constant([0.75, 0.125, 0.75, 0.125], [1, 4], { dtype: 'fp32' });
+    // loss = Σ w ⊙ rope(x): dy = w.
+    const w = graph.constant([1, 2, 3, 4], [1, 1, 4], { dtype: 'fp32' });
+    const loss = reduceSum(mul(rope(x, { cos, sin, convention: 'rotate-half' }), w), [0, 1, 2], { keepDims: true });
+    const [dx] = evaluate(gradients(loss, [x]), feedsFor([x], 48));
+    // y = [x0 c0 − x2 s0, x1 c1 − x3 s1, x2 c2 + x0 s2, x3 c3 + x1 s3]
+    // dx0 = w0 c0 + w2 s2, dx1 = w1 c1 + w3 s3, dx2 = w2 c2 − w0 s0, dx3 = w3 c3 − w1 s1
+    expect([...dx!]).toEqual([1 * 0.5 + 3 * 0.75, 2 * 0.25 + 4 * 0.125, 3 * 0.5 - 1 * 0.75, 4 * 0.25 - 2 * 0.125]);
   });
 });
 

@@ -4,8 +4,8 @@
  * one when the call's inner values are read only inside the call; otherwise it differentiates the
  * primitives. Each rule is tested against the primitive-level derivation.
  */
-import { type CompositeTag, softmax, type Tensor } from 'ane-ir';
-import { div, equal, mul, reduceSum, reshape, select, sub } from './folded-ops';
+import { type CompositeTag, ropeSwap, softmax, swappedRopeTable, type Tensor } from 'ane-ir';
+import { add, div, equal, mul, reduceSum, reshape, select, sub } from './folded-ops';
 import { WEIGHT_GRAD } from './rules';
 
 /** What a composite rule is given. */
@@ -220,6 +220,32 @@ const softmaxCrossEntropyRule: CompositeVjpRule = ({ call, dy, needs }) => {
   return grads;
 };
 
+/**
+ * RoPE `y = x ⊙ cos + swap(x) ⊙ s` (s: the signed sin table, `rope` in ane-ir) is linear in x and
+ * swap is its own transpose, so
+ *   dx = dy ⊙ cos + swap(dy) ⊙ swap(s)
+ * the forward's form again, with the table swapped once per graph (`swappedRopeTable`).
+ * The primitives' rules give the same values as a sum of zero-padded windows, one add per window.
+ */
+const ropeRule: CompositeVjpRule = ({ call, dy, needs }) => {
+  const { x, cos, signedSin, convention } = call.args ?? {};
+  if (
+    !(isTensor(x) && isTensor(cos) && isTensor(signedSin)) ||
+    (convention !== 'rotate-half' && convention !== 'interleaved') ||
+    needs(cos) ||
+    needs(signedSin)
+  ) {
+    return undefined;
+  }
+  const grads = new Map<Tensor, Tensor>();
+  if (!needs(x)) return grads;
+  const swappedSin = swappedRopeTable(signedSin, convention);
+  const dc = mul(dy, cos, { name: 'dc' });
+  const ds = mul(ropeSwap(dy, convention, { name: 'dy_swap' }), swappedSin, { name: 'ds' });
+  grads.set(x, add(dc, ds, { name: 'dx' }));
+  return grads;
+};
+
 function isTensor(value: unknown): value is Tensor {
   return typeof value === 'object' && value !== null && 'op' in value && 'shape' in value;
 }
@@ -227,6 +253,7 @@ function isTensor(value: unknown): value is Tensor {
 /** Composite rules by composite kind. */
 export const COMPOSITE_VJP_RULES: Readonly<Record<string, CompositeVjpRule>> = {
   rmsnorm: rmsnormRule,
+  rope: ropeRule,
   head_rmsnorm: headRmsnormRule,
   softmax_cross_entropy: softmaxCrossEntropyRule,
 };

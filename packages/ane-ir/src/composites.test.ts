@@ -15,7 +15,9 @@ import {
   mean,
   rmsNorm,
   rope,
+  ropeSwap,
   ropeTables,
+  swappedRopeTable,
   silu,
   softmaxCrossEntropy,
   swigluParts,
@@ -262,6 +264,65 @@ describe('composites', () => {
             expect(out![(h * S + p) * HD + a]).toBeCloseTo(at(a) * cos - at(b) * sin, 12);
             expect(out![(h * S + p) * HD + b]).toBeCloseTo(at(b) * cos + at(a) * sin, 12);
           }
+    }
+  });
+
+  it('RoPE negates the table, not the values: one signed table per sin table, a computed table too', () => {
+    const [H, S, HD] = [2, 3, 4];
+    const xs = walk(H * S * HD);
+    for (const convention of ['interleaved', 'rotate-half'] as const) {
+      const g = new Graph();
+      const x = g.input('x', [H, S, HD]);
+      const k = g.input('k', [H, S, HD]);
+      const constant = ropeTables(g, S, HD, { convention, base: 100 });
+      // The same tables as a graph input: the signed table is then sin · (±1), computed.
+      const sinInput = g.input('sin', [S, HD]);
+      const computed = { ...constant, sin: sinInput };
+      const outs = [rope(x, constant), rope(k, constant), rope(x, computed), rope(k, computed)];
+      const signed = g.nodes.filter((n) => n.localName.endsWith('_signed'));
+      expect(signed.map((n) => n.op.kind).sort()).toEqual(['binary', 'constant']);
+      const sinValues = evaluate([constant.sin], {})[0]!;
+      const [a, b, c, d] = evaluate(outs, { x: xs, k: xs, sin: sinValues });
+      expect(Array.from(c!)).toEqual(Array.from(a!));
+      expect(Array.from(d!)).toEqual(Array.from(b!));
+      expect(Array.from(b!)).toEqual(Array.from(a!));
+      // Element 0 pairs with 1 (interleaved) or HD/2 (rotate-half): x0 cos0 − x_pair sin0.
+      const pair = convention === 'interleaved' ? 1 : HD / 2;
+      const [cos0] = evaluate([constant.cos], {})[0]!;
+      expect(a![0]).toBeCloseTo(xs[0]! * cos0! - xs[pair]! * sinValues[0]!, 12);
+    }
+  });
+
+  it('ropeSwap exchanges each pair and is its own inverse', () => {
+    const g = new Graph();
+    const x = g.input('x', [2, 4]);
+    const xs = Float64Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
+    const [half, pairs, twice] = evaluate(
+      [ropeSwap(x, 'rotate-half'), ropeSwap(x, 'interleaved'), ropeSwap(ropeSwap(x, 'interleaved'), 'interleaved')],
+      { x: xs },
+    );
+    expect(Array.from(half!)).toEqual([2, 3, 0, 1, 6, 7, 4, 5]);
+    expect(Array.from(pairs!)).toEqual([1, 0, 3, 2, 5, 4, 7, 6]);
+    expect(Array.from(twice!)).toEqual(Array.from(xs));
+    expect(() => ropeSwap(g.input('three', [2, 3]), 'rotate-half')).toThrow(/even size/);
+  });
+
+  it('swappedRopeTable: a constant table swapped at build time, once; any other through the ops', () => {
+    const g = new Graph();
+    const table = g.constant([0.5, -1, 2, 0.25, 3, -0.125, 4, 8], [2, 4], { name: 't' });
+    const input = g.input('u', [2, 4]);
+    for (const convention of ['rotate-half', 'interleaved'] as const) {
+      const swapped = swappedRopeTable(table, convention);
+      expect(swapped.op.kind).toBe('constant');
+      expect(swappedRopeTable(table, convention)).toBe(swapped);
+      const [values] = evaluate([swapped], {});
+      expect(Array.from(values!)).toEqual(
+        convention === 'rotate-half' ? [2, 0.25, 0.5, -1, 4, 8, 3, -0.125] : [-1, 0.5, 0.25, 2, -0.125, 3, 8, 4],
+      );
+      const computed = swappedRopeTable(input, convention);
+      expect(computed.op.kind).not.toBe('constant');
+      const [fromInput] = evaluate([computed], { u: evaluate([table], {})[0]! });
+      expect(Array.from(fromInput!)).toEqual(Array.from(values!));
     }
   });
 

@@ -9,7 +9,8 @@
 
 import { constantNumbers } from './graph/data';
 import { ConstraintError, IrError, ShapeError } from './graph/errors';
-import type { Graph } from './graph/graph';
+import { evaluate } from './graph/evaluate';
+import { Graph } from './graph/graph';
 import { isConstantLike, type Tensor } from './graph/tensor';
 import { FP16_MAX } from './mil/fp16';
 import { DEFAULT_CHIP } from './mil/rules';
@@ -290,36 +291,127 @@ export function ropeTables(
 
 /**
  * Rotates heads x `[H, S, HD]` by position: `x * cos + rot(x) * sin`, where rot pairs elements by
- * the tables' convention and negates the first of each pair.
+ * the tables' convention and negates the first of each pair. It is computed as
+ * `x * cos + swap(x) * signedSin`: negating the table instead of the values gives the same bits
+ * (fp16 negation is exact) with one op fewer, and makes the backward the same form (see
+ * `ropeSwap`). The call records `{ x, cos, signedSin, convention }`.
  */
 export function rope(x: Tensor, tables: RopeTables, options: { name?: string } = {}): Tensor {
-  return x.graph.composite('rope', named(options, 'rope'), () => {
-    const [heads, seq, headDim] = x.shape as [number, number, number];
-    if (x.rank !== 3 || tables.cos.shape[0] !== seq || tables.cos.shape[1] !== headDim) {
-      throw new ShapeError(
-        'rope',
-        x.name,
-        [x.shape, tables.cos.shape],
-        'expects x [H, S, HD] and tables [S, HD]',
-      );
-    }
-    let rotated: Tensor;
-    if (tables.convention === 'interleaved') {
-      const pairs = reshape(x, [heads, (seq * headDim) / 2, 2], { name: 'pairs' });
-      const even = slice(pairs, [0, 0, 0], [heads, (seq * headDim) / 2, 1], { name: 'even' });
-      const odd = slice(pairs, [0, 0, 1], [heads, (seq * headDim) / 2, 1], { name: 'odd' });
-      const swapped = concat([mul(odd, -1, { name: 'neg_odd' }), even], 2, { name: 'swapped' });
-      rotated = reshape(swapped, [heads, seq, headDim], { name: 'rot' });
-    } else {
-      const half = headDim / 2;
-      const first = slice(x, [0, 0, 0], [heads, seq, half], { name: 'x1' });
-      const second = slice(x, [0, 0, half], [heads, seq, half], { name: 'x2' });
-      rotated = concat([mul(second, -1, { name: 'neg_x2' }), first], 2, { name: 'rot' });
-    }
-    const xc = mul(x, tables.cos, { name: 'xc' });
-    const rs = mul(rotated, tables.sin, { name: 'rs' });
-    return add(xc, rs, { name: 'out' });
+  const [, seq, headDim] = x.shape as [number, number, number];
+  if (x.rank !== 3 || tables.cos.shape[0] !== seq || tables.cos.shape[1] !== headDim) {
+    throw new ShapeError('rope', x.name, [x.shape, tables.cos.shape], 'expects x [H, S, HD] and tables [S, HD]');
+  }
+  const convention = tables.convention;
+  const sinSigned = signedSin(tables.sin, convention);
+  const args = { x, cos: tables.cos, signedSin: sinSigned, convention };
+  return x.graph.composite(
+    'rope',
+    named(options, 'rope'),
+    () => {
+      const xc = mul(x, tables.cos, { name: 'xc' });
+      const rs = mul(ropeSwap(x, convention, { name: 'swap' }), sinSigned, { name: 'rs' });
+      return add(xc, rs, { name: 'out' });
+    },
+    args,
+  );
+}
+
+/**
+ * Exchanges the two elements of every rotating pair along the last axis (its size even):
+ * 'rotate-half' swaps the halves, 'interleaved' swaps elements 2i and 2i+1. Its own inverse and
+ * its own transpose, so RoPE's input gradient is `dy * cos + swap(dy) * swap(signedSin)`.
+ */
+export function ropeSwap(x: Tensor, convention: RopeConvention, options: { name?: string } = {}): Tensor {
+  const shape = x.shape;
+  const width = shape[shape.length - 1];
+  if (x.rank < 1 || width === undefined || width % 2 !== 0) {
+    throw new ShapeError('ropeSwap', x.name, [shape], 'expects a last axis of even size');
+  }
+  const name = named(options, 'swap');
+  const half = width / 2;
+  if (convention === 'rotate-half') {
+    const begin = (at: number) => shape.map((_, a) => (a === shape.length - 1 ? at : 0));
+    const halfShape = shape.map((d, a) => (a === shape.length - 1 ? half : d));
+    const first = slice(x, begin(0), halfShape, { name: 'x1' });
+    const second = slice(x, begin(half), halfShape, { name: 'x2' });
+    return concat([second, first], shape.length - 1, { name });
+  }
+  // [..., S, HD] as [..., S * HD / 2, 2]: each pair one row.
+  const lead = shape.slice(0, -2);
+  const rows = (shape.length >= 2 ? shape[shape.length - 2]! : 1) * half;
+  const pairs = reshape(x, [...lead, rows, 2], { name: 'pairs' });
+  const pairShape = [...lead, rows, 1];
+  const begin = (at: number) => pairShape.map((_, a) => (a === pairShape.length - 1 ? at : 0));
+  const even = slice(pairs, begin(0), pairShape, { name: 'even' });
+  const odd = slice(pairs, begin(1), pairShape, { name: 'odd' });
+  return reshape(concat([odd, even], pairShape.length - 1, { name: 'swapped' }), shape, { name });
+}
+
+const SWAPPED_TABLES = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
+
+/**
+ * `ropeSwap` of a table `[S, HD]` (RoPE's backward reads `swap(signedSin)`), built once per table
+ * and convention outside any call: a constant table gives a constant, its elements moved at build
+ * time so no op reaches a kernel; any other table gives the swap's ops.
+ */
+export function swappedRopeTable(table: Tensor, convention: RopeConvention): Tensor {
+  let byConvention = SWAPPED_TABLES.get(table);
+  if (byConvention === undefined) {
+    byConvention = new Map();
+    SWAPPED_TABLES.set(table, byConvention);
+  }
+  const known = byConvention.get(convention);
+  if (known !== undefined) return known;
+  const graph = table.graph;
+  const name = `${table.localName}_swapped`;
+  const swapped = graph.unscoped(() => {
+    if (table.op.kind !== 'constant') return ropeSwap(table, convention, { name });
+    // The same swap, evaluated on a copy of the table in a scratch graph: moved elements are exact.
+    const scratch = new Graph();
+    const copy = scratch.constantFromData(table.op.data, table.shape, { dtype: table.dtype });
+    const [values] = evaluate([ropeSwap(copy, convention)], {});
+    return graph.constant(values!, table.shape, { dtype: table.dtype, name });
   });
+  byConvention.set(convention, swapped);
+  return swapped;
+}
+
+const SIGNED_SIN = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
+
+/**
+ * `sin` with the first element of each rotating pair negated, so `rot(x) * sin = swap(x) *
+ * signedSin` exactly: built once per table and convention, outside any call, and shared by every
+ * rope that reads the table. A constant table gives a constant; any other is multiplied by ±1.
+ */
+function signedSin(sin: Tensor, convention: RopeConvention): Tensor {
+  let byConvention = SIGNED_SIN.get(sin);
+  if (byConvention === undefined) {
+    byConvention = new Map();
+    SIGNED_SIN.set(sin, byConvention);
+  }
+  const known = byConvention.get(convention);
+  if (known !== undefined) return known;
+  const headDim = sin.shape[sin.rank - 1]!;
+  const negated = (j: number) => (convention === 'interleaved' ? j % 2 === 0 : j < headDim / 2);
+  const name = `${sin.localName}_signed`;
+  const graph = sin.graph;
+  const signed = graph.unscoped(() => {
+    if (sin.op.kind === 'constant' && (sin.op.data.dtype === 'fp16' || sin.op.data.dtype === 'fp32')) {
+      const data = sin.op.data;
+      const values = data.values.slice() as Uint16Array | Float32Array;
+      for (let i = 0; i < values.length; i++) {
+        if (!negated(i % headDim)) continue;
+        // fp16 data is bit patterns: negation flips the sign bit.
+        if (data.dtype === 'fp16') values[i] = values[i]! ^ 0x8000;
+        else values[i] = -values[i]!;
+      }
+      return graph.constantFromData({ dtype: data.dtype, values }, sin.shape, { name, dtype: sin.dtype });
+    }
+    const signs = Float64Array.from({ length: headDim }, (_, j) => (negated(j) ? -1 : 1));
+    return mul(sin, graph.constant(signs, [headDim], { dtype: sin.dtype, name: `${name}_signs` }), { name });
+  });
+  byConvention.set(convention, signed);
+  return signed;
 }
 
 // ---- attention ----

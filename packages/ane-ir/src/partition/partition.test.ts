@@ -52,7 +52,7 @@ describe('the Stories110M forward plan (shapes only, no weights)', () => {
     expect([...attention!.program.weights.keys()].sort()).toEqual([
       '@model_path/weights/mask.bin',
       '@model_path/weights/rope_cos.bin',
-      '@model_path/weights/rope_sin.bin',
+      '@model_path/weights/rope_sin_signed.bin',
     ]);
     expect(ffn!.program.weights.size).toBe(0);
 
