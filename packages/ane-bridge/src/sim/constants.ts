@@ -5,6 +5,7 @@
  */
 import type { BlobRecord, BlobValue, ScalarData, Value, ValueType } from 'ane-ir/mil';
 import { decodeFp16, literalData, readBlobTensor, shapeOf } from 'ane-ir/mil';
+import type { MatmulGeometry } from './ops/matmul';
 import type { SimDtype, SimTensor } from './tensor';
 import { allocateData, elementCount, isSimDtype } from './tensor';
 
@@ -28,7 +29,7 @@ export interface PlannedValue {
    * the last two axes) computes opᵀ(y)·opᵀ(x) straight into its own buffer instead (the same dot
    * products, so the same bits), and the matmul is then not run when nothing else reads it.
    */
-  readonly product?: GemmProduct;
+  readonly product?: GemmProduct | BatchedProduct;
 }
 
 /** A GEMM operand read in place: op(operand) starts at data[0] with leading dimension `ld`. */
@@ -63,6 +64,17 @@ export interface GemmProduct {
   readonly M: number;
   readonly N: number;
   readonly K: number;
+  readonly saturateAt: number | undefined;
+}
+
+/**
+ * A batched matmul's product over dense operands: entry e is op(x at xOffsets[e]) · op(y at
+ * yOffsets[e]), written at out[e * M * N] (see MatmulGeometry).
+ */
+export interface BatchedProduct {
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+  readonly geometry: MatmulGeometry;
   readonly saturateAt: number | undefined;
 }
 

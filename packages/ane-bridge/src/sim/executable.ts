@@ -767,7 +767,10 @@ class ProgramPlanner {
         const operand = validated.inputs.get(param);
         if (operand?.kind !== 'ref' || this.readCounts.get(operand.name) !== 1) return undefined;
         const recipe = single(param).product;
-        if (recipe !== undefined) {
+        if (recipe !== undefined && 'geometry' in recipe) {
+          reads.add(recipe.x);
+          reads.add(recipe.y);
+        } else if (recipe !== undefined) {
           reads.add(recipe.a.source);
           reads.add(recipe.b.source);
         }

@@ -8,7 +8,7 @@ import type { ScalarData, ValueType } from 'ane-ir/mil';
 import { roundToFp16 } from 'ane-ir/mil';
 import type { BehaviourSettings } from './behaviours';
 import { saturateToInfinity } from './behaviours';
-import type { GemmOperand, GemmProduct, MatrixView, PlannedValue } from './constants';
+import type { BatchedProduct, GemmOperand, GemmProduct, MatrixView, PlannedValue } from './constants';
 import { UnsupportedError } from './constants';
 import type { ElementwiseRecipe } from './fusion';
 import type { StridedLayout } from './layout';
@@ -101,9 +101,9 @@ export interface OpNode {
    * A float operand's GemmProduct when this op is its only reader (the product's operand buffers
    * then count as read instead of the operand), else undefined.
    */
-  product(param: string): GemmProduct | undefined;
+  product(param: string): GemmProduct | BatchedProduct | undefined;
   /** Output `index` (already allocated) is the product `recipe`. */
-  productOutput(index: number, recipe: GemmProduct): void;
+  productOutput(index: number, recipe: GemmProduct | BatchedProduct): void;
   /** Declares that the step is a GEMM reading its tensors only through these in-place operands. */
   gemm(a: GemmOperand, b: GemmOperand): void;
   /** The name this op's step is timed under with `profileOps` (default: the MIL op). */
@@ -227,6 +227,9 @@ function planMatmulOp(node: OpNode): RunStep {
   const { outShape, geometry } = planMatmul(x.shape, y.shape, transposeX, transposeY);
   const out = node.floatOutput(0, outShape);
   const threshold = node.settings.matmulInfinityThreshold;
+  const rank = outShape.length;
+  if (rank >= 2 && outShape[rank - 2] === geometry.M && outShape[rank - 1] === geometry.N)
+    node.productOutput(0, { x: x.data, y: y.data, geometry, saturateAt: threshold });
   return () => matmul(out, x.data, y.data, geometry, 1, threshold);
 }
 
@@ -387,14 +390,31 @@ function planTransposeOp(node: OpNode): RunStep {
   const out = node.output(0, outShape);
   // Swapping the last two axes of an (effectively) 2-D value: also readable in place, transposed.
   const rank = xShape.length;
-  const swapsLastTwo =
+  const swapsLastAxes =
     rank >= 2 &&
-    perm.every((axis, i) => (axis < 0 ? axis + rank : axis) === (i < rank - 2 ? i : 2 * rank - 3 - i)) &&
-    xShape.slice(0, -2).every((dim) => dim === 1);
+    perm.every((axis, i) => (axis < 0 ? axis + rank : axis) === (i < rank - 2 ? i : 2 * rank - 3 - i));
+  const swapsLastTwo = swapsLastAxes && xShape.slice(0, -2).every((dim) => dim === 1);
   // The transpose of a matmul's product, when it is the product's only reader: computed directly
   // as opᵀ(y)·opᵀ(x), no copy, and the matmul itself is pruned.
-  const product = swapsLastTwo && out.data instanceof Float32Array ? node.product('x') : undefined;
-  if (product !== undefined) {
+  const product = swapsLastAxes && out.data instanceof Float32Array ? node.product('x') : undefined;
+  if (product !== undefined && 'geometry' in product) {
+    const g = product.geometry;
+    const geometry = {
+      M: g.N,
+      N: g.M,
+      K: g.K,
+      transposeX: !g.transposeY,
+      transposeY: !g.transposeX,
+      xOffsets: g.yOffsets,
+      yOffsets: g.xOffsets,
+    };
+    const transposed: BatchedProduct = { x: product.y, y: product.x, geometry, saturateAt: product.saturateAt };
+    node.productOutput(0, transposed);
+    node.profileAs('matmul');
+    const result = out as FloatTensor;
+    return () => matmul(result, transposed.x, transposed.y, geometry, 1, transposed.saturateAt);
+  }
+  if (product !== undefined && swapsLastTwo) {
     const flip = (operand: GemmOperand): GemmOperand => ({ ...operand, transposed: !operand.transposed });
     const transposed: GemmProduct = {
       a: flip(product.b),
