@@ -83,7 +83,8 @@ describe('the RoPE composite rule', () => {
       const middle = graph.nodes.length;
       const [primitive] = gradients(loss, [x], { compositeRules: false });
       // The rule swaps dy once per call; the primitives sum zero-padded windows one add at a time.
-      const padded = (nodes: readonly Tensor[]) => nodes.filter((n) => n.localName.startsWith('dx_pad')).length;
+      const padded = (nodes: readonly Tensor[]) =>
+        nodes.filter((n) => n.localName.startsWith('dx_pad')).length;
       expect(ruleNodes.filter((n) => n.localName.startsWith('dy_swap')).length).toBe(2);
       expect(padded(ruleNodes)).toBe(0);
       expect(padded(graph.nodes.slice(middle))).toBeGreaterThan(0);
@@ -107,11 +108,18 @@ describe('the RoPE composite rule', () => {
     const sin = graph.constant([0.75, 0.125, 0.75, 0.125], [1, 4], { dtype: 'fp32' });
     // loss = Σ w ⊙ rope(x): dy = w.
     const w = graph.constant([1, 2, 3, 4], [1, 1, 4], { dtype: 'fp32' });
-    const loss = reduceSum(mul(rope(x, { cos, sin, convention: 'rotate-half' }), w), [0, 1, 2], { keepDims: true });
+    const loss = reduceSum(mul(rope(x, { cos, sin, convention: 'rotate-half' }), w), [0, 1, 2], {
+      keepDims: true,
+    });
     const [dx] = evaluate(gradients(loss, [x]), feedsFor([x], 48));
     // y = [x0 c0 − x2 s0, x1 c1 − x3 s1, x2 c2 + x0 s2, x3 c3 + x1 s3]
     // dx0 = w0 c0 + w2 s2, dx1 = w1 c1 + w3 s3, dx2 = w2 c2 − w0 s0, dx3 = w3 c3 − w1 s1
-    expect([...dx!]).toEqual([1 * 0.5 + 3 * 0.75, 2 * 0.25 + 4 * 0.125, 3 * 0.5 - 1 * 0.75, 4 * 0.25 - 2 * 0.125]);
+    expect([...dx!]).toEqual([
+      1 * 0.5 + 3 * 0.75,
+      2 * 0.25 + 4 * 0.125,
+      3 * 0.5 - 1 * 0.75,
+      4 * 0.25 - 2 * 0.125,
+    ]);
   });
 });
 

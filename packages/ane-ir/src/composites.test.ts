@@ -17,9 +17,9 @@ import {
   rope,
   ropeSwap,
   ropeTables,
-  swappedRopeTable,
   silu,
   softmaxCrossEntropy,
+  swappedRopeTable,
   swigluParts,
   zerosLike,
 } from './composites';
@@ -298,7 +298,11 @@ describe('composites', () => {
     const x = g.input('x', [2, 4]);
     const xs = Float64Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
     const [half, pairs, twice] = evaluate(
-      [ropeSwap(x, 'rotate-half'), ropeSwap(x, 'interleaved'), ropeSwap(ropeSwap(x, 'interleaved'), 'interleaved')],
+      [
+        ropeSwap(x, 'rotate-half'),
+        ropeSwap(x, 'interleaved'),
+        ropeSwap(ropeSwap(x, 'interleaved'), 'interleaved'),
+      ],
       { x: xs },
     );
     expect(Array.from(half!)).toEqual([2, 3, 0, 1, 6, 7, 4, 5]);
@@ -317,7 +321,9 @@ describe('composites', () => {
       expect(swappedRopeTable(table, convention)).toBe(swapped);
       const [values] = evaluate([swapped], {});
       expect(Array.from(values!)).toEqual(
-        convention === 'rotate-half' ? [2, 0.25, 0.5, -1, 4, 8, 3, -0.125] : [-1, 0.5, 0.25, 2, -0.125, 3, 8, 4],
+        convention === 'rotate-half'
+          ? [2, 0.25, 0.5, -1, 4, 8, 3, -0.125]
+          : [-1, 0.5, 0.25, 2, -0.125, 3, 8, 4],
       );
       const computed = swappedRopeTable(input, convention);
       expect(computed.op.kind).not.toBe('constant');

@@ -299,7 +299,12 @@ export function ropeTables(
 export function rope(x: Tensor, tables: RopeTables, options: { name?: string } = {}): Tensor {
   const [, seq, headDim] = x.shape as [number, number, number];
   if (x.rank !== 3 || tables.cos.shape[0] !== seq || tables.cos.shape[1] !== headDim) {
-    throw new ShapeError('rope', x.name, [x.shape, tables.cos.shape], 'expects x [H, S, HD] and tables [S, HD]');
+    throw new ShapeError(
+      'rope',
+      x.name,
+      [x.shape, tables.cos.shape],
+      'expects x [H, S, HD] and tables [S, HD]',
+    );
   }
   const convention = tables.convention;
   const sinSigned = signedSin(tables.sin, convention);

@@ -408,7 +408,12 @@ function planTransposeOp(node: OpNode): RunStep {
       xOffsets: g.yOffsets,
       yOffsets: g.xOffsets,
     };
-    const transposed: BatchedProduct = { x: product.y, y: product.x, geometry, saturateAt: product.saturateAt };
+    const transposed: BatchedProduct = {
+      x: product.y,
+      y: product.x,
+      geometry,
+      saturateAt: product.saturateAt,
+    };
     node.productOutput(0, transposed);
     node.profileAs('matmul');
     const result = out as FloatTensor;
