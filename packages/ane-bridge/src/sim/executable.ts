@@ -78,8 +78,10 @@ export interface SimCompileOptions {
    * Compute each input of a concat straight into its block of the concat's result, when the blocks
    * are contiguous (every axis before the concat axis has size 1) and the input is a value the
    * program computes (default true): the concat then copies only the inputs that are parameters,
-   * constants or views of other values, and none at all when every input was placed. The same bits
-   * either way; false plans every copy (the tests compare).
+   * constants or views of other values, and none at all when every input was placed. A concat
+   * whose inputs are all slices of one value, rows of one width (RoPE's swapped halves), is one
+   * gather from that value, and the slices are not copied. The same bits either way; false plans
+   * every copy (the tests compare).
    */
   readonly inPlaceConcat?: boolean;
   /**
@@ -747,6 +749,18 @@ class ProgramPlanner {
         return tensor as FloatTensor;
       },
       scratch: (length, what) => this.scratch(length, what, fail),
+      tupleMatrices: (param) => {
+        const input = inputs.get(param);
+        if (!this.inPlaceConcat || !Array.isArray(input)) return undefined;
+        const items: { shape: readonly number[]; view: MatrixView }[] = [];
+        for (const value of input) {
+          const tensor = value.tensor;
+          if (tensor === undefined || !isFloatDtype(tensor.dtype)) return undefined;
+          items.push({ shape: tensor.shape, view: value.matrix ?? denseMatrix(tensor as FloatTensor) });
+        }
+        for (const { view } of items) reads.add(view.source);
+        return items;
+      },
       matrix: (param) => {
         if (!this.inPlace) return undefined;
         const value = single(param);

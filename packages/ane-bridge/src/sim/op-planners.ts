@@ -12,7 +12,7 @@ import type { BatchedProduct, GemmOperand, GemmProduct, MatrixView, PlannedValue
 import { UnsupportedError } from './constants';
 import type { ElementwiseRecipe } from './fusion';
 import type { StridedLayout } from './layout';
-import { planBroadcast } from './layout';
+import { gatherCopy, planBroadcast } from './layout';
 import { planAttention, scaledDotProductAttention } from './ops/attention';
 import type { ConvPadType } from './ops/conv';
 import { conv, planConv } from './ops/conv';
@@ -80,6 +80,12 @@ export interface OpNode {
   floatTensor(param: string): FloatTensor;
   optionalFloatTensor(param: string): FloatTensor | undefined;
   tuple(param: string): SimTensor[];
+  /**
+   * The items of a float tuple operand as matrices over where their elements lie (a slice's view
+   * into its source, else the item's own data), taking those sources as read instead of the items;
+   * undefined when an item is not a float tensor or concats are not planned in place.
+   */
+  tupleMatrices(param: string): { shape: readonly number[]; view: MatrixView }[] | undefined;
   /** Elements of a constant operand; throws when the operand is a runtime value. */
   constant(param: string): readonly ScalarData[] | undefined;
   outputType(index: number): ValueType;
@@ -525,6 +531,8 @@ function planSliceByIndex(node: OpNode): RunStep {
 }
 
 function planConcatOp(node: OpNode): RunStep {
+  const gathered = planConcatGather(node);
+  if (gathered !== undefined) return gathered;
   const values = node.tuple('values');
   const { outShape, geometry } = planConcat(
     values.map((value) => value.shape),
@@ -549,6 +557,49 @@ function planConcatOp(node: OpNode): RunStep {
   return () => {
     for (const { source, at } of copies) (out as Float32Array).set(source as Float32Array, at);
   };
+}
+
+/**
+ * A concat whose inputs are all views into one source with rows of one width (RoPE's swapped
+ * halves: two slices of one value) as one gather from that source: the slices' copies are then
+ * not run. Undefined when the inputs are not such views.
+ */
+function planConcatGather(node: OpNode): RunStep | undefined {
+  if (bool(node, 'interleave') === true) return undefined;
+  const items = node.tupleMatrices('values');
+  const first = items?.[0];
+  if (items === undefined || first === undefined || items.length < 2) return undefined;
+  const { outShape, geometry } = planConcat(
+    items.map((item) => item.shape),
+    scalarNumber(node, 'axis') ?? 0,
+    false,
+  );
+  const width = geometry.extents[0]! * geometry.inner;
+  const { source, colStride } = first.view;
+  const sameRows = items.every(
+    ({ view }, k) =>
+      view.source === source &&
+      view.colStride === colStride &&
+      view.rows === geometry.outer &&
+      view.cols === width &&
+      geometry.extents[k]! * geometry.inner === width,
+  );
+  const out = sameRows ? node.floatOutput(0, outShape) : undefined;
+  if (out === undefined) return undefined;
+  // Output row (r, k) of width `width` is input k's row r.
+  const rowOffsets = new Int32Array(geometry.outer * items.length);
+  for (let r = 0; r < geometry.outer; r++) {
+    items.forEach(({ view }, k) => {
+      rowOffsets[r * items.length + k] = view.offset + r * view.rowStride;
+    });
+  }
+  const layout: StridedLayout = {
+    rows: rowOffsets.length,
+    inner: width,
+    innerStrides: [colStride],
+    rowOffsets: [rowOffsets],
+  };
+  return () => gatherCopy(out.data, source, layout);
 }
 
 function planSplitOp(node: OpNode): RunStep {

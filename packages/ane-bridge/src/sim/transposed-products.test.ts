@@ -45,7 +45,7 @@ describe('the transpose of a batched matmul product', () => {
     for (const yBatch of [3, 1]) {
       it(`is each entry's product transposed, computed directly (transpose_x ${transposeX}, transpose_y ${transposeY}, y batch ${yBatch})`, () => {
         const program = batchedProgram(transposeX, transposeY, yBatch, false);
-        const [xSpec, ySpec] = program.inputs as [{ shape: number[] }, { shape: number[] }];
+        const [xSpec, ySpec] = program.inputs as unknown as [{ shape: number[] }, { shape: number[] }];
         const xs = randomFp16(60, 7, 2);
         const ys = randomFp16(yBatch * 30, 8, 2);
         const [t] = runFp16(program, [xs, ys]);
