@@ -442,7 +442,6 @@ function planTransposeOp(node: OpNode): RunStep {
     const { a, b, M, N, K, saturateAt } = transposed;
     return () => matmulStrided(result, a, b, M, N, K, saturateAt);
   }
-  const x = node.tensor('x');
   const view = swapsLastTwo ? node.matrix('x') : undefined;
   if (view !== undefined) {
     node.viewOutput(0, {
@@ -454,7 +453,49 @@ function planTransposeOp(node: OpNode): RunStep {
       colStride: view.rowStride,
     });
   }
+  // x a slice of another value: the walk goes through the slice's view, and the slice's copy is
+  // not run (a head split of a packed input).
+  const sliced = node.value('x').matrix;
+  const through = sliced === undefined ? undefined : walkThroughView(layout, sliced);
+  if (through !== undefined && out.data instanceof Float32Array) {
+    const source = node.matrix('x')!.source;
+    const result = out.data;
+    return () => transpose(result, source, through);
+  }
+  const x = node.tensor('x');
   return () => transpose(out.data, x.data, layout);
+}
+
+/**
+ * A one-operand walk over a dense value, as the same walk over where a view keeps that value's
+ * elements; undefined when a row of the walk does not stay one stride apart in the view's source
+ * (it crosses a view row at an offset that is not a whole number of rows).
+ */
+function walkThroughView(layout: StridedLayout, view: MatrixView): StridedLayout | undefined {
+  const stride = layout.innerStrides[0]!;
+  const offsets = layout.rowOffsets[0]!;
+  const { cols } = view;
+  let sourceStride: number | undefined;
+  const sourceOffsets = new Int32Array(layout.rows);
+  for (let row = 0; row < layout.rows; row++) {
+    const at = offsets[row]!;
+    const r = Math.floor(at / cols);
+    const c = at - r * cols;
+    sourceOffsets[row] = view.offset + r * view.rowStride + c * view.colStride;
+    if (layout.inner <= 1) continue;
+    let rowStride: number;
+    if (stride % cols === 0) rowStride = (stride / cols) * view.rowStride;
+    else if (c + (layout.inner - 1) * stride < cols) rowStride = stride * view.colStride;
+    else return undefined;
+    if (sourceStride !== undefined && rowStride !== sourceStride) return undefined;
+    sourceStride = rowStride;
+  }
+  return {
+    rows: layout.rows,
+    inner: layout.inner,
+    innerStrides: [sourceStride ?? 1],
+    rowOffsets: [sourceOffsets],
+  };
 }
 
 function constantIndices(node: OpNode, param: string, op: string): number[] {
