@@ -38,12 +38,13 @@ import {
   withDefaultBuildInfo,
 } from 'ane-ir/mil';
 import { CompileError, DeviceError, KernelInputError } from '../errors';
+import { fp16ToFp32Strided } from '../kernels';
 import { nativeAddon } from '../native/loader';
 import type { BehaviourSettings } from './behaviours';
 import { behaviourSettingsFor } from './behaviours';
 import type { GemmOperand, HalfInputs, MatrixView, PlannedValue } from './constants';
 import { plannedConstant, simDtypeOf, UnsupportedError } from './constants';
-import type { ElementwiseRecipe, PlannedStep } from './fusion';
+import type { ElementwiseRecipe, PlannedStep, ReadWindow } from './fusion';
 import { fuseElementwise, readsWhole } from './fusion';
 import { readFp16Buffer, readFp32Buffer, writeFp16Buffer, writeFp32Buffer } from './io';
 import type { ElementwiseDraft, OpNode, RunStep } from './op-planners';
@@ -151,6 +152,12 @@ export interface SimExecutable {
    * that is not 2-byte aligned is decoded all the same.
    */
   readonly inputsReadAsFp16: readonly boolean[];
+  /**
+   * Per input: how many of its elements a run decodes to fp32. Fewer than the input holds when
+   * matmuls read part of it as fp16 bits and everything else reads it only through slices; 0 when
+   * it is not decoded at all (an unaligned input buffer is decoded whole all the same).
+   */
+  readonly inputElementsDecoded: readonly number[];
   /**
    * With `profileOps`: time per MIL op kind over every run so far, plus `(io)` for reading the
    * inputs and writing the outputs; empty otherwise.
@@ -345,33 +352,55 @@ function stepsThatMatter(steps: readonly PlannedStep[], results: readonly SimDat
 }
 
 /**
- * The fp16 inputs a run need not decode (SimCompileOptions.halfInputOperands): those that only
- * GEMM steps read, each through in-place operands, and that no result shares. Their operands are
- * bound to the input's fp16 bits (`views`, set by each run). An input nothing reads is not
- * decoded either.
+ * What a run decodes of each input (SimCompileOptions.halfInputOperands): GEMM steps read an fp16
+ * input's elements in place as fp16 bits (their operands bound to `views`, set by each run), so a
+ * run decodes only the windows the other steps read, when each of them reads the input in windows
+ * (a slice, a transpose or fused operand through a slice's view); else the whole input. An input
+ * a result shares is decoded whole, and one nothing reads not at all.
  */
-function bindHalfInputs(
+function planInputs(
   steps: readonly PlannedStep[],
   parameters: readonly FloatTensor[],
   specs: readonly TensorSpec[],
   results: readonly FloatTensor[],
   views: HalfInputs,
-): boolean[] {
-  return parameters.map((parameter, input) => {
+): InputPlan[] {
+  return parameters.map((parameter, input): InputPlan => {
     const data = parameter.data;
     if (specs[input]!.dtype !== 'fp16' || results.some((result) => result.data.buffer === data.buffer))
-      return false;
+      return { bindsHalf: false, decode: 'all' };
     const readers = steps.filter((step) => step.reads.has(data));
-    if (!readers.every((step) => step.gemmOperands !== undefined)) return false;
+    const decode: ReadWindow[] = [];
     for (const step of readers) {
-      for (const operand of step.gemmOperands!) {
-        if (operand.source !== data) continue;
-        const offset = (operand.data.byteOffset - data.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
-        operand.inputHalf.binding = { views, input, offset };
+      if (step.gemmOperands !== undefined) {
+        for (const operand of step.gemmOperands) {
+          if (operand.source !== data) continue;
+          const offset = (operand.data.byteOffset - data.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
+          operand.inputHalf.binding = { views, input, offset };
+        }
+        continue;
       }
+      const windows = step.readWindows?.get(data);
+      if (windows === undefined) return { bindsHalf: bindsAny(readers, data), decode: 'all' };
+      for (const window of windows)
+        if (!decode.some((known) => sameWindow(known, window))) decode.push(window);
     }
-    return true;
+    return { bindsHalf: bindsAny(readers, data), decode };
   });
+}
+
+function sameWindow(a: ReadWindow, b: ReadWindow): boolean {
+  return a.offset === b.offset && a.rows === b.rows && a.cols === b.cols && a.rowStride === b.rowStride;
+}
+
+function bindsAny(readers: readonly PlannedStep[], data: SimData): boolean {
+  return readers.some((step) => step.gemmOperands?.some((operand) => operand.source === data));
+}
+
+/** What a run does with an input: binds its fp16 bits for GEMM operands, decodes all or windows. */
+interface InputPlan {
+  readonly bindsHalf: boolean;
+  readonly decode: 'all' | readonly ReadWindow[];
 }
 
 class ProgramPlanner {
@@ -554,16 +583,16 @@ class ProgramPlanner {
       results.map((tensor) => tensor.data),
     );
     const views: HalfInputs = parameterBuffers.map(() => undefined);
-    const halfInputs = this.halfOperands
-      ? bindHalfInputs(kept, parameterBuffers, this.program.inputs, results, views)
-      : parameterBuffers.map(() => false);
+    const inputPlans: InputPlan[] = this.halfOperands
+      ? planInputs(kept, parameterBuffers, this.program.inputs, results, views)
+      : parameterBuffers.map(() => ({ bindsHalf: false, decode: 'all' }));
     return createExecutable(
       this.chip,
       [...this.program.inputs],
       [...this.program.outputs],
       this.warnings,
       parameterBuffers,
-      { read: halfInputs, views },
+      { plans: inputPlans, views },
       results,
       kept.map((step) => step.run),
       this.profile,
@@ -688,12 +717,22 @@ class ProgramPlanner {
     // The buffers this op's step reads: every operand taken as a tensor, and the source of every
     // operand taken through its MatrixView.
     const reads = new Set<SimData>();
+    // Where in each buffer the step reads: buffers some operand takes whole (by the operands that
+    // do), and the windows of those taken through a view (see PlannedStep.readWindows).
+    const wholeReads = new Map<SimData, Set<string>>();
+    const windows = new Map<SimData, ReadWindow[]>();
+    const readThrough = (view: MatrixView) => {
+      const window = readWindowOf(view);
+      if (window === undefined) wholeReads.set(view.source, new Set(['(view)']));
+      else windows.set(view.source, [...(windows.get(view.source) ?? []), window]);
+    };
     let label = statement.op;
     let elementwise: ElementwiseRecipe | undefined;
     let gemmOperands: GemmOperand[] | undefined;
     const tensorOf = (param: string, value: PlannedValue): SimTensor => {
       const tensor = value.tensor ?? fail(`'${param}' is not a tensor`);
       reads.add(tensor.data);
+      wholeReads.set(tensor.data, (wholeReads.get(tensor.data) ?? new Set()).add(param));
       return tensor;
     };
     const floatOf = (param: string, value: PlannedValue): FloatTensor => {
@@ -758,7 +797,10 @@ class ProgramPlanner {
           if (tensor === undefined || !isFloatDtype(tensor.dtype)) return undefined;
           items.push({ shape: tensor.shape, view: value.matrix ?? denseMatrix(tensor as FloatTensor) });
         }
-        for (const { view } of items) reads.add(view.source);
+        for (const { view } of items) {
+          reads.add(view.source);
+          readThrough(view);
+        }
         return items;
       },
       matrix: (param) => {
@@ -768,13 +810,24 @@ class ProgramPlanner {
         if (tensor === undefined || !isFloatDtype(tensor.dtype)) return undefined;
         const view = value.matrix ?? denseMatrix(tensor as FloatTensor);
         reads.add(view.source);
+        readThrough(view);
         return view;
+      },
+      readsWithin: (param, view) => {
+        const data = single(param).tensor?.data;
+        if (data === undefined || view.source !== data) return;
+        wholeReads.get(data)?.delete(param);
+        readThrough(view);
       },
       profileAs: (name) => {
         label = name;
       },
       elementwise: (draft) => {
         elementwise = this.withViews(draft, single);
+        for (const operand of draft.operands) {
+          const view = this.inPlace ? single(operand.param).matrix : undefined;
+          if (view !== undefined) readThrough(view);
+        }
       },
       product: (param) => {
         if (!this.inPlace) return undefined;
@@ -784,9 +837,13 @@ class ProgramPlanner {
         if (recipe !== undefined && 'geometry' in recipe) {
           reads.add(recipe.x);
           reads.add(recipe.y);
+          wholeReads.set(recipe.x, new Set(['(product)']));
+          wholeReads.set(recipe.y, new Set(['(product)']));
         } else if (recipe !== undefined) {
           reads.add(recipe.a.source);
           reads.add(recipe.b.source);
+          readThrough(operandView(recipe.a, recipe.M, recipe.K));
+          readThrough(operandView(recipe.b, recipe.K, recipe.N));
         }
         return recipe;
       },
@@ -837,9 +894,13 @@ class ProgramPlanner {
         const writes = outputs.flatMap((output) =>
           output?.tensor === undefined ? [] : [output.tensor.data],
         );
+        const readWindows = new Map<SimData, readonly ReadWindow[]>();
+        for (const [data, list] of windows)
+          if (!(wholeReads.get(data)?.size ?? 0)) readWindows.set(data, list);
         this.steps.push({
           run: this.profile && step !== NO_WORK ? timed(this.profile, label, step) : step,
           reads,
+          ...(readWindows.size === 0 ? {} : { readWindows }),
           writes,
           ...(elementwise === undefined ? {} : { elementwise }),
           ...(gemmOperands === undefined ? {} : { gemmOperands }),
@@ -878,6 +939,28 @@ function denseMatrix(tensor: FloatTensor): MatrixView {
   return { source: tensor.data, offset: 0, rows, cols, rowStride: cols, colStride: 1 };
 }
 
+/** The elements a view covers as rows of contiguous elements, or undefined when they are not. */
+function readWindowOf(view: MatrixView): ReadWindow | undefined {
+  const { offset, rows, cols, rowStride, colStride } = view;
+  if (colStride === 1 || cols <= 1) return { offset, rows, cols, rowStride };
+  if (rowStride === 1 || rows <= 1) return { offset, rows: cols, cols: rows, rowStride: colStride };
+  return undefined;
+}
+
+/** A GEMM operand op(operand) [rows, cols] as a view of its source. */
+function operandView(operand: GemmOperand, rows: number, cols: number): MatrixView {
+  const offset = (operand.data.byteOffset - operand.source.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
+  const [storedRows, storedCols] = operand.transposed ? [cols, rows] : [rows, cols];
+  return {
+    source: operand.source,
+    offset,
+    rows: storedRows,
+    cols: storedCols,
+    rowStride: operand.ld,
+    colStride: 1,
+  };
+}
+
 /** Bytes per element of each simulator dtype as stored (fp16 is held widened in a Float32Array). */
 const SIM_ELEMENT_BYTES: Readonly<Record<ReturnType<typeof simDtypeOf>, number>> = {
   fp16: 4,
@@ -901,7 +984,7 @@ function createExecutable(
   outputs: readonly TensorSpec[],
   warnings: readonly RuleViolation[],
   parameterBuffers: readonly FloatTensor[],
-  halfInputs: { readonly read: readonly boolean[]; readonly views: HalfInputs },
+  halfInputs: { readonly plans: readonly InputPlan[]; readonly views: HalfInputs },
   results: readonly FloatTensor[],
   steps: readonly RunStep[],
   profile: Map<string, OpTime> | undefined,
@@ -932,7 +1015,12 @@ function createExecutable(
     outputs,
     warnings,
     stepCount: steps.length,
-    inputsReadAsFp16: [...halfInputs.read],
+    inputsReadAsFp16: halfInputs.plans.map((plan) => plan.decode !== 'all' && plan.decode.length === 0),
+    inputElementsDecoded: halfInputs.plans.map(({ decode }, i) =>
+      decode === 'all'
+        ? parameterBuffers[i]!.data.length
+        : decode.reduce((sum, window) => sum + window.rows * window.cols, 0),
+    ),
     opProfile: () => profile ?? new Map(),
     run(inputBuffers, outputBuffers) {
       checkBuffers('input', inputBuffers, inputs);
@@ -940,11 +1028,27 @@ function createExecutable(
       const started = profile === undefined ? 0 : performance.now();
       parameterBuffers.forEach((tensor, i) => {
         const bytes = inputBuffers[i]!;
-        // Read in place as fp16 bits when planned so and the bytes are 2-aligned (else decoded).
-        if (halfInputs.read[i]! && bytes.byteOffset % 2 === 0)
-          halfInputs.views[i] = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.data.length);
-        else if (inputs[i]!.dtype === 'fp16') readFp16Buffer(bytes, tensor.data);
-        else readFp32Buffer(bytes, tensor.data);
+        const { bindsHalf, decode } = halfInputs.plans[i]!;
+        // Bytes that are not 2-aligned are decoded whole, and GEMMs read them as fp32.
+        if (inputs[i]!.dtype !== 'fp16') readFp32Buffer(bytes, tensor.data);
+        else if (decode === 'all' || bytes.byteOffset % 2 !== 0) {
+          if (bindsHalf && bytes.byteOffset % 2 === 0)
+            halfInputs.views[i] = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.data.length);
+          readFp16Buffer(bytes, tensor.data);
+        } else {
+          const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.data.length);
+          if (bindsHalf) halfInputs.views[i] = bits;
+          for (const { offset, rows, cols, rowStride } of decode) {
+            fp16ToFp32Strided(bits, tensor.data, {
+              rows,
+              cols,
+              srcOffset: offset,
+              srcRowStride: rowStride,
+              dstOffset: offset,
+              dstRowStride: rowStride,
+            });
+          }
+        }
       });
       const ranFrom = profile === undefined ? 0 : performance.now();
       try {

@@ -39,6 +39,19 @@ export interface PlannedStep {
   readonly elementwise?: ElementwiseRecipe;
   /** A GEMM step's operands: everything it reads, it reads through them. */
   readonly gemmOperands?: readonly GemmOperand[];
+  /**
+   * Buffers of `reads` the step reads only in part, with the windows it reads (the others it may
+   * read whole): a run decodes only these windows of an fp16 input that nothing else reads.
+   */
+  readonly readWindows?: ReadonlyMap<SimData, readonly ReadWindow[]>;
+}
+
+/** Rows of contiguous elements of a buffer: `rows` runs of `cols` from `offset`, `rowStride` apart. */
+export interface ReadWindow {
+  readonly offset: number;
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowStride: number;
 }
 
 /**
@@ -221,9 +234,22 @@ function chainStep(
     registers,
     length: members[0]!.elementwise!.out.data.length,
   });
-  return {
-    run: timed(() => runFusedChain(chain)),
-    reads: new Set(operands.map((operand) => operand.data)),
-    writes: outputs,
-  };
+  const reads = new Set(operands.map((operand) => operand.data));
+  return { run: timed(() => runFusedChain(chain)), reads, ...chainWindows(members, reads), writes: outputs };
+}
+
+/** The windows a chain reads of each buffer, when its members read that buffer only in windows. */
+function chainWindows(
+  members: readonly PlannedStep[],
+  reads: ReadonlySet<SimData>,
+): { readWindows?: ReadonlyMap<SimData, readonly ReadWindow[]> } {
+  const readWindows = new Map<SimData, readonly ReadWindow[]>();
+  for (const data of reads) {
+    const lists = members.map(
+      (step) => step.readWindows?.get(data) ?? (step.reads.has(data) ? undefined : []),
+    );
+    if (lists.every((list) => list !== undefined) && lists.some((list) => list.length > 0))
+      readWindows.set(data, lists.flat());
+  }
+  return readWindows.size === 0 ? {} : { readWindows };
 }

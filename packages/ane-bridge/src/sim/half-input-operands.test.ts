@@ -161,6 +161,44 @@ describe('halfInputOperands', () => {
     }
   });
 
+  it('decodes only the slices that something besides matmul reads (a fused op, a transpose)', () => {
+    // d = x[:, 0:S] is also read by a tanh and a transpose, through its view into x; the table
+    // columns only by the matmul, as fp16 bits.
+    const perm = 'tensor<int32, [4]> pd = const()[name=string("pd"), val=tensor<int32, [4]>([0, 1, 3, 2])];';
+    const dt = `tensor<fp16, [1, 1, ${S}, ${C}]> dt = transpose(perm=pd, x=dm)[name=string("dt")];`;
+    const both = milProgram(
+      [fp16Spec('x', [1, C, 1, S + V])],
+      [
+        ...backward.mil
+          .split('\n')
+          .filter((line) => /= (const|slice_by_size|reshape|matmul)\(/.test(line))
+          .map((line) => line.trim()),
+        `tensor<fp16, [1, ${C}, 1, ${S}]> t = tanh(x=d)[name=string("t")];`,
+        perm,
+        dt,
+      ],
+      [fp16Spec('y', [1, 1, V, S]), fp16Spec('t', [1, C, 1, S]), fp16Spec('dt', [1, 1, S, C])],
+    );
+    const executable = compileSimProgram(both);
+    expect(executable.inputElementsDecoded).toEqual([C * S]);
+    expect(executable.inputsReadAsFp16).toEqual([false]);
+    expect(compileSimProgram(both, { halfInputOperands: false }).inputElementsDecoded).toEqual([C * (S + V)]);
+    expect(compileSimProgram(alsoAdded).inputElementsDecoded).toEqual([C * (S + V)]);
+    expect(compileSimProgram(backward).inputElementsDecoded).toEqual([0]);
+    // Run after run on new inputs (no window left stale), aligned and not: the bytes of decoding all.
+    for (const seed of [4, 5, 6]) {
+      const bytes = inputBytes(count, seed);
+      const unaligned = new Uint8Array(bytes.length + 1).subarray(1);
+      unaligned.set(bytes);
+      const expected = run(both, { halfInputOperands: false }, [bytes]);
+      for (const input of [bytes, unaligned]) {
+        const out = both.outputs.map((spec) => new Uint8Array(2 * product(spec.shape)));
+        executable.run([input], out);
+        expect(out).toEqual(expected);
+      }
+    }
+  });
+
   it('is off with inPlaceOperands off (the operands are copies then)', () => {
     expect(compileSimProgram(backward, { inPlaceOperands: false }).inputsReadAsFp16).toEqual([false]);
   });

@@ -101,6 +101,8 @@ export interface OpNode {
    * by the step: taking an operand this way instead of as a tensor lets the copy behind a view go.
    */
   matrix(param: string): MatrixView | undefined;
+  /** The step reads operand `param` (taken as a tensor) only where `view` (a view of it) lies. */
+  readsWithin(param: string, view: MatrixView): void;
   /** Output `index` (already allocated) can also be read in place through `view`. */
   viewOutput(index: number, view: MatrixView): void;
   /**
@@ -517,7 +519,10 @@ function planSliceBySize(node: OpNode): RunStep {
   if (limit === undefined || !widthOffset || !(out.data instanceof Float32Array)) {
     if (out.data instanceof Float32Array && x.data instanceof Float32Array) {
       const view = sliceView(x.shape, spec, x.data as Float32Array);
-      if (view !== undefined) node.viewOutput(0, view);
+      if (view !== undefined) {
+        node.viewOutput(0, view);
+        node.readsWithin('x', view);
+      }
     }
     return () => slice(out.data, x.data, layout);
   }
