@@ -190,14 +190,20 @@ function measureGemmFloor(config, batch) {
 
 const GEMM_OPS = new Set(['matmul', 'conv', 'linear']);
 
+/** Rounds of the kernel timing: every program once per round, each keeping its fastest round. */
+const KERNEL_ROUNDS = 3;
+
 /**
  * Every program of the model's training plan compiled by the simulator with its op timer, run on
  * seeded fp16 inputs: ms per run and the share of it in GEMM ops (matmul, conv, linear); the rest is
- * elementwise work, softmax, moves, reductions and I/O conversion.
+ * elementwise work, softmax, moves, reductions and I/O conversion. The programs take turns over
+ * KERNEL_ROUNDS rounds (at least 200 ms each per round), and each program's figures are those of
+ * its fastest round: as for the steps, a busy minute on this shared machine slows the memory-bound
+ * ops more than the GEMMs, and would otherwise decide a kernel's share.
  */
 function measureKernels(model) {
   const graph = buildTrainingGraph(resolveModel(model), { seq: SEQ });
-  return graph.plan.programs.map((entry, index) => {
+  const kernels = graph.plan.programs.map((entry, index) => {
     const program = entry.program ?? entry;
     const executable = compileSimProgram(program, { profileOps: true });
     const inputs = program.inputs.map((spec) => {
@@ -216,29 +222,39 @@ function measureKernels(model) {
       (spec) => new Uint8Array(spec.shape.reduce((a, b) => a * b, 1) * (spec.dtype === 'fp16' ? 2 : 4)),
     );
     executable.run(inputs, outputs);
-    executable.opProfile().clear();
-    const ms = medianMs(() => executable.run(inputs, outputs), { minMs: 300, minRuns: 3, warmup: 0 });
-    let total = 0;
-    let gemm = 0;
-    const byOp = [];
-    for (const [op, time] of executable.opProfile()) {
-      total += time.ms;
-      if (GEMM_OPS.has(op)) gemm += time.ms;
-      byOp.push([op, time.ms]);
-    }
-    byOp.sort((a, b) => b[1] - a[1]);
-    const top = byOp
-      .slice(0, 4)
-      .map(([op, t]) => `${op} ${((100 * t) / total).toFixed(0)}%`)
-      .join(', ');
     const input = program.inputs[0];
     return {
       index,
+      executable,
+      inputs,
+      outputs,
       input: `${input.name} [${input.shape.join(', ')}]`,
-      ms,
-      gemmShare: gemm / total,
-      top,
+      best: undefined,
     };
+  });
+  for (let round = 0; round < KERNEL_ROUNDS; round++) {
+    for (const kernel of kernels) {
+      const { executable, inputs, outputs } = kernel;
+      executable.opProfile().clear();
+      const ms = medianMs(() => executable.run(inputs, outputs), { minMs: 200, minRuns: 3, warmup: 0 });
+      if (kernel.best !== undefined && kernel.best.ms <= ms) continue;
+      const byOp = [...executable.opProfile()].map(([op, time]) => [op, time.ms]);
+      kernel.best = { ms, byOp };
+    }
+  }
+  return kernels.map(({ index, input, best }) => {
+    let total = 0;
+    let gemm = 0;
+    for (const [op, ms] of best.byOp) {
+      total += ms;
+      if (GEMM_OPS.has(op)) gemm += ms;
+    }
+    const top = [...best.byOp]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 4)
+      .map(([op, t]) => `${op} ${((100 * t) / total).toFixed(0)}%`)
+      .join(', ');
+    return { index, input, ms: best.ms, gemmShare: gemm / total, top };
   });
 }
 
