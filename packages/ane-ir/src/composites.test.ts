@@ -309,6 +309,13 @@ describe('composites', () => {
     expect(Array.from(pairs!)).toEqual([1, 0, 3, 2, 5, 4, 7, 6]);
     expect(Array.from(twice!)).toEqual(Array.from(xs));
     expect(() => ropeSwap(g.input('three', [2, 3]), 'rotate-half')).toThrow(/even size/);
+    // A misspelt convention (from JavaScript) is refused, never taken for the other one.
+    expect(() => ropeSwap(x, 'rotate_half' as never)).toThrow(
+      /convention must be 'interleaved' or 'rotate-half', got 'rotate_half'/,
+    );
+    expect(() => ropeTables(g, 2, 4, { convention: 'half' as never })).toThrow(
+      /ropeTables: convention must be/,
+    );
   });
 
   it('swappedRopeTable: a constant table swapped at build time, once; any other through the ops', () => {

@@ -265,7 +265,7 @@ export function ropeTables(
 ): RopeTables {
   if (headDim % 2 !== 0) throw new IrError(`ropeTables: headDim must be even, got ${headDim}`);
   const base = options.base ?? 10000;
-  const convention = options.convention ?? 'interleaved';
+  const convention = checkedConvention('ropeTables', options.convention ?? 'interleaved');
   const offset = options.offset ?? 0;
   const sequences = wholeSequences('ropeTables', options.sequences);
   const half = headDim / 2;
@@ -306,7 +306,7 @@ export function rope(x: Tensor, tables: RopeTables, options: { name?: string } =
       'expects x [H, S, HD] and tables [S, HD]',
     );
   }
-  const convention = tables.convention;
+  const convention = checkedConvention('rope', tables.convention);
   const sinSigned = signedSin(tables.sin, convention);
   const args = { x, cos: tables.cos, signedSin: sinSigned, convention };
   return x.graph.composite(
@@ -327,6 +327,7 @@ export function rope(x: Tensor, tables: RopeTables, options: { name?: string } =
  * its own transpose, so RoPE's input gradient is `dy * cos + swap(dy) * swap(signedSin)`.
  */
 export function ropeSwap(x: Tensor, convention: RopeConvention, options: { name?: string } = {}): Tensor {
+  checkedConvention('ropeSwap', convention);
   const shape = x.shape;
   const width = shape[shape.length - 1];
   if (x.rank < 1 || width === undefined || width % 2 !== 0) {
@@ -350,6 +351,15 @@ export function ropeSwap(x: Tensor, convention: RopeConvention, options: { name?
   const even = slice(pairs, begin(0), pairShape, { name: 'even' });
   const odd = slice(pairs, begin(1), pairShape, { name: 'odd' });
   return reshape(concat([odd, even], pairShape.length - 1, { name: 'swapped' }), shape, { name });
+}
+
+const ROPE_CONVENTIONS: readonly RopeConvention[] = ['interleaved', 'rotate-half'];
+
+function checkedConvention(what: string, convention: unknown): RopeConvention {
+  if (ROPE_CONVENTIONS.includes(convention as RopeConvention)) return convention as RopeConvention;
+  throw new IrError(
+    `${what}: convention must be ${ROPE_CONVENTIONS.map((c) => `'${c}'`).join(' or ')}, got ${typeof convention === 'string' ? `'${convention}'` : String(convention)}`,
+  );
 }
 
 const SWAPPED_TABLES = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
