@@ -362,7 +362,29 @@ function checkedConvention(what: string, convention: unknown): RopeConvention {
   );
 }
 
-const SWAPPED_TABLES = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
+/** RoPE tables derived from a table, by the table and convention (built once, outside any call). */
+type DerivedTables = WeakMap<Tensor, Map<RopeConvention, Tensor>>;
+
+function derivedOnce(
+  cache: DerivedTables,
+  table: Tensor,
+  convention: RopeConvention,
+  build: () => Tensor,
+): Tensor {
+  let byConvention = cache.get(table);
+  if (byConvention === undefined) {
+    byConvention = new Map();
+    cache.set(table, byConvention);
+  }
+  let derived = byConvention.get(convention);
+  if (derived === undefined) {
+    derived = table.graph.unscoped(build);
+    byConvention.set(convention, derived);
+  }
+  return derived;
+}
+
+const SWAPPED_TABLES: DerivedTables = new WeakMap();
 
 /**
  * `ropeSwap` of a table `[S, HD]` (RoPE's backward reads `swap(signedSin)`), built once per table
@@ -370,28 +392,19 @@ const SWAPPED_TABLES = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
  * time so no op reaches a kernel; any other table gives the swap's ops.
  */
 export function swappedRopeTable(table: Tensor, convention: RopeConvention): Tensor {
-  let byConvention = SWAPPED_TABLES.get(table);
-  if (byConvention === undefined) {
-    byConvention = new Map();
-    SWAPPED_TABLES.set(table, byConvention);
-  }
-  const known = byConvention.get(convention);
-  if (known !== undefined) return known;
-  const graph = table.graph;
+  checkedConvention('swappedRopeTable', convention);
   const name = `${table.localName}_swapped`;
-  const swapped = graph.unscoped(() => {
+  return derivedOnce(SWAPPED_TABLES, table, convention, () => {
     if (table.op.kind !== 'constant') return ropeSwap(table, convention, { name });
     // The same swap, evaluated on a copy of the table in a scratch graph: moved elements are exact.
     const scratch = new Graph();
     const copy = scratch.constantFromData(table.op.data, table.shape, { dtype: table.dtype });
     const [values] = evaluate([ropeSwap(copy, convention)], {});
-    return graph.constant(values!, table.shape, { dtype: table.dtype, name });
+    return table.graph.constant(values!, table.shape, { dtype: table.dtype, name });
   });
-  byConvention.set(convention, swapped);
-  return swapped;
 }
 
-const SIGNED_SIN = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
+const SIGNED_SIN: DerivedTables = new WeakMap();
 
 /**
  * `sin` with the first element of each rotating pair negated, so `rot(x) * sin = swap(x) *
@@ -399,18 +412,11 @@ const SIGNED_SIN = new WeakMap<Tensor, Map<RopeConvention, Tensor>>();
  * rope that reads the table. A constant table gives a constant; any other is multiplied by ±1.
  */
 function signedSin(sin: Tensor, convention: RopeConvention): Tensor {
-  let byConvention = SIGNED_SIN.get(sin);
-  if (byConvention === undefined) {
-    byConvention = new Map();
-    SIGNED_SIN.set(sin, byConvention);
-  }
-  const known = byConvention.get(convention);
-  if (known !== undefined) return known;
   const headDim = sin.shape[sin.rank - 1]!;
   const negated = (j: number) => (convention === 'interleaved' ? j % 2 === 0 : j < headDim / 2);
   const name = `${sin.localName}_signed`;
   const graph = sin.graph;
-  const signed = graph.unscoped(() => {
+  return derivedOnce(SIGNED_SIN, sin, convention, () => {
     if (sin.op.kind === 'constant' && (sin.op.data.dtype === 'fp16' || sin.op.data.dtype === 'fp32')) {
       const data = sin.op.data;
       const values = data.values.slice() as Uint16Array | Float32Array;
@@ -425,8 +431,6 @@ function signedSin(sin: Tensor, convention: RopeConvention): Tensor {
     const signs = Float64Array.from({ length: headDim }, (_, j) => (negated(j) ? -1 : 1));
     return mul(sin, graph.constant(signs, [headDim], { dtype: sin.dtype, name: `${name}_signs` }), { name });
   });
-  byConvention.set(convention, signed);
-  return signed;
 }
 
 // ---- attention ----
