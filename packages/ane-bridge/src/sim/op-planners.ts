@@ -459,10 +459,11 @@ function planTransposeOp(node: OpNode): RunStep {
   // not run (a head split of a packed input).
   const sliced = node.value('x').matrix;
   const through = sliced === undefined ? undefined : walkThroughView(layout, sliced);
-  if (through !== undefined && out.data instanceof Float32Array) {
-    const source = node.matrix('x')!.source;
+  if (sliced !== undefined && through !== undefined && out.data instanceof Float32Array) {
+    // Taken through the view: the step reads its source, not the slice.
+    node.matrix('x');
     const result = out.data;
-    return () => transpose(result, source, through);
+    return () => transpose(result, sliced.source, through);
   }
   const x = node.tensor('x');
   return () => transpose(out.data, x.data, layout);
