@@ -797,11 +797,11 @@ class ProgramPlanner {
           if (tensor === undefined || !isFloatDtype(tensor.dtype)) return undefined;
           items.push({ shape: tensor.shape, view: value.matrix ?? denseMatrix(tensor as FloatTensor) });
         }
-        for (const { view } of items) {
-          reads.add(view.source);
-          readThrough(view);
-        }
         return items;
+      },
+      readsThrough: (view) => {
+        reads.add(view.source);
+        readThrough(view);
       },
       matrix: (param) => {
         if (!this.inPlace) return undefined;
@@ -824,10 +824,11 @@ class ProgramPlanner {
       },
       elementwise: (draft) => {
         elementwise = this.withViews(draft, single);
-        for (const operand of draft.operands) {
-          const view = this.inPlace ? single(operand.param).matrix : undefined;
-          if (view !== undefined) readThrough(view);
-        }
+        // The operands a fused chain may read in place, through their slices' views.
+        elementwise.operands.forEach((operand, k) => {
+          const view = single(draft.operands[k]!.param).matrix;
+          if (operand.view !== undefined && view !== undefined) readThrough(view);
+        });
       },
       product: (param) => {
         if (!this.inPlace) return undefined;

@@ -82,10 +82,12 @@ export interface OpNode {
   tuple(param: string): SimTensor[];
   /**
    * The items of a float tuple operand as matrices over where their elements lie (a slice's view
-   * into its source, else the item's own data), taking those sources as read instead of the items;
-   * undefined when an item is not a float tensor or concats are not planned in place.
+   * into its source, else the item's own data); undefined when an item is not a float tensor or
+   * concats are not planned in place. Nothing is taken as read: see readsThrough.
    */
   tupleMatrices(param: string): { shape: readonly number[]; view: MatrixView }[] | undefined;
+  /** The step reads `view`'s source where the view lies (instead of the value the view stands for). */
+  readsThrough(view: MatrixView): void;
   /** Elements of a constant operand; throws when the operand is a runtime value. */
   constant(param: string): readonly ScalarData[] | undefined;
   outputType(index: number): ValueType;
@@ -631,8 +633,9 @@ function planConcatGather(node: OpNode): RunStep | undefined {
       view.cols === width &&
       geometry.extents[k]! * geometry.inner === width,
   );
-  const out = sameRows ? node.floatOutput(0, outShape) : undefined;
-  if (out === undefined) return undefined;
+  if (!sameRows) return undefined;
+  for (const { view } of items) node.readsThrough(view);
+  const out = node.floatOutput(0, outShape);
   // Output row (r, k) of width `width` is input k's row r.
   const rowOffsets = new Int32Array(geometry.outer * items.length);
   for (let r = 0; r < geometry.outer; r++) {
