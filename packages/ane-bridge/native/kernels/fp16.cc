@@ -272,6 +272,10 @@ ToFloatRun toFloatRunFor(Isa isa) {
   }
 }
 
+void fp16ToFp32Run(const std::uint16_t* src, float* dst, std::ptrdiff_t n) {
+  if (n > 0) toFloatRunFor(activeIsa())(src, dst, n, false);
+}
+
 void fp32ToFp16(const float* src, std::ptrdiff_t srcStride, std::uint16_t* dst, std::ptrdiff_t dstStride,
                 std::ptrdiff_t rows, std::ptrdiff_t cols, bool saturate) {
   if (rows <= 0 || cols <= 0) return;

@@ -66,6 +66,8 @@ constexpr double kSgemmMinParallelWork = 4.0e6;
 
 std::uint16_t fp32ToFp16Scalar(float x, bool saturate);
 float fp16ToFp32Scalar(std::uint16_t h);
+// n contiguous values on the calling thread (no pool: for use inside a parallel slice).
+void fp16ToFp32Run(const std::uint16_t* src, float* dst, std::ptrdiff_t n);
 
 // A rows x cols block: dst[r*dstStride + c] = fp16(src[r*srcStride + c]).
 //   src: [rows, srcStride] fp32, dst: [rows, dstStride] fp16 bits
@@ -164,6 +166,23 @@ void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits
 //   dlogits: [V, S], probs: [V, S], targets: [S], dlosses: [S]
 void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::int32_t* targets,
                                  const float* dlosses, std::ptrdiff_t V, std::ptrdiff_t S);
+
+// The same loss from two numbers per position instead of the probabilities: max[s] = max_v
+// logits[v,s] and inverse[s] = 1 / sum_v exp(logits[v,s] - max[s]), and losses as above (the same
+// bits as softmaxCrossEntropyForward's). logits16, when not null, replaces logits: fp16 bits, read
+// where a kernel left them (fp16 -> fp32 is exact, so the results are those of the widened logits).
+// V = 0 gives losses 0, max -inf and inverse +inf.
+//   losses, maxv, inverse: [S]; logits: [V, S]; targets: [S] int32 in [-inf, V)
+void softmaxCrossEntropyStats(float* losses, float* maxv, float* inverse, const float* logits,
+                              const std::uint16_t* logits16, const std::int32_t* targets, std::ptrdiff_t V,
+                              std::ptrdiff_t S);
+// Writes dlogits[v,s] = (exp(logits[v,s] - max[s]) * inverse[s] - [v == t_s]) * dlosses[s], 0 for
+// ignored s: with softmaxCrossEntropyStats' max and inverse, the bits softmaxCrossEntropyBackward
+// gives on softmaxCrossEntropyForward's probs. logits16 as above; dlogits may be the fp32 logits.
+//   dlogits: [V, S], logits: [V, S], maxv, inverse, targets, dlosses: [S]
+void softmaxCrossEntropyGrad(float* dlogits, const float* logits, const std::uint16_t* logits16, const float* maxv,
+                             const float* inverse, const std::int32_t* targets, const float* dlosses,
+                             std::ptrdiff_t V, std::ptrdiff_t S);
 
 // out[c,s] = table[tokens[s], c].  out: [C, S], table: [V, C], tokens: [S] int32 in [0, V)
 void embeddingForward(float* out, const float* table, const std::int32_t* tokens, std::ptrdiff_t V,

@@ -321,14 +321,37 @@ void checkTokens(const Napi::CallbackInfo& info, const View<std::int32_t>& token
 
 // ---- kernels ---------------------------------------------------------------------------------
 
+// An input given as a Float32Array or as fp16 bits in a Uint16Array: exactly one view is present.
+struct FloatOrHalf {
+  View<float> f32;
+  View<std::uint16_t> f16;
+  Index length() const { return f16.present ? f16.length : f32.length; }
+};
+
+FloatOrHalf floatOrHalf(const Napi::CallbackInfo& info, std::size_t i, const char* name, Job& job) {
+  FloatOrHalf input;
+  if (info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array)
+    input.f16 = u16(info, i, name, job, Access::In);
+  else
+    input.f32 = f32(info, i, name, job, Access::In);
+  return input;
+}
+
+void need(const Napi::CallbackInfo& info, const FloatOrHalf& input, Index elements, const char* name) {
+  if (input.length() < elements) {
+    rangeError(info.Env(), std::string(name) + " has " + std::to_string(input.length()) + " elements, needs " +
+                               std::to_string(elements));
+  }
+}
+
 // sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
 void parseSgemm(const Napi::CallbackInfo& info, Job& job) {
   const bool transA = flag(info, 0), transB = flag(info, 1);
   const Index M = count(info, 2, "M"), N = count(info, 3, "N"), K = count(info, 4, "K");
   const float alpha = f32Scalar(info, 5, "alpha");
-  const View<float> A = f32(info, 6, "A", job, Access::In);
+  const FloatOrHalf A = floatOrHalf(info, 6, "A", job);
   const Index lda = count(info, 7, "lda");
-  const View<float> B = f32(info, 8, "B", job, Access::In);
+  const FloatOrHalf B = floatOrHalf(info, 8, "B", job);
   const Index ldb = count(info, 9, "ldb");
   const float beta = f32Scalar(info, 10, "beta");
   const View<float> C = f32(info, 11, "C", job, Access::Out);
@@ -339,7 +362,8 @@ void parseSgemm(const Napi::CallbackInfo& info, Job& job) {
   }
   need(info, C, span(info, M, N, ldc, "C"), "C");
   job.run = [=] {
-    sgemm(transA, transB, M, N, K, alpha, A.data, lda, B.data, ldb, beta, C.data, ldc);
+    sgemmHalfOperands(transA, transB, M, N, K, alpha, A.f32.data, A.f16.data, lda, B.f32.data, B.f16.data, ldb, beta,
+                      C.data, ldc);
     return 0.0;
   };
 }
@@ -565,6 +589,48 @@ void parseCrossEntropyBackward(const Napi::CallbackInfo& info, Job& job) {
   };
 }
 
+// softmaxCrossEntropyStats(losses, maxv, inverse, logits, targets, V, S)
+void parseCrossEntropyStats(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> losses = f32(info, 0, "losses", job, Access::Out), maxv = f32(info, 1, "maxv", job, Access::Out),
+                    inverse = f32(info, 2, "inverse", job, Access::Out);
+  const FloatOrHalf logits = floatOrHalf(info, 3, "logits", job);
+  const View<std::int32_t> targets = i32(info, 4, "targets", job);
+  const Index V = count(info, 5, "V"), S = count(info, 6, "S");
+  need(info, losses, S, "losses");
+  need(info, maxv, S, "maxv");
+  need(info, inverse, S, "inverse");
+  need(info, logits, mul(info, V, S), "logits");
+  need(info, targets, S, "targets");
+  checkTokens(info, targets, S, V, true, "targets");
+  job.run = [=] {
+    softmaxCrossEntropyStats(losses.data, maxv.data, inverse.data, logits.f32.data, logits.f16.data, targets.data, V,
+                             S);
+    return 0.0;
+  };
+}
+
+// softmaxCrossEntropyGrad(dlogits, logits, maxv, inverse, targets, dlosses, V, S)
+void parseCrossEntropyGrad(const Napi::CallbackInfo& info, Job& job) {
+  const View<float> dlogits = f32(info, 0, "dlogits", job, Access::Out);
+  const FloatOrHalf logits = floatOrHalf(info, 1, "logits", job);
+  const View<float> maxv = f32(info, 2, "maxv", job, Access::In), inverse = f32(info, 3, "inverse", job, Access::In);
+  const View<std::int32_t> targets = i32(info, 4, "targets", job);
+  const View<float> dlosses = f32(info, 5, "dlosses", job, Access::In);
+  const Index V = count(info, 6, "V"), S = count(info, 7, "S");
+  need(info, dlogits, mul(info, V, S), "dlogits");
+  need(info, logits, mul(info, V, S), "logits");
+  need(info, maxv, S, "maxv");
+  need(info, inverse, S, "inverse");
+  need(info, targets, S, "targets");
+  need(info, dlosses, S, "dlosses");
+  checkTokens(info, targets, S, V, true, "targets");
+  job.run = [=] {
+    softmaxCrossEntropyGrad(dlogits.data, logits.f32.data, logits.f16.data, maxv.data, inverse.data, targets.data,
+                            dlosses.data, V, S);
+    return 0.0;
+  };
+}
+
 // embeddingForward(out, table, tokens, V, C, S) / embeddingBackward(dtable, dout, tokens, V, C, S)
 template <bool Backward>
 void parseEmbedding(const Napi::CallbackInfo& info, Job& job) {
@@ -690,6 +756,8 @@ void registerKernels(Napi::Env env, Napi::Object exports) {
   exportKernel<parseRmsnormBackward>(env, envData, k, "rmsnormBackward");
   exportKernel<parseCrossEntropyForward>(env, envData, k, "softmaxCrossEntropyForward");
   exportKernel<parseCrossEntropyBackward>(env, envData, k, "softmaxCrossEntropyBackward");
+  exportKernel<parseCrossEntropyStats>(env, envData, k, "softmaxCrossEntropyStats");
+  exportKernel<parseCrossEntropyGrad>(env, envData, k, "softmaxCrossEntropyGrad");
   exportKernel<parseEmbedding<false>>(env, envData, k, "embeddingForward");
   exportKernel<parseEmbedding<true>>(env, envData, k, "embeddingBackward");
   exportKernel<parseCausalForward>(env, envData, k, "causalSoftmaxForward");

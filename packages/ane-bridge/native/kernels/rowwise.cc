@@ -47,6 +47,9 @@ struct RowwiseTable {
   decltype(&portable::crossEntropyBlockExp) crossEntropyBlockExp;
   decltype(&portable::crossEntropyBlockScale) crossEntropyBlockScale;
   decltype(&portable::crossEntropyBackwardSlice) crossEntropyBackward;
+  decltype(&portable::crossEntropyRowMax) crossEntropyRowMax;
+  decltype(&portable::crossEntropyRowSumExp) crossEntropyRowSumExp;
+  decltype(&portable::crossEntropyRowGrad) crossEntropyRowGrad;
   decltype(&portable::embeddingForwardSlice) embeddingForward;
   decltype(&portable::embeddingBackwardSlice) embeddingBackward;
   decltype(&portable::causalSoftmaxForwardSlice) causalSoftmaxForward;
@@ -57,7 +60,8 @@ struct RowwiseTable {
   RowwiseTable {                                                                                            \
     ns::rmsnormForwardSlice, ns::rmsnormBackwardDxSlice, ns::rmsnormBackwardDweightSlice,                   \
         ns::crossEntropyBlockMax, ns::crossEntropyBlockExp, ns::crossEntropyBlockScale,                     \
-        ns::crossEntropyBackwardSlice, ns::embeddingForwardSlice,                                           \
+        ns::crossEntropyBackwardSlice, ns::crossEntropyRowMax, ns::crossEntropyRowSumExp,                   \
+        ns::crossEntropyRowGrad, ns::embeddingForwardSlice,                                                 \
         ns::embeddingBackwardSlice, ns::causalSoftmaxForwardSlice, ns::causalSoftmaxBackwardSlice           \
   }
 
@@ -79,6 +83,11 @@ RowwiseTable table() {
 constexpr Index kMinParallelElements = Index{1} << 15;
 
 Index minSlice(Index perUnit) { return std::max<Index>(1, kMinParallelElements / std::max<Index>(1, perUnit)); }
+
+// The cross-entropy kernels' work unit: blocks of whole rows of the [V, S] logits, so each thread
+// streams rows of its own (splitting the positions instead split every row, and two threads ran
+// slower than one: 12.7 against 7.0 ms at V 32000, S 256).
+constexpr Index kVocabBlock = 1024;
 
 }  // namespace
 
@@ -111,11 +120,8 @@ void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits
     return;
   }
   const RowwiseTable t = table();
-  // Blocks of whole rows of the [V, S] logits: each thread streams rows of its own (splitting the
-  // positions instead split every row, and two threads ran slower than one: 12.7 against 7.0 ms at
-  // V 32000, S 256). A block's partial max and sum are combined in block order, so the results are
-  // the same on any number of threads.
-  constexpr Index kVocabBlock = 1024;
+  // A block's partial max and sum are combined in block order, so the results are the same on any
+  // number of threads.
   const Index blocks = (V + kVocabBlock - 1) / kVocabBlock;
   const std::size_t perBlock = static_cast<std::size_t>(S);
   std::vector<float> partial(static_cast<std::size_t>(blocks) * perBlock);
@@ -153,6 +159,93 @@ void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::
   if (V <= 0 || S <= 0) return;
   const auto fn = table().crossEntropyBackward;
   parallelFor(V, minSlice(S), 1, [&](Index v0, Index v1) { fn(dlogits, probs, targets, dlosses, S, v0, v1); });
+}
+
+namespace {
+
+// Rows of logits [V, S] given as fp32 or as fp16 bits (exactly one not null), read as fp32: an
+// fp32 row in place, an fp16 row widened into a scratch row of the reader's own.
+class LogitRows {
+ public:
+  LogitRows(const float* logits, const std::uint16_t* logits16, Index S)
+      : f32_(logits), f16_(logits16), S_(S), scratch_(logits16 != nullptr ? static_cast<std::size_t>(S) : 0) {}
+
+  const float* row(Index v) {
+    if (f16_ == nullptr) return f32_ + v * S_;
+    fp16ToFp32Run(f16_ + v * S_, scratch_.data(), S_);
+    return scratch_.data();
+  }
+
+ private:
+  const float* f32_;
+  const std::uint16_t* f16_;
+  Index S_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace
+
+void softmaxCrossEntropyStats(float* losses, float* maxv, float* inverse, const float* logits,
+                              const std::uint16_t* logits16, const std::int32_t* targets, Index V, Index S) {
+  if (S <= 0) return;
+  if (V <= 0) {
+    for (Index s = 0; s < S; s++) {
+      losses[s] = 0.0f;
+      maxv[s] = -std::numeric_limits<float>::infinity();
+      inverse[s] = std::numeric_limits<float>::infinity();
+    }
+    return;
+  }
+  const RowwiseTable t = table();
+  // Blocks and their order as in softmaxCrossEntropyForward, so max, sum and losses have its bits
+  // on any number of threads.
+  const Index blocks = (V + kVocabBlock - 1) / kVocabBlock;
+  const std::size_t perBlock = static_cast<std::size_t>(S);
+  std::vector<float> partial(static_cast<std::size_t>(blocks) * perBlock);
+  const Index minBlocks = std::max<Index>(1, minSlice(kVocabBlock * S));
+  // body(rows, block, row index) for every row of every block, in row order within a block.
+  auto forEachRow = [&](const auto& body) {
+    parallelFor(blocks, minBlocks, 1, [&](Index b0, Index b1) {
+      LogitRows rows(logits, logits16, S);
+      for (Index b = b0; b < b1; b++) {
+        const Index v1 = std::min(V, (b + 1) * kVocabBlock);
+        for (Index v = b * kVocabBlock; v < v1; v++) body(partial.data() + b * S, rows.row(v));
+      }
+    });
+  };
+  std::fill(partial.begin(), partial.end(), -std::numeric_limits<float>::infinity());
+  forEachRow([&](float* blockMax, const float* row) { t.crossEntropyRowMax(blockMax, row, S); });
+  for (Index s = 0; s < S; s++) maxv[s] = -std::numeric_limits<float>::infinity();
+  for (Index b = 0; b < blocks; b++) {
+    const float* blockMax = partial.data() + b * S;
+    for (Index s = 0; s < S; s++) maxv[s] = blockMax[s] > maxv[s] ? blockMax[s] : maxv[s];
+  }
+  std::fill(partial.begin(), partial.end(), 0.0f);
+  forEachRow([&](float* blockSum, const float* row) { t.crossEntropyRowSumExp(blockSum, row, maxv, S); });
+  std::vector<float> sum(perBlock, 0.0f);
+  for (Index b = 0; b < blocks; b++) {
+    const float* blockSum = partial.data() + b * S;
+    for (Index s = 0; s < S; s++) sum[s] += blockSum[s];
+  }
+  for (Index s = 0; s < S; s++) {
+    const std::int32_t target = targets[s];
+    const Index at = static_cast<Index>(target) * S + s;
+    const float picked = target < 0 ? 0.0f : logits16 != nullptr ? fp16ToFp32Scalar(logits16[at]) : logits[at];
+    losses[s] = target >= 0 ? (std::log(sum[s]) + maxv[s]) - picked : 0.0f;
+    inverse[s] = 1.0f / sum[s];
+  }
+}
+
+void softmaxCrossEntropyGrad(float* dlogits, const float* logits, const std::uint16_t* logits16, const float* maxv,
+                             const float* inverse, const std::int32_t* targets, const float* dlosses, Index V,
+                             Index S) {
+  if (V <= 0 || S <= 0) return;
+  const auto fn = table().crossEntropyRowGrad;
+  parallelFor(V, minSlice(S), 1, [&](Index v0, Index v1) {
+    LogitRows rows(logits, logits16, S);
+    for (Index v = v0; v < v1; v++)
+      fn(dlogits + v * S, rows.row(v), maxv, inverse, targets, dlosses, static_cast<std::int32_t>(v), S);
+  });
 }
 
 void embeddingForward(float* out, const float* table_, const std::int32_t* tokens, Index /*V*/, Index C, Index S) {

@@ -750,6 +750,55 @@ void testRowwise(Isa isa) {
       EXPECT(sameBytes(inPlace, dlogits), "in place dlogits");
     }
   }
+  context = std::string("cross-entropy from statistics ") + isaName(isa);
+  // V 2500: three vocabulary blocks, combined in order. The logits are fp16 values, so the fp32 and
+  // the fp16-bits calls read the same numbers: every result must have the bits of forward + backward.
+  for (Index V : {1, 7, 2500}) {
+    for (Index S : std::vector<Index>{0, 1, 17, 67}) {
+      std::vector<float> logits = randomVector(V * S, r, 8);
+      std::vector<std::uint16_t> bits(logits.size());
+      for (std::size_t i = 0; i < logits.size(); i++) {
+        bits[i] = fp32ToFp16Scalar(logits[i], false);
+        logits[i] = fp16ToFp32Scalar(bits[i]);
+      }
+      if (S > 3) {
+        logits[3] = -std::numeric_limits<float>::infinity();
+        bits[3] = 0xfc00;
+      }
+      std::vector<std::int32_t> targets(static_cast<std::size_t>(S));
+      for (Index s = 0; s < S; s++) targets[s] = s % 5 == 2 ? -100 : static_cast<std::int32_t>(r.bits() % V);
+      const std::size_t n = static_cast<std::size_t>(V * S), ns = static_cast<std::size_t>(S);
+      std::vector<float> probs(n), losses(ns), dlosses = randomVector(S, r), dlogits(n);
+      softmaxCrossEntropyForward(losses.data(), probs.data(), logits.data(), targets.data(), V, S);
+      softmaxCrossEntropyBackward(dlogits.data(), probs.data(), targets.data(), dlosses.data(), V, S);
+      for (bool half : {false, true}) {
+        std::vector<float> losses2(ns, 7.0f), maxv(ns), inverse(ns), dlogits2(n, 7.0f);
+        const float* f32 = half ? nullptr : logits.data();
+        const std::uint16_t* f16 = half ? bits.data() : nullptr;
+        softmaxCrossEntropyStats(losses2.data(), maxv.data(), inverse.data(), f32, f16, targets.data(), V, S);
+        softmaxCrossEntropyGrad(dlogits2.data(), f32, f16, maxv.data(), inverse.data(), targets.data(), dlosses.data(),
+                                V, S);
+        EXPECT(sameBytes(losses2, losses), "stats losses %tdx%td half %d", V, S, half);
+        EXPECT(sameBytes(dlogits2, dlogits), "grad %tdx%td half %d", V, S, half);
+        for (Index s = 0; s < S; s++) {
+          float mx = -INFINITY;
+          for (Index v = 0; v < V; v++) mx = std::max(mx, logits[v * S + s]);
+          EXPECT(maxv[s] == mx, "max %tdx%td", V, S);
+        }
+      }
+      std::vector<float> inPlace = logits, maxv(ns), inverse(ns), losses3(ns);
+      softmaxCrossEntropyStats(losses3.data(), maxv.data(), inverse.data(), inPlace.data(), nullptr, targets.data(), V, S);
+      softmaxCrossEntropyGrad(inPlace.data(), inPlace.data(), nullptr, maxv.data(), inverse.data(), targets.data(),
+                              dlosses.data(), V, S);
+      EXPECT(sameBytes(inPlace, dlogits), "grad in place %tdx%td", V, S);
+    }
+  }
+  {
+    std::vector<float> losses(3, 1.0f), maxv(3), inverse(3);
+    const std::int32_t targets[3] = {-1, -1, -1};
+    softmaxCrossEntropyStats(losses.data(), maxv.data(), inverse.data(), nullptr, nullptr, targets, 0, 3);
+    EXPECT(losses[0] == 0.0f && maxv[1] == -INFINITY && inverse[2] == INFINITY, "stats V 0");
+  }
   context = std::string("embedding ") + isaName(isa);
   for (Index C : {1, 5, 16, 17, 67}) {
     for (Index S : std::vector<Index>{0, 1, 9, 33}) {

@@ -29,24 +29,31 @@ import { describe, expect, it, vi } from 'vitest';
 import { openDevice } from '../device/device';
 import * as kernels from '../kernels';
 
-// The cross-entropy forward kernel, counted: the loss head's softmax runs once per sequence when
-// the gradient op reuses the loss op's probabilities. The spies call the real kernels.
+// The cross-entropy statistics kernel, counted: the loss head's softmax statistics are computed
+// once per sequence when the gradient op reuses the loss op's. The spies call the real kernels.
 vi.mock('../kernels', async (importOriginal) => {
   const actual = await importOriginal<typeof import('../kernels')>();
   return {
     ...actual,
-    softmaxCrossEntropyForward: vi.fn(actual.softmaxCrossEntropyForward),
-    softmaxCrossEntropyForwardAsync: vi.fn(actual.softmaxCrossEntropyForwardAsync),
+    softmaxCrossEntropyStats: vi.fn(actual.softmaxCrossEntropyStats),
+    softmaxCrossEntropyStatsAsync: vi.fn(actual.softmaxCrossEntropyStatsAsync),
+    sgemm: vi.fn(actual.sgemm),
   };
 });
 
-/** Calls of the cross-entropy forward kernel (sync and async) made by `action`. */
-async function forwardKernelCalls(action: () => unknown): Promise<number> {
-  const sync = vi.mocked(kernels.softmaxCrossEntropyForward);
-  const async = vi.mocked(kernels.softmaxCrossEntropyForwardAsync);
-  const before = sync.mock.calls.length + async.mock.calls.length;
+/** The statistics kernel's calls (sync and async) made by `action`. */
+function statsKernelCalls() {
+  return [
+    ...vi.mocked(kernels.softmaxCrossEntropyStats).mock.calls,
+    ...vi.mocked(kernels.softmaxCrossEntropyStatsAsync).mock.calls,
+  ];
+}
+
+/** Calls of the cross-entropy statistics kernel (sync and async) made by `action`. */
+async function statisticsKernelCalls(action: () => unknown): Promise<number> {
+  const before = statsKernelCalls().length;
   await action();
-  return sync.mock.calls.length + async.mock.calls.length - before;
+  return statsKernelCalls().length - before;
 }
 
 /** Deterministic values in [-scale, scale). */
@@ -124,7 +131,7 @@ function crossEntropyGrad(logits: Tensor, targets: Tensor, dloss: Tensor, ignore
 }
 
 describe('host kernels for training through device.load', () => {
-  it('softmax_cross_entropy runs on softmaxCrossEntropyForward, with an ignore index that is a class', async () => {
+  it('softmax_cross_entropy runs on softmaxCrossEntropyStats, with an ignore index that is a class', async () => {
     for (const ignoreIndex of [undefined, 2, -100]) {
       const g = new Graph();
       const logits = g.input('logits', [7, 5], { dtype: 'fp32' });
@@ -137,7 +144,7 @@ describe('host kernels for training through device.load', () => {
       const { outputs } = await runAndCompare(
         g,
         { logits: values(35, 1, 3), targets: Int32Array.from(ids) },
-        { kinds: { softmax_cross_entropy: 'softmaxCrossEntropyForward' } },
+        { kinds: { softmax_cross_entropy: 'softmaxCrossEntropyStats' } },
       );
       // runAndCompare checked it against evaluate; and two ignored positions did not make it NaN.
       expect(Number.isFinite((outputs.loss as Float32Array)[0])).toBe(true);
@@ -160,7 +167,7 @@ describe('host kernels for training through device.load', () => {
     }
   });
 
-  it('softmax_cross_entropy_grad runs on softmaxCrossEntropyForward + Backward (fed and constant dloss)', async () => {
+  it('softmax_cross_entropy_grad runs on softmaxCrossEntropyStats + Grad (fed and constant dloss)', async () => {
     for (const [ignoreIndex, fedScale] of [
       [undefined, true],
       [1, true],
@@ -180,8 +187,50 @@ describe('host kernels for training through device.load', () => {
       };
       if (fedScale) feeds.scale = Float32Array.of(1024);
       await runAndCompare(g, feeds, {
-        kinds: { softmax_cross_entropy_grad: 'softmaxCrossEntropyBackward' },
+        kinds: { softmax_cross_entropy_grad: 'softmaxCrossEntropyGrad' },
       });
+    }
+  });
+
+  it('weight_grad: operands computed on the device are read as the fp16 bits the kernel left, with the bits of the decoded values', async () => {
+    const g = new Graph();
+    const w1 = g.param('w1', [5, 4]);
+    const w2 = g.param('w2', [3, 5]);
+    const x = g.input('x', [4, 6]);
+    const dy = g.input('dy', [3, 6]);
+    const h = matmul(w1, x, { name: 'h' }); // on the device: an fp16 kernel output
+    g.output('h', h);
+    g.output(
+      'dw2',
+      g.composite('weight_grad', 'dw_w2', () => matmul(dy, h, { transposeY: true, name: 'da' }), {
+        weight: w2,
+        dy,
+        x: h,
+      }),
+    );
+    const plan = partition(g, { placement: { dw_w2: 'host' } });
+    expect(plan.kernels.length, 'h comes from a device kernel').toBe(1);
+    const device = openDevice({ backend: 'sim' });
+    try {
+      const exe = device.load(plan, { batch: 2 });
+      const feeds = { w1: values(20, 11), x: values(48, 12, 2), dy: values(36, 13) };
+      const sgemmCalls = vi.mocked(kernels.sgemm).mock.calls;
+      const before = sgemmCalls.length;
+      const outputs = exe.runSync(feeds, { copy: true });
+      const calls = sgemmCalls.slice(before);
+      expect(calls.map((args) => [args[6].constructor.name, args[8].constructor.name])).toEqual([
+        ['Float32Array', 'Uint16Array'],
+        ['Float32Array', 'Uint16Array'],
+      ]);
+      // The same product of the values decoded for the output (the last sequence's h), on fp32 operands.
+      const hLast = (outputs.h as Float32Array).subarray(30);
+      const want = new Float32Array(15);
+      kernels.hostKernels.active.sgemm(false, true, 3, 5, 6, 1, feeds.dy.subarray(18), 6, hLast, 6, 0, want, 5);
+      expectSameBits((outputs.dw2 as Float32Array).subarray(15), want, 'dw2 of the last sequence');
+      const async = await exe.run(feeds, { copy: true });
+      expectSameBits(async.dw2 as Float32Array, outputs.dw2 as Float32Array, 'async (background) dw2');
+    } finally {
+      device.dispose();
     }
   });
 
@@ -336,9 +385,9 @@ describe('host kernels for training through device.load', () => {
 });
 
 /**
- * The loss head as the old binders computed it, per sequence, on the kernels directly: the loss op's
- * softmaxCrossEntropyForward and mean, and the grad op's own softmaxCrossEntropyForward then
- * softmaxCrossEntropyBackward with dloss / N. Reuse must give these bits.
+ * The loss head computed per sequence on the kernels directly, each op on its own: the loss op's
+ * softmaxCrossEntropyStats and mean, and the grad op's own softmaxCrossEntropyStats then
+ * softmaxCrossEntropyGrad with dloss / N, on fp32 logits. Reuse must give these bits.
  */
 function lossHeadByKernels(
   logits: Float32Array,
@@ -348,7 +397,7 @@ function lossHeadByKernels(
   S: number,
   ignoreIndex?: number,
 ): { loss: Float32Array; dlogits: Float32Array } {
-  const { softmaxCrossEntropyForward, softmaxCrossEntropyBackward } = kernels.hostKernels.active;
+  const { softmaxCrossEntropyStats, softmaxCrossEntropyGrad } = kernels.hostKernels.active;
   const batch = targets.length / S;
   const loss = new Float32Array(batch);
   const dlogits = new Float32Array(batch * V * S);
@@ -356,16 +405,15 @@ function lossHeadByKernels(
     const picked = Int32Array.from(targets.subarray(b * S, (b + 1) * S), (t) => (t === ignoreIndex ? -1 : t));
     const count = picked.filter((t) => t >= 0).length;
     const z = logits.slice(b * V * S, (b + 1) * V * S);
-    const losses = new Float32Array(S);
-    const probs = new Float32Array(V * S);
-    softmaxCrossEntropyForward(losses, probs, z, picked, V, S);
+    const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S)) as [Float32Array, Float32Array, Float32Array];
+    softmaxCrossEntropyStats(losses, maxv, inverse, z, picked, V, S);
     let total = 0;
     for (let s = 0; s < S; s++) total += losses[s]!;
     loss[b] = total / count;
-    const again = new Float32Array(V * S);
-    softmaxCrossEntropyForward(new Float32Array(S), again, z, picked, V, S);
+    const [again, maxAgain, inverseAgain] = [0, 1, 2].map(() => new Float32Array(S)) as [Float32Array, Float32Array, Float32Array];
+    softmaxCrossEntropyStats(again, maxAgain, inverseAgain, z, picked, V, S);
     const out = new Float32Array(V * S);
-    softmaxCrossEntropyBackward(out, again, picked, new Float32Array(S).fill(dloss / count), V, S);
+    softmaxCrossEntropyGrad(out, z, maxAgain, inverseAgain, picked, new Float32Array(S).fill(dloss / count), V, S);
     dlogits.set(out, b * V * S);
   }
   return { loss, dlogits };
@@ -405,7 +453,7 @@ describe("the loss head's softmax, once per sequence", () => {
   const V = 11;
   const S = 6;
 
-  it('softmax_cross_entropy_grad reuses the loss op’s probabilities: same bits, one forward kernel per sequence', async () => {
+  it('softmax_cross_entropy_grad reuses the loss op’s statistics: same bits, one statistics kernel per sequence', async () => {
     for (const batch of [1, 3]) {
       for (const ignoreIndex of [undefined, 2]) {
         const plan = partition(lossHead('loss first', V, S, ignoreIndex));
@@ -424,12 +472,12 @@ describe("the loss head's softmax, once per sequence", () => {
           const want = lossHeadByKernels(logits, targets, 512, V, S, ignoreIndex);
           for (const mode of ['async', 'sync'] as const) {
             let outputs: Record<string, Float32Array | Int32Array> = {};
-            const calls = await forwardKernelCalls(async () => {
+            const calls = await statisticsKernelCalls(async () => {
               outputs =
                 mode === 'async' ? await exe.run(feeds, { copy: true }) : exe.runSync(feeds, { copy: true });
             });
             const what = `batch ${batch}, ignoreIndex ${ignoreIndex}, ${mode}`;
-            expect(calls, `${what}: forward kernel calls`).toBe(batch);
+            expect(calls, `${what}: statistics kernel calls`).toBe(batch);
             expectSameBits(outputs.loss as Float32Array, want.loss, `${what}: loss`);
             expectSameBits(outputs.dlogits as Float32Array, want.dlogits, `${what}: dlogits`);
           }
@@ -463,14 +511,14 @@ describe("the loss head's softmax, once per sequence", () => {
           const want = lossHeadByKernels(logits, targets, 1, V, S);
           for (const mode of ['async', 'sync'] as const) {
             let outputs: Record<string, Float32Array | Int32Array> = {};
-            const calls = await forwardKernelCalls(async () => {
+            const calls = await statisticsKernelCalls(async () => {
               outputs =
                 mode === 'async' ? await exe.run(feeds, { copy: true }) : exe.runSync(feeds, { copy: true });
             });
             const what = `batch ${batch}, ${run}, ${mode}`;
             // The grad op finds the loss op's record of the previous sequence (or run), which is of
             // these logits only in a batch of 1 with nothing fed since.
-            expect(calls, `${what}: forward kernel calls`).toBe(
+            expect(calls, `${what}: statistics kernel calls`).toBe(
               batch === 1 && feeds === undefined ? batch : 2 * batch,
             );
             expectSameBits(outputs.loss as Float32Array, want.loss, `${what}: loss`);
@@ -536,10 +584,10 @@ describe("the loss head's softmax, once per sequence", () => {
       expect(both.slowHostOps).toEqual([]);
       expect(gradOnly.slowHostOps).toEqual([]);
       const want = { loss: lossOnly.runSync(feeds).loss!, dlogits: gradOnly.runSync(feeds).dlogits! };
-      expect(await forwardKernelCalls(() => gradOnly.run(feeds)), 'grad only').toBe(batch);
+      expect(await statisticsKernelCalls(() => gradOnly.run(feeds)), 'grad only').toBe(batch);
       for (const mode of ['async', 'sync'] as const) {
         let outputs: Record<string, Float32Array | Int32Array> = {};
-        const calls = await forwardKernelCalls(async () => {
+        const calls = await statisticsKernelCalls(async () => {
           outputs =
             mode === 'async' ? await both.run(feeds, { copy: true }) : both.runSync(feeds, { copy: true });
         });
@@ -547,6 +595,20 @@ describe("the loss head's softmax, once per sequence", () => {
         expectSameBits(outputs.loss as Float32Array, want.loss as Float32Array, `${mode}: loss`);
         expectSameBits(outputs.dlogits as Float32Array, want.dlogits as Float32Array, `${mode}: dlogits`);
       }
+      // The ops read the logits as the fp16 bits the kernel left, never decoded for them; the last
+      // sequence's results are those of the kernels on the logits decoded afterwards.
+      const before = statsKernelCalls().length;
+      const outputs = both.runSync(feeds, { copy: true });
+      const calls = statsKernelCalls().slice(before);
+      expect(calls.map((args) => args[3]?.constructor.name)).toEqual(Array(batch).fill('Uint16Array'));
+      const targets = feeds.targets.subarray((batch - 1) * S);
+      const last = lossHeadByKernels(both.read('logits') as Float32Array, targets, 1, V, S);
+      expectSameBits(outputs.loss!.subarray(batch - 1) as Float32Array, last.loss, 'last sequence: loss');
+      expectSameBits(
+        outputs.dlogits!.subarray((batch - 1) * V * S) as Float32Array,
+        last.dlogits,
+        'last sequence: dlogits',
+      );
     } finally {
       device.dispose();
     }

@@ -25,10 +25,10 @@ import {
   sgdUpdateAsync,
   sgemm,
   sgemmAsync,
-  softmaxCrossEntropyBackward,
-  softmaxCrossEntropyBackwardAsync,
-  softmaxCrossEntropyForward,
-  softmaxCrossEntropyForwardAsync,
+  softmaxCrossEntropyGrad,
+  softmaxCrossEntropyGradAsync,
+  softmaxCrossEntropyStats,
+  softmaxCrossEntropyStatsAsync,
 } from '../kernels';
 import { planBroadcast } from '../sim/layout';
 import { binaryArithmetic } from '../sim/ops/elementwise';
@@ -42,6 +42,12 @@ export type HostArray = Float32Array | Int32Array;
 export interface HostValues {
   array(tensor: Tensor): HostArray;
   /**
+   * The value's fp16 bits where a kernel left them, when it has them (a dense segment of a
+   * kernel's fp16 output buffer), else undefined (read `array`). Read them during the op's run
+   * only: the kernel rewrites them when it runs again. Optional, like `derived`.
+   */
+  half?(tensor: Tensor): Uint16Array | undefined;
+  /**
    * Where host ops leave arrays derived from a value for later host ops of the same executable
    * (optional: without it each op computes what it needs itself).
    */
@@ -50,8 +56,8 @@ export interface HostValues {
 
 /**
  * Arrays a host op derived from a value it reads, kept for other host ops of the same executable:
- * the classifier's loss op leaves softmax(logits), and the gradient op on the same logits reuses
- * it instead of recomputing it (same kernel on the same values: the same bits). A record holds
+ * the classifier's loss op leaves the softmax statistics of the logits, and the gradient op on the
+ * same logits reuses them instead of recomputing them (same kernel on the same values: the same bits). A record holds
  * only while the value is unchanged: `recall` returns it for the same sequence of a batch, with
  * no step, feed or write having rewritten the value since `record`. The array belongs to the op
  * that recorded it: it `forget`s the record before overwriting the array, records again after,
@@ -77,6 +83,8 @@ export type HostRunMode = 'sync' | 'async' | 'background';
 export interface BoundHostOp {
   /** The native host kernels it calls, or 'generic' (the float32 evaluator). */
   readonly kernels: readonly string[];
+  /** Values it reads through `HostValues.half` when they are there: the executor leaves them undecoded. */
+  readonly readsHalf?: readonly Tensor[];
   run(values: HostValues, mode: HostRunMode): void | Promise<void>;
 }
 
@@ -88,8 +96,8 @@ const SYNC_KERNELS = {
   rmsnormForward,
   sgdUpdate,
   sgemm,
-  softmaxCrossEntropyBackward,
-  softmaxCrossEntropyForward,
+  softmaxCrossEntropyGrad,
+  softmaxCrossEntropyStats,
 };
 const ASYNC_KERNELS = {
   embeddingBackward: embeddingBackwardAsync,
@@ -98,8 +106,8 @@ const ASYNC_KERNELS = {
   rmsnormForward: rmsnormForwardAsync,
   sgdUpdate: sgdUpdateAsync,
   sgemm: sgemmAsync,
-  softmaxCrossEntropyBackward: softmaxCrossEntropyBackwardAsync,
-  softmaxCrossEntropyForward: softmaxCrossEntropyForwardAsync,
+  softmaxCrossEntropyGrad: softmaxCrossEntropyGradAsync,
+  softmaxCrossEntropyStats: softmaxCrossEntropyStatsAsync,
 };
 
 /** `kernel(...args)` in `mode`. */
@@ -237,7 +245,10 @@ const embedding: HostOpBinder = (op) => {
   };
 };
 
-/** C = op(A)·op(B) (+ beta·C), rank 2, through `sgemm`. */
+/**
+ * C = op(A)·op(B) (+ beta·C), rank 2, through `sgemm`; an operand computed on the device is read as
+ * the fp16 bits the kernel left (exact: the bits of the call on the decoded values).
+ */
 function gemm(
   values: HostValues,
   mode: HostRunMode,
@@ -257,9 +268,9 @@ function gemm(
     N,
     K,
     1,
-    values.array(a) as Float32Array,
+    floatsOrHalves(values, a),
     a.shape[1]!,
-    values.array(b) as Float32Array,
+    floatsOrHalves(values, b),
     b.shape[1]!,
     beta,
     values.array(out) as Float32Array,
@@ -287,6 +298,7 @@ const linear: HostOpBinder = (op) => {
   const [rows, S] = call.result.shape as [number, number];
   return {
     kernels: ['sgemm'],
+    readsHalf: [weight, x],
     run: (values, mode) => {
       if (bias === undefined) return gemm(values, mode, weight, false, x, false, call.result, 0);
       const y = values.array(call.result) as Float32Array;
@@ -307,9 +319,15 @@ const matmul: HostOpBinder = (op) => {
   const { transposeX, transposeY } = node.op;
   return {
     kernels: ['sgemm'],
+    readsHalf: [a, b],
     run: (values, mode) => gemm(values, mode, a, transposeX, b, transposeY, node, 0),
   };
 };
+
+/** A value as a kernel reads it: fp16 bits where the device left them (`HostValues.half`), else its host array. */
+function floatsOrHalves(values: HostValues, tensor: Tensor): Float32Array | Uint16Array {
+  return values.half?.(tensor) ?? (values.array(tensor) as Float32Array);
+}
 
 /** Runs `first`, then `next` (after `first` settles in async mode). */
 function then(first: void | Promise<void>, next: () => void | Promise<void>): void | Promise<void> {
@@ -372,27 +390,37 @@ function crossEntropyOperands(
   return { call, V, S, ...(ignoreIndex !== undefined ? { ignoreIndex } : {}) };
 }
 
-/** What the cross-entropy ops record in `HostValues.derived`: softmax over the vocabulary axis of the logits. */
-const SOFTMAX = 'softmax';
+/**
+ * What the cross-entropy ops record in `HostValues.derived`: the softmax statistics of the logits
+ * over the vocabulary axis, [2, S] (each position's max logit, then 1 / Σ exp(logit − max)).
+ */
+const SOFTMAX_STATISTICS = 'softmax statistics';
+
+/** The two halves of statistics [2, S]: max and inverse. */
+function maxAndInverse(statistics: Float32Array, S: number): [Float32Array, Float32Array] {
+  return [statistics.subarray(0, S), statistics.subarray(S)];
+}
 
 /**
  * loss [1, 1] = mean over counted positions of logsumexp − the target's logit:
- * `softmaxCrossEntropyForward` (per-position losses and probs in scratch), the mean in the binder.
- * The probs (they depend on the logits only, not on targets or ignoreIndex) are recorded as the
- * logits' softmax for `softmax_cross_entropy_grad` to reuse.
+ * `softmaxCrossEntropyStats` (per-position losses and the softmax statistics in scratch), the
+ * mean in the binder. The statistics (they depend on the logits only, not on targets or
+ * ignoreIndex) are recorded for `softmax_cross_entropy_grad` to reuse. Logits computed on the
+ * device are read as the fp16 bits the kernel left: never decoded, never written as probabilities.
  */
-const softmaxCrossEntropy: HostOpBinder = (op) => {
+const crossEntropyLoss: HostOpBinder = (op) => {
   const operands = crossEntropyOperands(op, ['logits', 'targets']);
   if (typeof operands === 'string') return { unsupported: operands };
   const { call, V, S, ignoreIndex } = operands;
   const { logits, targets } = call.args as { logits: Tensor; targets: Tensor };
   const losses = sharedFloats(S);
-  const probs = sharedFloats(V * S); // [V, S]
+  const statistics = sharedFloats(2 * S);
   const scratch = sharedInts(S);
   return {
-    kernels: ['softmaxCrossEntropyForward'],
+    kernels: ['softmaxCrossEntropyStats'],
+    readsHalf: [logits],
     run: (values, mode) => {
-      values.derived?.forget(logits, SOFTMAX);
+      values.derived?.forget(logits, SOFTMAX_STATISTICS);
       const picked = kernelTargets(
         `${op.kind} '${op.name}'`,
         values.array(targets) as Int32Array,
@@ -400,9 +428,10 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
         ignoreIndex,
         V,
       );
-      const args = [losses, probs, values.array(logits) as Float32Array, picked.targets, V, S] as const;
-      return then(runKernel(mode, 'softmaxCrossEntropyForward', ...args), () => {
-        values.derived?.record(logits, SOFTMAX, probs);
+      const [maxv, inverse] = maxAndInverse(statistics, S);
+      const args = [losses, maxv, inverse, floatsOrHalves(values, logits), picked.targets, V, S] as const;
+      return then(runKernel(mode, 'softmaxCrossEntropyStats', ...args), () => {
+        values.derived?.record(logits, SOFTMAX_STATISTICS, statistics);
         let total = 0;
         for (let s = 0; s < S; s++) total += losses[s]!;
         // Every position ignored: 0/0, NaN, as the composite (and PyTorch) gives.
@@ -413,13 +442,14 @@ const softmaxCrossEntropy: HostOpBinder = (op) => {
 };
 
 /**
- * dlogits [V, S] = (softmax − onehot) · dloss / N: `softmaxCrossEntropyBackward` with dloss / N
- * per counted position (it writes 0 for ignored ones), on the probabilities a
+ * dlogits [V, S] = (softmax − onehot) · dloss / N: `softmaxCrossEntropyGrad` with dloss / N per
+ * counted position (it writes 0 for ignored ones), the softmax recomputed from the statistics a
  * `softmax_cross_entropy` op of the same run recorded for these logits (`HostValues.derived`),
- * else recomputed by `softmaxCrossEntropyForward` into scratch (allocated on first need). A
- * constant dloss (the seed of an unscaled loss, folded away by the backward) is read once at load.
+ * else from statistics `softmaxCrossEntropyStats` computes into scratch (allocated on first need).
+ * Logits are read as the loss op reads them. A constant dloss (the seed of an unscaled loss,
+ * folded away by the backward) is read once at load.
  */
-const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
+const crossEntropyLossGrad: HostOpBinder = (op) => {
   const operands = crossEntropyOperands(op, ['logits', 'targets', 'dloss']);
   if (typeof operands === 'string') return { unsupported: operands };
   const { call, V, S, ignoreIndex } = operands;
@@ -432,10 +462,11 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
   const constant = fed ? undefined : evaluate([dloss])[0]![0]!;
   const dlosses = sharedFloats(S);
   const scratch = sharedInts(S);
-  // Only when no recorded softmax is at hand (a plan without the loss op, or run before it).
-  let own: { losses: Float32Array; probs: Float32Array } | undefined;
+  // Only when no recorded statistics are at hand (a plan without the loss op, or run before it).
+  let own: { losses: Float32Array; statistics: Float32Array } | undefined;
   return {
-    kernels: ['softmaxCrossEntropyForward', 'softmaxCrossEntropyBackward'],
+    kernels: ['softmaxCrossEntropyStats', 'softmaxCrossEntropyGrad'],
+    readsHalf: [logits],
     run: (values, mode) => {
       const picked = kernelTargets(
         `${op.kind} '${op.name}'`,
@@ -447,24 +478,25 @@ const softmaxCrossEntropyGrad: HostOpBinder = (op) => {
       const scale = (constant ?? values.array(dloss)[0]!) / picked.count;
       dlosses.fill(scale);
       const out = values.array(call.result) as Float32Array;
-      const recorded = values.derived?.recall(logits, SOFTMAX);
-      if (recorded !== undefined) {
-        const backward = [out, recorded, picked.targets, dlosses, V, S] as const;
-        return runKernel(mode, 'softmaxCrossEntropyBackward', ...backward);
-      }
-      own ??= { losses: sharedFloats(S), probs: sharedFloats(V * S) };
-      const forward = [
-        own.losses,
-        own.probs,
-        values.array(logits) as Float32Array,
-        picked.targets,
-        V,
-        S,
-      ] as const;
-      const backward = [out, own.probs, picked.targets, dlosses, V, S] as const;
-      return then(runKernel(mode, 'softmaxCrossEntropyForward', ...forward), () =>
-        runKernel(mode, 'softmaxCrossEntropyBackward', ...backward),
-      );
+      const input = floatsOrHalves(values, logits);
+      const grad = (statistics: Float32Array) =>
+        runKernel(
+          mode,
+          'softmaxCrossEntropyGrad',
+          out,
+          input,
+          ...maxAndInverse(statistics, S),
+          picked.targets,
+          dlosses,
+          V,
+          S,
+        );
+      const recorded = values.derived?.recall(logits, SOFTMAX_STATISTICS);
+      if (recorded !== undefined) return grad(recorded);
+      own ??= { losses: sharedFloats(S), statistics: sharedFloats(2 * S) };
+      const { losses, statistics } = own;
+      const stats = [losses, ...maxAndInverse(statistics, S), input, picked.targets, V, S] as const;
+      return then(runKernel(mode, 'softmaxCrossEntropyStats', ...stats), () => grad(statistics));
     },
   };
 };
@@ -919,8 +951,8 @@ export const HOST_OP_KERNELS: ReadonlyMap<string, HostOpBinder> = new Map([
   ['embedding', embedding],
   ['linear', linear],
   ['matmul', matmul],
-  ['softmax_cross_entropy', softmaxCrossEntropy],
-  ['softmax_cross_entropy_grad', softmaxCrossEntropyGrad],
+  ['softmax_cross_entropy', crossEntropyLoss],
+  ['softmax_cross_entropy_grad', crossEntropyLossGrad],
   ['weight_grad', weightGrad],
   ['rmsnorm_grad', rmsnormGrad],
   ['head_rmsnorm', headRmsnorm],

@@ -130,6 +130,8 @@ interface HostStep {
   readonly bound: BoundHostOp;
   readonly slowBecause?: string;
   readonly reads: readonly Slot[];
+  /** Slots it reads as fp16 bits where a kernel left them (`BoundHostOp.readsHalf`): not decoded first. */
+  readonly readsHalf: ReadonlySet<Slot>;
   readonly produces: readonly Slot[];
   readonly dependsOn: readonly number[];
 }
@@ -628,6 +630,7 @@ export class PlanExecutable implements Disposable {
           bound,
           ...(slowBecause !== undefined ? { slowBecause } : {}),
           reads,
+          readsHalf: new Set((bound.readsHalf ?? []).map((t) => this.slotOfTensor.get(t)!)),
           produces: op.outputs.map((t) => this.slotOfTensor.get(t)!),
           dependsOn: dependencies(reads),
         });
@@ -673,6 +676,7 @@ export class PlanExecutable implements Disposable {
 
   private readonly hostValues: HostValues = {
     array: (tensor) => this.hostArrayOf(this.slotFor(tensor)),
+    half: (tensor) => this.halfOf(this.slotFor(tensor)),
     derived: this.derived,
   };
 
@@ -692,6 +696,19 @@ export class PlanExecutable implements Disposable {
       slot.hostVersion = slot.version;
     }
     return slot.current;
+  }
+
+  /**
+   * A computed value's fp16 bits in its kernel's output buffer, when they lie there densely (an
+   * fp16 port; a segment not transposed whose rows are back to back). They stay there until that
+   * kernel runs again: in the next sequence or run, after every step of this one.
+   */
+  private halfOf(slot: Slot): Uint16Array | undefined {
+    const home = slot.device;
+    if (home === undefined || home.port.dtype !== 'fp16' || slot.version === 0) return undefined;
+    const { place } = home;
+    if (place.transposed || (place.rows > 1 && place.rowStride !== place.cols)) return undefined;
+    return home.port.data.subarray(place.offset, place.offset + slot.size);
   }
 
   private assertUsable(): void {
@@ -758,7 +775,10 @@ export class PlanExecutable implements Disposable {
     if (step.kind === 'kernel') {
       for (const input of step.inputs) this.stage(input);
     } else {
-      for (const slot of step.reads) if (slot.device !== undefined) this.hostArrayOf(slot);
+      for (const slot of step.reads) {
+        if (slot.device === undefined || (step.readsHalf.has(slot) && this.halfOf(slot) !== undefined)) continue;
+        this.hostArrayOf(slot);
+      }
     }
     return performance.now() - started;
   }

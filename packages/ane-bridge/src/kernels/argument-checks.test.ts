@@ -135,6 +135,15 @@ const SIGNATURES: Record<HostKernelName, Signature> = {
     args: () => [f32(12), f32(12), new Int32Array([0, 3, -1]), f32(3), 4, 3],
     kinds: ['f32', 'f32', 'i32', 'f32', 'count', 'count'],
   },
+  // The logits may also be fp16 bits (rowwise.test.ts): a Uint16Array is no wrong type for them.
+  softmaxCrossEntropyStats: {
+    args: () => [f32(3), f32(3), f32(3), f32(12), new Int32Array([0, 3, -1]), 4, 3],
+    kinds: ['f32', 'f32', 'f32', 'f32', 'i32', 'count', 'count'],
+  },
+  softmaxCrossEntropyGrad: {
+    args: () => [f32(12), f32(12), f32(3), f32(3), new Int32Array([0, 3, -1]), f32(3), 4, 3],
+    kinds: ['f32', 'f32', 'f32', 'f32', 'i32', 'f32', 'count', 'count'],
+  },
   embeddingForward: {
     args: () => [f32(6), f32(8), new Int32Array([0, 3, 1]), 4, 2, 3],
     kinds: ['f32', 'f32', 'i32', 'count', 'count', 'count'],

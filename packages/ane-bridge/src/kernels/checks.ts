@@ -86,6 +86,11 @@ export class HostKernelBufferError extends TypeError {
   }
 }
 
+/** Whether `value` is a Uint16Array (by its tag: arrays from another realm count too). */
+export function isUint16Array(value: unknown): value is Uint16Array {
+  return typedArrayTag.call(value) === 'Uint16Array';
+}
+
 /** Short description of a value for messages: 'a Float64Array', 'an array', 'a string', 'null'. */
 export function describeArgument(value: unknown): string {
   if (value === null) return 'null';

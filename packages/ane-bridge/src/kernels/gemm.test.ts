@@ -257,6 +257,43 @@ describe.each(variants().map((v) => [v.name, v] as const))('sgemm: %s', (_name, 
     });
   });
 
+  it('reads fp16 operands (Uint16Array) as the fp32 values they widen to: the same bits, async too', async () => {
+    const random = rng(10);
+    const restore = variant.enter();
+    try {
+      const k = variant.kernels;
+      for (const p of problems().slice(0, 12)) {
+        const o = makeOperands(p, random);
+        // Operands on the fp16 grid, as bits and as the fp32 values they widen to.
+        const halfA = new Uint16Array(o.A.length);
+        const halfB = new Uint16Array(o.B.length);
+        k.fp32ToFp16(o.A, halfA);
+        k.fp32ToFp16(o.B, halfB);
+        const A = new Float32Array(o.A.length);
+        const B = new Float32Array(o.B.length);
+        k.fp16ToFp32(halfA, A);
+        k.fp16ToFp32(halfB, B);
+        const { transA, transB, M, N, K, alpha, beta } = p;
+        const want = o.C.slice();
+        k.sgemm(transA, transB, M, N, K, alpha, A, o.lda, B, o.ldb, beta, want, o.ldc);
+        for (const [a, b] of [
+          [halfA, B],
+          [A, halfB],
+          [halfA, halfB],
+        ] as const) {
+          const C = o.C.slice();
+          k.sgemm(transA, transB, M, N, K, alpha, a, o.lda, b, o.ldb, beta, C, o.ldc);
+          expect(C, `${a.constructor.name} x ${b.constructor.name}`).toEqual(want);
+        }
+        const C = o.C.slice();
+        await k.sgemmAsync(transA, transB, M, N, K, alpha, halfA, o.lda, halfB, o.ldb, beta, C, o.ldc);
+        expect(C, 'async').toEqual(want);
+      }
+    } finally {
+      restore();
+    }
+  });
+
   it('sgemmAsync computes the same product off the JS thread', async () => {
     const random = rng(9);
     const p: Problem = { transA: false, transB: true, M: 64, N: 96, K: 200, alpha: 1, beta: 0, pad: 0 };

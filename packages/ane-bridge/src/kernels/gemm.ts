@@ -4,7 +4,8 @@
  * adds the argument check that the TS twin and the native path both run before touching memory.
  */
 import { checkSgemmArguments as checkSgemmShapes, sgemm as simSgemm } from '../sim/gemm';
-import { checkBoolean, checkNoOverlap, checkNumber, checkTypedArray } from './checks';
+import { checkBoolean, checkNoOverlap, checkNumber, checkTypedArray, isUint16Array } from './checks';
+import { fp16ToFp32 } from './fp16';
 import type { SgemmArgs } from './types';
 
 /**
@@ -15,8 +16,8 @@ export function checkSgemmArguments(...args: SgemmArgs): void {
   const [transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] = args;
   checkBoolean('sgemm', 'transA', transA);
   checkBoolean('sgemm', 'transB', transB);
-  checkTypedArray('sgemm', 'A', A, 'Float32Array');
-  checkTypedArray('sgemm', 'B', B, 'Float32Array');
+  checkTypedArray('sgemm', 'A', A, isUint16Array(A) ? 'Uint16Array' : 'Float32Array');
+  checkTypedArray('sgemm', 'B', B, isUint16Array(B) ? 'Uint16Array' : 'Float32Array');
   checkTypedArray('sgemm', 'C', C, 'Float32Array');
   checkNumber('sgemm', 'alpha', alpha);
   checkNumber('sgemm', 'beta', beta);
@@ -43,9 +44,18 @@ export function checkSgemmArguments(...args: SgemmArgs): void {
  *   B: [K, N] with row stride ldb >= N   (transB: B is [N, K], ldb >= K)
  *   C: [M, N] with row stride ldc >= N
  * beta = 0 writes C without reading it; alpha = 0 or K = 0 only scales C. C must not share memory
- * with A or B.
+ * with A or B. A or B may be fp16 bits (a Uint16Array), read as the fp32 values they widen to
+ * (exactly), so the result has the bits of the call on the widened operands.
  */
 export function sgemmTs(...args: SgemmArgs): void {
   checkSgemmArguments(...args);
-  simSgemm(...args);
+  const [transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] = args;
+  simSgemm(transA, transB, M, N, K, alpha, widened(A), lda, widened(B), ldb, beta, C, ldc);
+}
+
+function widened(operand: Float32Array | Uint16Array): Float32Array {
+  if (!isUint16Array(operand)) return operand;
+  const values = new Float32Array(operand.length);
+  fp16ToFp32(operand, values);
+  return values;
 }

@@ -66,6 +66,10 @@ export const softmaxCrossEntropyForward: HostKernels['softmaxCrossEntropyForward
   active().softmaxCrossEntropyForward(...a);
 export const softmaxCrossEntropyBackward: HostKernels['softmaxCrossEntropyBackward'] = (...a) =>
   active().softmaxCrossEntropyBackward(...a);
+export const softmaxCrossEntropyStats: HostKernels['softmaxCrossEntropyStats'] = (...a) =>
+  active().softmaxCrossEntropyStats(...a);
+export const softmaxCrossEntropyGrad: HostKernels['softmaxCrossEntropyGrad'] = (...a) =>
+  active().softmaxCrossEntropyGrad(...a);
 export const embeddingForward: HostKernels['embeddingForward'] = (...a) => active().embeddingForward(...a);
 export const embeddingBackward: HostKernels['embeddingBackward'] = (...a) => active().embeddingBackward(...a);
 export const causalSoftmaxForward: HostKernels['causalSoftmaxForward'] = (...a) =>
@@ -102,6 +106,10 @@ export const softmaxCrossEntropyForwardAsync: AsyncHostKernels['softmaxCrossEntr
 export const softmaxCrossEntropyBackwardAsync: AsyncHostKernels['softmaxCrossEntropyBackwardAsync'] = (
   ...a
 ) => active().softmaxCrossEntropyBackwardAsync(...a);
+export const softmaxCrossEntropyStatsAsync: AsyncHostKernels['softmaxCrossEntropyStatsAsync'] = (...a) =>
+  active().softmaxCrossEntropyStatsAsync(...a);
+export const softmaxCrossEntropyGradAsync: AsyncHostKernels['softmaxCrossEntropyGradAsync'] = (...a) =>
+  active().softmaxCrossEntropyGradAsync(...a);
 export const embeddingForwardAsync: AsyncHostKernels['embeddingForwardAsync'] = (...a) =>
   active().embeddingForwardAsync(...a);
 export const embeddingBackwardAsync: AsyncHostKernels['embeddingBackwardAsync'] = (...a) =>

@@ -6,7 +6,12 @@
 import type { NativeKernelBindings } from '../native/loader';
 import { checkCausalBackwardArguments, checkCausalForwardArguments } from './causal-softmax';
 import { HostKernelBufferError } from './checks';
-import { checkCrossEntropyBackwardArguments, checkCrossEntropyForwardArguments } from './cross-entropy';
+import {
+  checkCrossEntropyBackwardArguments,
+  checkCrossEntropyForwardArguments,
+  checkCrossEntropyGradArguments,
+  checkCrossEntropyStatsArguments,
+} from './cross-entropy';
 import { checkEmbeddingBackwardArguments, checkEmbeddingForwardArguments } from './embedding';
 import {
   checkFp16ToFp32Arguments,
@@ -160,6 +165,17 @@ const prepare: Preparers = {
   softmaxCrossEntropyBackward(dlogits, probs, targets, dlosses, V, S) {
     checkCrossEntropyBackwardArguments(dlogits, probs, targets, dlosses, V, S);
     return { binding: 'softmaxCrossEntropyBackward', args: [dlogits, probs, targets, dlosses, V, S] };
+  },
+  softmaxCrossEntropyStats(losses, maxv, inverse, logits, targets, V, S) {
+    checkCrossEntropyStatsArguments(losses, maxv, inverse, logits, targets, V, S);
+    return { binding: 'softmaxCrossEntropyStats', args: [losses, maxv, inverse, logits, targets, V, S] };
+  },
+  softmaxCrossEntropyGrad(dlogits, logits, maxv, inverse, targets, dlosses, V, S) {
+    checkCrossEntropyGradArguments(dlogits, logits, maxv, inverse, targets, dlosses, V, S);
+    return {
+      binding: 'softmaxCrossEntropyGrad',
+      args: [dlogits, logits, maxv, inverse, targets, dlosses, V, S],
+    };
   },
   embeddingForward(out, table, tokens, V, C, S) {
     checkEmbeddingForwardArguments(out, table, tokens, V, C, S);

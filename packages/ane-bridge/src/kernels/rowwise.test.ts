@@ -236,6 +236,87 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
     });
   });
 
+  it('cross-entropy from statistics: the losses and gradient of forward + backward, from fp32 logits and from fp16 bits', () => {
+    const random = rng(38);
+    within(variant, (k) => {
+      // V 2500: three vocabulary blocks of the native kernels, combined in order.
+      for (const [V, S] of [
+        [1, 1],
+        [7, 17],
+        [2500, 5],
+      ] as const) {
+        // fp16 values, so both calls read the same numbers.
+        const bits = new Uint16Array(V * S);
+        k.fp32ToFp16(randomArray(V * S, random, 8), bits);
+        if (V * S > 3) bits[3] = 0xfc00; // -inf
+        const logits = new Float32Array(V * S);
+        k.fp16ToFp32(bits, logits);
+        const targets = Int32Array.from({ length: S }, (_, s) => (s === 2 ? -1 : Math.floor(random() * V)));
+        const dlosses = randomArray(S, random);
+        const losses = new Float32Array(S);
+        const probs = new Float32Array(V * S);
+        const dlogits = new Float32Array(V * S);
+        k.softmaxCrossEntropyForward(losses, probs, logits, targets, V, S);
+        k.softmaxCrossEntropyBackward(dlogits, probs, targets, dlosses, V, S);
+        for (const input of [logits, bits]) {
+          const [losses2, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S));
+          const dlogits2 = new Float32Array(V * S).fill(Number.NaN); // written, not accumulated
+          k.softmaxCrossEntropyStats(losses2 as Float32Array, maxv!, inverse!, input, targets, V, S);
+          k.softmaxCrossEntropyGrad(dlogits2, input, maxv!, inverse!, targets, dlosses, V, S);
+          // The native kernels share their expressions: the same bits. The float64 twins round
+          // 1/sum to fp32 first here, so they agree to a few ulps.
+          const [rel, abs] = variant.name.startsWith('native') ? [0, 0] : [1e-6, 1e-9];
+          expectClose(losses2 as Float32Array, losses, rel, abs, `losses ${V}x${S} ${input.constructor.name}`);
+          expectClose(dlogits2, dlogits, rel, abs, `dlogits ${V}x${S} ${input.constructor.name}`);
+          for (let s = 0; s < S; s++) {
+            let max = Number.NEGATIVE_INFINITY;
+            for (let v = 0; v < V; v++) max = Math.max(max, logits[v * S + s] as number);
+            expect(maxv![s]).toBe(max);
+          }
+        }
+        const inPlace = logits.slice();
+        const [losses3, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S));
+        k.softmaxCrossEntropyStats(losses3 as Float32Array, maxv!, inverse!, inPlace, targets, V, S);
+        const expected = new Float32Array(V * S);
+        k.softmaxCrossEntropyGrad(expected, inPlace, maxv!, inverse!, targets, dlosses, V, S);
+        k.softmaxCrossEntropyGrad(inPlace, inPlace, maxv!, inverse!, targets, dlosses, V, S);
+        expectClose(inPlace, expected, 0, 0, 'in place dlogits');
+      }
+      const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(2).fill(7));
+      k.softmaxCrossEntropyStats(losses!, maxv!, inverse!, new Uint16Array(0), new Int32Array(2).fill(-1), 0, 2);
+      expect([...losses!, ...maxv!, ...inverse!]).toEqual([0, 0, -Infinity, -Infinity, Infinity, Infinity]);
+    });
+  });
+
+  it('cross-entropy grad from statistics is the gradient of the mean loss (finite differences)', () => {
+    const random = rng(39);
+    within(variant, (k) => {
+      const [V, S] = [11, 17];
+      const logits = randomArray(V * S, random, 3);
+      const targets = Int32Array.from({ length: S }, (_, s) => (s === 1 ? -1 : Math.floor(random() * V)));
+      const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S));
+      k.softmaxCrossEntropyStats(losses!, maxv!, inverse!, logits, targets, V, S);
+      const dlogits = new Float32Array(V * S);
+      k.softmaxCrossEntropyGrad(dlogits, logits, maxv!, inverse!, targets, new Float32Array(S).fill(1 / S), V, S);
+      const meanLoss = (v: Float64Array) => {
+        const { lse } = softmaxColumnsRef(v, V, S);
+        let total = 0;
+        for (let s = 0; s < S; s++) {
+          const t = targets[s] as number;
+          if (t >= 0) total += ((lse[s] as number) - (v[t * S + s] as number)) / S;
+        }
+        return total;
+      };
+      expectClose(dlogits, numericGradient(meanLoss, Float64Array.from(logits)), 1e-4, 1e-6, 'dlogits');
+      const { lse } = softmaxColumnsRef(logits, V, S);
+      for (let s = 0; s < S; s++) {
+        const t = targets[s] as number;
+        const expected = t < 0 ? 0 : (lse[s] as number) - (logits[t * S + s] as number);
+        expectClose(losses!.subarray(s, s + 1), [expected], 1e-5, 1e-5, `loss ${s}`);
+      }
+    });
+  });
+
   it('cross-entropy: a NaN logit poisons only its column; -inf logits get probability 0', () => {
     within(variant, (k) => {
       const V = 6;

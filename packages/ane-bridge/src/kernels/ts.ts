@@ -1,6 +1,11 @@
 /** The pure-TS host kernels as one HostKernelSet: the fallback, and the reference in tests. */
 import { causalSoftmaxBackward, causalSoftmaxForward } from './causal-softmax';
-import { softmaxCrossEntropyBackward, softmaxCrossEntropyForward } from './cross-entropy';
+import {
+  softmaxCrossEntropyBackward,
+  softmaxCrossEntropyForward,
+  softmaxCrossEntropyGrad,
+  softmaxCrossEntropyStats,
+} from './cross-entropy';
 import { embeddingBackward, embeddingForward } from './embedding';
 import {
   fp16ToFp32,
@@ -32,6 +37,8 @@ const sync: HostKernels = {
   rmsnormBackward,
   softmaxCrossEntropyForward,
   softmaxCrossEntropyBackward,
+  softmaxCrossEntropyStats,
+  softmaxCrossEntropyGrad,
   embeddingForward,
   embeddingBackward,
   causalSoftmaxForward,

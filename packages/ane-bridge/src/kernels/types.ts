@@ -14,9 +14,10 @@ export type SgemmArgs = [
   N: number,
   K: number,
   alpha: number,
-  A: Float32Array,
+  /** fp32 values, or fp16 bits (a Uint16Array: a kernel's output where it lies), read widened. */
+  A: Float32Array | Uint16Array,
   lda: number,
-  B: Float32Array,
+  B: Float32Array | Uint16Array,
   ldb: number,
   beta: number,
   C: Float32Array,
@@ -94,6 +95,25 @@ export interface HostKernels {
   softmaxCrossEntropyBackward(
     dlogits: Float32Array,
     probs: Float32Array,
+    targets: Int32Array,
+    dlosses: Float32Array,
+    V: number,
+    S: number,
+  ): void;
+  softmaxCrossEntropyStats(
+    losses: Float32Array,
+    maxv: Float32Array,
+    inverse: Float32Array,
+    logits: Float32Array | Uint16Array,
+    targets: Int32Array,
+    V: number,
+    S: number,
+  ): void;
+  softmaxCrossEntropyGrad(
+    dlogits: Float32Array,
+    logits: Float32Array | Uint16Array,
+    maxv: Float32Array,
+    inverse: Float32Array,
     targets: Int32Array,
     dlosses: Float32Array,
     V: number,
