@@ -225,7 +225,21 @@ describe('host kernels for training through device.load', () => {
       // The same product of the values decoded for the output (the last sequence's h), on fp32 operands.
       const hLast = (outputs.h as Float32Array).subarray(30);
       const want = new Float32Array(15);
-      kernels.hostKernels.active.sgemm(false, true, 3, 5, 6, 1, feeds.dy.subarray(18), 6, hLast, 6, 0, want, 5);
+      kernels.hostKernels.active.sgemm(
+        false,
+        true,
+        3,
+        5,
+        6,
+        1,
+        feeds.dy.subarray(18),
+        6,
+        hLast,
+        6,
+        0,
+        want,
+        5,
+      );
       expectSameBits((outputs.dw2 as Float32Array).subarray(15), want, 'dw2 of the last sequence');
       const async = await exe.run(feeds, { copy: true });
       expectSameBits(async.dw2 as Float32Array, outputs.dw2 as Float32Array, 'async (background) dw2');
@@ -405,15 +419,32 @@ function lossHeadByKernels(
     const picked = Int32Array.from(targets.subarray(b * S, (b + 1) * S), (t) => (t === ignoreIndex ? -1 : t));
     const count = picked.filter((t) => t >= 0).length;
     const z = logits.slice(b * V * S, (b + 1) * V * S);
-    const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S)) as [Float32Array, Float32Array, Float32Array];
+    const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S)) as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
     softmaxCrossEntropyStats(losses, maxv, inverse, z, picked, V, S);
     let total = 0;
     for (let s = 0; s < S; s++) total += losses[s]!;
     loss[b] = total / count;
-    const [again, maxAgain, inverseAgain] = [0, 1, 2].map(() => new Float32Array(S)) as [Float32Array, Float32Array, Float32Array];
+    const [again, maxAgain, inverseAgain] = [0, 1, 2].map(() => new Float32Array(S)) as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
     softmaxCrossEntropyStats(again, maxAgain, inverseAgain, z, picked, V, S);
     const out = new Float32Array(V * S);
-    softmaxCrossEntropyGrad(out, z, maxAgain, inverseAgain, picked, new Float32Array(S).fill(dloss / count), V, S);
+    softmaxCrossEntropyGrad(
+      out,
+      z,
+      maxAgain,
+      inverseAgain,
+      picked,
+      new Float32Array(S).fill(dloss / count),
+      V,
+      S,
+    );
     dlogits.set(out, b * V * S);
   }
   return { loss, dlogits };

@@ -776,7 +776,8 @@ export class PlanExecutable implements Disposable {
       for (const input of step.inputs) this.stage(input);
     } else {
       for (const slot of step.reads) {
-        if (slot.device === undefined || (step.readsHalf.has(slot) && this.halfOf(slot) !== undefined)) continue;
+        if (slot.device === undefined || (step.readsHalf.has(slot) && this.halfOf(slot) !== undefined))
+          continue;
         this.hostArrayOf(slot);
       }
     }

@@ -266,7 +266,13 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
           // The native kernels share their expressions: the same bits. The float64 twins round
           // 1/sum to fp32 first here, so they agree to a few ulps.
           const [rel, abs] = variant.name.startsWith('native') ? [0, 0] : [1e-6, 1e-9];
-          expectClose(losses2 as Float32Array, losses, rel, abs, `losses ${V}x${S} ${input.constructor.name}`);
+          expectClose(
+            losses2 as Float32Array,
+            losses,
+            rel,
+            abs,
+            `losses ${V}x${S} ${input.constructor.name}`,
+          );
           expectClose(dlogits2, dlogits, rel, abs, `dlogits ${V}x${S} ${input.constructor.name}`);
           for (let s = 0; s < S; s++) {
             let max = Number.NEGATIVE_INFINITY;
@@ -283,7 +289,15 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
         expectClose(inPlace, expected, 0, 0, 'in place dlogits');
       }
       const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(2).fill(7));
-      k.softmaxCrossEntropyStats(losses!, maxv!, inverse!, new Uint16Array(0), new Int32Array(2).fill(-1), 0, 2);
+      k.softmaxCrossEntropyStats(
+        losses!,
+        maxv!,
+        inverse!,
+        new Uint16Array(0),
+        new Int32Array(2).fill(-1),
+        0,
+        2,
+      );
       expect([...losses!, ...maxv!, ...inverse!]).toEqual([0, 0, -Infinity, -Infinity, Infinity, Infinity]);
     });
   });
@@ -297,7 +311,16 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
       const [losses, maxv, inverse] = [0, 1, 2].map(() => new Float32Array(S));
       k.softmaxCrossEntropyStats(losses!, maxv!, inverse!, logits, targets, V, S);
       const dlogits = new Float32Array(V * S);
-      k.softmaxCrossEntropyGrad(dlogits, logits, maxv!, inverse!, targets, new Float32Array(S).fill(1 / S), V, S);
+      k.softmaxCrossEntropyGrad(
+        dlogits,
+        logits,
+        maxv!,
+        inverse!,
+        targets,
+        new Float32Array(S).fill(1 / S),
+        V,
+        S,
+      );
       const meanLoss = (v: Float64Array) => {
         const { lse } = softmaxColumnsRef(v, V, S);
         let total = 0;
