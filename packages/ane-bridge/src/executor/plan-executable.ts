@@ -914,9 +914,6 @@ export class PlanExecutable implements Disposable {
     const state = steps.map(() => 'waiting' as 'waiting' | 'running' | 'done');
     const hostOrder = steps.flatMap((step, i) => (step.kind === 'host' ? [i] : []));
     const kernelOrder = steps.flatMap((step, i) => (step.kind === 'kernel' ? [i] : []));
-    // Host ops first: a kernel's staging runs on this thread before its run yields, and a host op
-    // launched before it (a dW GEMM on the kernels' threads) runs during that staging.
-    const launchOrder = [...hostOrder, ...kernelOrder];
     const small = steps.map(
       (step) =>
         step.kind === 'host' &&
@@ -928,6 +925,17 @@ export class PlanExecutable implements Disposable {
     // never take the pool from the kernels nor run on it cut in halves.
     const hostMode = (i: number): HostRunMode =>
       weightGrad[i]! && this.device.backend === 'sim' ? 'background' : 'async';
+    // Host ops first: a kernel's staging runs on this thread before its run yields, and a host op
+    // launched before it (a dW GEMM on the kernels' threads) runs during that staging. Background
+    // work goes last, after the kernel's staging: it would only slow that staging (on the pool,
+    // on the critical path) down. Paired through Trainer (stories15M, steps alternating): 0.95-0.98
+    // of the step time at batch 1, 0.98-0.99 at batch 4.
+    const background = hostOrder.filter((i) => hostMode(i) === 'background');
+    const launchOrder = [
+      ...hostOrder.filter((i) => hostMode(i) !== 'background'),
+      ...kernelOrder,
+      ...background,
+    ];
     const smallSimKernel = (step: Step) =>
       step.kind === 'kernel' &&
       this.device.backend === 'sim' &&
