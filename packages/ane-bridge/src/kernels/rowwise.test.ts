@@ -53,6 +53,19 @@ function softmaxColumnsRef(logits: ArrayLike<number>, V: number, S: number) {
   return { probs, lse };
 }
 
+/** The mean cross-entropy over counted positions (negative targets ignored) of logits [V, S], in float64. */
+function meanLossRef(targets: Int32Array, V: number, S: number): (logits: Float64Array) => number {
+  return (logits) => {
+    const { lse } = softmaxColumnsRef(logits, V, S);
+    let total = 0;
+    for (let s = 0; s < S; s++) {
+      const t = targets[s] as number;
+      if (t >= 0) total += ((lse[s] as number) - (logits[t * S + s] as number)) / S;
+    }
+    return total;
+  };
+}
+
 function causalRef(
   scores: ArrayLike<number>,
   H: number,
@@ -219,16 +232,7 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
         const dlosses = new Float32Array(S).fill(1 / S);
         const dlogits = new Float32Array(V * S).fill(Number.NaN); // written, not accumulated
         k.softmaxCrossEntropyBackward(dlogits, probs, targets, dlosses, V, S);
-        const meanLoss = (v: Float64Array) => {
-          const { lse } = softmaxColumnsRef(v, V, S);
-          let total = 0;
-          for (let s = 0; s < S; s++) {
-            const t = targets[s] as number;
-            if (t >= 0) total += ((lse[s] as number) - (v[t * S + s] as number)) / S;
-          }
-          return total;
-        };
-        const numeric = numericGradient(meanLoss, Float64Array.from(logits));
+        const numeric = numericGradient(meanLossRef(targets, V, S), Float64Array.from(logits));
         expectClose(dlogits, numeric, 1e-4, 1e-6, `dlogits ${V}x${S}`);
         k.softmaxCrossEntropyBackward(probs, probs, targets, dlosses, V, S);
         expectClose(probs, dlogits, 0, 0, 'in place dlogits');
@@ -321,16 +325,8 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
         V,
         S,
       );
-      const meanLoss = (v: Float64Array) => {
-        const { lse } = softmaxColumnsRef(v, V, S);
-        let total = 0;
-        for (let s = 0; s < S; s++) {
-          const t = targets[s] as number;
-          if (t >= 0) total += ((lse[s] as number) - (v[t * S + s] as number)) / S;
-        }
-        return total;
-      };
-      expectClose(dlogits, numericGradient(meanLoss, Float64Array.from(logits)), 1e-4, 1e-6, 'dlogits');
+      const numeric = numericGradient(meanLossRef(targets, V, S), Float64Array.from(logits));
+      expectClose(dlogits, numeric, 1e-4, 1e-6, 'dlogits');
       const { lse } = softmaxColumnsRef(logits, V, S);
       for (let s = 0; s < S; s++) {
         const t = targets[s] as number;
