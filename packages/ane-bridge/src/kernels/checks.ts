@@ -91,6 +91,17 @@ export function isUint16Array(value: unknown): value is Uint16Array {
   return typedArrayTag.call(value) === 'Uint16Array';
 }
 
+/** checkTypedArray for an input taken as fp32 values (Float32Array) or fp16 bits (Uint16Array). */
+export function checkFloatsOrHalves(kernel: string, name: string, value: unknown): void {
+  const tag = typedArrayTag.call(value);
+  if (tag !== 'Float32Array' && tag !== 'Uint16Array') {
+    throw new TypeError(
+      `${kernel}: ${name} must be a Float32Array, or a Uint16Array of fp16 bits, got ${describeArgument(value)}`,
+    );
+  }
+  checkTypedArray(kernel, name, value, tag);
+}
+
 /** Short description of a value for messages: 'a Float64Array', 'an array', 'a string', 'null'. */
 export function describeArgument(value: unknown): string {
   if (value === null) return 'null';

@@ -2,7 +2,13 @@
  * Softmax + cross-entropy over channel-first logits [V, S] (one column of V vocabulary scores per
  * position), the readable twin of native/kernels/rowwise_body.inc. Math in float64.
  */
-import { checkLength, checkNonNegativeInteger, checkTypedArray, isUint16Array } from './checks';
+import {
+  checkFloatsOrHalves,
+  checkLength,
+  checkNonNegativeInteger,
+  checkTypedArray,
+  isUint16Array,
+} from './checks';
 import { fp16BitsToFp32 } from './fp16';
 
 function checkTargets(kernel: string, targets: Int32Array, V: number): void {
@@ -136,12 +142,6 @@ export function softmaxCrossEntropyBackward(
   }
 }
 
-/** Logits as fp32 values or fp16 bits (a Uint16Array). */
-function checkLogits(kernel: string, logits: Float32Array | Uint16Array): void {
-  if (isUint16Array(logits)) checkTypedArray(kernel, 'logits', logits, 'Uint16Array');
-  else checkTypedArray(kernel, 'logits', logits, 'Float32Array');
-}
-
 /** The logits as numbers: fp32 values, or the values of fp16 bits. */
 function logitReader(logits: Float32Array | Uint16Array): (i: number) => number {
   return isUint16Array(logits) ? (i) => fp16BitsToFp32(logits[i] as number) : (i) => logits[i] as number;
@@ -160,7 +160,7 @@ export function checkCrossEntropyStatsArguments(
   checkTypedArray(kernel, 'losses', losses, 'Float32Array');
   checkTypedArray(kernel, 'maxv', maxv, 'Float32Array');
   checkTypedArray(kernel, 'inverse', inverse, 'Float32Array');
-  checkLogits(kernel, logits);
+  checkFloatsOrHalves(kernel, 'logits', logits);
   checkTypedArray(kernel, 'targets', targets, 'Int32Array');
   checkNonNegativeInteger(kernel, 'V', V);
   checkNonNegativeInteger(kernel, 'S', S);
@@ -218,7 +218,7 @@ export function checkCrossEntropyGradArguments(
 ): void {
   const kernel = 'softmaxCrossEntropyGrad';
   checkTypedArray(kernel, 'dlogits', dlogits, 'Float32Array');
-  checkLogits(kernel, logits);
+  checkFloatsOrHalves(kernel, 'logits', logits);
   checkTypedArray(kernel, 'maxv', maxv, 'Float32Array');
   checkTypedArray(kernel, 'inverse', inverse, 'Float32Array');
   checkTypedArray(kernel, 'targets', targets, 'Int32Array');

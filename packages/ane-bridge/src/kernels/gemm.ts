@@ -4,7 +4,14 @@
  * adds the argument check that the TS twin and the native path both run before touching memory.
  */
 import { checkSgemmArguments as checkSgemmShapes, sgemm as simSgemm } from '../sim/gemm';
-import { checkBoolean, checkNoOverlap, checkNumber, checkTypedArray, isUint16Array } from './checks';
+import {
+  checkBoolean,
+  checkFloatsOrHalves,
+  checkNoOverlap,
+  checkNumber,
+  checkTypedArray,
+  isUint16Array,
+} from './checks';
 import { fp16ToFp32 } from './fp16';
 import type { SgemmArgs } from './types';
 
@@ -16,8 +23,8 @@ export function checkSgemmArguments(...args: SgemmArgs): void {
   const [transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] = args;
   checkBoolean('sgemm', 'transA', transA);
   checkBoolean('sgemm', 'transB', transB);
-  checkTypedArray('sgemm', 'A', A, isUint16Array(A) ? 'Uint16Array' : 'Float32Array');
-  checkTypedArray('sgemm', 'B', B, isUint16Array(B) ? 'Uint16Array' : 'Float32Array');
+  checkFloatsOrHalves('sgemm', 'A', A);
+  checkFloatsOrHalves('sgemm', 'B', B);
   checkTypedArray('sgemm', 'C', C, 'Float32Array');
   checkNumber('sgemm', 'alpha', alpha);
   checkNumber('sgemm', 'beta', beta);

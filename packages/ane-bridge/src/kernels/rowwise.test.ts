@@ -303,6 +303,13 @@ describe.each(variants().map((v) => [v.name, v] as const))('norms and losses: %s
         2,
       );
       expect([...losses!, ...maxv!, ...inverse!]).toEqual([0, 0, -Infinity, -Infinity, Infinity, Infinity]);
+      const wrong = new Float64Array(4) as unknown as Float32Array; // from JavaScript
+      expect(() =>
+        k.softmaxCrossEntropyStats(losses!, maxv!, inverse!, wrong, new Int32Array(2), 2, 2),
+      ).toThrow(/logits must be a Float32Array, or a Uint16Array of fp16 bits, got a Float64Array/);
+      expect(() => k.sgemm(false, false, 1, 1, 1, 1, wrong, 1, wrong, 1, 0, new Float32Array(1), 1)).toThrow(
+        /A must be a Float32Array, or a Uint16Array of fp16 bits/,
+      );
     });
   });
 
