@@ -57,11 +57,11 @@ export interface HostValues {
 /**
  * Arrays a host op derived from a value it reads, kept for other host ops of the same executable:
  * the classifier's loss op leaves the softmax statistics of the logits, and the gradient op on the
- * same logits reuses them instead of recomputing them (same kernel on the same values: the same bits). A record holds
- * only while the value is unchanged: `recall` returns it for the same sequence of a batch, with
- * no step, feed or write having rewritten the value since `record`. The array belongs to the op
- * that recorded it: it `forget`s the record before overwriting the array, records again after,
- * and readers only read it.
+ * same logits reuses them instead of recomputing them (same kernel on the same values: the same
+ * bits). A record holds only while the value is unchanged: `recall` returns it for the same
+ * sequence of a batch, with no step, feed or write having rewritten the value since `record`. The
+ * array belongs to the op that recorded it: it `forget`s the record before overwriting the array,
+ * records again after, and readers only read it.
  */
 export interface DerivedValues {
   /** Records `array` as `what` (e.g. 'softmax') of `value`'s current values, replacing any earlier record. */
