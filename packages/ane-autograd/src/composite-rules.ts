@@ -164,7 +164,7 @@ export const SOFTMAX_CROSS_ENTROPY_GRAD = 'softmax_cross_entropy_grad';
  * counted), for an incoming `dloss` `[1, 1]` (the loss scale arrives through it):
  *   dlogits = (softmax(logits) − onehot(t)) ⊙ kept · dloss / N
  * one `softmax_cross_entropy_grad` call (a host op by its int32 targets, run by the native
- * `softmaxCrossEntropyBackward`). It recomputes the probabilities from the logits rather than
+ * `softmaxCrossEntropyGrad`). It recomputes the probabilities from the logits rather than
  * reading the forward's log-probabilities, so the forward call stays sealed and keeps its own
  * native kernel. The targets have no gradient.
  */
