@@ -69,6 +69,25 @@ describe('Trainer.fit', () => {
     expect(log.profile.optimizerMs).toBeGreaterThan(0);
   }, 120_000);
 
+  it('stops on an AbortSignal that a timer aborts, even when every step completes on the JS thread', async () => {
+    // The tiny preset's kernels and host ops are small enough to run on the JS thread: a step can
+    // complete without leaving the microtask queue, so fit must give timers their turn itself.
+    const t = trainer({ model: 'tiny', backend: 'sim', seq: 16, batch: 2 });
+    const text = new TextEncoder().encode('the cat sat on the mat. '.repeat(40));
+    await t.fit(Uint16Array.from(text), { steps: 3 }); // warm: compiled, small kernels timed
+    const controller = new AbortController();
+    let timerRan = 0;
+    setTimeout(() => {
+      timerRan = t.step;
+      controller.abort();
+    }, 100);
+    // Bounded, so that a loop that never yields ends (and fails) instead of hanging the suite.
+    const history = await t.fit(Uint16Array.from(text), { steps: 2000, signal: controller.signal });
+    expect(history.aborted, `ran all ${history.steps.length} steps: the timer never ran`).toBe(true);
+    expect(timerRan).toBeGreaterThan(3);
+    expect(t.step).toBeLessThanOrEqual(timerRan + 1); // at most the step in flight after the abort
+  }, 120_000);
+
   it('a run forced through a small compile budget equals an unconstrained one, step for step', async () => {
     // Two sequence lengths, alternating: each is its own plan. A budget just above one plan's
     // program count cannot hold both, so device work keeps moving to fresh worker processes.

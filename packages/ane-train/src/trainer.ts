@@ -457,6 +457,10 @@ export class Trainer {
     try {
       await callbacks.onTrainBegin?.();
       for (let i = 0; i < steps; i++) {
+        // A step can complete without ever leaving the microtask queue (a small model whose kernels
+        // and host ops all run on the JS thread): give pending events (a Ctrl-C handler, an
+        // AbortSignal's timer, I/O) their turn first, or a run could not be stopped.
+        await eventLoopTurn();
         // A checkpoint written from the live arrays (saveTrainerCheckpoint) must see them unchanged.
         while (this.holds > 0) await this.released;
         if (this.disposed) {
@@ -982,6 +986,14 @@ function allocate<T>(make: () => T, refusal: () => Error): T {
     if (error instanceof RangeError) throw refusal();
     throw error;
   }
+}
+
+/** Resolves once the event loop has run the events pending now (setImmediate; setTimeout where there is none). */
+function eventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    if (typeof setImmediate === 'function') setImmediate(resolve);
+    else setTimeout(resolve, 0);
+  });
 }
 
 const FIT_OPTION_KEYS = ['steps', 'callbacks', 'signal'];
