@@ -168,8 +168,8 @@ void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::
                                  const float* dlosses, std::ptrdiff_t V, std::ptrdiff_t S);
 
 // The same loss from two numbers per position instead of the probabilities: max[s] = max_v
-// logits[v,s] and inverse[s] = 1 / sum_v exp(logits[v,s] - max[s]), and losses as above (the same
-// bits as softmaxCrossEntropyForward's). logits16, when not null, replaces logits: fp16 bits, read
+// logits[v,s] and inverse[s] = 1 / sum_v exp(logits[v,s] - max[s]), and losses as above (the
+// forward is these, then probs = exp(logits - max) * inverse). logits16, when not null, replaces logits: fp16 bits, read
 // where a kernel left them (fp16 -> fp32 is exact, so the results are those of the widened logits).
 // V = 0 gives losses 0, max -inf and inverse +inf.
 //   losses, maxv, inverse: [S]; logits: [V, S]; targets: [S] int32 in [-inf, V)

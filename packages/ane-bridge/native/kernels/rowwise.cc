@@ -43,12 +43,10 @@ struct RowwiseTable {
   decltype(&portable::rmsnormForwardSlice) rmsnormForward;
   decltype(&portable::rmsnormBackwardDxSlice) rmsnormBackwardDx;
   decltype(&portable::rmsnormBackwardDweightSlice) rmsnormBackwardDweight;
-  decltype(&portable::crossEntropyBlockMax) crossEntropyBlockMax;
-  decltype(&portable::crossEntropyBlockExp) crossEntropyBlockExp;
-  decltype(&portable::crossEntropyBlockScale) crossEntropyBlockScale;
   decltype(&portable::crossEntropyBackwardSlice) crossEntropyBackward;
   decltype(&portable::crossEntropyRowMax) crossEntropyRowMax;
   decltype(&portable::crossEntropyRowSumExp) crossEntropyRowSumExp;
+  decltype(&portable::crossEntropyRowProbs) crossEntropyRowProbs;
   decltype(&portable::crossEntropyRowGrad) crossEntropyRowGrad;
   decltype(&portable::embeddingForwardSlice) embeddingForward;
   decltype(&portable::embeddingBackwardSlice) embeddingBackward;
@@ -59,9 +57,8 @@ struct RowwiseTable {
 #define ANE_ROWWISE_TABLE(ns)                                                                               \
   RowwiseTable {                                                                                            \
     ns::rmsnormForwardSlice, ns::rmsnormBackwardDxSlice, ns::rmsnormBackwardDweightSlice,                   \
-        ns::crossEntropyBlockMax, ns::crossEntropyBlockExp, ns::crossEntropyBlockScale,                     \
         ns::crossEntropyBackwardSlice, ns::crossEntropyRowMax, ns::crossEntropyRowSumExp,                   \
-        ns::crossEntropyRowGrad, ns::embeddingForwardSlice,                                                 \
+        ns::crossEntropyRowProbs, ns::crossEntropyRowGrad, ns::embeddingForwardSlice,                       \
         ns::embeddingBackwardSlice, ns::causalSoftmaxForwardSlice, ns::causalSoftmaxBackwardSlice           \
   }
 
@@ -112,48 +109,6 @@ void rmsnormBackward(float* dx, float* dweight, const float* dout, const float* 
               [&](Index c0, Index c1) { t.rmsnormBackwardDweight(dweight, dout, x, rstd, S, c0, c1); });
 }
 
-void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits, const std::int32_t* targets, Index V,
-                                Index S) {
-  if (S <= 0) return;
-  if (V <= 0) {
-    for (Index s = 0; s < S; s++) losses[s] = 0.0f;
-    return;
-  }
-  const RowwiseTable t = table();
-  // A block's partial max and sum are combined in block order, so the results are the same on any
-  // number of threads.
-  const Index blocks = (V + kVocabBlock - 1) / kVocabBlock;
-  const std::size_t perBlock = static_cast<std::size_t>(S);
-  std::vector<float> partial(static_cast<std::size_t>(blocks) * perBlock);
-  std::vector<float> maxv(perBlock, -std::numeric_limits<float>::infinity()), sum(perBlock, 0.0f);
-  const Index minBlocks = std::max<Index>(1, minSlice(kVocabBlock * S));
-  // body(block, first row, end row) for every block, the blocks spread over the pool.
-  auto forEachBlock = [&](const auto& body) {
-    parallelFor(blocks, minBlocks, 1, [&](Index b0, Index b1) {
-      for (Index b = b0; b < b1; b++) body(b, b * kVocabBlock, std::min(V, (b + 1) * kVocabBlock));
-    });
-  };
-  forEachBlock([&](Index b, Index v0, Index v1) { t.crossEntropyBlockMax(partial.data() + b * S, logits, S, v0, v1); });
-  for (Index b = 0; b < blocks; b++) {
-    const float* blockMax = partial.data() + b * S;
-    for (Index s = 0; s < S; s++) maxv[s] = blockMax[s] > maxv[s] ? blockMax[s] : maxv[s];
-  }
-  std::vector<float> picked(perBlock, 0.0f);
-  for (Index s = 0; s < S; s++) picked[s] = targets[s] >= 0 ? logits[targets[s] * S + s] : 0.0f;
-  forEachBlock([&](Index b, Index v0, Index v1) {
-    t.crossEntropyBlockExp(probs, partial.data() + b * S, logits, maxv.data(), S, v0, v1);
-  });
-  for (Index b = 0; b < blocks; b++) {
-    const float* blockSum = partial.data() + b * S;
-    for (Index s = 0; s < S; s++) sum[s] += blockSum[s];
-  }
-  for (Index s = 0; s < S; s++) {
-    losses[s] = targets[s] >= 0 ? (std::log(sum[s]) + maxv[s]) - picked[s] : 0.0f;
-    sum[s] = 1.0f / sum[s];
-  }
-  forEachBlock([&](Index, Index v0, Index v1) { t.crossEntropyBlockScale(probs, sum.data(), S, v0, v1); });
-}
-
 void softmaxCrossEntropyBackward(float* dlogits, const float* probs, const std::int32_t* targets, const float* dlosses,
                                  Index V, Index S) {
   if (V <= 0 || S <= 0) return;
@@ -197,8 +152,8 @@ void softmaxCrossEntropyStats(float* losses, float* maxv, float* inverse, const 
     return;
   }
   const RowwiseTable t = table();
-  // Blocks and their order as in softmaxCrossEntropyForward, so max, sum and losses have its bits
-  // on any number of threads.
+  // A block's partial max and sum are combined in block order, so the results are the same on any
+  // number of threads.
   const Index blocks = (V + kVocabBlock - 1) / kVocabBlock;
   const std::size_t perBlock = static_cast<std::size_t>(S);
   std::vector<float> partial(static_cast<std::size_t>(blocks) * perBlock);
@@ -234,6 +189,19 @@ void softmaxCrossEntropyStats(float* losses, float* maxv, float* inverse, const 
     losses[s] = target >= 0 ? (std::log(sum[s]) + maxv[s]) - picked : 0.0f;
     inverse[s] = 1.0f / sum[s];
   }
+}
+
+void softmaxCrossEntropyForward(float* losses, float* probs, const float* logits, const std::int32_t* targets, Index V,
+                                Index S) {
+  if (S <= 0) return;
+  std::vector<float> maxv(static_cast<std::size_t>(S)), inverse(static_cast<std::size_t>(S));
+  softmaxCrossEntropyStats(losses, maxv.data(), inverse.data(), logits, nullptr, targets, V, S);
+  if (V <= 0) return;
+  // After the statistics, which read the target logits: probs may be the logits array.
+  const auto fn = table().crossEntropyRowProbs;
+  parallelFor(V, minSlice(S), 1, [&](Index v0, Index v1) {
+    for (Index v = v0; v < v1; v++) fn(probs + v * S, logits + v * S, maxv.data(), inverse.data(), S);
+  });
 }
 
 void softmaxCrossEntropyGrad(float* dlogits, const float* logits, const std::uint16_t* logits16, const float* maxv,
